@@ -1,0 +1,67 @@
+# Parley's front door. Every target installs what it is missing first (scripts/deps.sh).
+#   make run      build and serve on http://localhost:3000
+#   make test     unit + integration tests, then again under ASan+UBSan
+#   make fuzz     each libFuzzer target for FUZZ_TIME seconds (default 30)
+#   make bench    benchmarks
+#   make format   clang-format in place;  make lint   clang-tidy + cppcheck
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TIME  ?= 30
+JOBS       ?= $(shell nproc)
+CTEST_ARGS ?=
+C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+.PHONY: all deps test-deps build build-asan run test test-unit fuzz bench format lint clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+test-deps:
+	@scripts/deps.sh test
+
+build: deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/parley $(ARGS)
+
+test: test-deps build build-asan
+	@echo "== tests (release build)"
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	@echo "== tests (ASan + UBSan build)"
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+fuzz: test-deps
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPARLEY_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@set -e; for f in $(FUZZ_BUILD)/*_fuzz; do \
+	  name=$$(basename $$f); corpus=tests/fuzz/corpus/$${name%_fuzz}; \
+	  work=$(FUZZ_BUILD)/corpus/$${name%_fuzz}; mkdir -p $$work; \
+	  echo "== fuzz $$name for $(FUZZ_TIME)s"; \
+	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 -timeout=10 $$work $$corpus 2>&1 | tail -n 12; \
+	done
+
+bench: build
+	@scripts/bench.sh
+
+format:
+	clang-format -i $(C_FILES)
+
+lint: build
+	@scripts/deps.sh lint
+	clang-format --dry-run -Werror $(C_FILES)
+	clang-tidy -p $(BUILD) --quiet $(filter %.c,$(C_FILES))
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	  --inline-suppr --suppress=missingIncludeSystem -I include -I src src examples tests/unit
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,133 @@
+/* examples/eio_echo.c — an Engine.IO echo server on Parley's lower layers.
+ *
+ * Every message a client sends comes back to it unchanged (text as text, binary as
+ * binary). This is the server the official engine.io-protocol test suite expects
+ * (run it with --port 3000 --ping-interval 300 --ping-timeout 200) and the one the
+ * transport, hostile-input and churn tests drive. GET /stats answers
+ * {"sessions":N,"connections":M}. SIGINT/SIGTERM close everything and exit 0. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "eio/server.h"
+#include "util/log.h"
+#include "ws/conn.h"
+
+typedef struct {
+    uv_loop_t loop;
+    net_loop_t *nl;
+    http_server_t *http;
+    eio_server_t *eio;
+    uv_signal_t sigint, sigterm;
+} app_t;
+
+static void on_message(eio_session_t *s, uint8_t *data, size_t len, bool binary, void *arg) {
+    if (eio_session_send_message(s, data, len, binary))
+        eio_session_close(s);
+}
+
+static bool stats_route(http_conn_t *hc, http_req_t *req, void *arg) {
+    app_t *app = arg;
+    if (!slice_eq(req->head.path, "/stats"))
+        return false;
+    if (!slice_eq(req->head.method, "GET")) {
+        http_respond(hc, 405, "text/plain", "Allow: GET\r\n", "Method Not Allowed\n", 19);
+        return true;
+    }
+    char body[128];
+    int n = snprintf(body, sizeof body, "{\"sessions\":%zu,\"connections\":%zu}",
+                     eio_server_session_count(app->eio), net_loop_conn_count(app->nl));
+    http_respond(hc, 200, "application/json", NULL, body, (size_t)n);
+    return true;
+}
+
+static void on_signal(uv_signal_t *sig, int signum) {
+    app_t *app = sig->data;
+    LOG_INFO("main", "signal %d: shutting down", signum);
+    eio_server_close(app->eio);
+    http_server_close(app->http);
+    net_loop_close(app->nl);
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: eio_echo [--host H] [--port N] [--path P] [--ping-interval MS]\n"
+                    "  [--ping-timeout MS] [--upgrade-timeout MS] [--max-payload BYTES]\n"
+                    "  [--request-timeout MS] [--keepalive-timeout MS] [--ws-max-message BYTES]\n"
+                    "  [--cors-origin ORIGIN]... [--cookie] [--log-level LEVEL]\n");
+}
+
+int main(int argc, char **argv) {
+    static app_t app;
+    http_server_config_t hcfg;
+    eio_config_t ecfg;
+    http_server_config_defaults(&hcfg);
+    eio_config_defaults(&ecfg);
+    const char *origins[16];
+    size_t norigins = 0;
+    static const struct option opts[] = {
+        {"host", 1, 0, 'h'},           {"port", 1, 0, 'p'},
+        {"path", 1, 0, 'P'},           {"ping-interval", 1, 0, 'i'},
+        {"ping-timeout", 1, 0, 't'},   {"upgrade-timeout", 1, 0, 'u'},
+        {"max-payload", 1, 0, 'm'},    {"request-timeout", 1, 0, 'r'},
+        {"keepalive-timeout", 1, 0, 'k'}, {"ws-max-message", 1, 0, 'w'},
+        {"cors-origin", 1, 0, 'c'},    {"cookie", 0, 0, 'C'},
+        {"log-level", 1, 0, 'l'},      {0, 0, 0, 0},
+    };
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case 'h': hcfg.host = optarg; break;
+        case 'p': hcfg.port = atoi(optarg); break;
+        case 'P': ecfg.path = optarg; break;
+        case 'i': ecfg.ping_interval = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 't': ecfg.ping_timeout = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 'u': ecfg.upgrade_timeout = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 'm': ecfg.max_payload = strtoul(optarg, NULL, 10); break;
+        case 'r': hcfg.request_timeout = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 'k': hcfg.keepalive_timeout = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 'w': ecfg.ws_max_message = strtoul(optarg, NULL, 10); break;
+        case 'c':
+            if (norigins < 16)
+                origins[norigins++] = optarg;
+            break;
+        case 'C': ecfg.cookie = true; break;
+        case 'l':
+            if (log_level_parse(optarg, &log_threshold)) {
+                usage();
+                return 2;
+            }
+            break;
+        default: usage(); return 2;
+        }
+    }
+    ecfg.cors_origins = origins;
+    ecfg.cors_origin_count = norigins;
+    hcfg.max_body_size = ecfg.max_payload;
+    hcfg.ext_size = WS_CONN_EXT_SIZE;
+
+    if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop)))
+        return 1;
+    int rc = http_server_new(app.nl, &hcfg, &app.http);
+    if (rc) {
+        fprintf(stderr, "listen %s:%d: %s\n", hcfg.host, hcfg.port, uv_strerror(rc));
+        return 1;
+    }
+    eio_callbacks_t cb = {.on_message = on_message};
+    if (eio_server_new(app.http, &ecfg, &cb, &app, &app.eio) ||
+        http_server_route(app.http, "/stats", stats_route, &app))
+        return 1;
+    uv_signal_init(&app.loop, &app.sigint);
+    uv_signal_init(&app.loop, &app.sigterm);
+    app.sigint.data = app.sigterm.data = &app;
+    uv_signal_start(&app.sigint, on_signal, SIGINT);
+    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    printf("listening %s:%d\n", hcfg.host, http_server_port(app.http));
+    fflush(stdout);
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+    net_loop_free(app.nl);
+    return uv_loop_close(&app.loop) == 0 ? 0 : 3;
+}

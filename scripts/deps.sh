@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what Parley needs to build, run and test, and nothing else.
+#   scripts/deps.sh build   Debian packages for building and running the server
+#   scripts/deps.sh test    the above, plus test tools and the npm packages in tests/
+# As root it runs apt-get itself; otherwise it prints the exact apt-get line and stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build_pkgs=(build-essential cmake ninja-build pkg-config
+  libuv1-dev libssl-dev zlib1g-dev libsqlite3-dev libjansson-dev
+  libhiredis-dev libmsgpack-dev libjwt-dev)
+test_pkgs=(clang libclang-rt-14-dev libcmocka-dev nodejs npm curl
+  redis-server nginx-light chromium)
+lint_pkgs=(clang-format clang-tidy cppcheck)
+
+want=("${build_pkgs[@]}")
+case "${1:-build}" in
+  build) ;;
+  test) want+=("${test_pkgs[@]}") ;;
+  lint) want+=("${lint_pkgs[@]}") ;;
+  *) echo "usage: $0 build|test|lint" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  # node/npm may come from outside Debian (e.g. nodesource); accept any working binary.
+  if [[ $p == nodejs || $p == npm ]] && command -v "${p/nodejs/node}" >/dev/null; then continue; fi
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "Parley needs these Debian packages; run as root:" >&2
+    echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ ${1:-build} == test ]]; then
+  if [[ ! -d tests/node_modules ]] || [[ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]]; then
+    echo "deps: npm ci in tests/"
+    (cd tests && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi

@@ -1,0 +1,85 @@
+/* eio/internal.h — what the Engine.IO files share: the session and server structures.
+ *
+ * server.c routes requests and owns the session table; session.c is the session's
+ * lifecycle (queue, heartbeat, close); polling.c and websocket.c are the two transports.
+ * Each transport hands decoded packets to eio_session_on_packet and drains the queue
+ * its own way. */
+#ifndef PARLEY_EIO_INTERNAL_H
+#define PARLEY_EIO_INTERNAL_H
+
+#include <uv.h>
+
+#include "eio/server.h"
+#include "util/map.h"
+#include "util/rand.h"
+#include "ws/conn.h"
+
+typedef enum { EIO_TRANSPORT_POLLING, EIO_TRANSPORT_WEBSOCKET } eio_transport_t;
+
+struct eio_session {
+    eio_server_t *srv;
+    void *data;
+    http_conn_t *get;     /* a held polling GET */
+    char *get_headers;    /* extra response lines (CORS) for the held GET, or NULL */
+    ws_conn_t *ws;        /* the websocket transport */
+    ws_conn_t *probe;     /* a websocket being probed for an upgrade */
+    eio_msg_t **queue;    /* waiting for the next poll (or for the upgrade to finish) */
+    uint32_t qhead, qlen, qcap;
+    uint8_t transport;
+    bool opened;          /* the application was told (on_open) */
+    bool closed;
+    bool probed;          /* "2probe" seen on the probe transport */
+    bool awaiting_pong;
+    bool flush_scheduled;
+    bool free_pending;    /* closed and its timer closed, waiting to leave the flush list */
+    eio_session_t *flush_next;
+    uv_timer_t timer;     /* ping interval, then ping timeout */
+    char sid[RAND_ID_SIZE];
+};
+
+struct eio_server {
+    eio_config_t cfg;
+    char *path;
+    char **cors_origins;
+    eio_callbacks_t cb;
+    void *arg;
+    http_server_t *http;
+    net_loop_t *nl;
+    map_t sessions;
+    eio_session_t *flush_head;
+    eio_msg_t *ping, *noop, *close, *pong_probe;
+    bool closing;
+};
+
+/* session.c */
+eio_session_t *eio_session_create(eio_server_t *srv, eio_transport_t transport);
+void eio_session_start(eio_session_t *s, const http_req_t *req);
+void eio_session_on_packet(eio_session_t *s, const eio_packet_t *p);
+/* Ends the session. notify_client: a held GET gets "1" (server-side close) instead of
+ * "6" (acknowledging the client's close). */
+void eio_session_end(eio_session_t *s, const char *reason, bool notify_client);
+void eio_session_schedule_flush(eio_session_t *s);
+void eio_server_flush_hook(void *arg);
+/* The open packet's text into out; returns its length. */
+size_t eio_session_open_packet(const eio_session_t *s, char *out, size_t size);
+
+/* polling.c */
+void eio_polling_handle(eio_session_t *s, http_conn_t *hc, http_req_t *req);
+void eio_polling_flush(eio_session_t *s);
+/* Answers a held GET with a single packet of its own (noop or close). */
+void eio_polling_release(eio_session_t *s, eio_msg_t *m);
+
+/* websocket.c */
+void eio_websocket_handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req);
+void eio_websocket_upgrade(eio_session_t *s, http_conn_t *hc, http_req_t *req);
+int eio_websocket_send(ws_conn_t *ws, eio_msg_t *m);
+
+/* server.c */
+/* CORS response lines for this request's Origin, into out; returns their length (0
+ * when none apply). */
+size_t eio_cors_headers(const eio_server_t *srv, const http_request_t *req, char *out,
+                        size_t size);
+void eio_respond_error(eio_server_t *srv, http_conn_t *hc, const http_req_t *req,
+                       eio_error_t code);
+
+#endif

@@ -1,0 +1,140 @@
+/* eio/polling.c — the HTTP long-polling transport.
+ *
+ * GET: answered at once when packets are queued, otherwise held until the flush hook
+ * finds something queued (the heartbeat's ping at the latest). A held GET's response
+ * is one writev: the head, then every queued packet by reference, joined by 0x1e.
+ * POST: the body is decoded in place and each packet handed to the session; "ok".
+ * A second GET while one is held is a protocol violation that ends the session, as is a
+ * malformed POST. */
+#include "eio/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+static const uint8_t separator = EIO_RECORD_SEPARATOR;
+
+#define POLL_CONTENT_TYPE "Content-Type: text/plain; charset=UTF-8\r\n"
+
+/* Writes the response for the held GET: msgs[0..n), then releases the GET. */
+static void respond(eio_session_t *s, eio_msg_t *const *msgs, uint32_t n) {
+    http_conn_t *hc = s->get;
+    s->get = NULL;
+    size_t total = 0;
+    uint32_t used = 0;
+    const uint8_t *parts[n ? n : 1];
+    size_t lens[n ? n : 1];
+    for (; used < n; used++) {
+        if (eio_msg_polling(msgs[used], &parts[used], &lens[used]))
+            break;
+        /* Keep a response near maxPayload, but always send at least one packet. */
+        if (used > 0 && total + 1 + lens[used] > s->srv->cfg.max_payload)
+            break;
+        total += lens[used] + (used > 0);
+    }
+    char lines[1100];
+    int l = snprintf(lines, sizeof lines, "%s%s", POLL_CONTENT_TYPE,
+                     s->get_headers ? s->get_headers : "");
+    free(s->get_headers);
+    s->get_headers = NULL;
+    int rc = l > 0 ? http_send_head(hc, 200, lines, (int64_t)total) : -1;
+    for (uint32_t i = 0; rc == 0 && i < used; i++) {
+        if (i > 0)
+            rc = http_send_body(hc, NULL, &separator, 1);
+        if (rc == 0)
+            rc = http_send_body(hc, &msgs[i]->ref, parts[i], lens[i]);
+    }
+    if (rc) {
+        net_conn_abort(http_conn_net(hc));
+        return;
+    }
+    http_response_done(hc);
+    /* Drop what was sent from the queue (no-op when msgs is not the queue). */
+    if (msgs == s->queue + s->qhead) {
+        for (uint32_t i = 0; i < used; i++)
+            eio_msg_release(s->queue[s->qhead + i]);
+        s->qhead += used;
+        if (s->qhead == s->qlen)
+            s->qhead = s->qlen = 0;
+    }
+}
+
+void eio_polling_flush(eio_session_t *s) {
+    if (s->get && s->qlen > s->qhead)
+        respond(s, s->queue + s->qhead, s->qlen - s->qhead);
+}
+
+void eio_polling_release(eio_session_t *s, eio_msg_t *m) {
+    if (s->get)
+        respond(s, &m, 1);
+}
+
+static void on_get_abort(http_conn_t *hc, void *arg) {
+    eio_session_t *s = arg;
+    s->get = NULL;
+    free(s->get_headers);
+    s->get_headers = NULL;
+    eio_session_end(s, "transport error", false);
+}
+
+static void handle_get(eio_session_t *s, http_conn_t *hc, http_req_t *req) {
+    if (s->get) {
+        LOG_DEBUG("eio", "session %s: overlapping GET", s->sid);
+        eio_respond_error(s->srv, hc, req, EIO_ERR_BAD_REQUEST);
+        eio_session_end(s, "transport error", true);
+        return;
+    }
+    char cors[1024];
+    size_t cl = eio_cors_headers(s->srv, &req->head, cors, sizeof cors);
+    if (cl) {
+        cors[cl] = '\0';
+        s->get_headers = strdup(cors);
+    }
+    s->get = hc;
+    if (s->qlen > s->qhead) {
+        eio_polling_flush(s);
+    } else if (s->probe && s->probed) {
+        /* Upgrading: end this poll at once so the client can finish the switch. */
+        eio_polling_release(s, s->srv->noop);
+    } else {
+        http_conn_hold(hc, on_get_abort, s);
+    }
+}
+
+static void handle_post(eio_session_t *s, http_conn_t *hc, http_req_t *req) {
+    char lines[1024];
+    size_t cl = eio_cors_headers(s->srv, &req->head, lines, sizeof lines);
+    lines[cl] = '\0';
+    if (req->body_too_large) {
+        LOG_DEBUG("eio", "session %s: payload too large", s->sid);
+        http_respond_error(hc, 413, "payload too large");
+        eio_session_end(s, "transport error", true);
+        return;
+    }
+    /* Packets reach the session as they are decoded, as in the reference server: a
+     * malformed packet ends the session after the ones before it were delivered. */
+    uint8_t *body = (uint8_t *)req->body.base;
+    eio_packet_t p;
+    size_t pos = 0;
+    int rc = 0;
+    while (!s->closed && (rc = eio_payload_next(body, req->body.len, &pos, &p)) == 1)
+        eio_session_on_packet(s, &p);
+    if (!s->closed && rc < 0) {
+        LOG_DEBUG("eio", "session %s: malformed payload", s->sid);
+        eio_respond_error(s->srv, hc, req, EIO_ERR_BAD_REQUEST);
+        eio_session_end(s, "parse error", true);
+        return;
+    }
+    http_respond(hc, 200, "text/html", lines, "ok", 2);
+}
+
+void eio_polling_handle(eio_session_t *s, http_conn_t *hc, http_req_t *req) {
+    if (slice_eq(req->head.method, "GET"))
+        handle_get(s, hc, req);
+    else if (slice_eq(req->head.method, "POST"))
+        handle_post(s, hc, req);
+    else
+        eio_respond_error(s->srv, hc, req, EIO_ERR_BAD_REQUEST);
+}

@@ -1,0 +1,276 @@
+/* eio/server.c — Engine.IO request routing: handshakes, errors, CORS, the session table.
+ *
+ * Request checks follow the reference server's order so clients see the same errors:
+ * transport name (0), then for an existing sid: unknown sid (1) or a transport that
+ * does not match and is not an upgrade (3); for a handshake: method (2), protocol
+ * version (5), the allow_request hook (4). */
+#include "eio/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+static const char *const error_messages[] = {
+    "Transport unknown", "Session ID unknown", "Bad handshake method",
+    "Bad request",       "Forbidden",          "Unsupported protocol version",
+};
+
+void eio_config_defaults(eio_config_t *cfg) {
+    *cfg = (eio_config_t){
+        .path = "/engine.io/",
+        .ping_interval = 25000,
+        .ping_timeout = 20000,
+        .upgrade_timeout = 10000,
+        .max_payload = 1000000,
+        .allow_websocket = true,
+        .allow_polling = true,
+    };
+}
+
+static bool origin_allowed(const eio_server_t *srv, slice_t origin) {
+    for (size_t i = 0; i < srv->cfg.cors_origin_count; i++) {
+        const char *o = srv->cors_origins[i];
+        if (strcmp(o, "*") == 0 || slice_eq(origin, o))
+            return true;
+    }
+    return false;
+}
+
+size_t eio_cors_headers(const eio_server_t *srv, const http_request_t *req, char *out,
+                        size_t size) {
+    const slice_t *origin = http_request_header(req, "origin");
+    if (!origin || srv->cfg.cors_origin_count == 0 || !origin_allowed(srv, *origin))
+        return 0;
+    /* Echo the origin (not "*") so that credentialed requests (cookies) are allowed. */
+    int n = snprintf(out, size,
+                     "Access-Control-Allow-Origin: %.*s\r\n"
+                     "Access-Control-Allow-Credentials: true\r\nVary: Origin\r\n",
+                     (int)origin->len, origin->base);
+    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+void eio_respond_error(eio_server_t *srv, http_conn_t *hc, const http_req_t *req,
+                       eio_error_t code) {
+    char body[96];
+    int n = snprintf(body, sizeof body, "{\"code\":%d,\"message\":\"%s\"}", (int)code,
+                     error_messages[code]);
+    char cors[512];
+    size_t cl = eio_cors_headers(srv, &req->head, cors, sizeof cors);
+    cors[cl] = '\0';
+    LOG_DEBUG("eio", "request refused: %s", error_messages[code]);
+    http_respond(hc, code == EIO_ERR_FORBIDDEN ? 403 : 400, "application/json", cors, body,
+                 (size_t)n);
+}
+
+static void respond_preflight(eio_server_t *srv, http_conn_t *hc, const http_req_t *req) {
+    char lines[1024];
+    size_t n = eio_cors_headers(srv, &req->head, lines, sizeof lines);
+    if (n > 0) {
+        const slice_t *asked = http_request_header(&req->head, "access-control-request-headers");
+        int m = snprintf(lines + n, sizeof lines - n,
+                         "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+                         "Access-Control-Allow-Headers: %.*s\r\n"
+                         "Access-Control-Max-Age: 86400\r\n",
+                         asked ? (int)asked->len : 12, asked ? asked->base : "content-type");
+        if (m > 0 && (size_t)m < sizeof lines - n)
+            n += (size_t)m;
+    }
+    lines[n] = '\0';
+    http_respond(hc, 204, NULL, lines, NULL, 0);
+}
+
+static void handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
+                      eio_transport_t transport) {
+    if (srv->cb.allow_request) {
+        int code = srv->cb.allow_request(req, srv->arg);
+        if (code) {
+            eio_respond_error(srv, hc, req, (eio_error_t)code);
+            return;
+        }
+    }
+    if (transport == EIO_TRANSPORT_WEBSOCKET) {
+        eio_websocket_handshake(srv, hc, req);
+        return;
+    }
+    eio_session_t *s = eio_session_create(srv, EIO_TRANSPORT_POLLING);
+    if (!s) {
+        http_respond_error(hc, 503, "cannot create session");
+        return;
+    }
+    char open[256];
+    size_t n = eio_session_open_packet(s, open, sizeof open);
+    char lines[1024];
+    size_t cl = eio_cors_headers(srv, &req->head, lines, sizeof lines);
+    if (srv->cfg.cookie) {
+        int m = snprintf(lines + cl, sizeof lines - cl,
+                         "Set-Cookie: io=%s; Path=/; HttpOnly; SameSite=Lax\r\n", s->sid);
+        if (m > 0 && (size_t)m < sizeof lines - cl)
+            cl += (size_t)m;
+    }
+    lines[cl] = '\0';
+    http_respond(hc, 200, "text/plain; charset=UTF-8", lines, open, n);
+    eio_session_start(s, req);
+}
+
+static bool route(http_conn_t *hc, http_req_t *req, void *arg) {
+    eio_server_t *srv = arg;
+    size_t plen = strlen(srv->path);
+    slice_t path = req->head.path;
+    /* Accept the path with or without its trailing slash. */
+    bool match = slice_eq(path, srv->path) ||
+                 (plen > 1 && srv->path[plen - 1] == '/' && path.len == plen - 1 &&
+                  memcmp(path.base, srv->path, plen - 1) == 0);
+    if (!match)
+        return false;
+    if (slice_eq(req->head.method, "OPTIONS")) {
+        respond_preflight(srv, hc, req);
+        return true;
+    }
+    if (srv->closing) {
+        http_respond_error(hc, 503, "shutting down");
+        return true;
+    }
+    slice_t transport_name = SLICE_NULL, sid = SLICE_NULL, eio = SLICE_NULL;
+    slice_query_get(req->head.query, "transport", &transport_name);
+    bool has_sid = slice_query_get(req->head.query, "sid", &sid);
+    eio_transport_t transport;
+    if (slice_eq(transport_name, "polling") && srv->cfg.allow_polling)
+        transport = EIO_TRANSPORT_POLLING;
+    else if (slice_eq(transport_name, "websocket") && srv->cfg.allow_websocket)
+        transport = EIO_TRANSPORT_WEBSOCKET;
+    else {
+        eio_respond_error(srv, hc, req, EIO_ERR_UNKNOWN_TRANSPORT);
+        return true;
+    }
+    bool is_upgrade = req->head.upgrade;
+    if ((transport == EIO_TRANSPORT_WEBSOCKET) != is_upgrade) {
+        eio_respond_error(srv, hc, req, EIO_ERR_BAD_REQUEST);
+        return true;
+    }
+    if (has_sid) {
+        eio_session_t *s = map_get(&srv->sessions, sid.base, sid.len);
+        if (!s) {
+            eio_respond_error(srv, hc, req, EIO_ERR_UNKNOWN_SID);
+        } else if (transport == EIO_TRANSPORT_WEBSOCKET) {
+            eio_websocket_upgrade(s, hc, req);
+        } else if (s->transport != EIO_TRANSPORT_POLLING) {
+            eio_respond_error(srv, hc, req, EIO_ERR_BAD_REQUEST);
+        } else {
+            eio_polling_handle(s, hc, req);
+        }
+        return true;
+    }
+    if (!slice_eq(req->head.method, "GET")) {
+        eio_respond_error(srv, hc, req, EIO_ERR_BAD_HANDSHAKE_METHOD);
+        return true;
+    }
+    if (!slice_query_get(req->head.query, "EIO", &eio) || !slice_eq(eio, "4")) {
+        eio_respond_error(srv, hc, req, EIO_ERR_UNSUPPORTED_PROTOCOL_VERSION);
+        return true;
+    }
+    handshake(srv, hc, req, transport);
+    return true;
+}
+
+static int copy_config(eio_server_t *srv, const eio_config_t *cfg) {
+    srv->cfg = *cfg;
+    srv->path = strdup(cfg->path ? cfg->path : "/engine.io/");
+    if (!srv->path)
+        return -ENOMEM;
+    srv->cfg.path = srv->path;
+    if (cfg->cors_origin_count) {
+        srv->cors_origins = calloc(cfg->cors_origin_count, sizeof *srv->cors_origins);
+        if (!srv->cors_origins)
+            return -ENOMEM;
+        for (size_t i = 0; i < cfg->cors_origin_count; i++)
+            if (!(srv->cors_origins[i] = strdup(cfg->cors_origins[i])))
+                return -ENOMEM;
+    }
+    srv->cfg.cors_origins = (const char *const *)srv->cors_origins;
+    return 0;
+}
+
+static void server_free(eio_server_t *srv) {
+    for (size_t i = 0; srv->cors_origins && i < srv->cfg.cors_origin_count; i++)
+        free(srv->cors_origins[i]);
+    free(srv->cors_origins);
+    free(srv->path);
+    map_free(&srv->sessions);
+    if (srv->ping)
+        eio_msg_release(srv->ping);
+    if (srv->noop)
+        eio_msg_release(srv->noop);
+    if (srv->close)
+        eio_msg_release(srv->close);
+    if (srv->pong_probe)
+        eio_msg_release(srv->pong_probe);
+    free(srv);
+}
+
+int eio_server_new(http_server_t *http, const eio_config_t *cfg, const eio_callbacks_t *cb,
+                   void *arg, eio_server_t **out) {
+    eio_server_t *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return -ENOMEM;
+    srv->cb = *cb;
+    srv->arg = arg;
+    srv->http = http;
+    srv->nl = http_server_loop(http);
+    int rc = copy_config(srv, cfg);
+    if (rc == 0 && map_init(&srv->sessions))
+        rc = -EIO;
+    if (rc == 0) {
+        srv->ping = eio_msg_new(EIO_PING, false, NULL, 0);
+        srv->noop = eio_msg_new(EIO_NOOP, false, NULL, 0);
+        srv->close = eio_msg_new(EIO_CLOSE, false, NULL, 0);
+        srv->pong_probe = eio_msg_new(EIO_PONG, false, "probe", 5);
+        if (!srv->ping || !srv->noop || !srv->close || !srv->pong_probe)
+            rc = -ENOMEM;
+    }
+    if (rc == 0)
+        rc = net_loop_on_flush(srv->nl, eio_server_flush_hook, srv);
+    if (rc == 0) {
+        /* The route takes the path without its trailing slash; route() checks the rest. */
+        char prefix[256];
+        snprintf(prefix, sizeof prefix, "%s", srv->path);
+        size_t pl = strlen(prefix);
+        if (pl > 1 && prefix[pl - 1] == '/')
+            prefix[pl - 1] = '\0';
+        rc = http_server_route(http, prefix, route, srv);
+    }
+    if (rc) {
+        server_free(srv);
+        return rc;
+    }
+    *out = srv;
+    return 0;
+}
+
+void eio_server_close(eio_server_t *srv) {
+    srv->closing = true;
+    map_entry_t *e;
+    size_t n = 0;
+    eio_session_t **all = malloc((srv->sessions.count + 1) * sizeof *all);
+    /* Collect first: ending a session removes it from the map. */
+    for (size_t pos = 0; all && map_next(&srv->sessions, &pos, &e);)
+        all[n++] = e->value;
+    for (size_t i = 0; i < n; i++)
+        eio_session_end(all[i], "server shutting down", true);
+    free(all);
+    /* Answer what the sessions queued, then forget them: their memory is freed by
+     * their own timer callbacks, which do not touch the server. */
+    eio_server_flush_hook(srv);
+    net_loop_off_flush(srv->nl, eio_server_flush_hook, srv);
+    server_free(srv);
+}
+
+size_t eio_server_session_count(const eio_server_t *srv) {
+    return srv->sessions.count;
+}
+
+const eio_config_t *eio_server_config(const eio_server_t *srv) {
+    return &srv->cfg;
+}

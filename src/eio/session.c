@@ -1,0 +1,242 @@
+/* eio/session.c — an Engine.IO session's life: creation, the outgoing queue, the
+ * heartbeat, packets from either transport, and the one way out (eio_session_end).
+ *
+ * Heartbeat: one timer per session, alternating between "send a ping after
+ * ping_interval" and "close unless a pong came within ping_timeout", as the reference
+ * server does. A session's memory is freed from its timer's close callback (after the
+ * application was told), or later by the flush hook if it was still queued there. */
+#include "eio/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+static void on_timer(uv_timer_t *t);
+static void timer_closed(uv_handle_t *h);
+
+eio_session_t *eio_session_create(eio_server_t *srv, eio_transport_t transport) {
+    eio_session_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->srv = srv;
+    s->transport = (uint8_t)transport;
+    if (rand_id(s->sid) || uv_timer_init(net_loop_uv(srv->nl), &s->timer)) {
+        free(s);
+        return NULL;
+    }
+    s->timer.data = s;
+    if (map_put(&srv->sessions, s->sid, strlen(s->sid), s)) {
+        s->closed = true;
+        uv_close((uv_handle_t *)&s->timer, timer_closed);
+        return NULL;
+    }
+    return s;
+}
+
+size_t eio_session_open_packet(const eio_session_t *s, char *out, size_t size) {
+    const eio_config_t *cfg = &s->srv->cfg;
+    bool upgrades = s->transport == EIO_TRANSPORT_POLLING && cfg->allow_websocket;
+    int n = snprintf(out, size,
+                     "0{\"sid\":\"%s\",\"upgrades\":[%s],\"pingInterval\":%u,"
+                     "\"pingTimeout\":%u,\"maxPayload\":%zu}",
+                     s->sid, upgrades ? "\"websocket\"" : "", cfg->ping_interval,
+                     cfg->ping_timeout, cfg->max_payload);
+    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+void eio_session_start(eio_session_t *s, const http_req_t *req) {
+    if (uv_timer_start(&s->timer, on_timer, s->srv->cfg.ping_interval, 0)) {
+        eio_session_end(s, "transport error", true);
+        return;
+    }
+    LOG_DEBUG("eio", "session %s open (%s)", s->sid, eio_session_transport(s));
+    s->opened = true;
+    if (s->srv->cb.on_open)
+        s->srv->cb.on_open(s, req, s->srv->arg);
+}
+
+static void on_timer(uv_timer_t *t) {
+    eio_session_t *s = t->data;
+    if (s->awaiting_pong) {
+        eio_session_end(s, "ping timeout", true);
+        return;
+    }
+    s->awaiting_pong = true;
+    if (eio_session_send(s, s->srv->ping) ||
+        uv_timer_start(&s->timer, on_timer, s->srv->cfg.ping_timeout, 0))
+        eio_session_end(s, "transport error", true);
+}
+
+static void on_pong(eio_session_t *s) {
+    if (!s->awaiting_pong)
+        return;
+    s->awaiting_pong = false;
+    if (uv_timer_start(&s->timer, on_timer, s->srv->cfg.ping_interval, 0))
+        eio_session_end(s, "transport error", true);
+}
+
+void eio_session_on_packet(eio_session_t *s, const eio_packet_t *p) {
+    if (s->closed)
+        return;
+    switch (p->type) {
+    case EIO_PONG:
+        on_pong(s);
+        break;
+    case EIO_MESSAGE:
+        if (s->srv->cb.on_message)
+            s->srv->cb.on_message(s, p->data, p->len, p->binary, s->srv->arg);
+        break;
+    case EIO_CLOSE:
+        eio_session_end(s, "transport close", false);
+        break;
+    case EIO_PING:
+        /* v4 pings go server → client only; probes are handled by websocket.c. */
+        LOG_DEBUG("eio", "session %s: ping from client", s->sid);
+        eio_session_end(s, "transport error", true);
+        break;
+    default: /* open, upgrade and noop carry nothing for an open session */
+        break;
+    }
+}
+
+/* ---- sending ---- */
+
+static int queue_push(eio_session_t *s, eio_msg_t *m) {
+    if (s->qlen == s->qcap) {
+        if (s->qhead > 0) {
+            memmove(s->queue, s->queue + s->qhead, (s->qlen - s->qhead) * sizeof *s->queue);
+            s->qlen -= s->qhead;
+            s->qhead = 0;
+        } else {
+            uint32_t cap = s->qcap ? s->qcap * 2 : 8;
+            eio_msg_t **q = realloc(s->queue, cap * sizeof *q);
+            if (!q)
+                return -ENOMEM;
+            s->queue = q;
+            s->qcap = cap;
+        }
+    }
+    ref_retain(&m->ref);
+    s->queue[s->qlen++] = m;
+    return 0;
+}
+
+static void queue_clear(eio_session_t *s) {
+    for (uint32_t i = s->qhead; i < s->qlen; i++)
+        eio_msg_release(s->queue[i]);
+    free(s->queue);
+    s->queue = NULL;
+    s->qhead = s->qlen = s->qcap = 0;
+}
+
+int eio_session_send(eio_session_t *s, eio_msg_t *m) {
+    if (s->closed)
+        return -EPIPE;
+    if (s->transport == EIO_TRANSPORT_WEBSOCKET)
+        return eio_websocket_send(s->ws, m);
+    int rc = queue_push(s, m);
+    if (rc == 0 && s->get)
+        eio_session_schedule_flush(s);
+    return rc;
+}
+
+int eio_session_send_message(eio_session_t *s, const void *data, size_t len, bool binary) {
+    eio_msg_t *m = eio_msg_new(EIO_MESSAGE, binary, data, len);
+    if (!m)
+        return -ENOMEM;
+    int rc = eio_session_send(s, m);
+    eio_msg_release(m);
+    return rc;
+}
+
+void eio_session_schedule_flush(eio_session_t *s) {
+    if (s->flush_scheduled)
+        return;
+    s->flush_scheduled = true;
+    s->flush_next = s->srv->flush_head;
+    s->srv->flush_head = s;
+}
+
+/* Runs once per loop iteration before connections are flushed: answers held polls with
+ * everything queued during the iteration, in one response each. */
+void eio_server_flush_hook(void *arg) {
+    eio_server_t *srv = arg;
+    while (srv->flush_head) {
+        eio_session_t *s = srv->flush_head;
+        srv->flush_head = s->flush_next;
+        s->flush_scheduled = false;
+        if (s->free_pending)
+            free(s);
+        else if (!s->closed)
+            eio_polling_flush(s);
+    }
+}
+
+/* ---- closing ---- */
+
+static void timer_closed(uv_handle_t *h) {
+    eio_session_t *s = h->data;
+    if (s->flush_scheduled)
+        s->free_pending = true;
+    else
+        free(s);
+}
+
+void eio_session_end(eio_session_t *s, const char *reason, bool notify_client) {
+    if (s->closed)
+        return;
+    s->closed = true;
+    eio_server_t *srv = s->srv;
+    map_del(&srv->sessions, s->sid, strlen(s->sid));
+    LOG_DEBUG("eio", "session %s closed: %s", s->sid, reason);
+    if (s->get)
+        eio_polling_release(s, notify_client ? srv->close : srv->noop);
+    if (s->ws) {
+        ws_conn_t *ws = s->ws;
+        s->ws = NULL;
+        ws->data = NULL;
+        ws_conn_close(ws, WS_CLOSE_NORMAL);
+    }
+    if (s->probe) {
+        ws_conn_t *ws = s->probe;
+        s->probe = NULL;
+        ws->data = NULL;
+        ws_conn_close(ws, WS_CLOSE_NORMAL);
+    }
+    queue_clear(s);
+    if (s->opened && srv->cb.on_close)
+        srv->cb.on_close(s, reason, srv->arg);
+    uv_close((uv_handle_t *)&s->timer, timer_closed);
+}
+
+void eio_session_close(eio_session_t *s) {
+    eio_session_end(s, "forced close", true);
+}
+
+const char *eio_session_id(const eio_session_t *s) {
+    return s->sid;
+}
+
+void *eio_session_data(const eio_session_t *s) {
+    return s->data;
+}
+
+void eio_session_set_data(eio_session_t *s, void *data) {
+    s->data = data;
+}
+
+const char *eio_session_transport(const eio_session_t *s) {
+    return s->transport == EIO_TRANSPORT_WEBSOCKET ? "websocket" : "polling";
+}
+
+size_t eio_session_buffered(const eio_session_t *s) {
+    size_t n = 0;
+    if (s->ws)
+        n += ws_conn_queued(s->ws);
+    for (uint32_t i = s->qhead; i < s->qlen; i++)
+        n += s->queue[i]->len;
+    return n;
+}

@@ -1,0 +1,391 @@
+/* http/server.c — HTTP/1.1 connections on net/conn: request framing, limits, timeouts,
+ * routing and responses (see server.h).
+ *
+ * Per connection the state is small and lives in the net connection's ext area. A
+ * request's head stays in the input buffer until its body is complete (the head is
+ * re-parsed then, which is cheaper than copying it); chunked bodies are decoded in
+ * place right behind the head. */
+#include "http/server.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+enum conn_state {
+    HC_IDLE,       /* between requests */
+    HC_READING,    /* head or body arriving */
+    HC_DISPATCHED, /* a route has it; no response begun */
+    HC_HELD,       /* a route holds it (long-poll) */
+    HC_RESPONDING, /* head sent, body being queued */
+};
+
+struct http_conn {
+    http_server_t *srv;
+    void (*on_abort)(http_conn_t *, void *);
+    void *abort_arg;
+    http_chunked_t chunked;
+    uint64_t body_raw; /* chunked: encoded bytes consumed after the head */
+    uint64_t body_len; /* chunked: decoded bytes, kept right after the head */
+    uint32_t head_len; /* while the body arrives */
+    uint8_t state;
+    bool in_body;
+    bool keep_alive;
+    bool is_head_method;
+    bool in_on_data;
+};
+
+typedef struct route {
+    char *prefix;
+    size_t prefix_len;
+    http_route_fn fn;
+    void *arg;
+} route_t;
+
+struct http_server {
+    http_server_config_t cfg;
+    net_loop_t *nl;
+    net_listener_t *listener;
+    route_t *routes;
+    size_t nroutes;
+    http_limits_t limits;
+};
+
+static ssize_t hc_on_data(net_conn_t *c, uint8_t *data, size_t len);
+static void hc_on_timeout(net_conn_t *c);
+static void hc_on_close(net_conn_t *c);
+
+static const net_conn_ops_t http_ops = {hc_on_data, hc_on_timeout, hc_on_close};
+
+void http_server_config_defaults(http_server_config_t *cfg) {
+    *cfg = (http_server_config_t){
+        .host = "127.0.0.1",
+        .port = 3000,
+        .max_head_size = 8192,
+        .max_headers = 100,
+        .max_body_size = 1u << 20,
+        .request_timeout = 10000,
+        .keepalive_timeout = 30000,
+    };
+}
+
+static inline http_conn_t *hc_of(net_conn_t *c) {
+    return net_conn_ext(c);
+}
+
+net_conn_t *http_conn_net(http_conn_t *hc) {
+    return net_conn_from_ext(hc);
+}
+
+const char *http_status_reason(int status) {
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+static void on_open(net_conn_t *c, void *arg) {
+    http_conn_t *hc = hc_of(c);
+    hc->srv = arg;
+    hc->state = HC_IDLE;
+    net_conn_set_deadline(c, hc->srv->cfg.request_timeout);
+}
+
+int http_server_new(net_loop_t *nl, const http_server_config_t *cfg, http_server_t **out) {
+    http_server_t *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return UV_ENOMEM;
+    srv->cfg = *cfg;
+    srv->nl = nl;
+    srv->limits.max_head_size = cfg->max_head_size;
+    srv->limits.max_headers = cfg->max_headers;
+    size_t ext = cfg->ext_size > sizeof(http_conn_t) ? cfg->ext_size : sizeof(http_conn_t);
+    int rc = net_listener_open(nl, cfg->host ? cfg->host : "127.0.0.1", cfg->port, ext,
+                               &http_ops, on_open, srv, &srv->listener);
+    if (rc) {
+        free(srv);
+        return rc;
+    }
+    *out = srv;
+    return 0;
+}
+
+int http_server_route(http_server_t *srv, const char *prefix, http_route_fn fn, void *arg) {
+    route_t *r = realloc(srv->routes, (srv->nroutes + 1) * sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    srv->routes = r;
+    char *p = strdup(prefix);
+    if (!p)
+        return -ENOMEM;
+    srv->routes[srv->nroutes++] = (route_t){p, strlen(p), fn, arg};
+    return 0;
+}
+
+int http_server_port(const http_server_t *srv) {
+    return net_listener_port(srv->listener);
+}
+
+net_loop_t *http_server_loop(const http_server_t *srv) {
+    return srv->nl;
+}
+
+void http_server_close(http_server_t *srv) {
+    net_listener_close(srv->listener);
+    net_loop_close_conns(srv->nl);
+    for (size_t i = 0; i < srv->nroutes; i++)
+        free(srv->routes[i].prefix);
+    free(srv->routes);
+    free(srv);
+}
+
+/* ---- responses ---- */
+
+int http_send_head(http_conn_t *hc, int status, const char *extra, int64_t content_length) {
+    if (hc->state != HC_DISPATCHED && hc->state != HC_HELD)
+        return -EINVAL;
+    hc->state = HC_RESPONDING;
+    hc->on_abort = NULL;
+    char head[512];
+    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Length: %" PRId64
+                     "\r\nConnection: %s\r\n",
+                     status, http_status_reason(status), content_length,
+                     hc->keep_alive ? "keep-alive" : "close");
+    net_conn_t *c = http_conn_net(hc);
+    size_t extra_len = extra ? strlen(extra) : 0;
+    rcbuf_t *b = rcbuf_new(NULL, (size_t)n + extra_len + 2);
+    if (!b)
+        return -ENOMEM;
+    memcpy(b->data, head, (size_t)n);
+    if (extra_len)
+        memcpy(b->data + n, extra, extra_len);
+    memcpy(b->data + n + extra_len, "\r\n", 2);
+    int rc = net_conn_write(c, &b->ref, b->data, b->len);
+    ref_release(&b->ref);
+    return rc;
+}
+
+int http_send_body(http_conn_t *hc, ref_t *owner, const void *data, size_t len) {
+    if (hc->is_head_method)
+        return 0;
+    return net_conn_write(http_conn_net(hc), owner, data, len);
+}
+
+int http_send_body_copy(http_conn_t *hc, const void *data, size_t len) {
+    if (hc->is_head_method)
+        return 0;
+    return net_conn_write_copy(http_conn_net(hc), data, len);
+}
+
+void http_response_done(http_conn_t *hc) {
+    net_conn_t *c = http_conn_net(hc);
+    if (hc->state != HC_RESPONDING)
+        return;
+    hc->state = HC_IDLE;
+    if (!hc->keep_alive) {
+        net_conn_close(c);
+        return;
+    }
+    net_conn_set_deadline(c, hc->srv->cfg.keepalive_timeout);
+    if (!hc->in_on_data)
+        net_conn_resume(c);
+}
+
+int http_respond(http_conn_t *hc, int status, const char *content_type, const char *extra,
+                 const void *body, size_t len) {
+    char lines[1024];
+    int n = snprintf(lines, sizeof lines, "%s%s%s%s", content_type ? "Content-Type: " : "",
+                     content_type ? content_type : "", content_type ? "\r\n" : "",
+                     extra ? extra : "");
+    if (n < 0 || (size_t)n >= sizeof lines)
+        return -EINVAL;
+    int rc = http_send_head(hc, status, lines, (int64_t)len);
+    if (rc == 0)
+        rc = http_send_body_copy(hc, body, len);
+    http_response_done(hc);
+    return rc;
+}
+
+void http_conn_set_close(http_conn_t *hc) {
+    hc->keep_alive = false;
+}
+
+void http_respond_error(http_conn_t *hc, int status, const char *message) {
+    hc->keep_alive = false;
+    char body[256];
+    int n = snprintf(body, sizeof body, "%s\n", message);
+    if (http_respond(hc, status, "text/plain; charset=utf-8", NULL, body, (size_t)n))
+        net_conn_abort(http_conn_net(hc));
+}
+
+/* Answers a request that never reached a route (framing errors, limits). */
+static void reject(http_conn_t *hc, int status) {
+    hc->state = HC_DISPATCHED;
+    LOG_DEBUG("http", "rejecting request: %d", status);
+    http_respond_error(hc, status, http_status_reason(status));
+}
+
+void http_conn_hold(http_conn_t *hc, void (*on_abort)(http_conn_t *, void *), void *arg) {
+    if (hc->state != HC_DISPATCHED)
+        return;
+    hc->state = HC_HELD;
+    hc->on_abort = on_abort;
+    hc->abort_arg = arg;
+}
+
+void http_conn_detach(http_conn_t *hc) {
+    net_conn_set_deadline(http_conn_net(hc), 0);
+}
+
+/* ---- requests ---- */
+
+static void dispatch(http_conn_t *hc, http_req_t *req) {
+    http_server_t *srv = hc->srv;
+    hc->state = HC_DISPATCHED;
+    hc->keep_alive = req->head.keep_alive && !req->body_too_large;
+    hc->is_head_method = slice_eq(req->head.method, "HEAD");
+    net_conn_set_deadline(http_conn_net(hc), 0);
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        route_t *r = &srv->routes[i];
+        if (req->head.path.len < r->prefix_len ||
+            memcmp(req->head.path.base, r->prefix, r->prefix_len) != 0)
+            continue;
+        if (r->fn(hc, req, r->arg)) {
+            if (http_conn_net(hc)->ops != &http_ops)
+                return; /* taken over: hc's memory belongs to the new protocol */
+            if (req->body_too_large && hc->state == HC_DISPATCHED)
+                http_respond_error(hc, 413, "request body too large");
+            return;
+        }
+    }
+    if (req->body_too_large) {
+        http_respond_error(hc, 413, "request body too large");
+        return;
+    }
+    /* A client that asked to switch protocols cannot go on speaking HTTP. */
+    if (req->head.upgrade)
+        hc->keep_alive = false;
+    http_respond(hc, 404, "text/plain; charset=utf-8", NULL, "Not Found\n", 10);
+}
+
+/* Chunked bodies: decode what has arrived, in place right behind the head. Returns 1
+ * when the body is complete, 0 for more, or -status. */
+static int read_chunked(http_conn_t *hc, uint8_t *data, size_t len, size_t *total) {
+    char *body = (char *)data + hc->head_len;
+    size_t raw_at = hc->head_len + hc->body_raw;
+    size_t avail = len - raw_at;
+    size_t consumed = 0;
+    size_t out = avail;
+    /* The decoder works in place on the raw bytes; move its output down to follow the
+     * body decoded so far. */
+    int rc = http_chunked_decode(&hc->chunked, (char *)data + raw_at, &out, &consumed);
+    if (rc < 0)
+        return rc;
+    if (hc->body_len + out > hc->srv->cfg.max_body_size)
+        return -413;
+    memmove(body + hc->body_len, data + raw_at, out);
+    hc->body_len += out;
+    hc->body_raw += consumed;
+    *total = hc->head_len + hc->body_raw;
+    return rc == 1;
+}
+
+static ssize_t hc_on_data(net_conn_t *c, uint8_t *data, size_t len) {
+    http_conn_t *hc = hc_of(c);
+    if (hc->state != HC_IDLE && hc->state != HC_READING)
+        return 0; /* a response is pending: pipelined input waits */
+    if (hc->state == HC_IDLE) {
+        hc->state = HC_READING;
+        hc->in_body = false;
+        net_conn_set_deadline(c, hc->srv->cfg.request_timeout);
+    }
+    http_req_t req;
+    ssize_t head = http_parse_request((const char *)data, len, &hc->srv->limits, &req.head);
+    if (head == HTTP_PARSE_INCOMPLETE)
+        return 0;
+    if (head < 0) {
+        reject(hc, (int)-head);
+        return (ssize_t)len;
+    }
+    req.body = slice_make(data + head, 0);
+    req.body_too_large = false;
+    size_t total = (size_t)head;
+    if (req.head.chunked) {
+        if (!hc->in_body) {
+            hc->in_body = true;
+            hc->head_len = (uint32_t)head;
+            hc->body_raw = hc->body_len = 0;
+            memset(&hc->chunked, 0, sizeof hc->chunked);
+        }
+        int rc = read_chunked(hc, data, len, &total);
+        if (rc == -413) {
+            req.body_too_large = true;
+        } else if (rc < 0) {
+            reject(hc, -rc);
+            return (ssize_t)len;
+        } else if (rc == 0) {
+            return 0;
+        } else {
+            req.body.len = hc->body_len;
+        }
+    } else if (req.head.content_length > 0) {
+        if ((uint64_t)req.head.content_length > hc->srv->cfg.max_body_size) {
+            req.body_too_large = true;
+        } else {
+            if (len - (size_t)head < (size_t)req.head.content_length)
+                return 0;
+            req.body.len = (size_t)req.head.content_length;
+            total += req.body.len;
+        }
+    }
+    hc->in_body = false;
+    hc->in_on_data = true;
+    dispatch(hc, &req);
+    if (c->ops != &http_ops)
+        return (ssize_t)total;
+    hc->in_on_data = false;
+    if (hc->state != HC_IDLE)
+        net_conn_pause(c);
+    return (ssize_t)(req.body_too_large ? len : total);
+}
+
+static void hc_on_timeout(net_conn_t *c) {
+    http_conn_t *hc = hc_of(c);
+    if (hc->state == HC_READING) {
+        LOG_DEBUG("http", "request timeout");
+        reject(hc, 408);
+    } else {
+        net_conn_close(c);
+    }
+}
+
+static void hc_on_close(net_conn_t *c) {
+    http_conn_t *hc = hc_of(c);
+    if (hc->state == HC_HELD && hc->on_abort) {
+        void (*fn)(http_conn_t *, void *) = hc->on_abort;
+        hc->on_abort = NULL;
+        fn(hc, hc->abort_arg);
+    }
+}

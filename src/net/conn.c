@@ -1,0 +1,610 @@
+/* net/conn.c — libuv TCP glue: shared receive buffer, corked writev queues, deadlines.
+ *
+ * See conn.h for the model. The notes here are about lifetimes:
+ * - A connection is closed exactly once (close_now): ops->on_close runs right away so
+ *   upper layers drop their pointers, queued chunks are released, and the memory is
+ *   freed later in uv_close's callback. Anything that reaches a closed connection in
+ *   between (a flush, a write callback) checks CONN_CLOSED first.
+ * - A write that the kernel does not take at once becomes one uv_write of the remaining
+ *   chunks; they stay pinned in the queue (tx_inflight) until its callback. */
+#include "net/conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+enum {
+    CONN_CLOSING = 1 << 0,    /* graceful close started: no input offered, output drains */
+    CONN_SHUTDOWN = 1 << 1,   /* write side shut down; waiting for the peer's EOF */
+    CONN_CLOSED = 1 << 2,     /* uv_close called */
+    CONN_PAUSED = 1 << 3,     /* input held in rx */
+    CONN_IN_FLUSH = 1 << 4,   /* on the loop's flush list */
+    CONN_PROCESSING = 1 << 5, /* inside feed(); re-entrant resume must not recurse */
+    CONN_WRITING = 1 << 6,    /* a uv_write is in flight */
+};
+
+#define TX_IOV_MAX 64
+#define RX_HARD_LIMIT (64u << 20) /* protocols bound their units far below this */
+
+struct net_loop {
+    uv_loop_t *loop;
+    uv_check_t flush_check;     /* after I/O callbacks */
+    uv_prepare_t flush_prepare; /* after timers and close callbacks, before blocking */
+    uv_timer_t sweep_timer;
+    net_conn_t *flush_head;
+    net_conn_t deadlines; /* sentinel of the circular deadline list */
+    net_conn_t *all;      /* every open connection */
+    size_t conn_count;
+    unsigned nhooks;
+    struct {
+        void (*fn)(void *);
+        void *arg;
+    } hooks[NET_LOOP_MAX_HOOKS];
+    bool rbuf_busy;
+    uint8_t rbuf[NET_READ_BUFFER_SIZE];
+};
+
+struct net_listener {
+    uv_tcp_t tcp;
+    net_loop_t *nl;
+    size_t ext_size;
+    const net_conn_ops_t *ops;
+    net_open_fn on_open;
+    void *arg;
+};
+
+static void flush_all(net_loop_t *nl);
+static void flush_check_cb(uv_check_t *h);
+static void flush_prepare_cb(uv_prepare_t *h);
+static void sweep(uv_timer_t *t);
+static void close_now(net_conn_t *c);
+static void conn_flush(net_conn_t *c);
+
+net_loop_t *net_loop_new(uv_loop_t *loop) {
+    net_loop_t *nl = calloc(1, sizeof *nl);
+    if (!nl)
+        return NULL;
+    nl->loop = loop;
+    nl->deadlines.dl_next = nl->deadlines.dl_prev = &nl->deadlines;
+    int rc = uv_check_init(loop, &nl->flush_check);
+    if (rc == 0)
+        rc = uv_prepare_init(loop, &nl->flush_prepare);
+    if (rc == 0)
+        rc = uv_timer_init(loop, &nl->sweep_timer);
+    if (rc) {
+        LOG_ERROR("net", "loop handles: %s", uv_strerror(rc));
+        free(nl);
+        return NULL;
+    }
+    nl->flush_check.data = nl;
+    nl->flush_prepare.data = nl;
+    nl->sweep_timer.data = nl;
+    if ((rc = uv_check_start(&nl->flush_check, flush_check_cb)) ||
+        (rc = uv_prepare_start(&nl->flush_prepare, flush_prepare_cb)) ||
+        (rc = uv_timer_start(&nl->sweep_timer, sweep, NET_SWEEP_MS, NET_SWEEP_MS))) {
+        LOG_ERROR("net", "loop handles: %s", uv_strerror(rc));
+    }
+    /* None of these should keep the loop alive on its own. */
+    uv_unref((uv_handle_t *)&nl->flush_check);
+    uv_unref((uv_handle_t *)&nl->flush_prepare);
+    uv_unref((uv_handle_t *)&nl->sweep_timer);
+    return nl;
+}
+
+uv_loop_t *net_loop_uv(net_loop_t *nl) {
+    return nl->loop;
+}
+
+int net_loop_on_flush(net_loop_t *nl, void (*fn)(void *), void *arg) {
+    if (nl->nhooks == NET_LOOP_MAX_HOOKS)
+        return -ENOSPC;
+    nl->hooks[nl->nhooks].fn = fn;
+    nl->hooks[nl->nhooks].arg = arg;
+    nl->nhooks++;
+    return 0;
+}
+
+void net_loop_off_flush(net_loop_t *nl, void (*fn)(void *), void *arg) {
+    for (unsigned i = 0; i < nl->nhooks; i++) {
+        if (nl->hooks[i].fn == fn && nl->hooks[i].arg == arg) {
+            memmove(&nl->hooks[i], &nl->hooks[i + 1], (nl->nhooks - i - 1) * sizeof nl->hooks[0]);
+            nl->nhooks--;
+            return;
+        }
+    }
+}
+
+size_t net_loop_conn_count(const net_loop_t *nl) {
+    return nl->conn_count;
+}
+
+void net_loop_close_conns(net_loop_t *nl) {
+    for (net_conn_t *c = nl->all; c; c = c->all_next)
+        net_conn_close(c);
+}
+
+void net_loop_close(net_loop_t *nl) {
+    uv_close((uv_handle_t *)&nl->flush_check, NULL);
+    uv_close((uv_handle_t *)&nl->flush_prepare, NULL);
+    uv_close((uv_handle_t *)&nl->sweep_timer, NULL);
+}
+
+void net_loop_free(net_loop_t *nl) {
+    free(nl);
+}
+
+/* ---- deadlines ---- */
+
+static void dl_unlink(net_conn_t *c) {
+    if (!c->dl_next)
+        return;
+    c->dl_prev->dl_next = c->dl_next;
+    c->dl_next->dl_prev = c->dl_prev;
+    c->dl_next = c->dl_prev = NULL;
+}
+
+static void dl_push(net_conn_t *head, net_conn_t *c) {
+    c->dl_prev = head->dl_prev;
+    c->dl_next = head;
+    head->dl_prev->dl_next = c;
+    head->dl_prev = c;
+}
+
+void net_conn_set_deadline(net_conn_t *c, uint64_t ms) {
+    dl_unlink(c);
+    c->deadline = 0;
+    if (ms == 0 || (c->flags & CONN_CLOSED))
+        return;
+    c->deadline = uv_now(c->nl->loop) + ms;
+    dl_push(&c->nl->deadlines, c);
+}
+
+static void sweep(uv_timer_t *t) {
+    net_loop_t *nl = t->data;
+    uint64_t now = uv_now(nl->loop);
+    /* Move the expired ones to a local list first: a timeout handler may close or
+     * re-arm other connections, which unlinks them from whichever list holds them. */
+    net_conn_t expired;
+    expired.dl_next = expired.dl_prev = &expired;
+    for (net_conn_t *c = nl->deadlines.dl_next, *next; c != &nl->deadlines; c = next) {
+        next = c->dl_next;
+        if (c->deadline <= now) {
+            dl_unlink(c);
+            dl_push(&expired, c);
+        }
+    }
+    while (expired.dl_next != &expired) {
+        net_conn_t *c = expired.dl_next;
+        dl_unlink(c);
+        c->deadline = 0;
+        if ((c->flags & CONN_CLOSING) || !c->ops->on_timeout)
+            close_now(c);
+        else
+            c->ops->on_timeout(c);
+    }
+}
+
+/* ---- writing ---- */
+
+static void tx_release(net_conn_t *c, uint32_t from, uint32_t to) {
+    for (uint32_t i = from; i < to; i++)
+        ref_release(c->tx[i].owner);
+}
+
+static void mark_dirty(net_conn_t *c) {
+    if (c->flags & CONN_IN_FLUSH)
+        return;
+    c->flags |= CONN_IN_FLUSH;
+    c->flush_next = c->nl->flush_head;
+    c->nl->flush_head = c;
+}
+
+int net_conn_write(net_conn_t *c, ref_t *owner, const void *base, size_t len) {
+    if (c->flags & (CONN_CLOSED | CONN_SHUTDOWN))
+        return -EPIPE;
+    if (len == 0)
+        return 0;
+    if (c->tx_len == c->tx_cap) {
+        if (c->tx_head > 0 && c->tx_inflight == 0) {
+            memmove(c->tx, c->tx + c->tx_head, (c->tx_len - c->tx_head) * sizeof *c->tx);
+            c->tx_len -= c->tx_head;
+            c->tx_head = 0;
+        } else {
+            uint32_t cap = c->tx_cap ? c->tx_cap * 2 : 8;
+            net_chunk_t *tx = realloc(c->tx, cap * sizeof *tx);
+            if (!tx)
+                return -ENOMEM;
+            c->tx = tx;
+            c->tx_cap = cap;
+        }
+    }
+    c->tx[c->tx_len++] = (net_chunk_t){ref_retain(owner), base, len};
+    c->tx_bytes += len;
+    mark_dirty(c);
+    return 0;
+}
+
+int net_conn_write_copy(net_conn_t *c, const void *data, size_t len) {
+    if (len == 0)
+        return 0;
+    rcbuf_t *b = rcbuf_new(data, len);
+    if (!b)
+        return -ENOMEM;
+    int rc = net_conn_write(c, &b->ref, b->data, len);
+    ref_release(&b->ref);
+    return rc;
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+    net_conn_t *c = req->data;
+    free(req);
+    if (status == UV_ECANCELED)
+        return;
+    if (status < 0)
+        close_now(c);
+}
+
+static void start_shutdown(net_conn_t *c) {
+    c->flags |= CONN_SHUTDOWN;
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (!req) {
+        close_now(c);
+        return;
+    }
+    req->data = c;
+    int rc = uv_shutdown(req, (uv_stream_t *)&c->tcp, shutdown_cb);
+    if (rc) {
+        free(req);
+        close_now(c);
+    }
+}
+
+static void write_cb(uv_write_t *req, int status) {
+    net_conn_t *c = req->data;
+    if (c->flags & CONN_CLOSED)
+        return;
+    c->flags &= ~CONN_WRITING;
+    tx_release(c, c->tx_head, c->tx_head + c->tx_inflight);
+    for (uint32_t i = c->tx_head; i < c->tx_head + c->tx_inflight; i++)
+        c->tx_bytes -= c->tx[i].len;
+    c->tx_head += c->tx_inflight;
+    c->tx_inflight = 0;
+    if (status < 0) {
+        LOG_DEBUG("net", "write failed: %s", uv_strerror(status));
+        close_now(c);
+        return;
+    }
+    conn_flush(c);
+}
+
+/* Writes as much as the kernel takes now; hands the rest to one uv_write. */
+static void conn_flush(net_conn_t *c) {
+    if (c->flags & (CONN_CLOSED | CONN_WRITING))
+        return;
+    while (c->tx_head < c->tx_len) {
+        uv_buf_t iov[TX_IOV_MAX];
+        uint32_t n = 0;
+        size_t total = 0;
+        for (uint32_t i = c->tx_head; i < c->tx_len && n < TX_IOV_MAX; i++, n++) {
+            iov[n] = uv_buf_init((char *)c->tx[i].base, (unsigned)c->tx[i].len);
+            total += c->tx[i].len;
+        }
+        int w = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
+        if (w == UV_EAGAIN)
+            w = 0;
+        if (w < 0) {
+            LOG_DEBUG("net", "write failed: %s", uv_strerror(w));
+            close_now(c);
+            return;
+        }
+        size_t left = (size_t)w;
+        c->tx_bytes -= left;
+        while (left > 0) {
+            net_chunk_t *ch = &c->tx[c->tx_head];
+            if (ch->len <= left) {
+                left -= ch->len;
+                ref_release(ch->owner);
+                c->tx_head++;
+            } else {
+                ch->base += left;
+                ch->len -= left;
+                left = 0;
+            }
+        }
+        if ((size_t)w == total)
+            continue;
+        /* The kernel buffer is full: let libuv wait for writability. */
+        n = 0;
+        for (uint32_t i = c->tx_head; i < c->tx_len && n < TX_IOV_MAX; i++, n++)
+            iov[n] = uv_buf_init((char *)c->tx[i].base, (unsigned)c->tx[i].len);
+        if (!c->wreq && !(c->wreq = malloc(sizeof *c->wreq))) {
+            close_now(c);
+            return;
+        }
+        c->wreq->data = c;
+        int rc = uv_write(c->wreq, (uv_stream_t *)&c->tcp, iov, n, write_cb);
+        if (rc) {
+            close_now(c);
+            return;
+        }
+        c->flags |= CONN_WRITING;
+        c->tx_inflight = n;
+        return;
+    }
+    c->tx_head = c->tx_len = 0;
+    if ((c->flags & CONN_CLOSING) && !(c->flags & CONN_SHUTDOWN))
+        start_shutdown(c);
+}
+
+/* Flushing runs twice per iteration: after the I/O callbacks (check) and before the
+ * loop blocks (prepare), so output queued by timers or close callbacks does not wait
+ * for the next wake-up. An empty pass costs a few loads. */
+static void flush_check_cb(uv_check_t *h) {
+    flush_all(h->data);
+}
+
+static void flush_prepare_cb(uv_prepare_t *h) {
+    flush_all(h->data);
+}
+
+static void flush_all(net_loop_t *nl) {
+    for (unsigned i = 0; i < nl->nhooks; i++)
+        nl->hooks[i].fn(nl->hooks[i].arg);
+    while (nl->flush_head) {
+        net_conn_t *c = nl->flush_head;
+        nl->flush_head = c->flush_next;
+        c->flags &= ~CONN_IN_FLUSH;
+        conn_flush(c);
+    }
+}
+
+/* ---- reading ---- */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    net_conn_t *c = h->data;
+    net_loop_t *nl = c->nl;
+    if (nl->rbuf_busy) {
+        /* Only when a read callback re-enters the loop, which libuv does not do. */
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    nl->rbuf_busy = true;
+    *buf = uv_buf_init((char *)nl->rbuf, sizeof nl->rbuf);
+}
+
+/* Offers data to the protocol until it stops consuming. Returns bytes consumed. */
+static size_t feed(net_conn_t *c, uint8_t *data, size_t len) {
+    size_t off = 0;
+    c->flags |= CONN_PROCESSING;
+    while (off < len && !(c->flags & (CONN_CLOSING | CONN_CLOSED | CONN_PAUSED))) {
+        ssize_t r = c->ops->on_data(c, data + off, len - off);
+        if (r < 0) {
+            close_now(c);
+            break;
+        }
+        if (r == 0)
+            break;
+        off += (size_t)r;
+    }
+    c->flags &= ~CONN_PROCESSING;
+    return off;
+}
+
+static void keep_rest(net_conn_t *c, const uint8_t *data, size_t len) {
+    if (len == 0 || (c->flags & CONN_CLOSED))
+        return;
+    if (c->rx.len + len > RX_HARD_LIMIT || buf_append(&c->rx, data, len)) {
+        LOG_WARN("net", "input buffer limit reached; closing connection");
+        close_now(c);
+    }
+}
+
+static void drain_rx(net_conn_t *c) {
+    size_t used = feed(c, c->rx.data, c->rx.len);
+    if (c->flags & CONN_CLOSED)
+        return;
+    buf_consume(&c->rx, used);
+    if (c->rx.len == 0)
+        buf_free(&c->rx);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    net_conn_t *c = s->data;
+    c->nl->rbuf_busy = false;
+    if (nread == 0 || (c->flags & CONN_CLOSED))
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            LOG_DEBUG("net", "read: %s", uv_strerror((int)nread));
+        close_now(c);
+        return;
+    }
+    if (c->flags & CONN_CLOSING)
+        return; /* lingering: discard until the peer closes */
+    uint8_t *data = (uint8_t *)buf->base;
+    size_t len = (size_t)nread;
+    if (c->rx.len) {
+        keep_rest(c, data, len);
+        if (!(c->flags & (CONN_CLOSED | CONN_PAUSED)))
+            drain_rx(c);
+        return;
+    }
+    size_t used = feed(c, data, len);
+    if (!(c->flags & CONN_CLOSING))
+        keep_rest(c, data + used, len - used);
+}
+
+void net_conn_pause(net_conn_t *c) {
+    if (c->flags & (CONN_PAUSED | CONN_CLOSED))
+        return;
+    c->flags |= CONN_PAUSED;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void net_conn_resume(net_conn_t *c) {
+    if (!(c->flags & CONN_PAUSED) || (c->flags & (CONN_CLOSED | CONN_CLOSING)))
+        return;
+    c->flags &= ~CONN_PAUSED;
+    if (c->flags & CONN_PROCESSING)
+        return; /* the feed loop on the stack carries on */
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    if (rc) {
+        close_now(c);
+        return;
+    }
+    if (c->rx.len)
+        drain_rx(c);
+}
+
+void net_conn_set_ops(net_conn_t *c, const net_conn_ops_t *ops) {
+    c->ops = ops;
+}
+
+/* ---- closing ---- */
+
+static void conn_free_cb(uv_handle_t *h) {
+    net_conn_t *c = h->data;
+    c->nl->conn_count--;
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        c->nl->all = c->all_next;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
+    buf_free(&c->rx);
+    free(c->tx);
+    free(c->wreq);
+    free(c);
+}
+
+static void close_now(net_conn_t *c) {
+    if (c->flags & CONN_CLOSED)
+        return;
+    c->flags |= CONN_CLOSED;
+    dl_unlink(c);
+    c->ops->on_close(c);
+    tx_release(c, c->tx_head, c->tx_len);
+    c->tx_head = c->tx_len = c->tx_inflight = 0;
+    c->tx_bytes = 0;
+    uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
+}
+
+void net_conn_close(net_conn_t *c) {
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+        return;
+    c->flags |= CONN_CLOSING;
+    net_conn_set_deadline(c, NET_LINGER_MS);
+    if (c->flags & CONN_PAUSED) {
+        c->flags &= ~CONN_PAUSED;
+        if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb)) {
+            close_now(c);
+            return;
+        }
+    }
+    mark_dirty(c);
+}
+
+void net_conn_abort(net_conn_t *c) {
+    close_now(c);
+}
+
+bool net_conn_is_closing(const net_conn_t *c) {
+    return (c->flags & (CONN_CLOSING | CONN_CLOSED)) != 0;
+}
+
+int net_conn_peer(net_conn_t *c, char *out, size_t size) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    int rc = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
+    if (rc)
+        return rc;
+    if (ss.ss_family == AF_INET6)
+        return uv_ip6_name((struct sockaddr_in6 *)&ss, out, size);
+    return uv_ip4_name((struct sockaddr_in *)&ss, out, size);
+}
+
+/* ---- listening ---- */
+
+static void on_connection(uv_stream_t *server, int status) {
+    net_listener_t *l = server->data;
+    if (status < 0) {
+        LOG_WARN("net", "accept: %s", uv_strerror(status));
+        return;
+    }
+    net_conn_t *c = calloc(1, sizeof *c + l->ext_size);
+    if (!c) {
+        LOG_ERROR("net", "out of memory accepting a connection");
+        return;
+    }
+    c->nl = l->nl;
+    c->ops = l->ops;
+    c->ext_size = l->ext_size;
+    int rc = uv_tcp_init(l->nl->loop, &c->tcp);
+    if (rc) {
+        free(c);
+        return;
+    }
+    c->tcp.data = c;
+    l->nl->conn_count++;
+    c->all_next = l->nl->all;
+    if (c->all_next)
+        c->all_next->all_prev = c;
+    l->nl->all = c;
+    if ((rc = uv_accept(server, (uv_stream_t *)&c->tcp)) ||
+        (rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb))) {
+        LOG_WARN("net", "accept: %s", uv_strerror(rc));
+        c->flags |= CONN_CLOSED;
+        uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    l->on_open(c, l->arg);
+}
+
+int net_listener_open(net_loop_t *nl, const char *host, int port, size_t ext_size,
+                      const net_conn_ops_t *ops, net_open_fn on_open, void *arg,
+                      net_listener_t **out) {
+    struct sockaddr_storage addr;
+    int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    if (rc)
+        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    if (rc)
+        return rc;
+    net_listener_t *l = calloc(1, sizeof *l);
+    if (!l)
+        return UV_ENOMEM;
+    *l = (net_listener_t){.nl = nl, .ext_size = ext_size, .ops = ops, .on_open = on_open,
+                          .arg = arg};
+    if ((rc = uv_tcp_init(nl->loop, &l->tcp))) {
+        free(l);
+        return rc;
+    }
+    l->tcp.data = l;
+    if ((rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0)) ||
+        (rc = uv_listen((uv_stream_t *)&l->tcp, 4096, on_connection))) {
+        net_listener_close(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}
+
+int net_listener_port(const net_listener_t *l) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len))
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static void listener_free_cb(uv_handle_t *h) {
+    free(h->data);
+}
+
+void net_listener_close(net_listener_t *l) {
+    uv_close((uv_handle_t *)&l->tcp, listener_free_cb);
+}

@@ -1,0 +1,149 @@
+/* net/conn.h — TCP connections on libuv: reading into a shared buffer, a corked write
+ * queue flushed once per loop iteration, coarse deadlines, and protocol switching.
+ *
+ * A net_loop_t belongs to one uv_loop_t and holds what its connections share: one 64 KiB
+ * receive buffer, the list of connections with queued output, the deadline sweeper.
+ * Nothing is global, so several loops (threads or processes) can run side by side.
+ *
+ * A net_conn_t is one accepted TCP connection. Its protocol (HTTP, then maybe WebSocket)
+ * is a table of callbacks (net_conn_ops_t) that can be swapped mid-stream; the bytes
+ * after an upgrade request go straight to the new protocol. Each connection carries
+ * `ext_size` bytes of protocol state inline in its own allocation (no second malloc),
+ * reached with net_conn_ext().
+ *
+ * Reading: bytes land in the loop's shared buffer and are offered to ops->on_data in
+ * place. Only what a protocol leaves unconsumed (a partial request or frame) is copied
+ * into the connection's own buffer, so an idle connection holds no receive memory.
+ *
+ * Writing: net_conn_write() queues a reference to bytes owned by a ref_t (an encoded
+ * packet shared by many connections is queued on each without copying). Queues are
+ * flushed with one writev per connection once per loop phase that can produce output (after
+ * the I/O callbacks, and before the loop blocks); hooks registered with net_loop_on_flush run just
+ * before that, so upper layers can batch too. */
+#ifndef PARLEY_NET_CONN_H
+#define PARLEY_NET_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "util/buf.h"
+#include "util/ref.h"
+
+typedef struct net_loop net_loop_t;
+typedef struct net_conn net_conn_t;
+
+typedef struct {
+    /* Bytes arrived (data is writable: parsers may unmask or decode in place). Returns
+     * how many were consumed; 0 means "nothing until more arrives" and the bytes are
+     * offered again with the next read; < 0 aborts the connection. May swap ops. */
+    ssize_t (*on_data)(net_conn_t *c, uint8_t *data, size_t len);
+    /* The deadline set with net_conn_set_deadline passed. NULL: close the connection. */
+    void (*on_timeout)(net_conn_t *c);
+    /* The connection is gone (peer closed, error, or closed by us). Called once; the
+     * memory, ext included, is freed when this returns. */
+    void (*on_close)(net_conn_t *c);
+} net_conn_ops_t;
+
+typedef struct net_chunk {
+    ref_t *owner; /* one reference held while queued; NULL for static memory */
+    const uint8_t *base;
+    size_t len;
+} net_chunk_t;
+
+struct net_conn {
+    uv_tcp_t tcp;
+    net_loop_t *nl;
+    const net_conn_ops_t *ops;
+    buf_t rx;             /* unconsumed input, only while a partial unit is pending */
+    net_chunk_t *tx;      /* queued output, tx[tx_head..tx_len) */
+    uint32_t tx_head, tx_len, tx_cap;
+    uint32_t tx_inflight; /* chunks at tx[tx_head..] handed to an in-flight uv_write */
+    size_t tx_bytes;      /* bytes queued and not yet written */
+    uv_write_t *wreq;     /* allocated only when the kernel buffer fills */
+    net_conn_t *flush_next;
+    net_conn_t *dl_prev, *dl_next; /* deadline list, when a deadline is set */
+    net_conn_t *all_prev, *all_next; /* every open connection of the loop */
+    uint64_t deadline;             /* loop time in ms, 0 for none */
+    uint16_t flags;
+    size_t ext_size;
+    _Alignas(max_align_t) uint8_t ext[];
+};
+
+#define NET_READ_BUFFER_SIZE 65536
+
+/* Creates the shared state for `loop`. Returns NULL when out of memory. */
+net_loop_t *net_loop_new(uv_loop_t *loop);
+uv_loop_t *net_loop_uv(net_loop_t *nl);
+/* Registers fn(arg) to run once per loop iteration just before queued output is
+ * flushed. At most NET_LOOP_MAX_HOOKS. Returns 0 or -ENOSPC. */
+#define NET_LOOP_MAX_HOOKS 8
+int net_loop_on_flush(net_loop_t *nl, void (*fn)(void *arg), void *arg);
+void net_loop_off_flush(net_loop_t *nl, void (*fn)(void *arg), void *arg);
+/* Open connections on this loop. */
+size_t net_loop_conn_count(const net_loop_t *nl);
+/* Gracefully closes every open connection of the loop (net_conn_close). */
+void net_loop_close_conns(net_loop_t *nl);
+/* Stops the loop's handles; call after every listener and connection is closed, then
+ * run the loop until it has no more handles, then net_loop_free. */
+void net_loop_close(net_loop_t *nl);
+void net_loop_free(net_loop_t *nl);
+
+typedef struct net_listener net_listener_t;
+/* Accepted connections start with `ops` and ext_size bytes of zeroed ext; on_open is
+ * called for each. */
+typedef void (*net_open_fn)(net_conn_t *c, void *arg);
+/* Listens on host:port (port 0: ephemeral). Returns 0 or a negative uv error. */
+int net_listener_open(net_loop_t *nl, const char *host, int port, size_t ext_size,
+                      const net_conn_ops_t *ops, net_open_fn on_open, void *arg,
+                      net_listener_t **out);
+/* The port actually bound. */
+int net_listener_port(const net_listener_t *l);
+/* Stops accepting and frees the listener (asynchronously). */
+void net_listener_close(net_listener_t *l);
+
+static inline void *net_conn_ext(net_conn_t *c) {
+    return c->ext;
+}
+static inline net_conn_t *net_conn_from_ext(void *ext) {
+    return (net_conn_t *)((uint8_t *)ext - offsetof(net_conn_t, ext));
+}
+
+/* Switches protocol. The ext area is kept as is (the new protocol reinitialises it). */
+void net_conn_set_ops(net_conn_t *c, const net_conn_ops_t *ops);
+
+/* Queues len bytes at base, owned by `owner` (retained here, released once written or
+ * when the connection closes; NULL for memory that outlives the connection). Returns 0,
+ * -ENOMEM, or -EPIPE when the connection is closing. */
+int net_conn_write(net_conn_t *c, ref_t *owner, const void *base, size_t len);
+/* Queues a copy of data. */
+int net_conn_write_copy(net_conn_t *c, const void *data, size_t len);
+/* Bytes queued and not yet accepted by the kernel: the backpressure signal. */
+static inline size_t net_conn_queued(const net_conn_t *c) {
+    return c->tx_bytes;
+}
+
+/* Stops offering input (the rest waits in rx) until net_conn_resume. */
+void net_conn_pause(net_conn_t *c);
+/* Offers any pending input again, then resumes reading. */
+void net_conn_resume(net_conn_t *c);
+
+/* Calls ops->on_timeout (or closes) once the loop time passes now + ms; 0 clears it.
+ * Resolution is NET_SWEEP_MS. */
+#define NET_SWEEP_MS 250
+void net_conn_set_deadline(net_conn_t *c, uint64_t ms);
+
+/* Graceful close: writes what is queued, shuts the write side down, discards input
+ * until the peer closes or NET_LINGER_MS pass, then closes. No more input is offered. */
+#define NET_LINGER_MS 2000
+void net_conn_close(net_conn_t *c);
+/* Immediate close; queued output is dropped. */
+void net_conn_abort(net_conn_t *c);
+bool net_conn_is_closing(const net_conn_t *c);
+
+/* The peer's address as text ("127.0.0.1"), into out (INET6_ADDRSTRLEN bytes). */
+int net_conn_peer(net_conn_t *c, char *out, size_t size);
+
+#endif

@@ -1,0 +1,263 @@
+/* ws/conn.c — WebSocket message assembly, control frames and the close handshake on
+ * a net connection (see conn.h).
+ *
+ * Closing: whichever side starts it, the handler is told at once (on_close) and then
+ * forgotten; the close frame is queued and the net connection closed gracefully (the
+ * server closes TCP first, as RFC 6455 §7.1.1 asks), lingering to let the peer's own
+ * close frame arrive and be discarded. */
+#include "ws/conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/log.h"
+#include "util/utf8.h"
+#include "ws/handshake.h"
+
+static ssize_t ws_on_data(net_conn_t *c, uint8_t *data, size_t len);
+static void ws_on_timeout(net_conn_t *c);
+static void ws_on_close(net_conn_t *c);
+
+static const net_conn_ops_t ws_ops = {ws_on_data, ws_on_timeout, ws_on_close};
+
+static inline ws_conn_t *ws_of(net_conn_t *c) {
+    return net_conn_ext(c);
+}
+
+net_conn_t *ws_conn_net(ws_conn_t *ws) {
+    return net_conn_from_ext(ws);
+}
+
+size_t ws_conn_queued(ws_conn_t *ws) {
+    return net_conn_queued(ws_conn_net(ws));
+}
+
+int ws_conn_accept(http_conn_t *hc, const http_req_t *req, const ws_handler_t *handler,
+                   void *data, size_t max_message, const char *extra, ws_conn_t **out) {
+    int rc = ws_handshake_check(&req->head);
+    if (rc == -426) {
+        http_conn_set_close(hc);
+        http_respond(hc, 426, "text/plain; charset=utf-8", "Sec-WebSocket-Version: 13\r\n",
+                     "Upgrade Required\n", 17);
+        return rc;
+    }
+    if (rc) {
+        http_respond_error(hc, 400, "bad WebSocket upgrade request");
+        return rc;
+    }
+    const slice_t *key = http_request_header(&req->head, "sec-websocket-key");
+    char accept[WS_ACCEPT_LEN + 1];
+    ws_handshake_accept(*key, accept);
+    char head[1024];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+                     accept, extra ? extra : "");
+    if (n < 0 || (size_t)n >= sizeof head) {
+        http_respond_error(hc, 500, "upgrade response too large");
+        return -500;
+    }
+    net_conn_t *c = http_conn_net(hc);
+    http_conn_detach(hc);
+    /* From here on the ext area is ours. */
+    ws_conn_t *ws = ws_of(c);
+    memset(ws, 0, sizeof *ws);
+    ws->handler = handler;
+    ws->data = data;
+    ws->max_message = max_message;
+    net_conn_set_ops(c, &ws_ops);
+    if (net_conn_write_copy(c, head, (size_t)n)) {
+        net_conn_abort(c);
+        return -ENOMEM;
+    }
+    *out = ws;
+    return 0;
+}
+
+/* Tells the handler the connection is over (once). */
+static void finish(ws_conn_t *ws, uint16_t code) {
+    const ws_handler_t *h = ws->handler;
+    ws->handler = NULL;
+    buf_free(&ws->frag);
+    if (h)
+        h->on_close(ws, code);
+}
+
+static void send_close(ws_conn_t *ws, uint16_t code) {
+    if (ws->close_sent)
+        return;
+    ws->close_sent = true;
+    ws->close_code = code;
+    uint8_t frame[4] = {0x80 | WS_OP_CLOSE, 0, 0, 0};
+    size_t n = 2;
+    if (code != WS_CLOSE_NO_STATUS) {
+        frame[1] = 2;
+        frame[2] = (uint8_t)(code >> 8);
+        frame[3] = (uint8_t)code;
+        n = 4;
+    }
+    net_conn_t *c = ws_conn_net(ws);
+    if (net_conn_write_copy(c, frame, n))
+        net_conn_abort(c);
+    else
+        net_conn_close(c);
+}
+
+void ws_conn_close(ws_conn_t *ws, uint16_t code) {
+    send_close(ws, code);
+    finish(ws, code);
+}
+
+void ws_conn_abort(ws_conn_t *ws) {
+    net_conn_abort(ws_conn_net(ws));
+}
+
+void ws_conn_set_deadline(ws_conn_t *ws, uint64_t ms) {
+    net_conn_set_deadline(ws_conn_net(ws), ms);
+}
+
+int ws_conn_send(ws_conn_t *ws, ref_t *owner, const uint8_t *header, size_t header_len,
+                 const void *payload, size_t len) {
+    if (ws->close_sent)
+        return -EPIPE;
+    net_conn_t *c = ws_conn_net(ws);
+    int rc = net_conn_write(c, owner, header, header_len);
+    if (rc == 0)
+        rc = net_conn_write(c, owner, payload, len);
+    return rc;
+}
+
+int ws_conn_send_copy(ws_conn_t *ws, uint8_t opcode, const void *payload, size_t len) {
+    if (ws->close_sent)
+        return -EPIPE;
+    uint8_t header[WS_FRAME_HEADER_MAX];
+    size_t hl = ws_frame_header(header, opcode, len);
+    rcbuf_t *b = rcbuf_new(NULL, hl + len);
+    if (!b)
+        return -ENOMEM;
+    memcpy(b->data, header, hl);
+    if (len)
+        memcpy(b->data + hl, payload, len);
+    int rc = net_conn_write(ws_conn_net(ws), &b->ref, b->data, b->len);
+    ref_release(&b->ref);
+    return rc;
+}
+
+static void fail(ws_conn_t *ws, uint16_t code, const char *why) {
+    LOG_DEBUG("ws", "closing with %u: %s", code, why);
+    ws_conn_close(ws, code);
+}
+
+static void deliver(ws_conn_t *ws, uint8_t *data, size_t len, bool binary) {
+    if (ws->handler)
+        ws->handler->on_message(ws, data, len, binary);
+}
+
+static void on_data_frame(ws_conn_t *ws, ws_frame_t *f) {
+    bool text = f->opcode == WS_OP_TEXT;
+    if (ws->frag_opcode) {
+        fail(ws, WS_CLOSE_PROTOCOL_ERROR, "data frame inside a fragmented message");
+        return;
+    }
+    if (f->fin) {
+        if (text && !utf8_is_valid(f->payload, f->len)) {
+            fail(ws, WS_CLOSE_INVALID_DATA, "invalid UTF-8");
+            return;
+        }
+        deliver(ws, f->payload, f->len, !text);
+        return;
+    }
+    ws->frag_opcode = f->opcode;
+    ws->utf8_state = UTF8_ACCEPT;
+    if (text && utf8_validate(&ws->utf8_state, f->payload, f->len) == UTF8_REJECT) {
+        fail(ws, WS_CLOSE_INVALID_DATA, "invalid UTF-8");
+        return;
+    }
+    if (buf_append(&ws->frag, f->payload, f->len))
+        fail(ws, WS_CLOSE_INTERNAL, "out of memory");
+}
+
+static void on_continuation(ws_conn_t *ws, ws_frame_t *f) {
+    if (!ws->frag_opcode) {
+        fail(ws, WS_CLOSE_PROTOCOL_ERROR, "continuation without a message");
+        return;
+    }
+    bool text = ws->frag_opcode == WS_OP_TEXT;
+    if (f->len > ws->max_message - ws->frag.len) {
+        fail(ws, WS_CLOSE_TOO_BIG, "message too big");
+        return;
+    }
+    if (text && utf8_validate(&ws->utf8_state, f->payload, f->len) == UTF8_REJECT) {
+        fail(ws, WS_CLOSE_INVALID_DATA, "invalid UTF-8");
+        return;
+    }
+    if (buf_append(&ws->frag, f->payload, f->len)) {
+        fail(ws, WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    if (!f->fin)
+        return;
+    if (text && ws->utf8_state != UTF8_ACCEPT) {
+        fail(ws, WS_CLOSE_INVALID_DATA, "truncated UTF-8");
+        return;
+    }
+    /* Hand the joined message over, then drop the buffer: an idle connection keeps no
+     * reassembly memory. */
+    buf_t msg = ws->frag;
+    ws->frag = (buf_t){0};
+    ws->frag_opcode = 0;
+    deliver(ws, msg.data, msg.len, !text);
+    buf_free(&msg);
+}
+
+static void on_close_frame(ws_conn_t *ws, ws_frame_t *f) {
+    uint16_t code;
+    int rc = ws_close_payload_check(f->payload, f->len, &code);
+    if (rc < 0) {
+        fail(ws, (uint16_t)-rc, "bad close frame");
+        return;
+    }
+    /* Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an empty answer. */
+    ws_conn_close(ws, code);
+}
+
+static ssize_t ws_on_data(net_conn_t *c, uint8_t *data, size_t len) {
+    ws_conn_t *ws = ws_of(c);
+    ws_frame_t f;
+    ssize_t r = ws_frame_parse(data, len, ws->max_message, &f);
+    if (r == 0)
+        return 0;
+    if (r < 0) {
+        fail(ws, (uint16_t)-r, "bad frame");
+        return (ssize_t)len;
+    }
+    switch (f.opcode) {
+    case WS_OP_TEXT:
+    case WS_OP_BINARY:
+        on_data_frame(ws, &f);
+        break;
+    case WS_OP_CONT:
+        on_continuation(ws, &f);
+        break;
+    case WS_OP_PING:
+        if (ws_conn_send_copy(ws, WS_OP_PONG, f.payload, f.len) == -ENOMEM)
+            fail(ws, WS_CLOSE_INTERNAL, "out of memory");
+        break;
+    case WS_OP_CLOSE:
+        on_close_frame(ws, &f);
+        break;
+    default: /* WS_OP_PONG: nothing to do */
+        break;
+    }
+    return r;
+}
+
+static void ws_on_timeout(net_conn_t *c) {
+    ws_conn_close(ws_of(c), WS_CLOSE_GOING_AWAY);
+}
+
+static void ws_on_close(net_conn_t *c) {
+    ws_conn_t *ws = ws_of(c);
+    finish(ws, ws->close_sent ? ws->close_code : WS_CLOSE_ABNORMAL);
+}

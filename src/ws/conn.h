@@ -1,0 +1,74 @@
+/* ws/conn.h — WebSocket connections (RFC 6455), server side.
+ *
+ * Takes an HTTP connection over after a valid upgrade request: writes the 101 answer,
+ * switches the net ops and keeps its state in the connection's ext area
+ * (WS_CONN_EXT_SIZE bytes; the HTTP server must be configured with at least that).
+ * Delivers whole messages: an unfragmented frame is handed over in place, with no copy;
+ * fragments are joined in a per-connection buffer that exists only while a fragmented
+ * message is open. Text is checked for UTF-8 incrementally. Pings are answered, and the
+ * close handshake is done with the right codes (see ws/frame.h).
+ *
+ * Sending: ws_conn_send() queues a frame header and payload by reference, so one
+ * encoded message (its header computed once) goes to many connections without copies. */
+#ifndef PARLEY_WS_CONN_H
+#define PARLEY_WS_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http/server.h"
+#include "util/buf.h"
+#include "ws/frame.h"
+
+typedef struct ws_conn ws_conn_t;
+
+typedef struct {
+    /* A complete message; data is writable and valid during the call only. */
+    void (*on_message)(ws_conn_t *ws, uint8_t *data, size_t len, bool binary);
+    /* The connection is gone; code is the close code received or sent (1006 when the
+     * TCP connection dropped without one). Do not use ws afterwards. */
+    void (*on_close)(ws_conn_t *ws, uint16_t code);
+} ws_handler_t;
+
+#define WS_CLOSE_ABNORMAL 1006
+
+struct ws_conn {
+    const ws_handler_t *handler;
+    void *data;          /* the handler's */
+    buf_t frag;          /* the open fragmented message, if any */
+    size_t max_message;  /* bytes; 1009 above */
+    uint32_t utf8_state;
+    uint16_t close_code;
+    uint8_t frag_opcode; /* WS_OP_TEXT/BINARY while fragmented, else 0 */
+    bool close_sent;
+};
+
+#define WS_CONN_EXT_SIZE sizeof(ws_conn_t)
+
+/* Validates the upgrade (ws/handshake.h), answers 101 with `extra` header lines (or
+ * NULL), and takes the connection over. On a bad request answers 400/426 itself and
+ * returns a negative status; returns 0 and *out on success. */
+int ws_conn_accept(http_conn_t *hc, const http_req_t *req, const ws_handler_t *handler,
+                   void *data, size_t max_message, const char *extra, ws_conn_t **out);
+
+/* Queues one frame: header bytes and payload, both owned by `owner` (retained until
+ * written; NULL for static memory). Returns 0, -EPIPE once closing, or -ENOMEM. */
+int ws_conn_send(ws_conn_t *ws, ref_t *owner, const uint8_t *header, size_t header_len,
+                 const void *payload, size_t len);
+/* Frames and copies a text or binary message. */
+int ws_conn_send_copy(ws_conn_t *ws, uint8_t opcode, const void *payload, size_t len);
+
+/* Starts the close handshake with `code` (no reason text); on_close follows when the
+ * peer answers or after NET_LINGER_MS. */
+void ws_conn_close(ws_conn_t *ws, uint16_t code);
+/* Drops the connection at once (on_close follows with 1006). */
+void ws_conn_abort(ws_conn_t *ws);
+
+/* Bytes waiting to be written: backpressure. */
+size_t ws_conn_queued(ws_conn_t *ws);
+net_conn_t *ws_conn_net(ws_conn_t *ws);
+/* Sets a deadline after which the connection is closed with 1001 (0 clears it). */
+void ws_conn_set_deadline(ws_conn_t *ws, uint64_t ms);
+
+#endif
