@@ -53,7 +53,7 @@ struct eio_server {
 
 /* session.c */
 eio_session_t *eio_session_create(eio_server_t *srv, eio_transport_t transport);
-void eio_session_start(eio_session_t *s, const http_req_t *req);
+void eio_session_start(eio_session_t *s, const http_req_t *req, http_conn_t *hc);
 void eio_session_on_packet(eio_session_t *s, const eio_packet_t *p);
 /* Ends the session. notify_client: a held GET gets "1" (server-side close) instead of
  * "6" (acknowledging the client's close). */

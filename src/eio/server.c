@@ -111,8 +111,8 @@ static void handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
             cl += (size_t)m;
     }
     lines[cl] = '\0';
+    eio_session_start(s, req, hc);
     http_respond(hc, 200, "text/plain; charset=UTF-8", lines, open, n);
-    eio_session_start(s, req);
 }
 
 static bool route(http_conn_t *hc, http_req_t *req, void *arg) {

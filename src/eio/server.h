@@ -55,8 +55,9 @@ typedef struct {
     /* Handshake gate: return 0 to accept, or an eio_error_t (usually
      * EIO_ERR_FORBIDDEN) to refuse. NULL accepts everything. */
     int (*allow_request)(const http_req_t *req, void *arg);
-    /* A session is open; req is the handshake request (valid during the call). */
-    void (*on_open)(eio_session_t *s, const http_req_t *req, void *arg);
+    /* A session is open; req is the handshake request and address the client's IP
+     * address (both valid during the call). */
+    void (*on_open)(eio_session_t *s, const http_req_t *req, const char *address, void *arg);
     /* A message; data is writable and valid during the call only. */
     void (*on_message)(eio_session_t *s, uint8_t *data, size_t len, bool binary, void *arg);
     /* The session is over; it must not be used after this returns. */
@@ -90,5 +91,12 @@ const char *eio_session_transport(const eio_session_t *s);
  * for the next poll: the backpressure signal (volatile packets are dropped above a
  * threshold). */
 size_t eio_session_buffered(const eio_session_t *s);
+/* Whether a packet sent now would go out without waiting: a poll is held (polling), or
+ * less than EIO_WRITABLE_BYTES are waiting (websocket). Volatile packets are dropped
+ * when it is false. */
+#define EIO_WRITABLE_BYTES 65536
+bool eio_session_writable(const eio_session_t *s);
+/* Server-side close with an explicit reason (on_close reports it). */
+void eio_session_close_reason(eio_session_t *s, const char *reason);
 
 #endif

@@ -47,7 +47,10 @@ size_t eio_session_open_packet(const eio_session_t *s, char *out, size_t size) {
     return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }
 
-void eio_session_start(eio_session_t *s, const http_req_t *req) {
+void eio_session_start(eio_session_t *s, const http_req_t *req, http_conn_t *hc) {
+    char address[64] = "";
+    if (net_conn_peer(http_conn_net(hc), address, sizeof address))
+        address[0] = '\0';
     if (uv_timer_start(&s->timer, on_timer, s->srv->cfg.ping_interval, 0)) {
         eio_session_end(s, "transport error", true);
         return;
@@ -55,7 +58,7 @@ void eio_session_start(eio_session_t *s, const http_req_t *req) {
     LOG_DEBUG("eio", "session %s open (%s)", s->sid, eio_session_transport(s));
     s->opened = true;
     if (s->srv->cb.on_open)
-        s->srv->cb.on_open(s, req, s->srv->arg);
+        s->srv->cb.on_open(s, req, address, s->srv->arg);
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -214,6 +217,18 @@ void eio_session_end(eio_session_t *s, const char *reason, bool notify_client) {
 
 void eio_session_close(eio_session_t *s) {
     eio_session_end(s, "forced close", true);
+}
+
+void eio_session_close_reason(eio_session_t *s, const char *reason) {
+    eio_session_end(s, reason, true);
+}
+
+bool eio_session_writable(const eio_session_t *s) {
+    if (s->closed)
+        return false;
+    if (s->transport == EIO_TRANSPORT_WEBSOCKET)
+        return s->ws && ws_conn_queued(s->ws) < EIO_WRITABLE_BYTES;
+    return s->get != NULL;
 }
 
 const char *eio_session_id(const eio_session_t *s) {

@@ -50,7 +50,7 @@ void eio_websocket_handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req
         eio_session_end(s, "transport error", false);
         return;
     }
-    eio_session_start(s, req);
+    eio_session_start(s, req, hc);
 }
 
 void eio_websocket_upgrade(eio_session_t *s, http_conn_t *hc, http_req_t *req) {

@@ -20,6 +20,7 @@ import {
   withTimeout,
   wsFrame,
   serverGroup as group,
+  rst,
 } from "./util.mjs";
 
 const HB = ["--ping-interval", "300", "--ping-timeout", "200"];
@@ -232,7 +233,7 @@ group("HTTP framing", HB, (ctx) => {
     for (let i = 0; i < 20; i++) {
       const c = await ctx.raw();
       c.write(`POST /engine.io/?EIO=4&transport=polling&sid=x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n4abc`);
-      c.sock.resetAndDestroy();
+      rst(c.sock);
     }
     await assertAlive(ctx.srv);
   });

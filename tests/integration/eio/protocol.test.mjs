@@ -31,6 +31,7 @@ import {
   withTimeout,
   SEP,
   serverGroup as group,
+  rst,
 } from "./util.mjs";
 
 const PING_INTERVAL = 300;
@@ -443,7 +444,7 @@ group("close", HB, (ctx) => {
     g.catch(() => {});
     await once(req, "finish");
     await getStats(ctx.srv);
-    req.socket.resetAndDestroy();
+    assert.ok(rst(req.socket), "the GET's socket is still open");
     await assert.rejects(g);
     // the session is either still usable or (acceptably) closed; the server must stay healthy
     const p = await post(ctx.srv, sid, "4after");

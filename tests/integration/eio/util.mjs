@@ -92,6 +92,18 @@ export function request(url, opts = {}) {
   });
 }
 
+// Aborts a TCP connection with a RST (SO_LINGER 0) where that is safe; returns false when the
+// socket was already gone. Node 20's resetAndDestroy() on a socket whose write side is already
+// ending (a pending shutdown, e.g. after the server closed a Connection: close exchange) fails
+// with EINVAL and leaves the handle open forever, which makes the process spin at exit; such
+// sockets are destroyed plainly instead.
+export function rst(sock) {
+  if (!sock || sock.destroyed) return false;
+  if (sock.connecting || sock.writableEnded || sock._writableState?.ending || sock.readableEnded) sock.destroy();
+  else sock.resetAndDestroy();
+  return true;
+}
+
 // URL of the Engine.IO endpoint of srv with the given query parameters (in order).
 export function eioUrl(srv, query = {}, { ws = false, path = EIO_PATH } = {}) {
   const base = ws ? srv.wsUrl : srv.url;
@@ -261,9 +273,7 @@ export class WsClient {
 
   // Abortive close: TCP RST instead of FIN (no close frame).
   reset() {
-    const s = this.ws._socket;
-    if (s && !s.destroyed) s.resetAndDestroy();
-    else this.ws.terminate();
+    if (!rst(this.ws._socket)) this.ws.terminate();
   }
 }
 

@@ -1,0 +1,252 @@
+/* parley/sio.h — a Socket.IO v5 server as an embeddable C library.
+ *
+ * The server runs on a libuv loop, attached to Parley's HTTP server (which it shares
+ * with anything else the application serves). Official Socket.IO clients (4.x) connect
+ * to it unchanged, over long-polling or WebSocket.
+ *
+ *   sio_server_t *io;  sio_server_new(http, &cfg, &io);
+ *   sio_nsp_t *chat = sio_server_of(io, "/");
+ *   sio_nsp_on_connection(chat, on_connect, app);
+ *   sio_nsp_on(chat, "message", on_message, app);
+ *
+ * Payloads are jansson values: an event's arguments arrive as a JSON array (the event
+ * name removed); binary arguments arrive as {"_placeholder":true,"num":N} objects with the
+ * buffers beside them (sio_bin_t), and are sent the same way. Emitting can also start
+ * from pre-encoded JSON text, so an application that already holds the JSON of a
+ * message does not pay for a parse and a re-serialisation.
+ *
+ * Ownership, in one place:
+ * - json_t arguments passed TO the library are borrowed: the library takes its own
+ *   reference or copies what it keeps. json_t values passed BY the library to a callback
+ *   are borrowed for the duration of the call (json_incref to keep them).
+ * - sio_bin_t buffers are borrowed both ways, for the duration of the call.
+ * - Sockets are owned by the library. A socket pointer is valid until its disconnect
+ *   callback returns, unless the application holds a reference (sio_socket_ref), in
+ *   which case the memory stays valid (operations on a disconnected socket return
+ *   -EPIPE) until the last sio_socket_unref.
+ * - Strings returned by the library (ids, names) live as long as their object.
+ *
+ * Errors: functions return 0 or a negative errno value. */
+#ifndef PARLEY_SIO_H
+#define PARLEY_SIO_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct http_server http_server_t;
+typedef struct sio_server sio_server_t;
+typedef struct sio_nsp sio_nsp_t;
+typedef struct sio_socket sio_socket_t;
+
+/* A binary argument. Borrowed (see above). */
+typedef struct {
+    const uint8_t *data;
+    size_t len;
+} sio_bin_t;
+
+/* An event's payload: args is a JSON array; placeholder objects in it refer to bins. */
+typedef struct {
+    json_t *args;
+    const sio_bin_t *bins;
+    size_t nbins;
+} sio_payload_t;
+
+/* ---- server ---- */
+
+typedef struct {
+    const char *path;             /* "/socket.io/" */
+    uint32_t ping_interval;       /* ms (25000) */
+    uint32_t ping_timeout;        /* ms (20000) */
+    uint32_t connect_timeout;     /* ms a connection may stay without a namespace (45000) */
+    size_t max_payload;           /* bytes (1000000) */
+    size_t max_attachments;       /* binary attachments per packet (10) */
+    const char *const *cors_origins; /* see eio_config_t; NULL: none */
+    size_t cors_origin_count;
+    bool cookie;
+    /* Connection state recovery (socket.io 4.6+). */
+    bool recovery;
+    uint32_t recovery_max_disconnection; /* ms (120000) */
+    bool recovery_skip_middlewares;      /* true, as socket.io */
+    /* Above this many bytes waiting on a connection, volatile packets are dropped and
+     * (at 16x) the connection is closed as too slow. (262144) */
+    size_t backpressure_bytes;
+} sio_config_t;
+
+void sio_config_defaults(sio_config_t *cfg);
+
+/* Creates the server on http's loop and registers its path. The config is copied. */
+int sio_server_new(http_server_t *http, const sio_config_t *cfg, sio_server_t **out);
+/* Disconnects every socket ("server shutting down"), closes every connection, and frees
+ * the server once the loop has run its close callbacks. */
+void sio_server_close(sio_server_t *io);
+/* The namespace `name`, created on first use ("/" always exists). NULL when out of
+ * memory or when the name is not a valid namespace. */
+sio_nsp_t *sio_server_of(sio_server_t *io, const char *name);
+
+/* Dynamic namespaces: when a client asks for a namespace that does not exist, each
+ * matcher is asked in order; the first that returns true creates it (and `setup` is
+ * called on the new namespace so handlers can be attached). */
+typedef bool (*sio_nsp_match_fn)(const char *name, json_t *auth, void *arg);
+typedef void (*sio_nsp_setup_fn)(sio_nsp_t *nsp, void *arg);
+int sio_server_of_match(sio_server_t *io, sio_nsp_match_fn match, sio_nsp_setup_fn setup,
+                        void *arg);
+
+/* Counters for metrics and tests. */
+typedef struct {
+    size_t clients; /* Engine.IO connections */
+    size_t sockets; /* connected sockets, all namespaces */
+    size_t recovery_sessions; /* disconnected sessions kept for recovery */
+    size_t recovery_packets;  /* packets kept for recovery */
+} sio_stats_t;
+void sio_server_stats(const sio_server_t *io, sio_stats_t *out);
+
+/* ---- namespaces ---- */
+
+const char *sio_nsp_name(const sio_nsp_t *nsp);
+sio_server_t *sio_nsp_server(const sio_nsp_t *nsp);
+
+/* Middleware, run in registration order when a client connects to the namespace. Call
+ * sio_next(ctx, NULL) to go on or sio_next(ctx, err) to refuse: err is
+ * {"message": ..., "data": ...} (borrowed) and becomes the client's connect_error.
+ * sio_next may be called later (asynchronous middleware); the socket must not be used
+ * for anything else before it is. */
+typedef struct sio_next_ctx sio_next_ctx_t;
+typedef void (*sio_middleware_fn)(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg);
+int sio_nsp_use(sio_nsp_t *nsp, sio_middleware_fn fn, void *arg);
+void sio_next(sio_next_ctx_t *ctx, json_t *err);
+/* Convenience: an error object {"message": message, "data": data (borrowed, may be NULL)}
+ * to pass to sio_next; the caller owns it (json_decref after sio_next). */
+json_t *sio_error_new(const char *message, json_t *data);
+
+/* Lifecycle. */
+typedef void (*sio_connection_fn)(sio_socket_t *s, void *arg);
+typedef void (*sio_disconnect_fn)(sio_socket_t *s, const char *reason, void *arg);
+int sio_nsp_on_connection(sio_nsp_t *nsp, sio_connection_fn fn, void *arg);
+/* Called while the socket is still in its rooms ("disconnecting"), then it leaves them. */
+int sio_nsp_on_disconnect(sio_nsp_t *nsp, sio_disconnect_fn fn, void *arg);
+
+/* Events from clients. ack_id >= 0 when the client wants an acknowledgement: answer
+ * with sio_socket_ack (now or later). `event` is the event name (a number-named event
+ * arrives as its decimal text). */
+typedef void (*sio_event_fn)(sio_socket_t *s, const char *event, const sio_payload_t *p,
+                             int64_t ack_id, void *arg);
+int sio_nsp_on(sio_nsp_t *nsp, const char *event, sio_event_fn fn, void *arg);
+/* Every event that has no handler of its own. */
+int sio_nsp_on_any(sio_nsp_t *nsp, sio_event_fn fn, void *arg);
+
+/* ---- broadcasting ---- */
+
+enum {
+    SIO_VOLATILE = 1 << 0, /* drop for sockets whose connection cannot take it now */
+    SIO_LOCAL = 1 << 1,    /* only this node (matters once adapters span nodes) */
+};
+
+/* Who gets a broadcast: the sockets in any of `rooms` (all of the namespace when
+ * nrooms == 0), minus those in any of `except`. Room names are borrowed. */
+typedef struct {
+    const char *const *rooms;
+    size_t nrooms;
+    const char *const *except;
+    size_t nexcept;
+    unsigned flags;
+} sio_target_t;
+
+int sio_nsp_emit(sio_nsp_t *nsp, const sio_target_t *to, const char *event,
+                 const sio_payload_t *p);
+/* Pre-encoded: `args_json` is the JSON text of the argument array, e.g. "[1,{\"a\":2}]"
+ * (not validated; it must be valid JSON). */
+int sio_nsp_emit_json(sio_nsp_t *nsp, const sio_target_t *to, const char *event,
+                      const char *args_json, size_t len);
+/* Every namespace. */
+int sio_server_emit(sio_server_t *io, const char *event, const sio_payload_t *p);
+
+/* Broadcast with acknowledgements (socket.io's timeout(ms).emitWithAck on a room):
+ * done(err, responses) is called once, when every recipient answered (err 0) or when
+ * timeout_ms passed (err -ETIMEDOUT). responses is a JSON array with one entry per
+ * answering socket: the array of its ack arguments. Borrowed during the call. */
+typedef void (*sio_bcast_ack_fn)(int err, json_t *responses, void *arg);
+int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeout_ms,
+                          const char *event, const sio_payload_t *p, sio_bcast_ack_fn done,
+                          void *arg);
+
+/* Room operations for many sockets at once (socketsJoin / socketsLeave /
+ * disconnectSockets of socket.io). */
+int sio_nsp_sockets_join(sio_nsp_t *nsp, const sio_target_t *which, const char *room);
+int sio_nsp_sockets_leave(sio_nsp_t *nsp, const sio_target_t *which, const char *room);
+int sio_nsp_disconnect_sockets(sio_nsp_t *nsp, const sio_target_t *which, bool close);
+/* fetchSockets: calls fn for each matching local socket. */
+int sio_nsp_fetch_sockets(sio_nsp_t *nsp, const sio_target_t *which,
+                          void (*fn)(sio_socket_t *s, void *arg), void *arg);
+/* Number of sockets in a room of this node (0 when the room does not exist). */
+size_t sio_nsp_room_size(sio_nsp_t *nsp, const char *room);
+size_t sio_nsp_socket_count(const sio_nsp_t *nsp);
+
+/* ---- sockets ---- */
+
+const char *sio_socket_id(const sio_socket_t *s);
+sio_nsp_t *sio_socket_nsp(const sio_socket_t *s);
+bool sio_socket_connected(const sio_socket_t *s);
+/* True when this socket was restored by connection state recovery. */
+bool sio_socket_recovered(const sio_socket_t *s);
+void sio_socket_ref(sio_socket_t *s);
+void sio_socket_unref(sio_socket_t *s);
+
+/* Handshake data: the CONNECT packet's auth object (empty object when none) and the
+ * Engine.IO handshake request. Borrowed; valid while the socket is. */
+typedef struct {
+    json_t *auth;
+    json_t *headers; /* lower-case names → string values */
+    json_t *query;   /* raw (not percent-decoded) query parameters → strings */
+    const char *address;
+    const char *url;
+    int64_t time_ms; /* when the Engine.IO connection opened (Unix ms) */
+    bool secure;
+} sio_handshake_t;
+const sio_handshake_t *sio_socket_handshake(const sio_socket_t *s);
+
+/* Application data slots: SIO_DATA_SLOTS pointers per socket, for the application's
+ * own use (never touched by the library). */
+#define SIO_DATA_SLOTS 4
+void *sio_socket_get(const sio_socket_t *s, unsigned slot);
+void sio_socket_set(sio_socket_t *s, unsigned slot, void *value);
+/* socket.data: a JSON object kept with the socket and restored with it by connection
+ * state recovery. Borrowed. */
+json_t *sio_socket_data(sio_socket_t *s);
+
+int sio_socket_join(sio_socket_t *s, const char *room);
+int sio_socket_leave(sio_socket_t *s, const char *room);
+bool sio_socket_in(const sio_socket_t *s, const char *room);
+/* Its rooms (its own id first). Calls fn for each. */
+void sio_socket_rooms(const sio_socket_t *s, void (*fn)(const char *room, void *arg),
+                      void *arg);
+
+/* Emit to this socket only. flags: SIO_VOLATILE. */
+int sio_socket_emit(sio_socket_t *s, const char *event, const sio_payload_t *p,
+                    unsigned flags);
+int sio_socket_emit_json(sio_socket_t *s, const char *event, const char *args_json,
+                         size_t len);
+/* With an acknowledgement: cb(s, err, payload, arg) once: err 0 with the client's
+ * answer, -ETIMEDOUT after timeout_ms (0: no timeout), or -EPIPE if the socket
+ * disconnected first (payload NULL then). */
+typedef void (*sio_ack_fn)(sio_socket_t *s, int err, const sio_payload_t *p, void *arg);
+int sio_socket_emit_with_ack(sio_socket_t *s, uint32_t timeout_ms, const char *event,
+                             const sio_payload_t *p, sio_ack_fn cb, void *arg);
+/* socket.broadcast.emit: everyone in `to` (the namespace when NULL) except this socket. */
+int sio_socket_broadcast(sio_socket_t *s, const sio_target_t *to, const char *event,
+                         const sio_payload_t *p);
+
+/* Answers the client's ack request `ack_id` (from an event callback). At most once per
+ * id; -EPIPE when the socket is gone. */
+int sio_socket_ack(sio_socket_t *s, int64_t ack_id, const sio_payload_t *p);
+int sio_socket_ack_json(sio_socket_t *s, int64_t ack_id, const char *args_json, size_t len);
+
+/* Disconnects the socket ("server namespace disconnect"); close also closes the
+ * underlying connection (all its namespaces). */
+void sio_socket_disconnect(sio_socket_t *s, bool close);
+
+/* Builds a placeholder object for binary argument `num` (new reference). */
+json_t *sio_placeholder(size_t num);
+
+#endif

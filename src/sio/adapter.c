@@ -1,0 +1,382 @@
+/* sio/adapter.c — the in-process adapter: rooms, broadcast, and the recovery log.
+ *
+ * This is the seam that multi-process and Redis adapters wrap later: they forward
+ * broadcasts and room operations to other nodes and call into these functions for the
+ * sockets that live here.
+ *
+ * Broadcast de-duplication: each broadcast takes a new epoch; a socket stamped with it
+ * is skipped. Sockets in an `except` room are stamped first, so the union of the target
+ * rooms is walked once and each socket receives the packet at most once.
+ *
+ * Recovery log (when enabled): every logged broadcast gets the next offset of its
+ * namespace; offsets are consecutive, so an offset's entry is found by subtraction.
+ * Entries older than the maximum disconnection duration are purged, and the log is
+ * capped at SIO_LOG_MAX entries (a client whose offset fell off cannot recover and gets
+ * a fresh session, as socket.io does for an unknown offset). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sio/internal.h"
+#include "util/log.h"
+
+#define SIO_LOG_MAX 100000
+
+sio_room_t *sio_room_get(sio_nsp_t *nsp, const char *name, bool create) {
+    size_t len = strlen(name);
+    sio_room_t *r = map_get(&nsp->rooms, name, len);
+    if (r || !create)
+        return r;
+    r = calloc(1, sizeof *r + len + 1);
+    if (!r)
+        return NULL;
+    memcpy(r->name, name, len + 1);
+    if (map_put(&nsp->rooms, r->name, len, r)) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void room_drop_if_empty(sio_nsp_t *nsp, sio_room_t *r) {
+    if (r->count)
+        return;
+    map_del(&nsp->rooms, r->name, strlen(r->name));
+    free(r->members);
+    free(r);
+}
+
+int sio_adapter_join(sio_socket_t *s, const char *name) {
+    for (uint32_t i = 0; i < s->nrooms; i++)
+        if (strcmp(s->rooms[i].room->name, name) == 0)
+            return 0;
+    sio_nsp_t *nsp = s->nsp;
+    if (s->nrooms == s->caprooms) {
+        uint32_t cap = s->caprooms ? s->caprooms * 2 : 2;
+        sio_membership_t *m = realloc(s->rooms, cap * sizeof *m);
+        if (!m)
+            return -ENOMEM;
+        s->rooms = m;
+        s->caprooms = cap;
+    }
+    sio_room_t *r = sio_room_get(nsp, name, true);
+    if (!r)
+        return -ENOMEM;
+    if (r->count == r->cap) {
+        uint32_t cap = r->cap ? r->cap * 2 : 4;
+        sio_socket_t **m = realloc(r->members, cap * sizeof *m);
+        if (!m) {
+            room_drop_if_empty(nsp, r);
+            return -ENOMEM;
+        }
+        r->members = m;
+        r->cap = cap;
+    }
+    r->members[r->count] = s;
+    s->rooms[s->nrooms++] = (sio_membership_t){r, r->count};
+    r->count++;
+    return 0;
+}
+
+/* Removes membership i of s: swap-remove in the room, then in the socket. */
+static void leave_at(sio_socket_t *s, uint32_t i) {
+    sio_room_t *r = s->rooms[i].room;
+    uint32_t pos = s->rooms[i].pos;
+    sio_socket_t *last = r->members[--r->count];
+    if (last != s) {
+        r->members[pos] = last;
+        for (uint32_t j = 0; j < last->nrooms; j++) {
+            if (last->rooms[j].room == r) {
+                last->rooms[j].pos = pos;
+                break;
+            }
+        }
+    }
+    s->rooms[i] = s->rooms[--s->nrooms];
+    room_drop_if_empty(s->nsp, r);
+}
+
+int sio_adapter_leave(sio_socket_t *s, const char *name) {
+    for (uint32_t i = 0; i < s->nrooms; i++) {
+        if (strcmp(s->rooms[i].room->name, name) == 0) {
+            leave_at(s, i);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+void sio_adapter_leave_all(sio_socket_t *s) {
+    while (s->nrooms)
+        leave_at(s, s->nrooms - 1);
+    free(s->rooms);
+    s->rooms = NULL;
+    s->caprooms = 0;
+}
+
+void sio_adapter_each(sio_nsp_t *nsp, const sio_target_t *to,
+                      void (*fn)(sio_socket_t *s, void *arg), void *arg) {
+    uint64_t epoch = ++nsp->io->epoch;
+    size_t nexcept = to ? to->nexcept : 0;
+    for (size_t i = 0; i < nexcept; i++) {
+        sio_room_t *r = sio_room_get(nsp, to->except[i], false);
+        for (uint32_t j = 0; r && j < r->count; j++)
+            r->members[j]->epoch = epoch;
+    }
+    /* fn may make sockets leave rooms or disconnect: walk copies of the member lists. */
+    size_t nrooms = to ? to->nrooms : 0;
+    sio_socket_t **list = NULL;
+    size_t n = 0;
+    if (nrooms == 0) {
+        list = malloc((nsp->nsockets + 1) * sizeof *list);
+        for (uint32_t j = 0; list && j < nsp->nsockets; j++)
+            if (nsp->sockets[j]->epoch != epoch && nsp->sockets[j]->connected)
+                list[n++] = nsp->sockets[j];
+    } else {
+        size_t total = 0;
+        for (size_t i = 0; i < nrooms; i++) {
+            sio_room_t *r = sio_room_get(nsp, to->rooms[i], false);
+            total += r ? r->count : 0;
+        }
+        list = malloc((total + 1) * sizeof *list);
+        for (size_t i = 0; list && i < nrooms; i++) {
+            sio_room_t *r = sio_room_get(nsp, to->rooms[i], false);
+            for (uint32_t j = 0; r && j < r->count; j++) {
+                sio_socket_t *s = r->members[j];
+                if (s->epoch == epoch || !s->connected)
+                    continue;
+                s->epoch = epoch;
+                list[n++] = s;
+            }
+        }
+    }
+    if (!list) {
+        LOG_ERROR("sio", "out of memory in a broadcast");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        sio_socket_ref(list[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (list[i]->connected)
+            fn(list[i], arg);
+        sio_socket_unref(list[i]);
+    }
+    free(list);
+}
+
+typedef struct {
+    eio_msg_t *const *msgs;
+    size_t n;
+    bool is_volatile;
+    size_t count;
+} bcast_t;
+
+static void bcast_one(sio_socket_t *s, void *arg) {
+    bcast_t *b = arg;
+    sio_socket_send(s, b->msgs, b->n, b->is_volatile);
+    b->count++;
+}
+
+bool sio_adapter_logs(const sio_nsp_t *nsp, const sio_target_t *to) {
+    return nsp->io->cfg.recovery && !(to && (to->flags & SIO_VOLATILE));
+}
+
+static char **copy_names(const char *const *names, size_t n) {
+    if (n == 0)
+        return NULL;
+    char **out = calloc(n, sizeof *out);
+    for (size_t i = 0; out && i < n; i++) {
+        if (!(out[i] = strdup(names[i]))) {
+            while (i)
+                free(out[--i]);
+            free(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static void free_names(char **names, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+static void log_entry_free(sio_logged_t *e) {
+    for (size_t i = 0; i < e->nmsgs; i++)
+        eio_msg_release(e->msgs[i]);
+    free(e->msgs);
+    free_names(e->rooms, e->nrooms);
+    free_names(e->except, e->nexcept);
+    memset(e, 0, sizeof *e);
+}
+
+static void log_pop(sio_nsp_t *nsp) {
+    log_entry_free(&nsp->log[nsp->log_head]);
+    nsp->log_head = (nsp->log_head + 1) % nsp->log_cap;
+    nsp->log_len--;
+}
+
+static int log_push(sio_nsp_t *nsp, const sio_target_t *to, eio_msg_t *const *msgs, size_t n,
+                    uint64_t offset) {
+    if (nsp->log_len == SIO_LOG_MAX)
+        log_pop(nsp);
+    if (nsp->log_len == nsp->log_cap) {
+        size_t cap = nsp->log_cap ? nsp->log_cap * 2 : 64;
+        sio_logged_t *log = calloc(cap, sizeof *log);
+        if (!log)
+            return -ENOMEM;
+        for (size_t i = 0; i < nsp->log_len; i++)
+            log[i] = nsp->log[(nsp->log_head + i) % nsp->log_cap];
+        free(nsp->log);
+        nsp->log = log;
+        nsp->log_cap = cap;
+        nsp->log_head = 0;
+    }
+    sio_logged_t e = {.offset = offset, .time_ms = sio_now_ms(), .nmsgs = n};
+    e.msgs = malloc(n * sizeof *e.msgs);
+    e.nrooms = to ? to->nrooms : 0;
+    e.nexcept = to ? to->nexcept : 0;
+    e.rooms = to ? copy_names(to->rooms, e.nrooms) : NULL;
+    e.except = to ? copy_names(to->except, e.nexcept) : NULL;
+    if (!e.msgs || (e.nrooms && !e.rooms) || (e.nexcept && !e.except)) {
+        e.nmsgs = 0;
+        log_entry_free(&e);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        e.msgs[i] = msgs[i];
+        ref_retain(&msgs[i]->ref);
+    }
+    nsp->log[(nsp->log_head + nsp->log_len) % nsp->log_cap] = e;
+    nsp->log_len++;
+    return 0;
+}
+
+size_t sio_adapter_broadcast(sio_nsp_t *nsp, const sio_target_t *to, eio_msg_t *const *msgs,
+                             size_t n, uint64_t offset) {
+    if (offset && log_push(nsp, to, msgs, n, offset))
+        LOG_WARN("sio", "recovery log: out of memory; packet %" PRIu64 " not kept", offset);
+    bcast_t b = {msgs, n, to && (to->flags & SIO_VOLATILE), 0};
+    sio_adapter_each(nsp, to, bcast_one, &b);
+    return b.count;
+}
+
+/* ---- sessions ---- */
+
+void sio_session_free(sio_session_t *session) {
+    free_names(session->rooms, session->nrooms);
+    json_decref(session->data);
+    free(session);
+}
+
+void sio_adapter_persist(sio_socket_t *s) {
+    sio_nsp_t *nsp = s->nsp;
+    sio_session_t *session = calloc(1, sizeof *session);
+    if (!session)
+        return;
+    memcpy(session->pid, s->pid, sizeof s->pid);
+    memcpy(session->sid, s->id, sizeof s->id);
+    session->rooms = calloc(s->nrooms + 1, sizeof *session->rooms);
+    for (uint32_t i = 0; session->rooms && i < s->nrooms; i++)
+        if ((session->rooms[session->nrooms] = strdup(s->rooms[i].room->name)))
+            session->nrooms++;
+    session->data = json_incref(s->data);
+    session->disconnected_ms = sio_now_ms();
+    if (!session->rooms || map_put(&nsp->sessions, session->pid, strlen(session->pid), session))
+        sio_session_free(session);
+}
+
+static bool names_has(char *const *names, size_t n, const char *name) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* socket.io's shouldIncludePacket: in one of the target rooms (or no rooms given), and
+ * in none of the excluded ones. */
+static bool session_wants(const sio_session_t *ss, const sio_logged_t *e) {
+    bool included = e->nrooms == 0;
+    for (size_t i = 0; i < ss->nrooms; i++) {
+        if (!included && names_has(e->rooms, e->nrooms, ss->rooms[i]))
+            included = true;
+        if (names_has(e->except, e->nexcept, ss->rooms[i]))
+            return false;
+    }
+    return included;
+}
+
+sio_session_t *sio_adapter_restore(sio_nsp_t *nsp, const char *pid, const char *offset,
+                                   sio_logged_t ***missed, size_t *nmissed) {
+    *missed = NULL;
+    *nmissed = 0;
+    sio_session_t *ss = map_get(&nsp->sessions, pid, strlen(pid));
+    if (!ss)
+        return NULL;
+    uint64_t now = sio_now_ms();
+    map_del(&nsp->sessions, pid, strlen(pid));
+    if (ss->disconnected_ms + nsp->io->cfg.recovery_max_disconnection < now) {
+        sio_session_free(ss);
+        return NULL;
+    }
+    unsigned long long off;
+    uint64_t first = nsp->log_len ? nsp->log[nsp->log_head].offset : 0;
+    if (!offset || !slice_to_u64(slice_make(offset, strlen(offset)), &off) || !nsp->log_len ||
+        off < first || off >= first + nsp->log_len) {
+        sio_session_free(ss);
+        return NULL;
+    }
+    size_t from = (size_t)(off - first) + 1;
+    sio_logged_t **list = malloc((nsp->log_len - from + 1) * sizeof *list);
+    if (!list) {
+        sio_session_free(ss);
+        return NULL;
+    }
+    size_t n = 0;
+    for (size_t i = from; i < nsp->log_len; i++) {
+        sio_logged_t *e = &nsp->log[(nsp->log_head + i) % nsp->log_cap];
+        if (session_wants(ss, e))
+            list[n++] = e;
+    }
+    *missed = list;
+    *nmissed = n;
+    return ss;
+}
+
+void sio_adapter_purge(sio_nsp_t *nsp, uint64_t now_ms) {
+    uint64_t max = nsp->io->cfg.recovery_max_disconnection;
+    while (nsp->log_len && nsp->log[nsp->log_head].time_ms + max < now_ms)
+        log_pop(nsp);
+    /* Collect first: deleting moves entries under the iterator. */
+    sio_session_t **expired = malloc((nsp->sessions.count + 1) * sizeof *expired);
+    size_t n = 0;
+    map_entry_t *e;
+    for (size_t pos = 0; expired && map_next(&nsp->sessions, &pos, &e);) {
+        sio_session_t *ss = e->value;
+        if (ss->disconnected_ms + max < now_ms)
+            expired[n++] = ss;
+    }
+    for (size_t i = 0; i < n; i++) {
+        map_del(&nsp->sessions, expired[i]->pid, strlen(expired[i]->pid));
+        sio_session_free(expired[i]);
+    }
+    free(expired);
+}
+
+void sio_adapter_free(sio_nsp_t *nsp) {
+    while (nsp->log_len)
+        log_pop(nsp);
+    free(nsp->log);
+    map_entry_t *e;
+    for (size_t pos = 0; map_next(&nsp->sessions, &pos, &e);)
+        sio_session_free(e->value);
+    map_free(&nsp->sessions);
+    for (size_t pos = 0; map_next(&nsp->rooms, &pos, &e);) {
+        sio_room_t *r = e->value;
+        free(r->members);
+        free(r);
+    }
+    map_free(&nsp->rooms);
+}

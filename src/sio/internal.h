@@ -1,0 +1,240 @@
+/* sio/internal.h — the structures the Socket.IO files share.
+ *
+ *   server.c   the server, its Engine.IO callbacks, clients, packet dispatch, connect
+ *              timeout
+ *   nsp.c      namespaces: handlers, middleware and the connect sequence
+ *   socket.c   sockets: rooms, emit, acknowledgements, disconnect
+ *   emit.c     encoding an event once into Engine.IO messages
+ *   adapter.c  the in-process adapter: rooms, broadcast, recovery log
+ *
+ * Rooms are indexed both ways: a room holds an array of its sockets, and each socket an
+ * array of {room, position in that room}; leaving swaps the last member into the hole
+ * and fixes that member's position, so join, leave and disconnect cost O(rooms of the
+ * socket). */
+#ifndef PARLEY_SIO_INTERNAL_H
+#define PARLEY_SIO_INTERNAL_H
+
+#include <uv.h>
+
+#include "eio/server.h"
+#include "parley/sio.h"
+#include "sio/packet.h"
+#include "util/map.h"
+#include "util/rand.h"
+
+typedef struct sio_client sio_client_t;
+typedef struct sio_room sio_room_t;
+
+typedef struct {
+    sio_event_fn fn;
+    void *arg;
+    char name[]; /* the map key */
+} sio_handler_t;
+
+typedef struct {
+    sio_connection_fn fn;
+    void *arg;
+} sio_conn_cb_t;
+
+typedef struct {
+    sio_disconnect_fn fn;
+    void *arg;
+} sio_disc_cb_t;
+
+typedef struct {
+    sio_middleware_fn fn;
+    void *arg;
+} sio_mw_t;
+
+struct sio_room {
+    sio_socket_t **members;
+    uint32_t count, cap;
+    char name[]; /* the map key */
+};
+
+typedef struct {
+    sio_room_t *room;
+    uint32_t pos; /* index in room->members */
+} sio_membership_t;
+
+/* A packet kept for connection state recovery. */
+typedef struct {
+    uint64_t offset;
+    uint64_t time_ms;
+    eio_msg_t **msgs; /* the text packet, then its binary attachments */
+    size_t nmsgs;
+    char **rooms, **except;
+    size_t nrooms, nexcept;
+} sio_logged_t;
+
+/* A disconnected socket kept for recovery. */
+typedef struct {
+    char pid[RAND_ID_SIZE]; /* map key */
+    char sid[RAND_ID_SIZE];
+    char **rooms;
+    size_t nrooms;
+    json_t *data;
+    uint64_t disconnected_ms;
+} sio_session_t;
+
+struct sio_nsp {
+    sio_server_t *io;
+    char *name;
+    map_t handlers; /* event name → sio_handler_t */
+    sio_handler_t *any;
+    sio_mw_t *mws;
+    size_t nmws;
+    sio_conn_cb_t *on_conn;
+    size_t non_conn;
+    sio_disc_cb_t *on_disc;
+    size_t non_disc;
+    /* Sockets: an array with each socket's index, for O(1) removal. */
+    sio_socket_t **sockets;
+    uint32_t nsockets, capsockets;
+    map_t by_id; /* socket id → socket */
+    map_t rooms; /* name → sio_room_t */
+    uint64_t next_ack_id;
+    /* Recovery. */
+    map_t sessions; /* pid → sio_session_t */
+    sio_logged_t *log;
+    size_t log_head, log_len, log_cap; /* ring of log_len entries from log_head */
+    uint64_t next_offset;
+};
+
+typedef struct sio_pending_ack {
+    struct sio_pending_ack *next;
+    sio_socket_t *socket;
+    uint64_t id;
+    sio_ack_fn cb;
+    void *arg;
+    bool has_timer;
+    uv_timer_t timer;
+} sio_pending_ack_t;
+
+struct sio_socket {
+    uint32_t refs;
+    bool connected;
+    bool recovered;
+    bool connecting; /* middleware still running */
+    sio_nsp_t *nsp;
+    sio_client_t *client;
+    uint32_t nsp_pos; /* index in nsp->sockets */
+    uint64_t epoch;   /* broadcast de-duplication */
+    sio_membership_t *rooms;
+    uint32_t nrooms, caprooms;
+    sio_pending_ack_t *acks;
+    void *slots[SIO_DATA_SLOTS];
+    json_t *data;
+    sio_handshake_t hs;
+    char id[RAND_ID_SIZE];
+    char pid[RAND_ID_SIZE];
+};
+
+struct sio_client {
+    sio_server_t *io;
+    eio_session_t *eio;
+    sio_decoder_t dec;
+    sio_socket_t **sockets; /* one per namespace joined (or joining) */
+    uint32_t nsockets;
+    json_t *headers, *query;
+    char *url;
+    int64_t time_ms;
+    uint64_t connect_deadline;
+    sio_client_t *wait_prev, *wait_next; /* waiting for a first namespace */
+    bool waiting;
+    bool closing;
+    const char *close_reason; /* set when the server closes it: reported to sockets */
+    char address[46];
+};
+
+typedef struct {
+    sio_nsp_match_fn match;
+    sio_nsp_setup_fn setup;
+    void *arg;
+} sio_matcher_t;
+
+struct sio_server {
+    sio_config_t cfg;
+    char *path;
+    http_server_t *http;
+    uv_loop_t *loop;
+    eio_server_t *eio;
+    map_t nsps;
+    sio_matcher_t *matchers;
+    size_t nmatchers;
+    sio_client_t *wait_head, *wait_tail;
+    uv_timer_t connect_timer;
+    uv_timer_t purge_timer;
+    uint64_t epoch;
+    size_t nclients, nsockets;
+    bool closing;
+};
+
+/* server.c */
+void sio_client_send(sio_client_t *c, eio_msg_t *const *msgs, size_t n);
+void sio_client_close(sio_client_t *c, const char *reason);
+int sio_client_add_socket(sio_client_t *c, sio_socket_t *s);
+void sio_client_remove_socket(sio_client_t *c, sio_socket_t *s);
+void sio_client_stop_waiting(sio_client_t *c);
+uint64_t sio_now_ms(void);
+
+/* nsp.c */
+sio_nsp_t *sio_nsp_find_or_match(sio_server_t *io, const char *name, json_t *auth);
+void sio_nsp_connect(sio_nsp_t *nsp, sio_client_t *c, json_t *auth);
+void sio_nsp_dispatch(sio_socket_t *s, sio_packet_t *p);
+void sio_nsp_free(sio_nsp_t *nsp);
+
+/* socket.c */
+sio_socket_t *sio_socket_new(sio_nsp_t *nsp, sio_client_t *c, json_t *auth);
+/* Finishes a connect: joins its own room, sends CONNECT (and missed packets). */
+int sio_socket_establish(sio_socket_t *s, const sio_session_t *restored);
+/* Drops a socket that never connected (middleware refused, client gone). */
+void sio_socket_discard(sio_socket_t *s);
+/* Tells handlers, leaves rooms, persists for recovery when the reason allows it. */
+void sio_socket_onclose(sio_socket_t *s, const char *reason);
+void sio_socket_on_ack(sio_socket_t *s, sio_packet_t *p);
+/* Registers a pending acknowledgement `id` (timeout_ms 0: none). */
+int sio_socket_expect_ack(sio_socket_t *s, uint64_t id, uint32_t timeout_ms, sio_ack_fn cb,
+                          void *arg);
+/* Sends already-encoded messages to this socket (volatile: may drop). */
+void sio_socket_send(sio_socket_t *s, eio_msg_t *const *msgs, size_t n, bool is_volatile);
+
+/* emit.c */
+/* Encodes an EVENT (id < 0: no ack) or ACK packet for nsp: the text Engine.IO message,
+ * then one binary message per attachment. args_json is the argument array's JSON text;
+ * event NULL for ACK packets; offset non-NULL appends it as a last string argument.
+ * Returns the number of messages (>= 1) in msgs (caller releases each) or -ENOMEM. */
+int sio_encode_event(const sio_nsp_t *nsp, sio_packet_type_t type, int64_t id,
+                     const char *event, const char *args_json, size_t args_len,
+                     const sio_bin_t *bins, size_t nbins, const char *offset,
+                     eio_msg_t ***msgs);
+/* Compact JSON text of a value (any type) appended to out. */
+int sio_json_dump(json_t *value, buf_t *out);
+/* The same for an argument array; -EINVAL when args is not an array. */
+int sio_args_dump(json_t *args, buf_t *out);
+void sio_msgs_release(eio_msg_t **msgs, size_t n);
+
+/* adapter.c */
+sio_room_t *sio_room_get(sio_nsp_t *nsp, const char *name, bool create);
+int sio_adapter_join(sio_socket_t *s, const char *room);
+int sio_adapter_leave(sio_socket_t *s, const char *room);
+void sio_adapter_leave_all(sio_socket_t *s);
+/* Calls fn for each socket matching `to` (each once). */
+void sio_adapter_each(sio_nsp_t *nsp, const sio_target_t *to,
+                      void (*fn)(sio_socket_t *s, void *arg), void *arg);
+/* Sends messages to every socket matching `to`; with recovery, logs them (offset
+ * already in the text). Returns the number of recipients. */
+size_t sio_adapter_broadcast(sio_nsp_t *nsp, const sio_target_t *to, eio_msg_t *const *msgs,
+                             size_t n, uint64_t offset);
+void sio_adapter_persist(sio_socket_t *s);
+/* Finds and removes a session; fills the missed packets (a malloc'd array of log entry
+ * pointers, valid until the log changes) when the offset is known. */
+sio_session_t *sio_adapter_restore(sio_nsp_t *nsp, const char *pid, const char *offset,
+                                   sio_logged_t ***missed, size_t *nmissed);
+void sio_session_free(sio_session_t *session);
+void sio_adapter_purge(sio_nsp_t *nsp, uint64_t now_ms);
+void sio_adapter_free(sio_nsp_t *nsp);
+/* Whether recovery stores this broadcast: events without ack, not volatile. */
+bool sio_adapter_logs(const sio_nsp_t *nsp, const sio_target_t *to);
+
+#endif
