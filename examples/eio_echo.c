@@ -24,14 +24,12 @@ typedef struct {
 } app_t;
 
 static void on_message(eio_session_t *s, uint8_t *data, size_t len, bool binary, void *arg) {
-    if (eio_session_send_message(s, data, len, binary))
-        eio_session_close(s);
+    if (eio_session_send_message(s, data, len, binary)) eio_session_close(s);
 }
 
 static bool stats_route(http_conn_t *hc, http_req_t *req, void *arg) {
     app_t *app = arg;
-    if (!slice_eq(req->head.path, "/stats"))
-        return false;
+    if (!slice_eq(req->head.path, "/stats")) return false;
     if (!slice_eq(req->head.method, "GET")) {
         http_respond(hc, 405, "text/plain", "Allow: GET\r\n", "Method Not Allowed\n", 19);
         return true;
@@ -69,39 +67,69 @@ int main(int argc, char **argv) {
     const char *origins[16];
     size_t norigins = 0;
     static const struct option opts[] = {
-        {"host", 1, 0, 'h'},           {"port", 1, 0, 'p'},
-        {"path", 1, 0, 'P'},           {"ping-interval", 1, 0, 'i'},
-        {"ping-timeout", 1, 0, 't'},   {"upgrade-timeout", 1, 0, 'u'},
-        {"max-payload", 1, 0, 'm'},    {"request-timeout", 1, 0, 'r'},
-        {"keepalive-timeout", 1, 0, 'k'}, {"ws-max-message", 1, 0, 'w'},
-        {"cors-origin", 1, 0, 'c'},    {"cookie", 0, 0, 'C'},
-        {"log-level", 1, 0, 'l'},      {0, 0, 0, 0},
+        {"host", 1, 0, 'h'},
+        {"port", 1, 0, 'p'},
+        {"path", 1, 0, 'P'},
+        {"ping-interval", 1, 0, 'i'},
+        {"ping-timeout", 1, 0, 't'},
+        {"upgrade-timeout", 1, 0, 'u'},
+        {"max-payload", 1, 0, 'm'},
+        {"request-timeout", 1, 0, 'r'},
+        {"keepalive-timeout", 1, 0, 'k'},
+        {"ws-max-message", 1, 0, 'w'},
+        {"cors-origin", 1, 0, 'c'},
+        {"cookie", 0, 0, 'C'},
+        {"log-level", 1, 0, 'l'},
+        {0, 0, 0, 0},
     };
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
-        case 'h': hcfg.host = optarg; break;
-        case 'p': hcfg.port = atoi(optarg); break;
-        case 'P': ecfg.path = optarg; break;
-        case 'i': ecfg.ping_interval = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 't': ecfg.ping_timeout = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 'u': ecfg.upgrade_timeout = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 'm': ecfg.max_payload = strtoul(optarg, NULL, 10); break;
-        case 'r': hcfg.request_timeout = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 'k': hcfg.keepalive_timeout = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 'w': ecfg.ws_max_message = strtoul(optarg, NULL, 10); break;
-        case 'c':
-            if (norigins < 16)
-                origins[norigins++] = optarg;
+        case 'h':
+            hcfg.host = optarg;
             break;
-        case 'C': ecfg.cookie = true; break;
+        case 'p':
+            hcfg.port = atoi(optarg);
+            break;
+        case 'P':
+            ecfg.path = optarg;
+            break;
+        case 'i':
+            ecfg.ping_interval = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 't':
+            ecfg.ping_timeout = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'u':
+            ecfg.upgrade_timeout = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'm':
+            ecfg.max_payload = strtoul(optarg, NULL, 10);
+            break;
+        case 'r':
+            hcfg.request_timeout = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'k':
+            hcfg.keepalive_timeout = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'w':
+            ecfg.ws_max_message = strtoul(optarg, NULL, 10);
+            break;
+        case 'c':
+            if (norigins < 16) origins[norigins++] = optarg;
+            break;
+        case 'C':
+            ecfg.cookie = true;
+            break;
         case 'l':
             if (log_level_parse(optarg, &log_threshold)) {
                 usage();
                 return 2;
             }
             break;
-        default: usage(); return 2;
+        default:
+            usage();
+            return 2;
         }
     }
     ecfg.cors_origins = origins;
@@ -109,8 +137,7 @@ int main(int argc, char **argv) {
     hcfg.max_body_size = ecfg.max_payload;
     hcfg.ext_size = WS_CONN_EXT_SIZE;
 
-    if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop)))
-        return 1;
+    if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop))) return 1;
     int rc = http_server_new(app.nl, &hcfg, &app.http);
     if (rc) {
         fprintf(stderr, "listen %s:%d: %s\n", hcfg.host, hcfg.port, uv_strerror(rc));

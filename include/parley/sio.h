@@ -56,12 +56,12 @@ typedef struct {
 /* ---- server ---- */
 
 typedef struct {
-    const char *path;             /* "/socket.io/" */
-    uint32_t ping_interval;       /* ms (25000) */
-    uint32_t ping_timeout;        /* ms (20000) */
-    uint32_t connect_timeout;     /* ms a connection may stay without a namespace (45000) */
-    size_t max_payload;           /* bytes (1000000) */
-    size_t max_attachments;       /* binary attachments per packet (10) */
+    const char *path;                /* "/socket.io/" */
+    uint32_t ping_interval;          /* ms (25000) */
+    uint32_t ping_timeout;           /* ms (20000) */
+    uint32_t connect_timeout;        /* ms a connection may stay without a namespace (45000) */
+    size_t max_payload;              /* bytes (1000000) */
+    size_t max_attachments;          /* binary attachments per packet (10) */
     const char *const *cors_origins; /* see eio_config_t; NULL: none */
     size_t cors_origin_count;
     bool cookie;
@@ -95,8 +95,8 @@ int sio_server_of_match(sio_server_t *io, sio_nsp_match_fn match, sio_nsp_setup_
 
 /* Counters for metrics and tests. */
 typedef struct {
-    size_t clients; /* Engine.IO connections */
-    size_t sockets; /* connected sockets, all namespaces */
+    size_t clients;           /* Engine.IO connections */
+    size_t sockets;           /* connected sockets, all namespaces */
     size_t recovery_sessions; /* disconnected sessions kept for recovery */
     size_t recovery_packets;  /* packets kept for recovery */
 } sio_stats_t;
@@ -153,8 +153,7 @@ typedef struct {
     unsigned flags;
 } sio_target_t;
 
-int sio_nsp_emit(sio_nsp_t *nsp, const sio_target_t *to, const char *event,
-                 const sio_payload_t *p);
+int sio_nsp_emit(sio_nsp_t *nsp, const sio_target_t *to, const char *event, const sio_payload_t *p);
 /* Pre-encoded: `args_json` is the JSON text of the argument array, e.g. "[1,{\"a\":2}]"
  * (not validated; it must be valid JSON). */
 int sio_nsp_emit_json(sio_nsp_t *nsp, const sio_target_t *to, const char *event,
@@ -219,14 +218,11 @@ int sio_socket_join(sio_socket_t *s, const char *room);
 int sio_socket_leave(sio_socket_t *s, const char *room);
 bool sio_socket_in(const sio_socket_t *s, const char *room);
 /* Its rooms (its own id first). Calls fn for each. */
-void sio_socket_rooms(const sio_socket_t *s, void (*fn)(const char *room, void *arg),
-                      void *arg);
+void sio_socket_rooms(const sio_socket_t *s, void (*fn)(const char *room, void *arg), void *arg);
 
 /* Emit to this socket only. flags: SIO_VOLATILE. */
-int sio_socket_emit(sio_socket_t *s, const char *event, const sio_payload_t *p,
-                    unsigned flags);
-int sio_socket_emit_json(sio_socket_t *s, const char *event, const char *args_json,
-                         size_t len);
+int sio_socket_emit(sio_socket_t *s, const char *event, const sio_payload_t *p, unsigned flags);
+int sio_socket_emit_json(sio_socket_t *s, const char *event, const char *args_json, size_t len);
 /* With an acknowledgement: cb(s, err, payload, arg) once: err 0 with the client's
  * answer, -ETIMEDOUT after timeout_ms (0: no timeout), or -EPIPE if the socket
  * disconnected first (payload NULL then). */

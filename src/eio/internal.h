@@ -19,21 +19,21 @@ typedef enum { EIO_TRANSPORT_POLLING, EIO_TRANSPORT_WEBSOCKET } eio_transport_t;
 struct eio_session {
     eio_server_t *srv;
     void *data;
-    http_conn_t *get;     /* a held polling GET */
-    char *get_headers;    /* extra response lines (CORS) for the held GET, or NULL */
-    ws_conn_t *ws;        /* the websocket transport */
-    ws_conn_t *probe;     /* a websocket being probed for an upgrade */
-    eio_msg_t **queue;    /* waiting for the next poll (or for the upgrade to finish) */
+    http_conn_t *get;  /* a held polling GET */
+    char *get_headers; /* extra response lines (CORS) for the held GET, or NULL */
+    ws_conn_t *ws;     /* the websocket transport */
+    ws_conn_t *probe;  /* a websocket being probed for an upgrade */
+    eio_msg_t **queue; /* waiting for the next poll (or for the upgrade to finish) */
     uint32_t qhead, qlen, qcap;
     uint8_t transport;
-    bool opened;          /* the application was told (on_open) */
+    bool opened; /* the application was told (on_open) */
     bool closed;
-    bool probed;          /* "2probe" seen on the probe transport */
+    bool probed; /* "2probe" seen on the probe transport */
     bool awaiting_pong;
     bool flush_scheduled;
-    bool free_pending;    /* closed and its timer closed, waiting to leave the flush list */
+    bool free_pending; /* closed and its timer closed, waiting to leave the flush list */
     eio_session_t *flush_next;
-    uv_timer_t timer;     /* ping interval, then ping timeout */
+    uv_timer_t timer; /* ping interval, then ping timeout */
     char sid[RAND_ID_SIZE];
 };
 
@@ -77,9 +77,7 @@ int eio_websocket_send(ws_conn_t *ws, eio_msg_t *m);
 /* server.c */
 /* CORS response lines for this request's Origin, into out; returns their length (0
  * when none apply). */
-size_t eio_cors_headers(const eio_server_t *srv, const http_request_t *req, char *out,
-                        size_t size);
-void eio_respond_error(eio_server_t *srv, http_conn_t *hc, const http_req_t *req,
-                       eio_error_t code);
+size_t eio_cors_headers(const eio_server_t *srv, const http_request_t *req, char *out, size_t size);
+void eio_respond_error(eio_server_t *srv, http_conn_t *hc, const http_req_t *req, eio_error_t code);
 
 #endif

@@ -36,17 +36,17 @@ typedef enum {
 } eio_error_t;
 
 typedef struct {
-    const char *path;            /* "/engine.io/" */
-    uint32_t ping_interval;      /* ms (25000) */
-    uint32_t ping_timeout;       /* ms (20000) */
-    uint32_t upgrade_timeout;    /* ms a probe may take before it is dropped (10000) */
-    size_t max_payload;          /* bytes per polling POST and per message (1000000) */
-    size_t ws_max_message;       /* bytes per WebSocket message; 0: max_payload */
-    bool allow_websocket;        /* offer and accept the websocket transport (true) */
-    bool allow_polling;          /* accept long-polling (true) */
+    const char *path;                /* "/engine.io/" */
+    uint32_t ping_interval;          /* ms (25000) */
+    uint32_t ping_timeout;           /* ms (20000) */
+    uint32_t upgrade_timeout;        /* ms a probe may take before it is dropped (10000) */
+    size_t max_payload;              /* bytes per polling POST and per message (1000000) */
+    size_t ws_max_message;           /* bytes per WebSocket message; 0: max_payload */
+    bool allow_websocket;            /* offer and accept the websocket transport (true) */
+    bool allow_polling;              /* accept long-polling (true) */
     const char *const *cors_origins; /* allowed Origins, "*" for any; NULL/0: no CORS */
     size_t cors_origin_count;
-    bool cookie;                 /* Set-Cookie io=<sid> on the handshake, for sticky LBs */
+    bool cookie; /* Set-Cookie io=<sid> on the handshake, for sticky LBs */
 } eio_config_t;
 
 void eio_config_defaults(eio_config_t *cfg);

@@ -25,14 +25,14 @@ typedef struct http_server http_server_t;
 typedef struct http_conn http_conn_t;
 
 typedef struct {
-    const char *host;          /* default "127.0.0.1" */
-    int port;                  /* 0: ephemeral */
-    size_t max_head_size;      /* bytes of request line + headers; 431 above (8192) */
-    size_t max_headers;        /* header fields; 431 above (100, at most 64 kept) */
-    size_t max_body_size;      /* request body bytes; 413 above (1 MiB) */
-    uint32_t request_timeout;  /* ms from a request's first byte to its last; 408 (10000) */
+    const char *host;           /* default "127.0.0.1" */
+    int port;                   /* 0: ephemeral */
+    size_t max_head_size;       /* bytes of request line + headers; 431 above (8192) */
+    size_t max_headers;         /* header fields; 431 above (100, at most 64 kept) */
+    size_t max_body_size;       /* request body bytes; 413 above (1 MiB) */
+    uint32_t request_timeout;   /* ms from a request's first byte to its last; 408 (10000) */
     uint32_t keepalive_timeout; /* ms an idle keep-alive connection is kept (30000) */
-    size_t ext_size;           /* bytes of per-connection state upper protocols need */
+    size_t ext_size;            /* bytes of per-connection state upper protocols need */
 } http_server_config_t;
 
 void http_server_config_defaults(http_server_config_t *cfg);

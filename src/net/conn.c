@@ -34,8 +34,8 @@ struct net_loop {
     uv_prepare_t flush_prepare; /* after timers and close callbacks, before blocking */
     uv_timer_t sweep_timer;
     net_conn_t *flush_head;
-    net_conn_t deadlines; /* sentinel of the circular deadline list */
-    net_conn_t *all;      /* every open connection */
+    net_dl_t deadlines; /* sentinel of the circular deadline list */
+    net_conn_t *all;    /* every open connection */
     size_t conn_count;
     unsigned nhooks;
     struct {
@@ -64,15 +64,12 @@ static void conn_flush(net_conn_t *c);
 
 net_loop_t *net_loop_new(uv_loop_t *loop) {
     net_loop_t *nl = calloc(1, sizeof *nl);
-    if (!nl)
-        return NULL;
+    if (!nl) return NULL;
     nl->loop = loop;
-    nl->deadlines.dl_next = nl->deadlines.dl_prev = &nl->deadlines;
+    nl->deadlines.next = nl->deadlines.prev = &nl->deadlines;
     int rc = uv_check_init(loop, &nl->flush_check);
-    if (rc == 0)
-        rc = uv_prepare_init(loop, &nl->flush_prepare);
-    if (rc == 0)
-        rc = uv_timer_init(loop, &nl->sweep_timer);
+    if (rc == 0) rc = uv_prepare_init(loop, &nl->flush_prepare);
+    if (rc == 0) rc = uv_timer_init(loop, &nl->sweep_timer);
     if (rc) {
         LOG_ERROR("net", "loop handles: %s", uv_strerror(rc));
         free(nl);
@@ -98,8 +95,7 @@ uv_loop_t *net_loop_uv(net_loop_t *nl) {
 }
 
 int net_loop_on_flush(net_loop_t *nl, void (*fn)(void *), void *arg) {
-    if (nl->nhooks == NET_LOOP_MAX_HOOKS)
-        return -ENOSPC;
+    if (nl->nhooks == NET_LOOP_MAX_HOOKS) return -ENOSPC;
     nl->hooks[nl->nhooks].fn = fn;
     nl->hooks[nl->nhooks].arg = arg;
     nl->nhooks++;
@@ -137,26 +133,28 @@ void net_loop_free(net_loop_t *nl) {
 
 /* ---- deadlines ---- */
 
-static void dl_unlink(net_conn_t *c) {
-    if (!c->dl_next)
-        return;
-    c->dl_prev->dl_next = c->dl_next;
-    c->dl_next->dl_prev = c->dl_prev;
-    c->dl_next = c->dl_prev = NULL;
+static net_conn_t *conn_of_dl(net_dl_t *dl) {
+    return (net_conn_t *)((char *)dl - offsetof(net_conn_t, dl));
 }
 
-static void dl_push(net_conn_t *head, net_conn_t *c) {
-    c->dl_prev = head->dl_prev;
-    c->dl_next = head;
-    head->dl_prev->dl_next = c;
-    head->dl_prev = c;
+static void dl_unlink(net_conn_t *c) {
+    if (!c->dl.next) return;
+    c->dl.prev->next = c->dl.next;
+    c->dl.next->prev = c->dl.prev;
+    c->dl.next = c->dl.prev = NULL;
+}
+
+static void dl_push(net_dl_t *head, net_conn_t *c) {
+    c->dl.prev = head->prev;
+    c->dl.next = head;
+    head->prev->next = &c->dl;
+    head->prev = &c->dl;
 }
 
 void net_conn_set_deadline(net_conn_t *c, uint64_t ms) {
     dl_unlink(c);
     c->deadline = 0;
-    if (ms == 0 || (c->flags & CONN_CLOSED))
-        return;
+    if (ms == 0 || (c->flags & CONN_CLOSED)) return;
     c->deadline = uv_now(c->nl->loop) + ms;
     dl_push(&c->nl->deadlines, c);
 }
@@ -166,17 +164,17 @@ static void sweep(uv_timer_t *t) {
     uint64_t now = uv_now(nl->loop);
     /* Move the expired ones to a local list first: a timeout handler may close or
      * re-arm other connections, which unlinks them from whichever list holds them. */
-    net_conn_t expired;
-    expired.dl_next = expired.dl_prev = &expired;
-    for (net_conn_t *c = nl->deadlines.dl_next, *next; c != &nl->deadlines; c = next) {
-        next = c->dl_next;
+    net_dl_t expired = {&expired, &expired};
+    for (net_dl_t *d = nl->deadlines.next, *next; d != &nl->deadlines; d = next) {
+        next = d->next;
+        net_conn_t *c = conn_of_dl(d);
         if (c->deadline <= now) {
             dl_unlink(c);
             dl_push(&expired, c);
         }
     }
-    while (expired.dl_next != &expired) {
-        net_conn_t *c = expired.dl_next;
+    while (expired.next != &expired) {
+        net_conn_t *c = conn_of_dl(expired.next);
         dl_unlink(c);
         c->deadline = 0;
         if ((c->flags & CONN_CLOSING) || !c->ops->on_timeout)
@@ -194,18 +192,15 @@ static void tx_release(net_conn_t *c, uint32_t from, uint32_t to) {
 }
 
 static void mark_dirty(net_conn_t *c) {
-    if (c->flags & CONN_IN_FLUSH)
-        return;
+    if (c->flags & CONN_IN_FLUSH) return;
     c->flags |= CONN_IN_FLUSH;
     c->flush_next = c->nl->flush_head;
     c->nl->flush_head = c;
 }
 
 int net_conn_write(net_conn_t *c, ref_t *owner, const void *base, size_t len) {
-    if (c->flags & (CONN_CLOSED | CONN_SHUTDOWN))
-        return -EPIPE;
-    if (len == 0)
-        return 0;
+    if (c->flags & (CONN_CLOSED | CONN_SHUTDOWN)) return -EPIPE;
+    if (len == 0) return 0;
     if (c->tx_len == c->tx_cap) {
         if (c->tx_head > 0 && c->tx_inflight == 0) {
             memmove(c->tx, c->tx + c->tx_head, (c->tx_len - c->tx_head) * sizeof *c->tx);
@@ -214,8 +209,7 @@ int net_conn_write(net_conn_t *c, ref_t *owner, const void *base, size_t len) {
         } else {
             uint32_t cap = c->tx_cap ? c->tx_cap * 2 : 8;
             net_chunk_t *tx = realloc(c->tx, cap * sizeof *tx);
-            if (!tx)
-                return -ENOMEM;
+            if (!tx) return -ENOMEM;
             c->tx = tx;
             c->tx_cap = cap;
         }
@@ -227,11 +221,9 @@ int net_conn_write(net_conn_t *c, ref_t *owner, const void *base, size_t len) {
 }
 
 int net_conn_write_copy(net_conn_t *c, const void *data, size_t len) {
-    if (len == 0)
-        return 0;
+    if (len == 0) return 0;
     rcbuf_t *b = rcbuf_new(data, len);
-    if (!b)
-        return -ENOMEM;
+    if (!b) return -ENOMEM;
     int rc = net_conn_write(c, &b->ref, b->data, len);
     ref_release(&b->ref);
     return rc;
@@ -240,10 +232,8 @@ int net_conn_write_copy(net_conn_t *c, const void *data, size_t len) {
 static void shutdown_cb(uv_shutdown_t *req, int status) {
     net_conn_t *c = req->data;
     free(req);
-    if (status == UV_ECANCELED)
-        return;
-    if (status < 0)
-        close_now(c);
+    if (status == UV_ECANCELED) return;
+    if (status < 0) close_now(c);
 }
 
 static void start_shutdown(net_conn_t *c) {
@@ -263,8 +253,7 @@ static void start_shutdown(net_conn_t *c) {
 
 static void write_cb(uv_write_t *req, int status) {
     net_conn_t *c = req->data;
-    if (c->flags & CONN_CLOSED)
-        return;
+    if (c->flags & CONN_CLOSED) return;
     c->flags &= ~CONN_WRITING;
     tx_release(c, c->tx_head, c->tx_head + c->tx_inflight);
     for (uint32_t i = c->tx_head; i < c->tx_head + c->tx_inflight; i++)
@@ -281,8 +270,7 @@ static void write_cb(uv_write_t *req, int status) {
 
 /* Writes as much as the kernel takes now; hands the rest to one uv_write. */
 static void conn_flush(net_conn_t *c) {
-    if (c->flags & (CONN_CLOSED | CONN_WRITING))
-        return;
+    if (c->flags & (CONN_CLOSED | CONN_WRITING)) return;
     while (c->tx_head < c->tx_len) {
         uv_buf_t iov[TX_IOV_MAX];
         uint32_t n = 0;
@@ -292,8 +280,7 @@ static void conn_flush(net_conn_t *c) {
             total += c->tx[i].len;
         }
         int w = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
-        if (w == UV_EAGAIN)
-            w = 0;
+        if (w == UV_EAGAIN) w = 0;
         if (w < 0) {
             LOG_DEBUG("net", "write failed: %s", uv_strerror(w));
             close_now(c);
@@ -313,8 +300,7 @@ static void conn_flush(net_conn_t *c) {
                 left = 0;
             }
         }
-        if ((size_t)w == total)
-            continue;
+        if ((size_t)w == total) continue;
         /* The kernel buffer is full: let libuv wait for writability. */
         n = 0;
         for (uint32_t i = c->tx_head; i < c->tx_len && n < TX_IOV_MAX; i++, n++)
@@ -334,8 +320,7 @@ static void conn_flush(net_conn_t *c) {
         return;
     }
     c->tx_head = c->tx_len = 0;
-    if ((c->flags & CONN_CLOSING) && !(c->flags & CONN_SHUTDOWN))
-        start_shutdown(c);
+    if ((c->flags & CONN_CLOSING) && !(c->flags & CONN_SHUTDOWN)) start_shutdown(c);
 }
 
 /* Flushing runs twice per iteration: after the I/O callbacks (check) and before the
@@ -384,8 +369,7 @@ static size_t feed(net_conn_t *c, uint8_t *data, size_t len) {
             close_now(c);
             break;
         }
-        if (r == 0)
-            break;
+        if (r == 0) break;
         off += (size_t)r;
     }
     c->flags &= ~CONN_PROCESSING;
@@ -393,8 +377,7 @@ static size_t feed(net_conn_t *c, uint8_t *data, size_t len) {
 }
 
 static void keep_rest(net_conn_t *c, const uint8_t *data, size_t len) {
-    if (len == 0 || (c->flags & CONN_CLOSED))
-        return;
+    if (len == 0 || (c->flags & CONN_CLOSED)) return;
     if (c->rx.len + len > RX_HARD_LIMIT || buf_append(&c->rx, data, len)) {
         LOG_WARN("net", "input buffer limit reached; closing connection");
         close_now(c);
@@ -403,59 +386,48 @@ static void keep_rest(net_conn_t *c, const uint8_t *data, size_t len) {
 
 static void drain_rx(net_conn_t *c) {
     size_t used = feed(c, c->rx.data, c->rx.len);
-    if (c->flags & CONN_CLOSED)
-        return;
+    if (c->flags & CONN_CLOSED) return;
     buf_consume(&c->rx, used);
-    if (c->rx.len == 0)
-        buf_free(&c->rx);
+    if (c->rx.len == 0) buf_free(&c->rx);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     net_conn_t *c = s->data;
     c->nl->rbuf_busy = false;
-    if (nread == 0 || (c->flags & CONN_CLOSED))
-        return;
+    if (nread == 0 || (c->flags & CONN_CLOSED)) return;
     if (nread < 0) {
-        if (nread != UV_EOF)
-            LOG_DEBUG("net", "read: %s", uv_strerror((int)nread));
+        if (nread != UV_EOF) LOG_DEBUG("net", "read: %s", uv_strerror((int)nread));
         close_now(c);
         return;
     }
-    if (c->flags & CONN_CLOSING)
-        return; /* lingering: discard until the peer closes */
+    if (c->flags & CONN_CLOSING) return; /* lingering: discard until the peer closes */
     uint8_t *data = (uint8_t *)buf->base;
     size_t len = (size_t)nread;
     if (c->rx.len) {
         keep_rest(c, data, len);
-        if (!(c->flags & (CONN_CLOSED | CONN_PAUSED)))
-            drain_rx(c);
+        if (!(c->flags & (CONN_CLOSED | CONN_PAUSED))) drain_rx(c);
         return;
     }
     size_t used = feed(c, data, len);
-    if (!(c->flags & CONN_CLOSING))
-        keep_rest(c, data + used, len - used);
+    if (!(c->flags & CONN_CLOSING)) keep_rest(c, data + used, len - used);
 }
 
 void net_conn_pause(net_conn_t *c) {
-    if (c->flags & (CONN_PAUSED | CONN_CLOSED))
-        return;
+    if (c->flags & (CONN_PAUSED | CONN_CLOSED)) return;
     c->flags |= CONN_PAUSED;
     uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
 void net_conn_resume(net_conn_t *c) {
-    if (!(c->flags & CONN_PAUSED) || (c->flags & (CONN_CLOSED | CONN_CLOSING)))
-        return;
+    if (!(c->flags & CONN_PAUSED) || (c->flags & (CONN_CLOSED | CONN_CLOSING))) return;
     c->flags &= ~CONN_PAUSED;
-    if (c->flags & CONN_PROCESSING)
-        return; /* the feed loop on the stack carries on */
+    if (c->flags & CONN_PROCESSING) return; /* the feed loop on the stack carries on */
     int rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
     if (rc) {
         close_now(c);
         return;
     }
-    if (c->rx.len)
-        drain_rx(c);
+    if (c->rx.len) drain_rx(c);
 }
 
 void net_conn_set_ops(net_conn_t *c, const net_conn_ops_t *ops) {
@@ -471,8 +443,7 @@ static void conn_free_cb(uv_handle_t *h) {
         c->all_prev->all_next = c->all_next;
     else
         c->nl->all = c->all_next;
-    if (c->all_next)
-        c->all_next->all_prev = c->all_prev;
+    if (c->all_next) c->all_next->all_prev = c->all_prev;
     buf_free(&c->rx);
     free(c->tx);
     free(c->wreq);
@@ -480,8 +451,7 @@ static void conn_free_cb(uv_handle_t *h) {
 }
 
 static void close_now(net_conn_t *c) {
-    if (c->flags & CONN_CLOSED)
-        return;
+    if (c->flags & CONN_CLOSED) return;
     c->flags |= CONN_CLOSED;
     dl_unlink(c);
     c->ops->on_close(c);
@@ -492,8 +462,7 @@ static void close_now(net_conn_t *c) {
 }
 
 void net_conn_close(net_conn_t *c) {
-    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
-        return;
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED)) return;
     c->flags |= CONN_CLOSING;
     net_conn_set_deadline(c, NET_LINGER_MS);
     if (c->flags & CONN_PAUSED) {
@@ -518,10 +487,8 @@ int net_conn_peer(net_conn_t *c, char *out, size_t size) {
     struct sockaddr_storage ss;
     int len = sizeof ss;
     int rc = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
-    if (rc)
-        return rc;
-    if (ss.ss_family == AF_INET6)
-        return uv_ip6_name((struct sockaddr_in6 *)&ss, out, size);
+    if (rc) return rc;
+    if (ss.ss_family == AF_INET6) return uv_ip6_name((struct sockaddr_in6 *)&ss, out, size);
     return uv_ip4_name((struct sockaddr_in *)&ss, out, size);
 }
 
@@ -549,8 +516,7 @@ static void on_connection(uv_stream_t *server, int status) {
     c->tcp.data = c;
     l->nl->conn_count++;
     c->all_next = l->nl->all;
-    if (c->all_next)
-        c->all_next->all_prev = c;
+    if (c->all_next) c->all_next->all_prev = c;
     l->nl->all = c;
     if ((rc = uv_accept(server, (uv_stream_t *)&c->tcp)) ||
         (rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb))) {
@@ -568,15 +534,12 @@ int net_listener_open(net_loop_t *nl, const char *host, int port, size_t ext_siz
                       net_listener_t **out) {
     struct sockaddr_storage addr;
     int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
-    if (rc)
-        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
-    if (rc)
-        return rc;
+    if (rc) rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    if (rc) return rc;
     net_listener_t *l = calloc(1, sizeof *l);
-    if (!l)
-        return UV_ENOMEM;
-    *l = (net_listener_t){.nl = nl, .ext_size = ext_size, .ops = ops, .on_open = on_open,
-                          .arg = arg};
+    if (!l) return UV_ENOMEM;
+    *l = (net_listener_t){
+        .nl = nl, .ext_size = ext_size, .ops = ops, .on_open = on_open, .arg = arg};
     if ((rc = uv_tcp_init(nl->loop, &l->tcp))) {
         free(l);
         return rc;
@@ -594,10 +557,8 @@ int net_listener_open(net_loop_t *nl, const char *host, int port, size_t ext_siz
 int net_listener_port(const net_listener_t *l) {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len))
-        return -1;
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len)) return -1;
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 

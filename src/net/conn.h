@@ -47,6 +47,11 @@ typedef struct {
     void (*on_close)(net_conn_t *c);
 } net_conn_ops_t;
 
+/* Links of the loop's deadline list. */
+typedef struct net_dl {
+    struct net_dl *prev, *next;
+} net_dl_t;
+
 typedef struct net_chunk {
     ref_t *owner; /* one reference held while queued; NULL for static memory */
     const uint8_t *base;
@@ -57,16 +62,16 @@ struct net_conn {
     uv_tcp_t tcp;
     net_loop_t *nl;
     const net_conn_ops_t *ops;
-    buf_t rx;             /* unconsumed input, only while a partial unit is pending */
-    net_chunk_t *tx;      /* queued output, tx[tx_head..tx_len) */
+    buf_t rx;        /* unconsumed input, only while a partial unit is pending */
+    net_chunk_t *tx; /* queued output, tx[tx_head..tx_len) */
     uint32_t tx_head, tx_len, tx_cap;
     uint32_t tx_inflight; /* chunks at tx[tx_head..] handed to an in-flight uv_write */
     size_t tx_bytes;      /* bytes queued and not yet written */
     uv_write_t *wreq;     /* allocated only when the kernel buffer fills */
     net_conn_t *flush_next;
-    net_conn_t *dl_prev, *dl_next; /* deadline list, when a deadline is set */
+    net_dl_t dl;                     /* deadline list, when a deadline is set */
     net_conn_t *all_prev, *all_next; /* every open connection of the loop */
-    uint64_t deadline;             /* loop time in ms, 0 for none */
+    uint64_t deadline;               /* loop time in ms, 0 for none */
     uint16_t flags;
     size_t ext_size;
     _Alignas(max_align_t) uint8_t ext[];

@@ -204,10 +204,9 @@ void sio_socket_send(sio_socket_t *s, eio_msg_t *const *msgs, size_t n, bool is_
  * then one binary message per attachment. args_json is the argument array's JSON text;
  * event NULL for ACK packets; offset non-NULL appends it as a last string argument.
  * Returns the number of messages (>= 1) in msgs (caller releases each) or -ENOMEM. */
-int sio_encode_event(const sio_nsp_t *nsp, sio_packet_type_t type, int64_t id,
-                     const char *event, const char *args_json, size_t args_len,
-                     const sio_bin_t *bins, size_t nbins, const char *offset,
-                     eio_msg_t ***msgs);
+int sio_encode_event(const sio_nsp_t *nsp, sio_packet_type_t type, int64_t id, const char *event,
+                     const char *args_json, size_t args_len, const sio_bin_t *bins, size_t nbins,
+                     const char *offset, eio_msg_t ***msgs);
 /* Compact JSON text of a value (any type) appended to out. */
 int sio_json_dump(json_t *value, buf_t *out);
 /* The same for an argument array; -EINVAL when args is not an array. */

@@ -35,9 +35,9 @@ typedef struct {
 
 struct ws_conn {
     const ws_handler_t *handler;
-    void *data;          /* the handler's */
-    buf_t frag;          /* the open fragmented message, if any */
-    size_t max_message;  /* bytes; 1009 above */
+    void *data;         /* the handler's */
+    buf_t frag;         /* the open fragmented message, if any */
+    size_t max_message; /* bytes; 1009 above */
     uint32_t utf8_state;
     uint16_t close_code;
     uint8_t frag_opcode; /* WS_OP_TEXT/BINARY while fragmented, else 0 */
@@ -49,8 +49,8 @@ struct ws_conn {
 /* Validates the upgrade (ws/handshake.h), answers 101 with `extra` header lines (or
  * NULL), and takes the connection over. On a bad request answers 400/426 itself and
  * returns a negative status; returns 0 and *out on success. */
-int ws_conn_accept(http_conn_t *hc, const http_req_t *req, const ws_handler_t *handler,
-                   void *data, size_t max_message, const char *extra, ws_conn_t **out);
+int ws_conn_accept(http_conn_t *hc, const http_req_t *req, const ws_handler_t *handler, void *data,
+                   size_t max_message, const char *extra, ws_conn_t **out);
 
 /* Queues one frame: header bytes and payload, both owned by `owner` (retained until
  * written; NULL for static memory). Returns 0, -EPIPE once closing, or -ENOMEM. */

@@ -35,8 +35,7 @@ static app_t app;
 
 static void ack(sio_socket_t *s, int64_t id, json_t *args) {
     sio_payload_t p = {args, NULL, 0};
-    if (id >= 0 && sio_socket_ack(s, id, &p))
-        LOG_WARN("test", "ack failed");
+    if (id >= 0 && sio_socket_ack(s, id, &p)) LOG_WARN("test", "ack failed");
     json_decref(args);
 }
 
@@ -60,18 +59,15 @@ static void read_target(json_t *o, target_buf_t *tb) {
         tb->except[tb->t.nexcept++] = json_string_value(v);
     tb->t.rooms = tb->rooms;
     tb->t.except = tb->except;
-    if (json_is_true(json_object_get(o, "volatile")))
-        tb->t.flags |= SIO_VOLATILE;
+    if (json_is_true(json_object_get(o, "volatile"))) tb->t.flags |= SIO_VOLATILE;
 }
 
 /* ---- events ---- */
 
 static void on_echo(sio_socket_t *s, const char *ev, const sio_payload_t *p, int64_t id,
                     void *arg) {
-    if (sio_socket_emit(s, "echo", p, 0))
-        LOG_WARN("test", "emit failed");
-    if (id >= 0 && sio_socket_ack(s, id, p))
-        LOG_WARN("test", "ack failed");
+    if (sio_socket_emit(s, "echo", p, 0)) LOG_WARN("test", "emit failed");
+    if (id >= 0 && sio_socket_ack(s, id, p)) LOG_WARN("test", "ack failed");
 }
 
 static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *p, int64_t id,
@@ -128,19 +124,16 @@ static void on_emit_json(sio_socket_t *s, const char *ev, const sio_payload_t *p
     json_t *o = arg0(p);
     const char *event = json_string_value(json_object_get(o, "event"));
     const char *text = json_string_value(json_object_get(o, "json"));
-    int rc = event && text ? sio_nsp_emit_json(sio_socket_nsp(s), NULL, event, text,
-                                               strlen(text))
-                           : -1;
+    int rc =
+        event && text ? sio_nsp_emit_json(sio_socket_nsp(s), NULL, event, text, strlen(text)) : -1;
     ack(s, id, json_pack("[b]", rc == 0));
 }
 
 static void server_ack_done(sio_socket_t *s, int err, const sio_payload_t *p, void *arg) {
-    if (!sio_socket_connected(s))
-        return;
+    if (!sio_socket_connected(s)) return;
     json_t *result = json_pack("[{s:i,s:O?}]", "err", err, "args", p ? p->args : NULL);
     sio_payload_t out = {result, p ? p->bins : NULL, p ? p->nbins : 0};
-    if (sio_socket_emit(s, "server-ack-result", &out, 0))
-        LOG_WARN("test", "emit failed");
+    if (sio_socket_emit(s, "server-ack-result", &out, 0)) LOG_WARN("test", "emit failed");
     json_decref(result);
 }
 
@@ -151,9 +144,9 @@ static void on_server_ack(sio_socket_t *s, const char *ev, const sio_payload_t *
     json_t *o = arg0(p);
     const char *event = json_string_value(json_object_get(o, "event"));
     sio_payload_t payload = {json_object_get(o, "args"), p->bins, p->nbins};
-    int rc = sio_socket_emit_with_ack(
-        s, (uint32_t)json_integer_value(json_object_get(o, "timeout")), event ? event : "ask",
-        &payload, server_ack_done, NULL);
+    int rc =
+        sio_socket_emit_with_ack(s, (uint32_t)json_integer_value(json_object_get(o, "timeout")),
+                                 event ? event : "ask", &payload, server_ack_done, NULL);
     ack(s, id, json_pack("[b]", rc == 0));
 }
 
@@ -162,8 +155,7 @@ static void room_ack_done(int err, json_t *responses, void *arg) {
     if (sio_socket_connected(s)) {
         json_t *result = json_pack("[{s:i,s:O}]", "err", err, "responses", responses);
         sio_payload_t out = {result, NULL, 0};
-        if (sio_socket_emit(s, "room-ack-result", &out, 0))
-            LOG_WARN("test", "emit failed");
+        if (sio_socket_emit(s, "room-ack-result", &out, 0)) LOG_WARN("test", "emit failed");
         json_decref(result);
     }
     sio_socket_unref(s);
@@ -182,14 +174,13 @@ static void on_room_ack(sio_socket_t *s, const char *ev, const sio_payload_t *p,
     int rc = sio_nsp_emit_with_ack(sio_socket_nsp(s), &tb.t,
                                    (uint32_t)json_integer_value(json_object_get(o, "timeout")),
                                    event ? event : "ask", &payload, room_ack_done, s);
-    if (rc)
-        sio_socket_unref(s);
+    if (rc) sio_socket_unref(s);
     ack(s, id, json_pack("[b]", rc == 0));
 }
 
 /* disconnectMe {close} */
-static void on_disconnect_me(sio_socket_t *s, const char *ev, const sio_payload_t *p,
-                             int64_t id, void *arg) {
+static void on_disconnect_me(sio_socket_t *s, const char *ev, const sio_payload_t *p, int64_t id,
+                             void *arg) {
     sio_socket_disconnect(s, json_is_true(json_object_get(arg0(p), "close")));
 }
 
@@ -208,8 +199,7 @@ static void on_sockets_op(sio_socket_t *s, const char *ev, const sio_payload_t *
         rc = sio_nsp_sockets_leave(nsp, &tb.t, room);
     else if (strcmp(ev, "disconnectSockets") == 0)
         rc = sio_nsp_disconnect_sockets(nsp, &tb.t, json_is_true(json_object_get(o, "close")));
-    if (sio_socket_connected(s))
-        ack(s, id, json_pack("[b]", rc == 0));
+    if (sio_socket_connected(s)) ack(s, id, json_pack("[b]", rc == 0));
 }
 
 static void add_id(sio_socket_t *s, void *arg) {
@@ -245,11 +235,10 @@ static void on_whoami(sio_socket_t *s, const char *ev, const sio_payload_t *p, i
 }
 
 static void on_connection(sio_socket_t *s, void *arg) {
-    json_t *args = json_pack("[{s:s,s:b}]", "id", sio_socket_id(s), "recovered",
-                             sio_socket_recovered(s));
+    json_t *args =
+        json_pack("[{s:s,s:b}]", "id", sio_socket_id(s), "recovered", sio_socket_recovered(s));
     sio_payload_t p = {args, NULL, 0};
-    if (sio_socket_emit(s, "welcome", &p, 0))
-        LOG_WARN("test", "emit failed");
+    if (sio_socket_emit(s, "welcome", &p, 0)) LOG_WARN("test", "emit failed");
     json_decref(args);
 }
 
@@ -257,8 +246,7 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *arg) {
     json_array_append_new(app.disconnects,
                           json_pack("{s:s,s:s,s:s}", "id", sio_socket_id(s), "nsp",
                                     sio_nsp_name(sio_socket_nsp(s)), "reason", reason));
-    if (json_array_size(app.disconnects) > MAX_REASONS)
-        json_array_remove(app.disconnects, 0);
+    if (json_array_size(app.disconnects) > MAX_REASONS) json_array_remove(app.disconnects, 0);
 }
 
 static void admin_auth(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
@@ -305,14 +293,22 @@ static const struct {
     const char *name;
     sio_event_fn fn;
 } events[] = {
-    {"echo", on_echo},           {"join", on_join},
-    {"leave", on_leave},         {"rooms", on_rooms},
-    {"broadcast", on_broadcast}, {"emitJson", on_emit_json},
-    {"serverAck", on_server_ack}, {"roomAck", on_room_ack},
-    {"disconnectMe", on_disconnect_me}, {"socketsJoin", on_sockets_op},
-    {"socketsLeave", on_sockets_op}, {"disconnectSockets", on_sockets_op},
-    {"fetchSockets", on_fetch},  {"dataSet", on_data},
-    {"dataGet", on_data},        {"whoami", on_whoami},
+    {"echo", on_echo},
+    {"join", on_join},
+    {"leave", on_leave},
+    {"rooms", on_rooms},
+    {"broadcast", on_broadcast},
+    {"emitJson", on_emit_json},
+    {"serverAck", on_server_ack},
+    {"roomAck", on_room_ack},
+    {"disconnectMe", on_disconnect_me},
+    {"socketsJoin", on_sockets_op},
+    {"socketsLeave", on_sockets_op},
+    {"disconnectSockets", on_sockets_op},
+    {"fetchSockets", on_fetch},
+    {"dataSet", on_data},
+    {"dataGet", on_data},
+    {"whoami", on_whoami},
 };
 
 static int setup_nsp(sio_nsp_t *nsp) {
@@ -320,8 +316,7 @@ static int setup_nsp(sio_nsp_t *nsp) {
         sio_nsp_on_disconnect(nsp, on_disconnect, NULL))
         return -1;
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
-        if (sio_nsp_on(nsp, events[i].name, events[i].fn, NULL))
-            return -1;
+        if (sio_nsp_on(nsp, events[i].name, events[i].fn, NULL)) return -1;
     return 0;
 }
 
@@ -330,21 +325,18 @@ static bool match_dyn(const char *name, json_t *auth, void *arg) {
 }
 
 static void setup_dyn(sio_nsp_t *nsp, void *arg) {
-    if (setup_nsp(nsp))
-        LOG_ERROR("test", "cannot set up %s", sio_nsp_name(nsp));
+    if (setup_nsp(nsp)) LOG_ERROR("test", "cannot set up %s", sio_nsp_name(nsp));
 }
 
 static bool stats_route(http_conn_t *hc, http_req_t *req, void *arg) {
-    if (!slice_eq(req->head.path, "/stats"))
-        return false;
+    if (!slice_eq(req->head.path, "/stats")) return false;
     sio_stats_t st;
     sio_server_stats(app.io, &st);
-    json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:O}", "clients", (json_int_t)st.clients,
-                          "sockets", (json_int_t)st.sockets, "recoverySessions",
-                          (json_int_t)st.recovery_sessions, "recoveryPackets",
-                          (json_int_t)st.recovery_packets, "connections",
-                          (json_int_t)net_loop_conn_count(app.nl), "disconnects",
-                          app.disconnects);
+    json_t *o =
+        json_pack("{s:I,s:I,s:I,s:I,s:I,s:O}", "clients", (json_int_t)st.clients, "sockets",
+                  (json_int_t)st.sockets, "recoverySessions", (json_int_t)st.recovery_sessions,
+                  "recoveryPackets", (json_int_t)st.recovery_packets, "connections",
+                  (json_int_t)net_loop_conn_count(app.nl), "disconnects", app.disconnects);
     char *text = json_dumps(o, JSON_COMPACT);
     http_respond(hc, 200, "application/json", NULL, text, strlen(text));
     free(text);
@@ -367,30 +359,45 @@ int main(int argc, char **argv) {
     sio_config_t cfg;
     sio_config_defaults(&cfg);
     static const struct option opts[] = {
-        {"port", 1, 0, 'p'},          {"recovery", 0, 0, 'r'},
-        {"max-disconnection", 1, 0, 'm'}, {"ping-interval", 1, 0, 'i'},
-        {"ping-timeout", 1, 0, 't'},  {"connect-timeout", 1, 0, 'c'},
-        {"log-level", 1, 0, 'l'},     {0, 0, 0, 0},
+        {"port", 1, 0, 'p'},
+        {"recovery", 0, 0, 'r'},
+        {"max-disconnection", 1, 0, 'm'},
+        {"ping-interval", 1, 0, 'i'},
+        {"ping-timeout", 1, 0, 't'},
+        {"connect-timeout", 1, 0, 'c'},
+        {"log-level", 1, 0, 'l'},
+        {0, 0, 0, 0},
     };
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
-        case 'p': hcfg.port = atoi(optarg); break;
-        case 'r': cfg.recovery = true; break;
-        case 'm': cfg.recovery_max_disconnection = (uint32_t)atoi(optarg); break;
-        case 'i': cfg.ping_interval = (uint32_t)atoi(optarg); break;
-        case 't': cfg.ping_timeout = (uint32_t)atoi(optarg); break;
-        case 'c': cfg.connect_timeout = (uint32_t)atoi(optarg); break;
-        case 'l':
-            if (log_level_parse(optarg, &log_threshold))
-                return 2;
+        case 'p':
+            hcfg.port = atoi(optarg);
             break;
-        default: return 2;
+        case 'r':
+            cfg.recovery = true;
+            break;
+        case 'm':
+            cfg.recovery_max_disconnection = (uint32_t)atoi(optarg);
+            break;
+        case 'i':
+            cfg.ping_interval = (uint32_t)atoi(optarg);
+            break;
+        case 't':
+            cfg.ping_timeout = (uint32_t)atoi(optarg);
+            break;
+        case 'c':
+            cfg.connect_timeout = (uint32_t)atoi(optarg);
+            break;
+        case 'l':
+            if (log_level_parse(optarg, &log_threshold)) return 2;
+            break;
+        default:
+            return 2;
         }
     }
     app.disconnects = json_array();
-    if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop)))
-        return 1;
+    if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop))) return 1;
     int rc = http_server_new(app.nl, &hcfg, &app.http);
     if (rc) {
         fprintf(stderr, "listen: %s\n", uv_strerror(rc));

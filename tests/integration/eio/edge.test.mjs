@@ -6,9 +6,13 @@
 // Where the contract leaves the exact answer open (e.g. which 4xx for an oversized head) the
 // tests accept any reasonable one, but always require a bounded reaction and a server that keeps
 // serving; each group ends with /stats back to zero sessions and a clean (sanitizer-clean) stop.
-import { test } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
+import { waitUntil } from "../lib/server.mjs";
 import {
+  startEcho,
+  RawConn,
+  WsClient,
   request,
   pollUrl,
   wsUrl,
@@ -521,5 +525,70 @@ group("isolation", HB, (ctx) => {
       );
     }
     await Promise.all(tasks);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe("SIGTERM with everything still open", () => {
+  test("sessions of every kind and half-sent requests are torn down, exit 0, no leaks", async () => {
+    const srv = await startEcho(["--ping-interval", "20000", "--ping-timeout", "20000"]);
+    const clients = [];
+    const raws = [];
+    try {
+      // polling session with a parked GET
+      const a = await pollingHandshake(srv);
+      let getReq;
+      const parked = request(pollUrl(srv, a.sid), { onRequest: (r) => (getReq = r) });
+      parked.catch(() => {});
+      // polling session with echoes buffered and nobody polling
+      const b = await pollingHandshake(srv);
+      assert.equal((await request(pollUrl(srv, b.sid), { method: "POST", body: `4x${"\x1e"}bAQID` })).status, 200);
+      // websocket session with unread echoes
+      const ws = new WsClient(wsUrl(srv));
+      clients.push(ws);
+      await withTimeout(ws.opened, 5000, "websocket open");
+      for (let i = 0; i < 100; i++) ws.send(`4m${i}`);
+      // upgraded session
+      const c = await pollingHandshake(srv);
+      const up = new WsClient(wsUrl(srv, c.sid));
+      clients.push(up);
+      await withTimeout(up.opened, 5000, "websocket open");
+      up.send("2probe");
+      assert.equal(await up.next(), "3probe");
+      up.send("5");
+      up.send("4sync");
+      assert.equal(await up.next(), "4sync");
+      // session in the middle of an upgrade
+      const d = await pollingHandshake(srv);
+      const mid = new WsClient(wsUrl(srv, d.sid));
+      clients.push(mid);
+      await withTimeout(mid.opened, 5000, "websocket open");
+      mid.send("2probe");
+      assert.equal(await mid.next(), "3probe");
+      // a half-sent request head, a half-sent body, an idle keep-alive connection
+      const r1 = new RawConn(srv.port);
+      const r2 = new RawConn(srv.port);
+      const r3 = new RawConn(srv.port);
+      raws.push(r1, r2, r3);
+      await Promise.all(raws.map((r) => r.connected));
+      r1.write("GET /stats HTTP/1.1\r\nHost: x\r\n");
+      r2.write(`POST /engine.io/?EIO=4&transport=polling&sid=${b.sid} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n4abc`);
+      r3.write("GET /stats HTTP/1.1\r\nHost: x\r\n\r\n");
+      assert.equal((await r3.readResponse()).status, 200);
+      await waitUntil(async () => (await getStats(srv)).sessions === 5, { timeoutMs: 3000, what: "5 sessions" });
+      assert.ok(getReq, "GET sent");
+
+      await srv.stop();
+
+      // every client learns about it
+      await withTimeout(parked.then(() => {}, () => {}), 5000, "the parked GET to end");
+      for (const cl of clients) await cl.waitClosed(5000);
+      for (const r of raws) await r.waitClosed(5000);
+    } finally {
+      for (const cl of clients) cl.terminate();
+      for (const r of raws) r.destroy();
+      if (srv.process.exitCode === null && srv.process.signalCode === null) await srv.stop().catch(() => {});
+    }
   });
 });

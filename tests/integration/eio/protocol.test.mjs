@@ -561,6 +561,24 @@ group("upgrade", HB, (ctx) => {
     await c.close();
   });
 
+  test("a second probe websocket while the first is pending is refused", async () => {
+    const { sid } = await pollingHandshake(ctx.srv);
+    const c = ctx.ws(wsUrl(ctx.srv, sid));
+    await withTimeout(c.opened, 5000, "websocket open");
+    c.send("2probe");
+    assert.equal(await c.nextNonPing(), "3probe");
+    const c2 = ctx.ws(wsUrl(ctx.srv, sid));
+    c2.opened.then(() => c2.send("2probe")).catch(() => {});
+    await c2.waitClosed(5000);
+    assert.equal(c2.queue.filter((m) => m === "3probe").length, 0, "no probe answer on the second websocket");
+    const poll = await request(pollUrl(ctx.srv, sid));
+    assert.deepEqual(withoutPings(poll.text), ["6"]);
+    c.send("5");
+    c.send("4one");
+    assert.equal(await c.nextNonPing(), "4one");
+    await c.close();
+  });
+
   test("a websocket dropped before 5 leaves the polling session usable", async () => {
     const { sid } = await pollingHandshake(ctx.srv);
     const c = ctx.ws(wsUrl(ctx.srv, sid));
