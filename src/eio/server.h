@@ -96,6 +96,14 @@ size_t eio_session_buffered(const eio_session_t *s);
  * when it is false. */
 #define EIO_WRITABLE_BYTES 65536
 bool eio_session_writable(const eio_session_t *s);
+/* In-process sessions: no transport and no heartbeat; what is sent to them waits in
+ * their queue until eio_session_drain. For benchmarks and for tests of upper layers
+ * without sockets. eio_session_inject hands data to on_message as if the client had
+ * sent it (data must be writable). */
+eio_session_t *eio_session_open_local(eio_server_t *srv);
+void eio_session_inject(eio_session_t *s, uint8_t *data, size_t len, bool binary);
+/* Drops every queued packet; returns how many there were. */
+size_t eio_session_drain(eio_session_t *s);
 /* Server-side close with an explicit reason (on_close reports it). */
 void eio_session_close_reason(eio_session_t *s, const char *reason);
 

@@ -216,6 +216,32 @@ bool eio_session_writable(const eio_session_t *s) {
     return s->get != NULL;
 }
 
+eio_session_t *eio_session_open_local(eio_server_t *srv) {
+    eio_session_t *s = eio_session_create(srv, EIO_TRANSPORT_POLLING);
+    if (!s) return NULL;
+    http_req_t req;
+    memset(&req, 0, sizeof req);
+    req.head.method = SLICE_LIT("GET");
+    req.head.target = req.head.path = SLICE_LIT("/");
+    req.head.content_length = -1;
+    s->opened = true;
+    if (srv->cb.on_open) srv->cb.on_open(s, &req, "local", srv->arg);
+    return s;
+}
+
+void eio_session_inject(eio_session_t *s, uint8_t *data, size_t len, bool binary) {
+    eio_packet_t p = {EIO_MESSAGE, binary, data, len};
+    eio_session_on_packet(s, &p);
+}
+
+size_t eio_session_drain(eio_session_t *s) {
+    size_t n = s->qlen - s->qhead;
+    for (uint32_t i = s->qhead; i < s->qlen; i++)
+        eio_msg_release(s->queue[i]);
+    s->qhead = s->qlen = 0;
+    return n;
+}
+
 const char *eio_session_id(const eio_session_t *s) {
     return s->sid;
 }
