@@ -69,8 +69,10 @@ typedef struct {
     bool recovery;
     uint32_t recovery_max_disconnection; /* ms (120000) */
     bool recovery_skip_middlewares;      /* true, as socket.io */
-    /* Above this many bytes waiting on a connection, volatile packets are dropped and
-     * (at 16x) the connection is closed as too slow. (262144) */
+    /* Slow consumers: a connection with more than 16 times this many bytes waiting to
+     * be written is closed ("transport error"). (262144) Volatile packets are dropped
+     * earlier, whenever the transport cannot take them at once (no poll held, or 64 KiB
+     * already waiting on the WebSocket). */
     size_t backpressure_bytes;
 } sio_config_t;
 

@@ -25,6 +25,7 @@ struct eio_session {
     ws_conn_t *probe;  /* a websocket being probed for an upgrade */
     eio_msg_t **queue; /* waiting for the next poll (or for the upgrade to finish) */
     uint32_t qhead, qlen, qcap;
+    size_t qbytes;        /* bytes of the queued messages */
     uint8_t transport;
     bool opened; /* the application was told (on_open) */
     bool closed;
@@ -59,6 +60,8 @@ void eio_session_on_packet(eio_session_t *s, const eio_packet_t *p);
  * "6" (acknowledging the client's close). */
 void eio_session_end(eio_session_t *s, const char *reason, bool notify_client);
 void eio_session_schedule_flush(eio_session_t *s);
+/* Releases the first n queued messages. */
+void eio_session_queue_drop(eio_session_t *s, uint32_t n);
 void eio_server_flush_hook(void *arg);
 /* The open packet's text into out; returns its length. */
 size_t eio_session_open_packet(const eio_session_t *s, char *out, size_t size);

@@ -46,14 +46,12 @@ static void respond(eio_session_t *s, eio_msg_t *const *msgs, uint32_t n) {
         net_conn_abort(http_conn_net(hc));
         return;
     }
+    /* The connection holds its own references now: drop what was sent from the queue
+     * (when msgs is the queue) before completing the response, which may let a pipelined
+     * request run and touch the queue. */
+    if (msgs == s->queue + s->qhead)
+        eio_session_queue_drop(s, used);
     http_response_done(hc);
-    /* Drop what was sent from the queue (no-op when msgs is not the queue). */
-    if (msgs == s->queue + s->qhead) {
-        for (uint32_t i = 0; i < used; i++)
-            eio_msg_release(s->queue[s->qhead + i]);
-        s->qhead += used;
-        if (s->qhead == s->qlen) s->qhead = s->qlen = 0;
-    }
 }
 
 void eio_polling_flush(eio_session_t *s) {

@@ -118,6 +118,7 @@ static int queue_push(eio_session_t *s, eio_msg_t *m) {
     }
     ref_retain(&m->ref);
     s->queue[s->qlen++] = m;
+    s->qbytes += m->len;
     return 0;
 }
 
@@ -127,6 +128,16 @@ static void queue_clear(eio_session_t *s) {
     free(s->queue);
     s->queue = NULL;
     s->qhead = s->qlen = s->qcap = 0;
+    s->qbytes = 0;
+}
+
+void eio_session_queue_drop(eio_session_t *s, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) {
+        s->qbytes -= s->queue[s->qhead]->len;
+        eio_msg_release(s->queue[s->qhead++]);
+    }
+    if (s->qhead == s->qlen)
+        s->qhead = s->qlen = 0;
 }
 
 int eio_session_send(eio_session_t *s, eio_msg_t *m) {
@@ -236,9 +247,7 @@ void eio_session_inject(eio_session_t *s, uint8_t *data, size_t len, bool binary
 
 size_t eio_session_drain(eio_session_t *s) {
     size_t n = s->qlen - s->qhead;
-    for (uint32_t i = s->qhead; i < s->qlen; i++)
-        eio_msg_release(s->queue[i]);
-    s->qhead = s->qlen = 0;
+    eio_session_queue_drop(s, (uint32_t)n);
     return n;
 }
 
@@ -259,9 +268,5 @@ const char *eio_session_transport(const eio_session_t *s) {
 }
 
 size_t eio_session_buffered(const eio_session_t *s) {
-    size_t n = 0;
-    if (s->ws) n += ws_conn_queued(s->ws);
-    for (uint32_t i = s->qhead; i < s->qlen; i++)
-        n += s->queue[i]->len;
-    return n;
+    return s->qbytes + (s->ws ? ws_conn_queued(s->ws) : 0);
 }

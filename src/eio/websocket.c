@@ -91,9 +91,7 @@ static void complete_upgrade(eio_session_t *s) {
             return;
         }
     }
-    for (uint32_t i = s->qhead; i < s->qlen; i++)
-        eio_msg_release(s->queue[i]);
-    s->qhead = s->qlen = 0;
+    eio_session_queue_drop(s, s->qlen - s->qhead);
     LOG_DEBUG("eio", "session %s upgraded to websocket", s->sid);
 }
 

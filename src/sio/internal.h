@@ -170,6 +170,9 @@ struct sio_server {
     bool closing;
 };
 
+/* A client with more than this many times backpressure_bytes waiting is closed. */
+#define SIO_SLOW_CLIENT_FACTOR 16
+
 /* server.c */
 void sio_client_send(sio_client_t *c, eio_msg_t *const *msgs, size_t n);
 void sio_client_close(sio_client_t *c, const char *reason);

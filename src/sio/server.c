@@ -110,6 +110,12 @@ void sio_client_send(sio_client_t *c, eio_msg_t *const *msgs, size_t n) {
             return;
         }
     }
+    /* A client that does not read cannot make the server hold unbounded memory. */
+    if (eio_session_buffered(c->eio) > SIO_SLOW_CLIENT_FACTOR * c->io->cfg.backpressure_bytes) {
+        LOG_WARN("sio", "client %s: %zu bytes waiting; closing a slow consumer",
+                 eio_session_id(c->eio), eio_session_buffered(c->eio));
+        sio_client_close(c, "transport error");
+    }
 }
 
 void sio_client_close(sio_client_t *c, const char *reason) {
