@@ -25,7 +25,7 @@ struct eio_session {
     ws_conn_t *probe;  /* a websocket being probed for an upgrade */
     eio_msg_t **queue; /* waiting for the next poll (or for the upgrade to finish) */
     uint32_t qhead, qlen, qcap;
-    size_t qbytes;        /* bytes of the queued messages */
+    size_t qbytes; /* bytes of the queued messages */
     uint8_t transport;
     bool opened; /* the application was told (on_open) */
     bool closed;

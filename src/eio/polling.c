@@ -49,8 +49,7 @@ static void respond(eio_session_t *s, eio_msg_t *const *msgs, uint32_t n) {
     /* The connection holds its own references now: drop what was sent from the queue
      * (when msgs is the queue) before completing the response, which may let a pipelined
      * request run and touch the queue. */
-    if (msgs == s->queue + s->qhead)
-        eio_session_queue_drop(s, used);
+    if (msgs == s->queue + s->qhead) eio_session_queue_drop(s, used);
     http_response_done(hc);
 }
 

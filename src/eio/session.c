@@ -136,8 +136,7 @@ void eio_session_queue_drop(eio_session_t *s, uint32_t n) {
         s->qbytes -= s->queue[s->qhead]->len;
         eio_msg_release(s->queue[s->qhead++]);
     }
-    if (s->qhead == s->qlen)
-        s->qhead = s->qlen = 0;
+    if (s->qhead == s->qlen) s->qhead = s->qlen = 0;
 }
 
 int eio_session_send(eio_session_t *s, eio_msg_t *m) {

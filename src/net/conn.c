@@ -43,6 +43,7 @@ struct net_loop {
         void *arg;
     } hooks[NET_LOOP_MAX_HOOKS];
     bool rbuf_busy;
+    bool closing; /* net_loop_close called: close the handles once no connection is left */
     uint8_t rbuf[NET_READ_BUFFER_SIZE];
 };
 
@@ -121,10 +122,17 @@ void net_loop_close_conns(net_loop_t *nl) {
         net_conn_close(c);
 }
 
-void net_loop_close(net_loop_t *nl) {
+static void close_handles(net_loop_t *nl) {
     uv_close((uv_handle_t *)&nl->flush_check, NULL);
     uv_close((uv_handle_t *)&nl->flush_prepare, NULL);
     uv_close((uv_handle_t *)&nl->sweep_timer, NULL);
+}
+
+/* Connections still closing need the flush and the deadline sweep (their lingering
+ * close is bounded by it), so the handles go only after the last connection. */
+void net_loop_close(net_loop_t *nl) {
+    nl->closing = true;
+    if (nl->conn_count == 0) close_handles(nl);
 }
 
 void net_loop_free(net_loop_t *nl) {
@@ -438,7 +446,7 @@ void net_conn_set_ops(net_conn_t *c, const net_conn_ops_t *ops) {
 
 static void conn_free_cb(uv_handle_t *h) {
     net_conn_t *c = h->data;
-    c->nl->conn_count--;
+    if (--c->nl->conn_count == 0 && c->nl->closing) close_handles(c->nl);
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
     else

@@ -91,8 +91,9 @@ void net_loop_off_flush(net_loop_t *nl, void (*fn)(void *arg), void *arg);
 size_t net_loop_conn_count(const net_loop_t *nl);
 /* Gracefully closes every open connection of the loop (net_conn_close). */
 void net_loop_close_conns(net_loop_t *nl);
-/* Stops the loop's handles; call after every listener and connection is closed, then
- * run the loop until it has no more handles, then net_loop_free. */
+/* Closes the loop's own handles once the last connection is gone (at once if none is
+ * open): close the listeners and ask the connections to close first, then run the loop
+ * until it has no handles, then net_loop_free. */
 void net_loop_close(net_loop_t *nl);
 void net_loop_free(net_loop_t *nl);
 
