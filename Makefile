@@ -30,9 +30,8 @@ build-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
-# Until the chat service lands (issue 4), `make run` serves the conformance example:
-# Engine.IO echo at /engine.io/ on port 3000.
-RUN_BIN ?= $(if $(wildcard src/main.c),parley,eio_echo)
+# Until the chat service lands (issue 4), `make run` serves examples/sio_echo.c.
+RUN_BIN ?= $(if $(wildcard src/main.c),parley,sio_echo)
 run: build
 	$(BUILD)/$(RUN_BIN) --port 3000 $(ARGS)
 
