@@ -111,6 +111,20 @@ static void handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
     http_respond(hc, 200, "text/plain; charset=UTF-8", lines, open, n);
 }
 
+/* A query parameter, percent-decoded into buf (as the reference server decodes them).
+ * Returns 1, 0 when absent, -1 when malformed or longer than size (*out then holds an
+ * empty slice, which matches no transport, version or session). */
+static int query_param(const http_req_t *req, const char *key, char *buf, size_t size,
+                       slice_t *out) {
+    slice_t raw;
+    *out = SLICE_NULL;
+    if (!slice_query_get(req->head.query, key, &raw)) return 0;
+    ssize_t n = raw.len <= size ? http_percent_decode(raw, buf) : -1;
+    if (n < 0) return -1;
+    *out = slice_make(buf, (size_t)n);
+    return 1;
+}
+
 static bool route(http_conn_t *hc, http_req_t *req, void *arg) {
     eio_server_t *srv = arg;
     size_t plen = strlen(srv->path);
@@ -129,8 +143,9 @@ static bool route(http_conn_t *hc, http_req_t *req, void *arg) {
         return true;
     }
     slice_t transport_name = SLICE_NULL, sid = SLICE_NULL, eio = SLICE_NULL;
-    slice_query_get(req->head.query, "transport", &transport_name);
-    bool has_sid = slice_query_get(req->head.query, "sid", &sid);
+    char transport_buf[16], sid_buf[64], eio_buf[8];
+    query_param(req, "transport", transport_buf, sizeof transport_buf, &transport_name);
+    bool has_sid = query_param(req, "sid", sid_buf, sizeof sid_buf, &sid) != 0;
     eio_transport_t transport;
     if (slice_eq(transport_name, "polling") && srv->cfg.allow_polling)
         transport = EIO_TRANSPORT_POLLING;
@@ -162,7 +177,7 @@ static bool route(http_conn_t *hc, http_req_t *req, void *arg) {
         eio_respond_error(srv, hc, req, EIO_ERR_BAD_HANDSHAKE_METHOD);
         return true;
     }
-    if (!slice_query_get(req->head.query, "EIO", &eio) || !slice_eq(eio, "4")) {
+    if (query_param(req, "EIO", eio_buf, sizeof eio_buf, &eio) != 1 || !slice_eq(eio, "4")) {
         eio_respond_error(srv, hc, req, EIO_ERR_UNSUPPORTED_PROTOCOL_VERSION);
         return true;
     }

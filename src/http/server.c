@@ -192,10 +192,13 @@ int http_send_head(http_conn_t *hc, int status, const char *extra, int64_t conte
     hc->state = HC_RESPONDING;
     hc->on_abort = NULL;
     char head[512];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nContent-Length: %" PRId64 "\r\nConnection: %s\r\n", status,
-                     http_status_reason(status), content_length,
-                     hc->keep_alive ? "keep-alive" : "close");
+    /* 1xx, 204 and 304 answers carry no Content-Length (RFC 9110 §8.6). */
+    bool no_length = status < 200 || status == 204 || status == 304;
+    char length[48] = "";
+    if (!no_length)
+        snprintf(length, sizeof length, "Content-Length: %" PRId64 "\r\n", content_length);
+    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%sConnection: %s\r\n", status,
+                     http_status_reason(status), length, hc->keep_alive ? "keep-alive" : "close");
     net_conn_t *c = http_conn_net(hc);
     size_t extra_len = extra ? strlen(extra) : 0;
     rcbuf_t *b = rcbuf_new(NULL, (size_t)n + extra_len + 2);

@@ -148,6 +148,39 @@ group("HTTP framing", HB, (ctx) => {
     await closePolling(ctx.srv, sid);
   });
 
+  test("a chunked POST body is reassembled", async () => {
+    const { sid } = await pollingHandshake(ctx.srv);
+    const c = await ctx.raw();
+    const part1 = Buffer.from("4chunk€");
+    const part2 = Buffer.from("ed 😀\x1e4two");
+    c.write(
+      Buffer.concat([
+        Buffer.from(`POST /engine.io/?EIO=4&transport=polling&sid=${sid} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n`),
+        Buffer.from(`${part1.length.toString(16)}\r\n`),
+        part1,
+        Buffer.from(`\r\n${part2.length.toString(16)};ext=1\r\n`),
+        part2,
+        Buffer.from("\r\n0\r\n\r\n"),
+      ]),
+    );
+    const r = await c.readResponse();
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), "ok");
+    c.destroy();
+    const g = await request(pollUrl(ctx.srv, sid));
+    assert.deepEqual(withoutPings(g.text), ["4chunk€ed 😀", "4two"]);
+    await closePolling(ctx.srv, sid);
+  });
+
+  test("an HTTP/1.0 request is answered and the connection closed", async () => {
+    const c = await ctx.raw();
+    c.write("GET /stats HTTP/1.0\r\n\r\n");
+    const r = await c.responseOrClose(5000);
+    assert.ok(r, "a response");
+    assert.equal(r.status, 200);
+    await c.waitClosed(3000);
+  });
+
   test("200 requests on one keep-alive connection", async () => {
     const c = await ctx.raw();
     for (let i = 0; i < 200; i++) {
@@ -401,6 +434,68 @@ group("--upgrade-timeout 300", ["--upgrade-timeout", "300", "--ping-interval", "
 // ---------------------------------------------------------------------------------------------
 
 group("WebSocket framing", HB, (ctx) => {
+  test("handshake with Connection: keep-alive, Upgrade and mixed-case tokens is accepted", async () => {
+    const c = await ctx.raw();
+    const key = Buffer.alloc(16, 7).toString("base64");
+    c.write(
+      `GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\n` +
+        `Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
+    const r = await c.readResponse();
+    assert.equal(r.status, 101);
+    const open = await c.readFrame();
+    assert.ok(open.payload.toString().startsWith("0{"));
+    c.destroy();
+  });
+
+  for (const [name, headers] of [
+    ["a wrong Sec-WebSocket-Version", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 8\r\n"],
+    ["no Sec-WebSocket-Key", "Sec-WebSocket-Version: 13\r\n"],
+  ]) {
+    test(`handshake with ${name} is refused`, async () => {
+      const c = await ctx.raw();
+      c.write(
+        `GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n` +
+          `Connection: Upgrade\r\n${headers}\r\n`,
+      );
+      const r = await c.responseOrClose(5000);
+      if (r) assert.ok(r.status >= 400 && r.status < 500, `status ${r.status}`);
+      c.destroy();
+      await assertAlive(ctx.srv);
+    });
+  }
+
+  test("900 KB binary and text messages over websocket", async () => {
+    const { client } = await ctx.wsOpen({ autoPong: true });
+    const big = Buffer.alloc(900000);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7 + 3) & 255;
+    client.send(big);
+    const got = await client.next(10000);
+    assert.ok(Buffer.isBuffer(got) && got.equals(big), "binary intact");
+    const text = "4" + "é".repeat(450000 - 1);
+    client.send(text);
+    assert.equal(await client.next(10000), text);
+    await client.close();
+  });
+
+  test("1000 frames in one TCP write are all echoed in order", async () => {
+    const conn = await rawSession(ctx);
+    const frames = [];
+    for (let i = 0; i < 1000; i++) frames.push(i % 3 ? wsFrame(0x1, Buffer.from(`4n${i}`)) : wsFrame(0x2, Buffer.from([i & 255, i >> 8])));
+    conn.write(Buffer.concat(frames));
+    for (let i = 0; i < 1000; i++) {
+      const f = await nextDataFrame(conn);
+      if (i % 3) {
+        assert.equal(f.opcode, 0x1);
+        assert.equal(f.payload.toString(), `4n${i}`);
+      } else {
+        assert.equal(f.opcode, 0x2);
+        assert.deepEqual([...f.payload], [i & 255, i >> 8]);
+      }
+    }
+    conn.destroy();
+  });
+
   test("a fragmented text message is echoed whole", async () => {
     const { client } = await ctx.wsOpen();
     client.ws.send("4frag", { fin: false });
@@ -579,7 +674,7 @@ describe("SIGTERM with everything still open", () => {
       await waitUntil(async () => (await getStats(srv)).sessions === 5, { timeoutMs: 3000, what: "5 sessions" });
       assert.ok(getReq, "GET sent");
 
-      await srv.stop();
+      await srv.stop({ timeoutMs: 5000 });
 
       // every client learns about it
       await withTimeout(parked.then(() => {}, () => {}), 5000, "the parked GET to end");

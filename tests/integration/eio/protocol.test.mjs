@@ -684,6 +684,16 @@ group("CORS with --cors-origin http://example.test", [...HB, "--cors-origin", "h
     for (const m of ["GET", "POST"]) assert.ok(methods.includes(m), `allowed methods ${methods}`);
   });
 
+  test("the 204 preflight answer carries no Content-Length (RFC 9110 §8.6)", async () => {
+    const r = await request(pollUrl(ctx.srv), {
+      method: "OPTIONS",
+      headers: { origin: "http://example.test", "access-control-request-method": "GET" },
+    });
+    assert.equal(r.status, 204);
+    assert.equal(r.headers["content-length"], undefined, "Content-Length on a 204");
+    assert.equal(r.body.length, 0);
+  });
+
   test("handshake and POST from the allowed origin carry the CORS headers", async () => {
     const headers = { origin: "http://example.test" };
     const r = await request(pollUrl(ctx.srv), { headers });

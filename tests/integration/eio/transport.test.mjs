@@ -186,7 +186,10 @@ describe("engine.io-client, 10,000 messages each way", () => {
     assert.deepEqual(st.transports, ["polling", "websocket"]);
     assert.equal(st.finalTransport, "websocket");
     assert.ok(st.inFlightAtUpgrading > 0, `messages in flight when the upgrade started: ${JSON.stringify(st)}`);
-    assert.ok(st.byTransport.polling > 0 && st.byTransport.websocket > 0, JSON.stringify(st.byTransport));
+    // how many echoes still came over polling depends on how the first long-poll races the probe
+    // (it may be answered with the noop before any echo is ready), so only the websocket side is
+    // required
+    assert.ok(st.byTransport.websocket > 0, JSON.stringify(st.byTransport));
     await waitIdle(srv);
   });
 
