@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "eio/server.h"
+#include "http/static.h"
 #include "util/log.h"
 #include "ws/conn.h"
 
@@ -20,6 +21,7 @@ typedef struct {
     net_loop_t *nl;
     http_server_t *http;
     eio_server_t *eio;
+    http_static_t *files;
     uv_signal_t sigint, sigterm;
 } app_t;
 
@@ -41,11 +43,17 @@ static bool stats_route(http_conn_t *hc, http_req_t *req, void *arg) {
     return true;
 }
 
+static bool static_route(http_conn_t *hc, http_req_t *req, void *arg) {
+    app_t *app = arg;
+    return http_static_serve(app->files, hc, req, req->head.path);
+}
+
 static void on_signal(uv_signal_t *sig, int signum) {
     app_t *app = sig->data;
     LOG_INFO("main", "signal %d: shutting down", signum);
     eio_server_close(app->eio);
     http_server_close(app->http);
+    if (app->files) http_static_free(app->files);
     net_loop_close(app->nl);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
@@ -55,7 +63,7 @@ static void usage(void) {
     fprintf(stderr, "usage: eio_echo [--host H] [--port N] [--path P] [--ping-interval MS]\n"
                     "  [--ping-timeout MS] [--upgrade-timeout MS] [--max-payload BYTES]\n"
                     "  [--request-timeout MS] [--keepalive-timeout MS] [--ws-max-message BYTES]\n"
-                    "  [--cors-origin ORIGIN]... [--cookie] [--log-level LEVEL]\n");
+                    "  [--cors-origin ORIGIN]... [--cookie] [--static DIR] [--log-level LEVEL]\n");
 }
 
 int main(int argc, char **argv) {
@@ -80,6 +88,7 @@ int main(int argc, char **argv) {
         {"cors-origin", 1, 0, 'c'},
         {"cookie", 0, 0, 'C'},
         {"log-level", 1, 0, 'l'},
+        {"static", 1, 0, 's'},
         {0, 0, 0, 0},
     };
     int o;
@@ -121,6 +130,9 @@ int main(int argc, char **argv) {
         case 'C':
             ecfg.cookie = true;
             break;
+        case 's':
+            if (!(app.files = http_static_new(optarg))) return 1;
+            break;
         case 'l':
             if (log_level_parse(optarg, &log_threshold)) {
                 usage();
@@ -145,7 +157,8 @@ int main(int argc, char **argv) {
     }
     eio_callbacks_t cb = {.on_message = on_message};
     if (eio_server_new(app.http, &ecfg, &cb, &app, &app.eio) ||
-        http_server_route(app.http, "/stats", stats_route, &app))
+        http_server_route(app.http, "/stats", stats_route, &app) ||
+        (app.files && http_server_route(app.http, "", static_route, &app)))
         return 1;
     uv_signal_init(&app.loop, &app.sigint);
     uv_signal_init(&app.loop, &app.sigterm);
