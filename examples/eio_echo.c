@@ -26,12 +26,14 @@ typedef struct {
 } app_t;
 
 static void on_message(eio_session_t *s, uint8_t *data, size_t len, bool binary, void *arg) {
-    if (eio_session_send_message(s, data, len, binary)) eio_session_close(s);
+    if (eio_session_send_message(s, data, len, binary))
+        eio_session_close(s);
 }
 
 static bool stats_route(http_conn_t *hc, http_req_t *req, void *arg) {
     app_t *app = arg;
-    if (!slice_eq(req->head.path, "/stats")) return false;
+    if (!slice_eq(req->head.path, "/stats"))
+        return false;
     if (!slice_eq(req->head.method, "GET")) {
         http_respond(hc, 405, "text/plain", "Allow: GET\r\n", "Method Not Allowed\n", 19);
         return true;
@@ -53,7 +55,8 @@ static void on_signal(uv_signal_t *sig, int signum) {
     LOG_INFO("main", "signal %d: shutting down", signum);
     eio_server_close(app->eio);
     http_server_close(app->http);
-    if (app->files) http_static_free(app->files);
+    if (app->files)
+        http_static_free(app->files);
     net_loop_close(app->nl);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
@@ -125,13 +128,15 @@ int main(int argc, char **argv) {
             ecfg.ws_max_message = strtoul(optarg, NULL, 10);
             break;
         case 'c':
-            if (norigins < 16) origins[norigins++] = optarg;
+            if (norigins < 16)
+                origins[norigins++] = optarg;
             break;
         case 'C':
             ecfg.cookie = true;
             break;
         case 's':
-            if (!(app.files = http_static_new(optarg))) return 1;
+            if (!(app.files = http_static_new(optarg)))
+                return 1;
             break;
         case 'l':
             if (log_level_parse(optarg, &log_threshold)) {
@@ -149,7 +154,8 @@ int main(int argc, char **argv) {
     hcfg.max_body_size = ecfg.max_payload;
     hcfg.ext_size = WS_CONN_EXT_SIZE;
 
-    if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop))) return 1;
+    if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop)))
+        return 1;
     int rc = http_server_new(app.nl, &hcfg, &app.http);
     if (rc) {
         fprintf(stderr, "listen %s:%d: %s\n", hcfg.host, hcfg.port, uv_strerror(rc));

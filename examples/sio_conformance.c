@@ -26,7 +26,8 @@ typedef struct {
 } app_t;
 
 static void echo_message(eio_session_t *s, uint8_t *data, size_t len, bool binary, void *arg) {
-    if (eio_session_send_message(s, data, len, binary)) eio_session_close(s);
+    if (eio_session_send_message(s, data, len, binary))
+        eio_session_close(s);
 }
 
 /* The "auth" emit is deferred by AUTH_DELAY_MS. Parley writes everything a callback
@@ -66,17 +67,20 @@ static void on_connection(sio_socket_t *s, void *arg) {
     d->timer.data = d;
     d->socket = s;
     sio_socket_ref(s);
-    if (uv_timer_start(&d->timer, emit_auth, AUTH_DELAY_MS, 0)) emit_auth(&d->timer);
+    if (uv_timer_start(&d->timer, emit_auth, AUTH_DELAY_MS, 0))
+        emit_auth(&d->timer);
 }
 
 static void on_message(sio_socket_t *s, const char *event, const sio_payload_t *p, int64_t ack_id,
                        void *arg) {
-    if (sio_socket_emit(s, "message-back", p, 0)) LOG_WARN("example", "emit failed");
+    if (sio_socket_emit(s, "message-back", p, 0))
+        LOG_WARN("example", "emit failed");
 }
 
 static void on_message_with_ack(sio_socket_t *s, const char *event, const sio_payload_t *p,
                                 int64_t ack_id, void *arg) {
-    if (ack_id >= 0 && sio_socket_ack(s, ack_id, p)) LOG_WARN("example", "ack failed");
+    if (ack_id >= 0 && sio_socket_ack(s, ack_id, p))
+        LOG_WARN("example", "ack failed");
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
@@ -120,7 +124,8 @@ int main(int argc, char **argv) {
     ecfg.cors_origins = any_origin;
     ecfg.cors_origin_count = 1;
     eio_callbacks_t ecb = {.on_message = echo_message};
-    if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop))) return 1;
+    if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop)))
+        return 1;
     int rc = http_server_new(app.nl, &hcfg, &app.http);
     if (rc) {
         fprintf(stderr, "listen: %s\n", uv_strerror(rc));

@@ -164,9 +164,10 @@ int sio_nsp_emit_json(sio_nsp_t *nsp, const sio_target_t *to, const char *event,
 int sio_server_emit(sio_server_t *io, const char *event, const sio_payload_t *p);
 
 /* Broadcast with acknowledgements (socket.io's timeout(ms).emitWithAck on a room):
- * done(err, responses) is called once, when every recipient answered (err 0) or when
- * timeout_ms passed (err -ETIMEDOUT). responses is a JSON array with one entry per
- * answering socket: the array of its ack arguments. Borrowed during the call. */
+ * done(err, responses) is called once: err 0 when every recipient answered, -EPIPE as
+ * soon as every recipient answered or disconnected and at least one disconnected,
+ * -ETIMEDOUT when timeout_ms (0: none) passed first. responses is a JSON array with one
+ * entry per answering socket: the array of its ack arguments. Borrowed during the call. */
 typedef void (*sio_bcast_ack_fn)(int err, json_t *responses, void *arg);
 int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeout_ms,
                           const char *event, const sio_payload_t *p, sio_bcast_ack_fn done,

@@ -47,8 +47,8 @@ void chat_msg_unref(chat_msg_t *m);
 typedef struct chat_store chat_store_t;
 
 typedef struct {
-    size_t window;          /* messages kept in memory per room (200) */
-    uint32_t max_batch;     /* messages per commit at most (10000) */
+    size_t window;      /* messages kept in memory per room (200) */
+    uint32_t max_batch; /* messages per commit at most (10000) */
 } chat_store_config_t;
 
 void chat_store_config_defaults(chat_store_config_t *cfg);
@@ -73,8 +73,8 @@ int chat_store_append(chat_store_t *st, const char *room_id, const char *user_id
 /* Messages of a room, oldest first: the `limit` newest with seq < before_seq (0: newest
  * overall). cb may run synchronously (window hit) or later (worker read). msgs borrowed. */
 typedef void (*chat_store_history_cb)(int err, chat_msg_t *const *msgs, size_t n, void *arg);
-int chat_store_history(chat_store_t *st, const char *room_id, uint64_t before_seq,
-                       size_t limit, chat_store_history_cb cb, void *arg);
+int chat_store_history(chat_store_t *st, const char *room_id, uint64_t before_seq, size_t limit,
+                       chat_store_history_cb cb, void *arg);
 
 /* Messages with seq > after_seq, oldest first, at most limit (for SSE resume and
  * long-polling). Same callback rules. */

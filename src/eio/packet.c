@@ -16,7 +16,8 @@
 
 /* A text packet: a type digit and the payload after it, which may be empty ("2"). */
 static int decode_text(uint8_t *data, size_t len, eio_packet_t *out) {
-    if (len == 0 || data[0] < '0' + EIO_OPEN || data[0] > '0' + EIO_NOOP) return -1;
+    if (len == 0 || data[0] < '0' + EIO_OPEN || data[0] > '0' + EIO_NOOP)
+        return -1;
     out->type = (eio_packet_type_t)(data[0] - '0');
     out->binary = false;
     out->data = data + 1;
@@ -25,7 +26,8 @@ static int decode_text(uint8_t *data, size_t len, eio_packet_t *out) {
 }
 
 int eio_packet_decode_ws(uint8_t *data, size_t len, bool binary, eio_packet_t *out) {
-    if (!binary) return decode_text(data, len, out);
+    if (!binary)
+        return decode_text(data, len, out);
     /* Binary frames carry no type byte: they are always messages, possibly empty. */
     out->type = EIO_MESSAGE;
     out->binary = true;
@@ -36,11 +38,13 @@ int eio_packet_decode_ws(uint8_t *data, size_t len, bool binary, eio_packet_t *o
 
 /* One packet of a polling payload, already split off at the separators. */
 static int decode_polling(uint8_t *data, size_t len, eio_packet_t *out) {
-    if (len == 0 || data[0] != 'b') return decode_text(data, len, out);
+    if (len == 0 || data[0] != 'b')
+        return decode_text(data, len, out);
     /* Decoded over its own base64 text, which base64_decode allows; the bytes after
      * this packet (the separator and the next packet) are never touched. */
     long n = base64_decode((const char *)data + 1, len - 1, data + 1);
-    if (n < 0) return -1;
+    if (n < 0)
+        return -1;
     out->type = EIO_MESSAGE;
     out->binary = true;
     out->data = data + 1;
@@ -54,7 +58,8 @@ static int decode_polling(uint8_t *data, size_t len, eio_packet_t *out) {
  * leaves an empty packet — an error, as it is in the reference parser. */
 int eio_payload_next(uint8_t *buf, size_t len, size_t *pos, eio_packet_t *out) {
     size_t start = *pos;
-    if (start > len) return 0;
+    if (start > len)
+        return 0;
     if (start == len) {
         *pos = len + 1;
         return -1;
@@ -73,18 +78,22 @@ static void msg_destroy(ref_t *ref) {
 
 eio_msg_t *eio_msg_alloc(eio_packet_type_t type, bool binary, size_t payload_len) {
     /* Only messages have a binary form; control packets are always text. */
-    if ((unsigned)type > EIO_NOOP || (binary && type != EIO_MESSAGE)) return NULL;
+    if ((unsigned)type > EIO_NOOP || (binary && type != EIO_MESSAGE))
+        return NULL;
     size_t len = binary ? payload_len : payload_len + 1;
-    if (len < payload_len || len > SIZE_MAX - sizeof(eio_msg_t)) return NULL;
+    if (len < payload_len || len > SIZE_MAX - sizeof(eio_msg_t))
+        return NULL;
     eio_msg_t *m = malloc(sizeof *m + len);
-    if (!m) return NULL;
+    if (!m)
+        return NULL;
     ref_init(&m->ref, msg_destroy);
     m->type = (uint8_t)type;
     m->binary = binary;
     m->polling = NULL;
     m->polling_len = 0;
     m->len = len;
-    if (!binary) m->data[0] = (uint8_t)('0' + type);
+    if (!binary)
+        m->data[0] = (uint8_t)('0' + type);
     m->ws_header_len =
         (uint8_t)ws_frame_header(m->ws_header, binary ? WS_OP_BINARY : WS_OP_TEXT, len);
     return m;
@@ -93,7 +102,8 @@ eio_msg_t *eio_msg_alloc(eio_packet_type_t type, bool binary, size_t payload_len
 eio_msg_t *eio_msg_new(eio_packet_type_t type, bool binary, const void *payload,
                        size_t payload_len) {
     eio_msg_t *m = eio_msg_alloc(type, binary, payload_len);
-    if (m && payload_len > 0) memcpy(eio_msg_payload(m), payload, payload_len);
+    if (m && payload_len > 0)
+        memcpy(eio_msg_payload(m), payload, payload_len);
     return m;
 }
 
@@ -109,7 +119,8 @@ int eio_msg_polling(eio_msg_t *m, const uint8_t **out, size_t *out_len) {
          * so it is below PTRDIFF_MAX and the size below cannot overflow. 'b', the
          * base64 and the NUL that base64_encode always writes. */
         char *s = malloc(1 + BASE64_ENCODED_LEN(m->len) + 1);
-        if (!s) return -ENOMEM;
+        if (!s)
+            return -ENOMEM;
         s[0] = 'b';
         m->polling_len = 1 + base64_encode(m->data, m->len, s + 1);
         m->polling = s;

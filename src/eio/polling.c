@@ -27,9 +27,11 @@ static void respond(eio_session_t *s, eio_msg_t *const *msgs, uint32_t n) {
     const uint8_t *parts[n ? n : 1];
     size_t lens[n ? n : 1];
     for (; used < n; used++) {
-        if (eio_msg_polling(msgs[used], &parts[used], &lens[used])) break;
+        if (eio_msg_polling(msgs[used], &parts[used], &lens[used]))
+            break;
         /* Keep a response near maxPayload, but always send at least one packet. */
-        if (used > 0 && total + 1 + lens[used] > s->srv->cfg.max_payload) break;
+        if (used > 0 && total + 1 + lens[used] > s->srv->cfg.max_payload)
+            break;
         total += lens[used] + (used > 0);
     }
     char lines[1100];
@@ -39,8 +41,10 @@ static void respond(eio_session_t *s, eio_msg_t *const *msgs, uint32_t n) {
     s->get_headers = NULL;
     int rc = l > 0 ? http_send_head(hc, 200, lines, (int64_t)total) : -1;
     for (uint32_t i = 0; rc == 0 && i < used; i++) {
-        if (i > 0) rc = http_send_body(hc, NULL, &separator, 1);
-        if (rc == 0) rc = http_send_body(hc, &msgs[i]->ref, parts[i], lens[i]);
+        if (i > 0)
+            rc = http_send_body(hc, NULL, &separator, 1);
+        if (rc == 0)
+            rc = http_send_body(hc, &msgs[i]->ref, parts[i], lens[i]);
     }
     if (rc) {
         net_conn_abort(http_conn_net(hc));
@@ -49,16 +53,19 @@ static void respond(eio_session_t *s, eio_msg_t *const *msgs, uint32_t n) {
     /* The connection holds its own references now: drop what was sent from the queue
      * (when msgs is the queue) before completing the response, which may let a pipelined
      * request run and touch the queue. */
-    if (msgs == s->queue + s->qhead) eio_session_queue_drop(s, used);
+    if (msgs == s->queue + s->qhead)
+        eio_session_queue_drop(s, used);
     http_response_done(hc);
 }
 
 void eio_polling_flush(eio_session_t *s) {
-    if (s->get && s->qlen > s->qhead) respond(s, s->queue + s->qhead, s->qlen - s->qhead);
+    if (s->get && s->qlen > s->qhead)
+        respond(s, s->queue + s->qhead, s->qlen - s->qhead);
 }
 
 void eio_polling_release(eio_session_t *s, eio_msg_t *m) {
-    if (s->get) respond(s, &m, 1);
+    if (s->get)
+        respond(s, &m, 1);
 }
 
 static void on_get_abort(http_conn_t *hc, void *arg) {

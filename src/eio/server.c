@@ -33,7 +33,8 @@ void eio_config_defaults(eio_config_t *cfg) {
 static bool origin_allowed(const eio_server_t *srv, slice_t origin) {
     for (size_t i = 0; i < srv->cfg.cors_origin_count; i++) {
         const char *o = srv->cors_origins[i];
-        if (strcmp(o, "*") == 0 || slice_eq(origin, o)) return true;
+        if (strcmp(o, "*") == 0 || slice_eq(origin, o))
+            return true;
     }
     return false;
 }
@@ -41,7 +42,8 @@ static bool origin_allowed(const eio_server_t *srv, slice_t origin) {
 size_t eio_cors_headers(const eio_server_t *srv, const http_request_t *req, char *out,
                         size_t size) {
     const slice_t *origin = http_request_header(req, "origin");
-    if (!origin || srv->cfg.cors_origin_count == 0 || !origin_allowed(srv, *origin)) return 0;
+    if (!origin || srv->cfg.cors_origin_count == 0 || !origin_allowed(srv, *origin))
+        return 0;
     /* Echo the origin (not "*") so that credentialed requests (cookies) are allowed. */
     int n = snprintf(out, size,
                      "Access-Control-Allow-Origin: %.*s\r\n"
@@ -73,7 +75,8 @@ static void respond_preflight(eio_server_t *srv, http_conn_t *hc, const http_req
                          "Access-Control-Allow-Headers: %.*s\r\n"
                          "Access-Control-Max-Age: 86400\r\n",
                          asked ? (int)asked->len : 12, asked ? asked->base : "content-type");
-        if (m > 0 && (size_t)m < sizeof lines - n) n += (size_t)m;
+        if (m > 0 && (size_t)m < sizeof lines - n)
+            n += (size_t)m;
     }
     lines[n] = '\0';
     http_respond(hc, 204, NULL, lines, NULL, 0);
@@ -104,7 +107,8 @@ static void handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
     if (srv->cfg.cookie) {
         int m = snprintf(lines + cl, sizeof lines - cl,
                          "Set-Cookie: io=%s; Path=/; HttpOnly; SameSite=Lax\r\n", s->sid);
-        if (m > 0 && (size_t)m < sizeof lines - cl) cl += (size_t)m;
+        if (m > 0 && (size_t)m < sizeof lines - cl)
+            cl += (size_t)m;
     }
     lines[cl] = '\0';
     eio_session_start(s, req, hc);
@@ -118,9 +122,11 @@ static int query_param(const http_req_t *req, const char *key, char *buf, size_t
                        slice_t *out) {
     slice_t raw;
     *out = SLICE_NULL;
-    if (!slice_query_get(req->head.query, key, &raw)) return 0;
+    if (!slice_query_get(req->head.query, key, &raw))
+        return 0;
     ssize_t n = raw.len <= size ? http_percent_decode(raw, buf) : -1;
-    if (n < 0) return -1;
+    if (n < 0)
+        return -1;
     *out = slice_make(buf, (size_t)n);
     return 1;
 }
@@ -133,7 +139,8 @@ static bool route(http_conn_t *hc, http_req_t *req, void *arg) {
     bool match = slice_eq(path, srv->path) ||
                  (plen > 1 && srv->path[plen - 1] == '/' && path.len == plen - 1 &&
                   memcmp(path.base, srv->path, plen - 1) == 0);
-    if (!match) return false;
+    if (!match)
+        return false;
     if (slice_eq(req->head.method, "OPTIONS")) {
         respond_preflight(srv, hc, req);
         return true;
@@ -188,13 +195,16 @@ static bool route(http_conn_t *hc, http_req_t *req, void *arg) {
 static int copy_config(eio_server_t *srv, const eio_config_t *cfg) {
     srv->cfg = *cfg;
     srv->path = strdup(cfg->path ? cfg->path : "/engine.io/");
-    if (!srv->path) return -ENOMEM;
+    if (!srv->path)
+        return -ENOMEM;
     srv->cfg.path = srv->path;
     if (cfg->cors_origin_count) {
         srv->cors_origins = calloc(cfg->cors_origin_count, sizeof *srv->cors_origins);
-        if (!srv->cors_origins) return -ENOMEM;
+        if (!srv->cors_origins)
+            return -ENOMEM;
         for (size_t i = 0; i < cfg->cors_origin_count; i++)
-            if (!(srv->cors_origins[i] = strdup(cfg->cors_origins[i]))) return -ENOMEM;
+            if (!(srv->cors_origins[i] = strdup(cfg->cors_origins[i])))
+                return -ENOMEM;
     }
     srv->cfg.cors_origins = (const char *const *)srv->cors_origins;
     return 0;
@@ -206,37 +216,46 @@ static void server_free(eio_server_t *srv) {
     free(srv->cors_origins);
     free(srv->path);
     map_free(&srv->sessions);
-    if (srv->ping) eio_msg_release(srv->ping);
-    if (srv->noop) eio_msg_release(srv->noop);
-    if (srv->close) eio_msg_release(srv->close);
-    if (srv->pong_probe) eio_msg_release(srv->pong_probe);
+    if (srv->ping)
+        eio_msg_release(srv->ping);
+    if (srv->noop)
+        eio_msg_release(srv->noop);
+    if (srv->close)
+        eio_msg_release(srv->close);
+    if (srv->pong_probe)
+        eio_msg_release(srv->pong_probe);
     free(srv);
 }
 
 int eio_server_new(http_server_t *http, const eio_config_t *cfg, const eio_callbacks_t *cb,
                    void *arg, eio_server_t **out) {
     eio_server_t *srv = calloc(1, sizeof *srv);
-    if (!srv) return -ENOMEM;
+    if (!srv)
+        return -ENOMEM;
     srv->cb = *cb;
     srv->arg = arg;
     srv->http = http;
     srv->nl = http_server_loop(http);
     int rc = copy_config(srv, cfg);
-    if (rc == 0 && map_init(&srv->sessions)) rc = -EIO;
+    if (rc == 0 && map_init(&srv->sessions))
+        rc = -EIO;
     if (rc == 0) {
         srv->ping = eio_msg_new(EIO_PING, false, NULL, 0);
         srv->noop = eio_msg_new(EIO_NOOP, false, NULL, 0);
         srv->close = eio_msg_new(EIO_CLOSE, false, NULL, 0);
         srv->pong_probe = eio_msg_new(EIO_PONG, false, "probe", 5);
-        if (!srv->ping || !srv->noop || !srv->close || !srv->pong_probe) rc = -ENOMEM;
+        if (!srv->ping || !srv->noop || !srv->close || !srv->pong_probe)
+            rc = -ENOMEM;
     }
-    if (rc == 0) rc = net_loop_on_flush(srv->nl, eio_server_flush_hook, srv);
+    if (rc == 0)
+        rc = net_loop_on_flush(srv->nl, eio_server_flush_hook, srv);
     if (rc == 0) {
         /* The route takes the path without its trailing slash; route() checks the rest. */
         char prefix[256];
         snprintf(prefix, sizeof prefix, "%s", srv->path);
         size_t pl = strlen(prefix);
-        if (pl > 1 && prefix[pl - 1] == '/') prefix[pl - 1] = '\0';
+        if (pl > 1 && prefix[pl - 1] == '/')
+            prefix[pl - 1] = '\0';
         rc = http_server_route(http, prefix, route, srv);
     }
     if (rc) {

@@ -19,7 +19,8 @@ static void timer_closed(uv_handle_t *h);
 
 eio_session_t *eio_session_create(eio_server_t *srv, eio_transport_t transport) {
     eio_session_t *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
+    if (!s)
+        return NULL;
     s->srv = srv;
     s->transport = (uint8_t)transport;
     if (rand_id(s->sid) || uv_timer_init(net_loop_uv(srv->nl), &s->timer)) {
@@ -48,14 +49,16 @@ size_t eio_session_open_packet(const eio_session_t *s, char *out, size_t size) {
 
 void eio_session_start(eio_session_t *s, const http_req_t *req, http_conn_t *hc) {
     char address[64] = "";
-    if (net_conn_peer(http_conn_net(hc), address, sizeof address)) address[0] = '\0';
+    if (net_conn_peer(http_conn_net(hc), address, sizeof address))
+        address[0] = '\0';
     if (uv_timer_start(&s->timer, on_timer, s->srv->cfg.ping_interval, 0)) {
         eio_session_end(s, "transport error", true);
         return;
     }
     LOG_DEBUG("eio", "session %s open (%s)", s->sid, eio_session_transport(s));
     s->opened = true;
-    if (s->srv->cb.on_open) s->srv->cb.on_open(s, req, address, s->srv->arg);
+    if (s->srv->cb.on_open)
+        s->srv->cb.on_open(s, req, address, s->srv->arg);
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -71,14 +74,16 @@ static void on_timer(uv_timer_t *t) {
 }
 
 static void on_pong(eio_session_t *s) {
-    if (!s->awaiting_pong) return;
+    if (!s->awaiting_pong)
+        return;
     s->awaiting_pong = false;
     if (uv_timer_start(&s->timer, on_timer, s->srv->cfg.ping_interval, 0))
         eio_session_end(s, "transport error", true);
 }
 
 void eio_session_on_packet(eio_session_t *s, const eio_packet_t *p) {
-    if (s->closed) return;
+    if (s->closed)
+        return;
     switch (p->type) {
     case EIO_PONG:
         on_pong(s);
@@ -111,7 +116,8 @@ static int queue_push(eio_session_t *s, eio_msg_t *m) {
         } else {
             uint32_t cap = s->qcap ? s->qcap * 2 : 8;
             eio_msg_t **q = realloc(s->queue, cap * sizeof *q);
-            if (!q) return -ENOMEM;
+            if (!q)
+                return -ENOMEM;
             s->queue = q;
             s->qcap = cap;
         }
@@ -136,27 +142,33 @@ void eio_session_queue_drop(eio_session_t *s, uint32_t n) {
         s->qbytes -= s->queue[s->qhead]->len;
         eio_msg_release(s->queue[s->qhead++]);
     }
-    if (s->qhead == s->qlen) s->qhead = s->qlen = 0;
+    if (s->qhead == s->qlen)
+        s->qhead = s->qlen = 0;
 }
 
 int eio_session_send(eio_session_t *s, eio_msg_t *m) {
-    if (s->closed) return -EPIPE;
-    if (s->transport == EIO_TRANSPORT_WEBSOCKET) return eio_websocket_send(s->ws, m);
+    if (s->closed)
+        return -EPIPE;
+    if (s->transport == EIO_TRANSPORT_WEBSOCKET)
+        return eio_websocket_send(s->ws, m);
     int rc = queue_push(s, m);
-    if (rc == 0 && s->get) eio_session_schedule_flush(s);
+    if (rc == 0 && s->get)
+        eio_session_schedule_flush(s);
     return rc;
 }
 
 int eio_session_send_message(eio_session_t *s, const void *data, size_t len, bool binary) {
     eio_msg_t *m = eio_msg_new(EIO_MESSAGE, binary, data, len);
-    if (!m) return -ENOMEM;
+    if (!m)
+        return -ENOMEM;
     int rc = eio_session_send(s, m);
     eio_msg_release(m);
     return rc;
 }
 
 void eio_session_schedule_flush(eio_session_t *s) {
-    if (s->flush_scheduled) return;
+    if (s->flush_scheduled)
+        return;
     s->flush_scheduled = true;
     s->flush_next = s->srv->flush_head;
     s->srv->flush_head = s;
@@ -188,12 +200,14 @@ static void timer_closed(uv_handle_t *h) {
 }
 
 void eio_session_end(eio_session_t *s, const char *reason, bool notify_client) {
-    if (s->closed) return;
+    if (s->closed)
+        return;
     s->closed = true;
     eio_server_t *srv = s->srv;
     map_del(&srv->sessions, s->sid, strlen(s->sid));
     LOG_DEBUG("eio", "session %s closed: %s", s->sid, reason);
-    if (s->get) eio_polling_release(s, notify_client ? srv->close : srv->noop);
+    if (s->get)
+        eio_polling_release(s, notify_client ? srv->close : srv->noop);
     if (s->ws) {
         ws_conn_t *ws = s->ws;
         s->ws = NULL;
@@ -207,7 +221,8 @@ void eio_session_end(eio_session_t *s, const char *reason, bool notify_client) {
         ws_conn_close(ws, WS_CLOSE_NORMAL);
     }
     queue_clear(s);
-    if (s->opened && srv->cb.on_close) srv->cb.on_close(s, reason, srv->arg);
+    if (s->opened && srv->cb.on_close)
+        srv->cb.on_close(s, reason, srv->arg);
     uv_close((uv_handle_t *)&s->timer, timer_closed);
 }
 
@@ -220,7 +235,8 @@ void eio_session_close_reason(eio_session_t *s, const char *reason) {
 }
 
 bool eio_session_writable(const eio_session_t *s) {
-    if (s->closed) return false;
+    if (s->closed)
+        return false;
     if (s->transport == EIO_TRANSPORT_WEBSOCKET)
         return s->ws && ws_conn_queued(s->ws) < EIO_WRITABLE_BYTES;
     return s->get != NULL;
@@ -228,14 +244,16 @@ bool eio_session_writable(const eio_session_t *s) {
 
 eio_session_t *eio_session_open_local(eio_server_t *srv) {
     eio_session_t *s = eio_session_create(srv, EIO_TRANSPORT_POLLING);
-    if (!s) return NULL;
+    if (!s)
+        return NULL;
     http_req_t req;
     memset(&req, 0, sizeof req);
     req.head.method = SLICE_LIT("GET");
     req.head.target = req.head.path = SLICE_LIT("/");
     req.head.content_length = -1;
     s->opened = true;
-    if (srv->cb.on_open) srv->cb.on_open(s, &req, "local", srv->arg);
+    if (srv->cb.on_open)
+        srv->cb.on_open(s, &req, "local", srv->arg);
     return s;
 }
 

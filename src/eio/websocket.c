@@ -23,7 +23,8 @@ static size_t max_message(const eio_server_t *srv) {
 }
 
 int eio_websocket_send(ws_conn_t *ws, eio_msg_t *m) {
-    if (!ws) return -EPIPE;
+    if (!ws)
+        return -EPIPE;
     return ws_conn_send(ws, &m->ref, m->ws_header, m->ws_header_len, m->data, m->len);
 }
 
@@ -102,7 +103,8 @@ static void probe_message(eio_session_t *s, const eio_packet_t *p) {
             return;
         }
         s->probed = true;
-        if (s->qlen == s->qhead) eio_polling_release(s, s->srv->noop);
+        if (s->qlen == s->qhead)
+            eio_polling_release(s, s->srv->noop);
     } else if (p->type == EIO_UPGRADE && s->probed) {
         complete_upgrade(s);
     } else {
@@ -112,7 +114,8 @@ static void probe_message(eio_session_t *s, const eio_packet_t *p) {
 
 static void ws_message(ws_conn_t *ws, uint8_t *data, size_t len, bool binary) {
     eio_session_t *s = ws->data;
-    if (!s) return;
+    if (!s)
+        return;
     eio_packet_t p;
     if (eio_packet_decode_ws(data, len, binary, &p)) {
         LOG_DEBUG("eio", "session %s: malformed packet", s->sid);
@@ -130,7 +133,8 @@ static void ws_message(ws_conn_t *ws, uint8_t *data, size_t len, bool binary) {
 
 static void ws_closed(ws_conn_t *ws, uint16_t code) {
     eio_session_t *s = ws->data;
-    if (!s) return;
+    if (!s)
+        return;
     ws->data = NULL;
     if (ws == s->probe) {
         s->probe = NULL;

@@ -30,7 +30,8 @@
 
 /* RFC 9110 §5.6.2 tchar. */
 static bool is_tchar(unsigned char c) {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return true;
     return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
@@ -45,15 +46,19 @@ static bool is_ows(char c) {
 }
 
 static int hex_value(unsigned char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
     return -1;
 }
 
 static bool all_tchar(slice_t s) {
     for (size_t i = 0; i < s.len; i++)
-        if (!is_tchar((unsigned char)s.base[i])) return false;
+        if (!is_tchar((unsigned char)s.base[i]))
+            return false;
     return s.len > 0;
 }
 
@@ -71,10 +76,12 @@ typedef struct {
 static bool head_next_line(head_cursor_t *cur, slice_t *line) {
     const char *start = cur->buf + cur->pos;
     const char *lf = memchr(start, '\n', cur->len - cur->pos);
-    if (lf == NULL) return false;
+    if (lf == NULL)
+        return false;
     size_t n = (size_t)(lf - start);
     cur->pos += n + 1;
-    if (n > 0 && start[n - 1] == '\r') n--;
+    if (n > 0 && start[n - 1] == '\r')
+        n--;
     *line = slice_make(start, n);
     return true;
 }
@@ -86,8 +93,10 @@ static int parse_version(slice_t v, int *minor) {
         return HTTP_E_BAD_REQUEST;
     int major = v.base[5] - '0';
     int min = v.base[7] - '0';
-    if (major < 0 || major > 9 || min < 0 || min > 9) return HTTP_E_BAD_REQUEST;
-    if (major != 1) return HTTP_E_VERSION;
+    if (major < 0 || major > 9 || min < 0 || min > 9)
+        return HTTP_E_BAD_REQUEST;
+    if (major != 1)
+        return HTTP_E_VERSION;
     *minor = min > 1 ? 1 : min;
     return 0;
 }
@@ -99,7 +108,8 @@ static int parse_target(slice_t t, http_request_t *req) {
         return HTTP_E_BAD_REQUEST;
     for (size_t i = 0; i < t.len; i++) {
         unsigned char c = (unsigned char)t.base[i];
-        if (c <= 0x20 || c >= 0x7f) return HTTP_E_BAD_REQUEST;
+        if (c <= 0x20 || c >= 0x7f)
+            return HTTP_E_BAD_REQUEST;
     }
     const char *q = memchr(t.base, '?', t.len);
     size_t path_len = q ? (size_t)(q - t.base) : t.len;
@@ -113,13 +123,17 @@ static int parse_target(slice_t t, http_request_t *req) {
 static int parse_request_line(slice_t line, http_request_t *req) {
     const char *end = line.base + line.len;
     const char *sp1 = memchr(line.base, ' ', line.len);
-    if (sp1 == NULL) return HTTP_E_BAD_REQUEST;
+    if (sp1 == NULL)
+        return HTTP_E_BAD_REQUEST;
     const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1));
-    if (sp2 == NULL) return HTTP_E_BAD_REQUEST;
+    if (sp2 == NULL)
+        return HTTP_E_BAD_REQUEST;
     req->method = slice_make(line.base, (size_t)(sp1 - line.base));
-    if (!all_tchar(req->method)) return HTTP_E_BAD_REQUEST;
+    if (!all_tchar(req->method))
+        return HTTP_E_BAD_REQUEST;
     int rc = parse_target(slice_make(sp1 + 1, (size_t)(sp2 - sp1 - 1)), req);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     return parse_version(slice_make(sp2 + 1, (size_t)(end - sp2 - 1)), &req->minor_version);
 }
 
@@ -128,13 +142,16 @@ static int parse_request_line(slice_t line, http_request_t *req) {
  * name and the colon (RFC 9112 §5.1), because proxies disagree on what they mean. */
 static int parse_header_line(slice_t line, http_header_t *h) {
     const char *colon = memchr(line.base, ':', line.len);
-    if (colon == NULL) return HTTP_E_BAD_REQUEST;
+    if (colon == NULL)
+        return HTTP_E_BAD_REQUEST;
     h->name = slice_make(line.base, (size_t)(colon - line.base));
-    if (!all_tchar(h->name)) return HTTP_E_BAD_REQUEST;
+    if (!all_tchar(h->name))
+        return HTTP_E_BAD_REQUEST;
     const char *v = colon + 1;
     const char *end = line.base + line.len;
     for (const char *p = v; p < end; p++)
-        if (!is_field_char((unsigned char)*p)) return HTTP_E_BAD_REQUEST;
+        if (!is_field_char((unsigned char)*p))
+            return HTTP_E_BAD_REQUEST;
     while (v < end && is_ows(*v))
         v++;
     while (end > v && is_ows(end[-1]))
@@ -148,10 +165,13 @@ static int parse_header_line(slice_t line, http_header_t *h) {
 static int parse_header_lines(head_cursor_t *cur, size_t max_headers, http_request_t *req) {
     slice_t line;
     while (head_next_line(cur, &line)) {
-        if (line.len == 0) return 1;
-        if (req->num_headers == max_headers) return HTTP_E_TOO_LARGE;
+        if (line.len == 0)
+            return 1;
+        if (req->num_headers == max_headers)
+            return HTTP_E_TOO_LARGE;
         int rc = parse_header_line(line, &req->headers[req->num_headers]);
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
         req->num_headers++;
     }
     return 0;
@@ -178,8 +198,10 @@ static bool list_next(slice_t *list, slice_t *item) {
  * "5, 5" in one field is refused: nothing legitimate sends it. */
 static int add_content_length(slice_t value, int64_t *length) {
     unsigned long long n;
-    if (!slice_to_u64(value, &n)) return HTTP_E_BAD_REQUEST;
-    if (*length >= 0 && (unsigned long long)*length != n) return HTTP_E_BAD_REQUEST;
+    if (!slice_to_u64(value, &n))
+        return HTTP_E_BAD_REQUEST;
+    if (*length >= 0 && (unsigned long long)*length != n)
+        return HTTP_E_BAD_REQUEST;
     *length = (int64_t)n;
     return 0;
 }
@@ -189,8 +211,10 @@ static int add_content_length(slice_t value, int64_t *length) {
 static int add_transfer_codings(slice_t value, bool *chunked) {
     slice_t coding;
     while (list_next(&value, &coding)) {
-        if (!slice_case_eq(coding, "chunked")) return HTTP_E_NOT_IMPLEMENTED;
-        if (*chunked) return HTTP_E_BAD_REQUEST;
+        if (!slice_case_eq(coding, "chunked"))
+            return HTTP_E_NOT_IMPLEMENTED;
+        if (*chunked)
+            return HTTP_E_BAD_REQUEST;
         *chunked = true;
     }
     return 0;
@@ -215,7 +239,8 @@ static int derive_framing(http_request_t *req) {
             rc = has_host ? HTTP_E_BAD_REQUEST : 0;
             has_host = true;
         }
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
     }
     if (has_te && (!req->chunked || req->content_length >= 0 || req->minor_version == 0))
         return HTTP_E_BAD_REQUEST;
@@ -250,7 +275,8 @@ ssize_t http_parse_request(const char *buf, size_t len, const http_limits_t *lim
                            http_request_t *req) {
     size_t max_size = limits->max_head_size;
     size_t max_headers = limits->max_headers;
-    if (max_headers > HTTP_MAX_HEADERS_CAP) max_headers = HTTP_MAX_HEADERS_CAP;
+    if (max_headers > HTTP_MAX_HEADERS_CAP)
+        max_headers = HTTP_MAX_HEADERS_CAP;
     head_cursor_t cur = {buf, len < max_size ? len : max_size, 0};
     slice_t line;
     req->num_headers = 0;
@@ -258,22 +284,27 @@ ssize_t http_parse_request(const char *buf, size_t len, const http_limits_t *lim
     /* RFC 9112 §2.2: empty lines before the request line (left over after a body by
      * some clients) are skipped; they still count toward the head size. */
     do {
-        if (!head_next_line(&cur, &line)) return head_need_more(len, max_size);
+        if (!head_next_line(&cur, &line))
+            return head_need_more(len, max_size);
     } while (line.len == 0);
 
     int rc = parse_request_line(line, req);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     rc = parse_header_lines(&cur, max_headers, req);
-    if (rc <= 0) return rc < 0 ? rc : head_need_more(len, max_size);
+    if (rc <= 0)
+        return rc < 0 ? rc : head_need_more(len, max_size);
     rc = derive_framing(req);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     derive_connection(req);
     return (ssize_t)cur.pos;
 }
 
 const slice_t *http_request_header(const http_request_t *req, const char *name) {
     for (size_t i = 0; i < req->num_headers; i++)
-        if (slice_case_eq(req->headers[i].name, name)) return &req->headers[i].value;
+        if (slice_case_eq(req->headers[i].name, name))
+            return &req->headers[i].value;
     return NULL;
 }
 
@@ -299,7 +330,8 @@ enum {
 
 static bool chunk_size_digit(http_chunked_t *dec, unsigned char c) {
     int v = hex_value(c);
-    if (v < 0 || dec->chunk_left > HTTP_CHUNK_SIZE_MAX >> 4) return false;
+    if (v < 0 || dec->chunk_left > HTTP_CHUNK_SIZE_MAX >> 4)
+        return false;
     dec->chunk_left = dec->chunk_left << 4 | (uint64_t)v;
     dec->state = CHUNK_SIZE;
     return dec->chunk_left <= HTTP_CHUNK_SIZE_MAX;
@@ -308,7 +340,8 @@ static bool chunk_size_digit(http_chunked_t *dec, unsigned char c) {
 /* After at least one digit: more digits, BWS before an extension, ';' or CR. Bare
  * whitespace before CR is refused, as the grammar only allows it before ';'. */
 static bool chunk_size_char(http_chunked_t *dec, unsigned char c) {
-    if (hex_value(c) >= 0) return dec->state == CHUNK_SIZE && chunk_size_digit(dec, c);
+    if (hex_value(c) >= 0)
+        return dec->state == CHUNK_SIZE && chunk_size_digit(dec, c);
     if (c == ' ' || c == '\t')
         dec->state = CHUNK_SIZE_WS;
     else if (c == ';')
@@ -323,7 +356,8 @@ static bool chunk_size_char(http_chunked_t *dec, unsigned char c) {
 /* The size line is complete; a zero size starts the trailer section, whose byte
  * count is bounded as a whole from here on. */
 static bool chunk_size_line_end(http_chunked_t *dec, unsigned char c) {
-    if (c != '\n') return false;
+    if (c != '\n')
+        return false;
     dec->state = dec->chunk_left == 0 ? CHUNK_TRAILER_START : CHUNK_DATA;
     dec->ext_len = 0;
     return true;
@@ -342,10 +376,12 @@ static bool chunk_trailer_char(http_chunked_t *dec, unsigned char c) {
         dec->state = c == '\r' ? CHUNK_FINAL_LF : CHUNK_TRAILER_NAME;
         return c == '\r' || is_tchar(c);
     case CHUNK_TRAILER_NAME:
-        if (c == ':') dec->state = CHUNK_TRAILER_VALUE;
+        if (c == ':')
+            dec->state = CHUNK_TRAILER_VALUE;
         return c == ':' || is_tchar(c);
     case CHUNK_TRAILER_VALUE:
-        if (c == '\r') dec->state = CHUNK_TRAILER_LF;
+        if (c == '\r')
+            dec->state = CHUNK_TRAILER_LF;
         return is_field_char(c) || c == '\r';
     case CHUNK_TRAILER_LF:
         return chunk_expect(dec, c, '\n', CHUNK_TRAILER_START);
@@ -357,7 +393,8 @@ static bool chunk_trailer_char(http_chunked_t *dec, unsigned char c) {
 /* One framing byte (anything but payload). Every one counts toward the line bound;
  * the count restarts with each size line and once at the trailer section. */
 static bool chunk_step(http_chunked_t *dec, unsigned char c) {
-    if (++dec->ext_len > HTTP_CHUNK_LINE_MAX) return false;
+    if (++dec->ext_len > HTTP_CHUNK_LINE_MAX)
+        return false;
     switch (dec->state) {
     case CHUNK_SIZE_START:
         return chunk_size_digit(dec, c);
@@ -365,7 +402,8 @@ static bool chunk_step(http_chunked_t *dec, unsigned char c) {
     case CHUNK_SIZE_WS:
         return chunk_size_char(dec, c);
     case CHUNK_EXT:
-        if (c == '\r') dec->state = CHUNK_SIZE_LF;
+        if (c == '\r')
+            dec->state = CHUNK_SIZE_LF;
         return is_field_char(c) || c == '\r';
     case CHUNK_SIZE_LF:
         return chunk_size_line_end(dec, c);
@@ -384,19 +422,22 @@ int http_chunked_decode(http_chunked_t *dec, char *buf, size_t *len, size_t *con
     while (r < n && dec->state != CHUNK_DONE && dec->state != CHUNK_ERROR) {
         if (dec->state == CHUNK_DATA) {
             size_t take = n - r;
-            if (take > dec->chunk_left) take = (size_t)dec->chunk_left;
+            if (take > dec->chunk_left)
+                take = (size_t)dec->chunk_left;
             memmove(buf + w, buf + r, take);
             w += take;
             r += take;
             dec->chunk_left -= take;
-            if (dec->chunk_left == 0) dec->state = CHUNK_DATA_CR;
+            if (dec->chunk_left == 0)
+                dec->state = CHUNK_DATA_CR;
         } else if (!chunk_step(dec, (unsigned char)buf[r++])) {
             dec->state = CHUNK_ERROR;
         }
     }
     *len = w;
     *consumed = r;
-    if (dec->state == CHUNK_ERROR) return HTTP_E_BAD_REQUEST;
+    if (dec->state == CHUNK_ERROR)
+        return HTTP_E_BAD_REQUEST;
     return dec->state == CHUNK_DONE;
 }
 
@@ -407,10 +448,12 @@ ssize_t http_percent_decode(slice_t src, char *dst) {
     for (size_t i = 0; i < src.len; i++) {
         char c = src.base[i];
         if (c == '%') {
-            if (src.len - i < 3) return -1;
+            if (src.len - i < 3)
+                return -1;
             int hi = hex_value((unsigned char)src.base[i + 1]);
             int lo = hex_value((unsigned char)src.base[i + 2]);
-            if (hi < 0 || lo < 0) return -1;
+            if (hi < 0 || lo < 0)
+                return -1;
             c = (char)(hi << 4 | lo);
             i += 2;
         }

@@ -136,7 +136,8 @@ static void on_open(net_conn_t *c, void *arg) {
 
 int http_server_new(net_loop_t *nl, const http_server_config_t *cfg, http_server_t **out) {
     http_server_t *srv = calloc(1, sizeof *srv);
-    if (!srv) return UV_ENOMEM;
+    if (!srv)
+        return UV_ENOMEM;
     srv->cfg = *cfg;
     srv->nl = nl;
     srv->limits.max_head_size = cfg->max_head_size;
@@ -188,7 +189,8 @@ void http_server_close(http_server_t *srv) {
 /* ---- responses ---- */
 
 int http_send_head(http_conn_t *hc, int status, const char *extra, int64_t content_length) {
-    if (hc->state != HC_DISPATCHED && hc->state != HC_HELD) return -EINVAL;
+    if (hc->state != HC_DISPATCHED && hc->state != HC_HELD)
+        return -EINVAL;
     hc->state = HC_RESPONDING;
     hc->on_abort = NULL;
     char head[512];
@@ -202,9 +204,11 @@ int http_send_head(http_conn_t *hc, int status, const char *extra, int64_t conte
     net_conn_t *c = http_conn_net(hc);
     size_t extra_len = extra ? strlen(extra) : 0;
     rcbuf_t *b = rcbuf_new(NULL, (size_t)n + extra_len + 2);
-    if (!b) return -ENOMEM;
+    if (!b)
+        return -ENOMEM;
     memcpy(b->data, head, (size_t)n);
-    if (extra_len) memcpy(b->data + n, extra, extra_len);
+    if (extra_len)
+        memcpy(b->data + n, extra, extra_len);
     memcpy(b->data + n + extra_len, "\r\n", 2);
     int rc = net_conn_write(c, &b->ref, b->data, b->len);
     ref_release(&b->ref);
@@ -212,25 +216,29 @@ int http_send_head(http_conn_t *hc, int status, const char *extra, int64_t conte
 }
 
 int http_send_body(http_conn_t *hc, ref_t *owner, const void *data, size_t len) {
-    if (hc->is_head_method) return 0;
+    if (hc->is_head_method)
+        return 0;
     return net_conn_write(http_conn_net(hc), owner, data, len);
 }
 
 int http_send_body_copy(http_conn_t *hc, const void *data, size_t len) {
-    if (hc->is_head_method) return 0;
+    if (hc->is_head_method)
+        return 0;
     return net_conn_write_copy(http_conn_net(hc), data, len);
 }
 
 void http_response_done(http_conn_t *hc) {
     net_conn_t *c = http_conn_net(hc);
-    if (hc->state != HC_RESPONDING) return;
+    if (hc->state != HC_RESPONDING)
+        return;
     hc->state = HC_IDLE;
     if (!hc->keep_alive) {
         net_conn_close(c);
         return;
     }
     net_conn_set_deadline(c, hc->srv->cfg.keepalive_timeout);
-    if (!hc->in_on_data) net_conn_resume(c);
+    if (!hc->in_on_data)
+        net_conn_resume(c);
 }
 
 int http_respond(http_conn_t *hc, int status, const char *content_type, const char *extra,
@@ -239,9 +247,11 @@ int http_respond(http_conn_t *hc, int status, const char *content_type, const ch
     int n =
         snprintf(lines, sizeof lines, "%s%s%s%s", content_type ? "Content-Type: " : "",
                  content_type ? content_type : "", content_type ? "\r\n" : "", extra ? extra : "");
-    if (n < 0 || (size_t)n >= sizeof lines) return -EINVAL;
+    if (n < 0 || (size_t)n >= sizeof lines)
+        return -EINVAL;
     int rc = http_send_head(hc, status, lines, (int64_t)len);
-    if (rc == 0) rc = http_send_body_copy(hc, body, len);
+    if (rc == 0)
+        rc = http_send_body_copy(hc, body, len);
     http_response_done(hc);
     return rc;
 }
@@ -266,7 +276,8 @@ static void reject(http_conn_t *hc, int status) {
 }
 
 void http_conn_hold(http_conn_t *hc, void (*on_abort)(http_conn_t *, void *), void *arg) {
-    if (hc->state != HC_DISPATCHED) return;
+    if (hc->state != HC_DISPATCHED)
+        return;
     hc->state = HC_HELD;
     hc->on_abort = on_abort;
     hc->abort_arg = arg;
@@ -302,7 +313,8 @@ static void dispatch(http_conn_t *hc, http_req_t *req) {
         return;
     }
     /* A client that asked to switch protocols cannot go on speaking HTTP. */
-    if (req->head.upgrade) hc->keep_alive = false;
+    if (req->head.upgrade)
+        hc->keep_alive = false;
     http_respond(hc, 404, "text/plain; charset=utf-8", NULL, "Not Found\n", 10);
 }
 
@@ -317,8 +329,10 @@ static int read_chunked(http_conn_t *hc, uint8_t *data, size_t len, size_t *tota
     /* The decoder works in place on the raw bytes; move its output down to follow the
      * body decoded so far. */
     int rc = http_chunked_decode(&hc->chunked, (char *)data + raw_at, &out, &consumed);
-    if (rc < 0) return rc;
-    if (hc->body_len + out > hc->srv->cfg.max_body_size) return -413;
+    if (rc < 0)
+        return rc;
+    if (hc->body_len + out > hc->srv->cfg.max_body_size)
+        return -413;
     memmove(body + hc->body_len, data + raw_at, out);
     hc->body_len += out;
     hc->body_raw += consumed;
@@ -337,7 +351,8 @@ static ssize_t hc_on_data(net_conn_t *c, uint8_t *data, size_t len) {
     }
     http_req_t req;
     ssize_t head = http_parse_request((const char *)data, len, &hc->srv->limits, &req.head);
-    if (head == HTTP_PARSE_INCOMPLETE) return 0;
+    if (head == HTTP_PARSE_INCOMPLETE)
+        return 0;
     if (head < 0) {
         reject(hc, (int)-head);
         return (ssize_t)len;
@@ -367,7 +382,8 @@ static ssize_t hc_on_data(net_conn_t *c, uint8_t *data, size_t len) {
         if ((uint64_t)req.head.content_length > hc->srv->cfg.max_body_size) {
             req.body_too_large = true;
         } else {
-            if (len - (size_t)head < (size_t)req.head.content_length) return 0;
+            if (len - (size_t)head < (size_t)req.head.content_length)
+                return 0;
             req.body.len = (size_t)req.head.content_length;
             total += req.body.len;
         }
@@ -375,9 +391,11 @@ static ssize_t hc_on_data(net_conn_t *c, uint8_t *data, size_t len) {
     hc->in_body = false;
     hc->in_on_data = true;
     dispatch(hc, &req);
-    if (c->ops != &http_ops) return (ssize_t)total;
+    if (c->ops != &http_ops)
+        return (ssize_t)total;
     hc->in_on_data = false;
-    if (hc->state != HC_IDLE) net_conn_pause(c);
+    if (hc->state != HC_IDLE)
+        net_conn_pause(c);
     return (ssize_t)(req.body_too_large ? len : total);
 }
 

@@ -167,8 +167,8 @@ static entry_t *lookup(http_static_t *st, const char *full) {
         e->body = body;
         e->size = sb.st_size;
         e->mtime = sb.st_mtim;
-        snprintf(e->etag, sizeof e->etag, "\"%" PRIx64 "-%" PRIx64 "%09ld\"",
-                 (uint64_t)sb.st_size, (uint64_t)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec);
+        snprintf(e->etag, sizeof e->etag, "\"%" PRIx64 "-%" PRIx64 "%09ld\"", (uint64_t)sb.st_size,
+                 (uint64_t)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec);
     }
     /* The precompressed variant, when present and current. */
     char gz_path[4200];
@@ -190,8 +190,7 @@ static entry_t *lookup(http_static_t *st, const char *full) {
     return e;
 }
 
-bool http_static_serve(http_static_t *st, http_conn_t *hc, const http_req_t *req,
-                       slice_t path) {
+bool http_static_serve(http_static_t *st, http_conn_t *hc, const http_req_t *req, slice_t path) {
     if (!path_safe(path) || path.len > 4000)
         return false;
     char full[4200];
@@ -211,12 +210,10 @@ bool http_static_serve(http_static_t *st, http_conn_t *hc, const http_req_t *req
     const slice_t *ae = http_request_header(&req->head, "accept-encoding");
     bool use_gz = e->gz && ae && accepts_gzip(*ae);
     char lines[512];
-    snprintf(lines, sizeof lines,
-             "Content-Type: %s\r\nETag: %s\r\nCache-Control: no-cache\r\n%s%s",
+    snprintf(lines, sizeof lines, "Content-Type: %s\r\nETag: %s\r\nCache-Control: no-cache\r\n%s%s",
              http_static_type(full), e->etag, e->gz ? "Vary: Accept-Encoding\r\n" : "",
              use_gz ? "Content-Encoding: gzip\r\n" : "");
-    if (inm && (slice_eq(*inm, e->etag) || slice_has_token(*inm, e->etag) ||
-                slice_eq(*inm, "*"))) {
+    if (inm && (slice_eq(*inm, e->etag) || slice_has_token(*inm, e->etag) || slice_eq(*inm, "*"))) {
         if (http_send_head(hc, 304, lines, 0) == 0)
             http_response_done(hc);
         return true;

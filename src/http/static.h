@@ -20,8 +20,7 @@ void http_static_free(http_static_t *st);
 /* Answers req with the file at `path` (relative to the root, "/" meaning "/index.html").
  * Returns true when it answered (200, 304, 404 or 405), false when the path is not a
  * file under the root (so that another route may try). */
-bool http_static_serve(http_static_t *st, http_conn_t *hc, const http_req_t *req,
-                       slice_t path);
+bool http_static_serve(http_static_t *st, http_conn_t *hc, const http_req_t *req, slice_t path);
 
 /* The Content-Type for a file name, from its extension. */
 const char *http_static_type(const char *name);

@@ -65,12 +65,15 @@ static void conn_flush(net_conn_t *c);
 
 net_loop_t *net_loop_new(uv_loop_t *loop) {
     net_loop_t *nl = calloc(1, sizeof *nl);
-    if (!nl) return NULL;
+    if (!nl)
+        return NULL;
     nl->loop = loop;
     nl->deadlines.next = nl->deadlines.prev = &nl->deadlines;
     int rc = uv_check_init(loop, &nl->flush_check);
-    if (rc == 0) rc = uv_prepare_init(loop, &nl->flush_prepare);
-    if (rc == 0) rc = uv_timer_init(loop, &nl->sweep_timer);
+    if (rc == 0)
+        rc = uv_prepare_init(loop, &nl->flush_prepare);
+    if (rc == 0)
+        rc = uv_timer_init(loop, &nl->sweep_timer);
     if (rc) {
         LOG_ERROR("net", "loop handles: %s", uv_strerror(rc));
         free(nl);
@@ -96,7 +99,8 @@ uv_loop_t *net_loop_uv(net_loop_t *nl) {
 }
 
 int net_loop_on_flush(net_loop_t *nl, void (*fn)(void *), void *arg) {
-    if (nl->nhooks == NET_LOOP_MAX_HOOKS) return -ENOSPC;
+    if (nl->nhooks == NET_LOOP_MAX_HOOKS)
+        return -ENOSPC;
     nl->hooks[nl->nhooks].fn = fn;
     nl->hooks[nl->nhooks].arg = arg;
     nl->nhooks++;
@@ -132,7 +136,8 @@ static void close_handles(net_loop_t *nl) {
  * close is bounded by it), so the handles go only after the last connection. */
 void net_loop_close(net_loop_t *nl) {
     nl->closing = true;
-    if (nl->conn_count == 0) close_handles(nl);
+    if (nl->conn_count == 0)
+        close_handles(nl);
 }
 
 void net_loop_free(net_loop_t *nl) {
@@ -146,7 +151,8 @@ static net_conn_t *conn_of_dl(net_dl_t *dl) {
 }
 
 static void dl_unlink(net_conn_t *c) {
-    if (!c->dl.next) return;
+    if (!c->dl.next)
+        return;
     c->dl.prev->next = c->dl.next;
     c->dl.next->prev = c->dl.prev;
     c->dl.next = c->dl.prev = NULL;
@@ -162,7 +168,8 @@ static void dl_push(net_dl_t *head, net_conn_t *c) {
 void net_conn_set_deadline(net_conn_t *c, uint64_t ms) {
     dl_unlink(c);
     c->deadline = 0;
-    if (ms == 0 || (c->flags & CONN_CLOSED)) return;
+    if (ms == 0 || (c->flags & CONN_CLOSED))
+        return;
     c->deadline = uv_now(c->nl->loop) + ms;
     dl_push(&c->nl->deadlines, c);
 }
@@ -200,15 +207,18 @@ static void tx_release(net_conn_t *c, uint32_t from, uint32_t to) {
 }
 
 static void mark_dirty(net_conn_t *c) {
-    if (c->flags & CONN_IN_FLUSH) return;
+    if (c->flags & CONN_IN_FLUSH)
+        return;
     c->flags |= CONN_IN_FLUSH;
     c->flush_next = c->nl->flush_head;
     c->nl->flush_head = c;
 }
 
 int net_conn_write(net_conn_t *c, ref_t *owner, const void *base, size_t len) {
-    if (c->flags & (CONN_CLOSED | CONN_SHUTDOWN)) return -EPIPE;
-    if (len == 0) return 0;
+    if (c->flags & (CONN_CLOSED | CONN_SHUTDOWN))
+        return -EPIPE;
+    if (len == 0)
+        return 0;
     if (c->tx_len == c->tx_cap) {
         if (c->tx_head > 0 && c->tx_inflight == 0) {
             memmove(c->tx, c->tx + c->tx_head, (c->tx_len - c->tx_head) * sizeof *c->tx);
@@ -217,7 +227,8 @@ int net_conn_write(net_conn_t *c, ref_t *owner, const void *base, size_t len) {
         } else {
             uint32_t cap = c->tx_cap ? c->tx_cap * 2 : 8;
             net_chunk_t *tx = realloc(c->tx, cap * sizeof *tx);
-            if (!tx) return -ENOMEM;
+            if (!tx)
+                return -ENOMEM;
             c->tx = tx;
             c->tx_cap = cap;
         }
@@ -229,9 +240,11 @@ int net_conn_write(net_conn_t *c, ref_t *owner, const void *base, size_t len) {
 }
 
 int net_conn_write_copy(net_conn_t *c, const void *data, size_t len) {
-    if (len == 0) return 0;
+    if (len == 0)
+        return 0;
     rcbuf_t *b = rcbuf_new(data, len);
-    if (!b) return -ENOMEM;
+    if (!b)
+        return -ENOMEM;
     int rc = net_conn_write(c, &b->ref, b->data, len);
     ref_release(&b->ref);
     return rc;
@@ -240,8 +253,10 @@ int net_conn_write_copy(net_conn_t *c, const void *data, size_t len) {
 static void shutdown_cb(uv_shutdown_t *req, int status) {
     net_conn_t *c = req->data;
     free(req);
-    if (status == UV_ECANCELED) return;
-    if (status < 0) close_now(c);
+    if (status == UV_ECANCELED)
+        return;
+    if (status < 0)
+        close_now(c);
 }
 
 static void start_shutdown(net_conn_t *c) {
@@ -261,7 +276,8 @@ static void start_shutdown(net_conn_t *c) {
 
 static void write_cb(uv_write_t *req, int status) {
     net_conn_t *c = req->data;
-    if (c->flags & CONN_CLOSED) return;
+    if (c->flags & CONN_CLOSED)
+        return;
     c->flags &= ~CONN_WRITING;
     tx_release(c, c->tx_head, c->tx_head + c->tx_inflight);
     for (uint32_t i = c->tx_head; i < c->tx_head + c->tx_inflight; i++)
@@ -278,7 +294,8 @@ static void write_cb(uv_write_t *req, int status) {
 
 /* Writes as much as the kernel takes now; hands the rest to one uv_write. */
 static void conn_flush(net_conn_t *c) {
-    if (c->flags & (CONN_CLOSED | CONN_WRITING)) return;
+    if (c->flags & (CONN_CLOSED | CONN_WRITING))
+        return;
     while (c->tx_head < c->tx_len) {
         uv_buf_t iov[TX_IOV_MAX];
         uint32_t n = 0;
@@ -288,7 +305,8 @@ static void conn_flush(net_conn_t *c) {
             total += c->tx[i].len;
         }
         int w = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
-        if (w == UV_EAGAIN) w = 0;
+        if (w == UV_EAGAIN)
+            w = 0;
         if (w < 0) {
             LOG_DEBUG("net", "write failed: %s", uv_strerror(w));
             close_now(c);
@@ -308,7 +326,8 @@ static void conn_flush(net_conn_t *c) {
                 left = 0;
             }
         }
-        if ((size_t)w == total) continue;
+        if ((size_t)w == total)
+            continue;
         /* The kernel buffer is full: let libuv wait for writability. */
         n = 0;
         for (uint32_t i = c->tx_head; i < c->tx_len && n < TX_IOV_MAX; i++, n++)
@@ -328,7 +347,8 @@ static void conn_flush(net_conn_t *c) {
         return;
     }
     c->tx_head = c->tx_len = 0;
-    if ((c->flags & CONN_CLOSING) && !(c->flags & CONN_SHUTDOWN)) start_shutdown(c);
+    if ((c->flags & CONN_CLOSING) && !(c->flags & CONN_SHUTDOWN))
+        start_shutdown(c);
 }
 
 /* Flushing runs twice per iteration: after the I/O callbacks (check) and before the
@@ -377,7 +397,8 @@ static size_t feed(net_conn_t *c, uint8_t *data, size_t len) {
             close_now(c);
             break;
         }
-        if (r == 0) break;
+        if (r == 0)
+            break;
         off += (size_t)r;
     }
     c->flags &= ~CONN_PROCESSING;
@@ -385,7 +406,8 @@ static size_t feed(net_conn_t *c, uint8_t *data, size_t len) {
 }
 
 static void keep_rest(net_conn_t *c, const uint8_t *data, size_t len) {
-    if (len == 0 || (c->flags & CONN_CLOSED)) return;
+    if (len == 0 || (c->flags & CONN_CLOSED))
+        return;
     if (c->rx.len + len > RX_HARD_LIMIT || buf_append(&c->rx, data, len)) {
         LOG_WARN("net", "input buffer limit reached; closing connection");
         close_now(c);
@@ -394,48 +416,59 @@ static void keep_rest(net_conn_t *c, const uint8_t *data, size_t len) {
 
 static void drain_rx(net_conn_t *c) {
     size_t used = feed(c, c->rx.data, c->rx.len);
-    if (c->flags & CONN_CLOSED) return;
+    if (c->flags & CONN_CLOSED)
+        return;
     buf_consume(&c->rx, used);
-    if (c->rx.len == 0) buf_free(&c->rx);
+    if (c->rx.len == 0)
+        buf_free(&c->rx);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     net_conn_t *c = s->data;
     c->nl->rbuf_busy = false;
-    if (nread == 0 || (c->flags & CONN_CLOSED)) return;
+    if (nread == 0 || (c->flags & CONN_CLOSED))
+        return;
     if (nread < 0) {
-        if (nread != UV_EOF) LOG_DEBUG("net", "read: %s", uv_strerror((int)nread));
+        if (nread != UV_EOF)
+            LOG_DEBUG("net", "read: %s", uv_strerror((int)nread));
         close_now(c);
         return;
     }
-    if (c->flags & CONN_CLOSING) return; /* lingering: discard until the peer closes */
+    if (c->flags & CONN_CLOSING)
+        return; /* lingering: discard until the peer closes */
     uint8_t *data = (uint8_t *)buf->base;
     size_t len = (size_t)nread;
     if (c->rx.len) {
         keep_rest(c, data, len);
-        if (!(c->flags & (CONN_CLOSED | CONN_PAUSED))) drain_rx(c);
+        if (!(c->flags & (CONN_CLOSED | CONN_PAUSED)))
+            drain_rx(c);
         return;
     }
     size_t used = feed(c, data, len);
-    if (!(c->flags & CONN_CLOSING)) keep_rest(c, data + used, len - used);
+    if (!(c->flags & CONN_CLOSING))
+        keep_rest(c, data + used, len - used);
 }
 
 void net_conn_pause(net_conn_t *c) {
-    if (c->flags & (CONN_PAUSED | CONN_CLOSED)) return;
+    if (c->flags & (CONN_PAUSED | CONN_CLOSED))
+        return;
     c->flags |= CONN_PAUSED;
     uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
 void net_conn_resume(net_conn_t *c) {
-    if (!(c->flags & CONN_PAUSED) || (c->flags & (CONN_CLOSED | CONN_CLOSING))) return;
+    if (!(c->flags & CONN_PAUSED) || (c->flags & (CONN_CLOSED | CONN_CLOSING)))
+        return;
     c->flags &= ~CONN_PAUSED;
-    if (c->flags & CONN_PROCESSING) return; /* the feed loop on the stack carries on */
+    if (c->flags & CONN_PROCESSING)
+        return; /* the feed loop on the stack carries on */
     int rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
     if (rc) {
         close_now(c);
         return;
     }
-    if (c->rx.len) drain_rx(c);
+    if (c->rx.len)
+        drain_rx(c);
 }
 
 void net_conn_set_ops(net_conn_t *c, const net_conn_ops_t *ops) {
@@ -446,12 +479,14 @@ void net_conn_set_ops(net_conn_t *c, const net_conn_ops_t *ops) {
 
 static void conn_free_cb(uv_handle_t *h) {
     net_conn_t *c = h->data;
-    if (--c->nl->conn_count == 0 && c->nl->closing) close_handles(c->nl);
+    if (--c->nl->conn_count == 0 && c->nl->closing)
+        close_handles(c->nl);
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
     else
         c->nl->all = c->all_next;
-    if (c->all_next) c->all_next->all_prev = c->all_prev;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
     buf_free(&c->rx);
     free(c->tx);
     free(c->wreq);
@@ -459,7 +494,8 @@ static void conn_free_cb(uv_handle_t *h) {
 }
 
 static void close_now(net_conn_t *c) {
-    if (c->flags & CONN_CLOSED) return;
+    if (c->flags & CONN_CLOSED)
+        return;
     c->flags |= CONN_CLOSED;
     dl_unlink(c);
     c->ops->on_close(c);
@@ -470,7 +506,8 @@ static void close_now(net_conn_t *c) {
 }
 
 void net_conn_close(net_conn_t *c) {
-    if (c->flags & (CONN_CLOSING | CONN_CLOSED)) return;
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+        return;
     c->flags |= CONN_CLOSING;
     net_conn_set_deadline(c, NET_LINGER_MS);
     if (c->flags & CONN_PAUSED) {
@@ -495,8 +532,10 @@ int net_conn_peer(net_conn_t *c, char *out, size_t size) {
     struct sockaddr_storage ss;
     int len = sizeof ss;
     int rc = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
-    if (rc) return rc;
-    if (ss.ss_family == AF_INET6) return uv_ip6_name((struct sockaddr_in6 *)&ss, out, size);
+    if (rc)
+        return rc;
+    if (ss.ss_family == AF_INET6)
+        return uv_ip6_name((struct sockaddr_in6 *)&ss, out, size);
     return uv_ip4_name((struct sockaddr_in *)&ss, out, size);
 }
 
@@ -524,7 +563,8 @@ static void on_connection(uv_stream_t *server, int status) {
     c->tcp.data = c;
     l->nl->conn_count++;
     c->all_next = l->nl->all;
-    if (c->all_next) c->all_next->all_prev = c;
+    if (c->all_next)
+        c->all_next->all_prev = c;
     l->nl->all = c;
     if ((rc = uv_accept(server, (uv_stream_t *)&c->tcp)) ||
         (rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb))) {
@@ -542,10 +582,13 @@ int net_listener_open(net_loop_t *nl, const char *host, int port, size_t ext_siz
                       net_listener_t **out) {
     struct sockaddr_storage addr;
     int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
-    if (rc) rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
-    if (rc) return rc;
+    if (rc)
+        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    if (rc)
+        return rc;
     net_listener_t *l = calloc(1, sizeof *l);
-    if (!l) return UV_ENOMEM;
+    if (!l)
+        return UV_ENOMEM;
     *l = (net_listener_t){
         .nl = nl, .ext_size = ext_size, .ops = ops, .on_open = on_open, .arg = arg};
     if ((rc = uv_tcp_init(nl->loop, &l->tcp))) {
@@ -565,8 +608,10 @@ int net_listener_open(net_loop_t *nl, const char *host, int port, size_t ext_siz
 int net_listener_port(const net_listener_t *l) {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len)) return -1;
-    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len))
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 

@@ -26,9 +26,11 @@
 sio_room_t *sio_room_get(sio_nsp_t *nsp, const char *name, bool create) {
     size_t len = strlen(name);
     sio_room_t *r = map_get(&nsp->rooms, name, len);
-    if (r || !create) return r;
+    if (r || !create)
+        return r;
     r = calloc(1, sizeof *r + len + 1);
-    if (!r) return NULL;
+    if (!r)
+        return NULL;
     memcpy(r->name, name, len + 1);
     if (map_put(&nsp->rooms, r->name, len, r)) {
         free(r);
@@ -38,7 +40,8 @@ sio_room_t *sio_room_get(sio_nsp_t *nsp, const char *name, bool create) {
 }
 
 static void room_drop_if_empty(sio_nsp_t *nsp, sio_room_t *r) {
-    if (r->count) return;
+    if (r->count)
+        return;
     map_del(&nsp->rooms, r->name, strlen(r->name));
     free(r->members);
     free(r);
@@ -46,17 +49,20 @@ static void room_drop_if_empty(sio_nsp_t *nsp, sio_room_t *r) {
 
 int sio_adapter_join(sio_socket_t *s, const char *name) {
     for (uint32_t i = 0; i < s->nrooms; i++)
-        if (strcmp(s->rooms[i].room->name, name) == 0) return 0;
+        if (strcmp(s->rooms[i].room->name, name) == 0)
+            return 0;
     sio_nsp_t *nsp = s->nsp;
     if (s->nrooms == s->caprooms) {
         uint32_t cap = s->caprooms ? s->caprooms * 2 : 2;
         sio_membership_t *m = realloc(s->rooms, cap * sizeof *m);
-        if (!m) return -ENOMEM;
+        if (!m)
+            return -ENOMEM;
         s->rooms = m;
         s->caprooms = cap;
     }
     sio_room_t *r = sio_room_get(nsp, name, true);
-    if (!r) return -ENOMEM;
+    if (!r)
+        return -ENOMEM;
     if (r->count == r->cap) {
         uint32_t cap = r->cap ? r->cap * 2 : 4;
         sio_socket_t **m = realloc(r->members, cap * sizeof *m);
@@ -138,7 +144,8 @@ void sio_adapter_each(sio_nsp_t *nsp, const sio_target_t *to,
             sio_room_t *r = sio_room_get(nsp, to->rooms[i], false);
             for (uint32_t j = 0; r && j < r->count; j++) {
                 sio_socket_t *s = r->members[j];
-                if (s->epoch == epoch || !s->connected) continue;
+                if (s->epoch == epoch || !s->connected)
+                    continue;
                 s->epoch = epoch;
                 list[n++] = s;
             }
@@ -151,7 +158,8 @@ void sio_adapter_each(sio_nsp_t *nsp, const sio_target_t *to,
     for (size_t i = 0; i < n; i++)
         sio_socket_ref(list[i]);
     for (size_t i = 0; i < n; i++) {
-        if (list[i]->connected) fn(list[i], arg);
+        if (list[i]->connected)
+            fn(list[i], arg);
         sio_socket_unref(list[i]);
     }
     free(list);
@@ -175,7 +183,8 @@ bool sio_adapter_logs(const sio_nsp_t *nsp, const sio_target_t *to) {
 }
 
 static char **copy_names(const char *const *names, size_t n) {
-    if (n == 0) return NULL;
+    if (n == 0)
+        return NULL;
     char **out = calloc(n, sizeof *out);
     for (size_t i = 0; out && i < n; i++) {
         if (!(out[i] = strdup(names[i]))) {
@@ -211,11 +220,13 @@ static void log_pop(sio_nsp_t *nsp) {
 
 static int log_push(sio_nsp_t *nsp, const sio_target_t *to, eio_msg_t *const *msgs, size_t n,
                     uint64_t offset) {
-    if (nsp->log_len == SIO_LOG_MAX) log_pop(nsp);
+    if (nsp->log_len == SIO_LOG_MAX)
+        log_pop(nsp);
     if (nsp->log_len == nsp->log_cap) {
         size_t cap = nsp->log_cap ? nsp->log_cap * 2 : 64;
         sio_logged_t *log = calloc(cap, sizeof *log);
-        if (!log) return -ENOMEM;
+        if (!log)
+            return -ENOMEM;
         for (size_t i = 0; i < nsp->log_len; i++)
             log[i] = nsp->log[(nsp->log_head + i) % nsp->log_cap];
         free(nsp->log);
@@ -263,12 +274,14 @@ void sio_session_free(sio_session_t *session) {
 void sio_adapter_persist(sio_socket_t *s) {
     sio_nsp_t *nsp = s->nsp;
     sio_session_t *session = calloc(1, sizeof *session);
-    if (!session) return;
+    if (!session)
+        return;
     memcpy(session->pid, s->pid, sizeof s->pid);
     memcpy(session->sid, s->id, sizeof s->id);
     session->rooms = calloc(s->nrooms + 1, sizeof *session->rooms);
     for (uint32_t i = 0; session->rooms && i < s->nrooms; i++)
-        if ((session->rooms[session->nrooms] = strdup(s->rooms[i].room->name))) session->nrooms++;
+        if ((session->rooms[session->nrooms] = strdup(s->rooms[i].room->name)))
+            session->nrooms++;
     session->data = json_incref(s->data);
     session->disconnected_ms = sio_now_ms();
     if (!session->rooms || map_put(&nsp->sessions, session->pid, strlen(session->pid), session))
@@ -277,7 +290,8 @@ void sio_adapter_persist(sio_socket_t *s) {
 
 static bool names_has(char *const *names, size_t n, const char *name) {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(names[i], name) == 0) return true;
+        if (strcmp(names[i], name) == 0)
+            return true;
     return false;
 }
 
@@ -286,8 +300,10 @@ static bool names_has(char *const *names, size_t n, const char *name) {
 static bool session_wants(const sio_session_t *ss, const sio_logged_t *e) {
     bool included = e->nrooms == 0;
     for (size_t i = 0; i < ss->nrooms; i++) {
-        if (!included && names_has(e->rooms, e->nrooms, ss->rooms[i])) included = true;
-        if (names_has(e->except, e->nexcept, ss->rooms[i])) return false;
+        if (!included && names_has(e->rooms, e->nrooms, ss->rooms[i]))
+            included = true;
+        if (names_has(e->except, e->nexcept, ss->rooms[i]))
+            return false;
     }
     return included;
 }
@@ -297,7 +313,8 @@ sio_session_t *sio_adapter_restore(sio_nsp_t *nsp, const char *pid, const char *
     *missed = NULL;
     *nmissed = 0;
     sio_session_t *ss = map_get(&nsp->sessions, pid, strlen(pid));
-    if (!ss) return NULL;
+    if (!ss)
+        return NULL;
     uint64_t now = sio_now_ms();
     map_del(&nsp->sessions, pid, strlen(pid));
     if (ss->disconnected_ms + nsp->io->cfg.recovery_max_disconnection < now) {
@@ -320,7 +337,8 @@ sio_session_t *sio_adapter_restore(sio_nsp_t *nsp, const char *pid, const char *
     size_t n = 0;
     for (size_t i = from; i < nsp->log_len; i++) {
         sio_logged_t *e = &nsp->log[(nsp->log_head + i) % nsp->log_cap];
-        if (session_wants(ss, e)) list[n++] = e;
+        if (session_wants(ss, e))
+            list[n++] = e;
     }
     *missed = list;
     *nmissed = n;
@@ -337,7 +355,8 @@ void sio_adapter_purge(sio_nsp_t *nsp, uint64_t now_ms) {
     map_entry_t *e;
     for (size_t pos = 0; expired && map_next(&nsp->sessions, &pos, &e);) {
         sio_session_t *ss = e->value;
-        if (ss->disconnected_ms + max < now_ms) expired[n++] = ss;
+        if (ss->disconnected_ms + max < now_ms)
+            expired[n++] = ss;
     }
     for (size_t i = 0; i < n; i++) {
         map_del(&nsp->sessions, expired[i]->pid, strlen(expired[i]->pid));

@@ -26,7 +26,8 @@ int sio_args_dump(json_t *args, buf_t *out) {
 
 /* Appends s as a JSON string. */
 static int append_json_string(buf_t *b, const char *s) {
-    if (buf_reserve(b, strlen(s) + 2)) return -ENOMEM;
+    if (buf_reserve(b, strlen(s) + 2))
+        return -ENOMEM;
     int rc = buf_append(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; rc == 0 && *p; p++) {
         if (*p == '"' || *p == '\\') {
@@ -49,7 +50,8 @@ static bool array_inner(const char *json, size_t len, const char **inner, size_t
     while (z > a && (json[z - 1] == ' ' || json[z - 1] == '\n' || json[z - 1] == '\t' ||
                      json[z - 1] == '\r'))
         z--;
-    if (z - a < 2 || json[a] != '[' || json[z - 1] != ']') return false;
+    if (z - a < 2 || json[a] != '[' || json[z - 1] != ']')
+        return false;
     a++;
     z--;
     while (a < z && (json[a] == ' ' || json[a] == '\n' || json[a] == '\t' || json[a] == '\r'))
@@ -70,18 +72,23 @@ int sio_encode_event(const sio_nsp_t *nsp, sio_packet_type_t type, int64_t id, c
                      const char *offset, eio_msg_t ***out) {
     const char *inner;
     size_t inner_len;
-    if (!array_inner(args_json, args_len, &inner, &inner_len)) return -EINVAL;
-    if (nbins) type = type == SIO_ACK ? SIO_BINARY_ACK : SIO_BINARY_EVENT;
+    if (!array_inner(args_json, args_len, &inner, &inner_len))
+        return -EINVAL;
+    if (nbins)
+        type = type == SIO_ACK ? SIO_BINARY_ACK : SIO_BINARY_EVENT;
     buf_t b = {0};
     int rc = sio_encode_head(&b, type, nsp->name, id, nbins);
-    if (rc == 0) rc = buf_append(&b, "[", 1);
-    if (rc == 0 && event) rc = append_json_string(&b, event);
+    if (rc == 0)
+        rc = buf_append(&b, "[", 1);
+    if (rc == 0 && event)
+        rc = append_json_string(&b, event);
     if (rc == 0 && inner_len)
         rc = (event ? buf_append(&b, ",", 1) : 0) || buf_append(&b, inner, inner_len);
     if (rc == 0 && offset) {
         rc = (event || inner_len ? buf_append(&b, ",", 1) : 0) || append_json_string(&b, offset);
     }
-    if (rc == 0) rc = buf_append(&b, "]", 1);
+    if (rc == 0)
+        rc = buf_append(&b, "]", 1);
     eio_msg_t **msgs = rc == 0 ? calloc(1 + nbins, sizeof *msgs) : NULL;
     if (!msgs) {
         buf_free(&b);
@@ -90,9 +97,11 @@ int sio_encode_event(const sio_nsp_t *nsp, sio_packet_type_t type, int64_t id, c
     size_t n = 0;
     msgs[n] = eio_msg_new(EIO_MESSAGE, false, b.data, b.len);
     buf_free(&b);
-    if (msgs[n]) n++;
+    if (msgs[n])
+        n++;
     for (size_t i = 0; n == i + 1 && i < nbins; i++)
-        if ((msgs[n] = eio_msg_new(EIO_MESSAGE, true, bins[i].data, bins[i].len))) n++;
+        if ((msgs[n] = eio_msg_new(EIO_MESSAGE, true, bins[i].data, bins[i].len)))
+            n++;
     if (n != 1 + nbins) {
         sio_msgs_release(msgs, n);
         return -ENOMEM;

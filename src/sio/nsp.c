@@ -29,7 +29,8 @@ static sio_nsp_t *nsp_new(sio_server_t *io, const char *name) {
     sio_nsp_t *nsp = calloc(1, sizeof *nsp);
     if (!nsp || !(nsp->name = strdup(name)) || map_init(&nsp->handlers) || map_init(&nsp->by_id) ||
         map_init(&nsp->rooms) || map_init(&nsp->sessions)) {
-        if (nsp) free(nsp->name);
+        if (nsp)
+            free(nsp->name);
         free(nsp);
         return NULL;
     }
@@ -42,7 +43,8 @@ static sio_nsp_t *nsp_new(sio_server_t *io, const char *name) {
 }
 
 sio_nsp_t *sio_server_of(sio_server_t *io, const char *name) {
-    if (!valid_name(name)) return NULL;
+    if (!valid_name(name))
+        return NULL;
     sio_nsp_t *nsp = map_get(&io->nsps, name, strlen(name));
     return nsp ? nsp : nsp_new(io, name);
 }
@@ -50,7 +52,8 @@ sio_nsp_t *sio_server_of(sio_server_t *io, const char *name) {
 int sio_server_of_match(sio_server_t *io, sio_nsp_match_fn match, sio_nsp_setup_fn setup,
                         void *arg) {
     sio_matcher_t *m = realloc(io->matchers, (io->nmatchers + 1) * sizeof *m);
-    if (!m) return -ENOMEM;
+    if (!m)
+        return -ENOMEM;
     io->matchers = m;
     m[io->nmatchers++] = (sio_matcher_t){match, setup, arg};
     return 0;
@@ -58,11 +61,13 @@ int sio_server_of_match(sio_server_t *io, sio_nsp_match_fn match, sio_nsp_setup_
 
 sio_nsp_t *sio_nsp_find_or_match(sio_server_t *io, const char *name, json_t *auth) {
     sio_nsp_t *nsp = map_get(&io->nsps, name, strlen(name));
-    if (nsp || !valid_name(name)) return nsp;
+    if (nsp || !valid_name(name))
+        return nsp;
     for (size_t i = 0; i < io->nmatchers; i++) {
         if (io->matchers[i].match(name, auth, io->matchers[i].arg)) {
             nsp = nsp_new(io, name);
-            if (nsp && io->matchers[i].setup) io->matchers[i].setup(nsp, io->matchers[i].arg);
+            if (nsp && io->matchers[i].setup)
+                io->matchers[i].setup(nsp, io->matchers[i].arg);
             return nsp;
         }
     }
@@ -107,7 +112,8 @@ size_t sio_nsp_room_size(sio_nsp_t *nsp, const char *room) {
 #define APPEND(arr, n, item)                                                                       \
     do {                                                                                           \
         void *grown = realloc((arr), ((n) + 1) * sizeof *(arr));                                   \
-        if (!grown) return -ENOMEM;                                                                \
+        if (!grown)                                                                                \
+            return -ENOMEM;                                                                        \
         (arr) = grown;                                                                             \
         (arr)[(n)++] = (item);                                                                     \
     } while (0)
@@ -130,7 +136,8 @@ int sio_nsp_on_disconnect(sio_nsp_t *nsp, sio_disconnect_fn fn, void *arg) {
 static sio_handler_t *handler_new(const char *event, sio_event_fn fn, void *arg) {
     size_t len = strlen(event);
     sio_handler_t *h = malloc(sizeof *h + len + 1);
-    if (!h) return NULL;
+    if (!h)
+        return NULL;
     h->fn = fn;
     h->arg = arg;
     memcpy(h->name, event, len + 1);
@@ -139,7 +146,8 @@ static sio_handler_t *handler_new(const char *event, sio_event_fn fn, void *arg)
 
 int sio_nsp_on(sio_nsp_t *nsp, const char *event, sio_event_fn fn, void *arg) {
     sio_handler_t *h = handler_new(event, fn, arg);
-    if (!h) return -ENOMEM;
+    if (!h)
+        return -ENOMEM;
     sio_handler_t *old = map_get(&nsp->handlers, event, strlen(event));
     if (map_put(&nsp->handlers, h->name, strlen(h->name), h)) {
         free(h);
@@ -151,7 +159,8 @@ int sio_nsp_on(sio_nsp_t *nsp, const char *event, sio_event_fn fn, void *arg) {
 
 int sio_nsp_on_any(sio_nsp_t *nsp, sio_event_fn fn, void *arg) {
     sio_handler_t *h = handler_new("", fn, arg);
-    if (!h) return -ENOMEM;
+    if (!h)
+        return -ENOMEM;
     free(nsp->any);
     nsp->any = h;
     return 0;
@@ -159,9 +168,11 @@ int sio_nsp_on_any(sio_nsp_t *nsp, sio_event_fn fn, void *arg) {
 
 json_t *sio_error_new(const char *message, json_t *data) {
     json_t *err = json_object();
-    if (!err) return NULL;
+    if (!err)
+        return NULL;
     json_object_set_new(err, "message", json_string(message));
-    if (data) json_object_set(err, "data", data);
+    if (data)
+        json_object_set(err, "data", data);
     return err;
 }
 
@@ -203,7 +214,8 @@ static void finish(sio_socket_t *s, sio_session_t *restored, sio_logged_t **miss
         sio_socket_unref(s);
     }
     free(missed);
-    if (restored) sio_session_free(restored);
+    if (restored)
+        sio_session_free(restored);
 }
 
 static void finish_with_recovery(sio_socket_t *s, const char *pid, const char *offset) {
@@ -262,7 +274,8 @@ void sio_nsp_connect(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
     }
     sio_socket_t *s = sio_socket_new(nsp, c, auth);
     if (!s || sio_client_add_socket(c, s)) {
-        if (s) sio_socket_unref(s);
+        if (s)
+            sio_socket_unref(s);
         sio_client_close(c, "transport error");
         return;
     }
@@ -309,7 +322,8 @@ void sio_nsp_dispatch(sio_socket_t *s, sio_packet_t *p) {
             event = num;
         }
         sio_handler_t *h = map_get(&s->nsp->handlers, event, strlen(event));
-        if (!h) h = s->nsp->any;
+        if (!h)
+            h = s->nsp->any;
         if (!h) {
             LOG_DEBUG("sio", "socket %s: no handler for event '%s'", s->id, event);
             return;
@@ -346,20 +360,26 @@ void sio_nsp_dispatch(sio_socket_t *s, sio_packet_t *p) {
 static int emit_encoded(sio_nsp_t *nsp, const sio_target_t *to, const char *event, const char *json,
                         size_t len, const sio_bin_t *bins, size_t nbins) {
     bool logged = sio_adapter_logs(nsp, to);
-    uint64_t off = logged ? ++nsp->next_offset : 0;
+    /* Taken for good only once encoding succeeded: offsets must stay consecutive. */
+    uint64_t off = logged ? nsp->next_offset + 1 : 0;
     char offset[24];
-    if (logged) snprintf(offset, sizeof offset, "%llu", (unsigned long long)off);
+    if (logged)
+        snprintf(offset, sizeof offset, "%llu", (unsigned long long)off);
     eio_msg_t **msgs;
     int n = sio_encode_event(nsp, SIO_EVENT, -1, event, json, len, bins, nbins,
                              logged ? offset : NULL, &msgs);
-    if (n < 0) return n;
+    if (n < 0)
+        return n;
+    if (logged)
+        nsp->next_offset = off;
     sio_adapter_broadcast(nsp, to, msgs, (size_t)n, off);
     sio_msgs_release(msgs, (size_t)n);
     return 0;
 }
 
 static int dump_payload(const sio_payload_t *p, buf_t *b) {
-    if (!p || !p->args) return buf_append(b, "[]", 2);
+    if (!p || !p->args)
+        return buf_append(b, "[]", 2);
     return sio_args_dump(p->args, b);
 }
 
@@ -391,7 +411,7 @@ typedef struct {
     sio_bcast_ack_fn done;
     void *arg;
     json_t *responses;
-    size_t expected, received;
+    size_t expected, received, lost;
     uint32_t refs;
     bool finished;
     uv_timer_t timer;
@@ -399,15 +419,18 @@ typedef struct {
 
 static void collector_timer_closed(uv_handle_t *h) {
     collector_t *col = h->data;
-    if (--col->refs == 0) free(col);
+    if (--col->refs == 0)
+        free(col);
 }
 
 static void collector_unref(collector_t *col) {
-    if (--col->refs == 0) free(col);
+    if (--col->refs == 0)
+        free(col);
 }
 
 static void collector_finish(collector_t *col, int err) {
-    if (col->finished) return;
+    if (col->finished)
+        return;
     col->finished = true;
     col->done(err, col->responses, col->arg);
     json_decref(col->responses);
@@ -419,11 +442,18 @@ static void collector_timeout(uv_timer_t *t) {
     collector_finish(t->data, -ETIMEDOUT);
 }
 
+/* A recipient that disconnects before answering settles its share: the broadcast
+ * completes as soon as everyone answered or left, with -EPIPE when someone left
+ * (socket.io would wait for its timeout, or forever without one). */
 static void collector_ack(sio_socket_t *s, int err, const sio_payload_t *p, void *arg) {
     collector_t *col = arg;
-    if (err == 0 && !col->finished) {
-        json_array_append(col->responses, p->args ? p->args : json_null());
-        if (++col->received == col->expected) collector_finish(col, 0);
+    if (!col->finished) {
+        if (err == 0)
+            json_array_append(col->responses, p->args ? p->args : json_null());
+        else
+            col->lost++;
+        if (++col->received == col->expected)
+            collector_finish(col, col->lost ? -EPIPE : 0);
     }
     collector_unref(col);
 }
@@ -437,7 +467,8 @@ typedef struct {
 
 static void ack_bcast_one(sio_socket_t *s, void *arg) {
     ack_bcast_t *ab = arg;
-    if (sio_socket_expect_ack(s, ab->id, 0, collector_ack, ab->col)) return;
+    if (sio_socket_expect_ack(s, ab->id, 0, collector_ack, ab->col))
+        return;
     ab->col->refs++;
     ab->col->expected++;
     sio_socket_send(s, ab->msgs, ab->n, false);
@@ -448,7 +479,8 @@ int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeo
                           void *arg) {
     collector_t *col = calloc(1, sizeof *col);
     if (!col || !(col->responses = json_array()) || uv_timer_init(nsp->io->loop, &col->timer)) {
-        if (col) json_decref(col->responses);
+        if (col)
+            json_decref(col->responses);
         free(col);
         return -ENOMEM;
     }
@@ -481,7 +513,8 @@ int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeo
 }
 
 static void join_one(sio_socket_t *s, void *arg) {
-    if (sio_adapter_join(s, arg)) LOG_WARN("sio", "out of memory joining a room");
+    if (sio_adapter_join(s, arg))
+        LOG_WARN("sio", "out of memory joining a room");
 }
 
 static void leave_one(sio_socket_t *s, void *arg) {

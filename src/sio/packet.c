@@ -57,7 +57,8 @@ void sio_packet_clear(sio_packet_t *p) {
     json_decref(p->data);
     p->data = NULL;
     for (size_t i = 0; i < p->nbins; i++)
-        if (p->bins[i]) ref_release(&p->bins[i]->ref);
+        if (p->bins[i])
+            ref_release(&p->bins[i]->ref);
     free(p->bins);
     p->bins = NULL;
     p->nbins = 0;
@@ -90,13 +91,16 @@ static bool is_reserved_event(const json_t *name) {
  * not looked into further; its "num" must name a buffer. The reference accepts any
  * number there (0.5 then reconstructs as undefined); an integer is required here. */
 static bool placeholders_valid(const json_t *j, size_t nbins, int depth) {
-    if (!json_is_array(j) && !json_is_object(j)) return true;
-    if (depth > SIO_JSON_DEPTH_MAX) return false;
+    if (!json_is_array(j) && !json_is_object(j))
+        return true;
+    if (depth > SIO_JSON_DEPTH_MAX)
+        return false;
     if (json_is_array(j)) {
         size_t i;
         const json_t *v;
         json_array_foreach(j, i, v) {
-            if (!placeholders_valid(v, nbins, depth + 1)) return false;
+            if (!placeholders_valid(v, nbins, depth + 1))
+                return false;
         }
         return true;
     }
@@ -110,7 +114,8 @@ static bool placeholders_valid(const json_t *j, size_t nbins, int depth) {
     /* json_object_foreach wants a non-const object; the walk does not modify it. */
     json_t *obj = (json_t *)j;
     json_object_foreach(obj, key, v) {
-        if (!placeholders_valid(v, nbins, depth + 1)) return false;
+        if (!placeholders_valid(v, nbins, depth + 1))
+            return false;
     }
     return true;
 }
@@ -136,10 +141,12 @@ static bool payload_valid(sio_packet_type_t type, const json_t *data) {
 }
 
 bool sio_packet_validate(const sio_packet_t *p) {
-    if (!payload_valid(p->type, p->data)) return false;
+    if (!payload_valid(p->type, p->data))
+        return false;
     /* Only binary packets are walked: a non-binary packet's placeholder-shaped object is
      * plain data to the reference, and EVENTs should not pay for a walk. */
-    if (!is_binary_type(p->type) && p->nbins == 0) return true;
+    if (!is_binary_type(p->type) && p->nbins == 0)
+        return true;
     return !p->data || placeholders_valid(p->data, p->nbins, 1);
 }
 
@@ -150,7 +157,8 @@ bool sio_packet_validate(const sio_packet_t *p) {
  * not validated here. Returns 0 or -1. */
 static int parse_text(const sio_decoder_t *d, const char *s, size_t len, sio_packet_t *p,
                       size_t *attachments) {
-    if (len == 0 || s[0] < '0' + SIO_CONNECT || s[0] > '0' + SIO_BINARY_ACK) return -1;
+    if (len == 0 || s[0] < '0' + SIO_CONNECT || s[0] > '0' + SIO_BINARY_ACK)
+        return -1;
     p->type = (sio_packet_type_t)(s[0] - '0');
     size_t i = 1;
 
@@ -159,8 +167,10 @@ static int parse_text(const sio_decoder_t *d, const char *s, size_t len, sio_pac
         size_t start = i, n = 0;
         for (; i < len && is_digit(s[i]); i++)
             n = n > (SIZE_MAX - 9) / 10 ? SIZE_MAX : n * 10 + (size_t)(s[i] - '0');
-        if (i == start || i == len || s[i] != '-') return -1;
-        if (n < 1 || n > d->max_attachments) return -1;
+        if (i == start || i == len || s[i] != '-')
+            return -1;
+        if (n < 1 || n > d->max_attachments)
+            return -1;
         *attachments = n;
         i++;
     }
@@ -172,7 +182,8 @@ static int parse_text(const sio_decoder_t *d, const char *s, size_t len, sio_pac
         const char *comma = memchr(s + i, ',', room);
         size_t n = comma ? (size_t)(comma - (s + i)) : len - i;
         /* A NUL would make two names compare equal as C strings. */
-        if (n > SIO_NSP_MAX || memchr(s + i, '\0', n)) return -1;
+        if (n > SIO_NSP_MAX || memchr(s + i, '\0', n))
+            return -1;
         memcpy(p->nsp, s + i, n);
         p->nsp[n] = '\0';
         i += comma ? n + 1 : n;
@@ -181,17 +192,20 @@ static int parse_text(const sio_decoder_t *d, const char *s, size_t len, sio_pac
     size_t start = i;
     int64_t id = 0;
     for (; i < len && is_digit(s[i]); i++) {
-        if (i - start == SIO_ID_DIGITS_MAX) return -1;
+        if (i - start == SIO_ID_DIGITS_MAX)
+            return -1;
         id = id * 10 + (s[i] - '0');
     }
-    if (i > start) p->id = id;
+    if (i > start)
+        p->id = id;
 
     if (i < len) {
         /* jansson rejects trailing bytes unless told otherwise; NULs inside strings are
          * allowed because JSON.parse allows "\u0000". */
         json_error_t err;
         p->data = json_loadb(s + i, len - i, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-        if (!p->data) return -1;
+        if (!p->data)
+            return -1;
     }
     return 0;
 }
@@ -205,13 +219,16 @@ sio_decode_result_t sio_decode_text(sio_decoder_t *d, const char *data, size_t l
     sio_packet_t p;
     packet_reset(&p);
     size_t attachments;
-    if (parse_text(d, data, len, &p, &attachments) != 0) goto fail;
+    if (parse_text(d, data, len, &p, &attachments) != 0)
+        goto fail;
     if (attachments) {
         p.bins = calloc(attachments, sizeof *p.bins);
-        if (!p.bins) goto fail;
+        if (!p.bins)
+            goto fail;
         p.nbins = attachments;
     }
-    if (!sio_packet_validate(&p)) goto fail;
+    if (!sio_packet_validate(&p))
+        goto fail;
 
     if (attachments) {
         d->pending = p;
@@ -228,7 +245,8 @@ fail:
 
 sio_decode_result_t sio_decode_binary(sio_decoder_t *d, const uint8_t *data, size_t len,
                                       sio_packet_t *out) {
-    if (!d->expected) return SIO_DECODE_ERROR;
+    if (!d->expected)
+        return SIO_DECODE_ERROR;
     /* Copied: the message lives in the connection's read buffer, the packet may outlive
      * it (and is shared by reference when forwarded). */
     rcbuf_t *b = rcbuf_new(data, len);
@@ -237,7 +255,8 @@ sio_decode_result_t sio_decode_binary(sio_decoder_t *d, const uint8_t *data, siz
         return SIO_DECODE_ERROR;
     }
     d->pending.bins[d->pending.nbins - d->expected] = b;
-    if (--d->expected) return SIO_DECODE_MORE;
+    if (--d->expected)
+        return SIO_DECODE_MORE;
     *out = d->pending;
     packet_reset(&d->pending);
     return SIO_DECODE_PACKET;
@@ -264,9 +283,11 @@ int sio_encode_head(buf_t *out, sio_packet_type_t type, const char *nsp, int64_t
     size_t nsp_len = 0;
     if (nsp && nsp[0] && strcmp(nsp, "/") != 0) {
         nsp_len = strnlen(nsp, SIO_NSP_MAX + 1);
-        if (nsp[0] != '/' || nsp_len > SIO_NSP_MAX || memchr(nsp, ',', nsp_len)) return -EINVAL;
+        if (nsp[0] != '/' || nsp_len > SIO_NSP_MAX || memchr(nsp, ',', nsp_len))
+            return -EINVAL;
     }
-    if (id > SIO_ID_MAX) return -EINVAL;
+    if (id > SIO_ID_MAX)
+        return -EINVAL;
 
     /* Built on the stack and appended once: at most "6", 20 digits and "-", the
      * namespace and ',', then 15 digits. */
@@ -279,7 +300,8 @@ int sio_encode_head(buf_t *out, sio_packet_type_t type, const char *nsp, int64_t
         len += nsp_len;
         head[len++] = ',';
     }
-    if (id >= 0) len += (size_t)snprintf(head + len, sizeof head - len, "%" PRId64, id);
+    if (id >= 0)
+        len += (size_t)snprintf(head + len, sizeof head - len, "%" PRId64, id);
     return buf_append(out, head, len);
 }
 
@@ -290,7 +312,8 @@ static int append_json(const char *text, size_t size, void *out) {
 int sio_encode_packet(buf_t *out, const sio_packet_t *p) {
     size_t mark = out->len;
     int rc = sio_encode_head(out, p->type, p->nsp, p->id, p->nbins);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     /* Written straight into out, without an intermediate string. JSON_ENCODE_ANY for a
      * CONNECT_ERROR's string; jansson keeps keys in insertion order, as JS does. Apart
      * from allocation, dumping fails only for trees no parse produces (a cycle, a

@@ -44,7 +44,8 @@ void sio_config_defaults(sio_config_t *cfg) {
 /* ---- clients ---- */
 
 static void wait_unlink(sio_server_t *io, sio_client_t *c) {
-    if (!c->waiting) return;
+    if (!c->waiting)
+        return;
     c->waiting = false;
     if (c->wait_prev)
         c->wait_prev->wait_next = c->wait_next;
@@ -88,7 +89,8 @@ void sio_client_stop_waiting(sio_client_t *c) {
 
 int sio_client_add_socket(sio_client_t *c, sio_socket_t *s) {
     sio_socket_t **a = realloc(c->sockets, (c->nsockets + 1) * sizeof *a);
-    if (!a) return -ENOMEM;
+    if (!a)
+        return -ENOMEM;
     c->sockets = a;
     c->sockets[c->nsockets++] = s;
     return 0;
@@ -119,7 +121,8 @@ void sio_client_send(sio_client_t *c, eio_msg_t *const *msgs, size_t n) {
 }
 
 void sio_client_close(sio_client_t *c, const char *reason) {
-    if (c->closing) return;
+    if (c->closing)
+        return;
     c->closing = true;
     c->close_reason = reason;
     eio_session_close_reason(c->eio, reason);
@@ -132,7 +135,8 @@ static json_t *headers_json(const http_request_t *req) {
     for (size_t i = 0; h && i < req->num_headers; i++) {
         char name[128];
         slice_t n = req->headers[i].name;
-        if (n.len >= sizeof name) continue;
+        if (n.len >= sizeof name)
+            continue;
         for (size_t j = 0; j < n.len; j++)
             name[j] = (char)tolower((unsigned char)n.base[j]);
         name[n.len] = '\0';
@@ -142,14 +146,17 @@ static json_t *headers_json(const http_request_t *req) {
         if (old) {
             buf_t b = {0};
             int rc = buf_append_str(&b, json_string_value(old));
-            if (rc == 0) rc = buf_append(&b, ", ", 2);
-            if (rc == 0) rc = buf_append(&b, v.base, v.len);
+            if (rc == 0)
+                rc = buf_append(&b, ", ", 2);
+            if (rc == 0)
+                rc = buf_append(&b, v.base, v.len);
             val = rc ? NULL : json_stringn((const char *)b.data, b.len);
             buf_free(&b);
         } else {
             val = json_stringn(v.base, v.len);
         }
-        if (val) json_object_set_new(h, name, val);
+        if (val)
+            json_object_set_new(h, name, val);
     }
     return h;
 }
@@ -165,12 +172,14 @@ static json_t *query_json(slice_t q) {
         i++;
         const char *eq = memchr(pair.base, '=', pair.len);
         size_t klen = eq ? (size_t)(eq - pair.base) : pair.len;
-        if (klen == 0 || klen > 255) continue;
+        if (klen == 0 || klen > 255)
+            continue;
         char key[256];
         memcpy(key, pair.base, klen);
         key[klen] = '\0';
         json_t *val = eq ? json_stringn(eq + 1, pair.len - klen - 1) : json_string("");
-        if (val) json_object_set_new(o, key, val);
+        if (val)
+            json_object_set_new(o, key, val);
     }
     return o;
 }
@@ -204,7 +213,8 @@ static void on_open(eio_session_t *es, const http_req_t *req, const char *addres
     else
         io->wait_head = c;
     io->wait_tail = c;
-    if (io->wait_head == c) arm_connect_timer(io);
+    if (io->wait_head == c)
+        arm_connect_timer(io);
 }
 
 static void send_invalid_namespace(sio_client_t *c, const char *nsp) {
@@ -243,7 +253,8 @@ static void handle_packet(sio_client_t *c, sio_packet_t *p) {
 
 static void on_message(eio_session_t *es, uint8_t *data, size_t len, bool binary, void *arg) {
     sio_client_t *c = eio_session_data(es);
-    if (!c || c->closing) return;
+    if (!c || c->closing)
+        return;
     sio_packet_t p;
     sio_decode_result_t r = binary ? sio_decode_binary(&c->dec, data, len, &p)
                                    : sio_decode_text(&c->dec, (const char *)data, len, &p);
@@ -261,14 +272,16 @@ static void on_message(eio_session_t *es, uint8_t *data, size_t len, bool binary
 static void on_close(eio_session_t *es, const char *reason, void *arg) {
     sio_server_t *io = arg;
     sio_client_t *c = eio_session_data(es);
-    if (!c) return;
+    if (!c)
+        return;
     c->closing = true;
     const char *why = c->close_reason ? c->close_reason : reason;
     /* Each onclose removes the socket from c->sockets. */
     while (c->nsockets)
         sio_socket_onclose(c->sockets[c->nsockets - 1], why);
     wait_unlink(io, c);
-    if (io->wait_head == NULL) uv_timer_stop(&io->connect_timer);
+    if (io->wait_head == NULL)
+        uv_timer_stop(&io->connect_timer);
     sio_decoder_clear(&c->dec);
     json_decref(c->headers);
     json_decref(c->query);
@@ -290,7 +303,8 @@ static void on_purge(uv_timer_t *t) {
 
 int sio_server_new(http_server_t *http, const sio_config_t *cfg, sio_server_t **out) {
     sio_server_t *io = calloc(1, sizeof *io);
-    if (!io) return -ENOMEM;
+    if (!io)
+        return -ENOMEM;
     io->cfg = *cfg;
     io->path = strdup(cfg->path ? cfg->path : "/socket.io/");
     io->cfg.path = io->path;
@@ -305,8 +319,10 @@ int sio_server_new(http_server_t *http, const sio_config_t *cfg, sio_server_t **
     io->connect_timer.data = io->purge_timer.data = io;
     if (cfg->recovery) {
         uint64_t every = cfg->recovery_max_disconnection / 4;
-        if (every < 1000) every = 1000;
-        if (every > 60000) every = 60000;
+        if (every < 1000)
+            every = 1000;
+        if (every > 60000)
+            every = 60000;
         uv_timer_start(&io->purge_timer, on_purge, every, every);
         uv_unref((uv_handle_t *)&io->purge_timer);
     }
@@ -332,12 +348,14 @@ int sio_server_new(http_server_t *http, const sio_config_t *cfg, sio_server_t **
 static void server_free_cb(uv_handle_t *h) {
     sio_server_t *io = h->data;
     /* Both timers were closed; this runs for the second. */
-    if (h == (uv_handle_t *)&io->purge_timer) free(io);
+    if (h == (uv_handle_t *)&io->purge_timer)
+        free(io);
 }
 
 void sio_server_close(sio_server_t *io) {
     io->closing = true;
-    if (io->eio) eio_server_close(io->eio);
+    if (io->eio)
+        eio_server_close(io->eio);
     map_entry_t *e;
     for (size_t pos = 0; map_next(&io->nsps, &pos, &e);)
         sio_nsp_free(e->value);

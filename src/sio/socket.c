@@ -22,13 +22,15 @@ static bool reason_recoverable(const char *reason) {
                                      "forced close",         "ping timeout",
                                      "server shutting down", "forced server close"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-        if (strcmp(reason, ok[i]) == 0) return true;
+        if (strcmp(reason, ok[i]) == 0)
+            return true;
     return false;
 }
 
 sio_socket_t *sio_socket_new(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
     sio_socket_t *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
+    if (!s)
+        return NULL;
     s->refs = 1;
     s->nsp = nsp;
     s->client = c;
@@ -61,7 +63,8 @@ void sio_socket_ref(sio_socket_t *s) {
 }
 
 void sio_socket_unref(sio_socket_t *s) {
-    if (--s->refs == 0) socket_free(s);
+    if (--s->refs == 0)
+        socket_free(s);
 }
 
 /* Sends a packet that has no payload but the namespace (CONNECT reply, DISCONNECT). */
@@ -85,11 +88,13 @@ static int nsp_add(sio_socket_t *s) {
     if (nsp->nsockets == nsp->capsockets) {
         uint32_t cap = nsp->capsockets ? nsp->capsockets * 2 : 16;
         sio_socket_t **a = realloc(nsp->sockets, cap * sizeof *a);
-        if (!a) return -ENOMEM;
+        if (!a)
+            return -ENOMEM;
         nsp->sockets = a;
         nsp->capsockets = cap;
     }
-    if (map_put(&nsp->by_id, s->id, strlen(s->id), s)) return -ENOMEM;
+    if (map_put(&nsp->by_id, s->id, strlen(s->id), s))
+        return -ENOMEM;
     s->nsp_pos = nsp->nsockets;
     nsp->sockets[nsp->nsockets++] = s;
     return 0;
@@ -100,7 +105,8 @@ static void nsp_remove(sio_socket_t *s) {
     sio_socket_t *last = nsp->sockets[--nsp->nsockets];
     nsp->sockets[s->nsp_pos] = last;
     last->nsp_pos = s->nsp_pos;
-    if (map_get(&nsp->by_id, s->id, strlen(s->id)) == s) map_del(&nsp->by_id, s->id, strlen(s->id));
+    if (map_get(&nsp->by_id, s->id, strlen(s->id)) == s)
+        map_del(&nsp->by_id, s->id, strlen(s->id));
 }
 
 int sio_socket_establish(sio_socket_t *s, const sio_session_t *restored) {
@@ -112,14 +118,16 @@ int sio_socket_establish(sio_socket_t *s, const sio_session_t *restored) {
         s->data = json_incref(restored->data);
         s->recovered = true;
     }
-    if (nsp_add(s)) return -ENOMEM;
+    if (nsp_add(s))
+        return -ENOMEM;
     s->connecting = false;
     s->connected = true;
     nsp->io->nsockets++;
     int rc = sio_adapter_join(s, s->id);
     for (size_t i = 0; rc == 0 && restored && i < restored->nrooms; i++)
         rc = sio_adapter_join(s, restored->rooms[i]);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     char reply[96];
     if (nsp->io->cfg.recovery)
         snprintf(reply, sizeof reply, "{\"sid\":\"%s\",\"pid\":\"%s\"}", s->id, s->pid);
@@ -165,7 +173,8 @@ void sio_socket_onclose(sio_socket_t *s, const char *reason) {
     sio_socket_ref(s);
     for (size_t i = 0; i < nsp->non_disc; i++)
         nsp->on_disc[i].fn(s, reason, nsp->on_disc[i].arg);
-    if (nsp->io->cfg.recovery && reason_recoverable(reason)) sio_adapter_persist(s);
+    if (nsp->io->cfg.recovery && reason_recoverable(reason))
+        sio_adapter_persist(s);
     s->connected = false;
     nsp->io->nsockets--;
     sio_adapter_leave_all(s);
@@ -173,7 +182,8 @@ void sio_socket_onclose(sio_socket_t *s, const char *reason) {
     while (s->acks) {
         sio_pending_ack_t *a = s->acks;
         s->acks = a->next;
-        if (a->has_timer) uv_timer_stop(&a->timer);
+        if (a->has_timer)
+            uv_timer_stop(&a->timer);
         a->cb(s, -EPIPE, NULL, a->arg);
         ack_dispose(a);
     }
@@ -196,14 +206,17 @@ static bool writable(sio_socket_t *s) {
 }
 
 void sio_socket_send(sio_socket_t *s, eio_msg_t *const *msgs, size_t n, bool is_volatile) {
-    if (!s->connected) return;
-    if (is_volatile && !writable(s)) return;
+    if (!s->connected)
+        return;
+    if (is_volatile && !writable(s))
+        return;
     sio_client_send(s->client, msgs, n);
 }
 
 static int emit_encoded(sio_socket_t *s, const char *event, const char *json, size_t len,
                         const sio_bin_t *bins, size_t nbins, unsigned flags) {
-    if (!s->connected) return -EPIPE;
+    if (!s->connected)
+        return -EPIPE;
     sio_nsp_t *nsp = s->nsp;
     const char *room = s->id;
     sio_target_t to = {.rooms = &room, .nrooms = 1, .flags = flags};
@@ -211,16 +224,21 @@ static int emit_encoded(sio_socket_t *s, const char *event, const char *json, si
      * broadcast to its own room, so it gets an offset and is kept (as socket.io does). */
     bool logged = sio_adapter_logs(nsp, &to);
     char offset[24];
-    uint64_t off = logged ? ++nsp->next_offset : 0;
-    if (logged) snprintf(offset, sizeof offset, "%llu", (unsigned long long)off);
+    /* Taken for good only once encoding succeeded: offsets must stay consecutive. */
+    uint64_t off = logged ? nsp->next_offset + 1 : 0;
+    if (logged)
+        snprintf(offset, sizeof offset, "%llu", (unsigned long long)off);
     eio_msg_t **msgs;
     int n = sio_encode_event(nsp, SIO_EVENT, -1, event, json, len, bins, nbins,
                              logged ? offset : NULL, &msgs);
-    if (n < 0) return n;
-    if (logged)
+    if (n < 0)
+        return n;
+    if (logged) {
+        nsp->next_offset = off;
         sio_adapter_broadcast(nsp, &to, msgs, (size_t)n, off);
-    else
+    } else {
         sio_socket_send(s, msgs, (size_t)n, flags & SIO_VOLATILE);
+    }
     sio_msgs_release(msgs, (size_t)n);
     return 0;
 }
@@ -228,7 +246,8 @@ static int emit_encoded(sio_socket_t *s, const char *event, const char *json, si
 int sio_socket_emit(sio_socket_t *s, const char *event, const sio_payload_t *p, unsigned flags) {
     buf_t b = {0};
     int rc = sio_args_dump(p ? p->args : NULL, &b);
-    if (rc == -EINVAL && (!p || !p->args)) rc = buf_append(&b, "[]", 2);
+    if (rc == -EINVAL && (!p || !p->args))
+        rc = buf_append(&b, "[]", 2);
     if (rc == 0)
         rc = emit_encoded(s, event, (const char *)b.data, b.len, p ? p->bins : NULL,
                           p ? p->nbins : 0, flags);
@@ -251,7 +270,8 @@ static void ack_timeout(uv_timer_t *t) {
 int sio_socket_expect_ack(sio_socket_t *s, uint64_t id, uint32_t timeout_ms, sio_ack_fn cb,
                           void *arg) {
     sio_pending_ack_t *a = calloc(1, sizeof *a);
-    if (!a) return -ENOMEM;
+    if (!a)
+        return -ENOMEM;
     *a = (sio_pending_ack_t){.socket = s, .id = id, .cb = cb, .arg = arg};
     if (timeout_ms) {
         if (uv_timer_init(s->nsp->io->loop, &a->timer)) {
@@ -272,28 +292,34 @@ int sio_socket_expect_ack(sio_socket_t *s, uint64_t id, uint32_t timeout_ms, sio
 
 int sio_socket_emit_with_ack(sio_socket_t *s, uint32_t timeout_ms, const char *event,
                              const sio_payload_t *p, sio_ack_fn cb, void *arg) {
-    if (!s->connected) return -EPIPE;
+    if (!s->connected)
+        return -EPIPE;
     buf_t b = {0};
     int rc = sio_args_dump(p ? p->args : NULL, &b);
-    if (rc == -EINVAL && (!p || !p->args)) rc = buf_append(&b, "[]", 2);
+    if (rc == -EINVAL && (!p || !p->args))
+        rc = buf_append(&b, "[]", 2);
     uint64_t id = s->nsp->next_ack_id++;
     eio_msg_t **msgs = NULL;
     int n = rc ? rc
                : sio_encode_event(s->nsp, SIO_EVENT, (int64_t)id, event, (const char *)b.data,
                                   b.len, p ? p->bins : NULL, p ? p->nbins : 0, NULL, &msgs);
     buf_free(&b);
-    if (n < 0) return n;
+    if (n < 0)
+        return n;
     rc = sio_socket_expect_ack(s, id, timeout_ms, cb, arg);
-    if (rc == 0) sio_socket_send(s, msgs, (size_t)n, false);
+    if (rc == 0)
+        sio_socket_send(s, msgs, (size_t)n, false);
     sio_msgs_release(msgs, (size_t)n);
     return rc;
 }
 
 void sio_socket_on_ack(sio_socket_t *s, sio_packet_t *p) {
     for (sio_pending_ack_t *a = s->acks; a; a = a->next) {
-        if ((int64_t)a->id != p->id) continue;
+        if ((int64_t)a->id != p->id)
+            continue;
         ack_unlink(s, a);
-        if (a->has_timer) uv_timer_stop(&a->timer);
+        if (a->has_timer)
+            uv_timer_stop(&a->timer);
         sio_bin_t bins[p->nbins ? p->nbins : 1];
         for (size_t i = 0; i < p->nbins; i++)
             bins[i] = (sio_bin_t){p->bins[i]->data, p->bins[i]->len};
@@ -307,11 +333,14 @@ void sio_socket_on_ack(sio_socket_t *s, sio_packet_t *p) {
 
 static int ack_encoded(sio_socket_t *s, int64_t ack_id, const char *json, size_t len,
                        const sio_bin_t *bins, size_t nbins) {
-    if (!s->connected) return -EPIPE;
-    if (ack_id < 0) return -EINVAL;
+    if (!s->connected)
+        return -EPIPE;
+    if (ack_id < 0)
+        return -EINVAL;
     eio_msg_t **msgs;
     int n = sio_encode_event(s->nsp, SIO_ACK, ack_id, NULL, json, len, bins, nbins, NULL, &msgs);
-    if (n < 0) return n;
+    if (n < 0)
+        return n;
     sio_socket_send(s, msgs, (size_t)n, false);
     sio_msgs_release(msgs, (size_t)n);
     return 0;
@@ -320,7 +349,8 @@ static int ack_encoded(sio_socket_t *s, int64_t ack_id, const char *json, size_t
 int sio_socket_ack(sio_socket_t *s, int64_t ack_id, const sio_payload_t *p) {
     buf_t b = {0};
     int rc = sio_args_dump(p ? p->args : NULL, &b);
-    if (rc == -EINVAL && (!p || !p->args)) rc = buf_append(&b, "[]", 2);
+    if (rc == -EINVAL && (!p || !p->args))
+        rc = buf_append(&b, "[]", 2);
     if (rc == 0)
         rc = ack_encoded(s, ack_id, (const char *)b.data, b.len, p ? p->bins : NULL,
                          p ? p->nbins : 0);
@@ -336,7 +366,8 @@ int sio_socket_broadcast(sio_socket_t *s, const sio_target_t *to, const char *ev
                          const sio_payload_t *p) {
     const char *except[65];
     sio_target_t t = to ? *to : (sio_target_t){0};
-    if (t.nexcept >= 64) return -EINVAL;
+    if (t.nexcept >= 64)
+        return -EINVAL;
     for (size_t i = 0; i < t.nexcept; i++)
         except[i] = t.except[i];
     except[t.nexcept] = s->id;
@@ -346,7 +377,8 @@ int sio_socket_broadcast(sio_socket_t *s, const sio_target_t *to, const char *ev
 }
 
 void sio_socket_disconnect(sio_socket_t *s, bool close) {
-    if (!s->connected) return;
+    if (!s->connected)
+        return;
     if (close) {
         sio_client_close(s->client, "server namespace disconnect");
         return;
@@ -382,7 +414,8 @@ void *sio_socket_get(const sio_socket_t *s, unsigned slot) {
 }
 
 void sio_socket_set(sio_socket_t *s, unsigned slot, void *value) {
-    if (slot < SIO_DATA_SLOTS) s->slots[slot] = value;
+    if (slot < SIO_DATA_SLOTS)
+        s->slots[slot] = value;
 }
 
 json_t *sio_socket_data(sio_socket_t *s) {
@@ -399,7 +432,8 @@ int sio_socket_leave(sio_socket_t *s, const char *room) {
 
 bool sio_socket_in(const sio_socket_t *s, const char *room) {
     for (uint32_t i = 0; i < s->nrooms; i++)
-        if (strcmp(s->rooms[i].room->name, room) == 0) return true;
+        if (strcmp(s->rooms[i].room->name, room) == 0)
+            return true;
     return false;
 }
 

@@ -18,7 +18,8 @@ void log_write(log_level_t level, const char *tag, const char *fmt, ...)
 
 #define LOG_AT(level, tag, ...)                                                                    \
     do {                                                                                           \
-        if ((level) >= log_threshold) log_write((level), (tag), __VA_ARGS__);                      \
+        if ((level) >= log_threshold)                                                              \
+            log_write((level), (tag), __VA_ARGS__);                                                \
     } while (0)
 #define LOG_DEBUG(tag, ...) LOG_AT(LOG_LEVEL_DEBUG, tag, __VA_ARGS__)
 #define LOG_INFO(tag, ...) LOG_AT(LOG_LEVEL_INFO, tag, __VA_ARGS__)

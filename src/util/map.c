@@ -59,7 +59,8 @@ uint64_t siphash24(const void *data, size_t len, uint64_t k0, uint64_t k1) {
 int map_init(map_t *m) {
     memset(m, 0, sizeof *m);
     uint64_t k[2];
-    if (rand_bytes(k, sizeof k)) return -1;
+    if (rand_bytes(k, sizeof k))
+        return -1;
     m->k0 = k[0];
     m->k1 = k[1];
     return 0;
@@ -72,12 +73,15 @@ void map_free(map_t *m) {
 }
 
 static map_entry_t *find(const map_t *m, uint64_t h, const char *key, size_t klen) {
-    if (!m->cap) return NULL;
+    if (!m->cap)
+        return NULL;
     size_t mask = m->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         map_entry_t *e = &m->slots[i];
-        if (!e->key) return NULL;
-        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) return e;
+        if (!e->key)
+            return NULL;
+        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
+            return e;
     }
 }
 
@@ -97,9 +101,11 @@ static void insert_slot(map_entry_t *slots, size_t cap, const map_entry_t *src) 
 static int grow(map_t *m) {
     size_t cap = m->cap ? m->cap * 2 : 16;
     map_entry_t *slots = calloc(cap, sizeof *slots);
-    if (!slots) return -ENOMEM;
+    if (!slots)
+        return -ENOMEM;
     for (size_t i = 0; i < m->cap; i++)
-        if (m->slots[i].key) insert_slot(slots, cap, &m->slots[i]);
+        if (m->slots[i].key)
+            insert_slot(slots, cap, &m->slots[i]);
     free(m->slots);
     m->slots = slots;
     m->cap = cap;
@@ -116,7 +122,8 @@ int map_put(map_t *m, const char *key, size_t klen, void *value) {
     }
     if ((m->count + 1) * 4 > m->cap * 3) {
         int rc = grow(m);
-        if (rc) return rc;
+        if (rc)
+            return rc;
     }
     map_entry_t ne = {h, key, klen, value};
     insert_slot(m->slots, m->cap, &ne);
@@ -126,7 +133,8 @@ int map_put(map_t *m, const char *key, size_t klen, void *value) {
 
 void *map_del(map_t *m, const char *key, size_t klen) {
     map_entry_t *e = find(m, siphash24(key, klen, m->k0, m->k1), key, klen);
-    if (!e) return NULL;
+    if (!e)
+        return NULL;
     void *value = e->value;
     size_t mask = m->cap - 1;
     size_t hole = (size_t)(e - m->slots);

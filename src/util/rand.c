@@ -11,7 +11,8 @@ int rand_bytes(void *buf, size_t len) {
 
 int rand_id(char out[RAND_ID_SIZE]) {
     uint8_t raw[16];
-    if (rand_bytes(raw, sizeof raw)) return -1;
+    if (rand_bytes(raw, sizeof raw))
+        return -1;
     base64url_encode(raw, sizeof raw, out);
     return 0;
 }

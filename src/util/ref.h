@@ -21,12 +21,14 @@ static inline void ref_init(ref_t *r, void (*destroy)(ref_t *)) {
 }
 
 static inline ref_t *ref_retain(ref_t *r) {
-    if (r) r->count++;
+    if (r)
+        r->count++;
     return r;
 }
 
 static inline void ref_release(ref_t *r) {
-    if (r && --r->count == 0) r->destroy(r);
+    if (r && --r->count == 0)
+        r->destroy(r);
 }
 
 #endif

@@ -44,13 +44,16 @@ bool slice_query_get(slice_t query, const char *key, slice_t *value) {
 }
 
 bool slice_to_u64(slice_t s, unsigned long long *out) {
-    if (s.len == 0 || s.len > 19) return false;
+    if (s.len == 0 || s.len > 19)
+        return false;
     unsigned long long v = 0;
     for (size_t i = 0; i < s.len; i++) {
-        if (s.base[i] < '0' || s.base[i] > '9') return false;
+        if (s.base[i] < '0' || s.base[i] > '9')
+            return false;
         v = v * 10 + (unsigned)(s.base[i] - '0');
     }
-    if (v > LLONG_MAX) return false;
+    if (v > LLONG_MAX)
+        return false;
     *out = v;
     return true;
 }

@@ -92,7 +92,8 @@ static const uint8_t transition[S_COUNT][C_COUNT] = {
 uint32_t utf8_validate(uint32_t *state, const uint8_t *data, size_t len) {
     uint32_t s = *state;
     /* The state indexes a table: a caller's stray value must not become a wild read. */
-    if (s >= S_COUNT) s = UTF8_REJECT;
+    if (s >= S_COUNT)
+        s = UTF8_REJECT;
     size_t i = 0;
     while (i < len && s != UTF8_REJECT) {
         if (s == UTF8_ACCEPT && data[i] < 0x80) {
@@ -104,7 +105,8 @@ uint32_t utf8_validate(uint32_t *state, const uint8_t *data, size_t len) {
             while (len - i >= 8) {
                 uint64_t word;
                 memcpy(&word, data + i, 8);
-                if (word & HIGH_BITS) break;
+                if (word & HIGH_BITS)
+                    break;
                 i += 8;
             }
             continue;

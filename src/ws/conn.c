@@ -80,11 +80,13 @@ static void finish(ws_conn_t *ws, uint16_t code) {
     const ws_handler_t *h = ws->handler;
     ws->handler = NULL;
     buf_free(&ws->frag);
-    if (h) h->on_close(ws, code);
+    if (h)
+        h->on_close(ws, code);
 }
 
 static void send_close(ws_conn_t *ws, uint16_t code) {
-    if (ws->close_sent) return;
+    if (ws->close_sent)
+        return;
     ws->close_sent = true;
     ws->close_code = code;
     uint8_t frame[4] = {0x80 | WS_OP_CLOSE, 0, 0, 0};
@@ -117,21 +119,26 @@ void ws_conn_set_deadline(ws_conn_t *ws, uint64_t ms) {
 
 int ws_conn_send(ws_conn_t *ws, ref_t *owner, const uint8_t *header, size_t header_len,
                  const void *payload, size_t len) {
-    if (ws->close_sent) return -EPIPE;
+    if (ws->close_sent)
+        return -EPIPE;
     net_conn_t *c = ws_conn_net(ws);
     int rc = net_conn_write(c, owner, header, header_len);
-    if (rc == 0) rc = net_conn_write(c, owner, payload, len);
+    if (rc == 0)
+        rc = net_conn_write(c, owner, payload, len);
     return rc;
 }
 
 int ws_conn_send_copy(ws_conn_t *ws, uint8_t opcode, const void *payload, size_t len) {
-    if (ws->close_sent) return -EPIPE;
+    if (ws->close_sent)
+        return -EPIPE;
     uint8_t header[WS_FRAME_HEADER_MAX];
     size_t hl = ws_frame_header(header, opcode, len);
     rcbuf_t *b = rcbuf_new(NULL, hl + len);
-    if (!b) return -ENOMEM;
+    if (!b)
+        return -ENOMEM;
     memcpy(b->data, header, hl);
-    if (len) memcpy(b->data + hl, payload, len);
+    if (len)
+        memcpy(b->data + hl, payload, len);
     int rc = net_conn_write(ws_conn_net(ws), &b->ref, b->data, b->len);
     ref_release(&b->ref);
     return rc;
@@ -143,7 +150,8 @@ static void fail(ws_conn_t *ws, uint16_t code, const char *why) {
 }
 
 static void deliver(ws_conn_t *ws, uint8_t *data, size_t len, bool binary) {
-    if (ws->handler) ws->handler->on_message(ws, data, len, binary);
+    if (ws->handler)
+        ws->handler->on_message(ws, data, len, binary);
 }
 
 static void on_data_frame(ws_conn_t *ws, ws_frame_t *f) {
@@ -166,7 +174,8 @@ static void on_data_frame(ws_conn_t *ws, ws_frame_t *f) {
         fail(ws, WS_CLOSE_INVALID_DATA, "invalid UTF-8");
         return;
     }
-    if (buf_append(&ws->frag, f->payload, f->len)) fail(ws, WS_CLOSE_INTERNAL, "out of memory");
+    if (buf_append(&ws->frag, f->payload, f->len))
+        fail(ws, WS_CLOSE_INTERNAL, "out of memory");
 }
 
 static void on_continuation(ws_conn_t *ws, ws_frame_t *f) {
@@ -187,7 +196,8 @@ static void on_continuation(ws_conn_t *ws, ws_frame_t *f) {
         fail(ws, WS_CLOSE_INTERNAL, "out of memory");
         return;
     }
-    if (!f->fin) return;
+    if (!f->fin)
+        return;
     if (text && ws->utf8_state != UTF8_ACCEPT) {
         fail(ws, WS_CLOSE_INVALID_DATA, "truncated UTF-8");
         return;
@@ -216,7 +226,8 @@ static ssize_t ws_on_data(net_conn_t *c, uint8_t *data, size_t len) {
     ws_conn_t *ws = ws_of(c);
     ws_frame_t f;
     ssize_t r = ws_frame_parse(data, len, ws->max_message, &f);
-    if (r == 0) return 0;
+    if (r == 0)
+        return 0;
     if (r < 0) {
         fail(ws, (uint16_t)-r, "bad frame");
         return (ssize_t)len;

@@ -55,7 +55,8 @@ static void unmask(uint8_t *p, size_t len, const uint8_t key[MASK_KEY_LEN]) {
 }
 
 ssize_t ws_frame_parse(uint8_t *in, size_t len, size_t max_payload, ws_frame_t *out) {
-    if (len < 2) return 0;
+    if (len < 2)
+        return 0;
     uint8_t b0 = in[0];
     uint8_t b1 = in[1];
     bool fin = (b0 & FIN) != 0;
@@ -63,34 +64,43 @@ ssize_t ws_frame_parse(uint8_t *in, size_t len, size_t max_payload, ws_frame_t *
     uint8_t len7 = b1 & LEN7_BITS;
 
     /* No extension is negotiated, so every reserved bit must be clear (§5.2). */
-    if ((b0 & RSV_BITS) != 0 || !opcode_known(opcode)) return -WS_CLOSE_PROTOCOL_ERROR;
+    if ((b0 & RSV_BITS) != 0 || !opcode_known(opcode))
+        return -WS_CLOSE_PROTOCOL_ERROR;
     /* Clients must mask every frame (§5.1). */
-    if ((b1 & MASK_BIT) == 0) return -WS_CLOSE_PROTOCOL_ERROR;
+    if ((b1 & MASK_BIT) == 0)
+        return -WS_CLOSE_PROTOCOL_ERROR;
     /* Control frames are never fragmented and carry at most 125 bytes (§5.5). */
-    if (opcode_is_control(opcode) && (!fin || len7 > LEN7_MAX)) return -WS_CLOSE_PROTOCOL_ERROR;
+    if (opcode_is_control(opcode) && (!fin || len7 > LEN7_MAX))
+        return -WS_CLOSE_PROTOCOL_ERROR;
 
     size_t hdr = 2;
     uint64_t plen = len7;
     if (len7 == LEN7_USE_16) {
-        if (len < 4) return 0;
+        if (len < 4)
+            return 0;
         plen = (uint64_t)in[2] << 8 | in[3];
         /* §5.2: "the minimal number of bytes MUST be used to encode the length". */
-        if (plen <= LEN7_MAX) return -WS_CLOSE_PROTOCOL_ERROR;
+        if (plen <= LEN7_MAX)
+            return -WS_CLOSE_PROTOCOL_ERROR;
         hdr = 4;
     } else if (len7 == LEN7_USE_64) {
-        if (len < 10) return 0;
+        if (len < 10)
+            return 0;
         plen = 0;
         for (int i = 2; i < 10; i++)
             plen = plen << 8 | in[i];
-        if ((plen >> 63) != 0 || plen <= UINT16_MAX) return -WS_CLOSE_PROTOCOL_ERROR;
+        if ((plen >> 63) != 0 || plen <= UINT16_MAX)
+            return -WS_CLOSE_PROTOCOL_ERROR;
         hdr = 10;
     }
     hdr += MASK_KEY_LEN;
 
     /* The result must fit in ssize_t too; a frame that large could never be buffered
      * anyway, so it is "too big" whatever max_payload says. */
-    if (plen > max_payload || plen > (uint64_t)(SSIZE_MAX - (ssize_t)hdr)) return -WS_CLOSE_TOO_BIG;
-    if (len < hdr || len - hdr < plen) return 0;
+    if (plen > max_payload || plen > (uint64_t)(SSIZE_MAX - (ssize_t)hdr))
+        return -WS_CLOSE_TOO_BIG;
+    if (len < hdr || len - hdr < plen)
+        return 0;
 
     uint8_t *payload = in + hdr;
     unmask(payload, (size_t)plen, in + hdr - MASK_KEY_LEN);
@@ -134,7 +144,9 @@ int ws_close_payload_check(const uint8_t *payload, size_t len, uint16_t *code) {
         return len == 0 ? 0 : -WS_CLOSE_PROTOCOL_ERROR;
     }
     *code = (uint16_t)(payload[0] << 8 | payload[1]);
-    if (!close_code_valid(*code)) return -WS_CLOSE_PROTOCOL_ERROR;
-    if (!utf8_is_valid(payload + 2, len - 2)) return -WS_CLOSE_INVALID_DATA;
+    if (!close_code_valid(*code))
+        return -WS_CLOSE_PROTOCOL_ERROR;
+    if (!utf8_is_valid(payload + 2, len - 2))
+        return -WS_CLOSE_INVALID_DATA;
     return 0;
 }

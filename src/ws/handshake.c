@@ -22,7 +22,8 @@
 static bool header_has_token(const http_request_t *req, const char *name, const char *token) {
     for (size_t i = 0; i < req->num_headers; i++) {
         const http_header_t *h = &req->headers[i];
-        if (slice_case_eq(h->name, name) && slice_has_token(h->value, token)) return true;
+        if (slice_case_eq(h->name, name) && slice_has_token(h->value, token))
+            return true;
     }
     return false;
 }
@@ -32,8 +33,10 @@ static bool header_has_token(const http_request_t *req, const char *name, const 
 static int header_unique(const http_request_t *req, const char *name, slice_t *value) {
     int found = 0;
     for (size_t i = 0; i < req->num_headers; i++) {
-        if (!slice_case_eq(req->headers[i].name, name)) continue;
-        if (found) return -1;
+        if (!slice_case_eq(req->headers[i].name, name))
+            continue;
+        if (found)
+            return -1;
         *value = req->headers[i].value;
         found = 1;
     }
@@ -46,19 +49,24 @@ static bool key_valid(slice_t key) {
 }
 
 int ws_handshake_check(const http_request_t *req) {
-    if (!slice_eq(req->method, "GET") || req->minor_version != 1) return -400;
+    if (!slice_eq(req->method, "GET") || req->minor_version != 1)
+        return -400;
     slice_t host;
-    if (header_unique(req, "Host", &host) != 1) return -400;
+    if (header_unique(req, "Host", &host) != 1)
+        return -400;
     if (!header_has_token(req, "Connection", "upgrade") ||
         !header_has_token(req, "Upgrade", "websocket"))
         return -400;
     slice_t key;
-    if (header_unique(req, "Sec-WebSocket-Key", &key) != 1 || !key_valid(key)) return -400;
+    if (header_unique(req, "Sec-WebSocket-Key", &key) != 1 || !key_valid(key))
+        return -400;
     /* Checked last: -426 promises the client that only the version stood in its way. */
     slice_t version;
     int n = header_unique(req, "Sec-WebSocket-Version", &version);
-    if (n < 0) return -400;
-    if (n == 0 || !slice_eq(version, "13")) return -426;
+    if (n < 0)
+        return -400;
+    if (n == 0 || !slice_eq(version, "13"))
+        return -426;
     return 0;
 }
 

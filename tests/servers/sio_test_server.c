@@ -35,7 +35,8 @@ static app_t app;
 
 static void ack(sio_socket_t *s, int64_t id, json_t *args) {
     sio_payload_t p = {args, NULL, 0};
-    if (id >= 0 && sio_socket_ack(s, id, &p)) LOG_WARN("test", "ack failed");
+    if (id >= 0 && sio_socket_ack(s, id, &p))
+        LOG_WARN("test", "ack failed");
     json_decref(args);
 }
 
@@ -59,15 +60,18 @@ static void read_target(json_t *o, target_buf_t *tb) {
         tb->except[tb->t.nexcept++] = json_string_value(v);
     tb->t.rooms = tb->rooms;
     tb->t.except = tb->except;
-    if (json_is_true(json_object_get(o, "volatile"))) tb->t.flags |= SIO_VOLATILE;
+    if (json_is_true(json_object_get(o, "volatile")))
+        tb->t.flags |= SIO_VOLATILE;
 }
 
 /* ---- events ---- */
 
 static void on_echo(sio_socket_t *s, const char *ev, const sio_payload_t *p, int64_t id,
                     void *arg) {
-    if (sio_socket_emit(s, "echo", p, 0)) LOG_WARN("test", "emit failed");
-    if (id >= 0 && sio_socket_ack(s, id, p)) LOG_WARN("test", "ack failed");
+    if (sio_socket_emit(s, "echo", p, 0))
+        LOG_WARN("test", "emit failed");
+    if (id >= 0 && sio_socket_ack(s, id, p))
+        LOG_WARN("test", "ack failed");
 }
 
 static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *p, int64_t id,
@@ -130,10 +134,12 @@ static void on_emit_json(sio_socket_t *s, const char *ev, const sio_payload_t *p
 }
 
 static void server_ack_done(sio_socket_t *s, int err, const sio_payload_t *p, void *arg) {
-    if (!sio_socket_connected(s)) return;
+    if (!sio_socket_connected(s))
+        return;
     json_t *result = json_pack("[{s:i,s:O?}]", "err", err, "args", p ? p->args : NULL);
     sio_payload_t out = {result, p ? p->bins : NULL, p ? p->nbins : 0};
-    if (sio_socket_emit(s, "server-ack-result", &out, 0)) LOG_WARN("test", "emit failed");
+    if (sio_socket_emit(s, "server-ack-result", &out, 0))
+        LOG_WARN("test", "emit failed");
     json_decref(result);
 }
 
@@ -155,7 +161,8 @@ static void room_ack_done(int err, json_t *responses, void *arg) {
     if (sio_socket_connected(s)) {
         json_t *result = json_pack("[{s:i,s:O}]", "err", err, "responses", responses);
         sio_payload_t out = {result, NULL, 0};
-        if (sio_socket_emit(s, "room-ack-result", &out, 0)) LOG_WARN("test", "emit failed");
+        if (sio_socket_emit(s, "room-ack-result", &out, 0))
+            LOG_WARN("test", "emit failed");
         json_decref(result);
     }
     sio_socket_unref(s);
@@ -174,7 +181,8 @@ static void on_room_ack(sio_socket_t *s, const char *ev, const sio_payload_t *p,
     int rc = sio_nsp_emit_with_ack(sio_socket_nsp(s), &tb.t,
                                    (uint32_t)json_integer_value(json_object_get(o, "timeout")),
                                    event ? event : "ask", &payload, room_ack_done, s);
-    if (rc) sio_socket_unref(s);
+    if (rc)
+        sio_socket_unref(s);
     ack(s, id, json_pack("[b]", rc == 0));
 }
 
@@ -199,7 +207,8 @@ static void on_sockets_op(sio_socket_t *s, const char *ev, const sio_payload_t *
         rc = sio_nsp_sockets_leave(nsp, &tb.t, room);
     else if (strcmp(ev, "disconnectSockets") == 0)
         rc = sio_nsp_disconnect_sockets(nsp, &tb.t, json_is_true(json_object_get(o, "close")));
-    if (sio_socket_connected(s)) ack(s, id, json_pack("[b]", rc == 0));
+    if (sio_socket_connected(s))
+        ack(s, id, json_pack("[b]", rc == 0));
 }
 
 static void add_id(sio_socket_t *s, void *arg) {
@@ -238,7 +247,8 @@ static void on_connection(sio_socket_t *s, void *arg) {
     json_t *args =
         json_pack("[{s:s,s:b}]", "id", sio_socket_id(s), "recovered", sio_socket_recovered(s));
     sio_payload_t p = {args, NULL, 0};
-    if (sio_socket_emit(s, "welcome", &p, 0)) LOG_WARN("test", "emit failed");
+    if (sio_socket_emit(s, "welcome", &p, 0))
+        LOG_WARN("test", "emit failed");
     json_decref(args);
 }
 
@@ -246,7 +256,8 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *arg) {
     json_array_append_new(app.disconnects,
                           json_pack("{s:s,s:s,s:s}", "id", sio_socket_id(s), "nsp",
                                     sio_nsp_name(sio_socket_nsp(s)), "reason", reason));
-    if (json_array_size(app.disconnects) > MAX_REASONS) json_array_remove(app.disconnects, 0);
+    if (json_array_size(app.disconnects) > MAX_REASONS)
+        json_array_remove(app.disconnects, 0);
 }
 
 static void admin_auth(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
@@ -316,7 +327,8 @@ static int setup_nsp(sio_nsp_t *nsp) {
         sio_nsp_on_disconnect(nsp, on_disconnect, NULL))
         return -1;
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
-        if (sio_nsp_on(nsp, events[i].name, events[i].fn, NULL)) return -1;
+        if (sio_nsp_on(nsp, events[i].name, events[i].fn, NULL))
+            return -1;
     return 0;
 }
 
@@ -325,11 +337,13 @@ static bool match_dyn(const char *name, json_t *auth, void *arg) {
 }
 
 static void setup_dyn(sio_nsp_t *nsp, void *arg) {
-    if (setup_nsp(nsp)) LOG_ERROR("test", "cannot set up %s", sio_nsp_name(nsp));
+    if (setup_nsp(nsp))
+        LOG_ERROR("test", "cannot set up %s", sio_nsp_name(nsp));
 }
 
 static bool stats_route(http_conn_t *hc, http_req_t *req, void *arg) {
-    if (!slice_eq(req->head.path, "/stats")) return false;
+    if (!slice_eq(req->head.path, "/stats"))
+        return false;
     sio_stats_t st;
     sio_server_stats(app.io, &st);
     json_t *o =
@@ -390,14 +404,16 @@ int main(int argc, char **argv) {
             cfg.connect_timeout = (uint32_t)atoi(optarg);
             break;
         case 'l':
-            if (log_level_parse(optarg, &log_threshold)) return 2;
+            if (log_level_parse(optarg, &log_threshold))
+                return 2;
             break;
         default:
             return 2;
         }
     }
     app.disconnects = json_array();
-    if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop))) return 1;
+    if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop)))
+        return 1;
     int rc = http_server_new(app.nl, &hcfg, &app.http);
     if (rc) {
         fprintf(stderr, "listen: %s\n", uv_strerror(rc));

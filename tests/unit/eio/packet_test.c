@@ -17,7 +17,8 @@
 static uint8_t *dup_bytes(const void *s, size_t len) {
     uint8_t *p = malloc(len ? len : 1);
     assert_non_null(p);
-    if (len) memcpy(p, s, len);
+    if (len)
+        memcpy(p, s, len);
     return p;
 }
 
@@ -29,7 +30,8 @@ static void assert_packet(const eio_packet_t *p, eio_packet_type_t type, bool bi
     assert_int_equal(p->type, type);
     assert_int_equal(p->binary, binary);
     assert_int_equal(p->len, len);
-    if (len) assert_memory_equal(p->data, data, len);
+    if (len)
+        assert_memory_equal(p->data, data, len);
 }
 
 /* ---- WebSocket ---------------------------------------------------------------- */
@@ -397,7 +399,8 @@ static void test_msg_ws_header_lengths(void **state) {
 
         /* Text: the frame carries the type digit too, so the frame length is one more
          * than the payload; pick the payload so the frame hits the same boundary. */
-        if (lens[i] == 0) continue;
+        if (lens[i] == 0)
+            continue;
         m = eio_msg_alloc(EIO_MESSAGE, false, lens[i] - 1);
         assert_non_null(m);
         check_header(m, WS_OP_TEXT, lens[i]);

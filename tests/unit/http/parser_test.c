@@ -42,7 +42,8 @@ static ssize_t parse_str(const char *s) {
 
 static void assert_slice(slice_t s, const char *want) {
     assert_int_equal(s.len, strlen(want));
-    if (s.len > 0) assert_memory_equal(s.base, want, s.len);
+    if (s.len > 0)
+        assert_memory_equal(s.base, want, s.len);
 }
 
 /* Parses a request that must succeed and consume exactly all of s. */
@@ -619,7 +620,8 @@ static void test_chunked_byte_at_a_time(void **state) {
         int rc = http_chunked_decode(&dec, b, &len, &consumed);
         assert_int_equal(rc, i + 1 == n ? 1 : 0);
         assert_int_equal(consumed, 1);
-        if (len == 1) out[out_len++] = *b;
+        if (len == 1)
+            out[out_len++] = *b;
         free(b);
     }
     assert_int_equal(out_len, 19);

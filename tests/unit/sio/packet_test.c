@@ -36,14 +36,16 @@ static sio_decode_result_t decode(sio_decoder_t *d, const char *text, size_t len
                                   sio_packet_t *out) {
     *out = sentinel();
     sio_decode_result_t r = sio_decode_text(d, text, len, out);
-    if (r != SIO_DECODE_PACKET) assert_untouched(out);
+    if (r != SIO_DECODE_PACKET)
+        assert_untouched(out);
     return r;
 }
 
 /* The text must be rejected, and the decoder must then still decode a good packet. */
 static void assert_rejected_len(sio_decoder_t *d, const char *text, size_t len) {
     sio_packet_t p;
-    if (decode(d, text, len, &p) != SIO_DECODE_ERROR) fail_msg("accepted: %.*s", (int)len, text);
+    if (decode(d, text, len, &p) != SIO_DECODE_ERROR)
+        fail_msg("accepted: %.*s", (int)len, text);
     assert_int_equal(d->expected, 0);
     assert_int_equal(decode(d, LIT("2[\"ok\"]"), &p), SIO_DECODE_PACKET);
     assert_int_equal(p.type, SIO_EVENT);
@@ -59,8 +61,10 @@ static void assert_rejected(sio_decoder_t *d, const char *text) {
 static void assert_accepted(sio_decoder_t *d, const char *text) {
     sio_packet_t p;
     sio_decode_result_t r = decode(d, text, strlen(text), &p);
-    if (r == SIO_DECODE_ERROR) fail_msg("rejected: %s", text);
-    if (r == SIO_DECODE_PACKET) sio_packet_clear(&p);
+    if (r == SIO_DECODE_ERROR)
+        fail_msg("rejected: %s", text);
+    if (r == SIO_DECODE_PACKET)
+        sio_packet_clear(&p);
     sio_decoder_clear(d);
 }
 
@@ -198,7 +202,8 @@ static void test_readme_examples(void **state) {
             assert_int_equal(d.expected, e->nbins - b);
             r = sio_decode_binary(&d, (const uint8_t *)e->bins[b], e->bin_lens[b], &p);
         }
-        if (r != SIO_DECODE_PACKET) fail_msg("not decoded: %s", e->text);
+        if (r != SIO_DECODE_PACKET)
+            fail_msg("not decoded: %s", e->text);
         assert_int_equal(d.expected, 0);
         assert_int_equal(p.type, e->type);
         assert_string_equal(p.nsp, e->nsp);

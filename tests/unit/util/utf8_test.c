@@ -37,12 +37,15 @@ static bool reference_valid(const uint8_t *p, size_t len) {
         } else {
             return false;
         }
-        if (len - i < n) return false;
+        if (len - i < n)
+            return false;
         for (size_t k = 1; k < n; k++) {
-            if ((p[i + k] & 0xC0) != 0x80) return false;
+            if ((p[i + k] & 0xC0) != 0x80)
+                return false;
             cp = cp << 6 | (p[i + k] & 0x3F);
         }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
         i += n;
     }
     return true;
@@ -57,14 +60,16 @@ static void check_all_splits(const uint8_t *data, size_t len, bool expect) {
     for (size_t i = 0; i < len; i++) {
         uint32_t s = utf8_validate(&state, data + i, 1);
         assert_int_equal(s, state);
-        if (expect) assert_int_not_equal(s, UTF8_REJECT);
+        if (expect)
+            assert_int_not_equal(s, UTF8_REJECT);
     }
     assert_int_equal(state == UTF8_ACCEPT, expect);
 
     for (size_t cut = 0; cut <= len; cut++) {
         state = UTF8_ACCEPT;
         uint32_t first = utf8_validate(&state, data, cut);
-        if (expect) assert_int_not_equal(first, UTF8_REJECT);
+        if (expect)
+            assert_int_not_equal(first, UTF8_REJECT);
         utf8_validate(&state, data + cut, len - cut);
         assert_int_equal(state == UTF8_ACCEPT, expect);
     }
@@ -289,7 +294,8 @@ static void test_count_matches_naive(void **unused) {
             seed = seed * 1103515245u + 12345u;
             const char *piece = pieces[(seed >> 16) % 5];
             size_t n = strlen(piece);
-            if (len + n > (size_t)(round * 2 + 1)) break;
+            if (len + n > (size_t)(round * 2 + 1))
+                break;
             memcpy(buf + len, piece, n);
             len += n;
             chars++;

@@ -125,7 +125,8 @@ static void check_incremental(size_t payload_len, int form) {
     for (size_t cut = 0; cut < total; cut++) {
         assert_int_equal(parse(in, cut, &f), 0);
         /* Comparing the whole buffer each time would be quadratic; spot-check. */
-        if (cut < 16 || cut + 16 > total || cut % 4093 == 0) assert_memory_equal(in, copy, total);
+        if (cut < 16 || cut + 16 > total || cut % 4093 == 0)
+            assert_memory_equal(in, copy, total);
     }
     assert_memory_equal(in, copy, total);
     assert_int_equal(parse(in, total, &f), total);
@@ -203,7 +204,8 @@ static void test_unmask_lengths_and_alignments(void **unused) {
                 ws_frame_t f;
                 assert_int_equal(parse(in, n, &f), n);
                 assert_int_equal(f.len, len);
-                if (len > 0) assert_memory_equal(f.payload, payload, len);
+                if (len > 0)
+                    assert_memory_equal(f.payload, payload, len);
             }
         }
     }

@@ -36,7 +36,8 @@ static void set(const char *name, const char *value) {
 static void drop(const char *name) {
     size_t out = 0;
     for (size_t i = 0; i < req.num_headers; i++)
-        if (!slice_case_eq(req.headers[i].name, name)) req.headers[out++] = req.headers[i];
+        if (!slice_case_eq(req.headers[i].name, name))
+            req.headers[out++] = req.headers[i];
     assert_int_not_equal(out, req.num_headers);
     req.num_headers = out;
 }
@@ -184,7 +185,8 @@ static void test_key(void **unused) {
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         set("Sec-WebSocket-Key", bad[i]);
-        if (ws_handshake_check(&req) != -400) fail_msg("key \"%s\" accepted", bad[i]);
+        if (ws_handshake_check(&req) != -400)
+            fail_msg("key \"%s\" accepted", bad[i]);
     }
     /* Any 16 bytes will do, not only the RFC's. */
     set("Sec-WebSocket-Key", "AQIDBAUGBwgJCgsMDQ4PEA==");
