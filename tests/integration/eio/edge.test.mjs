@@ -594,7 +594,7 @@ group("WebSocket framing", HB, (ctx) => {
 
 // ---------------------------------------------------------------------------------------------
 
-group("isolation", HB, (ctx) => {
+group("isolation", ["--ping-interval", "5000", "--ping-timeout", "5000"], (ctx) => {
   test("50 polling and 50 websocket sessions each get only their own echoes", async () => {
     const tasks = [];
     for (let i = 0; i < 50; i++) {
