@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 
 build_pkgs=(build-essential cmake ninja-build pkg-config
   libuv1-dev libssl-dev zlib1g-dev libsqlite3-dev libjansson-dev
-  libhiredis-dev libmsgpack-dev libjwt-dev)
-test_pkgs=(clang libclang-rt-14-dev libcmocka-dev nodejs npm curl
+  libhiredis-dev libmsgpack-dev libjwt-dev nodejs npm)
+test_pkgs=(clang libclang-rt-14-dev libcmocka-dev curl
   redis-server nginx-light chromium)
 lint_pkgs=(clang-format clang-tidy cppcheck)
 
@@ -38,6 +38,17 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The client bundle parley serves at /socket.io/socket.io.js, from npm at build time,
+# with gzip copies for clients that accept them.
+if [[ ! -d assets/node_modules ]] || [[ assets/package-lock.json -nt assets/node_modules/.package-lock.json ]]; then
+  echo "deps: npm ci in assets/"
+  (cd assets && npm ci --no-audit --no-fund --loglevel=error)
+fi
+dist=assets/node_modules/socket.io-client/dist
+if [[ ! -f $dist/socket.io.min.js.gz ]]; then
+  for f in "$dist"/socket.io*.js "$dist"/socket.io*.map; do gzip -9 -k -f "$f"; done
 fi
 
 if [[ ${1:-build} == test ]]; then

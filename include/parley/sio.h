@@ -184,6 +184,8 @@ int sio_nsp_fetch_sockets(sio_nsp_t *nsp, const sio_target_t *which,
 /* Number of sockets in a room of this node (0 when the room does not exist). */
 size_t sio_nsp_room_size(sio_nsp_t *nsp, const char *room);
 size_t sio_nsp_socket_count(const sio_nsp_t *nsp);
+/* The connected socket with this id on this node, or NULL. */
+sio_socket_t *sio_nsp_find_socket(sio_nsp_t *nsp, const char *id);
 
 /* ---- sockets ---- */
 

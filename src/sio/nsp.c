@@ -102,6 +102,10 @@ size_t sio_nsp_socket_count(const sio_nsp_t *nsp) {
     return nsp->nsockets;
 }
 
+sio_socket_t *sio_nsp_find_socket(sio_nsp_t *nsp, const char *id) {
+    return map_get(&nsp->by_id, id, strlen(id));
+}
+
 size_t sio_nsp_room_size(sio_nsp_t *nsp, const char *room) {
     sio_room_t *r = sio_room_get(nsp, room, false);
     return r ? r->count : 0;

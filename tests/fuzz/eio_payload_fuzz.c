@@ -13,7 +13,8 @@
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
-        if (!(cond)) abort();                                                                      \
+        if (!(cond))                                                                               \
+            abort();                                                                               \
     } while (0)
 
 static bool same_packet(const eio_packet_t *a, const eio_packet_t *b) {
@@ -42,7 +43,8 @@ static uint64_t ws_header_len(const eio_msg_t *m) {
 
 static void round_trip(const eio_packet_t *p) {
     eio_msg_t *m = eio_msg_new(p->type, p->binary, p->data, p->len);
-    if (!m) return;
+    if (!m)
+        return;
     CHECK(m->len == p->len + (p->binary ? 0 : 1));
     CHECK(ws_header_len(m) == m->len);
 

@@ -19,7 +19,8 @@
 /* Unlike assert(), stays on in every build type. */
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
-        if (!(cond)) abort();                                                                      \
+        if (!(cond))                                                                               \
+            abort();                                                                               \
     } while (0)
 
 /* Small limits so that the 431 paths are reachable with short inputs and the
@@ -77,7 +78,8 @@ static void check_prefixes(const uint8_t *data, size_t size, char *work, ssize_t
 static void check_chunked(const uint8_t *in, size_t len) {
     char *one = malloc(len ? len : 1);
     char *out = malloc(len ? len : 1);
-    if (one == NULL || out == NULL) abort();
+    if (one == NULL || out == NULL)
+        abort();
     memcpy(one, in, len);
     http_chunked_t dec = {0};
     size_t out1 = len, used1;
@@ -91,24 +93,28 @@ static void check_chunked(const uint8_t *in, size_t len) {
     int rc2 = 0;
     while (used2 < len && rc2 == 0) {
         char *b = malloc(1);
-        if (b == NULL) abort();
+        if (b == NULL)
+            abort();
         *b = (char)in[used2];
         size_t n = 1, used;
         rc2 = http_chunked_decode(&dec2, b, &n, &used);
         CHECK(used == 1 && n <= used);
-        if (n == 1) out[out2++] = *b;
+        if (n == 1)
+            out[out2++] = *b;
         used2 += used;
         free(b);
     }
     CHECK(rc1 == rc2);
-    if (rc1 >= 0) CHECK(used1 == used2 && out1 == out2 && memcmp(one, out, out1) == 0);
+    if (rc1 >= 0)
+        CHECK(used1 == used2 && out1 == out2 && memcmp(one, out, out1) == 0);
     free(one);
     free(out);
 }
 
 static void check_percent(slice_t s) {
     char *dst = malloc(s.len ? s.len : 1);
-    if (dst == NULL) abort();
+    if (dst == NULL)
+        abort();
     ssize_t n = http_percent_decode(s, dst);
     CHECK(n >= -1 && n <= (ssize_t)s.len);
     free(dst);
@@ -116,7 +122,8 @@ static void check_percent(slice_t s) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *buf = malloc(size ? size : 1);
-    if (buf == NULL) abort();
+    if (buf == NULL)
+        abort();
     memcpy(buf, data, size);
     http_request_t req;
     ssize_t n = http_parse_request(buf, size, &fuzz_limits, &req);
@@ -130,7 +137,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_request(&req, buf, size, n);
         check_percent(req.path);
         check_percent(req.query);
-        if (req.chunked) check_chunked(data + n, size - (size_t)n);
+        if (req.chunked)
+            check_chunked(data + n, size - (size_t)n);
     } else {
         /* Reaching a valid chunked head is rare, so the decoder also gets the raw
          * input; both inputs are worth exploring. */

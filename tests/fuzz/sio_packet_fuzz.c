@@ -16,7 +16,8 @@
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
-        if (!(cond)) abort();                                                                      \
+        if (!(cond))                                                                               \
+            abort();                                                                               \
     } while (0)
 
 #define MAX_ATTACHMENTS 10
@@ -39,12 +40,16 @@ static void check_shape(const sio_packet_t *p) {
 }
 
 static bool same_packet(const sio_packet_t *a, const sio_packet_t *b) {
-    if (a->type != b->type || strcmp(a->nsp, b->nsp) != 0 || a->id != b->id) return false;
-    if (!a->data != !b->data || (a->data && !json_equal(a->data, b->data))) return false;
-    if (a->nbins != b->nbins) return false;
+    if (a->type != b->type || strcmp(a->nsp, b->nsp) != 0 || a->id != b->id)
+        return false;
+    if (!a->data != !b->data || (a->data && !json_equal(a->data, b->data)))
+        return false;
+    if (a->nbins != b->nbins)
+        return false;
     for (size_t i = 0; i < a->nbins; i++) {
         const rcbuf_t *x = a->bins[i], *y = b->bins[i];
-        if (x->len != y->len || (x->len && memcmp(x->data, y->data, x->len) != 0)) return false;
+        if (x->len != y->len || (x->len && memcmp(x->data, y->data, x->len) != 0))
+            return false;
     }
     return true;
 }
@@ -96,7 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         bool binary = data[pos] & 0x80;
         size_t len = (size_t)(data[pos] & 0x7f) << 8 | data[pos + 1];
         pos += 2;
-        if (len > size - pos) len = size - pos;
+        if (len > size - pos)
+            len = size - pos;
         uint8_t *msg = malloc(len ? len : 1);
         CHECK(msg);
         memcpy(msg, data + pos, len);
@@ -119,7 +125,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             CHECK(r == SIO_DECODE_ERROR && d.expected == 0);
         else
             CHECK((r == SIO_DECODE_MORE) == (d.expected > 0) && d.expected <= MAX_ATTACHMENTS);
-        if (r != SIO_DECODE_PACKET) continue;
+        if (r != SIO_DECODE_PACKET)
+            continue;
 
         check_shape(&p);
         round_trip(&p);

@@ -16,7 +16,8 @@
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
-        if (!(cond)) abort();                                                                      \
+        if (!(cond))                                                                               \
+            abort();                                                                               \
     } while (0)
 
 /* ws/conn.c's view of a message in progress, reduced to what is checked here. */
@@ -34,7 +35,8 @@ static void check_frame(const uint8_t *original, const uint8_t *frame, size_t n,
     CHECK(hdr == 6 || hdr == 8 || hdr == 14);
     CHECK(f->payload == frame + hdr);
     CHECK(f->opcode == (original[0] & 0x0F) && f->fin == ((original[0] & 0x80) != 0));
-    if (f->opcode & 0x8) CHECK(f->fin && f->len <= 125);
+    if (f->opcode & 0x8)
+        CHECK(f->fin && f->len <= 125);
 
     const uint8_t *key = original + hdr - 4;
     for (size_t i = 0; i < f->len; i++)
@@ -63,7 +65,8 @@ static void check_text(stream_t *st, const ws_frame_t *f) {
     utf8_validate(&st->utf8, f->payload + cut, f->len - cut);
     memcpy(st->message + st->message_len, f->payload, f->len);
     st->message_len += f->len;
-    if (!f->fin) return;
+    if (!f->fin)
+        return;
     bool valid = utf8_is_valid(st->message, st->message_len);
     CHECK((st->utf8 == UTF8_ACCEPT) == valid);
     if (valid) {
@@ -80,7 +83,8 @@ static void run(const uint8_t *data, size_t size, size_t limit) {
      * catches any read past the end. */
     uint8_t *buf = malloc(size + 1);
     uint8_t *message = malloc(size + 1);
-    if (buf == NULL || message == NULL) abort();
+    if (buf == NULL || message == NULL)
+        abort();
     memcpy(buf, data, size);
     stream_t st = {.utf8 = UTF8_ACCEPT, .message = message};
 
@@ -88,7 +92,8 @@ static void run(const uint8_t *data, size_t size, size_t limit) {
     while (off < size) {
         ws_frame_t f;
         ssize_t n = ws_frame_parse(buf + off, size - off, limit, &f);
-        if (n == 0) break;
+        if (n == 0)
+            break;
         if (n < 0) {
             CHECK(n == -WS_CLOSE_PROTOCOL_ERROR || n == -WS_CLOSE_TOO_BIG);
             break;

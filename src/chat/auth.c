@@ -1,0 +1,115 @@
+/* chat/auth.c — JWT verification and development tokens on libjwt (see auth.h). */
+#include "chat/auth.h"
+
+#include <errno.h>
+#include <jwt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+#include "util/utf8.h"
+
+struct chat_auth {
+    jwt_alg_t alg;
+    unsigned char *key;
+    size_t key_len;
+};
+
+chat_auth_t *chat_auth_new(const char *alg, const char *key, size_t key_len) {
+    jwt_alg_t a = jwt_str_alg(alg);
+    if (a != JWT_ALG_HS256 && a != JWT_ALG_RS256 && a != JWT_ALG_ES256) {
+        LOG_ERROR("auth", "unsupported JWT algorithm '%s' (HS256, RS256 or ES256)", alg);
+        return NULL;
+    }
+    if (!key || key_len == 0) {
+        LOG_ERROR("auth", "no JWT key or secret");
+        return NULL;
+    }
+    chat_auth_t *auth = calloc(1, sizeof *auth);
+    if (!auth || !(auth->key = malloc(key_len + 1))) {
+        free(auth);
+        return NULL;
+    }
+    memcpy(auth->key, key, key_len);
+    auth->key[key_len] = '\0';
+    auth->key_len = key_len;
+    auth->alg = a;
+    return auth;
+}
+
+void chat_auth_free(chat_auth_t *a) {
+    if (!a)
+        return;
+    free(a->key);
+    free(a);
+}
+
+/* A claim that must be a printable UTF-8 string of at most max bytes. */
+static bool copy_claim(const char *v, char *out, size_t max) {
+    size_t n = v ? strlen(v) : 0;
+    if (n == 0 || n > max || !utf8_is_valid((const uint8_t *)v, n))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+            return false;
+    memcpy(out, v, n + 1);
+    return true;
+}
+
+int chat_auth_verify(const chat_auth_t *a, const char *token, long now_s, chat_user_t *user) {
+    if (!token || !*token || strlen(token) > 8192) {
+        LOG_DEBUG("auth", "no token");
+        return -1;
+    }
+    jwt_t *jwt = NULL;
+    int rc = jwt_decode(&jwt, token, a->key, (int)a->key_len);
+    if (rc || !jwt) {
+        LOG_DEBUG("auth", "token rejected: %s", rc ? strerror(rc) : "undecodable");
+        jwt_free(jwt);
+        return -1;
+    }
+    int result = -1;
+    if (jwt_get_alg(jwt) != a->alg) {
+        LOG_DEBUG("auth", "token algorithm %s refused", jwt_alg_str(jwt_get_alg(jwt)));
+        goto done;
+    }
+    if (!copy_claim(jwt_get_grant(jwt, "sub"), user->user_id, CHAT_USER_ID_MAX)) {
+        LOG_DEBUG("auth", "token without a usable sub");
+        goto done;
+    }
+    const char *name = jwt_get_grant(jwt, "name");
+    if (!name || !copy_claim(name, user->username, CHAT_USERNAME_MAX))
+        memcpy(user->username, user->user_id, strlen(user->user_id) + 1);
+    errno = 0;
+    long exp = jwt_get_grant_int(jwt, "exp");
+    if (errno == 0 && exp + CHAT_AUTH_LEEWAY_S < now_s) {
+        LOG_DEBUG("auth", "token expired");
+        goto done;
+    }
+    errno = 0;
+    long nbf = jwt_get_grant_int(jwt, "nbf");
+    if (errno == 0 && nbf - CHAT_AUTH_LEEWAY_S > now_s) {
+        LOG_DEBUG("auth", "token not valid yet");
+        goto done;
+    }
+    result = 0;
+done:
+    jwt_free(jwt);
+    return result;
+}
+
+char *chat_auth_sign(const chat_auth_t *a, const char *user_id, const char *name, long now_s,
+                     long ttl_s) {
+    if (a->alg != JWT_ALG_HS256)
+        return NULL;
+    jwt_t *jwt = NULL;
+    char *out = NULL;
+    if (jwt_new(&jwt) == 0 && jwt_add_grant(jwt, "sub", user_id) == 0 &&
+        jwt_add_grant(jwt, "name", name) == 0 && jwt_add_grant_int(jwt, "iat", now_s) == 0 &&
+        jwt_add_grant_int(jwt, "exp", now_s + ttl_s) == 0 &&
+        jwt_set_alg(jwt, JWT_ALG_HS256, a->key, (int)a->key_len) == 0)
+        out = jwt_encode_str(jwt);
+    jwt_free(jwt);
+    return out;
+}

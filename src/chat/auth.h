@@ -1,0 +1,39 @@
+/* chat/auth.h — JWT verification for Socket.IO handshakes and HTTP requests, and
+ * development tokens.
+ *
+ * Tokens are verified with libjwt against the one configured algorithm (HS256 with a
+ * shared secret by default; RS256 or ES256 with a PEM public key). Anything else —
+ * another algorithm, "none", a bad signature, a missing or non-string `sub`, an `exp` in
+ * the past or an `nbf` in the future beyond CHAT_AUTH_LEEWAY_S — is refused. */
+#ifndef PARLEY_CHAT_AUTH_H
+#define PARLEY_CHAT_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CHAT_AUTH_LEEWAY_S 30
+#define CHAT_USER_ID_MAX 128
+#define CHAT_USERNAME_MAX 128
+
+typedef struct chat_auth chat_auth_t;
+
+/* alg: "HS256", "RS256" or "ES256". key: the secret (HS256) or the PEM public key's text
+ * (RS256/ES256); copied. Returns NULL (and logs) on a bad algorithm or key. */
+chat_auth_t *chat_auth_new(const char *alg, const char *key, size_t key_len);
+void chat_auth_free(chat_auth_t *a);
+
+typedef struct {
+    char user_id[CHAT_USER_ID_MAX + 1];
+    char username[CHAT_USERNAME_MAX + 1];
+} chat_user_t;
+
+/* Verifies token; fills *user on success. Returns 0, or -1 (the reason is logged at
+ * debug level: clients only ever learn "Authentication failed"). now_s: Unix seconds. */
+int chat_auth_verify(const chat_auth_t *a, const char *token, long now_s, chat_user_t *user);
+
+/* Signs a development token (HS256 only) for user_id/name, valid for ttl_s seconds.
+ * Returns a malloc'd string, or NULL. */
+char *chat_auth_sign(const chat_auth_t *a, const char *user_id, const char *name, long now_s,
+                     long ttl_s);
+
+#endif

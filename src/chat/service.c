@@ -1,0 +1,685 @@
+/* chat/service.c — chat events, presence and rate limits (see service.h and
+ * docs/CHAT-API.md, which is the contract this file implements).
+ *
+ * Presence: room → {user id → number of that user's sockets in the room}. A user
+ * "joins" a room with their first socket and "leaves" with their last; only those
+ * transitions are announced, and not at all above presence_limit members.
+ *
+ * Asynchronous work (history reads, durable appends) holds a reference on the socket
+ * and checks it is still connected before answering it. */
+#include "chat/service.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/buf.h"
+#include "util/log.h"
+#include "util/map.h"
+#include "util/utf8.h"
+
+#define ROOM_ID_MAX 128
+#define HISTORY_MAX 100
+#define MEMBERS_MAX 100
+#define SLOT_CONN 0
+
+typedef struct {
+    size_t users;  /* distinct users present */
+    map_t counts;  /* user id → presence_user_t */
+    char name[];   /* map key */
+} presence_t;
+
+typedef struct {
+    size_t sockets;
+    char user_id[]; /* map key */
+} presence_user_t;
+
+struct chat_service {
+    sio_server_t *io;
+    sio_nsp_t *nsp;
+    chat_store_t *store;
+    const chat_auth_t *auth;
+    chat_config_t cfg;
+    map_t rooms; /* room id → presence_t */
+    bool stopping;
+};
+
+typedef struct {
+    chat_service_t *svc;
+    chat_user_t user;
+    double tokens;
+    uint64_t refilled_ms;
+} chat_conn_t;
+
+void chat_config_defaults(chat_config_t *cfg) {
+    *cfg = (chat_config_t){
+        .max_text = 4000,
+        .rate_burst = 5,
+        .rate_per_sec = 5,
+        .presence_limit = 1000,
+        .history_size = 50,
+    };
+}
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static chat_conn_t *conn_of(sio_socket_t *s) {
+    return sio_socket_get(s, SLOT_CONN);
+}
+
+/* ---- presence ---- */
+
+static presence_t *presence_get(chat_service_t *svc, const char *room, bool create) {
+    presence_t *p = map_get(&svc->rooms, room, strlen(room));
+    if (p || !create)
+        return p;
+    size_t len = strlen(room);
+    p = calloc(1, sizeof *p + len + 1);
+    if (!p || map_init(&p->counts)) {
+        free(p);
+        return NULL;
+    }
+    memcpy(p->name, room, len + 1);
+    if (map_put(&svc->rooms, p->name, len, p)) {
+        map_free(&p->counts);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Counts one more socket of user in room; returns 1 when the user was not present, 0
+ * when they were, -ENOMEM. */
+static int presence_add(chat_service_t *svc, const char *room, const char *user) {
+    presence_t *p = presence_get(svc, room, true);
+    if (!p)
+        return -ENOMEM;
+    presence_user_t *u = map_get(&p->counts, user, strlen(user));
+    if (u) {
+        u->sockets++;
+        return 0;
+    }
+    size_t len = strlen(user);
+    u = malloc(sizeof *u + len + 1);
+    if (!u)
+        return -ENOMEM;
+    u->sockets = 1;
+    memcpy(u->user_id, user, len + 1);
+    if (map_put(&p->counts, u->user_id, len, u)) {
+        free(u);
+        return -ENOMEM;
+    }
+    p->users++;
+    return 1;
+}
+
+/* One socket of user left room; returns true when it was the user's last there. */
+static bool presence_remove(chat_service_t *svc, const char *room, const char *user) {
+    presence_t *p = presence_get(svc, room, false);
+    presence_user_t *u = p ? map_get(&p->counts, user, strlen(user)) : NULL;
+    if (!u || --u->sockets > 0)
+        return false;
+    map_del(&p->counts, user, strlen(user));
+    free(u);
+    if (--p->users == 0) {
+        map_del(&svc->rooms, p->name, strlen(p->name));
+        map_free(&p->counts);
+        free(p);
+    }
+    return true;
+}
+
+size_t chat_service_room_users(const chat_service_t *svc, const char *room_id) {
+    presence_t *p = map_get(&svc->rooms, room_id, strlen(room_id));
+    return p ? p->users : 0;
+}
+
+static json_t *members_json(chat_service_t *svc, const char *room) {
+    json_t *a = json_array();
+    presence_t *p = presence_get(svc, room, false);
+    map_entry_t *e;
+    for (size_t pos = 0; a && p && json_array_size(a) < MEMBERS_MAX &&
+                         map_next(&p->counts, &pos, &e);)
+        json_array_append_new(a, json_string(((presence_user_t *)e->value)->user_id));
+    return a;
+}
+
+/* ---- small helpers ---- */
+
+static void ack_obj(sio_socket_t *s, int64_t ack, json_t *obj) {
+    if (ack >= 0 && obj && sio_socket_connected(s)) {
+        json_t *args = json_pack("[O]", obj);
+        sio_payload_t p = {args, NULL, 0};
+        if (sio_socket_ack(s, ack, &p))
+            LOG_DEBUG("chat", "ack to %s failed", sio_socket_id(s));
+        json_decref(args);
+    }
+    json_decref(obj);
+}
+
+static void ack_ok(sio_socket_t *s, int64_t ack) {
+    ack_obj(s, ack, json_pack("{s:b}", "ok", 1));
+}
+
+static void ack_error(sio_socket_t *s, int64_t ack, const char *error) {
+    ack_obj(s, ack, json_pack("{s:b,s:s}", "ok", 0, "error", error));
+}
+
+static bool printable_utf8(const char *v, size_t n) {
+    if (!utf8_is_valid((const uint8_t *)v, n))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* A chat room id from the payload, or NULL when missing or malformed. */
+static const char *room_arg(json_t *obj) {
+    json_t *v = json_object_get(obj, "roomId");
+    const char *room = json_string_value(v);
+    size_t n = room ? json_string_length(v) : 0;
+    if (!room || n == 0 || n > ROOM_ID_MAX || strlen(room) != n || !printable_utf8(room, n))
+        return NULL;
+    return room;
+}
+
+static bool is_chat_room(chat_service_t *svc, const char *room) {
+    return strncmp(room, "user:", 5) != 0 && !sio_nsp_find_socket(svc->nsp, room);
+}
+
+/* Emits event {userId, username, ...extra} to the room's other sockets. */
+static void to_others(sio_socket_t *s, const char *room, const char *event, json_t *obj) {
+    const char *rooms[1] = {room};
+    sio_target_t to = {.rooms = rooms, .nrooms = 1};
+    json_t *args = json_pack("[o]", obj);
+    sio_payload_t p = {args, NULL, 0};
+    if (args && sio_socket_broadcast(s, &to, event, &p))
+        LOG_DEBUG("chat", "%s to %s failed", event, room);
+    json_decref(args);
+}
+
+static void announce(sio_socket_t *s, const char *room, const char *event) {
+    chat_conn_t *c = conn_of(s);
+    if (c->svc->stopping || chat_service_room_users(c->svc, room) > c->svc->cfg.presence_limit)
+        return;
+    to_others(s, room, event,
+              json_pack("{s:s,s:s}", "userId", c->user.user_id, "username", c->user.username));
+}
+
+/* Text rules shared by sendMessage and sendDirect; returns an error code or NULL. */
+static const char *check_text(chat_conn_t *c, json_t *v) {
+    const char *text = json_string_value(v);
+    size_t n = text ? json_string_length(v) : 0;
+    if (!text || n == 0)
+        return "invalid_payload";
+    if (utf8_count((const uint8_t *)text, n) > c->svc->cfg.max_text)
+        return "too_long";
+    return NULL;
+}
+
+static bool take_token(chat_conn_t *c) {
+    uint64_t now = mono_ms();
+    c->tokens += (double)(now - c->refilled_ms) / 1000.0 * c->svc->cfg.rate_per_sec;
+    if (c->tokens > c->svc->cfg.rate_burst)
+        c->tokens = c->svc->cfg.rate_burst;
+    c->refilled_ms = now;
+    if (c->tokens < 1.0)
+        return false;
+    c->tokens -= 1.0;
+    return true;
+}
+
+/* Joins the JSON of messages into "[m1,m2,...]" inside pre and post. */
+static int join_msgs(buf_t *b, const char *pre, chat_msg_t *const *msgs, size_t n,
+                     const char *post) {
+    int rc = buf_append_str(b, pre);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (i)
+            rc = buf_append(b, ",", 1);
+        if (rc == 0)
+            rc = buf_append(b, msgs[i]->json, msgs[i]->json_len);
+    }
+    return rc ? rc : buf_append_str(b, post);
+}
+
+/* Work waiting for the store: the socket (referenced), the ack id and the room. */
+typedef struct {
+    chat_service_t *svc;
+    sio_socket_t *s;
+    int64_t ack;
+    char room[ROOM_ID_MAX + 1];
+} pending_t;
+
+static pending_t *pending_new(chat_service_t *svc, sio_socket_t *s, int64_t ack,
+                              const char *room) {
+    pending_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->svc = svc;
+    p->s = s;
+    p->ack = ack;
+    snprintf(p->room, sizeof p->room, "%s", room ? room : "");
+    sio_socket_ref(s);
+    return p;
+}
+
+static void pending_free(pending_t *p) {
+    sio_socket_unref(p->s);
+    free(p);
+}
+
+/* ---- events ---- */
+
+static void join_history_done(int err, chat_msg_t *const *msgs, size_t n, void *arg) {
+    pending_t *p = arg;
+    sio_socket_t *s = p->s;
+    if (sio_socket_connected(s)) {
+        buf_t b = {0};
+        if (err == 0 && join_msgs(&b, "[[", msgs, n, "]]") == 0)
+            sio_socket_emit_json(s, "messageHistory", (const char *)b.data, b.len);
+        buf_free(&b);
+        ack_obj(s, p->ack,
+                json_pack("{s:b,s:s,s:o}", "ok", 1, "roomId", p->room, "members",
+                          members_json(p->svc, p->room)));
+    }
+    pending_free(p);
+}
+
+static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
+                    void *arg) {
+    chat_service_t *svc = arg;
+    chat_conn_t *c = conn_of(s);
+    const char *room = room_arg(json_array_get(pl->args, 0));
+    if (!room) {
+        ack_error(s, ack, "invalid_payload");
+        return;
+    }
+    if (!is_chat_room(svc, room)) {
+        ack_error(s, ack, "forbidden");
+        return;
+    }
+    if (!sio_socket_in(s, room)) {
+        if (sio_socket_join(s, room)) {
+            ack_error(s, ack, "internal_error");
+            return;
+        }
+        int added = presence_add(svc, room, c->user.user_id);
+        if (added == 1)
+            announce(s, room, "userJoined");
+    }
+    pending_t *p = pending_new(svc, s, ack, room);
+    if (!p || chat_store_history(svc->store, room, 0, svc->cfg.history_size, join_history_done,
+                                 p)) {
+        if (p)
+            pending_free(p);
+        ack_error(s, ack, "internal_error");
+    }
+}
+
+static void append_done(int err, chat_msg_t *msg, void *arg) {
+    pending_t *p = arg;
+    if (p->svc->stopping) {
+        pending_free(p);
+        return;
+    }
+    if (err) {
+        LOG_WARN("chat", "message to %s not stored: %s", p->room, strerror(-err));
+        ack_error(p->s, p->ack, "internal_error");
+        pending_free(p);
+        return;
+    }
+    /* Durable: announce to the room (sender included), then answer the sender. */
+    buf_t b = {0};
+    const char *rooms[1] = {p->room};
+    sio_target_t to = {.rooms = rooms, .nrooms = 1};
+    if (buf_append(&b, "[", 1) == 0 && buf_append(&b, msg->json, msg->json_len) == 0 &&
+        buf_append(&b, "]", 1) == 0)
+        sio_nsp_emit_json(p->svc->nsp, &to, "newMessage", (const char *)b.data, b.len);
+    buf_free(&b);
+    ack_obj(p->s, p->ack,
+            json_pack("{s:b,s:s,s:I,s:I}", "ok", 1, "id", msg->id, "seq", (json_int_t)msg->seq,
+                      "timestamp", (json_int_t)msg->timestamp));
+    pending_free(p);
+}
+
+static void on_send(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
+                    void *arg) {
+    chat_service_t *svc = arg;
+    chat_conn_t *c = conn_of(s);
+    json_t *o = json_array_get(pl->args, 0);
+    const char *room = room_arg(o);
+    if (room && !sio_socket_in(s, room)) {
+        ack_error(s, ack, "not_in_room");
+        return;
+    }
+    if (!room || !json_is_object(o)) {
+        /* A roomId that names no joined room is still "not in room" when it is a valid
+         * string; a malformed one is a bad payload. */
+        ack_error(s, ack, "invalid_payload");
+        return;
+    }
+    json_t *tv = json_object_get(o, "text");
+    const char *err = check_text(c, tv);
+    if (err) {
+        ack_error(s, ack, err);
+        return;
+    }
+    if (!take_token(c)) {
+        ack_error(s, ack, "rate_limited");
+        return;
+    }
+    pending_t *p = pending_new(svc, s, ack, room);
+    chat_msg_t *msg;
+    if (!p || chat_store_append(svc->store, room, c->user.user_id, c->user.username,
+                                json_string_value(tv), json_string_length(tv), append_done, p,
+                                &msg)) {
+        if (p)
+            pending_free(p);
+        ack_error(s, ack, "internal_error");
+    }
+}
+
+static void on_typing(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
+                      void *arg) {
+    chat_conn_t *c = conn_of(s);
+    json_t *o = json_array_get(pl->args, 0);
+    const char *room = room_arg(o);
+    if (!room || !sio_socket_in(s, room)) {
+        ack_error(s, ack, room ? "not_in_room" : "invalid_payload");
+        return;
+    }
+    to_others(s, room, "userTyping",
+              json_pack("{s:s,s:s,s:b}", "userId", c->user.user_id, "username",
+                        c->user.username, "isTyping", json_is_true(json_object_get(o, "isTyping"))));
+    ack_ok(s, ack);
+}
+
+static void on_mark_read(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
+                         void *arg) {
+    chat_service_t *svc = arg;
+    chat_conn_t *c = conn_of(s);
+    json_t *o = json_array_get(pl->args, 0);
+    const char *room = room_arg(o);
+    if (!room || !sio_socket_in(s, room)) {
+        ack_error(s, ack, room ? "not_in_room" : "invalid_payload");
+        return;
+    }
+    json_t *ids = json_object_get(o, "messageIds");
+    size_t n = json_array_size(ids);
+    if (!json_is_array(ids) || n > 1000) {
+        ack_error(s, ack, "invalid_payload");
+        return;
+    }
+    const char **list = calloc(n + 1, sizeof *list);
+    if (!list) {
+        ack_error(s, ack, "internal_error");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!(list[i] = json_string_value(json_array_get(ids, i)))) {
+            free(list);
+            ack_error(s, ack, "invalid_payload");
+            return;
+        }
+    }
+    if (n && chat_store_mark_read(svc->store, room, c->user.user_id, list, n, NULL, NULL))
+        LOG_WARN("chat", "read receipts for %s not stored", room);
+    free(list);
+    to_others(s, room, "messagesRead",
+              json_pack("{s:s,s:O}", "userId", c->user.user_id, "messageIds", ids));
+    ack_ok(s, ack);
+}
+
+static void leave_room(sio_socket_t *s, const char *room) {
+    chat_conn_t *c = conn_of(s);
+    if (presence_remove(c->svc, room, c->user.user_id))
+        announce(s, room, "userLeft");
+}
+
+static void on_leave(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
+                     void *arg) {
+    const char *room = room_arg(json_array_get(pl->args, 0));
+    if (!room) {
+        ack_error(s, ack, "invalid_payload");
+        return;
+    }
+    if (sio_socket_in(s, room) && is_chat_room(arg, room)) {
+        leave_room(s, room); /* announced while still in the room, so "others" excludes it */
+        sio_socket_leave(s, room);
+    }
+    ack_ok(s, ack);
+}
+
+static void on_direct(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
+                      void *arg) {
+    chat_conn_t *c = conn_of(s);
+    json_t *o = json_array_get(pl->args, 0);
+    const char *to_user = json_string_value(json_object_get(o, "toUserId"));
+    size_t to_len = to_user ? strlen(to_user) : 0;
+    if (!to_user || to_len == 0 || to_len > CHAT_USER_ID_MAX) {
+        ack_error(s, ack, "invalid_payload");
+        return;
+    }
+    json_t *tv = json_object_get(o, "text");
+    const char *err = check_text(c, tv);
+    if (err) {
+        ack_error(s, ack, err);
+        return;
+    }
+    if (!take_token(c)) {
+        ack_error(s, ack, "rate_limited");
+        return;
+    }
+    char to_room[CHAT_USER_ID_MAX + 6], self_room[CHAT_USER_ID_MAX + 6];
+    snprintf(to_room, sizeof to_room, "user:%s", to_user);
+    snprintf(self_room, sizeof self_room, "user:%s", c->user.user_id);
+    const char *rooms[2] = {to_room, self_room};
+    sio_target_t to = {.rooms = rooms, .nrooms = 2};
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    json_t *args = json_pack("[{s:s,s:s,s:O,s:I}]", "from", c->user.user_id, "fromName",
+                             c->user.username, "text", tv,
+                             (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    sio_payload_t p = {args, NULL, 0};
+    if (!args || sio_socket_broadcast(s, &to, "directMessage", &p))
+        LOG_WARN("chat", "direct message not sent");
+    json_decref(args);
+    ack_ok(s, ack);
+}
+
+static void history_done(int err, chat_msg_t *const *msgs, size_t n, void *arg) {
+    pending_t *p = arg;
+    buf_t b = {0};
+    if (err == 0 && sio_socket_connected(p->s) && p->ack >= 0 &&
+        join_msgs(&b, "[{\"ok\":true,\"messages\":[", msgs, n, "]}]") == 0)
+        sio_socket_ack_json(p->s, p->ack, (const char *)b.data, b.len);
+    else if (err)
+        ack_error(p->s, p->ack, "internal_error");
+    buf_free(&b);
+    pending_free(p);
+}
+
+static void on_history(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
+                       void *arg) {
+    chat_service_t *svc = arg;
+    json_t *o = json_array_get(pl->args, 0);
+    const char *room = room_arg(o);
+    if (!room || !sio_socket_in(s, room)) {
+        ack_error(s, ack, room ? "not_in_room" : "invalid_payload");
+        return;
+    }
+    json_t *before = json_object_get(o, "beforeSeq");
+    json_t *limit = json_object_get(o, "limit");
+    if ((before && !json_is_null(before) && !json_is_integer(before)) ||
+        (limit && !json_is_null(limit) && !json_is_integer(limit))) {
+        ack_error(s, ack, "invalid_payload");
+        return;
+    }
+    json_int_t b = json_is_integer(before) ? json_integer_value(before) : 0;
+    json_int_t l = json_is_integer(limit) ? json_integer_value(limit) : 50;
+    if (b < 0 || l < 1) {
+        ack_error(s, ack, "invalid_payload");
+        return;
+    }
+    pending_t *p = pending_new(svc, s, ack, room);
+    if (!p || chat_store_history(svc->store, room, (uint64_t)b,
+                                 (size_t)(l > HISTORY_MAX ? HISTORY_MAX : l), history_done, p)) {
+        if (p)
+            pending_free(p);
+        ack_error(s, ack, "internal_error");
+    }
+}
+
+static void on_unknown(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
+                       void *arg) {
+    LOG_DEBUG("chat", "socket %s: unknown event '%s' ignored", sio_socket_id(s), ev);
+}
+
+/* ---- lifecycle ---- */
+
+static void auth_middleware(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
+    chat_service_t *svc = arg;
+    const sio_handshake_t *hs = sio_socket_handshake(s);
+    const char *token = json_string_value(json_object_get(hs->auth, "token"));
+    chat_user_t user;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (!token || chat_auth_verify(svc->auth, token, (long)ts.tv_sec, &user)) {
+        json_t *err = sio_error_new("Authentication failed", NULL);
+        sio_next(ctx, err);
+        json_decref(err);
+        return;
+    }
+    json_object_set_new(sio_socket_data(s), "userId", json_string(user.user_id));
+    json_object_set_new(sio_socket_data(s), "username", json_string(user.username));
+    sio_next(ctx, NULL);
+}
+
+typedef struct {
+    sio_socket_t *s;
+    chat_service_t *svc;
+} rooms_ctx_t;
+
+static void rejoin_presence(const char *room, void *arg) {
+    rooms_ctx_t *rc = arg;
+    if (strcmp(room, sio_socket_id(rc->s)) == 0 || !is_chat_room(rc->svc, room))
+        return;
+    if (presence_add(rc->svc, room, conn_of(rc->s)->user.user_id) == 1)
+        announce(rc->s, room, "userJoined");
+}
+
+static void on_connection(sio_socket_t *s, void *arg) {
+    chat_service_t *svc = arg;
+    json_t *data = sio_socket_data(s);
+    const char *uid = json_string_value(json_object_get(data, "userId"));
+    const char *name = json_string_value(json_object_get(data, "username"));
+    chat_conn_t *c = calloc(1, sizeof *c);
+    if (!c || !uid || !name) {
+        free(c);
+        sio_socket_disconnect(s, true);
+        return;
+    }
+    c->svc = svc;
+    snprintf(c->user.user_id, sizeof c->user.user_id, "%s", uid);
+    snprintf(c->user.username, sizeof c->user.username, "%s", name);
+    c->tokens = svc->cfg.rate_burst;
+    c->refilled_ms = mono_ms();
+    sio_socket_set(s, SLOT_CONN, c);
+    if (sio_socket_recovered(s)) {
+        /* Its rooms came back with it; count it present again. */
+        rooms_ctx_t rc = {s, svc};
+        sio_socket_rooms(s, rejoin_presence, &rc);
+        return;
+    }
+    char room[CHAT_USER_ID_MAX + 6];
+    snprintf(room, sizeof room, "user:%s", uid);
+    if (sio_socket_join(s, room))
+        sio_socket_disconnect(s, true);
+}
+
+static void collect_room(const char *room, void *arg) {
+    json_array_append_new(arg, json_string(room));
+}
+
+static void on_disconnect(sio_socket_t *s, const char *reason, void *arg) {
+    chat_service_t *svc = arg;
+    chat_conn_t *c = conn_of(s);
+    if (!c)
+        return;
+    json_t *rooms = json_array();
+    sio_socket_rooms(s, collect_room, rooms);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rooms, i, r) {
+        const char *room = json_string_value(r);
+        if (strcmp(room, sio_socket_id(s)) != 0 && is_chat_room(svc, room))
+            leave_room(s, room);
+    }
+    json_decref(rooms);
+    sio_socket_set(s, SLOT_CONN, NULL);
+    free(c);
+}
+
+int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *auth,
+                     const chat_config_t *cfg, chat_service_t **out) {
+    chat_service_t *svc = calloc(1, sizeof *svc);
+    if (!svc || map_init(&svc->rooms)) {
+        free(svc);
+        return -ENOMEM;
+    }
+    svc->io = io;
+    svc->nsp = sio_server_of(io, "/");
+    svc->store = store;
+    svc->auth = auth;
+    svc->cfg = *cfg;
+    static const struct {
+        const char *name;
+        sio_event_fn fn;
+    } events[] = {
+        {"joinRoom", on_join},     {"sendMessage", on_send},   {"typing", on_typing},
+        {"markRead", on_mark_read}, {"leaveRoom", on_leave},   {"sendDirect", on_direct},
+        {"history", on_history},
+    };
+    int rc = svc->nsp ? 0 : -ENOMEM;
+    if (rc == 0)
+        rc = sio_nsp_use(svc->nsp, auth_middleware, svc);
+    if (rc == 0)
+        rc = sio_nsp_on_connection(svc->nsp, on_connection, svc);
+    if (rc == 0)
+        rc = sio_nsp_on_disconnect(svc->nsp, on_disconnect, svc);
+    for (size_t i = 0; rc == 0 && i < sizeof events / sizeof events[0]; i++)
+        rc = sio_nsp_on(svc->nsp, events[i].name, events[i].fn, svc);
+    if (rc == 0)
+        rc = sio_nsp_on_any(svc->nsp, on_unknown, svc);
+    if (rc) {
+        chat_service_free(svc);
+        return rc;
+    }
+    *out = svc;
+    return 0;
+}
+
+void chat_service_stop(chat_service_t *svc) {
+    svc->stopping = true;
+}
+
+void chat_service_free(chat_service_t *svc) {
+    map_entry_t *e;
+    for (size_t pos = 0; map_next(&svc->rooms, &pos, &e);) {
+        presence_t *p = e->value;
+        map_entry_t *u;
+        for (size_t upos = 0; map_next(&p->counts, &upos, &u);)
+            free(u->value);
+        map_free(&p->counts);
+        free(p);
+    }
+    map_free(&svc->rooms);
+    free(svc);
+}
