@@ -131,7 +131,8 @@ int sio_nsp_on_disconnect(sio_nsp_t *nsp, sio_disconnect_fn fn, void *arg);
 
 /* Events from clients. ack_id >= 0 when the client wants an acknowledgement: answer
  * with sio_socket_ack (now or later). `event` is the event name (a number-named event
- * arrives as its decimal text). */
+ * arrives as its decimal text). The socket stays valid for the whole call, even when
+ * the handler disconnects it. */
 typedef void (*sio_event_fn)(sio_socket_t *s, const char *event, const sio_payload_t *p,
                              int64_t ack_id, void *arg);
 int sio_nsp_on(sio_nsp_t *nsp, const char *event, sio_event_fn fn, void *arg);

@@ -26,9 +26,9 @@
 #define SLOT_CONN 0
 
 typedef struct {
-    size_t users;  /* distinct users present */
-    map_t counts;  /* user id → presence_user_t */
-    char name[];   /* map key */
+    size_t users; /* distinct users present */
+    map_t counts; /* user id → presence_user_t */
+    char name[];  /* map key */
 } presence_t;
 
 typedef struct {
@@ -144,8 +144,8 @@ static json_t *members_json(chat_service_t *svc, const char *room) {
     json_t *a = json_array();
     presence_t *p = presence_get(svc, room, false);
     map_entry_t *e;
-    for (size_t pos = 0; a && p && json_array_size(a) < MEMBERS_MAX &&
-                         map_next(&p->counts, &pos, &e);)
+    for (size_t pos = 0;
+         a && p && json_array_size(a) < MEMBERS_MAX && map_next(&p->counts, &pos, &e);)
         json_array_append_new(a, json_string(((presence_user_t *)e->value)->user_id));
     return a;
 }
@@ -194,6 +194,12 @@ static bool is_chat_room(chat_service_t *svc, const char *room) {
     return strncmp(room, "user:", 5) != 0 && !sio_nsp_find_socket(svc->nsp, room);
 }
 
+/* Whether s is in the chat room `room` (its own rooms — its id, user:… — are not chat
+ * rooms, so nothing can be sent "into" them). */
+static bool in_chat_room(chat_service_t *svc, sio_socket_t *s, const char *room) {
+    return sio_socket_in(s, room) && is_chat_room(svc, room);
+}
+
 /* Emits event {userId, username, ...extra} to the room's other sockets. */
 static void to_others(sio_socket_t *s, const char *room, const char *event, json_t *obj) {
     const char *rooms[1] = {room};
@@ -205,9 +211,11 @@ static void to_others(sio_socket_t *s, const char *room, const char *event, json
     json_decref(args);
 }
 
-static void announce(sio_socket_t *s, const char *room, const char *event) {
+/* users: the room's size at the time of the event (the leaver still counted for a
+ * leave), compared with the presence limit. */
+static void announce(sio_socket_t *s, const char *room, const char *event, size_t users) {
     chat_conn_t *c = conn_of(s);
-    if (c->svc->stopping || chat_service_room_users(c->svc, room) > c->svc->cfg.presence_limit)
+    if (c->svc->stopping || users > c->svc->cfg.presence_limit)
         return;
     to_others(s, room, event,
               json_pack("{s:s,s:s}", "userId", c->user.user_id, "username", c->user.username));
@@ -257,8 +265,7 @@ typedef struct {
     char room[ROOM_ID_MAX + 1];
 } pending_t;
 
-static pending_t *pending_new(chat_service_t *svc, sio_socket_t *s, int64_t ack,
-                              const char *room) {
+static pending_t *pending_new(chat_service_t *svc, sio_socket_t *s, int64_t ack, const char *room) {
     pending_t *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
@@ -312,11 +319,11 @@ static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
         }
         int added = presence_add(svc, room, c->user.user_id);
         if (added == 1)
-            announce(s, room, "userJoined");
+            announce(s, room, "userJoined", chat_service_room_users(svc, room));
     }
     pending_t *p = pending_new(svc, s, ack, room);
-    if (!p || chat_store_history(svc->store, room, 0, svc->cfg.history_size, join_history_done,
-                                 p)) {
+    if (!p ||
+        chat_store_history(svc->store, room, 0, svc->cfg.history_size, join_history_done, p)) {
         if (p)
             pending_free(p);
         ack_error(s, ack, "internal_error");
@@ -355,7 +362,7 @@ static void on_send(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
     chat_conn_t *c = conn_of(s);
     json_t *o = json_array_get(pl->args, 0);
     const char *room = room_arg(o);
-    if (room && !sio_socket_in(s, room)) {
+    if (room && !in_chat_room(svc, s, room)) {
         ack_error(s, ack, "not_in_room");
         return;
     }
@@ -377,9 +384,9 @@ static void on_send(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
     }
     pending_t *p = pending_new(svc, s, ack, room);
     chat_msg_t *msg;
-    if (!p || chat_store_append(svc->store, room, c->user.user_id, c->user.username,
-                                json_string_value(tv), json_string_length(tv), append_done, p,
-                                &msg)) {
+    if (!p ||
+        chat_store_append(svc->store, room, c->user.user_id, c->user.username,
+                          json_string_value(tv), json_string_length(tv), append_done, p, &msg)) {
         if (p)
             pending_free(p);
         ack_error(s, ack, "internal_error");
@@ -391,13 +398,13 @@ static void on_typing(sio_socket_t *s, const char *ev, const sio_payload_t *pl, 
     chat_conn_t *c = conn_of(s);
     json_t *o = json_array_get(pl->args, 0);
     const char *room = room_arg(o);
-    if (!room || !sio_socket_in(s, room)) {
+    if (!room || !in_chat_room(arg, s, room)) {
         ack_error(s, ack, room ? "not_in_room" : "invalid_payload");
         return;
     }
     to_others(s, room, "userTyping",
-              json_pack("{s:s,s:s,s:b}", "userId", c->user.user_id, "username",
-                        c->user.username, "isTyping", json_is_true(json_object_get(o, "isTyping"))));
+              json_pack("{s:s,s:s,s:b}", "userId", c->user.user_id, "username", c->user.username,
+                        "isTyping", json_is_true(json_object_get(o, "isTyping"))));
     ack_ok(s, ack);
 }
 
@@ -407,7 +414,7 @@ static void on_mark_read(sio_socket_t *s, const char *ev, const sio_payload_t *p
     chat_conn_t *c = conn_of(s);
     json_t *o = json_array_get(pl->args, 0);
     const char *room = room_arg(o);
-    if (!room || !sio_socket_in(s, room)) {
+    if (!room || !in_chat_room(svc, s, room)) {
         ack_error(s, ack, room ? "not_in_room" : "invalid_payload");
         return;
     }
@@ -439,8 +446,9 @@ static void on_mark_read(sio_socket_t *s, const char *ev, const sio_payload_t *p
 
 static void leave_room(sio_socket_t *s, const char *room) {
     chat_conn_t *c = conn_of(s);
+    size_t users = chat_service_room_users(c->svc, room);
     if (presence_remove(c->svc, room, c->user.user_id))
-        announce(s, room, "userLeft");
+        announce(s, room, "userLeft", users);
 }
 
 static void on_leave(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
@@ -484,9 +492,9 @@ static void on_direct(sio_socket_t *s, const char *ev, const sio_payload_t *pl, 
     sio_target_t to = {.rooms = rooms, .nrooms = 2};
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    json_t *args = json_pack("[{s:s,s:s,s:O,s:I}]", "from", c->user.user_id, "fromName",
-                             c->user.username, "text", tv,
-                             (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    json_t *args =
+        json_pack("[{s:s,s:s,s:O,s:I}]", "from", c->user.user_id, "fromName", c->user.username,
+                  "text", tv, "timestamp", (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
     sio_payload_t p = {args, NULL, 0};
     if (!args || sio_socket_broadcast(s, &to, "directMessage", &p))
         LOG_WARN("chat", "direct message not sent");
@@ -511,7 +519,7 @@ static void on_history(sio_socket_t *s, const char *ev, const sio_payload_t *pl,
     chat_service_t *svc = arg;
     json_t *o = json_array_get(pl->args, 0);
     const char *room = room_arg(o);
-    if (!room || !sio_socket_in(s, room)) {
+    if (!room || !in_chat_room(svc, s, room)) {
         ack_error(s, ack, room ? "not_in_room" : "invalid_payload");
         return;
     }
@@ -572,7 +580,7 @@ static void rejoin_presence(const char *room, void *arg) {
     if (strcmp(room, sio_socket_id(rc->s)) == 0 || !is_chat_room(rc->svc, room))
         return;
     if (presence_add(rc->svc, room, conn_of(rc->s)->user.user_id) == 1)
-        announce(rc->s, room, "userJoined");
+        announce(rc->s, room, "userJoined", chat_service_room_users(rc->svc, room));
 }
 
 static void on_connection(sio_socket_t *s, void *arg) {
@@ -643,8 +651,8 @@ int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *a
         const char *name;
         sio_event_fn fn;
     } events[] = {
-        {"joinRoom", on_join},     {"sendMessage", on_send},   {"typing", on_typing},
-        {"markRead", on_mark_read}, {"leaveRoom", on_leave},   {"sendDirect", on_direct},
+        {"joinRoom", on_join},      {"sendMessage", on_send}, {"typing", on_typing},
+        {"markRead", on_mark_read}, {"leaveRoom", on_leave},  {"sendDirect", on_direct},
         {"history", on_history},
     };
     int rc = svc->nsp ? 0 : -ENOMEM;

@@ -29,7 +29,8 @@ struct eio_session {
     uint8_t transport;
     bool opened; /* the application was told (on_open) */
     bool closed;
-    bool probed; /* "2probe" seen on the probe transport */
+    bool draining; /* closed, but queued packets still go out with the next poll */
+    bool probed;   /* "2probe" seen on the probe transport */
     bool awaiting_pong;
     bool flush_scheduled;
     bool free_pending; /* closed and its timer closed, waiting to leave the flush list */
@@ -60,6 +61,8 @@ void eio_session_on_packet(eio_session_t *s, const eio_packet_t *p);
  * "6" (acknowledging the client's close). */
 void eio_session_end(eio_session_t *s, const char *reason, bool notify_client);
 void eio_session_schedule_flush(eio_session_t *s);
+/* Ends a draining session: a held poll gets the close packet, then the memory goes. */
+void eio_session_finish_drain(eio_session_t *s);
 /* Releases the first n queued messages. */
 void eio_session_queue_drop(eio_session_t *s, uint32_t n);
 void eio_server_flush_hook(void *arg);

@@ -73,6 +73,7 @@ static void on_get_abort(http_conn_t *hc, void *arg) {
     s->get = NULL;
     free(s->get_headers);
     s->get_headers = NULL;
+    eio_session_finish_drain(s);
     eio_session_end(s, "transport error", false);
 }
 
@@ -90,7 +91,9 @@ static void handle_get(eio_session_t *s, http_conn_t *hc, http_req_t *req) {
         s->get_headers = strdup(cors);
     }
     s->get = hc;
-    if (s->qlen > s->qhead) {
+    if (s->draining && s->qlen == s->qhead) {
+        eio_session_finish_drain(s); /* everything went out: now the close packet */
+    } else if (s->qlen > s->qhead) {
         eio_polling_flush(s);
     } else if (s->probe && s->probed) {
         /* Upgrading: end this poll at once so the client can finish the switch. */

@@ -274,8 +274,12 @@ void eio_server_close(eio_server_t *srv) {
     /* Collect first: ending a session removes it from the map. */
     for (size_t pos = 0; all && map_next(&srv->sessions, &pos, &e);)
         all[n++] = e->value;
-    for (size_t i = 0; i < n; i++)
-        eio_session_end(all[i], "server shutting down", true);
+    for (size_t i = 0; i < n; i++) {
+        if (all[i]->draining)
+            eio_session_finish_drain(all[i]);
+        else
+            eio_session_end(all[i], "server shutting down", true);
+    }
     free(all);
     /* Answer what the sessions queued, then forget them: their memory is freed by
      * their own timer callbacks, which do not touch the server. */

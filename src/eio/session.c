@@ -184,7 +184,7 @@ void eio_server_flush_hook(void *arg) {
         s->flush_scheduled = false;
         if (s->free_pending)
             free(s);
-        else if (!s->closed)
+        else if (!s->closed || s->draining)
             eio_polling_flush(s);
     }
 }
@@ -199,13 +199,42 @@ static void timer_closed(uv_handle_t *h) {
         free(s);
 }
 
+static void drain_timeout(uv_timer_t *t) {
+    eio_session_finish_drain(t->data);
+}
+
+static void end_session(eio_session_t *s, const char *reason, bool notify_client, bool graceful);
+
 void eio_session_end(eio_session_t *s, const char *reason, bool notify_client) {
+    end_session(s, reason, notify_client, false);
+}
+
+/* graceful: the application closed the session (not an error or a timeout). */
+static void end_session(eio_session_t *s, const char *reason, bool notify_client, bool graceful) {
     if (s->closed)
         return;
     s->closed = true;
     eio_server_t *srv = s->srv;
-    map_del(&srv->sessions, s->sid, strlen(s->sid));
     LOG_DEBUG("eio", "session %s closed: %s", s->sid, reason);
+    /* A server-side close over polling with packets still queued (a DISCONNECT, say):
+     * deliver them first and send the close packet with the next poll, as the reference
+     * server does, so that the client handles them before it sees the transport close. */
+    if (graceful && s->transport == EIO_TRANSPORT_POLLING && s->qlen > s->qhead && !srv->closing &&
+        uv_timer_start(&s->timer, drain_timeout, srv->cfg.ping_timeout, 0) == 0) {
+        s->draining = true;
+        if (s->probe) {
+            ws_conn_t *ws = s->probe;
+            s->probe = NULL;
+            ws->data = NULL;
+            ws_conn_close(ws, WS_CLOSE_NORMAL);
+        }
+        if (s->get)
+            eio_polling_flush(s);
+        if (s->opened && srv->cb.on_close)
+            srv->cb.on_close(s, reason, srv->arg);
+        return;
+    }
+    map_del(&srv->sessions, s->sid, strlen(s->sid));
     if (s->get)
         eio_polling_release(s, notify_client ? srv->close : srv->noop);
     if (s->ws) {
@@ -226,12 +255,23 @@ void eio_session_end(eio_session_t *s, const char *reason, bool notify_client) {
     uv_close((uv_handle_t *)&s->timer, timer_closed);
 }
 
+void eio_session_finish_drain(eio_session_t *s) {
+    if (!s->draining)
+        return;
+    s->draining = false;
+    map_del(&s->srv->sessions, s->sid, strlen(s->sid));
+    if (s->get)
+        eio_polling_release(s, s->srv->close);
+    queue_clear(s);
+    uv_close((uv_handle_t *)&s->timer, timer_closed);
+}
+
 void eio_session_close(eio_session_t *s) {
-    eio_session_end(s, "forced close", true);
+    end_session(s, "forced close", true, true);
 }
 
 void eio_session_close_reason(eio_session_t *s, const char *reason) {
-    eio_session_end(s, reason, true);
+    end_session(s, reason, true, true);
 }
 
 bool eio_session_writable(const eio_session_t *s) {

@@ -15,6 +15,9 @@
 
 #include "util/log.h"
 
+/* Bytes a client may send ahead while a response is pending. */
+#define HTTP_PIPELINE_MAX (64u * 1024)
+
 enum conn_state {
     HC_IDLE,       /* between requests */
     HC_READING,    /* head or body arriving */
@@ -342,8 +345,12 @@ static int read_chunked(http_conn_t *hc, uint8_t *data, size_t len, size_t *tota
 
 static ssize_t hc_on_data(net_conn_t *c, uint8_t *data, size_t len) {
     http_conn_t *hc = hc_of(c);
-    if (hc->state != HC_IDLE && hc->state != HC_READING)
-        return 0; /* a response is pending: pipelined input waits */
+    if (hc->state != HC_IDLE && hc->state != HC_READING) {
+        /* A response is pending: pipelined input waits in the connection's buffer. The
+         * connection keeps reading, so a client that goes away while its request is held
+         * (long-polling) is noticed at once; one that piles up input meanwhile is cut. */
+        return len > HTTP_PIPELINE_MAX ? -1 : 0;
+    }
     if (hc->state == HC_IDLE) {
         hc->state = HC_READING;
         hc->in_body = false;
@@ -394,8 +401,6 @@ static ssize_t hc_on_data(net_conn_t *c, uint8_t *data, size_t len) {
     if (c->ops != &http_ops)
         return (ssize_t)total;
     hc->in_on_data = false;
-    if (hc->state != HC_IDLE)
-        net_conn_pause(c);
     return (ssize_t)(req.body_too_large ? len : total);
 }
 

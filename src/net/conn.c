@@ -457,16 +457,18 @@ void net_conn_pause(net_conn_t *c) {
 }
 
 void net_conn_resume(net_conn_t *c) {
-    if (!(c->flags & CONN_PAUSED) || (c->flags & (CONN_CLOSED | CONN_CLOSING)))
+    if (c->flags & (CONN_CLOSED | CONN_CLOSING))
         return;
-    c->flags &= ~CONN_PAUSED;
+    if (c->flags & CONN_PAUSED) {
+        c->flags &= ~CONN_PAUSED;
+        if (!(c->flags & CONN_PROCESSING) &&
+            uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb)) {
+            close_now(c);
+            return;
+        }
+    }
     if (c->flags & CONN_PROCESSING)
         return; /* the feed loop on the stack carries on */
-    int rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
-    if (rc) {
-        close_now(c);
-        return;
-    }
     if (c->rx.len)
         drain_rx(c);
 }

@@ -133,7 +133,8 @@ static inline size_t net_conn_queued(const net_conn_t *c) {
 
 /* Stops offering input (the rest waits in rx) until net_conn_resume. */
 void net_conn_pause(net_conn_t *c);
-/* Offers any pending input again, then resumes reading. */
+/* Resumes reading if paused, and offers pending input (kept because on_data returned 0)
+ * again. */
 void net_conn_resume(net_conn_t *c);
 
 /* Calls ops->on_timeout (or closes) once the loop time passes now + ms; 0 clears it.

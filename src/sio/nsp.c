@@ -342,7 +342,11 @@ void sio_nsp_dispatch(sio_socket_t *s, sio_packet_t *p) {
         for (size_t i = 0; i < p->nbins; i++)
             bins[i] = (sio_bin_t){p->bins[i]->data, p->bins[i]->len};
         sio_payload_t payload = {p->data, bins, p->nbins};
+        /* The socket stays valid through the handler even if the handler disconnects
+         * it (or every socket of a room, this one included). */
+        sio_socket_ref(s);
         h->fn(s, copy, &payload, p->id, h->arg);
+        sio_socket_unref(s);
         free(copy);
         return;
     }

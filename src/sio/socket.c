@@ -380,7 +380,16 @@ void sio_socket_disconnect(sio_socket_t *s, bool close) {
     if (!s->connected)
         return;
     if (close) {
-        sio_client_close(s->client, "server namespace disconnect");
+        /* socket.disconnect(true): every namespace of the connection is told, then the
+         * connection is closed (its packets go out before the close). */
+        sio_client_t *c = s->client;
+        while (c->nsockets) {
+            sio_socket_t *x = c->sockets[c->nsockets - 1];
+            if (x->connected)
+                send_control(x, SIO_DISCONNECT, NULL);
+            sio_socket_onclose(x, "server namespace disconnect");
+        }
+        sio_client_close(c, "forced server close");
         return;
     }
     send_control(s, SIO_DISCONNECT, NULL);

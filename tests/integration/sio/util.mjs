@@ -182,11 +182,12 @@ export class Clients {
     this.sockets.delete(s);
   }
 
+  // Disconnects every socket first (each says goodbye to its namespace), then closes the
+  // Managers: closing a Manager while one of its sockets is still connected would be a
+  // "transport close" for that socket, which with --recovery keeps a session.
   closeAll() {
-    for (const s of this.sockets) {
-      s.disconnect();
-      s.io._close();
-    }
+    for (const s of this.sockets) s.disconnect();
+    for (const s of this.sockets) s.io._close();
     this.sockets.clear();
   }
 }
@@ -220,6 +221,66 @@ export function connectError(s, ms = 5000) {
 // emitWithAck with a bound (the client's own timeout: rejects with an Error on expiry).
 export function ask(s, ev, ...args) {
   return s.timeout(5000).emitWithAck(ev, ...args);
+}
+
+// ---- dropping a transport abruptly, from the client side ----
+
+// An http.Agent without keep-alive that remembers its live sockets, for polling clients
+// (pass it as the `agent` option; see droppable()). cut(downMs) destroys them, which fails the
+// pending long-poll the way a network drop would, and for downMs makes new connections fail
+// (ECONNREFUSED), so that the client cannot tell the server goodbye ("1" in a POST) nor
+// reconnect before then. (Aborting the client's XHR instead trips a bug in
+// xmlhttprequest-ssl: its error handler dereferences the request abort() cleared.)
+export class TrackingAgent extends http.Agent {
+  constructor() {
+    super({ keepAlive: false });
+    this.live = new Set();
+    this.downUntil = 0;
+  }
+
+  createConnection(opts, cb) {
+    const down = Date.now() < this.downUntil;
+    const sock = super.createConnection(down ? { ...opts, port: 1 } : opts, cb);
+    this.live.add(sock);
+    sock.on("close", () => this.live.delete(sock));
+    return sock;
+  }
+
+  cut(downMs = 0) {
+    this.downUntil = Date.now() + downMs;
+    for (const sock of this.live) sock.destroy();
+  }
+
+  restore() {
+    this.downUntil = 0;
+  }
+}
+
+// Ends the "network down" period of dropTransport() early.
+export function restoreNetwork(s) {
+  s.io.opts.agent.restore();
+}
+
+// Options for a client whose transport dropTransport() can cut.
+export function droppable(opts) {
+  return { ...opts, agent: new TrackingAgent() };
+}
+
+// Drops the socket's transport abruptly, from the client side: websocket → the ws is
+// terminated (TCP closed without a close frame); polling → the TCP connections of its HTTP
+// requests are destroyed (the client must have been created with droppable() options). With
+// droppable() options, new connections are refused for downMs (restoreNetwork() ends that).
+export function dropTransport(s, { downMs = 0 } = {}) {
+  const agent = s.io.opts.agent instanceof TrackingAgent ? s.io.opts.agent : null;
+  const t = s.io.engine.transport;
+  if (t.name === "websocket") {
+    if (agent) agent.downUntil = Date.now() + downMs;
+    t.ws.terminate();
+  } else if (agent) {
+    agent.cut(downMs);
+  } else {
+    throw new Error("dropTransport: a polling client needs droppable() options");
+  }
 }
 
 // ---- HTTP ----
