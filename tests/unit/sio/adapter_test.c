@@ -64,7 +64,8 @@ static void env_close(env_t *e) {
     sio_server_close(e->io);
     http_server_close(e->http);
     net_loop_close(e->nl);
-    if (e->wait_timer_used) uv_close((uv_handle_t *)&e->wait_timer, NULL);
+    if (e->wait_timer_used)
+        uv_close((uv_handle_t *)&e->wait_timer, NULL);
     uv_run(&e->loop, UV_RUN_DEFAULT);
     net_loop_free(e->nl);
     assert_int_equal(uv_loop_close(&e->loop), 0);
@@ -120,7 +121,8 @@ static size_t qcount(const eio_session_t *s) {
 }
 
 static eio_msg_t *qmsg(const eio_session_t *s, size_t i) {
-    if (i >= qcount(s)) fail_msg("message %zu asked, %zu queued", i, qcount(s));
+    if (i >= qcount(s))
+        fail_msg("message %zu asked, %zu queued", i, qcount(s));
     return s->queue[s->qhead + i];
 }
 
@@ -146,7 +148,8 @@ static json_t *msg_json(const eio_msg_t *m, const char *prefix) {
     size_t n = strlen(prefix);
     json_error_t err;
     json_t *j = json_loadb((const char *)m->data + n, m->len - n, JSON_DECODE_ANY, &err);
-    if (!j) fail_msg("not JSON after '%s': %s", prefix, err.text);
+    if (!j)
+        fail_msg("not JSON after '%s': %s", prefix, err.text);
     return j;
 }
 
@@ -190,7 +193,8 @@ static eio_session_t *client_new(env_t *e) {
 static sio_socket_t *sock_of(eio_session_t *s, const char *nsp) {
     sio_client_t *c = eio_session_data(s);
     for (uint32_t i = 0; c && i < c->nsockets; i++)
-        if (strcmp(c->sockets[i]->nsp->name, nsp) == 0) return c->sockets[i];
+        if (strcmp(c->sockets[i]->nsp->name, nsp) == 0)
+            return c->sockets[i];
     return NULL;
 }
 
@@ -204,7 +208,8 @@ static eio_session_t *client_connect(env_t *e, sio_socket_t **out) {
     sio_socket_t *sock = sock_of(s, "/");
     assert_non_null(sock);
     assert_true(sio_socket_connected(sock));
-    if (out) *out = sock;
+    if (out)
+        *out = sock;
     return s;
 }
 
@@ -228,7 +233,8 @@ static void assert_rooms_consistent(sio_nsp_t *nsp) {
                     found = true;
                 }
             }
-            if (!found) fail_msg("room %s lists a socket that does not list it", r->name);
+            if (!found)
+                fail_msg("room %s lists a socket that does not list it", r->name);
         }
         from_rooms += r->count;
     }
@@ -260,7 +266,8 @@ static void collect_room(const char *room, void *arg) {
 
 static bool list_has(const room_list_t *l, const char *name) {
     for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->names[i], name) == 0) return true;
+        if (strcmp(l->names[i], name) == 0)
+            return true;
     return false;
 }
 
@@ -1211,7 +1218,8 @@ static void offset_of(const eio_msg_t *m, char *out, size_t size) {
 static void assert_event(const eio_msg_t *m, const char *name) {
     json_t *j = msg_json(m, "42");
     const char *got = json_string_value(json_array_get(j, 0));
-    if (!got || strcmp(got, name) != 0) fail_msg("event %s, want %s", got ? got : "?", name);
+    if (!got || strcmp(got, name) != 0)
+        fail_msg("event %s, want %s", got ? got : "?", name);
     json_decref(j);
 }
 

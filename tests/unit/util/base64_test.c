@@ -42,7 +42,8 @@ static size_t ref_encode(const uint8_t *in, size_t len, char *out, bool url) {
             out[o++] = alpha[(acc >> bits) & 63];
         }
     }
-    if (bits) out[o++] = alpha[(acc << (6 - bits)) & 63];
+    if (bits)
+        out[o++] = alpha[(acc << (6 - bits)) & 63];
     while (!url && o % 4)
         out[o++] = '=';
     out[o] = '\0';
@@ -163,7 +164,8 @@ static void test_encode_stays_in_bounds(void **state) {
 static void assert_invalid(const char *s) {
     uint8_t out[64];
     long n = base64_decode(s, strlen(s), out);
-    if (n != -1) fail_msg("accepted \"%s\" (%ld bytes)", s, n);
+    if (n != -1)
+        fail_msg("accepted \"%s\" (%ld bytes)", s, n);
 }
 
 static void test_decode_rejects(void **state) {

@@ -63,12 +63,14 @@ static void assert_table_sound(const map_t *m) {
     size_t used = 0;
     for (size_t i = 0; i < m->cap; i++) {
         const map_entry_t *e = &m->slots[i];
-        if (!e->key) continue;
+        if (!e->key)
+            continue;
         used++;
         assert_int_equal(e->hash, siphash24(e->key, e->klen, m->k0, m->k1));
         size_t mask = m->cap - 1;
         for (size_t j = e->hash & mask; j != i; j = (j + 1) & mask)
-            if (!m->slots[j].key) fail_msg("slot %zu: gap at %zu before its entry", i, j);
+            if (!m->slots[j].key)
+                fail_msg("slot %zu: gap at %zu before its entry", i, j);
     }
     assert_int_equal(used, m->count);
 }
@@ -313,7 +315,8 @@ static void test_many_keys_against_reference(void **state) {
         for (size_t k = 0; k < N / 4; k++) {
             size_t i = (size_t)(rng() % N);
             assert_int_equal(map_put(&m, keys[i], strlen(keys[i]), (void *)(uintptr_t)(i + 1)), 0);
-            if (!live[i]) nlive++;
+            if (!live[i])
+                nlive++;
             live[i] = 1;
         }
         assert_int_equal(m.count, nlive);
@@ -362,7 +365,8 @@ static size_t keys_homed_at(const map_t *m, size_t home, size_t count, char (*ou
     while (n < count) {
         char k[16];
         snprintf(k, sizeof k, "c%u", (*counter)++);
-        if ((siphash24(k, strlen(k), m->k0, m->k1) & 15) == home) memcpy(out[n++], k, sizeof k);
+        if ((siphash24(k, strlen(k), m->k0, m->k1) & 15) == home)
+            memcpy(out[n++], k, sizeof k);
     }
     return n;
 }

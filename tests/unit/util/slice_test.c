@@ -94,7 +94,8 @@ static bool query(const char *q, const char *key, const char *expect) {
         assert_int_equal(v.len, 12345); /* left alone when absent */
         return found;
     }
-    if (!found) fail_msg("%s not found in %s", key, q);
+    if (!found)
+        fail_msg("%s not found in %s", key, q);
     if (!slice_eq(v, expect))
         fail_msg("%s in %s: got \"%.*s\", want \"%s\"", key, q, (int)v.len, v.base, expect);
     assert_true(v.base >= storage && v.base + v.len <= storage + strlen(q));
