@@ -30,10 +30,9 @@ build-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
-# Until the chat service lands (issue 4), `make run` serves examples/sio_echo.c.
-RUN_BIN ?= $(if $(wildcard src/main.c),parley,sio_echo)
+# The chat service with development logins on, at http://localhost:3000.
 run: build
-	$(BUILD)/$(RUN_BIN) --port 3000 $(ARGS)
+	$(BUILD)/parley --dev-login $(ARGS)
 
 test: test-deps build build-asan
 	@echo "== tests (release build)"

@@ -218,7 +218,8 @@ static void announce(sio_socket_t *s, const char *room, const char *event, size_
     if (c->svc->stopping || users > c->svc->cfg.presence_limit)
         return;
     to_others(s, room, event,
-              json_pack("{s:s,s:s}", "userId", c->user.user_id, "username", c->user.username));
+              json_pack("{s:s,s:s,s:s}", "userId", c->user.user_id, "username", c->user.username,
+                        "roomId", room));
 }
 
 /* Text rules shared by sendMessage and sendDirect; returns an error code or NULL. */
@@ -403,8 +404,9 @@ static void on_typing(sio_socket_t *s, const char *ev, const sio_payload_t *pl, 
         return;
     }
     to_others(s, room, "userTyping",
-              json_pack("{s:s,s:s,s:b}", "userId", c->user.user_id, "username", c->user.username,
-                        "isTyping", json_is_true(json_object_get(o, "isTyping"))));
+              json_pack("{s:s,s:s,s:b,s:s}", "userId", c->user.user_id, "username",
+                        c->user.username, "isTyping", json_is_true(json_object_get(o, "isTyping")),
+                        "roomId", room));
     ack_ok(s, ack);
 }
 
@@ -439,8 +441,9 @@ static void on_mark_read(sio_socket_t *s, const char *ev, const sio_payload_t *p
     if (n && chat_store_mark_read(svc->store, room, c->user.user_id, list, n, NULL, NULL))
         LOG_WARN("chat", "read receipts for %s not stored", room);
     free(list);
-    to_others(s, room, "messagesRead",
-              json_pack("{s:s,s:O}", "userId", c->user.user_id, "messageIds", ids));
+    to_others(
+        s, room, "messagesRead",
+        json_pack("{s:s,s:O,s:s}", "userId", c->user.user_id, "messageIds", ids, "roomId", room));
     ack_ok(s, ack);
 }
 
@@ -492,9 +495,9 @@ static void on_direct(sio_socket_t *s, const char *ev, const sio_payload_t *pl, 
     sio_target_t to = {.rooms = rooms, .nrooms = 2};
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    json_t *args =
-        json_pack("[{s:s,s:s,s:O,s:I}]", "from", c->user.user_id, "fromName", c->user.username,
-                  "text", tv, "timestamp", (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    json_t *args = json_pack("[{s:s,s:s,s:s,s:O,s:I}]", "from", c->user.user_id, "fromName",
+                             c->user.username, "to", to_user, "text", tv, "timestamp",
+                             (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
     sio_payload_t p = {args, NULL, 0};
     if (!args || sio_socket_broadcast(s, &to, "directMessage", &p))
         LOG_WARN("chat", "direct message not sent");

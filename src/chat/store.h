@@ -17,8 +17,20 @@
  * even after a crash: a message whose callback reported success is durable, one that was
  * not acknowledged may be missing but never duplicated.
  *
+ * A commit that fails (disk full, I/O error) reports its error to every callback of its
+ * batch, and the store then refuses every later write with that error (history still
+ * works): the seq counters already moved past the failed messages, and going on would
+ * leave a gap. After a restart the counters come from the database again and the seqs
+ * of the failed (never announced) messages are reused.
+ *
+ * Visibility: history and after return acknowledged messages only (those whose callback
+ * already reported success), so nothing is shown that was not announced; last_seq counts
+ * every assigned seq, pending ones included.
+ *
  * Ownership: strings passed in are copied. chat_msg_t values handed to callbacks are
- * borrowed for the duration of the callback (chat_msg_ref to keep one). */
+ * borrowed for the duration of the callback (chat_msg_ref to keep one). Reference counts
+ * are not atomic: messages live on the loop (the writer only reads them while the loop
+ * holds its reference). */
 #ifndef PARLEY_CHAT_STORE_H
 #define PARLEY_CHAT_STORE_H
 
@@ -30,7 +42,7 @@ typedef struct chat_msg {
     uint32_t refs;
     uint64_t seq;
     int64_t timestamp; /* Unix ms */
-    char *id;          /* unique: "<room-independent random prefix>-<counter>" or similar */
+    char *id;          /* unique: "<16 hex digits drawn at open>-<hex counter>" */
     char *room_id;
     char *user_id;
     char *username;
@@ -46,32 +58,54 @@ void chat_msg_unref(chat_msg_t *m);
 
 typedef struct chat_store chat_store_t;
 
+/* Limits; chat_store_config_defaults sets the values in parentheses. */
 typedef struct {
-    size_t window;      /* messages kept in memory per room (200) */
-    uint32_t max_batch; /* messages per commit at most (10000) */
+    size_t window;             /* SQLite: newest acknowledged messages kept in memory per room;
+                                  older history is read from the database (200) */
+    uint32_t max_batch;        /* operations (appends, mark_reads) per commit at most (10000) */
+    size_t max_pending;        /* operations accepted but not yet acknowledged; beyond it append
+                                  and mark_read return -EAGAIN, so a stalled disk cannot grow the
+                                  queue without bound (100000) */
+    size_t max_read;           /* messages one history/after call returns at most (1000) */
+    size_t memory_keep;        /* memory store: messages kept per room, oldest dropped first;
+                                  0 keeps every message until close (0) */
+    uint32_t checkpoint_pages; /* SQLite: WAL size in pages (4 KiB) past which the
+                                  checkpoint thread copies the WAL into the database;
+                                  0 leaves checkpoints to SQLite, on the writer (4000) */
 } chat_store_config_t;
 
 void chat_store_config_defaults(chat_store_config_t *cfg);
 
 /* Opens (creating it and its schema on first run, migrating older versions) the SQLite
- * store in `dir` (file dir/parley.db). Returns 0 or a negative errno; logs why. */
+ * store in `dir` (file dir/parley.db; dir is created when missing and locked with flock
+ * against a second process: -EBUSY). Runs synchronously on the caller's thread — it is
+ * start-up, before anything is served. cfg is copied; NULL means defaults. Returns 0 or
+ * a negative errno; logs why. */
 int chat_store_open_sqlite(uv_loop_t *loop, const char *dir, const chat_store_config_t *cfg,
                            chat_store_t **out);
 int chat_store_open_memory(uv_loop_t *loop, const chat_store_config_t *cfg, chat_store_t **out);
 
 /* Called once the message is durable (err 0) or could not be stored (err < 0; then the
- * message must not be announced). msg is borrowed. */
+ * message must not be announced). Callbacks of one store run in seq order per room and in
+ * append order overall; never from inside chat_store_append. msg is borrowed. */
 typedef void (*chat_store_append_cb)(int err, chat_msg_t *msg, void *arg);
 
 /* Assigns id, seq and timestamp now and returns the message through *out (borrowed: valid
  * at least until the callback returns) so the caller can broadcast in seq order as soon
- * as the callback reports durability. Returns 0 or a negative errno (nothing queued). */
+ * as the callback reports durability. The strings must be UTF-8 (text may hold NULs: it
+ * is text_len bytes). cb may be NULL; out may be NULL. Returns 0 or a negative errno
+ * (nothing queued, cb not called): -EINVAL (bad argument or not UTF-8), -EAGAIN
+ * (max_pending reached), -ECANCELED (closing), -ENOMEM, or the error of an earlier
+ * failed commit. */
 int chat_store_append(chat_store_t *st, const char *room_id, const char *user_id,
                       const char *username, const char *text, size_t text_len,
                       chat_store_append_cb cb, void *arg, chat_msg_t **out);
 
-/* Messages of a room, oldest first: the `limit` newest with seq < before_seq (0: newest
- * overall). cb may run synchronously (window hit) or later (worker read). msgs borrowed. */
+/* Messages of a room, oldest first: the `limit` newest (at most max_read) acknowledged
+ * ones with seq < before_seq (0: newest overall). cb may run synchronously (window hit)
+ * or later (worker read), exactly once when 0 is returned, never when an error is. msgs
+ * and the messages are borrowed for the callback (chat_msg_ref to keep one). An unknown
+ * room has no messages (n 0, err 0). */
 typedef void (*chat_store_history_cb)(int err, chat_msg_t *const *msgs, size_t n, void *arg);
 int chat_store_history(chat_store_t *st, const char *room_id, uint64_t before_seq, size_t limit,
                        chat_store_history_cb cb, void *arg);
@@ -81,18 +115,23 @@ int chat_store_history(chat_store_t *st, const char *room_id, uint64_t before_se
 int chat_store_after(chat_store_t *st, const char *room_id, uint64_t after_seq, size_t limit,
                      chat_store_history_cb cb, void *arg);
 
-/* The last assigned seq of a room (0 when it has none). */
+/* The last assigned seq of a room (0 when it has none), pending appends included. */
 uint64_t chat_store_last_seq(chat_store_t *st, const char *room_id);
 
-/* Read receipts: user has read these message ids in room. Queued like appends; cb may
- * be NULL. */
+/* Read receipts: user has read these message ids in room (stored with the time of the
+ * call; marking again keeps the first time). Queued and committed like appends, in the
+ * same order; cb may be NULL. The strings are copied. Returns 0 or a negative errno as
+ * append. The memory store acknowledges receipts without keeping them. */
 typedef void (*chat_store_done_cb)(int err, void *arg);
 int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
                          const char *const *message_ids, size_t n, chat_store_done_cb cb,
                          void *arg);
 
 /* Flushes what is queued, stops the writer, frees everything; done(arg) runs on the loop
- * once the store is closed (the loop must keep running until then). */
+ * once the store is closed (the loop must keep running until then). Every pending append
+ * and mark_read callback and every pending history callback runs before done; calls made
+ * after close return -ECANCELED. done may be NULL. The store keeps the loop alive (an
+ * active uv_async_t) from open until close finished. */
 void chat_store_close(chat_store_t *st, void (*done)(void *arg), void *arg);
 
 #endif

@@ -1,0 +1,709 @@
+/* chat/store_common.c — the part of the chat store that does not touch the disk.
+ *
+ * Messages (one allocation each: struct, strings and compact JSON), message ids, rooms
+ * with their seq counters and windows, the public chat_store_* functions, the loop-side
+ * operation queue and acknowledgement delivery, and the close sequence. Backends
+ * (store_sqlite.c, store_memory.c) only store batches and read old ranges; see
+ * store_internal.h for the contract between the two halves.
+ *
+ * Not done here on purpose: acknowledged-but-unannounced bookkeeping (the caller
+ * broadcasts from the callback) and eviction of idle rooms (a room costs its counters and
+ * its window until close). */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chat/store_internal.h"
+#include "util/log.h"
+#include "util/rand.h"
+#include "util/utf8.h"
+
+/* Ops kept on the free list at most; beyond, finished ops go back to malloc. */
+#define STORE_FREE_OPS_MAX 4096
+/* History results up to this many are assembled on the stack. */
+#define STORE_STACK_MSGS 64
+/* Acknowledgements delivered per wake-up of the loop at most. */
+#define STORE_DELIVER_MAX 1024
+/* JSON up to this size is encoded once into a stack buffer, larger twice. */
+#define STORE_JSON_STACK 2048
+
+void chat_store_config_defaults(chat_store_config_t *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->window = 200;
+    cfg->max_batch = 10000;
+    cfg->max_pending = 100000;
+    cfg->max_read = 1000;
+    cfg->memory_keep = 0;
+    cfg->checkpoint_pages = 4000;
+}
+
+const char *store_strerror(int err) {
+    return err < 0 ? strerror(-err) : "ok";
+}
+
+int64_t store_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- messages ---- */
+
+void chat_msg_ref(chat_msg_t *m) {
+    if (m)
+        m->refs++;
+}
+
+void chat_msg_unref(chat_msg_t *m) {
+    if (m && --m->refs == 0)
+        free(m);
+}
+
+static json_t *json_slice(const char *s, size_t len) {
+    return json_stringn_nocheck(s, len);
+}
+
+/* Copies a slice behind *p as a NUL-terminated string and returns where it went. */
+static char *put_str(char **p, const char *s, size_t len) {
+    char *dst = *p;
+    if (len)
+        memcpy(dst, s, len);
+    dst[len] = '\0';
+    *p += len + 1;
+    return dst;
+}
+
+int store_msg_new(const store_msg_fields_t *f, bool validate, chat_msg_t **out) {
+    *out = NULL;
+    if (validate && (!utf8_is_valid((const uint8_t *)f->room_id, f->room_id_len) ||
+                     !utf8_is_valid((const uint8_t *)f->user_id, f->user_id_len) ||
+                     !utf8_is_valid((const uint8_t *)f->username, f->username_len) ||
+                     !utf8_is_valid((const uint8_t *)f->text, f->text_len)))
+        return -EINVAL;
+    if (f->seq > (uint64_t)INT64_MAX)
+        return -EOVERFLOW;
+
+    /* jansson keeps insertion order, which is the documented key order. The values are
+     * valid UTF-8 at this point, so the _nocheck constructors skip a second scan. */
+    json_t *o = json_object();
+    if (!o)
+        return -ENOMEM;
+    int bad = 0;
+    bad |= json_object_set_new_nocheck(o, "id", json_slice(f->id, f->id_len));
+    bad |= json_object_set_new_nocheck(o, "seq", json_integer((json_int_t)f->seq));
+    bad |= json_object_set_new_nocheck(o, "roomId", json_slice(f->room_id, f->room_id_len));
+    bad |= json_object_set_new_nocheck(o, "userId", json_slice(f->user_id, f->user_id_len));
+    bad |= json_object_set_new_nocheck(o, "username", json_slice(f->username, f->username_len));
+    bad |= json_object_set_new_nocheck(o, "text", json_slice(f->text, f->text_len));
+    bad |= json_object_set_new_nocheck(o, "timestamp", json_integer(f->timestamp));
+    if (bad) {
+        json_decref(o);
+        return -ENOMEM;
+    }
+
+    const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER;
+    char stack[STORE_JSON_STACK];
+    size_t json_len = json_dumpb(o, stack, sizeof stack, flags);
+    if (json_len == 0) {
+        json_decref(o);
+        return -ENOMEM;
+    }
+
+    /* One allocation per message: it outlives the call (window, broadcast queues,
+     * history) and is shared by reference, so it is the one allocation we cannot skip. */
+    size_t strings =
+        f->id_len + f->room_id_len + f->user_id_len + f->username_len + f->text_len + json_len + 6;
+    chat_msg_t *m = malloc(sizeof *m + strings);
+    if (!m) {
+        json_decref(o);
+        return -ENOMEM;
+    }
+    char *p = (char *)(m + 1);
+    m->refs = 1;
+    m->seq = f->seq;
+    m->timestamp = f->timestamp;
+    m->id = put_str(&p, f->id, f->id_len);
+    m->room_id = put_str(&p, f->room_id, f->room_id_len);
+    m->user_id = put_str(&p, f->user_id, f->user_id_len);
+    m->username = put_str(&p, f->username, f->username_len);
+    m->text = put_str(&p, f->text, f->text_len);
+    m->text_len = f->text_len;
+    m->json = p;
+    m->json_len = json_len;
+    if (json_len <= sizeof stack)
+        memcpy(m->json, stack, json_len);
+    else
+        json_dumpb(o, m->json, json_len, flags);
+    m->json[json_len] = '\0';
+    json_decref(o);
+    *out = m;
+    return 0;
+}
+
+/* ---- rooms and windows ---- */
+
+store_room_t *store_room_get(chat_store_t *st, const char *id, size_t id_len) {
+    return map_get(&st->rooms, id, id_len);
+}
+
+store_room_t *store_room_add(chat_store_t *st, const char *id, size_t id_len, uint64_t seq) {
+    store_room_t *r = calloc(1, sizeof *r + id_len + 1);
+    if (!r)
+        return NULL;
+    memcpy(r->id, id, id_len);
+    r->id_len = id_len;
+    r->last_seq = seq;
+    r->durable_seq = seq;
+    if (map_put(&st->rooms, r->id, id_len, r)) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static uint64_t window_lo(const store_room_t *r) {
+    return r->durable_seq - r->count + 1;
+}
+
+/* Makes room for one more entry (doubling up to the limit). Returns 0 or -ENOMEM. */
+static int window_grow(const chat_store_t *st, store_room_t *r) {
+    if (r->count < r->cap)
+        return 0;
+    size_t cap = r->cap ? r->cap * 2 : 8;
+    if (cap > st->window_limit)
+        cap = st->window_limit;
+    chat_msg_t **ring = calloc(cap, sizeof *ring);
+    if (!ring)
+        return -ENOMEM;
+    for (size_t i = 0; r->cap && i < r->count; i++)
+        ring[i] = r->ring[(r->head + i) % r->cap];
+    free(r->ring);
+    r->ring = ring;
+    r->cap = cap;
+    r->head = 0;
+    return 0;
+}
+
+/* The newly acknowledged message m (seq durable_seq + 1) enters the window; the oldest
+ * leaves when it is full. */
+static void window_push(chat_store_t *st, store_room_t *r, chat_msg_t *m) {
+    r->durable_seq = m->seq;
+    if (st->window_limit == 0)
+        return;
+    if (r->count == st->window_limit) {
+        chat_msg_unref(r->ring[r->head]);
+        r->ring[r->head] = m;
+        r->head = (r->head + 1) % r->cap;
+    } else if (window_grow(st, r) == 0) {
+        r->ring[(r->head + r->count) % r->cap] = m;
+        r->count++;
+    } else {
+        /* Out of memory: restart the window at this message (it must stay contiguous). */
+        for (size_t i = 0; i < r->count; i++)
+            chat_msg_unref(r->ring[(r->head + i) % r->cap]);
+        r->count = 0;
+        r->head = 0;
+        if (r->cap == 0)
+            return;
+        r->ring[0] = m;
+        r->count = 1;
+    }
+    chat_msg_ref(m);
+}
+
+/* A message read from the database just before the window's oldest enters it while the
+ * window is not full (after a restart windows start empty and warm up this way). */
+static void window_prepend(chat_store_t *st, store_room_t *r, chat_msg_t *m) {
+    if (r->count >= st->window_limit || m->seq + 1 != window_lo(r))
+        return;
+    if (window_grow(st, r))
+        return;
+    r->head = (r->head + r->cap - 1) % r->cap;
+    r->ring[r->head] = m;
+    r->count++;
+    chat_msg_ref(m);
+}
+
+static void room_free(store_room_t *r) {
+    for (size_t i = 0; i < r->count; i++)
+        chat_msg_unref(r->ring[(r->head + i) % r->cap]);
+    free(r->ring);
+    free(r);
+}
+
+/* ---- ids ---- */
+
+static int id_init(chat_store_t *st) {
+    uint8_t raw[8];
+    if (rand_bytes(raw, sizeof raw))
+        return -EIO;
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof raw; i++) {
+        st->id_prefix[2 * i] = hex[raw[i] >> 4];
+        st->id_prefix[2 * i + 1] = hex[raw[i] & 15];
+    }
+    st->id_prefix[16] = '\0';
+    return 0;
+}
+
+/* "<16 random hex digits drawn at open>-<counter in hex>": unique across restarts with
+ * overwhelming probability (64 random bits per open), and the database's unique index on
+ * id turns the improbable collision into a failed commit rather than a duplicate. */
+static size_t id_next(chat_store_t *st, char out[40]) {
+    return (size_t)snprintf(out, 40, "%s-%" PRIx64, st->id_prefix, ++st->id_counter);
+}
+
+/* ---- ops ---- */
+
+static store_op_t *op_alloc(chat_store_t *st) {
+    store_op_t *op = st->free_ops;
+    if (op) {
+        st->free_ops = op->next;
+        st->free_ops_count--;
+    } else if (!(op = malloc(sizeof *op))) {
+        return NULL;
+    }
+    memset(op, 0, sizeof *op);
+    return op;
+}
+
+static void op_release(chat_store_t *st, store_op_t *op) {
+    chat_msg_unref(op->msg);
+    free(op->receipts);
+    if (st->free_ops_count < STORE_FREE_OPS_MAX) {
+        op->next = st->free_ops;
+        st->free_ops = op;
+        st->free_ops_count++;
+    } else {
+        free(op);
+    }
+}
+
+static void flush_local(chat_store_t *st) {
+    store_op_t *head = st->local_head, *tail = st->local_tail;
+    st->local_head = st->local_tail = NULL;
+    if (head)
+        st->backend->submit(st, head, tail);
+}
+
+/* Runs just before the loop polls: everything appended during this iteration goes to
+ * the backend as one list (one lock, one wake-up of the writer), so a burst of appends
+ * from one read or one round of acks lands in one commit. */
+static void on_flush(uv_prepare_t *h) {
+    chat_store_t *st = h->data;
+    uv_prepare_stop(h);
+    flush_local(st);
+}
+
+/* Queues op on the loop-local list (see on_flush). */
+static void op_queue(chat_store_t *st, store_op_t *op) {
+    op->next = NULL;
+    if (st->local_tail)
+        st->local_tail->next = op;
+    else
+        st->local_head = op;
+    st->local_tail = op;
+    st->in_flight++;
+    uv_prepare_start(&st->flush_handle, on_flush); /* no-op when already active */
+}
+
+/* ---- delivery and close ---- */
+
+void store_deliver(chat_store_t *st, store_op_t *head, store_op_t *tail) {
+    uv_mutex_lock(&st->mu);
+    if (st->done_tail)
+        st->done_tail->next = head;
+    else
+        st->done_head = head;
+    st->done_tail = tail;
+    tail->next = NULL;
+    uv_mutex_unlock(&st->mu);
+    uv_async_send(&st->done_async);
+}
+
+void store_backend_stopped(chat_store_t *st) {
+    uv_mutex_lock(&st->mu);
+    st->backend_stopped = true;
+    bool started = st->started;
+    uv_mutex_unlock(&st->mu);
+    if (started)
+        uv_async_send(&st->done_async);
+}
+
+static void store_free(chat_store_t *st) {
+    void (*done)(void *) = st->close_done;
+    void *arg = st->close_arg;
+    map_entry_t *e;
+    for (size_t i = 0; map_next(&st->rooms, &i, &e);)
+        room_free(e->value);
+    map_free(&st->rooms);
+    while (st->free_ops) {
+        store_op_t *op = st->free_ops;
+        st->free_ops = op->next;
+        free(op);
+    }
+    uv_mutex_destroy(&st->mu);
+    free(st);
+    if (done)
+        done(arg);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+    chat_store_t *st = h->data;
+    if (--st->handles_open == 0)
+        store_free(st);
+}
+
+/* Advances the close sequence as far as it can: first everything in flight (acks and
+ * reads) finishes, then the backend stops, then the handles close and all is freed. */
+static void close_step(chat_store_t *st) {
+    if (!st->closing || st->in_flight || st->reads_in_flight)
+        return;
+    if (!st->stop_requested) {
+        st->stop_requested = true;
+        st->backend->stop(st);
+        return;
+    }
+    if (!st->stopped || st->handles_closing)
+        return;
+    st->handles_closing = true;
+    if (st->backend->destroy)
+        st->backend->destroy(st);
+    uv_close((uv_handle_t *)&st->flush_handle, on_handle_closed);
+    uv_close((uv_handle_t *)&st->done_async, on_handle_closed);
+}
+
+static void deliver_one(chat_store_t *st, store_op_t *op) {
+    if (op->err < 0 && st->failed == 0) {
+        st->failed = op->err;
+        LOG_ERROR(STORE_TAG, "%s store failed (%s); refusing every later write", st->backend->name,
+                  store_strerror(op->err));
+    }
+    if (op->kind == STORE_OP_APPEND) {
+        if (op->err == 0)
+            window_push(st, op->room, op->msg);
+        if (op->append_cb)
+            op->append_cb(op->err, op->msg, op->arg);
+    } else if (op->done_cb) {
+        op->done_cb(op->err, op->arg);
+    }
+}
+
+static void on_done(uv_async_t *h) {
+    chat_store_t *st = h->data;
+    uv_mutex_lock(&st->mu);
+    /* At most STORE_DELIVER_MAX callbacks per wake-up, so that a big batch does not keep
+     * the loop from its sockets; the rest follow on the next iteration. */
+    store_op_t *op = st->done_head, *last = op;
+    for (size_t n = 1; last && last->next && n < STORE_DELIVER_MAX; n++)
+        last = last->next;
+    if (last) {
+        st->done_head = last->next;
+        last->next = NULL;
+        if (!st->done_head)
+            st->done_tail = NULL;
+    }
+    bool more = st->done_head != NULL;
+    /* backend_stopped is set after the backend's last delivery, under this lock, so when
+     * it is seen with nothing left in the list nothing can follow. */
+    bool stopped = st->backend_stopped && !more;
+    uv_mutex_unlock(&st->mu);
+    if (more)
+        uv_async_send(h);
+    while (op) {
+        store_op_t *next = op->next;
+        st->in_flight--;
+        deliver_one(st, op);
+        op_release(st, op);
+        op = next;
+    }
+    st->stopped = stopped;
+    close_step(st);
+}
+
+int store_init(chat_store_t *st, uv_loop_t *loop, const chat_store_config_t *cfg,
+               const store_backend_t *backend, size_t window_limit) {
+    st->backend = backend;
+    st->loop = loop;
+    if (cfg)
+        st->cfg = *cfg;
+    else
+        chat_store_config_defaults(&st->cfg);
+    if (st->cfg.max_batch == 0)
+        st->cfg.max_batch = 1;
+    if (st->cfg.max_pending == 0)
+        st->cfg.max_pending = SIZE_MAX;
+    if (st->cfg.max_read == 0)
+        st->cfg.max_read = SIZE_MAX;
+    st->window_limit = window_limit;
+    int err = id_init(st);
+    if (err)
+        return err;
+    if (map_init(&st->rooms))
+        return -EIO;
+    if (uv_mutex_init(&st->mu)) {
+        map_free(&st->rooms);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int store_start(chat_store_t *st) {
+    /* The loop's libuv state is touched last, so that a failed open never leaves a
+     * handle behind that the caller would have to run the loop for. */
+    int err = uv_async_init(st->loop, &st->done_async, on_done);
+    if (err)
+        return err;
+    st->done_async.data = st;
+    uv_prepare_init(st->loop, &st->flush_handle);
+    st->flush_handle.data = st;
+    st->handles_open = 2;
+    uv_mutex_lock(&st->mu);
+    st->started = true;
+    uv_mutex_unlock(&st->mu);
+    return 0;
+}
+
+void store_fini_unopened(chat_store_t *st) {
+    map_entry_t *e;
+    for (size_t i = 0; map_next(&st->rooms, &i, &e);)
+        room_free(e->value);
+    map_free(&st->rooms);
+    uv_mutex_destroy(&st->mu);
+}
+
+/* ---- public functions ---- */
+
+int chat_store_append(chat_store_t *st, const char *room_id, const char *user_id,
+                      const char *username, const char *text, size_t text_len,
+                      chat_store_append_cb cb, void *arg, chat_msg_t **out) {
+    if (out)
+        *out = NULL;
+    if (!st || !room_id || !user_id || !username || (!text && text_len))
+        return -EINVAL;
+    if (st->closing)
+        return -ECANCELED;
+    if (st->failed)
+        return st->failed;
+    if (st->in_flight >= st->cfg.max_pending)
+        return -EAGAIN;
+
+    size_t room_len = strlen(room_id);
+    store_room_t *room = store_room_get(st, room_id, room_len);
+    uint64_t seq = (room ? room->last_seq : 0) + 1;
+    char id[40];
+    store_msg_fields_t f = {
+        .id = id,
+        .id_len = id_next(st, id),
+        .room_id = room_id,
+        .room_id_len = room_len,
+        .user_id = user_id,
+        .user_id_len = strlen(user_id),
+        .username = username,
+        .username_len = strlen(username),
+        .text = text ? text : "",
+        .text_len = text_len,
+        .seq = seq,
+        .timestamp = store_now_ms(),
+    };
+    chat_msg_t *m;
+    int err = store_msg_new(&f, true, &m);
+    if (err)
+        return err;
+    store_op_t *op = op_alloc(st);
+    if (!op || (!room && !(room = store_room_add(st, room_id, room_len, 0)))) {
+        if (op)
+            op_release(st, op);
+        chat_msg_unref(m);
+        return -ENOMEM;
+    }
+    room->last_seq = seq;
+    op->kind = STORE_OP_APPEND;
+    op->room = room;
+    op->msg = m;
+    op->append_cb = cb;
+    op->arg = arg;
+    op_queue(st, op);
+    if (out)
+        *out = m;
+    return 0;
+}
+
+int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
+                         const char *const *message_ids, size_t n, chat_store_done_cb cb,
+                         void *arg) {
+    if (!st || !room_id || !user_id || (n && !message_ids))
+        return -EINVAL;
+    if (st->closing)
+        return -ECANCELED;
+    if (st->failed)
+        return st->failed;
+    if (st->in_flight >= st->cfg.max_pending)
+        return -EAGAIN;
+
+    size_t room_len = strlen(room_id) + 1, user_len = strlen(user_id) + 1;
+    size_t bytes = sizeof(store_receipts_t) + n * sizeof(char *) + room_len + user_len;
+    for (size_t i = 0; i < n; i++) {
+        if (!message_ids[i])
+            return -EINVAL;
+        bytes += strlen(message_ids[i]) + 1;
+    }
+    store_receipts_t *rc = malloc(bytes);
+    store_op_t *op = rc ? op_alloc(st) : NULL;
+    if (!op) {
+        free(rc);
+        return -ENOMEM;
+    }
+    char *p = (char *)&rc->ids[n];
+    rc->room_id = put_str(&p, room_id, room_len - 1);
+    rc->user_id = put_str(&p, user_id, user_len - 1);
+    rc->read_at = store_now_ms();
+    rc->n = n;
+    for (size_t i = 0; i < n; i++)
+        rc->ids[i] = put_str(&p, message_ids[i], strlen(message_ids[i]));
+    op->kind = STORE_OP_MARK_READ;
+    op->receipts = rc;
+    op->done_cb = cb;
+    op->arg = arg;
+    op_queue(st, op);
+    return 0;
+}
+
+uint64_t chat_store_last_seq(chat_store_t *st, const char *room_id) {
+    if (!st || !room_id)
+        return 0;
+    store_room_t *r = store_room_get(st, room_id, strlen(room_id));
+    return r ? r->last_seq : 0;
+}
+
+/* Serves the acknowledged range [lo, hi] of room r: from the window when it holds lo
+ * (synchronously), else from the backend on a worker. */
+static int serve_range(chat_store_t *st, store_room_t *r, uint64_t lo, uint64_t hi,
+                       chat_store_history_cb cb, void *arg) {
+    uint64_t wlo = window_lo(r);
+    if (lo < wlo && st->backend->read) {
+        store_read_t *rd = calloc(1, sizeof *rd);
+        if (!rd)
+            return -ENOMEM;
+        rd->st = st;
+        rd->room_id = r->id;
+        rd->room_id_len = r->id_len;
+        rd->lo = lo;
+        rd->hi = hi;
+        rd->cb = cb;
+        rd->arg = arg;
+        rd->req.data = rd;
+        int err = st->backend->read(st, rd);
+        if (err) {
+            free(rd);
+            return err;
+        }
+        st->reads_in_flight++;
+        return 0;
+    }
+    if (lo < wlo)
+        lo = wlo; /* memory store: older messages were dropped */
+    if (hi < lo) {
+        cb(0, NULL, 0, arg);
+        return 0;
+    }
+    size_t n = (size_t)(hi - lo + 1);
+    size_t first = (r->head + (size_t)(lo - wlo)) % r->cap;
+    if (first + n <= r->cap) {
+        /* Contiguous in the ring: hand out the ring itself. Nothing the callback can do
+         * changes a window synchronously (acks and reads land from the loop later). */
+        cb(0, &r->ring[first], n, arg);
+        return 0;
+    }
+    chat_msg_t *stack[STORE_STACK_MSGS] = {0};
+    chat_msg_t **msgs = n <= STORE_STACK_MSGS ? stack : malloc(n * sizeof *msgs);
+    if (!msgs)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        msgs[i] = r->ring[(first + i) % r->cap];
+    cb(0, msgs, n, arg);
+    if (msgs != stack)
+        free(msgs);
+    return 0;
+}
+
+void store_read_finish(uv_work_t *req, int status) {
+    store_read_t *rd = req->data;
+    chat_store_t *st = rd->st;
+    st->reads_in_flight--;
+    if (status < 0 && rd->err == 0)
+        rd->err = status;
+    store_room_t *r = store_room_get(st, rd->room_id, rd->room_id_len);
+    if (rd->err == 0 && r) {
+        for (size_t i = rd->n; i-- > 0;)
+            window_prepend(st, r, rd->msgs[i]);
+    }
+    rd->cb(rd->err, rd->err ? NULL : rd->msgs, rd->err ? 0 : rd->n, rd->arg);
+    for (size_t i = 0; i < rd->n; i++)
+        chat_msg_unref(rd->msgs[i]);
+    free(rd->msgs);
+    free(rd);
+    close_step(st);
+}
+
+static int history_args(chat_store_t *st, const char *room_id, chat_store_history_cb cb,
+                        store_room_t **room) {
+    if (!st || !room_id || !cb)
+        return -EINVAL;
+    if (st->closing)
+        return -ECANCELED;
+    *room = store_room_get(st, room_id, strlen(room_id));
+    return 0;
+}
+
+int chat_store_history(chat_store_t *st, const char *room_id, uint64_t before_seq, size_t limit,
+                       chat_store_history_cb cb, void *arg) {
+    store_room_t *r;
+    int err = history_args(st, room_id, cb, &r);
+    if (err)
+        return err;
+    if (limit > st->cfg.max_read)
+        limit = st->cfg.max_read;
+    uint64_t hi = r ? r->durable_seq : 0;
+    if (before_seq && before_seq - 1 < hi)
+        hi = before_seq - 1;
+    if (hi == 0 || limit == 0) {
+        cb(0, NULL, 0, arg);
+        return 0;
+    }
+    uint64_t lo = hi >= limit ? hi - limit + 1 : 1;
+    return serve_range(st, r, lo, hi, cb, arg);
+}
+
+int chat_store_after(chat_store_t *st, const char *room_id, uint64_t after_seq, size_t limit,
+                     chat_store_history_cb cb, void *arg) {
+    store_room_t *r;
+    int err = history_args(st, room_id, cb, &r);
+    if (err)
+        return err;
+    if (limit > st->cfg.max_read)
+        limit = st->cfg.max_read;
+    if (!r || after_seq >= r->durable_seq || limit == 0) {
+        cb(0, NULL, 0, arg);
+        return 0;
+    }
+    uint64_t hi = r->durable_seq;
+    if (hi - after_seq > limit)
+        hi = after_seq + limit;
+    return serve_range(st, r, after_seq + 1, hi, cb, arg);
+}
+
+void chat_store_close(chat_store_t *st, void (*done)(void *arg), void *arg) {
+    if (!st || st->closing)
+        return;
+    st->closing = true;
+    st->close_done = done;
+    st->close_arg = arg;
+    uv_prepare_stop(&st->flush_handle);
+    flush_local(st);
+    close_step(st);
+}

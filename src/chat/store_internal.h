@@ -1,0 +1,177 @@
+/* chat/store_internal.h — what the two chat stores share; private to src/chat/store_*.c.
+ *
+ * store_common.c owns everything that does not touch the disk: messages and their JSON,
+ * message ids, the rooms with their seq counters and in-memory windows, the loop-side
+ * queue of operations, acknowledgement delivery and the close sequence. A backend
+ * (store_sqlite.c, store_memory.c) is a small table of functions that takes batches of
+ * operations, hands them back once they are stored, and optionally reads ranges of a
+ * room that are no longer in its window.
+ *
+ * The path of an append: chat_store_append (loop) builds the message and queues an op on
+ * the loop-local list; once per loop iteration (uv_prepare) the list goes to the backend
+ * in one piece (backend->submit); the backend returns finished ops in order through
+ * store_deliver (any thread), which wakes the loop (uv_async); the loop advances the
+ * room's durable seq, pushes the message into the window and calls the callback. */
+#ifndef PARLEY_CHAT_STORE_INTERNAL_H
+#define PARLEY_CHAT_STORE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "chat/store.h"
+#include "util/map.h"
+
+#define STORE_TAG "chat"
+
+/* ---- messages ---- */
+
+/* The fields of a message as byte slices (not necessarily NUL-terminated). */
+typedef struct {
+    const char *id, *room_id, *user_id, *username, *text;
+    size_t id_len, room_id_len, user_id_len, username_len, text_len;
+    uint64_t seq;
+    int64_t timestamp;
+} store_msg_fields_t;
+
+/* A new message with one reference: the struct, its strings and its JSON in one
+ * allocation. With `validate`, every string must be UTF-8 (else -EINVAL); messages read
+ * back from the database were validated when they were appended. Returns 0, -EINVAL or
+ * -ENOMEM. Safe on any thread (it touches no shared state). */
+int store_msg_new(const store_msg_fields_t *f, bool validate, chat_msg_t **out);
+
+/* Unix time in milliseconds (wall clock). */
+int64_t store_now_ms(void);
+
+/* ---- rooms and their windows (loop thread only) ---- */
+
+/* A room: its counters and the ring of its newest acknowledged messages. The window
+ * holds the contiguous seqs [durable_seq - count + 1, durable_seq]; it may be shorter
+ * than the limit (after a restart it starts empty and fills from new acks and from
+ * database reads adjacent to it). */
+typedef struct store_room {
+    uint64_t last_seq;    /* last seq assigned by append (pending ones included) */
+    uint64_t durable_seq; /* last seq acknowledged (committed and delivered) */
+    chat_msg_t **ring;    /* cap slots, count used from head, one reference each */
+    size_t cap, head, count;
+    size_t id_len;
+    char id[]; /* NUL-terminated; the rooms map's key points here */
+} store_room_t;
+
+/* ---- operations queued to a backend ---- */
+
+typedef enum { STORE_OP_APPEND, STORE_OP_MARK_READ } store_op_kind_t;
+
+/* Read receipts of one mark_read call, one allocation. */
+typedef struct {
+    const char *room_id, *user_id;
+    int64_t read_at; /* Unix ms */
+    size_t n;
+    const char *ids[];
+} store_receipts_t;
+
+/* One queued operation. Owned by the store from append until its callback returned; a
+ * backend reads it (and the message) but never frees it. Ops are recycled through a
+ * loop-side free list, so the steady state allocates nothing here. */
+typedef struct store_op {
+    struct store_op *next;
+    store_op_kind_t kind;
+    int err; /* set by the backend: 0 stored, < 0 not stored */
+    store_room_t *room;
+    chat_msg_t *msg;            /* APPEND: one reference, dropped after the callback */
+    store_receipts_t *receipts; /* MARK_READ: owned, freed after the callback */
+    chat_store_append_cb append_cb;
+    chat_store_done_cb done_cb;
+    void *arg;
+} store_op_t;
+
+/* A range read handed to a worker: [lo, hi] of one room, both acknowledged. */
+typedef struct store_read {
+    uv_work_t req;
+    chat_store_t *st;
+    const char *room_id; /* the room's own copy: immutable, lives until close */
+    size_t room_id_len;
+    uint64_t lo, hi;
+    chat_msg_t **msgs; /* filled by the backend: ascending seq, one reference each */
+    size_t n;
+    int err;
+    chat_store_history_cb cb;
+    void *arg;
+} store_read_t;
+
+typedef struct store_backend {
+    const char *name;
+    /* Takes ops head..tail (linked through next, in order) on the loop thread and later
+     * hands each back, in the same order, through store_deliver. Never calls back
+     * synchronously. */
+    void (*submit)(chat_store_t *st, store_op_t *head, store_op_t *tail);
+    /* Starts reading rd->lo..rd->hi of a room; store_read_finish(rd) must follow on the
+     * loop (as uv_queue_work's after_work). NULL: the backend keeps only the window. */
+    int (*read)(chat_store_t *st, store_read_t *rd);
+    /* Called once, on the loop, when close found nothing in flight: flush, stop, and
+     * call store_backend_stopped (any thread) when the backend is idle for good. */
+    void (*stop)(chat_store_t *st);
+    /* Frees the backend's resources on the loop after it stopped; may be NULL. */
+    void (*destroy)(chat_store_t *st);
+} store_backend_t;
+
+struct chat_store {
+    const store_backend_t *backend;
+    uv_loop_t *loop;
+    chat_store_config_t cfg;
+    size_t window_limit; /* messages per room window (SIZE_MAX: unlimited) */
+    map_t rooms;         /* room id -> store_room_t */
+
+    char id_prefix[17]; /* 16 random hex digits drawn at open */
+    uint64_t id_counter;
+
+    /* Loop side. */
+    store_op_t *local_head, *local_tail; /* appended, not yet submitted */
+    store_op_t *free_ops;
+    size_t free_ops_count;
+    size_t in_flight;       /* ops appended and not yet delivered */
+    size_t reads_in_flight; /* worker reads not yet finished */
+    int failed;             /* < 0: a commit failed; every later call fails with it */
+    bool closing, stop_requested, stopped, handles_closing;
+    int handles_open;
+    void (*close_done)(void *arg);
+    void *close_arg;
+    uv_prepare_t flush_handle; /* hands local ops to the backend once per iteration */
+    uv_async_t done_async;     /* wakes the loop when ops were delivered */
+
+    /* Shared with backend threads, under mu. */
+    uv_mutex_t mu;
+    store_op_t *done_head, *done_tail;
+    bool backend_stopped;
+    bool started; /* store_start succeeded: the async handle exists */
+};
+
+/* Initialises the common part of a store the backend allocated (zeroed, with `st` at
+ * its start). window_limit SIZE_MAX means unlimited. Returns 0 or a negative errno. */
+int store_init(chat_store_t *st, uv_loop_t *loop, const chat_store_config_t *cfg,
+               const store_backend_t *backend, size_t window_limit);
+/* Creates the store's loop handles; the last step of a successful open (after it the
+ * store can only go away through chat_store_close). Returns 0 or a negative errno. */
+int store_start(chat_store_t *st);
+/* Undoes store_init (and what open added to the rooms) when open fails before
+ * store_start. Frees nothing the backend owns, nor st itself. */
+void store_fini_unopened(chat_store_t *st);
+
+/* Finds a room, or creates it with the given counters. NULL when out of memory. */
+store_room_t *store_room_get(chat_store_t *st, const char *id, size_t id_len);
+store_room_t *store_room_add(chat_store_t *st, const char *id, size_t id_len, uint64_t seq);
+
+/* Backend -> store, from any thread: ops head..tail are finished (their err is set).
+ * Must be called in submit order. */
+void store_deliver(chat_store_t *st, store_op_t *head, store_op_t *tail);
+/* Backend -> store, from any thread, after its last store_deliver. Before store_start
+ * (a failed open) it only records the fact. */
+void store_backend_stopped(chat_store_t *st);
+/* after_work of a backend read (loop thread). */
+void store_read_finish(uv_work_t *req, int status);
+
+/* Maps a negative errno to its name for logs. */
+const char *store_strerror(int err);
+
+#endif

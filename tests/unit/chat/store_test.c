@@ -1,0 +1,895 @@
+/* tests/unit/chat/store_test.c — the chat stores (src/chat/store_*.c).
+ *
+ * Every behavioural test runs twice, against the SQLite store (in a fresh temporary
+ * directory) and the memory store: seqs from 1 per room without gaps, callbacks in order
+ * and on the loop thread and never from inside append, history paging across the window
+ * (with a window of 5, so that the SQLite store has to read older pages on a worker —
+ * visible as a callback that arrives after chat_store_history returned), chat_store_after,
+ * last_seq, the exact JSON of a message (UTF-8, quotes, backslashes, control characters
+ * and NULs), and close flushing everything pending before done. SQLite only: data, seq
+ * counters and windows after a reopen, the schema version, read receipts in the table
+ * with their upsert, the directory lock, a schema newer than the build, and a failed
+ * commit (a conflicting row written behind the store's back) failing its whole batch and
+ * every later write. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "chat/store.h"
+#include "util/log.h"
+
+#define MAX_RECORDS 8192
+
+typedef enum { KIND_SQLITE, KIND_MEMORY } kind_t;
+
+typedef struct {
+    kind_t kind;
+    uv_loop_t loop;
+    chat_store_t *st;
+    char dir[64];
+    chat_store_config_t cfg;
+} fx_t;
+
+static uv_thread_t loop_thread;
+static bool in_store_call; /* set around calls that must not call back synchronously */
+
+/* ---- fixture ---- */
+
+static void rm_dir(const char *dir) {
+    static const char *const files[] = {"parley.db", "parley.db-wal", "parley.db-shm"};
+    char path[128];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static int open_store(fx_t *fx) {
+    chat_store_t *st = NULL;
+    int err = fx->kind == KIND_SQLITE ? chat_store_open_sqlite(&fx->loop, fx->dir, &fx->cfg, &st)
+                                      : chat_store_open_memory(&fx->loop, &fx->cfg, &st);
+    fx->st = st;
+    return err;
+}
+
+static void on_closed(void *arg) {
+    *(bool *)arg = true;
+}
+
+static void run_until(fx_t *fx, const bool *flag) {
+    while (!*flag)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+}
+
+static void close_store(fx_t *fx) {
+    bool closed = false;
+    chat_store_close(fx->st, on_closed, &closed);
+    run_until(fx, &closed);
+    fx->st = NULL;
+}
+
+static int setup(void **state, kind_t kind, size_t window) {
+    log_threshold = LOG_LEVEL_WARN;
+    fx_t *fx = calloc(1, sizeof *fx);
+    assert_non_null(fx);
+    fx->kind = kind;
+    assert_int_equal(uv_loop_init(&fx->loop), 0);
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/parley-store-XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    chat_store_config_defaults(&fx->cfg);
+    fx->cfg.window = window;
+    assert_int_equal(open_store(fx), 0);
+    loop_thread = uv_thread_self();
+    *state = fx;
+    return 0;
+}
+
+static int setup_sqlite(void **state) {
+    return setup(state, KIND_SQLITE, 5);
+}
+
+static int setup_memory(void **state) {
+    return setup(state, KIND_MEMORY, 5);
+}
+
+static int teardown(void **state) {
+    fx_t *fx = *state;
+    if (fx->st)
+        close_store(fx);
+    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    rm_dir(fx->dir);
+    free(fx);
+    return 0;
+}
+
+/* ---- recording callbacks ---- */
+
+typedef struct {
+    char room[16];
+    uint64_t seq;
+    int err;
+    char id[48];
+} record_t;
+
+static record_t records[MAX_RECORDS];
+static size_t nrecords;
+static bool off_loop; /* a callback ran on another thread or inside a store call */
+
+static void on_append(int err, chat_msg_t *msg, void *arg) {
+    if (!uv_thread_equal(&loop_thread, &(uv_thread_t){uv_thread_self()}) || in_store_call)
+        off_loop = true;
+    assert_true(nrecords < MAX_RECORDS);
+    record_t *r = &records[nrecords++];
+    snprintf(r->room, sizeof r->room, "%s", msg->room_id);
+    snprintf(r->id, sizeof r->id, "%s", msg->id);
+    r->seq = msg->seq;
+    r->err = err;
+    (void)arg;
+}
+
+static void reset_records(void) {
+    nrecords = 0;
+    off_loop = false;
+}
+
+/* Appends one message and checks the synchronous part of the contract. */
+static chat_msg_t *append(fx_t *fx, const char *room, const char *text) {
+    chat_msg_t *m = NULL;
+    in_store_call = true;
+    int err = chat_store_append(fx->st, room, "u1", "Ann", text, strlen(text), on_append, NULL, &m);
+    in_store_call = false;
+    assert_int_equal(err, 0);
+    assert_non_null(m);
+    return m;
+}
+
+static void wait_records(fx_t *fx, size_t n) {
+    while (nrecords < n)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(nrecords, n);
+}
+
+/* Appends n messages "<room> #i" to room and waits for their acks. */
+static void fill(fx_t *fx, const char *room, int n) {
+    size_t start = nrecords;
+    for (int i = 0; i < n; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "%s #%d", room, i + 1);
+        append(fx, room, text);
+    }
+    wait_records(fx, start + (size_t)n);
+}
+
+/* ---- history results ---- */
+
+typedef struct {
+    bool called, sync;
+    int err;
+    size_t n;
+    uint64_t seqs[64];
+    char *json[64];
+} hist_t;
+
+static void on_history(int err, chat_msg_t *const *msgs, size_t n, void *arg) {
+    hist_t *h = arg;
+    if (!uv_thread_equal(&loop_thread, &(uv_thread_t){uv_thread_self()}))
+        off_loop = true;
+    assert_false(h->called);
+    h->called = true;
+    h->sync = in_store_call;
+    h->err = err;
+    h->n = n;
+    assert_true(n <= 64);
+    for (size_t i = 0; i < n; i++) {
+        h->seqs[i] = msgs[i]->seq;
+        h->json[i] = strdup(msgs[i]->json);
+    }
+}
+
+static void hist_free(hist_t *h) {
+    for (size_t i = 0; i < h->n; i++)
+        free(h->json[i]);
+    memset(h, 0, sizeof *h);
+}
+
+static void hist_wait(fx_t *fx, hist_t *h, int rc) {
+    assert_int_equal(rc, 0);
+    while (!h->called)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(h->err, 0);
+}
+
+static void history(fx_t *fx, hist_t *h, const char *room, uint64_t before, size_t limit) {
+    memset(h, 0, sizeof *h);
+    in_store_call = true;
+    int rc = chat_store_history(fx->st, room, before, limit, on_history, h);
+    in_store_call = false;
+    hist_wait(fx, h, rc);
+}
+
+static void after(fx_t *fx, hist_t *h, const char *room, uint64_t after_seq, size_t limit) {
+    memset(h, 0, sizeof *h);
+    in_store_call = true;
+    int rc = chat_store_after(fx->st, room, after_seq, limit, on_history, h);
+    in_store_call = false;
+    hist_wait(fx, h, rc);
+}
+
+/* Checks that h holds exactly seqs lo..hi and frees it. */
+static void expect_range(hist_t *h, uint64_t lo, uint64_t hi) {
+    size_t n = hi >= lo ? (size_t)(hi - lo + 1) : 0;
+    if (h->n != n)
+        fail_msg("expected %zu messages (%llu..%llu), got %zu", n, (unsigned long long)lo,
+                 (unsigned long long)hi, h->n);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(h->seqs[i], lo + i);
+    hist_free(h);
+}
+
+/* ---- tests: both stores ---- */
+
+static void test_seq_per_room(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    static const char *const rooms[] = {"a", "b", "c"};
+    uint64_t expect[3] = {0};
+    for (int i = 0; i < 30; i++) {
+        int r = (i * 7) % 3; /* interleaved */
+        chat_msg_t *m = append(fx, rooms[r], "hi");
+        assert_int_equal(m->seq, ++expect[r]);
+        assert_string_equal(m->room_id, rooms[r]);
+        assert_int_equal(chat_store_last_seq(fx->st, rooms[r]), expect[r]);
+    }
+    assert_int_equal(nrecords, 0); /* nothing acknowledged synchronously */
+    wait_records(fx, 30);
+    assert_false(off_loop);
+    /* Callbacks in append order, so per room in seq order from 1 without gaps. */
+    uint64_t seen[3] = {0};
+    for (size_t i = 0; i < 30; i++) {
+        int r = ((int)i * 7) % 3;
+        assert_int_equal(records[i].err, 0);
+        assert_string_equal(records[i].room, rooms[r]);
+        assert_int_equal(records[i].seq, ++seen[r]);
+    }
+    for (size_t i = 0; i < 30; i++)
+        for (size_t j = i + 1; j < 30; j++)
+            assert_string_not_equal(records[i].id, records[j].id);
+    assert_int_equal(chat_store_last_seq(fx->st, "a"), 10);
+    assert_int_equal(chat_store_last_seq(fx->st, "nope"), 0);
+}
+
+static void test_many_batches(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    /* Appends spread over many loop iterations, so over many commits. */
+    size_t total = 0;
+    for (int round = 0; round < 40; round++) {
+        for (int i = 0; i < 52; i++) {
+            char room[8];
+            snprintf(room, sizeof room, "r%d", i % 4);
+            append(fx, room, "x");
+            total++;
+        }
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    }
+    wait_records(fx, total);
+    assert_false(off_loop);
+    uint64_t next[4] = {1, 1, 1, 1};
+    for (size_t i = 0; i < total; i++) {
+        int r = records[i].room[1] - '0';
+        assert_int_equal(records[i].err, 0);
+        assert_int_equal(records[i].seq, next[r]++);
+    }
+    for (int r = 0; r < 4; r++)
+        assert_int_equal(next[r] - 1, 520);
+}
+
+/* One batch bigger than what one wake-up delivers (STORE_DELIVER_MAX): still every
+ * callback, in order, the rest on later iterations. */
+static void test_big_batch(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    for (int i = 0; i < 3000; i++)
+        append(fx, i % 3 ? "big" : "small", "x");
+    uv_run(&fx->loop, UV_RUN_ONCE); /* the flush */
+    while (nrecords == 0)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_true(nrecords <= 1024);
+    wait_records(fx, 3000);
+    assert_false(off_loop);
+    uint64_t big = 0, small = 0;
+    for (size_t i = 0; i < 3000; i++) {
+        assert_int_equal(records[i].err, 0);
+        assert_int_equal(records[i].seq, i % 3 ? ++big : ++small);
+    }
+}
+
+static void test_history_paging(void **state) {
+    fx_t *fx = *state;
+    bool sqlite = fx->kind == KIND_SQLITE;
+    reset_records();
+    fill(fx, "r", 12);
+    fill(fx, "other", 3);
+    hist_t h;
+
+    history(fx, &h, "r", 0, 5); /* the window: 8..12 */
+    assert_true(h.sync);
+    expect_range(&h, 8, 12);
+    history(fx, &h, "r", 0, 3);
+    assert_true(h.sync);
+    expect_range(&h, 10, 12);
+    history(fx, &h, "r", 11, 2);
+    assert_true(h.sync);
+    expect_range(&h, 9, 10);
+    history(fx, &h, "r", 100, 5); /* before beyond the end: the newest */
+    expect_range(&h, 8, 12);
+
+    history(fx, &h, "r", 8, 3); /* just below the window */
+    assert_true(h.sync == !sqlite);
+    expect_range(&h, 5, 7);
+    history(fx, &h, "r", 10, 4); /* straddles the window's start */
+    assert_true(h.sync == !sqlite);
+    expect_range(&h, 6, 9);
+    history(fx, &h, "r", 3, 10); /* the first page */
+    expect_range(&h, 1, 2);
+    history(fx, &h, "r", 0, 100);
+    assert_true(h.sync == !sqlite);
+    expect_range(&h, 1, 12);
+    /* Paging backwards the way a client does: before = the oldest seq seen so far. */
+    uint64_t before = 0, expect_hi = 12;
+    for (;;) {
+        history(fx, &h, "r", before, 4);
+        if (h.n == 0)
+            break;
+        assert_int_equal(h.seqs[h.n - 1], expect_hi);
+        before = h.seqs[0];
+        expect_hi = before - 1;
+        hist_free(&h);
+    }
+    assert_int_equal(before, 1);
+
+    history(fx, &h, "r", 1, 5); /* nothing before the first */
+    assert_true(h.sync);
+    expect_range(&h, 1, 0);
+    history(fx, &h, "r", 0, 0);
+    expect_range(&h, 1, 0);
+    history(fx, &h, "unknown", 0, 5);
+    assert_true(h.sync);
+    expect_range(&h, 1, 0);
+    history(fx, &h, "other", 0, 50);
+    expect_range(&h, 1, 3);
+    assert_false(off_loop);
+}
+
+static void test_history_only_acknowledged(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    fill(fx, "r", 3);
+    append(fx, "r", "pending");
+    assert_int_equal(chat_store_last_seq(fx->st, "r"), 4);
+    hist_t h;
+    history(fx, &h, "r", 0, 10); /* synchronous: the append is not acknowledged yet */
+    assert_true(h.sync);
+    expect_range(&h, 1, 3);
+    after(fx, &h, "r", 3, 10);
+    expect_range(&h, 1, 0);
+    wait_records(fx, 4);
+    history(fx, &h, "r", 0, 10);
+    expect_range(&h, 1, 4);
+}
+
+static void test_after(void **state) {
+    fx_t *fx = *state;
+    bool sqlite = fx->kind == KIND_SQLITE;
+    reset_records();
+    fill(fx, "r", 12);
+    hist_t h;
+    after(fx, &h, "r", 0, 5);
+    assert_true(h.sync == !sqlite);
+    expect_range(&h, 1, 5);
+    after(fx, &h, "r", 5, 100);
+    expect_range(&h, 6, 12);
+    after(fx, &h, "r", 7, 3); /* inside the window (8..12) */
+    assert_true(h.sync);
+    expect_range(&h, 8, 10);
+    after(fx, &h, "r", 10, 1);
+    expect_range(&h, 11, 11);
+    after(fx, &h, "r", 12, 5);
+    assert_true(h.sync);
+    expect_range(&h, 1, 0);
+    after(fx, &h, "r", 1000, 5);
+    expect_range(&h, 1, 0);
+    after(fx, &h, "unknown", 0, 5);
+    expect_range(&h, 1, 0);
+    /* Resuming in steps covers everything exactly once. */
+    uint64_t last = 0;
+    for (;;) {
+        after(fx, &h, "r", last, 5);
+        if (h.n == 0)
+            break;
+        assert_int_equal(h.seqs[0], last + 1);
+        last = h.seqs[h.n - 1];
+        hist_free(&h);
+    }
+    assert_int_equal(last, 12);
+}
+
+static void test_max_read(void **state) {
+    fx_t *fx = *state;
+    close_store(fx);
+    fx->cfg.max_read = 4;
+    assert_int_equal(open_store(fx), 0);
+    reset_records();
+    fill(fx, "r", 10);
+    hist_t h;
+    history(fx, &h, "r", 0, 100);
+    expect_range(&h, 7, 10);
+    after(fx, &h, "r", 0, 100);
+    expect_range(&h, 1, 4);
+}
+
+/* The JSON a message carries, with its keys in the documented order. */
+static void expect_json(const chat_msg_t *m, const char *text_json) {
+    char want[1024];
+    snprintf(want, sizeof want,
+             "{\"id\":\"%s\",\"seq\":%llu,\"roomId\":\"%s\",\"userId\":\"%s\","
+             "\"username\":\"%s\",\"text\":%s,\"timestamp\":%lld}",
+             m->id, (unsigned long long)m->seq, "room \\\"1\\\"", "u\\\\1", "Zoë", text_json,
+             (long long)m->timestamp);
+    assert_string_equal(m->json, want);
+    assert_int_equal(m->json_len, strlen(want));
+}
+
+static const char json_text[] = "h\xC3\xA9llo \xE2\x9C\x93 \xF0\x9F\x98\x80 \"q\" back\\slash\n"
+                                "tab\t cr\r bell\x07 nul\0end </script>";
+static const char json_text_json[] = "\"h\xC3\xA9llo \xE2\x9C\x93 \xF0\x9F\x98\x80 \\\"q\\\" "
+                                     "back\\\\slash\\ntab\\t cr\\r bell\\u0007 nul\\u0000end "
+                                     "</script>\"";
+
+static void test_json(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    chat_msg_t *m = NULL;
+    int64_t t0 = (int64_t)time(NULL) * 1000;
+    in_store_call = true;
+    assert_int_equal(chat_store_append(fx->st, "room \"1\"", "u\\1", "Zo\xC3\xAB", json_text,
+                                       sizeof json_text - 1, on_append, NULL, &m),
+                     0);
+    in_store_call = false;
+    chat_msg_ref(m);
+    assert_int_equal(m->seq, 1);
+    assert_int_equal(m->text_len, sizeof json_text - 1);
+    assert_memory_equal(m->text, json_text, sizeof json_text - 1);
+    assert_int_equal(m->text[m->text_len], '\0');
+    assert_string_equal(m->username, "Zo\xC3\xAB");
+    assert_int_equal(strlen(m->id), 16 + 1 + 1); /* "<16 hex>-1" */
+    assert_int_equal(m->id[16], '-');
+    assert_true(m->timestamp >= t0 - 1000 && m->timestamp <= t0 + 5000);
+    expect_json(m, json_text_json);
+    wait_records(fx, 1);
+
+    /* What history returns is the same text, from the window and (SQLite) from disk. */
+    hist_t h;
+    history(fx, &h, "room \"1\"", 0, 1);
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.json[0], m->json);
+    hist_free(&h);
+    if (fx->kind == KIND_SQLITE) {
+        close_store(fx);
+        assert_int_equal(open_store(fx), 0);
+        history(fx, &h, "room \"1\"", 0, 1);
+        assert_false(h.sync); /* windows start empty after a restart */
+        assert_int_equal(h.n, 1);
+        assert_string_equal(h.json[0], m->json);
+        hist_free(&h);
+    }
+    chat_msg_unref(m);
+}
+
+static void test_rejects(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    chat_msg_t *m = (chat_msg_t *)1;
+    assert_int_equal(chat_store_append(fx->st, "r", "u", "n", "bad \xFF", 5, on_append, NULL, &m),
+                     -EINVAL);
+    assert_null(m);
+    assert_int_equal(chat_store_append(fx->st, "r\xC0\xAF", "u", "n", "x", 1, on_append, NULL, &m),
+                     -EINVAL);
+    assert_int_equal(chat_store_append(fx->st, "r", "u", "\xED\xA0\x80", "x", 1, NULL, NULL, &m),
+                     -EINVAL); /* a surrogate */
+    assert_int_equal(chat_store_append(fx->st, NULL, "u", "n", "x", 1, NULL, NULL, NULL), -EINVAL);
+    assert_int_equal(chat_store_append(fx->st, "r", "u", "n", NULL, 1, NULL, NULL, NULL), -EINVAL);
+    assert_int_equal(chat_store_last_seq(fx->st, "r"), 0);
+    /* An empty text is fine; so are a NULL callback and a NULL out. */
+    assert_int_equal(chat_store_append(fx->st, "r", "u", "n", NULL, 0, NULL, NULL, NULL), 0);
+    m = append(fx, "r", "after");
+    assert_int_equal(m->seq, 2);
+    wait_records(fx, 1);
+    assert_int_equal(records[0].seq, 2);
+    assert_int_equal(chat_store_history(fx->st, "r", 0, 1, NULL, NULL), -EINVAL);
+}
+
+static void test_max_pending(void **state) {
+    fx_t *fx = *state;
+    close_store(fx);
+    fx->cfg.max_pending = 3;
+    assert_int_equal(open_store(fx), 0);
+    reset_records();
+    for (int i = 0; i < 3; i++)
+        append(fx, "r", "x");
+    assert_int_equal(chat_store_append(fx->st, "r", "u", "n", "x", 1, on_append, NULL, NULL),
+                     -EAGAIN);
+    const char *ids[] = {"x"};
+    assert_int_equal(chat_store_mark_read(fx->st, "r", "u", ids, 1, NULL, NULL), -EAGAIN);
+    assert_int_equal(chat_store_last_seq(fx->st, "r"), 3);
+    wait_records(fx, 3);
+    append(fx, "r", "x");
+    wait_records(fx, 4);
+    assert_int_equal(records[3].seq, 4);
+}
+
+static int done_calls, done_err;
+static void on_done(int err, void *arg) {
+    if (in_store_call)
+        off_loop = true;
+    done_calls++;
+    if (err)
+        done_err = err;
+    if (arg)
+        assert_int_equal(*(int *)arg, done_calls);
+}
+
+static void test_mark_read_order(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    done_calls = done_err = 0;
+    chat_msg_t *m = append(fx, "r", "one");
+    const char *ids[] = {m->id};
+    int one = 1, two = 2;
+    in_store_call = true;
+    assert_int_equal(chat_store_mark_read(fx->st, "r", "u2", ids, 1, on_done, &one), 0);
+    assert_int_equal(chat_store_mark_read(fx->st, "r", "u3", ids, 0, on_done, &two), 0);
+    assert_int_equal(chat_store_mark_read(fx->st, "r", "u2", ids, 1, NULL, NULL), 0);
+    assert_int_equal(chat_store_mark_read(fx->st, "r", "u2", NULL, 1, NULL, NULL), -EINVAL);
+    in_store_call = false;
+    append(fx, "r", "two");
+    assert_int_equal(done_calls, 0);
+    wait_records(fx, 2);
+    assert_int_equal(done_calls, 2); /* queued in order with the appends */
+    assert_int_equal(done_err, 0);
+    assert_false(off_loop);
+}
+
+static size_t closed_records;
+static void on_closed_count(void *arg) {
+    closed_records = nrecords;
+    *(bool *)arg = true;
+}
+
+static void test_close_flushes(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    done_calls = 0;
+    for (int i = 0; i < 300; i++)
+        append(fx, i % 2 ? "odd" : "even", "bye");
+    const char *ids[] = {"whatever"};
+    assert_int_equal(chat_store_mark_read(fx->st, "odd", "u", ids, 1, on_done, NULL), 0);
+    bool closed = false;
+    chat_store_close(fx->st, on_closed_count, &closed); /* before the loop ever ran */
+    assert_int_equal(nrecords, 0);
+    hist_t h = {0};
+    assert_int_equal(chat_store_history(fx->st, "odd", 0, 5, on_history, &h), -ECANCELED);
+    assert_int_equal(chat_store_append(fx->st, "odd", "u", "n", "x", 1, on_append, NULL, NULL),
+                     -ECANCELED);
+    run_until(fx, &closed);
+    fx->st = NULL;
+    assert_int_equal(closed_records, 300);
+    assert_int_equal(done_calls, 1);
+    for (size_t i = 0; i < 300; i++) {
+        assert_int_equal(records[i].err, 0);
+        assert_int_equal(records[i].seq, i / 2 + 1);
+    }
+    if (fx->kind == KIND_SQLITE) {
+        assert_int_equal(open_store(fx), 0);
+        assert_int_equal(chat_store_last_seq(fx->st, "odd"), 150);
+        assert_int_equal(chat_store_last_seq(fx->st, "even"), 150);
+    }
+}
+
+/* close from inside an append callback, with more acks of the same batch still to come
+ * and a worker read in flight. */
+static fx_t *cb_fx;
+static bool cb_closed;
+static hist_t cb_hist;
+static void on_append_close(int err, chat_msg_t *msg, void *arg) {
+    on_append(err, msg, arg);
+    if (msg->seq == 8) {
+        assert_int_equal(chat_store_after(cb_fx->st, "r", 0, 3, on_history, &cb_hist), 0);
+        chat_store_close(cb_fx->st, on_closed, &cb_closed);
+    }
+}
+
+static void test_close_from_callback(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    cb_fx = fx;
+    cb_closed = false;
+    memset(&cb_hist, 0, sizeof cb_hist);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(
+            chat_store_append(fx->st, "r", "u", "n", "x", 1, on_append_close, NULL, NULL), 0);
+    run_until(fx, &cb_closed);
+    fx->st = NULL;
+    assert_int_equal(nrecords, 10);
+    assert_true(cb_hist.called);
+    expect_range(&cb_hist, 1, 3);
+}
+
+/* ---- tests: SQLite only ---- */
+
+static sqlite3 *db_open(const fx_t *fx) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/parley.db", fx->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+static int64_t db_int(sqlite3 *db, const char *sql) {
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
+static void test_reopen(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    fill(fx, "a", 12);
+    fill(fx, "b", 3);
+    fill(fx, "c\xC3\xA9", 1);
+    hist_t before_close;
+    history(fx, &before_close, "a", 0, 12);
+    assert_int_equal(before_close.n, 12);
+    char first_id[48];
+    snprintf(first_id, sizeof first_id, "%s", records[0].id);
+    close_store(fx);
+
+    assert_int_equal(open_store(fx), 0);
+    assert_int_equal(chat_store_last_seq(fx->st, "a"), 12);
+    assert_int_equal(chat_store_last_seq(fx->st, "b"), 3);
+    assert_int_equal(chat_store_last_seq(fx->st, "c\xC3\xA9"), 1);
+    /* The same messages, byte for byte. */
+    hist_t h;
+    history(fx, &h, "a", 0, 12);
+    assert_false(h.sync);
+    assert_int_equal(h.n, 12);
+    for (size_t i = 0; i < 12; i++)
+        assert_string_equal(h.json[i], before_close.json[i]);
+    hist_free(&h);
+    hist_free(&before_close);
+    /* That read warmed the window (newest 5 of a), so the newest page is a hit now. */
+    history(fx, &h, "a", 0, 5);
+    assert_true(h.sync);
+    expect_range(&h, 8, 12);
+    history(fx, &h, "a", 8, 2);
+    assert_false(h.sync);
+    expect_range(&h, 6, 7);
+
+    /* Counting resumes without a gap; ids differ from the first run's. */
+    size_t n0 = nrecords;
+    chat_msg_t *m = append(fx, "a", "again");
+    assert_int_equal(m->seq, 13);
+    assert_string_not_equal(m->id, first_id);
+    assert_memory_not_equal(m->id, first_id, 16); /* a new random prefix */
+    m = append(fx, "new", "first");
+    assert_int_equal(m->seq, 1);
+    wait_records(fx, n0 + 2);
+    history(fx, &h, "a", 0, 3);
+    expect_range(&h, 11, 13);
+    after(fx, &h, "a", 10, 10);
+    expect_range(&h, 11, 13);
+    close_store(fx);
+
+    sqlite3 *db = db_open(fx);
+    assert_int_equal(db_int(db, "SELECT COUNT(*) FROM messages"), 18);
+    assert_int_equal(db_int(db, "SELECT COUNT(DISTINCT id) FROM messages"), 18);
+    sqlite3_close(db);
+    assert_int_equal(open_store(fx), 0);
+}
+
+static void test_schema(void **state) {
+    fx_t *fx = *state;
+    close_store(fx);
+    sqlite3 *db = db_open(fx);
+    assert_int_equal(db_int(db, "PRAGMA user_version"), 1);
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
+    sqlite3_finalize(s);
+    assert_int_equal(db_int(db, "SELECT COUNT(*) FROM sqlite_schema WHERE name IN "
+                                "('messages', 'read_receipts', 'messages_id')"),
+                     3);
+    /* A database from a newer build is refused, and left alone. */
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_true(open_store(fx) < 0);
+    assert_null(fx->st);
+    db = db_open(fx);
+    assert_int_equal(db_int(db, "PRAGMA user_version"), 99);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(open_store(fx), 0);
+    /* A second store on the same directory is refused while the first is open. */
+    chat_store_t *other = NULL;
+    assert_int_equal(chat_store_open_sqlite(&fx->loop, fx->dir, &fx->cfg, &other), -EBUSY);
+    assert_null(other);
+}
+
+static void test_mark_read_stored(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    done_calls = done_err = 0;
+    fill(fx, "r", 3);
+    const char *ids[] = {records[0].id, records[1].id, records[2].id};
+    assert_int_equal(chat_store_mark_read(fx->st, "r", "u2", ids, 3, on_done, NULL), 0);
+    while (done_calls < 1)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(done_err, 0);
+    sqlite3 *db = db_open(fx);
+    assert_int_equal(db_int(db, "SELECT COUNT(*) FROM read_receipts WHERE room_id = 'r' AND "
+                                "user_id = 'u2'"),
+                     3);
+    /* Marking again is an upsert that keeps the first time. */
+    assert_int_equal(sqlite3_exec(db, "UPDATE read_receipts SET read_at = 5", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(chat_store_mark_read(fx->st, "r", "u2", ids, 2, on_done, NULL), 0);
+    const char *more[] = {records[0].id};
+    assert_int_equal(chat_store_mark_read(fx->st, "r", "u3", more, 1, on_done, NULL), 0);
+    while (done_calls < 3)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(db_int(db, "SELECT COUNT(*) FROM read_receipts"), 4);
+    assert_int_equal(db_int(db, "SELECT MAX(read_at) FROM read_receipts WHERE user_id = 'u2'"), 5);
+    int64_t now = (int64_t)time(NULL) * 1000;
+    int64_t t = db_int(db, "SELECT read_at FROM read_receipts WHERE user_id = 'u3'");
+    assert_true(t > now - 10000 && t < now + 10000);
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SELECT COUNT(*) FROM read_receipts WHERE user_id = 'u3' AND message_id = '%s'",
+             records[0].id);
+    assert_int_equal(db_int(db, sql), 1);
+    sqlite3_close(db);
+}
+
+static void test_failed_commit(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    fill(fx, "ok", 2);
+    /* Another connection takes seq 1 of room "x" behind the store's back: the store's
+     * counter for x still starts at 1, so its insert violates the primary key. */
+    sqlite3 *db = db_open(fx);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO messages VALUES ('x', 1, 'intruder', 'u', 'n', "
+                                  "'t', 0)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    log_threshold = LOG_LEVEL_ERROR + 1; /* the failure is logged at error; keep it quiet */
+    append(fx, "ok", "in the same batch, before");
+    append(fx, "x", "conflict");
+    append(fx, "ok", "in the same batch, after");
+    wait_records(fx, 5);
+    for (size_t i = 2; i < 5; i++)
+        assert_int_equal(records[i].err, -EEXIST);
+    /* The store refuses writes from now on; reads still work; nothing of the batch
+     * reached the database or the window. */
+    assert_int_equal(chat_store_append(fx->st, "ok", "u", "n", "x", 1, on_append, NULL, NULL),
+                     -EEXIST);
+    const char *ids[] = {"a"};
+    assert_int_equal(chat_store_mark_read(fx->st, "ok", "u", ids, 1, NULL, NULL), -EEXIST);
+    hist_t h;
+    history(fx, &h, "ok", 0, 10);
+    expect_range(&h, 1, 2);
+    close_store(fx);
+    log_threshold = LOG_LEVEL_WARN;
+    assert_int_equal(open_store(fx), 0);
+    assert_int_equal(chat_store_last_seq(fx->st, "ok"), 2);
+    assert_int_equal(chat_store_last_seq(fx->st, "x"), 1);
+}
+
+static long long file_size(const fx_t *fx, const char *name) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", fx->dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    long long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    fclose(f);
+    return size;
+}
+
+/* Under continuous writes the WAL must not grow without bound: the checkpoint thread and
+ * the writer's catch-up let it start over. (checkpoint_pages 16: 64 KiB.) */
+static void test_wal_bounded(void **state) {
+    fx_t *fx = *state;
+    close_store(fx);
+    fx->cfg.checkpoint_pages = 16;
+    assert_int_equal(open_store(fx), 0);
+    reset_records();
+    char text[256];
+    memset(text, 'x', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    size_t total = 0;
+    long long max_wal = 0;
+    for (int round = 0; round < 300; round++) {
+        for (int i = 0; i < 20; i++, total++)
+            append(fx, i % 2 ? "a" : "b", text);
+        /* Keep the writer busy: wait for this round's acks only now and then. */
+        if (round % 10 == 9)
+            wait_records(fx, total);
+        else
+            uv_run(&fx->loop, UV_RUN_NOWAIT);
+        long long wal = file_size(fx, "parley.db-wal");
+        if (wal > max_wal)
+            max_wal = wal;
+    }
+    wait_records(fx, total);
+    for (size_t i = 0; i < total; i++)
+        assert_int_equal(records[i].err, 0);
+    /* 6,000 messages of 256 bytes: ~2 MB of data, well over 2 MB of WAL frames. */
+    if (max_wal > 1024 * 1024)
+        fail_msg("the WAL grew to %lld bytes", max_wal);
+    hist_t h;
+    after(fx, &h, "a", 2990, 100);
+    expect_range(&h, 2991, 3000);
+    close_store(fx);
+    assert_int_equal(file_size(fx, "parley.db-wal"), -1); /* the last close removes it */
+    assert_int_equal(open_store(fx), 0);
+    assert_int_equal(chat_store_last_seq(fx->st, "a"), 3000);
+}
+
+#define BOTH(t)                                                                                    \
+    cmocka_unit_test_setup_teardown(t, setup_sqlite, teardown),                                    \
+        cmocka_unit_test_setup_teardown(t, setup_memory, teardown)
+#define SQLITE(t) cmocka_unit_test_setup_teardown(t, setup_sqlite, teardown)
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        BOTH(test_seq_per_room),
+        BOTH(test_many_batches),
+        BOTH(test_big_batch),
+        BOTH(test_history_paging),
+        BOTH(test_history_only_acknowledged),
+        BOTH(test_after),
+        BOTH(test_max_read),
+        BOTH(test_json),
+        BOTH(test_rejects),
+        BOTH(test_max_pending),
+        BOTH(test_mark_read_order),
+        BOTH(test_close_flushes),
+        BOTH(test_close_from_callback),
+        SQLITE(test_reopen),
+        SQLITE(test_schema),
+        SQLITE(test_mark_read_stored),
+        SQLITE(test_failed_commit),
+        SQLITE(test_wal_bounded),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
