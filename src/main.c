@@ -48,30 +48,25 @@ typedef struct {
 static const option_t options[] = {
     {"port", "PARLEY_PORT", "TCP port (3000)", OPT_LONG, O(port)},
     {"host", "PARLEY_HOST", "listen address (127.0.0.1)", OPT_STR, O(host)},
-    {"jwt-secret", "PARLEY_JWT_SECRET", "HS256 secret (random per start)", OPT_STR,
-     O(jwt_secret)},
+    {"jwt-secret", "PARLEY_JWT_SECRET", "HS256 secret (random per start)", OPT_STR, O(jwt_secret)},
     {"jwt-alg", "PARLEY_JWT_ALG", "HS256, RS256 or ES256 (HS256)", OPT_STR, O(jwt_alg)},
     {"jwt-public-key", "PARLEY_JWT_PUBLIC_KEY", "PEM public key file for RS256/ES256", OPT_STR,
      O(jwt_public_key)},
     {"api-key", "PARLEY_API_KEY", "key for the REST API", OPT_STR, O(api_key)},
     {"data-dir", "PARLEY_DATA_DIR", "where parley.db lives (./data)", OPT_STR, O(data_dir)},
     {"store", "PARLEY_STORE", "sqlite or memory (sqlite)", OPT_STR, O(store)},
-    {"cors-origins", "PARLEY_CORS_ORIGINS", "comma-separated allowed origins, * for any",
-     OPT_STR, O(cors_origins)},
-    {"log-level", "PARLEY_LOG_LEVEL", "debug, info, warn or error (info)", OPT_STR,
-     O(log_level)},
-    {"dev-login", "PARLEY_DEV_LOGIN", "enable POST /api/dev/token (off)", OPT_BOOL,
-     O(dev_login)},
+    {"cors-origins", "PARLEY_CORS_ORIGINS", "comma-separated allowed origins, * for any", OPT_STR,
+     O(cors_origins)},
+    {"log-level", "PARLEY_LOG_LEVEL", "debug, info, warn or error (info)", OPT_STR, O(log_level)},
+    {"dev-login", "PARLEY_DEV_LOGIN", "enable POST /api/dev/token (off)", OPT_BOOL, O(dev_login)},
     {"max-text", "PARLEY_MAX_TEXT", "code points per message (4000)", OPT_LONG, O(max_text)},
     {"rate-burst", "PARLEY_RATE_BURST", "messages per connection in a burst (5)", OPT_LONG,
      O(rate_burst)},
     {"rate-per-sec", "PARLEY_RATE_PER_SEC", "sustained messages per second (5)", OPT_LONG,
      O(rate_per_sec)},
     {"presence-limit", "PARLEY_PRESENCE_LIMIT",
-     "members above which joins/leaves are not announced (1000)", OPT_LONG,
-     O(presence_limit)},
-    {"recovery", "PARLEY_RECOVERY", "connection state recovery, 1 or 0 (1)", OPT_BOOL,
-     O(recovery)},
+     "members above which joins/leaves are not announced (1000)", OPT_LONG, O(presence_limit)},
+    {"recovery", "PARLEY_RECOVERY", "connection state recovery, 1 or 0 (1)", OPT_BOOL, O(recovery)},
     {"web-root", "PARLEY_WEB_ROOT", "directory of the web page", OPT_STR, O(web_root)},
     {"client-dir", "PARLEY_CLIENT_DIR", "directory of socket.io-client's dist files", OPT_STR,
      O(client_dir)},
@@ -136,10 +131,9 @@ static int parse_config(int argc, char **argv, config_t *cfg) {
     }
     struct option long_opts[sizeof options / sizeof options[0] + 3];
     for (size_t i = 0; i < n; i++)
-        long_opts[i] = (struct option){options[i].flag,
-                                       options[i].type == OPT_BOOL ? optional_argument
-                                                                   : required_argument,
-                                       NULL, (int)i};
+        long_opts[i] = (struct option){
+            options[i].flag, options[i].type == OPT_BOOL ? optional_argument : required_argument,
+            NULL, (int)i};
     long_opts[n] = (struct option){"help", no_argument, NULL, 'h'};
     long_opts[n + 1] = (struct option){"no-recovery", no_argument, NULL, 'R'};
     long_opts[n + 2] = (struct option){0};
@@ -248,9 +242,8 @@ static bool health_route(http_conn_t *hc, http_req_t *req, void *arg) {
     sio_stats_t st;
     sio_server_stats(app->io, &st);
     respond_json(hc, app->stopping ? 503 : 200,
-                 json_pack("{s:s,s:I,s:I}", "status", app->stopping ? "draining" : "ok",
-                           "clients", (json_int_t)st.clients, "sockets",
-                           (json_int_t)st.sockets));
+                 json_pack("{s:s,s:I,s:I}", "status", app->stopping ? "draining" : "ok", "clients",
+                           (json_int_t)st.clients, "sockets", (json_int_t)st.sockets));
     return true;
 }
 
@@ -422,8 +415,7 @@ int main(int argc, char **argv) {
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     printf("listening %s:%d\n", app.cfg.host, http_server_port(app.http));
     fflush(stdout);
-    LOG_INFO("main", "serving the chat at http://%s:%d/", app.cfg.host,
-             http_server_port(app.http));
+    LOG_INFO("main", "serving the chat at http://%s:%d/", app.cfg.host, http_server_port(app.http));
     uv_run(&app.loop, UV_RUN_DEFAULT);
     http_static_free(app.web);
     http_static_free(app.client);
