@@ -245,6 +245,15 @@ static bool take_token(chat_conn_t *c) {
     return true;
 }
 
+/* The text rules, then the rate limit: a rejected text takes no token. Returns the
+ * error code, or NULL when the message may go (one token taken). */
+static const char *admit_text(chat_conn_t *c, json_t *text) {
+    const char *err = check_text(c, text);
+    if (err)
+        return err;
+    return take_token(c) ? NULL : "rate_limited";
+}
+
 /* Joins the JSON of messages into "[m1,m2,...]" inside pre and post. */
 static int join_msgs(buf_t *b, const char *pre, chat_msg_t *const *msgs, size_t n,
                      const char *post) {
@@ -374,13 +383,9 @@ static void on_send(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
         return;
     }
     json_t *tv = json_object_get(o, "text");
-    const char *err = check_text(c, tv);
+    const char *err = admit_text(c, tv);
     if (err) {
         ack_error(s, ack, err);
-        return;
-    }
-    if (!take_token(c)) {
-        ack_error(s, ack, "rate_limited");
         return;
     }
     pending_t *p = pending_new(svc, s, ack, room);
@@ -479,13 +484,9 @@ static void on_direct(sio_socket_t *s, const char *ev, const sio_payload_t *pl, 
         return;
     }
     json_t *tv = json_object_get(o, "text");
-    const char *err = check_text(c, tv);
+    const char *err = admit_text(c, tv);
     if (err) {
         ack_error(s, ack, err);
-        return;
-    }
-    if (!take_token(c)) {
-        ack_error(s, ack, "rate_limited");
         return;
     }
     char to_room[CHAT_USER_ID_MAX + 6], self_room[CHAT_USER_ID_MAX + 6];
