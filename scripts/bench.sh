@@ -7,3 +7,5 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 echo "== Socket.IO broadcast micro-benchmark (in-process sockets)"
 "$BUILD/sio_broadcast" 10000 200
+echo "== Chat store: durable appends (SQLite, then memory)"
+"$BUILD/chat_store" 200000 100 2000 50000 both

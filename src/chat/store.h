@@ -65,8 +65,9 @@ typedef struct {
     uint32_t max_batch;        /* operations (appends, mark_reads) per commit at most (10000) */
     size_t max_pending;        /* operations accepted but not yet acknowledged; beyond it append
                                   and mark_read return -EAGAIN, so a stalled disk cannot grow the
-                                  queue without bound (100000) */
-    size_t max_read;           /* messages one history/after call returns at most (1000) */
+                                  queue without bound; 0: no limit (100000) */
+    size_t max_read;           /* messages one history/after call returns at most;
+                                  0: no limit (1000) */
     size_t memory_keep;        /* memory store: messages kept per room, oldest dropped first;
                                   0 keeps every message until close (0) */
     uint32_t checkpoint_pages; /* SQLite: WAL size in pages (4 KiB) past which the

@@ -6,11 +6,13 @@
  * (with a window of 5, so that the SQLite store has to read older pages on a worker —
  * visible as a callback that arrives after chat_store_history returned), chat_store_after,
  * last_seq, the exact JSON of a message (UTF-8, quotes, backslashes, control characters
- * and NULs), and close flushing everything pending before done. SQLite only: data, seq
- * counters and windows after a reopen, the schema version, read receipts in the table
- * with their upsert, the directory lock, a schema newer than the build, and a failed
- * commit (a conflicting row written behind the store's back) failing its whole batch and
- * every later write. */
+ * and NULs), invalid input refused synchronously, max_pending and max_read, batches
+ * larger than one wake-up delivers, and close (also from inside a callback) flushing
+ * everything pending before done. SQLite only: data, seq counters and windows after a
+ * reopen, the schema version, read receipts in the table with their upsert, the
+ * directory lock, a schema newer than the build, a failed commit (a conflicting row
+ * written behind the store's back) failing its whole batch and every later write, and
+ * the WAL staying bounded under continuous writes. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,7 +32,7 @@
 #include "chat/store.h"
 #include "util/log.h"
 
-#define MAX_RECORDS 8192
+#define MAX_RECORDS 16384
 
 typedef enum { KIND_SQLITE, KIND_MEMORY } kind_t;
 
@@ -730,6 +732,7 @@ static void test_schema(void **state) {
     /* A database from a newer build is refused, and left alone. */
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
+    log_threshold = LOG_LEVEL_ERROR + 1; /* the refusals below are logged at error */
     assert_true(open_store(fx) < 0);
     assert_null(fx->st);
     db = db_open(fx);
@@ -741,6 +744,7 @@ static void test_schema(void **state) {
     chat_store_t *other = NULL;
     assert_int_equal(chat_store_open_sqlite(&fx->loop, fx->dir, &fx->cfg, &other), -EBUSY);
     assert_null(other);
+    log_threshold = LOG_LEVEL_WARN;
 }
 
 static void test_mark_read_stored(void **state) {
@@ -826,19 +830,21 @@ static long long file_size(const fx_t *fx, const char *name) {
 }
 
 /* Under continuous writes the WAL must not grow without bound: the checkpoint thread and
- * the writer's catch-up let it start over. (checkpoint_pages 16: 64 KiB.) */
+ * the writer's last pass let it start over. With checkpoint_pages 16 (64 KiB) the WAL
+ * stays near that size; the bound below leaves room for a starved checkpoint thread on
+ * a loaded machine and is still far below the ~15 MB of frames the commits write. */
 static void test_wal_bounded(void **state) {
     fx_t *fx = *state;
     close_store(fx);
     fx->cfg.checkpoint_pages = 16;
     assert_int_equal(open_store(fx), 0);
     reset_records();
-    char text[256];
+    char text[1024];
     memset(text, 'x', sizeof text - 1);
     text[sizeof text - 1] = '\0';
     size_t total = 0;
     long long max_wal = 0;
-    for (int round = 0; round < 300; round++) {
+    for (int round = 0; round < 400; round++) {
         for (int i = 0; i < 20; i++, total++)
             append(fx, i % 2 ? "a" : "b", text);
         /* Keep the writer busy: wait for this round's acks only now and then. */
@@ -853,16 +859,15 @@ static void test_wal_bounded(void **state) {
     wait_records(fx, total);
     for (size_t i = 0; i < total; i++)
         assert_int_equal(records[i].err, 0);
-    /* 6,000 messages of 256 bytes: ~2 MB of data, well over 2 MB of WAL frames. */
-    if (max_wal > 1024 * 1024)
+    if (max_wal > 4 * 1024 * 1024)
         fail_msg("the WAL grew to %lld bytes", max_wal);
     hist_t h;
-    after(fx, &h, "a", 2990, 100);
-    expect_range(&h, 2991, 3000);
+    after(fx, &h, "a", 3990, 100);
+    expect_range(&h, 3991, 4000);
     close_store(fx);
     assert_int_equal(file_size(fx, "parley.db-wal"), -1); /* the last close removes it */
     assert_int_equal(open_store(fx), 0);
-    assert_int_equal(chat_store_last_seq(fx->st, "a"), 3000);
+    assert_int_equal(chat_store_last_seq(fx->st, "a"), 4000);
 }
 
 #define BOTH(t)                                                                                    \
