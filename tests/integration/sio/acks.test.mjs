@@ -1,16 +1,15 @@
 // Acknowledgements: client→server (emitWithAck / callbacks), server→client (serverAck), their
 // timeouts, binary payloads in acks both ways, and broadcast acks to rooms (roomAck).
-import { test, describe, before, after, afterEach } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import {
   ALL_TRANSPORTS,
-  Clients,
   ask,
   normBin,
   sleep,
-  startSio,
   waitIdle,
   waitStats,
+  sioServerHooks,
 } from "./util.mjs";
 
 const ETIMEDOUT = -110;
@@ -22,17 +21,9 @@ for (const tr of ALL_TRANSPORTS) {
     let clients;
     const O = (extra = {}) => ({ ...tr.opts, ...extra });
 
-    before(async () => {
-      srv = await startSio();
-      clients = new Clients(srv);
-    });
-    afterEach(async () => {
-      clients.closeAll();
-      await waitIdle(srv);
-    });
-    after(async () => {
-      clients?.closeAll();
-      await srv?.stop();
+    sioServerHooks((s, c) => {
+      srv = s;
+      clients = c;
     });
 
     test("client→server: emitWithAck and callbacks with several arguments", async () => {

@@ -1,8 +1,15 @@
 // Binary payloads: Buffers nested in objects and arrays both ways (echo event and ack),
 // several attachments, empty and large buffers, binary in broadcasts.
-import { test, describe, before, after, afterEach } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { ALL_TRANSPORTS, Clients, Recorder, ask, connected, normBin, startSio, waitIdle } from "./util.mjs";
+import {
+  ALL_TRANSPORTS,
+  Recorder,
+  ask,
+  connected,
+  normBin,
+  sioServerHooks,
+} from "./util.mjs";
 
 function pattern(len, seed) {
   const b = Buffer.alloc(len);
@@ -16,17 +23,9 @@ for (const tr of ALL_TRANSPORTS) {
     let clients;
     const O = (extra = {}) => ({ ...tr.opts, ...extra });
 
-    before(async () => {
-      srv = await startSio();
-      clients = new Clients(srv);
-    });
-    afterEach(async () => {
-      clients.closeAll();
-      await waitIdle(srv);
-    });
-    after(async () => {
-      clients?.closeAll();
-      await srv?.stop();
+    sioServerHooks((s, c) => {
+      srv = s;
+      clients = c;
     });
 
     // Emits echo with args; checks both the echo event and the ack bring back the same args.

@@ -1,10 +1,9 @@
 // Namespaces: multiplexing over one Manager, middleware (sync accept/reject, async), dynamic
 // namespaces, unknown namespaces, and the handshake data a socket sees (whoami).
-import { test, describe, before, after, afterEach } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import {
   ALL_TRANSPORTS,
-  Clients,
   Recorder,
   ask,
   connectError,
@@ -12,10 +11,10 @@ import {
   once,
   serverReasons,
   sleep,
-  startSio,
   stats,
   waitIdle,
   waitStats,
+  sioServerHooks,
 } from "./util.mjs";
 
 for (const tr of ALL_TRANSPORTS) {
@@ -24,17 +23,9 @@ for (const tr of ALL_TRANSPORTS) {
     let clients;
     const O = (extra = {}) => ({ ...tr.opts, ...extra });
 
-    before(async () => {
-      srv = await startSio();
-      clients = new Clients(srv);
-    });
-    afterEach(async () => {
-      clients.closeAll();
-      await waitIdle(srv);
-    });
-    after(async () => {
-      clients?.closeAll();
-      await srv?.stop();
+    sioServerHooks((s, c) => {
+      srv = s;
+      clients = c;
     });
 
     test("/ and /admin share one connection (one Manager, one Engine.IO session)", async () => {

@@ -5,7 +5,7 @@
 // "Did NOT receive" is proven without sleeping: after each broadcast a marker is broadcast to
 // the whole namespace; packets reach a connection in the order the server emitted them, so
 // once a socket has the marker, anything it was going to get from the broadcast is there.
-import { test, describe, before, after, afterEach } from "node:test";
+import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
   ALL_TRANSPORTS,
@@ -24,6 +24,7 @@ import {
   stats,
   waitIdle,
   waitStats,
+  sioServerHooks,
 } from "./util.mjs";
 
 const sorted = (a) => [...a].sort();
@@ -34,17 +35,9 @@ for (const tr of ALL_TRANSPORTS) {
     let clients;
     const O = (extra = {}) => ({ ...tr.opts, ...extra });
 
-    before(async () => {
-      srv = await startSio();
-      clients = new Clients(srv);
-    });
-    afterEach(async () => {
-      clients.closeAll();
-      await waitIdle(srv);
-    });
-    after(async () => {
-      clients?.closeAll();
-      await srv?.stop();
+    sioServerHooks((s, c) => {
+      srv = s;
+      clients = c;
     });
 
     // Connects named sockets on "/" with recorders; joins the given rooms.

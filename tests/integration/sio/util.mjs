@@ -6,6 +6,7 @@
 import http from "node:http";
 import { WebSocket } from "ws";
 import { io } from "socket.io-client";
+import { before, afterEach, after } from "node:test";
 import { startServer, waitUntil, sleep } from "../lib/server.mjs";
 
 export { waitUntil, sleep };
@@ -25,6 +26,27 @@ export function startSio(args = [], opts) {
 }
 
 // A bounded wait on a promise.
+// Registers the hooks most suites share: one sio_test_server for the describe block,
+// every client closed and the server idle after each test, the server stopped (and
+// checked for a clean exit) at the end. set(srv, clients) hands both to the suite.
+export function sioServerHooks(set, args = []) {
+  let srv;
+  let clients;
+  before(async () => {
+    srv = await startSio(args);
+    clients = new Clients(srv);
+    set(srv, clients);
+  });
+  afterEach(async () => {
+    clients.closeAll();
+    await waitIdle(srv);
+  });
+  after(async () => {
+    clients?.closeAll();
+    await srv?.stop();
+  });
+}
+
 export function withTimeout(promise, ms, what = "operation") {
   let timer;
   const t = new Promise((_, reject) => {
