@@ -15,7 +15,9 @@
 #include <time.h>
 #include <uv.h>
 
+#include "chat/api.h"
 #include "chat/auth.h"
+#include "chat/feed.h"
 #include "chat/service.h"
 #include "chat/store.h"
 #include "http/server.h"
@@ -31,8 +33,8 @@
 
 typedef struct {
     const char *host, *jwt_secret, *jwt_alg, *jwt_public_key, *api_key, *data_dir, *store;
-    const char *cors_origins, *log_level, *web_root, *client_dir;
-    long port, max_text, rate_burst, rate_per_sec, presence_limit;
+    const char *cors_origins, *log_level, *web_root, *client_dir, *room_claim;
+    long port, max_text, rate_burst, rate_per_sec, presence_limit, max_body, sse_heartbeat;
     bool dev_login, recovery;
 } config_t;
 
@@ -52,7 +54,12 @@ static const option_t options[] = {
     {"jwt-alg", "PARLEY_JWT_ALG", "HS256, RS256 or ES256 (HS256)", OPT_STR, O(jwt_alg)},
     {"jwt-public-key", "PARLEY_JWT_PUBLIC_KEY", "PEM public key file for RS256/ES256", OPT_STR,
      O(jwt_public_key)},
-    {"api-key", "PARLEY_API_KEY", "key for the REST API", OPT_STR, O(api_key)},
+    {"api-key", "PARLEY_API_KEY", "key for the HTTP API (none)", OPT_STR, O(api_key)},
+    {"max-body", "PARLEY_MAX_BODY", "HTTP API request body bytes (65536)", OPT_LONG, O(max_body)},
+    {"sse-heartbeat", "PARLEY_SSE_HEARTBEAT", "seconds between SSE heartbeat comments (25)",
+     OPT_LONG, O(sse_heartbeat)},
+    {"room-claim", "PARLEY_ROOM_CLAIM", "JWT claim listing the rooms a token may use (none)",
+     OPT_STR, O(room_claim)},
     {"data-dir", "PARLEY_DATA_DIR", "where parley.db lives (./data)", OPT_STR, O(data_dir)},
     {"store", "PARLEY_STORE", "sqlite or memory (sqlite)", OPT_STR, O(store)},
     {"cors-origins", "PARLEY_CORS_ORIGINS", "comma-separated allowed origins, * for any", OPT_STR,
@@ -117,6 +124,8 @@ static int parse_config(int argc, char **argv, config_t *cfg) {
         .rate_burst = 5,
         .rate_per_sec = 5,
         .presence_limit = 1000,
+        .max_body = 65536,
+        .sse_heartbeat = 25,
         .recovery = true,
         .web_root = PARLEY_SOURCE_DIR "/web",
         .client_dir = PARLEY_SOURCE_DIR "/assets/node_modules/socket.io-client/dist",
@@ -170,6 +179,8 @@ typedef struct {
     chat_store_t *store;
     chat_auth_t *auth;
     chat_service_t *chat;
+    chat_feed_t *feed;
+    chat_api_t *api;
     http_static_t *web, *client;
     uv_signal_t sigint, sigterm;
     char **origins;
@@ -241,9 +252,12 @@ static bool health_route(http_conn_t *hc, http_req_t *req, void *arg) {
         return false;
     sio_stats_t st;
     sio_server_stats(app->io, &st);
+    size_t streams, polls;
+    chat_feed_counts(app->feed, &streams, &polls);
     respond_json(hc, app->stopping ? 503 : 200,
-                 json_pack("{s:s,s:I,s:I}", "status", app->stopping ? "draining" : "ok", "clients",
-                           (json_int_t)st.clients, "sockets", (json_int_t)st.sockets));
+                 json_pack("{s:s,s:I,s:I,s:I,s:I}", "status", app->stopping ? "draining" : "ok",
+                           "clients", (json_int_t)st.clients, "sockets", (json_int_t)st.sockets,
+                           "sseStreams", (json_int_t)streams, "longPolls", (json_int_t)polls));
     return true;
 }
 
@@ -265,6 +279,7 @@ static bool web_route(http_conn_t *hc, http_req_t *req, void *arg) {
 
 static void store_closed(void *arg) {
     app_t *app = arg;
+    chat_api_free(app->api);
     chat_service_free(app->chat);
     net_loop_close(app->nl);
 }
@@ -276,6 +291,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
     app->stopping = true;
     LOG_INFO("main", "signal %d: shutting down", signum);
     chat_service_stop(app->chat);
+    chat_feed_close(app->feed);
     sio_server_close(app->io);
     http_server_close(app->http);
     uv_close((uv_handle_t *)&app->sigint, NULL);
@@ -318,7 +334,7 @@ static int setup_auth(app_t *app) {
         app->auth = chat_auth_new(c->jwt_alg, pem, len);
         free(pem);
     }
-    return app->auth ? 0 : -1;
+    return app->auth && chat_auth_set_room_claim(app->auth, c->room_claim) == 0 ? 0 : -1;
 }
 
 static int split_origins(app_t *app) {
@@ -368,6 +384,8 @@ static int start(app_t *app) {
     hcfg.host = c->host;
     hcfg.port = (int)c->port;
     hcfg.ext_size = WS_CONN_EXT_SIZE;
+    if (c->max_body > 0 && (size_t)c->max_body > hcfg.max_body_size)
+        hcfg.max_body_size = (size_t)c->max_body; /* the API answers 413 above its own limit */
     if ((rc = http_server_new(app->nl, &hcfg, &app->http))) {
         LOG_ERROR("main", "cannot listen on %s:%ld: %s", c->host, c->port, uv_strerror(rc));
         return -1;
@@ -383,11 +401,22 @@ static int start(app_t *app) {
     ccfg.rate_burst = (double)c->rate_burst;
     ccfg.rate_per_sec = (double)c->rate_per_sec;
     ccfg.presence_limit = (size_t)c->presence_limit;
+    chat_feed_config_t fcfg;
+    chat_feed_config_defaults(&fcfg);
+    fcfg.heartbeat_ms = (uint32_t)(c->sse_heartbeat > 0 ? c->sse_heartbeat * 1000 : 25000);
+    chat_api_config_t acfg;
+    chat_api_config_defaults(&acfg);
+    acfg.api_key = c->api_key;
+    acfg.max_body = c->max_body > 0 ? (size_t)c->max_body : 65536;
+    acfg.cors_origins = (const char *const *)app->origins;
+    acfg.cors_origin_count = app->norigins;
     app->web = http_static_new(c->web_root);
     app->client = http_static_new(c->client_dir);
     if (sio_server_new(app->http, &iocfg, &app->io) ||
         chat_service_new(app->io, app->store, app->auth, &ccfg, &app->chat) || !app->web ||
-        !app->client || http_server_route(app->http, "/api/dev/token", dev_token_route, app) ||
+        !app->client || chat_feed_new(&app->loop, app->chat, app->store, &fcfg, &app->feed) ||
+        http_server_route(app->http, "/api/dev/token", dev_token_route, app) ||
+        chat_api_new(app->http, app->io, app->chat, app->auth, app->feed, &acfg, &app->api) ||
         http_server_route(app->http, "/healthz", health_route, app) ||
         http_server_route(app->http, "/socket.io/socket.io", client_route, app) ||
         http_server_route(app->http, "", web_route, app))

@@ -86,6 +86,8 @@ void sio_server_close(sio_server_t *io);
 /* The namespace `name`, created on first use ("/" always exists). NULL when out of
  * memory or when the name is not a valid namespace. */
 sio_nsp_t *sio_server_of(sio_server_t *io, const char *name);
+/* The namespace `name` if it exists (never creates one), else NULL. */
+sio_nsp_t *sio_server_find(sio_server_t *io, const char *name);
 
 /* Dynamic namespaces: when a client asks for a namespace that does not exist, each
  * matcher is asked in order; the first that returns true creates it (and `setup` is

@@ -14,6 +14,7 @@ struct chat_auth {
     jwt_alg_t alg;
     unsigned char *key;
     size_t key_len;
+    char *room_claim; /* NULL: rooms are not restricted */
 };
 
 chat_auth_t *chat_auth_new(const char *alg, const char *key, size_t key_len) {
@@ -42,7 +43,42 @@ void chat_auth_free(chat_auth_t *a) {
     if (!a)
         return;
     free(a->key);
+    free(a->room_claim);
     free(a);
+}
+
+int chat_auth_set_room_claim(chat_auth_t *a, const char *name) {
+    char *copy = name && *name ? strdup(name) : NULL;
+    if (name && *name && !copy)
+        return -ENOMEM;
+    free(a->room_claim);
+    a->room_claim = copy;
+    return 0;
+}
+
+bool chat_auth_room_allowed(const chat_auth_t *a, const json_t *rooms, const char *room) {
+    if (!a->room_claim)
+        return true;
+    size_t i;
+    const json_t *v;
+    json_array_foreach(rooms, i, v) {
+        const char *r = json_string_value(v);
+        if (r && (strcmp(r, "*") == 0 || strcmp(r, room) == 0))
+            return true;
+    }
+    return false;
+}
+
+/* The room claim's value as JSON (an array), or NULL when absent or not an array. */
+static json_t *room_claim_of(const chat_auth_t *a, jwt_t *jwt) {
+    char *text = jwt_get_grants_json(jwt, a->room_claim);
+    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    free(text);
+    if (v && !json_is_array(v)) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
 }
 
 /* A claim that must be a printable UTF-8 string of at most max bytes. */
@@ -57,7 +93,10 @@ static bool copy_claim(const char *v, char *out, size_t max) {
     return true;
 }
 
-int chat_auth_verify(const chat_auth_t *a, const char *token, long now_s, chat_user_t *user) {
+int chat_auth_verify(const chat_auth_t *a, const char *token, long now_s, chat_user_t *user,
+                     json_t **rooms) {
+    if (rooms)
+        *rooms = NULL;
     if (!token || !*token || strlen(token) > 8192) {
         LOG_DEBUG("auth", "no token");
         return -1;
@@ -93,6 +132,8 @@ int chat_auth_verify(const chat_auth_t *a, const char *token, long now_s, chat_u
         LOG_DEBUG("auth", "token not valid yet");
         goto done;
     }
+    if (rooms && a->room_claim)
+        *rooms = room_claim_of(a, jwt);
     result = 0;
 done:
     jwt_free(jwt);

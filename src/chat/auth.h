@@ -8,6 +8,7 @@
 #ifndef PARLEY_CHAT_AUTH_H
 #define PARLEY_CHAT_AUTH_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -27,9 +28,21 @@ typedef struct {
     char username[CHAT_USERNAME_MAX + 1];
 } chat_user_t;
 
+/* Restricts rooms by a claim (e.g. "rooms"): a token may then use only the rooms its
+ * claim lists (an array of room ids; "*" in it allows every room). NULL or "" lifts
+ * the restriction (the default). name is copied. Returns 0 or -ENOMEM. */
+int chat_auth_set_room_claim(chat_auth_t *a, const char *name);
+
 /* Verifies token; fills *user on success. Returns 0, or -1 (the reason is logged at
- * debug level: clients only ever learn "Authentication failed"). now_s: Unix seconds. */
-int chat_auth_verify(const chat_auth_t *a, const char *token, long now_s, chat_user_t *user);
+ * debug level: clients only ever learn "Authentication failed"). now_s: Unix seconds.
+ * rooms (may be NULL): receives the room claim's value when a room claim is set and the
+ * token carries it (a new reference for the caller), else NULL. */
+int chat_auth_verify(const chat_auth_t *a, const char *token, long now_s, chat_user_t *user,
+                     json_t **rooms);
+
+/* Whether a token whose room claim is `rooms` (from chat_auth_verify) may use `room`:
+ * always without a room claim configured; never when the token had no such claim. */
+bool chat_auth_room_allowed(const chat_auth_t *a, const json_t *rooms, const char *room);
 
 /* Signs a development token (HS256 only) for user_id/name, valid for ttl_s seconds.
  * Returns a malloc'd string, or NULL. */

@@ -36,21 +36,38 @@ typedef struct {
     char user_id[]; /* map key */
 } presence_user_t;
 
+/* A token bucket (rate limits). */
+typedef struct {
+    double tokens;
+    uint64_t refilled_ms;
+} bucket_t;
+
+/* The bucket of a user posting from outside Socket.IO. */
+typedef struct {
+    bucket_t bucket;
+    char user_id[]; /* map key */
+} user_bucket_t;
+
+/* Buckets kept before full ones (idle users) are dropped. */
+#define USER_BUCKETS_SWEEP 10000
+
 struct chat_service {
     sio_server_t *io;
     sio_nsp_t *nsp;
     chat_store_t *store;
     const chat_auth_t *auth;
     chat_config_t cfg;
-    map_t rooms; /* room id → presence_t */
+    map_t rooms;   /* room id → presence_t */
+    map_t buckets; /* user id → user_bucket_t, for chat_service_post */
+    chat_observer_fn observer;
+    void *observer_arg;
     bool stopping;
 };
 
 typedef struct {
     chat_service_t *svc;
     chat_user_t user;
-    double tokens;
-    uint64_t refilled_ms;
+    bucket_t bucket;
 } chat_conn_t;
 
 void chat_config_defaults(chat_config_t *cfg) {
@@ -140,7 +157,7 @@ size_t chat_service_room_users(const chat_service_t *svc, const char *room_id) {
     return p ? p->users : 0;
 }
 
-static json_t *members_json(chat_service_t *svc, const char *room) {
+json_t *chat_service_members(chat_service_t *svc, const char *room) {
     json_t *a = json_array();
     presence_t *p = presence_get(svc, room, false);
     map_entry_t *e;
@@ -194,13 +211,39 @@ static bool is_chat_room(chat_service_t *svc, const char *room) {
     return strncmp(room, "user:", 5) != 0 && !sio_nsp_find_socket(svc->nsp, room);
 }
 
+int chat_service_check_room(chat_service_t *svc, const char *room, size_t len) {
+    if (len == 0 || len > ROOM_ID_MAX || strlen(room) != len || !printable_utf8(room, len))
+        return -EINVAL;
+    return is_chat_room(svc, room) ? 0 : -ENOENT;
+}
+
+void chat_service_observe(chat_service_t *svc, chat_observer_fn fn, void *arg) {
+    svc->observer = fn;
+    svc->observer_arg = arg;
+}
+
+/* Hands a non-message room event to the observer as compact JSON. */
+static void observe_json(chat_service_t *svc, const char *room, const char *event, json_t *obj) {
+    if (!svc->observer)
+        return;
+    char *text = json_dumps(obj, JSON_COMPACT);
+    if (!text) {
+        LOG_WARN("chat", "%s in %s not passed on: out of memory", event, room);
+        return;
+    }
+    chat_event_t ev = {.room = room, .name = event, .json = text, .json_len = strlen(text)};
+    svc->observer(&ev, svc->observer_arg);
+    free(text);
+}
+
 /* Whether s is in the chat room `room` (its own rooms — its id, user:… — are not chat
  * rooms, so nothing can be sent "into" them). */
 static bool in_chat_room(chat_service_t *svc, sio_socket_t *s, const char *room) {
     return sio_socket_in(s, room) && is_chat_room(svc, room);
 }
 
-/* Emits event {userId, username, ...extra} to the room's other sockets. */
+/* Emits event {userId, username, ...extra} to the room's other sockets, and to the
+ * observer unless it is typing (not a room event the other front ends carry). */
 static void to_others(sio_socket_t *s, const char *room, const char *event, json_t *obj) {
     const char *rooms[1] = {room};
     sio_target_t to = {.rooms = rooms, .nrooms = 1};
@@ -208,6 +251,8 @@ static void to_others(sio_socket_t *s, const char *room, const char *event, json
     sio_payload_t p = {args, NULL, 0};
     if (args && sio_socket_broadcast(s, &to, event, &p))
         LOG_DEBUG("chat", "%s to %s failed", event, room);
+    if (args && strcmp(event, "userTyping") != 0)
+        observe_json(conn_of(s)->svc, room, event, obj);
     json_decref(args);
 }
 
@@ -223,35 +268,39 @@ static void announce(sio_socket_t *s, const char *room, const char *event, size_
 }
 
 /* Text rules shared by sendMessage and sendDirect; returns an error code or NULL. */
-static const char *check_text(chat_conn_t *c, json_t *v) {
+static const char *check_text(const chat_service_t *svc, json_t *v) {
     const char *text = json_string_value(v);
     size_t n = text ? json_string_length(v) : 0;
     if (!text || n == 0)
         return "invalid_payload";
-    if (utf8_count((const uint8_t *)text, n) > c->svc->cfg.max_text)
+    if (utf8_count((const uint8_t *)text, n) > svc->cfg.max_text)
         return "too_long";
     return NULL;
 }
 
-static bool take_token(chat_conn_t *c) {
+static void bucket_refill(const chat_service_t *svc, bucket_t *b) {
     uint64_t now = mono_ms();
-    c->tokens += (double)(now - c->refilled_ms) / 1000.0 * c->svc->cfg.rate_per_sec;
-    if (c->tokens > c->svc->cfg.rate_burst)
-        c->tokens = c->svc->cfg.rate_burst;
-    c->refilled_ms = now;
-    if (c->tokens < 1.0)
+    b->tokens += (double)(now - b->refilled_ms) / 1000.0 * svc->cfg.rate_per_sec;
+    if (b->tokens > svc->cfg.rate_burst)
+        b->tokens = svc->cfg.rate_burst;
+    b->refilled_ms = now;
+}
+
+static bool take_token(const chat_service_t *svc, bucket_t *b) {
+    bucket_refill(svc, b);
+    if (b->tokens < 1.0)
         return false;
-    c->tokens -= 1.0;
+    b->tokens -= 1.0;
     return true;
 }
 
 /* The text rules, then the rate limit: a rejected text takes no token. Returns the
  * error code, or NULL when the message may go (one token taken). */
 static const char *admit_text(chat_conn_t *c, json_t *text) {
-    const char *err = check_text(c, text);
+    const char *err = check_text(c->svc, text);
     if (err)
         return err;
-    return take_token(c) ? NULL : "rate_limited";
+    return take_token(c->svc, &c->bucket) ? NULL : "rate_limited";
 }
 
 /* Joins the JSON of messages into "[m1,m2,...]" inside pre and post. */
@@ -304,7 +353,7 @@ static void join_history_done(int err, chat_msg_t *const *msgs, size_t n, void *
         buf_free(&b);
         ack_obj(s, p->ack,
                 json_pack("{s:b,s:s,s:o}", "ok", 1, "roomId", p->room, "members",
-                          members_json(p->svc, p->room)));
+                          chat_service_members(p->svc, p->room)));
     }
     pending_free(p);
 }
@@ -318,7 +367,8 @@ static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
         ack_error(s, ack, "invalid_payload");
         return;
     }
-    if (!is_chat_room(svc, room)) {
+    if (!is_chat_room(svc, room) ||
+        !chat_auth_room_allowed(svc->auth, json_object_get(sio_socket_data(s), "rooms"), room)) {
         ack_error(s, ack, "forbidden");
         return;
     }
@@ -340,6 +390,24 @@ static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
     }
 }
 
+/* A durable message goes to the room's sockets (its sender's included) and to the
+ * observer, in seq order since store callbacks run in seq order. */
+static void publish(chat_service_t *svc, chat_msg_t *msg) {
+    buf_t b = {0};
+    const char *rooms[1] = {msg->room_id};
+    sio_target_t to = {.rooms = rooms, .nrooms = 1};
+    if (buf_append(&b, "[", 1) == 0 && buf_append(&b, msg->json, msg->json_len) == 0 &&
+        buf_append(&b, "]", 1) == 0)
+        sio_nsp_emit_json(svc->nsp, &to, "newMessage", (const char *)b.data, b.len);
+    else
+        LOG_WARN("chat", "newMessage %s not sent: out of memory", msg->id);
+    buf_free(&b);
+    if (svc->observer) {
+        chat_event_t ev = {.room = msg->room_id, .name = "newMessage", .msg = msg};
+        svc->observer(&ev, svc->observer_arg);
+    }
+}
+
 static void append_done(int err, chat_msg_t *msg, void *arg) {
     pending_t *p = arg;
     if (p->svc->stopping) {
@@ -353,13 +421,7 @@ static void append_done(int err, chat_msg_t *msg, void *arg) {
         return;
     }
     /* Durable: announce to the room (sender included), then answer the sender. */
-    buf_t b = {0};
-    const char *rooms[1] = {p->room};
-    sio_target_t to = {.rooms = rooms, .nrooms = 1};
-    if (buf_append(&b, "[", 1) == 0 && buf_append(&b, msg->json, msg->json_len) == 0 &&
-        buf_append(&b, "]", 1) == 0)
-        sio_nsp_emit_json(p->svc->nsp, &to, "newMessage", (const char *)b.data, b.len);
-    buf_free(&b);
+    publish(p->svc, msg);
     ack_obj(p->s, p->ack,
             json_pack("{s:b,s:s,s:I,s:I}", "ok", 1, "id", msg->id, "seq", (json_int_t)msg->seq,
                       "timestamp", (json_int_t)msg->timestamp));
@@ -561,9 +623,10 @@ static void auth_middleware(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
     const sio_handshake_t *hs = sio_socket_handshake(s);
     const char *token = json_string_value(json_object_get(hs->auth, "token"));
     chat_user_t user;
+    json_t *rooms = NULL;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    if (!token || chat_auth_verify(svc->auth, token, (long)ts.tv_sec, &user)) {
+    if (!token || chat_auth_verify(svc->auth, token, (long)ts.tv_sec, &user, &rooms)) {
         json_t *err = sio_error_new("Authentication failed", NULL);
         sio_next(ctx, err);
         json_decref(err);
@@ -571,6 +634,8 @@ static void auth_middleware(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
     }
     json_object_set_new(sio_socket_data(s), "userId", json_string(user.user_id));
     json_object_set_new(sio_socket_data(s), "username", json_string(user.username));
+    if (rooms)
+        json_object_set_new(sio_socket_data(s), "rooms", rooms);
     sio_next(ctx, NULL);
 }
 
@@ -601,8 +666,8 @@ static void on_connection(sio_socket_t *s, void *arg) {
     c->svc = svc;
     snprintf(c->user.user_id, sizeof c->user.user_id, "%s", uid);
     snprintf(c->user.username, sizeof c->user.username, "%s", name);
-    c->tokens = svc->cfg.rate_burst;
-    c->refilled_ms = mono_ms();
+    c->bucket.tokens = svc->cfg.rate_burst;
+    c->bucket.refilled_ms = mono_ms();
     sio_socket_set(s, SLOT_CONN, c);
     if (sio_socket_recovered(s)) {
         /* Its rooms came back with it; count it present again. */
@@ -643,6 +708,11 @@ int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *a
                      const chat_config_t *cfg, chat_service_t **out) {
     chat_service_t *svc = calloc(1, sizeof *svc);
     if (!svc || map_init(&svc->rooms)) {
+        free(svc);
+        return -ENOMEM;
+    }
+    if (map_init(&svc->buckets)) {
+        map_free(&svc->rooms);
         free(svc);
         return -ENOMEM;
     }
@@ -693,5 +763,95 @@ void chat_service_free(chat_service_t *svc) {
         free(p);
     }
     map_free(&svc->rooms);
+    for (size_t pos = 0; map_next(&svc->buckets, &pos, &e);)
+        free(e->value);
+    map_free(&svc->buckets);
     free(svc);
+}
+
+/* ---- posts from outside Socket.IO ---- */
+
+/* Drops the buckets that are full again: their users are idle, and a new bucket starts
+ * full anyway. */
+static void buckets_sweep(chat_service_t *svc) {
+    user_bucket_t **full = malloc(svc->buckets.count * sizeof *full);
+    if (!full)
+        return;
+    size_t n = 0;
+    map_entry_t *e;
+    for (size_t pos = 0; map_next(&svc->buckets, &pos, &e);) {
+        user_bucket_t *u = e->value;
+        bucket_refill(svc, &u->bucket);
+        if (u->bucket.tokens >= svc->cfg.rate_burst)
+            full[n++] = u;
+    }
+    for (size_t i = 0; i < n; i++) {
+        map_del(&svc->buckets, full[i]->user_id, strlen(full[i]->user_id));
+        free(full[i]);
+    }
+    free(full);
+}
+
+static bucket_t *user_bucket(chat_service_t *svc, const char *user_id) {
+    size_t len = strlen(user_id);
+    user_bucket_t *u = map_get(&svc->buckets, user_id, len);
+    if (u)
+        return &u->bucket;
+    if (svc->buckets.count >= USER_BUCKETS_SWEEP)
+        buckets_sweep(svc);
+    u = malloc(sizeof *u + len + 1);
+    if (!u)
+        return NULL;
+    u->bucket = (bucket_t){svc->cfg.rate_burst, mono_ms()};
+    memcpy(u->user_id, user_id, len + 1);
+    if (map_put(&svc->buckets, u->user_id, len, u)) {
+        free(u);
+        return NULL;
+    }
+    return &u->bucket;
+}
+
+typedef struct {
+    chat_service_t *svc;
+    chat_post_cb cb;
+    void *arg;
+} post_t;
+
+static void post_done(int err, chat_msg_t *msg, void *arg) {
+    post_t *p = arg;
+    if (err)
+        LOG_WARN("chat", "posted message not stored: %s", strerror(-err));
+    else if (!p->svc->stopping)
+        publish(p->svc, msg);
+    p->cb(err ? "internal_error" : NULL, err ? NULL : msg, p->arg);
+    free(p);
+}
+
+const char *chat_service_post(chat_service_t *svc, const char *room_id, const chat_user_t *user,
+                              json_t *text, bool rate_limit, unsigned *retry_after_s,
+                              chat_post_cb cb, void *arg) {
+    const char *err = check_text(svc, text);
+    if (err)
+        return err;
+    if (rate_limit) {
+        bucket_t *b = user_bucket(svc, user->user_id);
+        if (!b)
+            return "internal_error";
+        if (!take_token(svc, b)) {
+            double wait =
+                svc->cfg.rate_per_sec > 0 ? (1.0 - b->tokens) / svc->cfg.rate_per_sec : 3600;
+            *retry_after_s = wait < 1 ? 1 : (unsigned)(wait + 0.999);
+            return "rate_limited";
+        }
+    }
+    post_t *p = malloc(sizeof *p);
+    if (!p)
+        return "internal_error";
+    *p = (post_t){svc, cb, arg};
+    if (chat_store_append(svc->store, room_id, user->user_id, user->username,
+                          json_string_value(text), json_string_length(text), post_done, p, NULL)) {
+        free(p);
+        return "internal_error";
+    }
+    return NULL;
 }

@@ -38,5 +38,41 @@ void chat_service_free(chat_service_t *svc);
 
 /* Distinct users present in a room (for the HTTP API). */
 size_t chat_service_room_users(const chat_service_t *svc, const char *room_id);
+/* The ids of the users present in a room (at most 100), as a new JSON array. */
+json_t *chat_service_members(chat_service_t *svc, const char *room_id);
+
+/* Whether room_id (len bytes, NUL-terminated) names a chat room: 0; -EINVAL when it is
+ * malformed (1-128 bytes of printable UTF-8); -ENOENT when it is a socket's own room (its
+ * id or user:<id>), which no chat client may read or post into. */
+int chat_service_check_room(chat_service_t *svc, const char *room_id, size_t len);
+
+/* ---- other front ends (the HTTP API) ---- */
+
+/* A room event as the service announces it. */
+typedef struct {
+    const char *room;
+    const char *name; /* newMessage, userJoined, userLeft or messagesRead */
+    chat_msg_t *msg;  /* newMessage: the message, durable (borrowed) */
+    const char *json; /* other events: the event object as compact JSON */
+    size_t json_len;
+} chat_event_t;
+
+/* One observer sees every room event after the Socket.IO room got it, in the same order
+ * (newMessage in seq order). fn NULL removes it. */
+typedef void (*chat_observer_fn)(const chat_event_t *ev, void *arg);
+void chat_service_observe(chat_service_t *svc, chat_observer_fn fn, void *arg);
+
+/* Posts a message into a chat room for `user` as sendMessage does: the same text rules,
+ * stored, then newMessage to the room (Socket.IO and the observer) in seq order. When
+ * rate_limit is set, the user's token bucket for posts from outside Socket.IO applies
+ * (the sizes of the per-connection one). Returns NULL when the message was queued —
+ * then cb(NULL, msg, arg) runs once it is durable and announced, or cb("internal_error",
+ * NULL, arg) — or an error code without calling cb: invalid_payload, too_long,
+ * rate_limited (*retry_after_s: whole seconds until a token is back), internal_error.
+ * text is borrowed for the call. */
+typedef void (*chat_post_cb)(const char *error, chat_msg_t *msg, void *arg);
+const char *chat_service_post(chat_service_t *svc, const char *room_id, const chat_user_t *user,
+                              json_t *text, bool rate_limit, unsigned *retry_after_s,
+                              chat_post_cb cb, void *arg);
 
 #endif

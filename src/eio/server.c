@@ -30,26 +30,9 @@ void eio_config_defaults(eio_config_t *cfg) {
     };
 }
 
-static bool origin_allowed(const eio_server_t *srv, slice_t origin) {
-    for (size_t i = 0; i < srv->cfg.cors_origin_count; i++) {
-        const char *o = srv->cors_origins[i];
-        if (strcmp(o, "*") == 0 || slice_eq(origin, o))
-            return true;
-    }
-    return false;
-}
-
 size_t eio_cors_headers(const eio_server_t *srv, const http_request_t *req, char *out,
                         size_t size) {
-    const slice_t *origin = http_request_header(req, "origin");
-    if (!origin || srv->cfg.cors_origin_count == 0 || !origin_allowed(srv, *origin))
-        return 0;
-    /* Echo the origin (not "*") so that credentialed requests (cookies) are allowed. */
-    int n = snprintf(out, size,
-                     "Access-Control-Allow-Origin: %.*s\r\n"
-                     "Access-Control-Allow-Credentials: true\r\nVary: Origin\r\n",
-                     (int)origin->len, origin->base);
-    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+    return http_cors_headers(srv->cfg.cors_origins, srv->cfg.cors_origin_count, req, out, size);
 }
 
 void eio_respond_error(eio_server_t *srv, http_conn_t *hc, const http_req_t *req,

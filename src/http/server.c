@@ -24,11 +24,13 @@ enum conn_state {
     HC_DISPATCHED, /* a route has it; no response begun */
     HC_HELD,       /* a route holds it (long-poll) */
     HC_RESPONDING, /* head sent, body being queued */
+    HC_STREAMING,  /* head sent, body until the connection closes */
 };
 
 struct http_conn {
     http_server_t *srv;
     void (*on_abort)(http_conn_t *, void *);
+    void (*on_hold_timeout)(http_conn_t *, void *);
     void *abort_arg;
     http_chunked_t chunked;
     uint64_t body_raw; /* chunked: encoded bytes consumed after the head */
@@ -130,6 +132,26 @@ const char *http_status_reason(int status) {
     }
 }
 
+size_t http_cors_headers(const char *const *origins, size_t count, const http_request_t *req,
+                         char *out, size_t size) {
+    if (size)
+        out[0] = '\0';
+    const slice_t *origin = http_request_header(req, "origin");
+    bool allowed = false;
+    for (size_t i = 0; origin && !allowed && i < count; i++)
+        allowed = strcmp(origins[i], "*") == 0 || slice_eq(*origin, origins[i]);
+    if (!allowed)
+        return 0;
+    int n = snprintf(out, size,
+                     "Access-Control-Allow-Origin: %.*s\r\n"
+                     "Access-Control-Allow-Credentials: true\r\nVary: Origin\r\n",
+                     (int)origin->len, origin->base);
+    if (n > 0 && (size_t)n < size)
+        return (size_t)n;
+    out[0] = '\0';
+    return 0;
+}
+
 static void on_open(net_conn_t *c, void *arg) {
     http_conn_t *hc = hc_of(c);
     hc->srv = arg;
@@ -191,16 +213,11 @@ void http_server_close(http_server_t *srv) {
 
 /* ---- responses ---- */
 
-int http_send_head(http_conn_t *hc, int status, const char *extra, int64_t content_length) {
-    if (hc->state != HC_DISPATCHED && hc->state != HC_HELD)
-        return -EINVAL;
-    hc->state = HC_RESPONDING;
-    hc->on_abort = NULL;
+/* Formats and queues a response head; content_length < 0 sends none. */
+static int send_head(http_conn_t *hc, int status, const char *extra, int64_t content_length) {
     char head[512];
-    /* 1xx, 204 and 304 answers carry no Content-Length (RFC 9110 §8.6). */
-    bool no_length = status < 200 || status == 204 || status == 304;
     char length[48] = "";
-    if (!no_length)
+    if (content_length >= 0)
         snprintf(length, sizeof length, "Content-Length: %" PRId64 "\r\n", content_length);
     int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%sConnection: %s\r\n", status,
                      http_status_reason(status), length, hc->keep_alive ? "keep-alive" : "close");
@@ -216,6 +233,40 @@ int http_send_head(http_conn_t *hc, int status, const char *extra, int64_t conte
     int rc = net_conn_write(c, &b->ref, b->data, b->len);
     ref_release(&b->ref);
     return rc;
+}
+
+int http_send_head(http_conn_t *hc, int status, const char *extra, int64_t content_length) {
+    if (hc->state != HC_DISPATCHED && hc->state != HC_HELD)
+        return -EINVAL;
+    hc->state = HC_RESPONDING;
+    hc->on_abort = NULL;
+    hc->on_hold_timeout = NULL;
+    net_conn_set_deadline(http_conn_net(hc), 0);
+    /* 1xx, 204 and 304 answers carry no Content-Length (RFC 9110 §8.6). */
+    bool no_length = status < 200 || status == 204 || status == 304;
+    return send_head(hc, status, extra, no_length ? -1 : content_length);
+}
+
+int http_stream_begin(http_conn_t *hc, int status, const char *extra,
+                      void (*on_abort)(http_conn_t *, void *), void *arg) {
+    if (hc->state != HC_DISPATCHED && hc->state != HC_HELD)
+        return -EINVAL;
+    hc->state = HC_STREAMING;
+    hc->keep_alive = false; /* the body ends with the connection */
+    hc->on_abort = on_abort;
+    hc->abort_arg = arg;
+    hc->on_hold_timeout = NULL;
+    net_conn_set_deadline(http_conn_net(hc), 0);
+    return send_head(hc, status, extra, -1);
+}
+
+void http_stream_end(http_conn_t *hc) {
+    if (hc->state == HC_STREAMING)
+        net_conn_close(http_conn_net(hc));
+}
+
+size_t http_conn_queued(http_conn_t *hc) {
+    return net_conn_queued(http_conn_net(hc));
 }
 
 int http_send_body(http_conn_t *hc, ref_t *owner, const void *data, size_t len) {
@@ -283,7 +334,16 @@ void http_conn_hold(http_conn_t *hc, void (*on_abort)(http_conn_t *, void *), vo
         return;
     hc->state = HC_HELD;
     hc->on_abort = on_abort;
+    hc->on_hold_timeout = NULL;
     hc->abort_arg = arg;
+}
+
+void http_conn_hold_deadline(http_conn_t *hc, uint64_t ms,
+                             void (*on_timeout)(http_conn_t *, void *)) {
+    if (hc->state != HC_HELD)
+        return;
+    hc->on_hold_timeout = on_timeout;
+    net_conn_set_deadline(http_conn_net(hc), ms);
 }
 
 void http_conn_detach(http_conn_t *hc) {
@@ -409,6 +469,10 @@ static void hc_on_timeout(net_conn_t *c) {
     if (hc->state == HC_READING) {
         LOG_DEBUG("http", "request timeout");
         reject(hc, 408);
+    } else if (hc->state == HC_HELD && hc->on_hold_timeout) {
+        void (*fn)(http_conn_t *, void *) = hc->on_hold_timeout;
+        hc->on_hold_timeout = NULL;
+        fn(hc, hc->abort_arg);
     } else {
         net_conn_close(c);
     }
@@ -416,7 +480,7 @@ static void hc_on_timeout(net_conn_t *c) {
 
 static void hc_on_close(net_conn_t *c) {
     http_conn_t *hc = hc_of(c);
-    if (hc->state == HC_HELD && hc->on_abort) {
+    if ((hc->state == HC_HELD || hc->state == HC_STREAMING) && hc->on_abort) {
         void (*fn)(http_conn_t *, void *) = hc->on_abort;
         hc->on_abort = NULL;
         fn(hc, hc->abort_arg);

@@ -89,6 +89,24 @@ void http_conn_set_close(http_conn_t *hc);
  * no longer applies; on_abort(hc, arg) is called if the connection dies first (the
  * holder must then forget hc). Calling http_send_head ends the hold. */
 void http_conn_hold(http_conn_t *hc, void (*on_abort)(http_conn_t *hc, void *arg), void *arg);
+/* For a held request: on_timeout(hc, arg) runs once ms have passed (resolution
+ * NET_SWEEP_MS) unless the request was answered first; it must answer it. Costs no
+ * timer: the connection's deadline is used. */
+void http_conn_hold_deadline(http_conn_t *hc, uint64_t ms,
+                             void (*on_timeout)(http_conn_t *hc, void *arg));
+
+/* A response without a length that lasts until the connection closes (Server-Sent
+ * Events): sends the head with `extra` lines and "Connection: close", after which
+ * http_send_body queues more of the body at any time. on_abort(hc, arg) runs when the
+ * connection is gone, whoever closed it (the streamer must then forget hc); the
+ * streamer ends the stream with http_stream_end. Only from a route call or a hold. */
+int http_stream_begin(http_conn_t *hc, int status, const char *extra,
+                      void (*on_abort)(http_conn_t *hc, void *arg), void *arg);
+/* Ends a stream: what is queued is written, then the connection closes (on_abort runs
+ * then). */
+void http_stream_end(http_conn_t *hc);
+/* Bytes of response queued and not yet taken by the kernel (backpressure). */
+size_t http_conn_queued(http_conn_t *hc);
 
 /* For protocol switches: the underlying connection. After http_conn_detach the HTTP
  * layer no longer touches the connection or its ext area; the bytes after the current
@@ -97,5 +115,12 @@ net_conn_t *http_conn_net(http_conn_t *hc);
 void http_conn_detach(http_conn_t *hc);
 
 const char *http_status_reason(int status);
+
+/* CORS: when the request's Origin is one of `origins` ("*" allows any), writes the
+ * Access-Control-Allow-Origin (the origin echoed, so credentialed requests work),
+ * -Allow-Credentials and Vary header lines into out (NUL-terminated) and returns their
+ * length; else writes "" and returns 0. */
+size_t http_cors_headers(const char *const *origins, size_t count, const http_request_t *req,
+                         char *out, size_t size);
 
 #endif

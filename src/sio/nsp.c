@@ -49,6 +49,10 @@ sio_nsp_t *sio_server_of(sio_server_t *io, const char *name) {
     return nsp ? nsp : nsp_new(io, name);
 }
 
+sio_nsp_t *sio_server_find(sio_server_t *io, const char *name) {
+    return map_get(&io->nsps, name, strlen(name));
+}
+
 int sio_server_of_match(sio_server_t *io, sio_nsp_match_fn match, sio_nsp_setup_fn setup,
                         void *arg) {
     sio_matcher_t *m = realloc(io->matchers, (io->nmatchers + 1) * sizeof *m);
