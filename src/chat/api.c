@@ -78,9 +78,8 @@ static void answer_obj(call_t *c, int status, const char *extra, json_t *obj) {
 
 static void fail_with(call_t *c, int status, const char *extra, const char *error,
                       const char *message) {
-    LOG_DEBUG("api", "%.*s %.*s: %d %s", (int)c->req->head.method.len,
-              c->req->head.method.base, (int)c->req->head.path.len, c->req->head.path.base,
-              status, error);
+    LOG_DEBUG("api", "%.*s %.*s: %d %s", (int)c->req->head.method.len, c->req->head.method.base,
+              (int)c->req->head.path.len, c->req->head.path.base, status, error);
     answer_obj(c, status, extra, json_pack("{s:s,s:s}", "error", error, "message", message));
 }
 
@@ -377,8 +376,8 @@ static int emit_rooms(call_t *c, json_t *o, const char **names, size_t max) {
 }
 
 static bool reserved_event(const char *ev) {
-    static const char *const reserved[] = {"connect", "connect_error", "disconnect",
-                                           "disconnecting", "newListener", "removeListener"};
+    static const char *const reserved[] = {"connect",       "connect_error", "disconnect",
+                                           "disconnecting", "newListener",   "removeListener"};
     for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
         if (strcmp(ev, reserved[i]) == 0)
             return true;

@@ -23,9 +23,9 @@
 #include "parley/sio.h"
 
 typedef struct {
-    const char *api_key;              /* NULL or "": no key, only user tokens */
-    size_t max_body;                  /* request body bytes; 413 above (65536) */
-    const char *const *cors_origins;  /* allowed Origins ("*": any); borrowed */
+    const char *api_key;             /* NULL or "": no key, only user tokens */
+    size_t max_body;                 /* request body bytes; 413 above (65536) */
+    const char *const *cors_origins; /* allowed Origins ("*": any); borrowed */
     size_t cors_origin_count;
 } chat_api_config_t;
 

@@ -257,8 +257,8 @@ static void stream_replay(sub_t *s) {
     while (s->replaying && !s->busy && s->hc && s->room) {
         s->busy = true;
         s->in_loop = true;
-        int rc = chat_store_after(s->feed->store, s->room_name, s->last, REPLAY_PAGE, replay_done,
-                                  s);
+        int rc =
+            chat_store_after(s->feed->store, s->room_name, s->last, REPLAY_PAGE, replay_done, s);
         s->in_loop = false;
         if (rc) {
             s->busy = false;
@@ -272,8 +272,8 @@ static void stream_replay(sub_t *s) {
     }
 }
 
-int chat_feed_stream(chat_feed_t *f, http_conn_t *hc, const char *room, bool resume,
-                     uint64_t after, const char *extra) {
+int chat_feed_stream(chat_feed_t *f, http_conn_t *hc, const char *room, bool resume, uint64_t after,
+                     const char *extra) {
     if (f->closed)
         return -ECANCELED;
     sub_t *s = sub_new(f, hc, room, true);
@@ -297,7 +297,8 @@ int chat_feed_stream(chat_feed_t *f, http_conn_t *hc, const char *room, bool res
         sub_free(s);
         return -ENOMEM;
     }
-    if (http_stream_begin(hc, 200, head, on_abort, s) || http_send_body_copy(hc, retry, (size_t)rn)) {
+    if (http_stream_begin(hc, 200, head, on_abort, s) ||
+        http_send_body_copy(hc, retry, (size_t)rn)) {
         /* The head may be out: the stream is ours now; end it. */
         sub_detach(s);
         http_stream_end(hc);
@@ -326,7 +327,8 @@ static void poll_answer(sub_t *s, ref_t *owner, const void *body, size_t len) {
     http_conn_t *hc = s->hc;
     s->hc = NULL;
     char head[1024];
-    int n = snprintf(head, sizeof head, "Content-Type: application/json\r\nCache-Control: no-store\r\n%s",
+    int n = snprintf(head, sizeof head,
+                     "Content-Type: application/json\r\nCache-Control: no-store\r\n%s",
                      s->extra ? s->extra : "");
     if (n < 0 || (size_t)n >= sizeof head || http_send_head(hc, 200, head, (int64_t)len) ||
         (owner ? http_send_body(hc, owner, body, len) : http_send_body_copy(hc, body, len)))
@@ -385,8 +387,8 @@ static void poll_replayed(sub_t *s, int err, chat_msg_t *const *msgs, size_t n) 
     free(all);
 }
 
-int chat_feed_poll(chat_feed_t *f, http_conn_t *hc, const char *room, uint64_t after,
-                   size_t limit, uint32_t wait_ms, const char *extra) {
+int chat_feed_poll(chat_feed_t *f, http_conn_t *hc, const char *room, uint64_t after, size_t limit,
+                   uint32_t wait_ms, const char *extra) {
     if (f->closed)
         return -ECANCELED;
     sub_t *s = sub_new(f, hc, room, false);
@@ -432,7 +434,8 @@ static void deliver_msg(feed_room_t *r, chat_msg_t *m) {
         if (s->last && m->seq <= s->last)
             continue;
         if (s->stream) {
-            if (!frame_rc && (sse_frame(&frame, m) || !(frame_rc = rcbuf_new(frame.data, frame.len))))
+            if (!frame_rc &&
+                (sse_frame(&frame, m) || !(frame_rc = rcbuf_new(frame.data, frame.len))))
                 continue;
             if (http_send_body(s->hc, &frame_rc->ref, frame_rc->data, frame_rc->len))
                 LOG_WARN("feed", "SSE message %s not queued", m->id);
@@ -494,8 +497,7 @@ static void on_heartbeat(uv_timer_t *t) {
     map_entry_t *e;
     for (size_t pos = 0; map_next(&f->rooms, &pos, &e);) {
         for (sub_t *s = ((feed_room_t *)e->value)->head; s; s = s->next)
-            if (s->stream &&
-                http_send_body(s->hc, NULL, heartbeat_line, sizeof heartbeat_line - 1))
+            if (s->stream && http_send_body(s->hc, NULL, heartbeat_line, sizeof heartbeat_line - 1))
                 LOG_DEBUG("feed", "heartbeat not queued");
     }
 }

@@ -48,14 +48,14 @@ void chat_feed_close(chat_feed_t *f);
  * seq `after` first (Last-Event-ID); otherwise only what happens from now on. `extra`:
  * more response header lines (CORS), copied. Returns 0, or a negative errno (hc is then
  * untouched and the caller answers it). */
-int chat_feed_stream(chat_feed_t *f, http_conn_t *hc, const char *room, bool resume,
-                     uint64_t after, const char *extra);
+int chat_feed_stream(chat_feed_t *f, http_conn_t *hc, const char *room, bool resume, uint64_t after,
+                     const char *extra);
 
 /* Answers hc with the room's messages after seq `after` (at most limit, oldest first, as
  * a JSON array); when there are none and wait_ms > 0, holds hc until one arrives or the
  * wait ends (then []). Same return and `extra` rules. */
-int chat_feed_poll(chat_feed_t *f, http_conn_t *hc, const char *room, uint64_t after,
-                   size_t limit, uint32_t wait_ms, const char *extra);
+int chat_feed_poll(chat_feed_t *f, http_conn_t *hc, const char *room, uint64_t after, size_t limit,
+                   uint32_t wait_ms, const char *extra);
 
 /* Subscribers now (streams, held polls), for /healthz and tests. */
 void chat_feed_counts(const chat_feed_t *f, size_t *streams, size_t *polls);
