@@ -393,6 +393,10 @@ static int start(app_t *app) {
     sio_config_t iocfg;
     sio_config_defaults(&iocfg);
     iocfg.recovery = c->recovery;
+    iocfg.lean_handshake = true; /* the chat reads only auth.token, in its middleware */
+    /* Recovered connections show their token again: the middleware checks it and makes
+     * the connection's state (nothing of the user is kept in socket.data). */
+    iocfg.recovery_skip_middlewares = false;
     iocfg.cors_origins = (const char *const *)app->origins;
     iocfg.cors_origin_count = app->norigins;
     chat_config_t ccfg;

@@ -74,6 +74,11 @@ typedef struct {
      * earlier, whenever the transport cannot take them at once (no poll held, or 64 KiB
      * already waiting on the WebSocket). */
     size_t backpressure_bytes;
+    /* Memory per connection: when set, handshake headers and query are not kept (every
+     * handshake shows empty objects) and a socket's auth object is released once its
+     * connection handlers ran (middleware and handlers see it; later it is empty).
+     * socket.io keeps them all, hence off by default; saves ~2 KB per connection. */
+    bool lean_handshake;
 } sio_config_t;
 
 void sio_config_defaults(sio_config_t *cfg);
@@ -218,8 +223,13 @@ const sio_handshake_t *sio_socket_handshake(const sio_socket_t *s);
 #define SIO_DATA_SLOTS 4
 void *sio_socket_get(const sio_socket_t *s, unsigned slot);
 void sio_socket_set(sio_socket_t *s, unsigned slot, void *value);
+/* fn(value) runs for a slot of this namespace's sockets that is still set when the
+ * socket leaves: after the disconnect handlers, or when it never got connected (a later
+ * middleware refused it, its client left during the middleware, out of memory). So a
+ * middleware may set a slot and rely on it being released. */
+int sio_nsp_slot_free(sio_nsp_t *nsp, unsigned slot, void (*fn)(void *value));
 /* socket.data: a JSON object kept with the socket and restored with it by connection
- * state recovery. Borrowed. */
+ * state recovery; made on first use (NULL only when out of memory). Borrowed. */
 json_t *sio_socket_data(sio_socket_t *s);
 
 int sio_socket_join(sio_socket_t *s, const char *room);

@@ -64,10 +64,15 @@ struct chat_service {
     bool stopping;
 };
 
+/* Per connection, made by the auth middleware (which runs again when a connection is
+ * recovered: the token is checked each time) and kept in a socket slot. One allocation:
+ * the user's id and name follow the struct. */
 typedef struct {
     chat_service_t *svc;
-    chat_user_t user;
+    const char *username; /* points into user_id's buffer */
+    json_t *rooms;        /* the token's room claim (chat_auth_verify), or NULL */
     bucket_t bucket;
+    char user_id[];
 } chat_conn_t;
 
 void chat_config_defaults(chat_config_t *cfg) {
@@ -262,9 +267,9 @@ static void announce(sio_socket_t *s, const char *room, const char *event, size_
     chat_conn_t *c = conn_of(s);
     if (c->svc->stopping || users > c->svc->cfg.presence_limit)
         return;
-    to_others(s, room, event,
-              json_pack("{s:s,s:s,s:s}", "userId", c->user.user_id, "username", c->user.username,
-                        "roomId", room));
+    to_others(
+        s, room, event,
+        json_pack("{s:s,s:s,s:s}", "userId", c->user_id, "username", c->username, "roomId", room));
 }
 
 /* Text rules shared by sendMessage and sendDirect; returns an error code or NULL. */
@@ -367,8 +372,7 @@ static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
         ack_error(s, ack, "invalid_payload");
         return;
     }
-    if (!is_chat_room(svc, room) ||
-        !chat_auth_room_allowed(svc->auth, json_object_get(sio_socket_data(s), "rooms"), room)) {
+    if (!is_chat_room(svc, room) || !chat_auth_room_allowed(svc->auth, conn_of(s)->rooms, room)) {
         ack_error(s, ack, "forbidden");
         return;
     }
@@ -377,7 +381,7 @@ static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
             ack_error(s, ack, "internal_error");
             return;
         }
-        int added = presence_add(svc, room, c->user.user_id);
+        int added = presence_add(svc, room, c->user_id);
         if (added == 1)
             announce(s, room, "userJoined", chat_service_room_users(svc, room));
     }
@@ -452,9 +456,8 @@ static void on_send(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
     }
     pending_t *p = pending_new(svc, s, ack, room);
     chat_msg_t *msg;
-    if (!p ||
-        chat_store_append(svc->store, room, c->user.user_id, c->user.username,
-                          json_string_value(tv), json_string_length(tv), append_done, p, &msg)) {
+    if (!p || chat_store_append(svc->store, room, c->user_id, c->username, json_string_value(tv),
+                                json_string_length(tv), append_done, p, &msg)) {
         if (p)
             pending_free(p);
         ack_error(s, ack, "internal_error");
@@ -471,9 +474,8 @@ static void on_typing(sio_socket_t *s, const char *ev, const sio_payload_t *pl, 
         return;
     }
     to_others(s, room, "userTyping",
-              json_pack("{s:s,s:s,s:b,s:s}", "userId", c->user.user_id, "username",
-                        c->user.username, "isTyping", json_is_true(json_object_get(o, "isTyping")),
-                        "roomId", room));
+              json_pack("{s:s,s:s,s:b,s:s}", "userId", c->user_id, "username", c->username,
+                        "isTyping", json_is_true(json_object_get(o, "isTyping")), "roomId", room));
     ack_ok(s, ack);
 }
 
@@ -505,19 +507,18 @@ static void on_mark_read(sio_socket_t *s, const char *ev, const sio_payload_t *p
             return;
         }
     }
-    if (n && chat_store_mark_read(svc->store, room, c->user.user_id, list, n, NULL, NULL))
+    if (n && chat_store_mark_read(svc->store, room, c->user_id, list, n, NULL, NULL))
         LOG_WARN("chat", "read receipts for %s not stored", room);
     free(list);
-    to_others(
-        s, room, "messagesRead",
-        json_pack("{s:s,s:O,s:s}", "userId", c->user.user_id, "messageIds", ids, "roomId", room));
+    to_others(s, room, "messagesRead",
+              json_pack("{s:s,s:O,s:s}", "userId", c->user_id, "messageIds", ids, "roomId", room));
     ack_ok(s, ack);
 }
 
 static void leave_room(sio_socket_t *s, const char *room) {
     chat_conn_t *c = conn_of(s);
     size_t users = chat_service_room_users(c->svc, room);
-    if (presence_remove(c->svc, room, c->user.user_id))
+    if (presence_remove(c->svc, room, c->user_id))
         announce(s, room, "userLeft", users);
 }
 
@@ -553,13 +554,13 @@ static void on_direct(sio_socket_t *s, const char *ev, const sio_payload_t *pl, 
     }
     char to_room[CHAT_USER_ID_MAX + 6], self_room[CHAT_USER_ID_MAX + 6];
     snprintf(to_room, sizeof to_room, "user:%s", to_user);
-    snprintf(self_room, sizeof self_room, "user:%s", c->user.user_id);
+    snprintf(self_room, sizeof self_room, "user:%s", c->user_id);
     const char *rooms[2] = {to_room, self_room};
     sio_target_t to = {.rooms = rooms, .nrooms = 2};
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    json_t *args = json_pack("[{s:s,s:s,s:s,s:O,s:I}]", "from", c->user.user_id, "fromName",
-                             c->user.username, "to", to_user, "text", tv, "timestamp",
+    json_t *args = json_pack("[{s:s,s:s,s:s,s:O,s:I}]", "from", c->user_id, "fromName", c->username,
+                             "to", to_user, "text", tv, "timestamp",
                              (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
     sio_payload_t p = {args, NULL, 0};
     if (!args || sio_socket_broadcast(s, &to, "directMessage", &p))
@@ -618,6 +619,12 @@ static void on_unknown(sio_socket_t *s, const char *ev, const sio_payload_t *pl,
 
 /* ---- lifecycle ---- */
 
+static void conn_free(void *value) {
+    chat_conn_t *c = value;
+    json_decref(c->rooms);
+    free(c);
+}
+
 static void auth_middleware(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
     chat_service_t *svc = arg;
     const sio_handshake_t *hs = sio_socket_handshake(s);
@@ -632,10 +639,21 @@ static void auth_middleware(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
         json_decref(err);
         return;
     }
-    json_object_set_new(sio_socket_data(s), "userId", json_string(user.user_id));
-    json_object_set_new(sio_socket_data(s), "username", json_string(user.username));
-    if (rooms)
-        json_object_set_new(sio_socket_data(s), "rooms", rooms);
+    size_t id_len = strlen(user.user_id), name_len = strlen(user.username);
+    chat_conn_t *c = malloc(sizeof *c + id_len + name_len + 2);
+    if (!c) {
+        json_decref(rooms);
+        json_t *err = sio_error_new("Server error", NULL);
+        sio_next(ctx, err);
+        json_decref(err);
+        return;
+    }
+    memcpy(c->user_id, user.user_id, id_len + 1);
+    c->username = memcpy(c->user_id + id_len + 1, user.username, name_len + 1);
+    c->svc = svc;
+    c->rooms = rooms;
+    c->bucket = (bucket_t){svc->cfg.rate_burst, mono_ms()};
+    sio_socket_set(s, SLOT_CONN, c);
     sio_next(ctx, NULL);
 }
 
@@ -648,27 +666,17 @@ static void rejoin_presence(const char *room, void *arg) {
     rooms_ctx_t *rc = arg;
     if (strcmp(room, sio_socket_id(rc->s)) == 0 || !is_chat_room(rc->svc, room))
         return;
-    if (presence_add(rc->svc, room, conn_of(rc->s)->user.user_id) == 1)
+    if (presence_add(rc->svc, room, conn_of(rc->s)->user_id) == 1)
         announce(rc->s, room, "userJoined", chat_service_room_users(rc->svc, room));
 }
 
 static void on_connection(sio_socket_t *s, void *arg) {
     chat_service_t *svc = arg;
-    json_t *data = sio_socket_data(s);
-    const char *uid = json_string_value(json_object_get(data, "userId"));
-    const char *name = json_string_value(json_object_get(data, "username"));
-    chat_conn_t *c = calloc(1, sizeof *c);
-    if (!c || !uid || !name) {
-        free(c);
+    chat_conn_t *c = conn_of(s);
+    if (!c) {
         sio_socket_disconnect(s, true);
         return;
     }
-    c->svc = svc;
-    snprintf(c->user.user_id, sizeof c->user.user_id, "%s", uid);
-    snprintf(c->user.username, sizeof c->user.username, "%s", name);
-    c->bucket.tokens = svc->cfg.rate_burst;
-    c->bucket.refilled_ms = mono_ms();
-    sio_socket_set(s, SLOT_CONN, c);
     if (sio_socket_recovered(s)) {
         /* Its rooms came back with it; count it present again. */
         rooms_ctx_t rc = {s, svc};
@@ -676,7 +684,7 @@ static void on_connection(sio_socket_t *s, void *arg) {
         return;
     }
     char room[CHAT_USER_ID_MAX + 6];
-    snprintf(room, sizeof room, "user:%s", uid);
+    snprintf(room, sizeof room, "user:%s", c->user_id);
     if (sio_socket_join(s, room))
         sio_socket_disconnect(s, true);
 }
@@ -701,7 +709,7 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *arg) {
     }
     json_decref(rooms);
     sio_socket_set(s, SLOT_CONN, NULL);
-    free(c);
+    conn_free(c);
 }
 
 int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *auth,
@@ -732,6 +740,8 @@ int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *a
     int rc = svc->nsp ? 0 : -ENOMEM;
     if (rc == 0)
         rc = sio_nsp_use(svc->nsp, auth_middleware, svc);
+    if (rc == 0)
+        rc = sio_nsp_slot_free(svc->nsp, SLOT_CONN, conn_free);
     if (rc == 0)
         rc = sio_nsp_on_connection(svc->nsp, on_connection, svc);
     if (rc == 0)

@@ -225,10 +225,13 @@ int net_conn_write(net_conn_t *c, ref_t *owner, const void *base, size_t len) {
             c->tx_len -= c->tx_head;
             c->tx_head = 0;
         } else {
-            uint32_t cap = c->tx_cap ? c->tx_cap * 2 : 8;
-            net_chunk_t *tx = realloc(c->tx, cap * sizeof *tx);
+            uint32_t cap = c->tx_cap < 8 ? 8 : c->tx_cap * 2;
+            bool small = c->tx == c->tx_small;
+            net_chunk_t *tx = realloc(small ? NULL : c->tx, cap * sizeof *tx);
             if (!tx)
                 return -ENOMEM;
+            if (small)
+                memcpy(tx, c->tx_small, c->tx_len * sizeof *tx);
             c->tx = tx;
             c->tx_cap = cap;
         }
@@ -292,6 +295,15 @@ static void write_cb(uv_write_t *req, int status) {
     conn_flush(c);
 }
 
+/* Back to the inline array once everything is written. */
+static void tx_shrink(net_conn_t *c) {
+    if (c->tx != c->tx_small) {
+        free(c->tx);
+        c->tx = c->tx_small;
+        c->tx_cap = NET_TX_SMALL;
+    }
+}
+
 /* Writes as much as the kernel takes now; hands the rest to one uv_write. */
 static void conn_flush(net_conn_t *c) {
     if (c->flags & (CONN_CLOSED | CONN_WRITING))
@@ -347,6 +359,7 @@ static void conn_flush(net_conn_t *c) {
         return;
     }
     c->tx_head = c->tx_len = 0;
+    tx_shrink(c);
     if ((c->flags & CONN_CLOSING) && !(c->flags & CONN_SHUTDOWN))
         start_shutdown(c);
 }
@@ -490,7 +503,7 @@ static void conn_free_cb(uv_handle_t *h) {
     if (c->all_next)
         c->all_next->all_prev = c->all_prev;
     buf_free(&c->rx);
-    free(c->tx);
+    tx_shrink(c);
     free(c->wreq);
     free(c);
 }
@@ -557,6 +570,8 @@ static void on_connection(uv_stream_t *server, int status) {
     c->nl = l->nl;
     c->ops = l->ops;
     c->ext_size = l->ext_size;
+    c->tx = c->tx_small;
+    c->tx_cap = NET_TX_SMALL;
     int rc = uv_tcp_init(l->nl->loop, &c->tcp);
     if (rc) {
         free(c);

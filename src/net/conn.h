@@ -58,12 +58,18 @@ typedef struct net_chunk {
     size_t len;
 } net_chunk_t;
 
+/* Chunks queued without a heap array: a frame header and its payload. An idle
+ * connection holds no output memory. */
+#define NET_TX_SMALL 2
+
 struct net_conn {
     uv_tcp_t tcp;
     net_loop_t *nl;
     const net_conn_ops_t *ops;
     buf_t rx;        /* unconsumed input, only while a partial unit is pending */
-    net_chunk_t *tx; /* queued output, tx[tx_head..tx_len) */
+    net_chunk_t *tx; /* queued output, tx[tx_head..tx_len): tx_small, or the heap while
+                        more is queued than it holds */
+    net_chunk_t tx_small[NET_TX_SMALL];
     uint32_t tx_head, tx_len, tx_cap;
     uint32_t tx_inflight; /* chunks at tx[tx_head..] handed to an in-flight uv_write */
     size_t tx_bytes;      /* bytes queued and not yet written */

@@ -88,6 +88,7 @@ struct sio_nsp {
     size_t non_conn;
     sio_disc_cb_t *on_disc;
     size_t non_disc;
+    void (*slot_free[SIO_DATA_SLOTS])(void *value);
     /* Sockets: an array with each socket's index, for O(1) removal. */
     sio_socket_t **sockets;
     uint32_t nsockets, capsockets;
@@ -160,6 +161,7 @@ struct sio_server {
     uv_loop_t *loop;
     eio_server_t *eio;
     map_t nsps;
+    json_t *empty; /* shared empty object (lean_handshake) */
     sio_matcher_t *matchers;
     size_t nmatchers;
     sio_client_t *wait_head, *wait_tail;

@@ -65,14 +65,16 @@ void sio_packet_clear(sio_packet_t *p) {
 }
 
 void sio_decoder_init(sio_decoder_t *d, size_t max_attachments) {
-    packet_reset(&d->pending);
+    d->pending = NULL;
     d->expected = 0;
     d->max_attachments = max_attachments;
 }
 
 void sio_decoder_clear(sio_decoder_t *d) {
-    sio_packet_clear(&d->pending);
-    packet_reset(&d->pending);
+    if (d->pending)
+        sio_packet_clear(d->pending);
+    free(d->pending);
+    d->pending = NULL;
     d->expected = 0;
 }
 
@@ -231,7 +233,9 @@ sio_decode_result_t sio_decode_text(sio_decoder_t *d, const char *data, size_t l
         goto fail;
 
     if (attachments) {
-        d->pending = p;
+        if (!(d->pending = malloc(sizeof *d->pending)))
+            goto fail;
+        *d->pending = p;
         d->expected = attachments;
         return SIO_DECODE_MORE;
     }
@@ -254,11 +258,12 @@ sio_decode_result_t sio_decode_binary(sio_decoder_t *d, const uint8_t *data, siz
         sio_decoder_clear(d);
         return SIO_DECODE_ERROR;
     }
-    d->pending.bins[d->pending.nbins - d->expected] = b;
+    d->pending->bins[d->pending->nbins - d->expected] = b;
     if (--d->expected)
         return SIO_DECODE_MORE;
-    *out = d->pending;
-    packet_reset(&d->pending);
+    *out = *d->pending;
+    free(d->pending);
+    d->pending = NULL;
     return SIO_DECODE_PACKET;
 }
 

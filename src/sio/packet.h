@@ -50,10 +50,11 @@ typedef struct {
 void sio_packet_clear(sio_packet_t *p);
 
 /* Decoder state for one connection: a binary packet waiting for its buffers. While
- * waiting, pending.bins already has all nbins slots (the missing ones NULL), so the
- * placeholders are checked against the announced count before any buffer arrives. */
+ * waiting, pending->bins already has all nbins slots (the missing ones NULL), so the
+ * placeholders are checked against the announced count before any buffer arrives. The
+ * packet is on the heap only while it waits: an idle connection's decoder is 24 bytes. */
 typedef struct {
-    sio_packet_t pending;
+    sio_packet_t *pending;
     size_t expected; /* buffers still missing for `pending`; 0 when none pending */
     size_t max_attachments;
 } sio_decoder_t;

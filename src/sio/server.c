@@ -193,8 +193,13 @@ static void on_open(eio_session_t *es, const http_req_t *req, const char *addres
     }
     c->io = io;
     c->eio = es;
-    c->headers = headers_json(&req->head);
-    c->query = query_json(req->head.query);
+    if (io->cfg.lean_handshake) {
+        c->headers = json_incref(io->empty);
+        c->query = json_incref(io->empty);
+    } else {
+        c->headers = headers_json(&req->head);
+        c->query = query_json(req->head.query);
+    }
     c->url = strndup(req->head.target.base, req->head.target.len);
     c->time_ms = wall_ms();
     snprintf(c->address, sizeof c->address, "%s", address);
@@ -310,7 +315,8 @@ int sio_server_new(http_server_t *http, const sio_config_t *cfg, sio_server_t **
     io->cfg.path = io->path;
     io->http = http;
     io->loop = net_loop_uv(http_server_loop(http));
-    if (!io->path || map_init(&io->nsps) || !sio_server_of(io, "/")) {
+    io->empty = json_object();
+    if (!io->path || !io->empty || map_init(&io->nsps) || !sio_server_of(io, "/")) {
         sio_server_close(io);
         return -ENOMEM;
     }
@@ -360,6 +366,7 @@ void sio_server_close(sio_server_t *io) {
     for (size_t pos = 0; map_next(&io->nsps, &pos, &e);)
         sio_nsp_free(e->value);
     map_free(&io->nsps);
+    json_decref(io->empty);
     free(io->matchers);
     free(io->path);
     if (!uv_is_active((uv_handle_t *)&io->connect_timer) && io->connect_timer.loop == NULL) {

@@ -35,10 +35,8 @@ sio_socket_t *sio_socket_new(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
     s->nsp = nsp;
     s->client = c;
     s->connecting = true;
-    s->data = json_object();
     s->hs.auth = json_is_object(auth) ? json_incref(auth) : json_object();
-    if (rand_id(s->id) || (nsp->io->cfg.recovery && rand_id(s->pid)) || !s->data || !s->hs.auth) {
-        json_decref(s->data);
+    if (rand_id(s->id) || (nsp->io->cfg.recovery && rand_id(s->pid)) || !s->hs.auth) {
         json_decref(s->hs.auth);
         free(s);
         return NULL;
@@ -160,11 +158,30 @@ static void ack_unlink(sio_socket_t *s, sio_pending_ack_t *a) {
     }
 }
 
+/* The namespace's slot destructors, for what the application left set. */
+static void release_slots(sio_socket_t *s) {
+    for (unsigned i = 0; i < SIO_DATA_SLOTS; i++) {
+        if (s->slots[i] && s->nsp->slot_free[i]) {
+            void *v = s->slots[i];
+            s->slots[i] = NULL;
+            s->nsp->slot_free[i](v);
+        }
+    }
+}
+
+int sio_nsp_slot_free(sio_nsp_t *nsp, unsigned slot, void (*fn)(void *value)) {
+    if (slot >= SIO_DATA_SLOTS)
+        return -EINVAL;
+    nsp->slot_free[slot] = fn;
+    return 0;
+}
+
 void sio_socket_onclose(sio_socket_t *s, const char *reason) {
     sio_client_t *c = s->client;
     if (!s->connected) {
         /* Still in middleware: the pending sio_next will see it is gone. */
         s->connecting = false;
+        release_slots(s);
         sio_client_remove_socket(c, s);
         sio_socket_unref(s);
         return;
@@ -177,6 +194,7 @@ void sio_socket_onclose(sio_socket_t *s, const char *reason) {
         sio_adapter_persist(s);
     s->connected = false;
     nsp->io->nsockets--;
+    release_slots(s);
     sio_adapter_leave_all(s);
     nsp_remove(s);
     while (s->acks) {
@@ -195,6 +213,7 @@ void sio_socket_onclose(sio_socket_t *s, const char *reason) {
 
 void sio_socket_discard(sio_socket_t *s) {
     s->connecting = false;
+    release_slots(s);
     sio_client_remove_socket(s->client, s);
     sio_socket_unref(s);
 }
@@ -428,6 +447,8 @@ void sio_socket_set(sio_socket_t *s, unsigned slot, void *value) {
 }
 
 json_t *sio_socket_data(sio_socket_t *s) {
+    if (!s->data)
+        s->data = json_object();
     return s->data;
 }
 

@@ -1184,6 +1184,88 @@ static void test_middleware_async(void **state) {
     assert_int_equal(sio_nsp_socket_count(slow), 1);
 }
 
+/* Slot destructors: a middleware's slot is released on every way out. */
+static int slot_freed;
+static void slot_free_fn(void *v) {
+    slot_freed++;
+    free(v);
+}
+static void mw_set_slot(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
+    int *value = malloc(sizeof *value);
+    assert_non_null(value);
+    sio_socket_set(s, 1, value);
+    if (arg)
+        held_ctx = ctx;
+    else
+        sio_next(ctx, NULL);
+}
+
+static void test_slot_free(void **state) {
+    env_t *e = *state;
+    slot_freed = 0;
+    assert_int_equal(sio_nsp_slot_free(e->root, SIO_DATA_SLOTS, slot_free_fn), -EINVAL);
+    assert_int_equal(sio_nsp_slot_free(e->root, 1, slot_free_fn), 0);
+    assert_int_equal(sio_nsp_use(e->root, mw_set_slot, NULL), 0);
+    /* Connected, then disconnected by the client. */
+    eio_session_t *a = client_new(e);
+    inject(a, "0");
+    assert_non_null(sock_of(a, "/"));
+    assert_int_equal(slot_freed, 0);
+    inject(a, "1");
+    assert_int_equal(slot_freed, 1);
+    /* Refused by a later middleware. */
+    sio_nsp_t *strict = sio_server_of(e->io, "/strict");
+    static int refused;
+    assert_int_equal(sio_nsp_slot_free(strict, 1, slot_free_fn), 0);
+    assert_int_equal(sio_nsp_use(strict, mw_set_slot, NULL), 0);
+    assert_int_equal(sio_nsp_use(strict, mw_refuse, &refused), 0);
+    eio_session_t *b = client_new(e);
+    inject(b, "0/strict,");
+    assert_int_equal(slot_freed, 2);
+    /* Its client leaves while the middleware holds it. */
+    sio_nsp_t *slow = sio_server_of(e->io, "/slowslot");
+    assert_int_equal(sio_nsp_slot_free(slow, 1, slot_free_fn), 0);
+    assert_int_equal(sio_nsp_use(slow, mw_set_slot, &refused), 0);
+    held_ctx = NULL;
+    eio_session_t *c = client_new(e);
+    inject(c, "0/slowslot,");
+    assert_non_null(held_ctx);
+    eio_session_close(c);
+    assert_int_equal(slot_freed, 3);
+    sio_next(held_ctx, NULL);
+    assert_int_equal(slot_freed, 3);
+    /* A slot the application cleared itself is not freed again. */
+    eio_session_t *d = client_new(e);
+    inject(d, "0");
+    free(sio_socket_get(sock_of(d, "/"), 1));
+    sio_socket_set(sock_of(d, "/"), 1, NULL);
+    inject(d, "1");
+    assert_int_equal(slot_freed, 3);
+}
+
+/* lean_handshake: the middleware sees auth; afterwards nothing of the handshake is kept. */
+static void mw_see_auth(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
+    const char *token = json_string_value(json_object_get(sio_socket_handshake(s)->auth, "token"));
+    *(bool *)arg = token && strcmp(token, "t0k") == 0;
+    sio_next(ctx, NULL);
+}
+
+static void test_lean_handshake(void **state) {
+    env_t *e = *state;
+    e->io->cfg.lean_handshake = true;
+    static bool saw;
+    saw = false;
+    assert_int_equal(sio_nsp_use(e->root, mw_see_auth, &saw), 0);
+    eio_session_t *a = client_new(e);
+    inject(a, "0{\"token\":\"t0k\"}");
+    assert_true(saw);
+    const sio_handshake_t *hs = sio_socket_handshake(sock_of(a, "/"));
+    assert_int_equal(json_object_size(hs->auth), 0);
+    assert_int_equal(json_object_size(hs->headers), 0);
+    assert_int_equal(json_object_size(hs->query), 0);
+    assert_true(hs->headers == hs->query); /* one shared empty object */
+}
+
 /* ---- connection state recovery ---- */
 
 typedef struct {
@@ -1514,6 +1596,8 @@ int main(void) {
         T(test_room_ack_recipient_disconnects), /* BUG: fails, see the test */
         T(test_middleware_rejects),
         T(test_middleware_async),
+        T(test_slot_free),
+        T(test_lean_handshake),
         TR(test_recovery_restores),
         TR(test_recovery_unknown_offset),
         TR(test_recovery_not_after_client_leaves),

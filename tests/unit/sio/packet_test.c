@@ -357,8 +357,7 @@ static void test_text_while_pending(void **state) {
      * would report its tree and first buffer otherwise). */
     assert_int_equal(decode(&d, LIT("2[\"a\"]"), &p), SIO_DECODE_ERROR);
     assert_int_equal(d.expected, 0);
-    assert_null(d.pending.data);
-    assert_null(d.pending.bins);
+    assert_null(d.pending);
     /* Nothing is pending any more: a buffer is an error, a text packet is fine. */
     assert_int_equal(sio_decode_binary(&d, (const uint8_t *)"x", 1, &p), SIO_DECODE_ERROR);
     assert_accepted(&d, "2[\"a\"]");
