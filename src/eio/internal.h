@@ -35,9 +35,20 @@ struct eio_session {
     bool flush_scheduled;
     bool free_pending; /* closed and its timer closed, waiting to leave the flush list */
     eio_session_t *flush_next;
-    uv_timer_t timer; /* ping interval, then ping timeout */
+    /* The session's one deadline (see session.c: heartbeat lists). */
+    eio_session_t *due_prev, *due_next;
+    uint64_t due_at; /* loop time, ms */
+    int8_t due_list; /* EIO_DUE_*, or -1 when none */
     char sid[RAND_ID_SIZE];
 };
+
+/* The deadlines a session can wait for. Each has a fixed duration per server, so each
+ * list is in deadline order when sessions are appended at its tail. */
+enum { EIO_DUE_PING, EIO_DUE_PONG, EIO_DUE_DRAIN, EIO_DUE_LISTS };
+
+typedef struct {
+    eio_session_t *head, *tail;
+} eio_due_list_t;
 
 struct eio_server {
     eio_config_t cfg;
@@ -49,6 +60,9 @@ struct eio_server {
     net_loop_t *nl;
     map_t sessions;
     eio_session_t *flush_head;
+    eio_due_list_t due[EIO_DUE_LISTS];
+    uv_timer_t *due_timer; /* fires at the earliest head; its own allocation (closed async) */
+    uint64_t due_timer_at; /* when it is set to fire, 0: stopped */
     eio_msg_t *ping, *noop, *close, *pong_probe;
     bool closing;
 };
@@ -61,6 +75,8 @@ void eio_session_on_packet(eio_session_t *s, const eio_packet_t *p);
  * "6" (acknowledging the client's close). */
 void eio_session_end(eio_session_t *s, const char *reason, bool notify_client);
 void eio_session_schedule_flush(eio_session_t *s);
+/* The server's deadline timer fired: runs what is due. */
+void eio_server_due(uv_timer_t *t);
 /* Ends a draining session: a held poll gets the close packet, then the memory goes. */
 void eio_session_finish_drain(eio_session_t *s);
 /* Releases the first n queued messages. */

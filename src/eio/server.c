@@ -193,7 +193,13 @@ static int copy_config(eio_server_t *srv, const eio_config_t *cfg) {
     return 0;
 }
 
+static void due_timer_closed(uv_handle_t *h) {
+    free(h);
+}
+
 static void server_free(eio_server_t *srv) {
+    if (srv->due_timer)
+        uv_close((uv_handle_t *)srv->due_timer, due_timer_closed);
     for (size_t i = 0; srv->cors_origins && i < srv->cfg.cors_origin_count; i++)
         free(srv->cors_origins[i]);
     free(srv->cors_origins);
@@ -222,6 +228,14 @@ int eio_server_new(http_server_t *http, const eio_config_t *cfg, const eio_callb
     int rc = copy_config(srv, cfg);
     if (rc == 0 && map_init(&srv->sessions))
         rc = -EIO;
+    if (rc == 0 && !(srv->due_timer = malloc(sizeof *srv->due_timer)))
+        rc = -ENOMEM;
+    if (rc == 0 && (rc = uv_timer_init(net_loop_uv(srv->nl), srv->due_timer))) {
+        free(srv->due_timer);
+        srv->due_timer = NULL;
+    }
+    if (srv->due_timer)
+        srv->due_timer->data = srv;
     if (rc == 0) {
         srv->ping = eio_msg_new(EIO_PING, false, NULL, 0);
         srv->noop = eio_msg_new(EIO_NOOP, false, NULL, 0);
@@ -264,8 +278,7 @@ void eio_server_close(eio_server_t *srv) {
             eio_session_end(all[i], "server shutting down", true);
     }
     free(all);
-    /* Answer what the sessions queued, then forget them: their memory is freed by
-     * their own timer callbacks, which do not touch the server. */
+    /* Answer what the sessions queued; the same pass frees the ended ones. */
     eio_server_flush_hook(srv);
     net_loop_off_flush(srv->nl, eio_server_flush_hook, srv);
     server_free(srv);

@@ -1,10 +1,14 @@
 /* eio/session.c — an Engine.IO session's life: creation, the outgoing queue, the
  * heartbeat, packets from either transport, and the one way out (eio_session_end).
  *
- * Heartbeat: one timer per session, alternating between "send a ping after
- * ping_interval" and "close unless a pong came within ping_timeout", as the reference
- * server does. A session's memory is freed from its timer's close callback (after the
- * application was told), or later by the flush hook if it was still queued there. */
+ * Heartbeat: each session alternates between "send a ping after ping_interval" and
+ * "close unless a pong came within ping_timeout", as the reference server does. Not
+ * with a timer each (152 bytes, and a handle the loop walks): every deadline kind has a
+ * fixed duration, so the server keeps one list per kind in deadline order (append at
+ * the tail) and one timer set to the earliest head.
+ *
+ * A session's memory is freed by the flush hook at the end of the loop iteration in
+ * which it ended, so callers up the stack may still look at it. */
 #include "eio/internal.h"
 
 #include <errno.h>
@@ -14,8 +18,80 @@
 
 #include "util/log.h"
 
-static void on_timer(uv_timer_t *t);
-static void timer_closed(uv_handle_t *h);
+/* ---- deadlines ---- */
+
+static void due_clear(eio_session_t *s) {
+    if (s->due_list < 0)
+        return;
+    eio_due_list_t *l = &s->srv->due[s->due_list];
+    if (s->due_prev)
+        s->due_prev->due_next = s->due_next;
+    else
+        l->head = s->due_next;
+    if (s->due_next)
+        s->due_next->due_prev = s->due_prev;
+    else
+        l->tail = s->due_prev;
+    s->due_prev = s->due_next = NULL;
+    s->due_list = -1;
+}
+
+static uint32_t due_duration(const eio_server_t *srv, int list) {
+    return list == EIO_DUE_PING ? srv->cfg.ping_interval : srv->cfg.ping_timeout;
+}
+
+/* Sets the server's timer to the earliest head (or stops it). */
+static int due_arm(eio_server_t *srv) {
+    uint64_t first = 0;
+    for (int i = 0; i < EIO_DUE_LISTS; i++)
+        if (srv->due[i].head && (!first || srv->due[i].head->due_at < first))
+            first = srv->due[i].head->due_at;
+    if (first == srv->due_timer_at)
+        return 0;
+    srv->due_timer_at = first;
+    if (!first)
+        return uv_timer_stop(srv->due_timer);
+    uint64_t now = uv_now(srv->due_timer->loop);
+    return uv_timer_start(srv->due_timer, eio_server_due, first > now ? first - now : 0, 0);
+}
+
+/* The session's next deadline: `list`'s duration from now. */
+static int due_set(eio_session_t *s, int list) {
+    eio_server_t *srv = s->srv;
+    due_clear(s);
+    s->due_at = uv_now(srv->due_timer->loop) + due_duration(srv, list);
+    s->due_list = (int8_t)list;
+    eio_due_list_t *l = &srv->due[list];
+    s->due_prev = l->tail;
+    if (l->tail)
+        l->tail->due_next = s;
+    else
+        l->head = s;
+    l->tail = s;
+    return srv->due_timer_at && srv->due_timer_at <= s->due_at ? 0 : due_arm(srv);
+}
+
+static void on_ping_due(eio_session_t *s);
+
+void eio_server_due(uv_timer_t *t) {
+    eio_server_t *srv = t->data;
+    uint64_t now = uv_now(t->loop);
+    srv->due_timer_at = 0;
+    for (int i = 0; i < EIO_DUE_LISTS; i++) {
+        eio_session_t *s;
+        while ((s = srv->due[i].head) && s->due_at <= now) {
+            due_clear(s);
+            if (i == EIO_DUE_DRAIN)
+                eio_session_finish_drain(s);
+            else
+                on_ping_due(s);
+        }
+    }
+    if (due_arm(srv))
+        LOG_ERROR("eio", "heartbeat timer cannot be set");
+}
+
+/* ---- sessions ---- */
 
 eio_session_t *eio_session_create(eio_server_t *srv, eio_transport_t transport) {
     eio_session_t *s = calloc(1, sizeof *s);
@@ -23,14 +99,9 @@ eio_session_t *eio_session_create(eio_server_t *srv, eio_transport_t transport) 
         return NULL;
     s->srv = srv;
     s->transport = (uint8_t)transport;
-    if (rand_id(s->sid) || uv_timer_init(net_loop_uv(srv->nl), &s->timer)) {
+    s->due_list = -1;
+    if (rand_id(s->sid) || map_put(&srv->sessions, s->sid, strlen(s->sid), s)) {
         free(s);
-        return NULL;
-    }
-    s->timer.data = s;
-    if (map_put(&srv->sessions, s->sid, strlen(s->sid), s)) {
-        s->closed = true;
-        uv_close((uv_handle_t *)&s->timer, timer_closed);
         return NULL;
     }
     return s;
@@ -51,7 +122,7 @@ void eio_session_start(eio_session_t *s, const http_req_t *req, http_conn_t *hc)
     char address[64] = "";
     if (net_conn_peer(http_conn_net(hc), address, sizeof address))
         address[0] = '\0';
-    if (uv_timer_start(&s->timer, on_timer, s->srv->cfg.ping_interval, 0)) {
+    if (due_set(s, EIO_DUE_PING)) {
         eio_session_end(s, "transport error", true);
         return;
     }
@@ -61,15 +132,13 @@ void eio_session_start(eio_session_t *s, const http_req_t *req, http_conn_t *hc)
         s->srv->cb.on_open(s, req, address, s->srv->arg);
 }
 
-static void on_timer(uv_timer_t *t) {
-    eio_session_t *s = t->data;
+static void on_ping_due(eio_session_t *s) {
     if (s->awaiting_pong) {
         eio_session_end(s, "ping timeout", true);
         return;
     }
     s->awaiting_pong = true;
-    if (eio_session_send(s, s->srv->ping) ||
-        uv_timer_start(&s->timer, on_timer, s->srv->cfg.ping_timeout, 0))
+    if (eio_session_send(s, s->srv->ping) || due_set(s, EIO_DUE_PONG))
         eio_session_end(s, "transport error", true);
 }
 
@@ -77,7 +146,7 @@ static void on_pong(eio_session_t *s) {
     if (!s->awaiting_pong)
         return;
     s->awaiting_pong = false;
-    if (uv_timer_start(&s->timer, on_timer, s->srv->cfg.ping_interval, 0))
+    if (due_set(s, EIO_DUE_PING))
         eio_session_end(s, "transport error", true);
 }
 
@@ -191,16 +260,11 @@ void eio_server_flush_hook(void *arg) {
 
 /* ---- closing ---- */
 
-static void timer_closed(uv_handle_t *h) {
-    eio_session_t *s = h->data;
-    if (s->flush_scheduled)
-        s->free_pending = true;
-    else
-        free(s);
-}
-
-static void drain_timeout(uv_timer_t *t) {
-    eio_session_finish_drain(t->data);
+/* The memory goes with the next flush hook run (this iteration's). */
+static void release(eio_session_t *s) {
+    due_clear(s);
+    s->free_pending = true;
+    eio_session_schedule_flush(s);
 }
 
 static void end_session(eio_session_t *s, const char *reason, bool notify_client, bool graceful);
@@ -220,7 +284,7 @@ static void end_session(eio_session_t *s, const char *reason, bool notify_client
      * deliver them first and send the close packet with the next poll, as the reference
      * server does, so that the client handles them before it sees the transport close. */
     if (graceful && s->transport == EIO_TRANSPORT_POLLING && s->qlen > s->qhead && !srv->closing &&
-        uv_timer_start(&s->timer, drain_timeout, srv->cfg.ping_timeout, 0) == 0) {
+        due_set(s, EIO_DUE_DRAIN) == 0) {
         s->draining = true;
         if (s->probe) {
             ws_conn_t *ws = s->probe;
@@ -252,7 +316,7 @@ static void end_session(eio_session_t *s, const char *reason, bool notify_client
     queue_clear(s);
     if (s->opened && srv->cb.on_close)
         srv->cb.on_close(s, reason, srv->arg);
-    uv_close((uv_handle_t *)&s->timer, timer_closed);
+    release(s);
 }
 
 void eio_session_finish_drain(eio_session_t *s) {
@@ -263,7 +327,7 @@ void eio_session_finish_drain(eio_session_t *s) {
     if (s->get)
         eio_polling_release(s, s->srv->close);
     queue_clear(s);
-    uv_close((uv_handle_t *)&s->timer, timer_closed);
+    release(s);
 }
 
 void eio_session_close(eio_session_t *s) {
