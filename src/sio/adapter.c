@@ -8,6 +8,10 @@
  * is skipped. Sockets in an `except` room are stamped first, so the union of the target
  * rooms is walked once and each socket receives the packet at most once.
  *
+ * A socket's own room (named by its id) is not stored: sio_adapter_each finds the socket
+ * through the namespace's id index instead, which saves a room, a membership and an
+ * index entry per socket.
+ *
  * Recovery log (when enabled): every logged broadcast gets the next offset of its
  * namespace; offsets are consecutive, so an offset's entry is found by subtraction.
  * Entries older than the maximum disconnection duration are purged, and the log is
@@ -48,6 +52,8 @@ static void room_drop_if_empty(sio_nsp_t *nsp, sio_room_t *r) {
 }
 
 int sio_adapter_join(sio_socket_t *s, const char *name) {
+    if (strcmp(name, s->id) == 0)
+        return 0; /* always in its own room */
     for (uint32_t i = 0; i < s->nrooms; i++)
         if (strcmp(s->rooms[i].room->name, name) == 0)
             return 0;
@@ -123,6 +129,9 @@ void sio_adapter_each(sio_nsp_t *nsp, const sio_target_t *to,
         sio_room_t *r = sio_room_get(nsp, to->except[i], false);
         for (uint32_t j = 0; r && j < r->count; j++)
             r->members[j]->epoch = epoch;
+        sio_socket_t *own = sio_nsp_find_socket(nsp, to->except[i]);
+        if (own)
+            own->epoch = epoch;
     }
     /* fn may make sockets leave rooms or disconnect: walk copies of the member lists. */
     size_t nrooms = to ? to->nrooms : 0;
@@ -137,14 +146,16 @@ void sio_adapter_each(sio_nsp_t *nsp, const sio_target_t *to,
         size_t total = 0;
         for (size_t i = 0; i < nrooms; i++) {
             sio_room_t *r = sio_room_get(nsp, to->rooms[i], false);
-            total += r ? r->count : 0;
+            total += (r ? r->count : 0) + 1; /* + the socket whose own room it may be */
         }
         list = malloc((total + 1) * sizeof *list);
         for (size_t i = 0; list && i < nrooms; i++) {
             sio_room_t *r = sio_room_get(nsp, to->rooms[i], false);
-            for (uint32_t j = 0; r && j < r->count; j++) {
-                sio_socket_t *s = r->members[j];
-                if (s->epoch == epoch || !s->connected)
+            uint32_t count = r ? r->count : 0;
+            for (uint32_t j = 0; j <= count; j++) {
+                sio_socket_t *s =
+                    j < count ? r->members[j] : sio_nsp_find_socket(nsp, to->rooms[i]);
+                if (!s || s->epoch == epoch || !s->connected)
                     continue;
                 s->epoch = epoch;
                 list[n++] = s;
@@ -278,7 +289,10 @@ void sio_adapter_persist(sio_socket_t *s) {
         return;
     memcpy(session->pid, s->pid, sizeof s->pid);
     memcpy(session->sid, s->id, sizeof s->id);
-    session->rooms = calloc(s->nrooms + 1, sizeof *session->rooms);
+    session->rooms = calloc(s->nrooms + 2, sizeof *session->rooms);
+    /* Its own room first: packets to it are matched by room like any other. */
+    if (session->rooms && (session->rooms[0] = strdup(s->id)))
+        session->nrooms++;
     for (uint32_t i = 0; session->rooms && i < s->nrooms; i++)
         if ((session->rooms[session->nrooms] = strdup(s->rooms[i].room->name)))
             session->nrooms++;

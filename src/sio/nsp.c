@@ -112,7 +112,8 @@ sio_socket_t *sio_nsp_find_socket(sio_nsp_t *nsp, const char *id) {
 
 size_t sio_nsp_room_size(sio_nsp_t *nsp, const char *room) {
     sio_room_t *r = sio_room_get(nsp, room, false);
-    return r ? r->count : 0;
+    sio_socket_t *own = sio_nsp_find_socket(nsp, room); /* its own room is not stored */
+    return (r ? r->count : 0) + (own && own->connected);
 }
 
 /* ---- registration ---- */

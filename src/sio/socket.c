@@ -121,7 +121,7 @@ int sio_socket_establish(sio_socket_t *s, const sio_session_t *restored) {
     s->connecting = false;
     s->connected = true;
     nsp->io->nsockets++;
-    int rc = sio_adapter_join(s, s->id);
+    int rc = 0;
     for (size_t i = 0; rc == 0 && restored && i < restored->nrooms; i++)
         rc = sio_adapter_join(s, restored->rooms[i]);
     if (rc)
@@ -461,6 +461,8 @@ int sio_socket_leave(sio_socket_t *s, const char *room) {
 }
 
 bool sio_socket_in(const sio_socket_t *s, const char *room) {
+    if (strcmp(room, s->id) == 0)
+        return s->connected;
     for (uint32_t i = 0; i < s->nrooms; i++)
         if (strcmp(s->rooms[i].room->name, room) == 0)
             return true;
@@ -468,6 +470,8 @@ bool sio_socket_in(const sio_socket_t *s, const char *room) {
 }
 
 void sio_socket_rooms(const sio_socket_t *s, void (*fn)(const char *room, void *arg), void *arg) {
+    if (s->connected)
+        fn(s->id, arg);
     for (uint32_t i = 0; i < s->nrooms; i++)
         fn(s->rooms[i].room->name, arg);
 }
