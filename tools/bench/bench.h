@@ -78,7 +78,7 @@ typedef struct {
     uint64_t closed;          /* connections lost after they were ready */
     uint64_t t_first, t_last; /* first connect started, last handshake done (ns) */
     uint64_t sent, acked, ack_errors, unacked; /* sendMessage in the measured window */
-    uint64_t expected;      /* deliveries the window's acknowledged messages owe */
+    uint64_t expected;      /* deliveries owed by the window's messages not refused */
     uint64_t received;      /* deliveries of the window's messages */
     uint64_t late_sends;    /* sent 50 ms or more after their schedule */
     uint64_t stalled_sends; /* skipped: too many acks outstanding on that sender */

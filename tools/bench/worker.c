@@ -120,8 +120,10 @@ static bool send_one(worker_t *w, sender_t *s) {
     slot->id = id;
     slot->t = stamp;
     s->outstanding++;
-    if (in_window(w, stamp))
+    if (in_window(w, stamp)) {
         w->rep.sent++;
+        w->rep.expected += bench_room_receivers(w->cfg, c->room);
+    }
     return true;
 }
 
@@ -206,9 +208,9 @@ void worker_client_ack(worker_t *w, client_t *c, uint32_t id, bool ok) {
         hist_record(&w->rep.ack, now - slot->t);
         if (ok) {
             w->rep.acked++;
-            w->rep.expected += bench_room_receivers(w->cfg, c->room);
         } else {
-            w->rep.ack_errors++;
+            w->rep.ack_errors++; /* refused: nobody gets it */
+            w->rep.expected -= bench_room_receivers(w->cfg, c->room);
         }
     }
     slot->t = 0;
