@@ -2,8 +2,10 @@
  * configuration (fixed before fork, so workers inherit it), and the messages they
  * exchange over their socketpair.
  *
- * Parent → worker: one bench_go_t once every worker is ready. Worker → parent: a
- * bench_report_t when its connections are ready (kind READY), and again when its run is
+ * Parent → worker: one bench_go_t once every worker is ready, followed by `rooms`
+ * uint32_t: how many counted receivers of each room are ready, over all workers (what a
+ * message to that room owes). Worker → parent: a bench_report_t when its connections
+ * are ready (kind READY, followed by its own `rooms` counts), and again when its run is
  * over (kind RESULT). Both ends are the same binary, so messages are plain structs. */
 #ifndef PARLEY_BENCH_BENCH_H
 #define PARLEY_BENCH_BENCH_H
@@ -57,7 +59,7 @@ uint32_t bench_client_room(const bench_config_t *cfg, uint32_t g);
 /* The worker that runs global client g: g + g / K modulo procs, so that the senders
  * (often one member per room) are spread over the workers as evenly as the members. */
 uint32_t bench_client_worker(const bench_config_t *cfg, uint32_t g);
-/* Members of room r whose deliveries are counted. */
+/* Receivers in room r when every one is ready: its size (the last room may be smaller). */
 uint32_t bench_room_receivers(const bench_config_t *cfg, uint32_t r);
 
 typedef struct {

@@ -261,6 +261,20 @@ static bool read_all(int fd, void *dst, size_t len) {
     return true;
 }
 
+static bool write_all(int fd, const void *src, size_t len) {
+    const char *p = src;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
 static void sleep_until(uint64_t t) {
     uint64_t now = bench_now();
     if (t > now) {
@@ -324,9 +338,16 @@ int main(int argc, char **argv) {
         /* everyone ready, then GO: a common start a little ahead, so that every worker
          * has it before the first message can be sent */
         uint64_t connected = 0, errors = 0;
+        uint32_t *room_ready = calloc(cfg.rooms + 1, sizeof *room_ready);
+        uint32_t *room_part = calloc(cfg.rooms + 1, sizeof *room_part);
+        if (!room_ready || !room_part)
+            fail_workers(cfg.procs, "out of memory");
         for (uint32_t i = 0; i < cfg.procs; i++) {
-            if (!read_all(ctls[i], &rep, sizeof rep) || rep.kind != REPORT_READY)
+            if (!read_all(ctls[i], &rep, sizeof rep) || rep.kind != REPORT_READY ||
+                !read_all(ctls[i], room_part, cfg.rooms * sizeof *room_part))
                 fail_workers(cfg.procs, "a worker failed while connecting");
+            for (uint32_t r = 0; r < cfg.rooms; r++)
+                room_ready[r] += room_part[r];
             connected += rep.connected - rep.join_errors;
             errors += rep.connect_errors + rep.join_errors;
         }
@@ -337,8 +358,11 @@ int main(int argc, char **argv) {
         go.t_meas_start = go.t_go + (uint64_t)(cfg.warmup_s * 1e9);
         go.t_meas_end = go.t_meas_start + (uint64_t)(cfg.duration_s * 1e9);
         for (uint32_t i = 0; i < cfg.procs; i++)
-            if (write(ctls[i], &go, sizeof go) != (ssize_t)sizeof go)
+            if (!write_all(ctls[i], &go, sizeof go) ||
+                !write_all(ctls[i], room_ready, cfg.rooms * sizeof *room_ready))
                 fail_workers(cfg.procs, "a worker is gone");
+        free(room_ready);
+        free(room_part);
         sleep_until(go.t_meas_start);
         if (sum.have_server)
             procstat_sample(&srv, &sum.srv_start);

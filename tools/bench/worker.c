@@ -122,7 +122,7 @@ static bool send_one(worker_t *w, sender_t *s) {
     s->outstanding++;
     if (in_window(w, stamp)) {
         w->rep.sent++;
-        w->rep.expected += bench_room_receivers(w->cfg, c->room);
+        w->rep.expected += w->room_ready[c->room];
     }
     return true;
 }
@@ -210,7 +210,7 @@ void worker_client_ack(worker_t *w, client_t *c, uint32_t id, bool ok) {
             w->rep.acked++;
         } else {
             w->rep.ack_errors++; /* refused: nobody gets it */
-            w->rep.expected -= bench_room_receivers(w->cfg, c->room);
+            w->rep.expected -= w->room_ready[c->room];
         }
     }
     slot->t = 0;
@@ -271,16 +271,30 @@ static void end_opening(worker_t *w) {
         report(w, REPORT_RESULT);
         exit_when_released(w);
     }
+    for (uint32_t i = 0; i < w->nclients; i++)
+        if (w->clients[i].ready && w->clients[i].counting)
+            w->room_ready[w->clients[i].room]++;
     report(w, REPORT_READY);
+    write_all(w->ctl, w->room_ready, w->cfg->rooms * sizeof *w->room_ready);
     w->phase = PH_WAIT_GO;
 }
 
+static void read_all(int fd, void *dst, size_t len) {
+    char *p = dst;
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit(n == 0 ? 0 : 3); /* the parent is gone */
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
 static void on_ctl(worker_t *w) {
-    bench_go_t go;
-    ssize_t n = read(w->ctl, &go, sizeof go);
-    if (n != (ssize_t)sizeof go)
-        _exit(n == 0 ? 0 : 3); /* parent gone or confused */
-    w->go = go;
+    read_all(w->ctl, &w->go, sizeof w->go);
+    read_all(w->ctl, w->room_ready, w->cfg->rooms * sizeof *w->room_ready);
     w->phase = PH_RUN;
     start_sending(w);
 }
@@ -369,8 +383,9 @@ static void setup(worker_t *w, const bench_config_t *cfg, uint32_t index, int ct
     w->rbuf = malloc(WORKER_RBUF_SIZE);
     w->senders = calloc(cfg->senders + 1, sizeof *w->senders);
     w->heap = calloc(cfg->senders + 1, sizeof *w->heap);
+    w->room_ready = calloc(cfg->rooms + 1, sizeof *w->room_ready);
     w->ep = epoll_create1(EPOLL_CLOEXEC);
-    if (!w->clients || !w->rbuf || !w->senders || !w->heap || w->ep < 0) {
+    if (!w->clients || !w->rbuf || !w->senders || !w->heap || !w->room_ready || w->ep < 0) {
         fprintf(stderr, "parley-bench: worker %u: out of memory\n", index);
         _exit(3);
     }

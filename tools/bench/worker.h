@@ -1,7 +1,7 @@
 /* tools/bench/worker.h — one worker process of parley-bench: its clients, its epoll
  * loop, its share of the scenario, and its report.
  *
- * Worker w owns the global clients g with g % procs == w. It opens them at its share
+ * Worker w owns the global clients g with bench_client_worker(g) == w. It opens them at its share
  * of the connect rate, reports READY when all have finished their handshake (or
  * failed, or timed out), waits for the parent's GO, sends on schedule (a binary heap of
  * senders ordered by due time: one timer for all), drains, and reports RESULT. The
@@ -45,6 +45,7 @@ struct worker {
     uint32_t nsenders, heap_len;
     int phase; /* see worker.c */
     bench_go_t go;
+    uint32_t *room_ready; /* per room: ready receivers (own at READY, all after GO) */
     double cpu_at_start;
     bench_report_t rep;
 };
