@@ -1,6 +1,7 @@
 /* tools/bench/summary.c — the table and the JSON line (see summary.h). */
 #include "summary.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -30,12 +31,14 @@ static void table_hist(const char *name, const hist_t *h) {
            MS(hist_quantile(h, 0.999)), MS(h->max), (unsigned long long)h->count);
 }
 
-/* A number, or null when `ok` is false. */
+/* A number (integers exactly, others with 3 decimals), or null when `ok` is false. */
 static void json_num(const char *name, bool ok, double v) {
-    if (ok)
-        printf(",\"%s\":%.6g", name, v);
-    else
+    if (!ok)
         printf(",\"%s\":null", name);
+    else if (v == floor(v) && fabs(v) < 1e15)
+        printf(",\"%s\":%.0f", name, v);
+    else
+        printf(",\"%s\":%.3f", name, v);
 }
 
 void summary_print(const bench_config_t *cfg, const summary_t *s) {
