@@ -12,7 +12,7 @@ JOBS       ?= $(shell nproc)
 CTEST_ARGS ?=
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all deps test-deps build build-asan run test test-unit fuzz bench format lint clean
+.PHONY: all deps test-deps bench-deps build build-asan run test test-unit fuzz bench format lint clean
 
 all: build
 
@@ -21,6 +21,9 @@ deps:
 
 test-deps:
 	@scripts/deps.sh test
+
+bench-deps:
+	@scripts/deps.sh bench
 
 build: deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -51,7 +54,7 @@ fuzz: test-deps
 	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 -timeout=10 $$work $$corpus 2>&1 | tail -n 12; \
 	done
 
-bench: build
+bench: bench-deps build
 	@scripts/bench.sh
 
 format:

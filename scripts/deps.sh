@@ -2,6 +2,7 @@
 # Installs what Parley needs to build, run and test, and nothing else.
 #   scripts/deps.sh build   Debian packages for building and running the server
 #   scripts/deps.sh test    the above, plus test tools and the npm packages in tests/
+#   scripts/deps.sh bench   build, plus the Node.js reference server's packages in bench/node/
 # As root it runs apt-get itself; otherwise it prints the exact apt-get line and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,8 @@ case "${1:-build}" in
   build) ;;
   test) want+=("${test_pkgs[@]}") ;;
   lint) want+=("${lint_pkgs[@]}") ;;
-  *) echo "usage: $0 build|test|lint" >&2; exit 2 ;;
+  bench) ;;
+  *) echo "usage: $0 build|test|lint|bench" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -55,5 +57,12 @@ if [[ ${1:-build} == test ]]; then
   if [[ ! -d tests/node_modules ]] || [[ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]]; then
     echo "deps: npm ci in tests/"
     (cd tests && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
+
+if [[ ${1:-build} == bench ]]; then
+  if [[ ! -d bench/node/node_modules ]] || [[ bench/node/package-lock.json -nt bench/node/node_modules/.package-lock.json ]]; then
+    echo "deps: npm ci in bench/node/"
+    (cd bench/node && npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi
