@@ -20,6 +20,11 @@
 
 #define REPLAY_PAGE 500
 #define HELD_MAX 10000 /* live messages buffered during one replay; past it the stream ends */
+/* A replay pauses while more than this waits unwritten on its stream, and goes on once
+ * half of it is written (checked every RESUME_CHECK_MS): a long backlog streams at the
+ * client's pace instead of piling up in memory, and is not mistaken for a slow client. */
+#define REPLAY_HIGH (1u << 20)
+#define RESUME_CHECK_MS 10
 
 static const char heartbeat_line[] = ":\n\n";
 
@@ -34,9 +39,13 @@ typedef struct sub {
     bool replaying;    /* reading from the store; live messages are held */
     bool busy;         /* a store read is outstanding (its callback owns the sub then) */
     bool in_loop;      /* inside stream_replay's loop (synchronous callbacks) */
-    uint64_t last;     /* highest seq delivered or resumed from; 0 takes every seq */
-    size_t limit;      /* polls: messages per answer */
-    uint32_t wait_ms;  /* polls */
+    bool paused;       /* replay waiting for its stream to drain (in the feed's list) */
+    struct sub *paused_prev, *paused_next;
+    size_t allowance; /* bytes the replay left queued when the stream went live: the slow
+                         reader check starts above them */
+    uint64_t last;    /* highest seq delivered or resumed from; 0 takes every seq */
+    size_t limit;     /* polls: messages per answer */
+    uint32_t wait_ms; /* polls */
     chat_msg_t **held;
     size_t nheld, capheld;
     char *extra; /* polls: header lines for the answer */
@@ -53,12 +62,14 @@ struct chat_feed {
     chat_service_t *svc;
     chat_store_t *store;
     uv_timer_t heartbeat;
-    map_t rooms;    /* room id → feed_room_t, while it has subscribers */
-    size_t streams; /* attached SSE streams */
-    size_t polls;   /* attached polls */
-    size_t subs;    /* allocated subscribers; the feed is freed after the last */
+    uv_timer_t resume; /* runs while replays are paused */
+    sub_t *paused;     /* paused replays */
+    map_t rooms;       /* room id → feed_room_t, while it has subscribers */
+    size_t streams;    /* attached SSE streams */
+    size_t polls;      /* attached polls */
+    size_t subs;       /* allocated subscribers; the feed is freed after the last */
     bool closed;
-    bool timer_open;
+    int timers_open;
 };
 
 void chat_feed_config_defaults(chat_feed_config_t *cfg) {
@@ -70,7 +81,7 @@ void chat_feed_config_defaults(chat_feed_config_t *cfg) {
 }
 
 static void feed_maybe_free(chat_feed_t *f) {
-    if (!f->closed || f->subs > 0 || f->timer_open)
+    if (!f->closed || f->subs > 0 || f->timers_open > 0)
         return;
     map_free(&f->rooms);
     free(f);
@@ -108,8 +119,22 @@ static void drop_held(sub_t *s) {
     s->nheld = s->capheld = 0;
 }
 
+static void unpause(sub_t *s) {
+    if (!s->paused)
+        return;
+    s->paused = false;
+    if (s->paused_prev)
+        s->paused_prev->paused_next = s->paused_next;
+    else
+        s->feed->paused = s->paused_next;
+    if (s->paused_next)
+        s->paused_next->paused_prev = s->paused_prev;
+    s->paused_prev = s->paused_next = NULL;
+}
+
 static void sub_free(sub_t *s) {
     chat_feed_t *f = s->feed;
+    unpause(s);
     sub_detach(s);
     drop_held(s);
     free(s->extra);
@@ -193,7 +218,12 @@ static int sse_frame(buf_t *b, const chat_msg_t *m) {
 
 /* Ends the stream (its client reconnects and resumes) once too much waits unread. */
 static void stream_check_queue(sub_t *s) {
-    if (s->hc && s->room && http_conn_queued(s->hc) > s->feed->cfg.max_queued) {
+    if (!s->hc || !s->room)
+        return;
+    size_t queued = http_conn_queued(s->hc);
+    if (queued <= s->feed->cfg.max_queued)
+        s->allowance = 0;
+    if (queued > s->feed->cfg.max_queued + s->allowance) {
         LOG_INFO("feed", "SSE client of %s too slow (%zu bytes waiting): ending its stream",
                  s->room_name, http_conn_queued(s->hc));
         sub_detach(s);
@@ -210,6 +240,7 @@ static void stream_send_msg(sub_t *s, const chat_msg_t *m) {
 }
 
 static void stream_replay(sub_t *s);
+static void on_resume_check(uv_timer_t *t);
 
 static void stream_replayed(sub_t *s, int err, chat_msg_t *const *msgs, size_t n) {
     if (!s->room)
@@ -229,8 +260,22 @@ static void stream_replayed(sub_t *s, int err, chat_msg_t *const *msgs, size_t n
                 stream_send_msg(s, s->held[i]);
         drop_held(s);
         s->replaying = false;
+        s->allowance = http_conn_queued(s->hc);
+    } else if (http_conn_queued(s->hc) > REPLAY_HIGH) {
+        chat_feed_t *f = s->feed;
+        s->paused = true;
+        s->paused_next = f->paused;
+        if (f->paused)
+            f->paused->paused_prev = s;
+        f->paused = s;
+        if (!uv_is_active((uv_handle_t *)&f->resume) &&
+            uv_timer_start(&f->resume, on_resume_check, RESUME_CHECK_MS, RESUME_CHECK_MS)) {
+            LOG_WARN("feed", "replay of %s cannot wait for its reader: ending it", s->room_name);
+            unpause(s);
+            sub_detach(s);
+            http_stream_end(s->hc);
+        }
     }
-    stream_check_queue(s);
 }
 
 static void poll_replayed(sub_t *s, int err, chat_msg_t *const *msgs, size_t n);
@@ -247,14 +292,30 @@ static void replay_done(int err, chat_msg_t *const *msgs, size_t n, void *arg) {
         return;
     }
     stream_replayed(s, err, msgs, n);
-    if (s->replaying && !s->in_loop)
+    if (s->replaying && !s->paused && !s->in_loop)
         stream_replay(s);
+}
+
+/* Paused replays whose stream drained go on. */
+static void on_resume_check(uv_timer_t *t) {
+    chat_feed_t *f = t->data;
+    for (sub_t *s = f->paused, *next; s; s = next) {
+        next = s->paused_next;
+        if (!s->hc || !s->room) {
+            unpause(s);
+        } else if (http_conn_queued(s->hc) <= REPLAY_HIGH / 2) {
+            unpause(s);
+            stream_replay(s);
+        }
+    }
+    if (!f->paused && uv_timer_stop(&f->resume))
+        LOG_WARN("feed", "resume timer cannot be stopped");
 }
 
 /* Reads page after page (callbacks may run synchronously: hence a loop, not recursion)
  * until the store has nothing newer than the stream's position. */
 static void stream_replay(sub_t *s) {
-    while (s->replaying && !s->busy && s->hc && s->room) {
+    while (s->replaying && !s->busy && !s->paused && s->hc && s->room) {
         s->busy = true;
         s->in_loop = true;
         int rc =
@@ -504,6 +565,12 @@ static void on_heartbeat(uv_timer_t *t) {
 
 /* ---- lifecycle ---- */
 
+static void on_timer_closed(uv_handle_t *h) {
+    chat_feed_t *f = h->data;
+    f->timers_open--;
+    feed_maybe_free(f);
+}
+
 int chat_feed_new(uv_loop_t *loop, chat_service_t *svc, chat_store_t *store,
                   const chat_feed_config_t *cfg, chat_feed_t **out) {
     chat_feed_t *f = calloc(1, sizeof *f);
@@ -520,8 +587,14 @@ int chat_feed_new(uv_loop_t *loop, chat_service_t *svc, chat_store_t *store,
         free(f);
         return rc;
     }
-    f->timer_open = true;
-    f->heartbeat.data = f;
+    f->timers_open = 1;
+    f->heartbeat.data = f->resume.data = f;
+    if ((rc = uv_timer_init(loop, &f->resume))) {
+        f->closed = true;
+        uv_close((uv_handle_t *)&f->heartbeat, on_timer_closed); /* frees f */
+        return rc;
+    }
+    f->timers_open = 2;
     uint32_t every = cfg->heartbeat_ms ? cfg->heartbeat_ms : 25000;
     if ((rc = uv_timer_start(&f->heartbeat, on_heartbeat, every, every))) {
         LOG_ERROR("feed", "heartbeat timer: %s", uv_strerror(rc));
@@ -531,12 +604,6 @@ int chat_feed_new(uv_loop_t *loop, chat_service_t *svc, chat_store_t *store,
     chat_service_observe(svc, on_event, f);
     *out = f;
     return 0;
-}
-
-static void on_timer_closed(uv_handle_t *h) {
-    chat_feed_t *f = h->data;
-    f->timer_open = false;
-    feed_maybe_free(f);
 }
 
 void chat_feed_close(chat_feed_t *f) {
@@ -561,7 +628,10 @@ void chat_feed_close(chat_feed_t *f) {
             poll_answer(s, NULL, "[]", 2);
         }
     }
+    while (f->paused)
+        unpause(f->paused);
     uv_close((uv_handle_t *)&f->heartbeat, on_timer_closed);
+    uv_close((uv_handle_t *)&f->resume, on_timer_closed);
 }
 
 void chat_feed_counts(const chat_feed_t *f, size_t *streams, size_t *polls) {
