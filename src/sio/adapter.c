@@ -59,7 +59,7 @@ int sio_adapter_join(sio_socket_t *s, const char *name) {
             return 0;
     sio_nsp_t *nsp = s->nsp;
     if (s->nrooms == s->caprooms) {
-        uint32_t cap = s->caprooms ? s->caprooms * 2 : 2;
+        uint32_t cap = s->caprooms ? s->caprooms * 2 : 1;
         sio_membership_t *m = realloc(s->rooms, cap * sizeof *m);
         if (!m)
             return -ENOMEM;
@@ -70,7 +70,7 @@ int sio_adapter_join(sio_socket_t *s, const char *name) {
     if (!r)
         return -ENOMEM;
     if (r->count == r->cap) {
-        uint32_t cap = r->cap ? r->cap * 2 : 4;
+        uint32_t cap = r->cap ? r->cap * 2 : 1; /* many rooms have one member */
         sio_socket_t **m = realloc(r->members, cap * sizeof *m);
         if (!m) {
             room_drop_if_empty(nsp, r);

@@ -200,13 +200,13 @@ static void on_open(eio_session_t *es, const http_req_t *req, const char *addres
         c->headers = headers_json(&req->head);
         c->query = query_json(req->head.query);
     }
-    c->url = strndup(req->head.target.base, req->head.target.len);
+    c->url = io->cfg.lean_handshake ? NULL : strndup(req->head.target.base, req->head.target.len);
     c->time_ms = wall_ms();
     snprintf(c->address, sizeof c->address, "%s", address);
     sio_decoder_init(&c->dec, io->cfg.max_attachments);
     eio_session_set_data(es, c);
     io->nclients++;
-    if (!c->headers || !c->query || !c->url) {
+    if (!c->headers || !c->query || (!c->url && !io->cfg.lean_handshake)) {
         sio_client_close(c, "transport error");
         return;
     }

@@ -1264,6 +1264,7 @@ static void test_lean_handshake(void **state) {
     assert_int_equal(json_object_size(hs->headers), 0);
     assert_int_equal(json_object_size(hs->query), 0);
     assert_true(hs->headers == hs->query); /* one shared empty object */
+    assert_string_equal(hs->url, "");
 }
 
 /* ---- connection state recovery ---- */
