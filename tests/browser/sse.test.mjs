@@ -18,13 +18,12 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 import { io } from "socket.io-client";
 import { startServer, waitUntil } from "../integration/lib/server.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const artifacts = path.resolve(here, "../artifacts");
-const CHROMIUM = process.env.PARLEY_CHROMIUM || "/usr/bin/chromium";
 const KEY = "browser-sse-api-key-0123456789";
 const ROOM = "news";
 const EVENTS = `/api/rooms/${ROOM}/events`;
@@ -116,22 +115,8 @@ before(async () => {
     "--api-key",
     KEY,
   ];
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (scripts/deps.sh test)`);
   srv = await startServer("parley", serverArgs);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 20000,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
   context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
   page = await context.newPage();
   page.setDefaultTimeout(10000);

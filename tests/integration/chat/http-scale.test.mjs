@@ -79,28 +79,9 @@ function openStream(srv, path, headers = {}, { onEvent } = {}) {
 }
 
 // A request whose answer may be held (a long-poll): resolves {status, headers, body}.
-function get(srv, path, headers = {}, { agent = false, timeoutMs = 40000 * SLOW } = {}) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${srv.url}${path}`, { headers, agent });
-    const timer = setTimeout(() => req.destroy(new Error(`GET ${path} timed out`)), timeoutMs);
-    req.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    req.on("response", (res) => {
-      const chunks = [];
-      res.on("data", (c) => chunks.push(c));
-      res.on("end", () => {
-        clearTimeout(timer);
-        resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") });
-      });
-      res.on("error", (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-    });
-    req.end();
-  });
+async function get(srv, path, headers = {}, { agent = false, timeoutMs = 40000 * SLOW } = {}) {
+  const r = await request(`${srv.url}${path}`, { headers, agent, timeoutMs });
+  return { status: r.status, headers: r.headers, body: r.text };
 }
 
 async function post(srv, room, body, headers = { "x-api-key": KEY }) {

@@ -92,11 +92,12 @@ export function newUser(name, extra = {}) {
 
 // ---- HTTP ----
 
-export function request(url, { method = "GET", body, headers = {}, timeoutMs = 5000 } = {}) {
+// agent: false (a connection of its own, the default) or an http.Agent.
+export function request(url, { method = "GET", body, headers = {}, timeoutMs = 5000, agent = false } = {}) {
   return new Promise((resolve, reject) => {
     const h = { ...headers };
     if (body !== undefined) h["content-length"] = Buffer.byteLength(body);
-    const req = http.request(url, { method, headers: h, agent: false });
+    const req = http.request(url, { method, headers: h, agent });
     const timer = setTimeout(() => req.destroy(new Error(`${method} ${url} timed out`)), timeoutMs);
     req.on("error", (e) => {
       clearTimeout(timer);
@@ -108,6 +109,10 @@ export function request(url, { method = "GET", body, headers = {}, timeoutMs = 5
       res.on("end", () => {
         clearTimeout(timer);
         resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") });
+      });
+      res.on("error", (e) => {
+        clearTimeout(timer);
+        reject(e);
       });
     });
     req.end(body);
