@@ -31,7 +31,8 @@ int procstat_parse(procstat_t *ps, const char *list) {
 /* Reads ppid, utime and stime from /proc/<pid>/stat (fields 4, 14, 15; the command
  * name in field 2 may hold spaces and parentheses, so parsing starts after the last
  * ')'). Returns 0 or -1 when the process is gone. */
-static int read_stat(pid_t pid, pid_t *ppid, unsigned long long *ticks) {
+static int read_stat(pid_t pid, pid_t *ppid, unsigned long long *ticks,
+                     unsigned long long *uticks) {
     char path[64], line[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
@@ -52,6 +53,7 @@ static int read_stat(pid_t pid, pid_t *ppid, unsigned long long *ticks) {
         return -1;
     *ppid = (pid_t)ppid_i;
     *ticks = ut + st;
+    *uticks = ut;
     return 0;
 }
 
@@ -71,7 +73,7 @@ static unsigned long read_rss_kb(pid_t pid) {
 
 typedef struct {
     pid_t pid, ppid;
-    unsigned long long ticks;
+    unsigned long long ticks, uticks;
 } proc_entry_t;
 
 int procstat_sample(const procstat_t *ps, procstat_sample_t *out) {
@@ -88,7 +90,7 @@ int procstat_sample(const procstat_t *ps, procstat_sample_t *out) {
         if (!isdigit((unsigned char)de->d_name[0]))
             continue;
         proc_entry_t e = {.pid = (pid_t)atoi(de->d_name)};
-        if (read_stat(e.pid, &e.ppid, &e.ticks))
+        if (read_stat(e.pid, &e.ppid, &e.ticks, &e.uticks))
             continue;
         if (n == cap) {
             proc_entry_t *bigger = realloc(all, 2 * cap * sizeof *all);
@@ -119,15 +121,17 @@ int procstat_sample(const procstat_t *ps, procstat_sample_t *out) {
                     in[i] = grew = true;
     }
     long hz = sysconf(_SC_CLK_TCK);
-    unsigned long long ticks = 0;
+    unsigned long long ticks = 0, uticks = 0;
     for (size_t i = 0; i < n; i++) {
         if (!in[i])
             continue;
         ticks += all[i].ticks;
+        uticks += all[i].uticks;
         out->rss_kb += read_rss_kb(all[i].pid);
         out->nprocs++;
     }
     out->cpu_s = (double)ticks / (double)hz;
+    out->user_s = (double)uticks / (double)hz;
     free(in);
     free(all);
     return out->nprocs ? 0 : -1;

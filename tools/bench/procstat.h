@@ -3,7 +3,8 @@
  * The server is a set of PIDs given on the command line (--server-pid a,b,...) plus
  * every process descending from them at the time of the sample (a server that forks
  * workers, or `npm start` running node). Memory is the sum of VmRSS; CPU is the sum of
- * utime + stime of each process (its own threads included). Processes that exited
+ * utime + stime of each process (its own threads included), with utime (user space)
+ * also apart. Processes that exited
  * between two samples simply stop counting. The bench's own CPU comes from getrusage. */
 #ifndef PARLEY_BENCH_PROCSTAT_H
 #define PARLEY_BENCH_PROCSTAT_H
@@ -23,6 +24,7 @@ int procstat_parse(procstat_t *ps, const char *list);
 
 typedef struct {
     double cpu_s;         /* utime + stime, seconds */
+    double user_s;        /* utime alone: the server's own code, not the kernel's */
     unsigned long rss_kb; /* VmRSS, KiB */
     size_t nprocs;        /* processes found alive */
 } procstat_sample_t;

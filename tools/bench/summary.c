@@ -48,6 +48,7 @@ void summary_print(const bench_config_t *cfg, const summary_t *s) {
     double w = s->window_s > 0 ? s->window_s : 1e-9;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     double srv_cpu = s->srv_end.cpu_s - s->srv_start.cpu_s;
+    double srv_user = s->srv_end.user_s - s->srv_start.user_s;
     double lost = (double)t->expected - (double)t->received;
     double ready = (double)t->connected - (double)t->join_errors;
     double rss_per_conn =
@@ -87,9 +88,11 @@ void summary_print(const bench_config_t *cfg, const summary_t *s) {
         table_hist("ack latency (ms)", &t->ack);
     }
     if (s->have_server) {
-        printf("  %-22s %.2f CPU-s in %.2f s (%.0f%%)", "server", srv_cpu, w, 100 * srv_cpu / w);
+        printf("  %-22s %.2f CPU-s (user %.2f) in %.2f s (%.0f%%)", "server", srv_cpu, srv_user, w,
+               100 * srv_cpu / w);
         if (units > 0)
-            printf(", %.2f us per %s", srv_cpu * 1e6 / units, ramp ? "handshake" : "delivery");
+            printf(", %.2f us (user %.2f) per %s", srv_cpu * 1e6 / units, srv_user * 1e6 / units,
+                   ramp ? "handshake" : "delivery");
         printf("; RSS %lu -> %lu KiB", s->srv_before.rss_kb, s->srv_end.rss_kb);
         if (idle)
             printf(" (%.0f bytes per connection)", rss_per_conn);
@@ -131,8 +134,11 @@ void summary_print(const bench_config_t *cfg, const summary_t *s) {
     json_num("server_procs", s->have_server, (double)s->srv_end.nprocs);
     json_num("server_cpu_s", s->have_server, srv_cpu);
     json_num("server_cpu_pct", s->have_server, 100 * srv_cpu / w);
+    json_num("server_user_cpu_s", s->have_server, srv_user);
     json_num("server_cpu_us_per_delivery", s->have_server && sends && deliveries > 0,
              srv_cpu * 1e6 / deliveries);
+    json_num("server_user_us_per_delivery", s->have_server && sends && deliveries > 0,
+             srv_user * 1e6 / deliveries);
     json_num("server_cpu_us_per_handshake", s->have_server && ramp && t->connected > 0,
              srv_cpu * 1e6 / (double)t->connected);
     json_num("server_rss_before_kb", s->have_server, (double)s->srv_before.rss_kb);
