@@ -46,7 +46,8 @@ typedef struct {
     http_conn_t *hc;
     http_req_t *req;
     char room[ROOM_ID_MAX + 1];
-    char cors[512]; /* CORS header lines for the answer, or "" */
+    size_t room_len; /* bytes (a NUL inside makes the id malformed) */
+    char cors[512];  /* CORS header lines for the answer, or "" */
 } call_t;
 
 void chat_api_config_defaults(chat_api_config_t *cfg) {
@@ -199,7 +200,8 @@ static json_t *json_body(call_t *c) {
         return NULL;
     }
     json_error_t err;
-    json_t *o = json_loadb(c->req->body.base, c->req->body.len, 0, &err);
+    /* Text may hold NULs, as over Socket.IO; ids and names are checked for them. */
+    json_t *o = json_loadb(c->req->body.base, c->req->body.len, JSON_ALLOW_NUL, &err);
     if (!json_is_object(o)) {
         json_decref(o);
         fail(c, 400, "bad_json", o ? "the body must be a JSON object" : err.text);
@@ -402,7 +404,8 @@ static void post_emit(call_t *c, const principal_t *who) {
         json_decref(o);
         return;
     }
-    if (!event || !*event || json_string_length(ev) > 256 || reserved_event(event)) {
+    if (!event || !*event || json_string_length(ev) > 256 ||
+        strlen(event) != json_string_length(ev) || reserved_event(event)) {
         fail(c, 400, "invalid_payload", "event: a string of 1 to 256 bytes, not a reserved name");
         json_decref(o);
         return;
@@ -455,14 +458,17 @@ static int pick(call_t *c, slice_t path, slice_t method, handler_fn *out, const 
         return 404;
     slice_t what = slice_make(slash + 1, (size_t)(path.base + path.len - slash - 1));
     slice_t raw = slice_make(id, (size_t)(slash - id));
-    if (raw.len == 0 || raw.len > 3 * ROOM_ID_MAX)
+    if (raw.len == 0)
         return 404;
+    if (raw.len > 3 * ROOM_ID_MAX)
+        return 400;
     char decoded[3 * ROOM_ID_MAX + 1];
     ssize_t n = http_percent_decode(raw, decoded);
     if (n <= 0 || n > ROOM_ID_MAX)
-        return n > ROOM_ID_MAX ? 400 : 404;
+        return 400;
     memcpy(c->room, decoded, (size_t)n);
     c->room[n] = '\0';
+    c->room_len = (size_t)n;
     if (slice_eq(what, "events")) {
         *allow = "GET";
         *out = get_events;
@@ -518,7 +524,7 @@ static bool api_route(http_conn_t *hc, http_req_t *req, void *arg) {
         return true;
     }
     if (fn != post_emit) {
-        int rc = chat_service_check_room(api->svc, c.room, strlen(c.room));
+        int rc = chat_service_check_room(api->svc, c.room, c.room_len);
         if (rc == -EINVAL) {
             fail(&c, 400, "invalid_payload", "room id: 1 to 128 bytes of printable UTF-8");
             return true;

@@ -305,6 +305,8 @@ describe("HTTP API", () => {
     assertError(await emit({ event: "disconnect" }), 400, "invalid_payload");
     assertError(await emit({ data: 1 }), 400, "invalid_payload");
     assertError(await emit({ event: "x", rooms: "lobby" }), 400, "invalid_payload");
+    assertError(await emit({ event: "x", rooms: [1] }), 400, "invalid_payload");
+    assertError(await emit({ event: "x\u0000y" }), 400, "invalid_payload");
     assertError(await emit({ event: "x" }, { authorization: `Bearer ${newUser().token}`, "content-type": "application/json" }), 403, "forbidden");
   });
 
@@ -318,6 +320,11 @@ describe("HTTP API", () => {
     assertError(await getMessages(srv, c.s.id), 404, "not_found");
     assertError(await getMessages(srv, "a\u0001b"), 400, "invalid_payload");
     assertError(await getMessages(srv, "x".repeat(129)), 400, "invalid_payload");
+    assertError(await getMessages(srv, "x".repeat(400)), 400, "invalid_payload");
+    // Percent-encoding that is malformed, or decodes to a NUL, is a bad id (not a prefix of it).
+    for (const raw of ["%", "%zz", "a%00b", "a%2"]) {
+      assertError(await request(`${srv.url}/api/rooms/${raw}/messages`, { headers: { "x-api-key": KEY } }), 400, "invalid_payload");
+    }
   });
 
   test("error answers: 400, 401, 404, 405, 413, 415", async () => {
@@ -329,8 +336,13 @@ describe("HTTP API", () => {
     assertError(await post(srv, room, {}), 400, "invalid_payload");
     assertError(await post(srv, room, { text: "x".repeat(MAX_TEXT + 1) }), 400, "too_long");
     assert.equal((await post(srv, room, { text: "☕".repeat(MAX_TEXT) })).status, 201);
+    // Text may hold a NUL, as over Socket.IO; it comes back exactly.
+    assert.equal((await post(srv, room, { text: "a\u0000b" })).status, 201);
     assertError(await post(srv, room, { text: "x", userId: "" }), 400, "invalid_payload");
     assertError(await post(srv, room, { text: "x", userId: "bad\nid" }), 400, "invalid_payload");
+    assertError(await post(srv, room, { text: "x", userId: "bad\u0000id" }), 400, "invalid_payload");
+    // A JSON nesting bomb under the size limit is refused by the parser, not the stack.
+    assertError(await post(srv, room, `{"text":${"[".repeat(30000)}${"]".repeat(30000)}}`), 400, "bad_json");
     for (const q of ["?limit=0", "?limit=101", "?after=-1", "?after=x", "?wait=31"]) {
       assertError(await getMessages(srv, room, q), 400, "invalid_payload");
     }
@@ -376,7 +388,7 @@ describe("HTTP API", () => {
     assert.match(huge, /^HTTP\/1\.1 413 /);
     assert.match(huge, /"error":"too_large"/);
     // Nothing of the refused posts was stored.
-    assert.deepEqual(json(await getMessages(srv, room)).map((m) => m.text), ["☕".repeat(MAX_TEXT)]);
+    assert.deepEqual(json(await getMessages(srv, room)).map((m) => m.text), ["☕".repeat(MAX_TEXT), "a\u0000b"]);
   });
 
   test("CORS: allowed origins get the headers and a preflight answer; others do not", async () => {
