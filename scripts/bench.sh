@@ -1,11 +1,212 @@
 #!/usr/bin/env bash
-# make bench: the benchmarks that exist so far, each printing a human line and a JSON
-# line. (The load generator and the side-by-side comparison with Node come with the
-# benchmark issue.)
+# make bench [QUICK=1]: Parley beside the Node.js socket.io reference server
+# (bench/node/server.mjs) and the trivial C echo server (bench/echo_server.c), driven by
+# parley-bench (tools/bench), then docs/BENCHMARKS.md and its plots (docs/bench/*.png).
+#
+#   1. the micro-benchmarks (sio_broadcast, chat_store; shorter under QUICK)
+#   2. every scenario, the servers alternating (parley, node[, echo]), R repetitions
+#      (3; QUICK=1: 1), each run on a fresh server process on a port the kernel picks:
+#        ramp       handshakes/s with JWT verification, connect latency
+#        idle       RSS per connection at several connection counts
+#        broadcast  10,000 clients in rooms of 10 at increasing offered deliveries/s,
+#                   each server until its p99 passes 100 ms or the bench saturates
+#        burst      one room of 1,000, one sender with 64 acks outstanding: max deliveries/s
+#        chat       everyone sends: ack latency
+#        sse, longpoll  HTTP fan-out (Parley only: Node has no such API)
+#   3. scripts/bench-report.mjs: medians, ratios, targets, gnuplot PNGs, the generated
+#      section of docs/BENCHMARKS.md (a QUICK run writes build/bench/doc/ instead).
+# Every run is bounded (parley-bench stops by itself, under `timeout`); servers are
+# stopped after each run and on any exit. Results: build/bench/results.jsonl (one line
+# per run: case, server, repetition, load, parley-bench's JSON line), logs in
+# build/bench/logs/. Default run < 15 min, QUICK < 3 min on the project's 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
+QUICK=${QUICK:-0}
+[[ $QUICK == 0 || -z $QUICK ]] && QUICK=0 || QUICK=1
+OUT=$BUILD/bench
+RESULTS=$OUT/results.jsonl
+SECRET=parley-bench-secret-0123456789abcdef
+API_KEY=parley-bench-api-key-0123456789
+T0=$(date +%s)
+
+if ((QUICK)); then
+  REPS=1 DUR=2 IDLE_HOLD=1 IDLE_COUNTS=(1000 10000) LOADS=(10000 50000 100000)
+  DOC=${BENCH_DOC:-$OUT/doc/BENCHMARKS.md}
+else
+  REPS=3 DUR=3 IDLE_HOLD=2 IDLE_COUNTS=(1000 5000 10000 19900) LOADS=(10000 20000 50000 75000 100000 150000)
+  DOC=${BENCH_DOC:-docs/BENCHMARKS.md}
+fi
+WARM=1 DRAIN=1
+RAMP_CLIENTS=10000 RAMP_RATE=40000 # the same offered connect rate for both servers
+BCAST_CLIENTS=10000 ROOM=10         # 1,000 rooms, one sender each
+FAST_CONNECT=20000 NODE_CONNECT=2000 # setup pace only (not measured outside ramp)
+RUN_TIMEOUT=180
+
+for f in "$BUILD/parley" "$BUILD/parley-bench" "$BUILD/echo_server" "$BUILD/sio_broadcast" "$BUILD/chat_store"; do
+  [[ -x $f ]] || { echo "bench: $f missing (make build)" >&2; exit 1; }
+done
+[[ -d bench/node/node_modules/socket.io ]] || { echo "bench: bench/node/node_modules missing (scripts/deps.sh bench)" >&2; exit 1; }
+command -v gnuplot >/dev/null || { echo "bench: gnuplot missing (scripts/deps.sh bench)" >&2; exit 1; }
+
+mkdir -p "$OUT/logs"
+rm -f "$OUT"/logs/*.log
+: >"$RESULTS"
+printf '{"t0":%s,"quick":%s,"reps":%s,"loadavg_start":"%s"}\n' "$T0" "$QUICK" "$REPS" \
+  "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/meta.json"
+
+SERVER_PID="" BENCH_PID="" PORT="" RUN_NO=0
+cleanup() {
+  [[ -n $BENCH_PID ]] && kill -TERM "$BENCH_PID" 2>/dev/null
+  stop_server
+}
+trap cleanup EXIT
+trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
+
+elapsed() { echo $(($(date +%s) - T0)); }
+
+# The command line of each server; --port 0: the kernel picks a free port, read back
+# from the "listening HOST:PORT" line every one of them prints once ready.
+server_cmd() {
+  case $1 in
+    parley) echo "$BUILD/parley --port 0 --store memory --jwt-secret $SECRET --rate-burst 1000000" \
+      "--rate-per-sec 1000000 --log-level warn --no-recovery${2:+ $2}" ;;
+    node) echo "env PARLEY_JWT_SECRET=$SECRET node bench/node/server.mjs --port 0" ;;
+    echo) echo "$BUILD/echo_server --port 0" ;;
+  esac
+}
+
+start_server() { # kind [extra parley flags]
+  local log cmd
+  log=$OUT/logs/$(printf %03d "$RUN_NO")-$1.log
+  read -ra cmd <<<"$(server_cmd "$1" "${2:-}")"
+  "${cmd[@]}" >"$log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 200); do
+    PORT=$(sed -n 's/^listening [0-9.]*:\([0-9]*\)$/\1/p' "$log")
+    [[ -n $PORT ]] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "bench: $1 did not start: $(head -c 500 "$log")" >&2
+  stop_server
+  return 1
+}
+
+stop_server() {
+  [[ -n $SERVER_PID ]] || return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  for _ in $(seq 10); do # its shutdown is not measured: half a second, then SIGKILL
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -KILL "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+
+# run CASE SERVER REP LOAD SCENARIO [parley-bench options...]: one run on a fresh server,
+# its JSON line appended to the results with the run's labels. Prints a progress line;
+# returns 3 when the run was over the limit (p99 > 100 ms, bench saturated, or lost).
+run() {
+  local case=$1 server=$2 rep=$3 load=$4 scenario=$5 extra=""
+  shift 5
+  RUN_NO=$((RUN_NO + 1))
+  [[ $case == sse || $case == longpoll ]] && extra="--api-key $API_KEY"
+  local la json rate=$FAST_CONNECT
+  [[ $server == node ]] && rate=$NODE_CONNECT
+  la=$(cut -d' ' -f1 /proc/loadavg)
+  local t_run=$(($(date +%s) - T0))
+  # the run's own options, then the defaults it does not set
+  local i args=("$scenario" "$@" --procs 2) defaults=(--connect-rate "$rate")
+  case $scenario in
+    ramp) ;;
+    idle) defaults+=(--duration "$IDLE_HOLD") ;;
+    *) defaults+=(--warmup "$WARM" --duration "$DUR" --drain "$DRAIN") ;;
+  esac
+  for ((i = 0; i < ${#defaults[@]}; i += 2)); do
+    [[ " $* " == *" ${defaults[i]} "* ]] || args+=("${defaults[i]}" "${defaults[i + 1]}")
+  done
+  if start_server "$server" "$extra"; then
+    timeout "$RUN_TIMEOUT" "$BUILD/parley-bench" "${args[@]}" --port "$PORT" --jwt-secret "$SECRET" \
+      --server-pid "$SERVER_PID" >"$OUT/run.out" 2>>"$OUT/logs/$(printf %03d "$RUN_NO")-bench.log" &
+    BENCH_PID=$!
+    wait "$BENCH_PID" || true
+    BENCH_PID=""
+    stop_server
+    json=$(grep '^{' "$OUT/run.out" | tail -n 1 || true)
+  fi
+  local line
+  line=$(printf '{"case":"%s","server":"%s","rep":%s,"load":%s,"t":%s,"loadavg":%s,"cmd":"%s","server_cmd":"%s","result":%s}' \
+    "$case" "$server" "$rep" "$load" "$t_run" "$la" "parley-bench ${args[*]} --port PORT --jwt-secret $SECRET --server-pid PID" \
+    "$(server_cmd "$server" "$extra")" "${json:-null}")
+  echo "$line" >>"$RESULTS"
+  node scripts/bench-report.mjs line <<<"$line"
+}
+
+echo "== make bench$( ((QUICK)) && echo ' QUICK=1'): $REPS repetition(s); results in $RESULTS"
+
 echo "== Socket.IO broadcast micro-benchmark (in-process sockets)"
-"$BUILD/sio_broadcast" 10000 200
+if ((QUICK)); then "$BUILD/sio_broadcast" 10000 50; else "$BUILD/sio_broadcast" 10000 200; fi |
+  tee "$OUT/micro.txt"
 echo "== Chat store: durable appends (SQLite, then memory)"
-"$BUILD/chat_store" 200000 100 2000 50000 both
+if ((QUICK)); then "$BUILD/chat_store" 40000 100 2000 50000 both; else "$BUILD/chat_store" 200000 100 2000 50000 both; fi |
+  tee -a "$OUT/micro.txt"
+
+echo "== ramp: $RAMP_CLIENTS handshakes (WebSocket + Socket.IO CONNECT with a JWT) offered at $RAMP_RATE/s"
+for rep in $(seq "$REPS"); do
+  for s in parley node; do
+    run ramp "$s" "$rep" "$RAMP_CLIENTS" ramp --clients "$RAMP_CLIENTS" --connect-rate "$RAMP_RATE" || true
+  done
+done
+
+echo "== idle: server RSS per connection at ${IDLE_COUNTS[*]} connections"
+for rep in $(seq "$REPS"); do
+  for n in "${IDLE_COUNTS[@]}"; do
+    for s in parley node; do
+      run idle "$s" "$rep" "$n" idle --clients "$n" || true
+    done
+  done
+done
+
+echo "== broadcast: $BCAST_CLIENTS clients, rooms of $ROOM, one sender per room; offered deliveries/s ${LOADS[*]}"
+for rep in $(seq "$REPS"); do
+  declare -A over=()
+  for load in "${LOADS[@]}"; do
+    rate=$(awk -v l="$load" -v n="$BCAST_CLIENTS" 'BEGIN { printf "%g", l / n }')
+    for s in parley node echo; do
+      [[ -n ${over[$s]:-} ]] && continue
+      rc=0
+      run broadcast "$s" "$rep" "$load" broadcast --clients "$BCAST_CLIENTS" --room-size "$ROOM" \
+        --rate "$rate" || rc=$?
+      ((rc == 0)) || over[$s]=1
+    done
+  done
+  unset over
+done
+
+echo "== burst: one room of 1,000, one sender keeping 64 acks outstanding (3 s drain: late is not lost)"
+for rep in $(seq "$REPS"); do
+  for s in parley node echo; do
+    run burst "$s" "$rep" 1000 burst --clients 1000 --window 64 --drain 3 || true
+  done
+done
+
+echo "== chat: 1,000 clients in rooms of 10, every client sends 1 msg/s (10,000 deliveries/s)"
+for rep in $(seq "$REPS"); do
+  for s in parley node; do
+    run chat "$s" "$rep" 10000 chat --clients 1000 --room-size 10 --rate 1 || true
+  done
+done
+
+echo "== sse, longpoll: 10,000 HTTP subscribers in rooms of 100, 100 Socket.IO senders at 2 msg/s (20,000 deliveries/s), Parley only"
+for rep in $(seq "$REPS"); do
+  for sc in sse longpoll; do
+    run "$sc" parley "$rep" 20000 "$sc" --clients 10000 --room-size 100 --senders 100 --rate 2 || true
+  done
+done
+
+echo "== report ($(elapsed) s so far)"
+node scripts/bench-report.mjs report --results "$RESULTS" --meta "$OUT/meta.json" \
+  --micro "$OUT/micro.txt" --doc "$DOC" --work "$OUT/plot" --elapsed "$(elapsed)"
+echo "== make bench done in $(elapsed) s; $DOC"

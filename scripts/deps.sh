@@ -2,7 +2,8 @@
 # Installs what Parley needs to build, run and test, and nothing else.
 #   scripts/deps.sh build   Debian packages for building and running the server
 #   scripts/deps.sh test    the above, plus test tools and the npm packages in tests/
-#   scripts/deps.sh bench   build, plus the Node.js reference server's packages in bench/node/
+#   scripts/deps.sh bench   build, plus gnuplot (the plots of make bench) and the Node.js
+#                           reference server's packages in bench/node/
 # As root it runs apt-get itself; otherwise it prints the exact apt-get line and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,13 +14,14 @@ build_pkgs=(build-essential cmake ninja-build pkg-config
 test_pkgs=(clang libclang-rt-14-dev libcmocka-dev curl
   redis-server nginx-light chromium)
 lint_pkgs=(clang-format clang-tidy cppcheck)
+bench_pkgs=(gnuplot-nox)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
   build) ;;
   test) want+=("${test_pkgs[@]}") ;;
   lint) want+=("${lint_pkgs[@]}") ;;
-  bench) ;;
+  bench) want+=("${bench_pkgs[@]}") ;;
   *) echo "usage: $0 build|test|lint|bench" >&2; exit 2 ;;
 esac
 
