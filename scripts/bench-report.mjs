@@ -158,15 +158,15 @@ function reportMode() {
   };
 
   // ---- broadcast ladder: within the limit ----
-  const passes = (s, l) => {
-    const p99 = med("broadcast", s, l, "delivery_ms.p99");
-    const lost = med("broadcast", s, l, "lost");
-    const sat = results("broadcast", s, l).filter((r) => r.bench_saturated).length;
-    return p99 != null && p99 <= P99_LIMIT && lost != null && lost === 0 && sat * 2 <= nOk("broadcast", s, l);
-  };
+  // A load is within the limit for a server when most repetitions ran it within the
+  // limit; a repetition that stopped below it (its server was already over) counts as over.
+  const reps = meta.reps ?? 1;
+  const within = (s, l) => results("broadcast", s, l).filter((r) => !overLimit(r));
+  const passes = (s, l) => within(s, l).length * 2 > reps;
   const best = (s) => {
     let b = null;
-    for (const l of loads("broadcast", s)) if (passes(s, l)) b = { load: l, dps: med("broadcast", s, l, "deliveries_per_s") };
+    for (const l of loads("broadcast", s))
+      if (passes(s, l)) b = { load: l, dps: median(within(s, l).map((r) => r.deliveries_per_s)) };
     return b;
   };
 
@@ -353,16 +353,16 @@ function reportMode() {
   // tables
   L.push("### Broadcast: latency and CPU vs load");
   L.push("");
-  L.push("10,000 clients in 1,000 rooms of 10, one sender per room, 100-byte texts; deliveries counted when the message was sent inside the measured window.");
+  L.push(`10,000 clients in 1,000 rooms of 10, one sender per room, 100-byte texts; deliveries counted when the message was sent inside the measured window. Runs: of the ${reps} repetitions, how many ran this load (a server stops climbing in a repetition once it is over the limit) and, in brackets, how many of them stayed within it (p99 ≤ ${P99_LIMIT} ms, ≤ 0.1% lost, bench not saturated); medians over the runs made. A load counts as reached when more than half of the ${reps} repetitions stayed within the limit there.`);
   L.push("");
-  L.push("| offered/s | server | runs | deliveries/s | p50 ms | p99 ms | p99.9 ms | lost | CPU µs/delivery (user) | server CPU % | bench saturated |");
+  L.push("| offered/s | server | runs (within) | deliveries/s | p50 ms | p99 ms | p99.9 ms | lost | CPU µs/delivery (user) | server CPU % | bench saturated |");
   L.push("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const l of allLoads("broadcast"))
     for (const s of SERVERS) {
       const n = runs("broadcast", s, l).length;
       if (!n) continue;
       const sat = results("broadcast", s, l).filter((r) => r.bench_saturated).length;
-      L.push(`| ${fmt(l)} | ${NAMES[s]} | ${nOk("broadcast", s, l)}/${n} | ${fmt(med("broadcast", s, l, "deliveries_per_s"))} | ${fms(med("broadcast", s, l, "delivery_ms.p50"))} | ${fms(med("broadcast", s, l, "delivery_ms.p99"))} | ${fms(med("broadcast", s, l, "delivery_ms.p999"))} | ${fmt(med("broadcast", s, l, "lost"))} | ${fmt(med("broadcast", s, l, "server_cpu_us_per_delivery"), 2)} (${fmt(med("broadcast", s, l, "server_user_us_per_delivery"), 2)}) | ${fmt(med("broadcast", s, l, "server_cpu_pct"))} | ${sat ? `${sat}/${n}` : "no"} |`);
+      L.push(`| ${fmt(l)} | ${NAMES[s]} | ${nOk("broadcast", s, l)} (${within(s, l).length}) | ${fmt(med("broadcast", s, l, "deliveries_per_s"))} | ${fms(med("broadcast", s, l, "delivery_ms.p50"))} | ${fms(med("broadcast", s, l, "delivery_ms.p99"))} | ${fms(med("broadcast", s, l, "delivery_ms.p999"))} | ${fmt(med("broadcast", s, l, "lost"))} | ${fmt(med("broadcast", s, l, "server_cpu_us_per_delivery"), 2)} (${fmt(med("broadcast", s, l, "server_user_us_per_delivery"), 2)}) | ${fmt(med("broadcast", s, l, "server_cpu_pct"))} | ${sat ? `${sat}/${n}` : "no"} |`);
     }
   L.push("");
   const cmpRows = allLoads("broadcast").filter((l) => nOk("broadcast", "parley", l) && nOk("broadcast", "node", l));
@@ -375,7 +375,7 @@ function reportMode() {
       L.push(`| ${fmt(l)} | ${ratio(med("broadcast", "parley", l, "delivery_ms.p50"), med("broadcast", "node", l, "delivery_ms.p50"))} | ${ratio(med("broadcast", "parley", l, "delivery_ms.p99"), med("broadcast", "node", l, "delivery_ms.p99"))} | ${ratio(med("broadcast", "parley", l, "server_cpu_us_per_delivery"), med("broadcast", "node", l, "server_cpu_us_per_delivery"))} |`);
     L.push("");
   }
-  L.push(`Highest load within p99 ≤ ${P99_LIMIT} ms and nothing lost: ${SERVERS.map((s) => `${NAMES[s]} ${best(s) ? `${fmt(best(s).dps)}/s` : "none"}`).join(", ")}.`);
+  L.push(`Highest load within the limit (p99 ≤ ${P99_LIMIT} ms, nothing lost, in most repetitions): ${SERVERS.map((s) => `${NAMES[s]} ${best(s) ? `${fmt(best(s).dps)}/s` : "none"}`).join(", ")}.`);
   L.push("");
 
   L.push("### Handshakes (ramp)");
