@@ -62,13 +62,13 @@ format:
 
 # clang-tidy sees what the build compiles (fuzz targets are built by `make fuzz` only);
 # cppcheck reads every C file.
-TIDY_FILES = $(filter src/%.c examples/%.c tests/servers/%.c,$(C_FILES))
+TIDY_FILES = $(filter src/%.c examples/%.c tests/servers/%.c tools/%.c bench/%.c,$(C_FILES))
 lint: build
 	@scripts/deps.sh lint
 	clang-format --dry-run -Werror $(C_FILES)
 	echo $(TIDY_FILES) | xargs -n 4 -P $(JOBS) clang-tidy -p $(BUILD) --quiet
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --inline-suppr --suppress=missingIncludeSystem -I include -I src src examples tests
+	  --inline-suppr --suppress=missingIncludeSystem -I include -I src src examples tests tools bench
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

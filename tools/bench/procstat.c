@@ -85,8 +85,12 @@ int procstat_sample(const procstat_t *ps, procstat_sample_t *out) {
         return -1;
     size_t n = 0, cap = 1024;
     proc_entry_t *all = malloc(cap * sizeof *all);
+    if (!all) {
+        closedir(d);
+        return -1;
+    }
     struct dirent *de;
-    while (all && (de = readdir(d))) {
+    while ((de = readdir(d))) {
         if (!isdigit((unsigned char)de->d_name[0]))
             continue;
         proc_entry_t e = {.pid = (pid_t)atoi(de->d_name)};
@@ -102,8 +106,6 @@ int procstat_sample(const procstat_t *ps, procstat_sample_t *out) {
         all[n++] = e;
     }
     closedir(d);
-    if (!all)
-        return -1;
     bool *in = calloc(n ? n : 1, sizeof *in);
     if (!in) {
         free(all);

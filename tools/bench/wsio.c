@@ -73,8 +73,9 @@ int wsio_send_message(worker_t *w, client_t *c, uint32_t ack, uint64_t stamp) {
     n += snprintf(pkt + n, sizeof pkt - (size_t)n, "T%llu ", (unsigned long long)stamp);
     while ((size_t)n < want && (size_t)n < sizeof pkt - 4)
         pkt[n++] = 'x';
-    memcpy(pkt + n, "\"}]", 3);
-    n += 3;
+    static const char tail[3] = {'"', '}', ']'};
+    memcpy(pkt + n, tail, sizeof tail);
+    n += (int)sizeof tail;
     return send_text(w, c, pkt, (size_t)n, 0x1);
 }
 
