@@ -11,6 +11,7 @@
 #define PARLEY_BENCH_BENCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hist.h"
@@ -94,5 +95,10 @@ typedef struct {
 /* CLOCK_MONOTONIC in ns: the same clock in every process of the machine, so a
  * timestamp written by one worker can be read by another. */
 uint64_t bench_now(void);
+
+/* pipeio.c: whole blocking reads/writes on the parent-worker pipes; false when the pipe
+ * broke or closed. */
+bool bench_read_all(int fd, void *dst, size_t len);
+bool bench_write_all(int fd, const void *src, size_t len);
 
 #endif

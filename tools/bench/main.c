@@ -247,34 +247,6 @@ static int configure(int argc, char **argv, bench_config_t *cfg, procstat_t *srv
     return 0;
 }
 
-static bool read_all(int fd, void *dst, size_t len) {
-    char *p = dst;
-    while (len > 0) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        p += n;
-        len -= (size_t)n;
-    }
-    return true;
-}
-
-static bool write_all(int fd, const void *src, size_t len) {
-    const char *p = src;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        p += n;
-        len -= (size_t)n;
-    }
-    return true;
-}
-
 static void sleep_until(uint64_t t) {
     uint64_t now = bench_now();
     if (t > now) {
@@ -343,8 +315,8 @@ int main(int argc, char **argv) {
         if (!room_ready || !room_part)
             fail_workers(cfg.procs, "out of memory");
         for (uint32_t i = 0; i < cfg.procs; i++) {
-            if (!read_all(ctls[i], &rep, sizeof rep) || rep.kind != REPORT_READY ||
-                !read_all(ctls[i], room_part, cfg.rooms * sizeof *room_part))
+            if (!bench_read_all(ctls[i], &rep, sizeof rep) || rep.kind != REPORT_READY ||
+                !bench_read_all(ctls[i], room_part, cfg.rooms * sizeof *room_part))
                 fail_workers(cfg.procs, "a worker failed while connecting");
             for (uint32_t r = 0; r < cfg.rooms; r++)
                 room_ready[r] += room_part[r];
@@ -358,8 +330,8 @@ int main(int argc, char **argv) {
         go.t_meas_start = go.t_go + (uint64_t)(cfg.warmup_s * 1e9);
         go.t_meas_end = go.t_meas_start + (uint64_t)(cfg.duration_s * 1e9);
         for (uint32_t i = 0; i < cfg.procs; i++)
-            if (!write_all(ctls[i], &go, sizeof go) ||
-                !write_all(ctls[i], room_ready, cfg.rooms * sizeof *room_ready))
+            if (!bench_write_all(ctls[i], &go, sizeof go) ||
+                !bench_write_all(ctls[i], room_ready, cfg.rooms * sizeof *room_ready))
                 fail_workers(cfg.procs, "a worker is gone");
         free(room_ready);
         free(room_part);
@@ -372,7 +344,7 @@ int main(int argc, char **argv) {
         sum.window_s = (double)(go.t_meas_end - go.t_meas_start) / 1e9;
     }
     for (uint32_t i = 0; i < cfg.procs; i++) {
-        if (!read_all(ctls[i], &rep, sizeof rep) || rep.kind != REPORT_RESULT)
+        if (!bench_read_all(ctls[i], &rep, sizeof rep) || rep.kind != REPORT_RESULT)
             fail_workers(cfg.procs, "a worker failed");
         bench_report_t *t = &sum.total;
         t->clients += rep.clients;

@@ -30,17 +30,10 @@ static bool in_window(const worker_t *w, uint64_t stamp) {
     return stamp >= w->go.t_meas_start && stamp < w->go.t_meas_end;
 }
 
+/* The parent is gone when its pipe fails: nothing left to report to. */
 static void write_all(int fd, const void *data, size_t len) {
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            _exit(3); /* the parent is gone */
-        p += n;
-        len -= (size_t)n;
-    }
+    if (!bench_write_all(fd, data, len))
+        _exit(3);
 }
 
 static void report(worker_t *w, uint32_t kind) {
@@ -280,16 +273,8 @@ static void end_opening(worker_t *w) {
 }
 
 static void read_all(int fd, void *dst, size_t len) {
-    char *p = dst;
-    while (len > 0) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            _exit(n == 0 ? 0 : 3); /* the parent is gone */
-        p += n;
-        len -= (size_t)n;
-    }
+    if (!bench_read_all(fd, dst, len))
+        _exit(0); /* the parent is gone (or ended the run) */
 }
 
 static void on_ctl(worker_t *w) {
