@@ -287,8 +287,9 @@ static void post_abort(http_conn_t *hc, void *arg) {
 static void post_done(const char *error, chat_msg_t *msg, void *arg) {
     post_wait_t *w = arg;
     if (w->hc) {
-        http_req_t none = {0};
-        call_t c = {.hc = w->hc, .req = &none};
+        /* The request itself is gone (its buffer was reused); only the answer is due. */
+        http_req_t done = {.head = {.method = SLICE_LIT("POST"), .path = SLICE_LIT("(message)")}};
+        call_t c = {.hc = w->hc, .req = &done};
         snprintf(c.cors, sizeof c.cors, "%s", w->cors);
         if (error)
             fail(&c, 500, error, "the message could not be stored");
