@@ -72,8 +72,8 @@ void map_free(map_t *m) {
     m->cap = m->count = 0;
 }
 
-static map_entry_t *find(const map_t *m, uint64_t h, const char *key, size_t klen) {
-    if (!m->cap)
+static map_entry_t *find(const map_t *m, uint32_t h, const char *key, size_t klen) {
+    if (!m->cap || klen > UINT32_MAX)
         return NULL;
     size_t mask = m->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
@@ -86,7 +86,7 @@ static map_entry_t *find(const map_t *m, uint64_t h, const char *key, size_t kle
 }
 
 void *map_get(const map_t *m, const char *key, size_t klen) {
-    map_entry_t *e = find(m, siphash24(key, klen, m->k0, m->k1), key, klen);
+    map_entry_t *e = find(m, (uint32_t)siphash24(key, klen, m->k0, m->k1), key, klen);
     return e ? e->value : NULL;
 }
 
@@ -113,7 +113,9 @@ static int grow(map_t *m) {
 }
 
 int map_put(map_t *m, const char *key, size_t klen, void *value) {
-    uint64_t h = siphash24(key, klen, m->k0, m->k1);
+    if (klen > UINT32_MAX)
+        return -EINVAL;
+    uint32_t h = (uint32_t)siphash24(key, klen, m->k0, m->k1);
     map_entry_t *e = find(m, h, key, klen);
     if (e) {
         e->key = key;
@@ -125,14 +127,14 @@ int map_put(map_t *m, const char *key, size_t klen, void *value) {
         if (rc)
             return rc;
     }
-    map_entry_t ne = {h, key, klen, value};
+    map_entry_t ne = {key, value, h, (uint32_t)klen};
     insert_slot(m->slots, m->cap, &ne);
     m->count++;
     return 0;
 }
 
 void *map_del(map_t *m, const char *key, size_t klen) {
-    map_entry_t *e = find(m, siphash24(key, klen, m->k0, m->k1), key, klen);
+    map_entry_t *e = find(m, (uint32_t)siphash24(key, klen, m->k0, m->k1), key, klen);
     if (!e)
         return NULL;
     void *value = e->value;

@@ -11,11 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* 24 bytes: the hash's low 32 bits are enough to pick slots and skip mismatches. */
 typedef struct {
-    uint64_t hash;
     const char *key;
-    size_t klen;
     void *value;
+    uint32_t hash;
+    uint32_t klen;
 } map_entry_t;
 
 typedef struct {
@@ -29,7 +30,7 @@ typedef struct {
 int map_init(map_t *m);
 void map_free(map_t *m);
 void *map_get(const map_t *m, const char *key, size_t klen);
-/* Inserts or replaces. Returns 0 or -ENOMEM. */
+/* Inserts or replaces. Returns 0, -ENOMEM, or -EINVAL for a key of 4 GiB or more. */
 int map_put(map_t *m, const char *key, size_t klen, void *value);
 /* Removes the key; returns the value it had, or NULL. */
 void *map_del(map_t *m, const char *key, size_t klen);

@@ -66,7 +66,7 @@ static void assert_table_sound(const map_t *m) {
         if (!e->key)
             continue;
         used++;
-        assert_int_equal(e->hash, siphash24(e->key, e->klen, m->k0, m->k1));
+        assert_int_equal(e->hash, (uint32_t)siphash24(e->key, e->klen, m->k0, m->k1));
         size_t mask = m->cap - 1;
         for (size_t j = e->hash & mask; j != i; j = (j + 1) & mask)
             if (!m->slots[j].key)
