@@ -74,10 +74,10 @@ typedef struct {
      * earlier, whenever the transport cannot take them at once (no poll held, or 64 KiB
      * already waiting on the WebSocket). */
     size_t backpressure_bytes;
-    /* Memory per connection: when set, handshake headers, query and url are not kept
-     * (every handshake shows empty objects and "") and a socket's auth object is released once its
-     * connection handlers ran (middleware and handlers see it; later it is empty).
-     * socket.io keeps them all, hence off by default; saves ~2 KB per connection. */
+    /* Memory per connection: when set, handshake headers, query, url and address are not
+     * kept (every handshake shows empty objects and "") and a socket's auth object is released once
+     * its connection handlers ran (middleware and handlers see it; later it is empty). socket.io
+     * keeps them all, hence off by default; saves ~2 KB per connection. */
     bool lean_handshake;
 } sio_config_t;
 

@@ -27,6 +27,7 @@ void eio_config_defaults(eio_config_t *cfg) {
         .max_payload = 1000000,
         .allow_websocket = true,
         .allow_polling = true,
+        .peer_address = true,
     };
 }
 

@@ -46,7 +46,8 @@ typedef struct {
     bool allow_polling;              /* accept long-polling (true) */
     const char *const *cors_origins; /* allowed Origins, "*" for any; NULL/0: no CORS */
     size_t cors_origin_count;
-    bool cookie; /* Set-Cookie io=<sid> on the handshake, for sticky LBs */
+    bool cookie;       /* Set-Cookie io=<sid> on the handshake, for sticky LBs */
+    bool peer_address; /* look the client's address up for on_open (true); false: "" */
 } eio_config_t;
 
 void eio_config_defaults(eio_config_t *cfg);

@@ -120,7 +120,7 @@ size_t eio_session_open_packet(const eio_session_t *s, char *out, size_t size) {
 
 void eio_session_start(eio_session_t *s, const http_req_t *req, http_conn_t *hc) {
     char address[64] = "";
-    if (net_conn_peer(http_conn_net(hc), address, sizeof address))
+    if (s->srv->cfg.peer_address && net_conn_peer(http_conn_net(hc), address, sizeof address))
         address[0] = '\0';
     if (due_set(s, EIO_DUE_PING)) {
         eio_session_end(s, "transport error", true);

@@ -145,7 +145,7 @@ struct sio_client {
     bool waiting;
     bool closing;
     const char *close_reason; /* set when the server closes it: reported to sockets */
-    char address[46];
+    char *address;            /* NULL when unknown (lean_handshake) */
 };
 
 typedef struct {

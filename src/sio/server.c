@@ -202,11 +202,12 @@ static void on_open(eio_session_t *es, const http_req_t *req, const char *addres
     }
     c->url = io->cfg.lean_handshake ? NULL : strndup(req->head.target.base, req->head.target.len);
     c->time_ms = wall_ms();
-    snprintf(c->address, sizeof c->address, "%s", address);
+    c->address = *address && !io->cfg.lean_handshake ? strdup(address) : NULL;
     sio_decoder_init(&c->dec, io->cfg.max_attachments);
     eio_session_set_data(es, c);
     io->nclients++;
-    if (!c->headers || !c->query || (!c->url && !io->cfg.lean_handshake)) {
+    if (!c->headers || !c->query || (!c->url && !io->cfg.lean_handshake) ||
+        (!c->address && *address && !io->cfg.lean_handshake)) {
         sio_client_close(c, "transport error");
         return;
     }
@@ -291,6 +292,7 @@ static void on_close(eio_session_t *es, const char *reason, void *arg) {
     json_decref(c->headers);
     json_decref(c->query);
     free(c->url);
+    free(c->address);
     free(c->sockets);
     free(c);
     io->nclients--;
@@ -341,6 +343,7 @@ int sio_server_new(http_server_t *http, const sio_config_t *cfg, sio_server_t **
     ecfg.cors_origins = cfg->cors_origins;
     ecfg.cors_origin_count = cfg->cors_origin_count;
     ecfg.cookie = cfg->cookie;
+    ecfg.peer_address = !cfg->lean_handshake;
     eio_callbacks_t cb = {.on_open = on_open, .on_message = on_message, .on_close = on_close};
     int rc = eio_server_new(http, &ecfg, &cb, io, &io->eio);
     if (rc) {

@@ -43,7 +43,7 @@ sio_socket_t *sio_socket_new(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
     }
     s->hs.headers = c->headers;
     s->hs.query = c->query;
-    s->hs.address = c->address;
+    s->hs.address = c->address ? c->address : "";
     s->hs.url = c->url ? c->url : "";
     s->hs.time_ms = c->time_ms;
     return s;

@@ -1265,6 +1265,7 @@ static void test_lean_handshake(void **state) {
     assert_int_equal(json_object_size(hs->query), 0);
     assert_true(hs->headers == hs->query); /* one shared empty object */
     assert_string_equal(hs->url, "");
+    assert_string_equal(hs->address, "");
 }
 
 /* ---- connection state recovery ---- */
