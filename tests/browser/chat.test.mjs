@@ -10,13 +10,10 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { launchChromium } from "./chromium.mjs";
+import { artifacts, freshArtifacts, launchChromium } from "./chromium.mjs";
 import { io } from "socket.io-client";
 import { startServer, waitUntil, sleep } from "../integration/lib/server.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const artifacts = path.resolve(here, "../artifacts");
 const MAX_TEXT = 200;
 const ROOM = "lobby";
 const BANNER = "Connection lost — reconnecting…";
@@ -120,8 +117,7 @@ function lowContrast(page) {
 }
 
 before(async () => {
-  fs.mkdirSync(artifacts, { recursive: true });
-  for (const f of fs.readdirSync(artifacts)) if (/^browser-.*\.png$/.test(f)) fs.rmSync(path.join(artifacts, f), { force: true });
+  freshArtifacts("browser");
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "parley-browser-"));
   serverArgs = [
     "--dev-login",

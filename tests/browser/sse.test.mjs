@@ -17,13 +17,10 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { launchChromium } from "./chromium.mjs";
+import { artifacts, freshArtifacts, launchChromium } from "./chromium.mjs";
 import { io } from "socket.io-client";
 import { startServer, waitUntil } from "../integration/lib/server.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const artifacts = path.resolve(here, "../artifacts");
 const KEY = "browser-sse-api-key-0123456789";
 const ROOM = "news";
 const EVENTS = `/api/rooms/${ROOM}/events`;
@@ -100,8 +97,7 @@ async function waitMessages(n, what, timeoutMs = 10000) {
 }
 
 before(async () => {
-  fs.mkdirSync(artifacts, { recursive: true });
-  for (const f of fs.readdirSync(artifacts)) if (/^sse-.*\.png$/.test(f)) fs.rmSync(path.join(artifacts, f), { force: true });
+  freshArtifacts("sse");
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "parley-browser-sse-"));
   serverArgs = [
     "--dev-login",
