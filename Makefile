@@ -3,6 +3,8 @@
 #   make test     unit + integration tests, then again under ASan+UBSan
 #   make fuzz     each libFuzzer target for FUZZ_TIME seconds (default 30)
 #   make bench    benchmarks
+#   make install  the server, libparley (static + shared), headers, parley.pc under
+#                 PREFIX (/usr/local), staged under DESTDIR when set
 #   make format   clang-format in place;  make lint   clang-tidy + cppcheck
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -10,9 +12,13 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_TIME  ?= 30
 JOBS       ?= $(shell nproc)
 CTEST_ARGS ?=
+PREFIX     ?= /usr/local
+# Tests are configured only for `make test` (and lint, which reads what the build
+# compiles): `make run` must not need a test package (scripts/check-deps.sh).
+TESTS      ?= OFF
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all deps test-deps bench-deps build build-asan run test test-unit fuzz bench format lint clean
+.PHONY: all deps test-deps bench-deps build build-asan run test fuzz bench install format lint clean
 
 all: build
 
@@ -26,17 +32,20 @@ bench-deps:
 	@scripts/deps.sh bench
 
 build: deps
-	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPARLEY_TESTS=$(TESTS) \
+	  -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 build-asan: deps
-	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON \
+	  -DPARLEY_TESTS=$(TESTS) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 # The chat service with development logins on, at http://localhost:3000.
 run: build
 	$(BUILD)/parley --dev-login $(ARGS)
 
+test: TESTS = ON
 test: test-deps build build-asan
 	@echo "== tests (release build)"
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
@@ -57,12 +66,16 @@ fuzz: test-deps
 bench: bench-deps build
 	@scripts/bench.sh
 
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
+
 format:
 	clang-format -i $(C_FILES)
 
 # clang-tidy sees what the build compiles (fuzz targets are built by `make fuzz` only);
 # cppcheck reads every C file.
 TIDY_FILES = $(filter src/%.c examples/%.c tests/servers/%.c tools/%.c bench/%.c,$(C_FILES))
+lint: TESTS = ON
 lint: build
 	@scripts/deps.sh lint
 	clang-format --dry-run -Werror $(C_FILES)

@@ -19,7 +19,6 @@
 #include "eio/server.h"
 #include "parley/sio.h"
 #include "sio/internal.h"
-#include "ws/conn.h"
 
 /* ---- counting allocator: glibc lets the executable interpose malloc ---- */
 
@@ -74,7 +73,6 @@ int main(int argc, char **argv) {
     http_server_config_t hcfg;
     http_server_config_defaults(&hcfg);
     hcfg.port = 0;
-    hcfg.ext_size = WS_CONN_EXT_SIZE;
     sio_config_t cfg;
     sio_config_defaults(&cfg);
     if (uv_loop_init(&loop) || !(nl = net_loop_new(&loop)) || http_server_new(nl, &hcfg, &http) ||

@@ -6,15 +6,13 @@
  * transport, hostile-input and churn tests drive. GET /stats answers
  * {"sessions":N,"connections":M}. SIGINT/SIGTERM close everything and exit 0. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
-#include "eio/server.h"
-#include "http/static.h"
-#include "util/log.h"
-#include "ws/conn.h"
+#include "parley/parley.h"
 
 typedef struct {
     uv_loop_t loop;
@@ -32,9 +30,12 @@ static void on_message(eio_session_t *s, uint8_t *data, size_t len, bool binary,
 
 static bool stats_route(http_conn_t *hc, http_req_t *req, void *arg) {
     app_t *app = arg;
-    if (!slice_eq(req->head.path, "/stats"))
+    size_t len;
+    const char *path = http_req_path(req, &len);
+    if (len != 6 || memcmp(path, "/stats", 6) != 0)
         return false;
-    if (!slice_eq(req->head.method, "GET")) {
+    const char *method = http_req_method(req, &len);
+    if (len != 3 || memcmp(method, "GET", 3) != 0) {
         http_respond(hc, 405, "text/plain", "Allow: GET\r\n", "Method Not Allowed\n", 19);
         return true;
     }
@@ -47,12 +48,13 @@ static bool stats_route(http_conn_t *hc, http_req_t *req, void *arg) {
 
 static bool static_route(http_conn_t *hc, http_req_t *req, void *arg) {
     app_t *app = arg;
-    return http_static_serve(app->files, hc, req, req->head.path);
+    size_t len;
+    const char *path = http_req_path(req, &len);
+    return http_static_serve(app->files, hc, req, path, len);
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
     app_t *app = sig->data;
-    LOG_INFO("main", "signal %d: shutting down", signum);
     eio_server_close(app->eio);
     http_server_close(app->http);
     if (app->files)
@@ -139,7 +141,7 @@ int main(int argc, char **argv) {
                 return 1;
             break;
         case 'l':
-            if (log_level_parse(optarg, &log_threshold)) {
+            if (parley_log_set_level(optarg)) {
                 usage();
                 return 2;
             }
@@ -152,9 +154,10 @@ int main(int argc, char **argv) {
     ecfg.cors_origins = origins;
     ecfg.cors_origin_count = norigins;
     hcfg.max_body_size = ecfg.max_payload;
-    hcfg.ext_size = WS_CONN_EXT_SIZE;
 
-    if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop)))
+    /* Writes to connections whose peer is gone must fail with EPIPE, not kill us. */
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || uv_loop_init(&app.loop) ||
+        !(app.nl = net_loop_new(&app.loop)))
         return 1;
     int rc = http_server_new(app.nl, &hcfg, &app.http);
     if (rc) {
@@ -166,11 +169,11 @@ int main(int argc, char **argv) {
         http_server_route(app.http, "/stats", stats_route, &app) ||
         (app.files && http_server_route(app.http, "", static_route, &app)))
         return 1;
-    uv_signal_init(&app.loop, &app.sigint);
-    uv_signal_init(&app.loop, &app.sigterm);
     app.sigint.data = app.sigterm.data = &app;
-    uv_signal_start(&app.sigint, on_signal, SIGINT);
-    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    if (uv_signal_init(&app.loop, &app.sigint) || uv_signal_init(&app.loop, &app.sigterm) ||
+        uv_signal_start(&app.sigint, on_signal, SIGINT) ||
+        uv_signal_start(&app.sigterm, on_signal, SIGTERM))
+        return 1;
     printf("listening %s:%d\n", hcfg.host, http_server_port(app.http));
     fflush(stdout);
     uv_run(&app.loop, UV_RUN_DEFAULT);

@@ -7,14 +7,12 @@
  * "message-back" and the same arguments (binary included); "message-with-ack" is acked
  * with its arguments. Options: --port N (3000), --recovery. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <uv.h>
 
-#include "eio/server.h"
-#include "parley/sio.h"
-#include "util/log.h"
-#include "ws/conn.h"
+#include "parley/parley.h"
 
 typedef struct {
     uv_loop_t loop;
@@ -51,7 +49,7 @@ static void emit_auth(uv_timer_t *t) {
     json_t *args = json_pack("[O]", sio_socket_handshake(s)->auth);
     sio_payload_t p = {args, NULL, 0};
     if (sio_socket_connected(s) && sio_socket_emit(s, "auth", &p, 0))
-        LOG_WARN("example", "emit failed");
+        fprintf(stderr, "sio_conformance: emit failed\n");
     json_decref(args);
     sio_socket_unref(s);
     uv_close((uv_handle_t *)t, deferred_free);
@@ -74,13 +72,13 @@ static void on_connection(sio_socket_t *s, void *arg) {
 static void on_message(sio_socket_t *s, const char *event, const sio_payload_t *p, int64_t ack_id,
                        void *arg) {
     if (sio_socket_emit(s, "message-back", p, 0))
-        LOG_WARN("example", "emit failed");
+        fprintf(stderr, "sio_conformance: emit failed\n");
 }
 
 static void on_message_with_ack(sio_socket_t *s, const char *event, const sio_payload_t *p,
                                 int64_t ack_id, void *arg) {
     if (ack_id >= 0 && sio_socket_ack(s, ack_id, p))
-        LOG_WARN("example", "ack failed");
+        fprintf(stderr, "sio_conformance: ack failed\n");
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
@@ -97,7 +95,6 @@ int main(int argc, char **argv) {
     static app_t app;
     http_server_config_t hcfg;
     http_server_config_defaults(&hcfg);
-    hcfg.ext_size = WS_CONN_EXT_SIZE;
     sio_config_t scfg;
     sio_config_defaults(&scfg);
     static const char *const any_origin[] = {"*"};
@@ -114,7 +111,7 @@ int main(int argc, char **argv) {
             hcfg.port = atoi(optarg);
         else if (o == 'r')
             scfg.recovery = true;
-        else if (o != 'l' || log_level_parse(optarg, &log_threshold))
+        else if (o != 'l' || parley_log_set_level(optarg))
             return 2;
     }
     eio_config_t ecfg;
@@ -124,7 +121,9 @@ int main(int argc, char **argv) {
     ecfg.cors_origins = any_origin;
     ecfg.cors_origin_count = 1;
     eio_callbacks_t ecb = {.on_message = echo_message};
-    if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop)))
+    /* Writes to connections whose peer is gone must fail with EPIPE, not kill us. */
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || uv_loop_init(&app.loop) ||
+        !(app.nl = net_loop_new(&app.loop)))
         return 1;
     int rc = http_server_new(app.nl, &hcfg, &app.http);
     if (rc) {
@@ -141,11 +140,11 @@ int main(int argc, char **argv) {
         sio_nsp_on(root, "message", on_message, NULL) ||
         sio_nsp_on(root, "message-with-ack", on_message_with_ack, NULL))
         return 1;
-    uv_signal_init(&app.loop, &app.sigint);
-    uv_signal_init(&app.loop, &app.sigterm);
     app.sigint.data = app.sigterm.data = &app;
-    uv_signal_start(&app.sigint, on_signal, SIGINT);
-    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    if (uv_signal_init(&app.loop, &app.sigint) || uv_signal_init(&app.loop, &app.sigterm) ||
+        uv_signal_start(&app.sigint, on_signal, SIGINT) ||
+        uv_signal_start(&app.sigterm, on_signal, SIGTERM))
+        return 1;
     printf("listening %s:%d\n", hcfg.host, http_server_port(app.http));
     fflush(stdout);
     uv_run(&app.loop, UV_RUN_DEFAULT);

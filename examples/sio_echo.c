@@ -2,14 +2,13 @@
  *
  * "echo" comes back to its sender (and is acknowledged when asked); "chat" goes to every
  * connected client. Serves /socket.io/ on --port (3000). */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
-#include "parley/sio.h"
-#include "http/server.h"
-#include "ws/conn.h"
+#include "parley/parley.h"
 
 static void on_echo(sio_socket_t *s, const char *event, const sio_payload_t *p, int64_t ack,
                     void *arg) {
@@ -42,15 +41,14 @@ int main(int argc, char **argv) {
     uv_loop_t *loop = uv_default_loop();
     http_server_config_t hcfg;
     http_server_config_defaults(&hcfg);
-    hcfg.ext_size = WS_CONN_EXT_SIZE;
     for (int i = 1; i + 1 < argc; i += 2)
         if (strcmp(argv[i], "--port") == 0)
             hcfg.port = atoi(argv[i + 1]);
     sio_config_t cfg;
     sio_config_defaults(&cfg);
-    app.nl = net_loop_new(loop);
-    if (!app.nl || http_server_new(app.nl, &hcfg, &app.http) ||
-        sio_server_new(app.http, &cfg, &app.io))
+    /* Writes to connections whose peer is gone must fail with EPIPE, not kill us. */
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || !(app.nl = net_loop_new(loop)) ||
+        http_server_new(app.nl, &hcfg, &app.http) || sio_server_new(app.http, &cfg, &app.io))
         return 1;
     sio_nsp_t *root = sio_server_of(app.io, "/");
     if (sio_nsp_on(root, "echo", on_echo, NULL) || sio_nsp_on(root, "chat", on_chat, NULL) ||

@@ -4,17 +4,27 @@
 #   scripts/deps.sh test    the above, plus test tools and the npm packages in tests/
 #   scripts/deps.sh bench   build, plus gnuplot (the plots of make bench) and the Node.js
 #                           reference server's packages in bench/node/
+#   scripts/deps.sh --list STEP   prints STEP's Debian packages, one a line, and stops
+#                           (scripts/check-deps.sh builds with only these)
 # As root it runs apt-get itself; otherwise it prints the exact apt-get line and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# What the code links: libuv, jansson and OpenSSL's libcrypto (the library), SQLite and
+# libjwt (the chat service). Node and npm fetch the page's client bundle at build time.
 build_pkgs=(build-essential cmake ninja-build pkg-config
-  libuv1-dev libssl-dev zlib1g-dev libsqlite3-dev libjansson-dev
-  libhiredis-dev libmsgpack-dev libjwt-dev nodejs npm)
-test_pkgs=(clang libclang-rt-14-dev libcmocka-dev curl
-  redis-server nginx-light chromium)
+  libuv1-dev libssl-dev libsqlite3-dev libjansson-dev libjwt-dev nodejs npm)
+# clang and its runtime for the fuzzers, cmocka for the unit tests, curl and chromium
+# for the integration and browser suites.
+test_pkgs=(clang libclang-rt-14-dev libcmocka-dev curl chromium)
 lint_pkgs=(clang-format clang-tidy cppcheck)
 bench_pkgs=(gnuplot-nox)
+
+list_only=false
+if [[ ${1:-} == --list ]]; then
+  list_only=true
+  shift
+fi
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
@@ -24,6 +34,11 @@ case "${1:-build}" in
   bench) want+=("${bench_pkgs[@]}") ;;
   *) echo "usage: $0 build|test|lint|bench" >&2; exit 2 ;;
 esac
+
+if $list_only; then
+  printf '%s\n' "${want[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${want[@]}"; do

@@ -5,14 +5,18 @@
  * wires the layers together: net loop → HTTP server → Socket.IO server → store → chat
  * service, plus the HTTP routes of this program (the web page, the client bundle, the
  * development token endpoint, health). SIGINT/SIGTERM close everything in reverse and
- * let the store flush before exiting. */
+ * let the store flush before exiting.
+ *
+ * Defaults: the modules' own (their *_config_defaults) wherever an option feeds a module;
+ * only what is this program's choice is written here (config_defaults), and `--help`
+ * prints the defaults from the same values. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <uv.h>
 
 #include "chat/api.h"
@@ -25,11 +29,17 @@
 #include "parley/sio.h"
 #include "util/log.h"
 #include "util/rand.h"
-#include "ws/conn.h"
+#include "util/time.h"
 
 #ifndef PARLEY_SOURCE_DIR
 #define PARLEY_SOURCE_DIR "."
 #endif
+/* Where `make install` puts the web page (web/) and the client bundle (client/). */
+#ifndef PARLEY_DATA_DIR_INSTALLED
+#define PARLEY_DATA_DIR_INSTALLED "/usr/local/share/parley"
+#endif
+
+#define DEV_TOKEN_TTL_S (7 * 24 * 3600) /* development tokens last a week */
 
 typedef struct {
     const char *host, *jwt_secret, *jwt_alg, *jwt_public_key, *api_key, *data_dir, *store;
@@ -44,53 +54,114 @@ typedef struct {
     const char *flag, *env, *help;
     enum opt_type type;
     size_t offset;
+    const char *unset; /* --help: what an unset string option means, or NULL */
 } option_t;
 
 #define O(field) offsetof(config_t, field)
 static const option_t options[] = {
-    {"port", "PARLEY_PORT", "TCP port (3000)", OPT_LONG, O(port)},
-    {"host", "PARLEY_HOST", "listen address (127.0.0.1)", OPT_STR, O(host)},
-    {"jwt-secret", "PARLEY_JWT_SECRET", "HS256 secret (random per start)", OPT_STR, O(jwt_secret)},
-    {"jwt-alg", "PARLEY_JWT_ALG", "HS256, RS256 or ES256 (HS256)", OPT_STR, O(jwt_alg)},
+    {"port", "PARLEY_PORT", "TCP port", OPT_LONG, O(port), NULL},
+    {"host", "PARLEY_HOST", "listen address", OPT_STR, O(host), NULL},
+    {"jwt-secret", "PARLEY_JWT_SECRET", "HS256 secret", OPT_STR, O(jwt_secret), "random per start"},
+    {"jwt-alg", "PARLEY_JWT_ALG", "HS256, RS256 or ES256", OPT_STR, O(jwt_alg), NULL},
     {"jwt-public-key", "PARLEY_JWT_PUBLIC_KEY", "PEM public key file for RS256/ES256", OPT_STR,
-     O(jwt_public_key)},
-    {"api-key", "PARLEY_API_KEY", "key for the HTTP API (none)", OPT_STR, O(api_key)},
-    {"max-body", "PARLEY_MAX_BODY", "HTTP API request body bytes (65536)", OPT_LONG, O(max_body)},
-    {"sse-heartbeat", "PARLEY_SSE_HEARTBEAT", "seconds between SSE heartbeat comments (25)",
-     OPT_LONG, O(sse_heartbeat)},
-    {"room-claim", "PARLEY_ROOM_CLAIM", "JWT claim listing the rooms a token may use (none)",
-     OPT_STR, O(room_claim)},
-    {"data-dir", "PARLEY_DATA_DIR", "where parley.db lives (./data)", OPT_STR, O(data_dir)},
-    {"store", "PARLEY_STORE", "sqlite or memory (sqlite)", OPT_STR, O(store)},
+     O(jwt_public_key), NULL},
+    {"api-key", "PARLEY_API_KEY", "key for the HTTP API", OPT_STR, O(api_key), "none"},
+    {"max-body", "PARLEY_MAX_BODY", "HTTP API request body bytes", OPT_LONG, O(max_body), NULL},
+    {"sse-heartbeat", "PARLEY_SSE_HEARTBEAT", "seconds between SSE heartbeat comments", OPT_LONG,
+     O(sse_heartbeat), NULL},
+    {"room-claim", "PARLEY_ROOM_CLAIM", "JWT claim listing the rooms a token may use", OPT_STR,
+     O(room_claim), "none"},
+    {"data-dir", "PARLEY_DATA_DIR", "where parley.db lives", OPT_STR, O(data_dir), NULL},
+    {"store", "PARLEY_STORE", "sqlite or memory", OPT_STR, O(store), NULL},
     {"cors-origins", "PARLEY_CORS_ORIGINS", "comma-separated allowed origins, * for any", OPT_STR,
-     O(cors_origins)},
-    {"log-level", "PARLEY_LOG_LEVEL", "debug, info, warn or error (info)", OPT_STR, O(log_level)},
-    {"dev-login", "PARLEY_DEV_LOGIN", "enable POST /api/dev/token (off)", OPT_BOOL, O(dev_login)},
-    {"max-text", "PARLEY_MAX_TEXT", "code points per message (4000)", OPT_LONG, O(max_text)},
-    {"rate-burst", "PARLEY_RATE_BURST", "messages per connection in a burst (5)", OPT_LONG,
-     O(rate_burst)},
-    {"rate-per-sec", "PARLEY_RATE_PER_SEC", "sustained messages per second (5)", OPT_LONG,
-     O(rate_per_sec)},
+     O(cors_origins), "none"},
+    {"log-level", "PARLEY_LOG_LEVEL", "debug, info, warn or error", OPT_STR, O(log_level), NULL},
+    {"dev-login", "PARLEY_DEV_LOGIN", "enable POST /api/dev/token", OPT_BOOL, O(dev_login), NULL},
+    {"max-text", "PARLEY_MAX_TEXT", "code points per message", OPT_LONG, O(max_text), NULL},
+    {"rate-burst", "PARLEY_RATE_BURST", "messages per connection in a burst", OPT_LONG,
+     O(rate_burst), NULL},
+    {"rate-per-sec", "PARLEY_RATE_PER_SEC", "sustained messages per second", OPT_LONG,
+     O(rate_per_sec), NULL},
     {"presence-limit", "PARLEY_PRESENCE_LIMIT",
-     "members above which joins/leaves are not announced (1000)", OPT_LONG, O(presence_limit)},
-    {"recovery", "PARLEY_RECOVERY", "connection state recovery, 1 or 0 (1)", OPT_BOOL, O(recovery)},
-    {"web-root", "PARLEY_WEB_ROOT", "directory of the web page", OPT_STR, O(web_root)},
+     "members above which joins/leaves are not announced", OPT_LONG, O(presence_limit), NULL},
+    {"recovery", "PARLEY_RECOVERY", "connection state recovery", OPT_BOOL, O(recovery), NULL},
+    {"web-root", "PARLEY_WEB_ROOT", "directory of the web page", OPT_STR, O(web_root), NULL},
     {"client-dir", "PARLEY_CLIENT_DIR", "directory of socket.io-client's dist files", OPT_STR,
-     O(client_dir)},
+     O(client_dir), NULL},
 };
+#define NOPTIONS (sizeof options / sizeof options[0])
+
+static bool is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The source tree's directory when it is there (a binary run from its build tree), else
+ * the installed one. */
+static const char *default_dir(const char *in_source, const char *installed) {
+    return is_dir(in_source) ? in_source : installed;
+}
+
+/* Every default. Options that feed a module start from that module's defaults; what is
+ * set here is this program's own choice. */
+static void config_defaults(config_t *cfg) {
+    http_server_config_t hcfg;
+    http_server_config_defaults(&hcfg);
+    chat_config_t ccfg;
+    chat_config_defaults(&ccfg);
+    chat_api_config_t acfg;
+    chat_api_config_defaults(&acfg);
+    chat_feed_config_t fcfg;
+    chat_feed_config_defaults(&fcfg);
+    *cfg = (config_t){
+        .host = hcfg.host,
+        .port = hcfg.port,
+        .jwt_alg = "HS256",
+        .data_dir = "./data",
+        .store = "sqlite",
+        .log_level = "info",
+        .max_text = (long)ccfg.max_text,
+        .rate_burst = (long)ccfg.rate_burst,
+        .rate_per_sec = (long)ccfg.rate_per_sec,
+        .presence_limit = (long)ccfg.presence_limit,
+        .max_body = (long)acfg.max_body,
+        .sse_heartbeat = (long)(fcfg.heartbeat_ms / 1000),
+        .recovery = true, /* off in socket.io and sio_config_defaults; the chat wants it */
+        .web_root = default_dir(PARLEY_SOURCE_DIR "/web", PARLEY_DATA_DIR_INSTALLED "/web"),
+        .client_dir = default_dir(PARLEY_SOURCE_DIR "/assets/node_modules/socket.io-client/dist",
+                                  PARLEY_DATA_DIR_INSTALLED "/client"),
+    };
+}
 
 static void usage(FILE *out) {
+    config_t def;
+    config_defaults(&def);
     fprintf(out, "usage: parley [options]\n\nEvery option is also an environment variable; "
-                 "flags win.\n\n");
-    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+                 "flags win. Defaults in parentheses.\n\n");
+    for (size_t i = 0; i < NOPTIONS; i++) {
         const option_t *o = &options[i];
-        char flag[64];
+        const void *field = (const char *)&def + o->offset;
+        char flag[64], value[512] = "";
         snprintf(flag, sizeof flag, "--%s%s", o->flag,
                  o->type == OPT_BOOL ? "[=0|1]" : (o->type == OPT_LONG ? " N" : " VALUE"));
-        fprintf(out, "  %-26s %-24s %s\n", flag, o->env, o->help);
+        if (o->type == OPT_LONG) {
+            snprintf(value, sizeof value, " (%ld)", *(const long *)field);
+        } else if (o->type == OPT_BOOL) {
+            snprintf(value, sizeof value, " (%s)", *(const bool *)field ? "on" : "off");
+        } else {
+            const char *v = *(const char *const *)field;
+            if (v || o->unset)
+                snprintf(value, sizeof value, " (%s)", v ? v : o->unset);
+        }
+        fprintf(out, "  %-26s %-24s %s%s\n", flag, o->env, o->help, value);
     }
     fprintf(out, "  %-26s %-24s %s\n", "--no-recovery", "", "same as --recovery=0");
     fprintf(out, "  %-26s %-24s %s\n", "--help", "", "this text");
+    fprintf(out,
+            "\nThe web page and the client bundle come from the source tree when it is there\n"
+            "(a binary in its build tree), else from the installed copies in\n"
+            "%s/web and %s/client.\n",
+            PARLEY_DATA_DIR_INSTALLED, PARLEY_DATA_DIR_INSTALLED);
 }
 
 static int set_option(config_t *cfg, const option_t *o, const char *value) {
@@ -113,24 +184,8 @@ static int set_option(config_t *cfg, const option_t *o, const char *value) {
 }
 
 static int parse_config(int argc, char **argv, config_t *cfg) {
-    *cfg = (config_t){
-        .host = "127.0.0.1",
-        .port = 3000,
-        .jwt_alg = "HS256",
-        .data_dir = "./data",
-        .store = "sqlite",
-        .log_level = "info",
-        .max_text = 4000,
-        .rate_burst = 5,
-        .rate_per_sec = 5,
-        .presence_limit = 1000,
-        .max_body = 65536,
-        .sse_heartbeat = 25,
-        .recovery = true,
-        .web_root = PARLEY_SOURCE_DIR "/web",
-        .client_dir = PARLEY_SOURCE_DIR "/assets/node_modules/socket.io-client/dist",
-    };
-    size_t n = sizeof options / sizeof options[0];
+    config_defaults(cfg);
+    size_t n = NOPTIONS;
     for (size_t i = 0; i < n; i++) {
         const char *v = getenv(options[i].env);
         if (v && set_option(cfg, &options[i], v)) {
@@ -138,7 +193,7 @@ static int parse_config(int argc, char **argv, config_t *cfg) {
             return -1;
         }
     }
-    struct option long_opts[sizeof options / sizeof options[0] + 3];
+    struct option long_opts[NOPTIONS + 3];
     for (size_t i = 0; i < n; i++)
         long_opts[i] = (struct option){
             options[i].flag, options[i].type == OPT_BOOL ? optional_argument : required_argument,
@@ -189,35 +244,17 @@ typedef struct {
     bool stopping;
 } app_t;
 
-static long now_s(void) {
-    return (long)time(NULL);
-}
-
-static void respond_json(http_conn_t *hc, int status, json_t *body) {
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    if (text)
-        http_respond(hc, status, "application/json", NULL, text, strlen(text));
-    else
-        http_respond_error(hc, 500, "out of memory");
-    free(text);
-    json_decref(body);
-}
-
-static void respond_error(http_conn_t *hc, int status, const char *error, const char *message) {
-    respond_json(hc, status, json_pack("{s:s,s:s}", "error", error, "message", message));
-}
-
 /* POST /api/dev/token {name} → {token, userId}: development logins (--dev-login). */
 static bool dev_token_route(http_conn_t *hc, http_req_t *req, void *arg) {
     app_t *app = arg;
     if (!slice_eq(req->head.path, "/api/dev/token"))
         return false;
     if (!app->cfg.dev_login) {
-        respond_error(hc, 404, "not_found", "development login is disabled");
+        chat_api_respond_error(hc, 404, NULL, "not_found", "development login is disabled");
         return true;
     }
     if (!slice_eq(req->head.method, "POST")) {
-        respond_error(hc, 405, "method_not_allowed", "use POST");
+        chat_api_respond_error(hc, 405, NULL, "method_not_allowed", "use POST");
         return true;
     }
     json_t *body = json_loadb(req->body.base, req->body.len, 0, NULL);
@@ -225,23 +262,28 @@ static bool dev_token_route(http_conn_t *hc, http_req_t *req, void *arg) {
     size_t len = name ? strlen(name) : 0;
     if (len == 0 || len > CHAT_USERNAME_MAX) {
         json_decref(body);
-        respond_error(hc, 400, "invalid_payload", "name: a string of 1 to 128 bytes");
+        char msg[64];
+        snprintf(msg, sizeof msg, "name: a string of 1 to %d bytes", CHAT_USERNAME_MAX);
+        chat_api_respond_error(hc, 400, NULL, "invalid_payload", msg);
         return true;
     }
     char id[RAND_ID_SIZE], user_id[RAND_ID_SIZE + 2];
     if (rand_id(id)) {
         json_decref(body);
-        respond_error(hc, 500, "internal_error", "no randomness");
+        LOG_ERROR("main", "dev token: no randomness");
+        chat_api_respond_error(hc, 500, NULL, "internal_error", "no randomness");
         return true;
     }
     snprintf(user_id, sizeof user_id, "u-%.10s", id);
-    char *token = chat_auth_sign(app->auth, user_id, name, now_s(), 7 * 24 * 3600);
+    char *token =
+        chat_auth_sign(app->auth, user_id, name, (long)(time_wall_ms() / 1000), DEV_TOKEN_TTL_S);
     json_decref(body);
     if (!token) {
-        respond_error(hc, 500, "internal_error", "cannot sign tokens with this algorithm");
+        chat_api_respond_error(hc, 500, NULL, "internal_error",
+                               "cannot sign tokens with this algorithm");
         return true;
     }
-    respond_json(hc, 200, json_pack("{s:s,s:s}", "token", token, "userId", user_id));
+    chat_api_respond_json(hc, 200, NULL, json_pack("{s:s,s:s}", "token", token, "userId", user_id));
     free(token);
     return true;
 }
@@ -254,10 +296,11 @@ static bool health_route(http_conn_t *hc, http_req_t *req, void *arg) {
     sio_server_stats(app->io, &st);
     size_t streams, polls;
     chat_feed_counts(app->feed, &streams, &polls);
-    respond_json(hc, app->stopping ? 503 : 200,
-                 json_pack("{s:s,s:I,s:I,s:I,s:I}", "status", app->stopping ? "draining" : "ok",
-                           "clients", (json_int_t)st.clients, "sockets", (json_int_t)st.sockets,
-                           "sseStreams", (json_int_t)streams, "longPolls", (json_int_t)polls));
+    chat_api_respond_json(
+        hc, app->stopping ? 503 : 200, NULL,
+        json_pack("{s:s,s:I,s:I,s:I,s:I}", "status", app->stopping ? "draining" : "ok", "clients",
+                  (json_int_t)st.clients, "sockets", (json_int_t)st.sockets, "sseStreams",
+                  (json_int_t)streams, "longPolls", (json_int_t)polls));
     return true;
 }
 
@@ -269,12 +312,13 @@ static bool client_route(http_conn_t *hc, http_req_t *req, void *arg) {
     if (!app->client || p.len <= sizeof prefix - 1 ||
         memcmp(p.base, prefix, sizeof prefix - 1) != 0)
         return false;
-    return http_static_serve(app->client, hc, req, slice_make(p.base + 10, p.len - 10));
+    return http_static_serve(app->client, hc, req, p.base + 10, p.len - 10);
 }
 
 static bool web_route(http_conn_t *hc, http_req_t *req, void *arg) {
     app_t *app = arg;
-    return app->web && http_static_serve(app->web, hc, req, req->head.path);
+    return app->web &&
+           http_static_serve(app->web, hc, req, req->head.path.base, req->head.path.len);
 }
 
 static void store_closed(void *arg) {
@@ -299,15 +343,29 @@ static void on_signal(uv_signal_t *sig, int signum) {
     chat_store_close(app->store, store_closed, app);
 }
 
+#define KEY_FILE_MAX 65535 /* bytes of a PEM key file */
+
+/* A small text file (a PEM key), NUL-terminated and malloc'd; NULL (and logged) when it
+ * cannot be read or is larger than KEY_FILE_MAX. */
 static char *read_text_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
-    if (!f)
+    if (!f) {
+        LOG_ERROR("main", "cannot open %s: %s", path, strerror(errno));
         return NULL;
-    char *buf = malloc(65536);
-    *len = buf ? fread(buf, 1, 65535, f) : 0;
-    fclose(f);
-    if (buf)
-        buf[*len] = '\0';
+    }
+    char *buf = malloc(KEY_FILE_MAX + 1);
+    *len = buf ? fread(buf, 1, KEY_FILE_MAX + 1, f) : 0;
+    const char *why = !buf                  ? "out of memory"
+                      : ferror(f)           ? "read error"
+                      : *len > KEY_FILE_MAX ? "too large"
+                                            : NULL;
+    fclose(f); /* read only: nothing to lose */
+    if (why) {
+        LOG_ERROR("main", "cannot read %s: %s", path, why);
+        free(buf);
+        return NULL;
+    }
+    buf[*len] = '\0';
     return buf;
 }
 
@@ -317,8 +375,10 @@ static int setup_auth(app_t *app) {
         const char *secret = c->jwt_secret;
         if (!secret) {
             /* No secret configured: tokens live as long as this process. */
-            if (rand_id(app->secret))
+            if (rand_id(app->secret)) {
+                LOG_ERROR("main", "no randomness for a JWT secret");
                 return -1;
+            }
             secret = app->secret;
             LOG_WARN("main", "no --jwt-secret: using a random one; tokens will not survive "
                              "a restart");
@@ -326,34 +386,47 @@ static int setup_auth(app_t *app) {
         app->auth = chat_auth_new("HS256", secret, strlen(secret));
     } else {
         size_t len = 0;
-        char *pem = c->jwt_public_key ? read_text_file(c->jwt_public_key, &len) : NULL;
-        if (!pem) {
+        if (!c->jwt_public_key) {
             LOG_ERROR("main", "--jwt-alg %s needs --jwt-public-key FILE", c->jwt_alg);
             return -1;
         }
+        char *pem = read_text_file(c->jwt_public_key, &len);
+        if (!pem)
+            return -1;
         app->auth = chat_auth_new(c->jwt_alg, pem, len);
         free(pem);
     }
-    return app->auth && chat_auth_set_room_claim(app->auth, c->room_claim) == 0 ? 0 : -1;
+    if (!app->auth) {
+        LOG_ERROR("main", "cannot set up JWT verification (%s)", c->jwt_alg);
+        return -1;
+    }
+    if (chat_auth_set_room_claim(app->auth, c->room_claim)) {
+        LOG_ERROR("main", "--room-claim: out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 static int split_origins(app_t *app) {
     if (!app->cfg.cors_origins || !*app->cfg.cors_origins)
         return 0;
     char *copy = strdup(app->cfg.cors_origins);
-    if (!copy)
+    if (!copy) {
+        LOG_ERROR("main", "--cors-origins: out of memory");
         return -1;
+    }
     for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ')
             tok++;
         char **grown = realloc(app->origins, (app->norigins + 1) * sizeof *grown);
+        if (grown)
+            app->origins = grown; /* what is in it is freed at exit, as on success */
         if (!grown || !(grown[app->norigins] = strdup(tok))) {
-            free(grown ? grown : app->origins);
             free(copy);
+            LOG_ERROR("main", "--cors-origins: out of memory");
             return -1;
         }
-        app->origins = grown;
         app->norigins++;
     }
     free(copy);
@@ -362,34 +435,22 @@ static int split_origins(app_t *app) {
 
 static int start(app_t *app) {
     const config_t *c = &app->cfg;
+    /* The modules' configurations: their defaults, then the options. */
     chat_store_config_t scfg;
     chat_store_config_defaults(&scfg);
-    int rc;
-    if (strcmp(c->store, "memory") == 0) {
-        rc = chat_store_open_memory(&app->loop, &scfg, &app->store);
-    } else if (strcmp(c->store, "sqlite") == 0) {
-        if (mkdir(c->data_dir, 0700) && errno != EEXIST) {
-            LOG_ERROR("main", "cannot create %s: %s", c->data_dir, strerror(errno));
-            return -1;
-        }
-        rc = chat_store_open_sqlite(&app->loop, c->data_dir, &scfg, &app->store);
-    } else {
-        LOG_ERROR("main", "--store must be sqlite or memory, not '%s'", c->store);
-        return -1;
-    }
-    if (rc)
-        return -1;
+    chat_api_config_t acfg;
+    chat_api_config_defaults(&acfg);
+    acfg.api_key = c->api_key;
+    if (c->max_body > 0)
+        acfg.max_body = (size_t)c->max_body;
+    acfg.cors_origins = (const char *const *)app->origins;
+    acfg.cors_origin_count = app->norigins;
     http_server_config_t hcfg;
     http_server_config_defaults(&hcfg);
     hcfg.host = c->host;
     hcfg.port = (int)c->port;
-    hcfg.ext_size = WS_CONN_EXT_SIZE;
-    if (c->max_body > 0 && (size_t)c->max_body > hcfg.max_body_size)
-        hcfg.max_body_size = (size_t)c->max_body; /* the API answers 413 above its own limit */
-    if ((rc = http_server_new(app->nl, &hcfg, &app->http))) {
-        LOG_ERROR("main", "cannot listen on %s:%ld: %s", c->host, c->port, uv_strerror(rc));
-        return -1;
-    }
+    if (acfg.max_body > hcfg.max_body_size)
+        hcfg.max_body_size = acfg.max_body; /* the API answers 413 above its own limit */
     sio_config_t iocfg;
     sio_config_defaults(&iocfg);
     iocfg.recovery = c->recovery;
@@ -407,47 +468,100 @@ static int start(app_t *app) {
     ccfg.presence_limit = (size_t)c->presence_limit;
     chat_feed_config_t fcfg;
     chat_feed_config_defaults(&fcfg);
-    fcfg.heartbeat_ms = (uint32_t)(c->sse_heartbeat > 0 ? c->sse_heartbeat * 1000 : 25000);
-    chat_api_config_t acfg;
-    chat_api_config_defaults(&acfg);
-    acfg.api_key = c->api_key;
-    acfg.max_body = c->max_body > 0 ? (size_t)c->max_body : 65536;
-    acfg.cors_origins = (const char *const *)app->origins;
-    acfg.cors_origin_count = app->norigins;
-    app->web = http_static_new(c->web_root);
-    app->client = http_static_new(c->client_dir);
-    if (sio_server_new(app->http, &iocfg, &app->io) ||
-        chat_service_new(app->io, app->store, app->auth, &ccfg, &app->chat) || !app->web ||
-        !app->client || chat_feed_new(&app->loop, app->chat, app->store, &fcfg, &app->feed) ||
-        http_server_route(app->http, "/api/dev/token", dev_token_route, app) ||
-        chat_api_new(app->http, app->io, app->chat, app->auth, app->feed, &acfg, &app->api) ||
-        http_server_route(app->http, "/healthz", health_route, app) ||
-        http_server_route(app->http, "/socket.io/socket.io", client_route, app) ||
-        http_server_route(app->http, "", web_route, app))
+    if (c->sse_heartbeat > 0)
+        fcfg.heartbeat_ms =
+            c->sse_heartbeat < UINT32_MAX / 1000 ? (uint32_t)c->sse_heartbeat * 1000 : UINT32_MAX;
+
+    int rc;
+    if (strcmp(c->store, "memory") == 0) {
+        rc = chat_store_open_memory(&app->loop, &scfg, &app->store);
+    } else if (strcmp(c->store, "sqlite") == 0) {
+        if (mkdir(c->data_dir, 0700) && errno != EEXIST) {
+            LOG_ERROR("main", "cannot create %s: %s", c->data_dir, strerror(errno));
+            return -1;
+        }
+        rc = chat_store_open_sqlite(&app->loop, c->data_dir, &scfg, &app->store);
+    } else {
+        LOG_ERROR("main", "--store must be sqlite or memory, not '%s'", c->store);
         return -1;
+    }
+    if (rc) {
+        LOG_ERROR("main", "cannot open the %s store: %s", c->store, strerror(-rc));
+        return -1;
+    }
+    if ((rc = http_server_new(app->nl, &hcfg, &app->http))) {
+        LOG_ERROR("main", "cannot listen on %s:%ld: %s", c->host, c->port, uv_strerror(rc));
+        return -1;
+    }
+    if (!is_dir(c->web_root))
+        LOG_WARN("main", "web root %s is not a directory: the page will answer 404", c->web_root);
+    if (!is_dir(c->client_dir))
+        LOG_WARN("main", "client dir %s is not a directory: the client bundle will answer 404",
+                 c->client_dir);
+    if (!(app->web = http_static_new(c->web_root)) ||
+        !(app->client = http_static_new(c->client_dir))) {
+        LOG_ERROR("main", "static files: out of memory");
+        return -1;
+    }
+    if ((rc = sio_server_new(app->http, &iocfg, &app->io)) ||
+        (rc = chat_service_new(app->io, app->store, app->auth, &ccfg, &app->chat)) ||
+        (rc = chat_feed_new(&app->loop, app->chat, app->store, &fcfg, &app->feed)) ||
+        (rc = http_server_route(app->http, "/api/dev/token", dev_token_route, app)) ||
+        (rc =
+             chat_api_new(app->http, app->io, app->chat, app->auth, app->feed, &acfg, &app->api)) ||
+        (rc = http_server_route(app->http, "/healthz", health_route, app)) ||
+        (rc = http_server_route(app->http, "/socket.io/socket.io", client_route, app)) ||
+        (rc = http_server_route(app->http, "", web_route, app))) {
+        LOG_ERROR("main", "cannot start the chat service: %s", uv_strerror(rc));
+        return -1;
+    }
     if (c->dev_login)
         LOG_WARN("main", "development login is ON: anyone can get a token at /api/dev/token");
     return 0;
 }
 
+/* SIGINT and SIGTERM start the shutdown (on_signal). */
+static int watch_signals(app_t *app) {
+    int rc;
+    app->sigint.data = app->sigterm.data = app;
+    if ((rc = uv_signal_init(&app->loop, &app->sigint)) ||
+        (rc = uv_signal_init(&app->loop, &app->sigterm)) ||
+        (rc = uv_signal_start(&app->sigint, on_signal, SIGINT)) ||
+        (rc = uv_signal_start(&app->sigterm, on_signal, SIGTERM))) {
+        LOG_ERROR("main", "cannot watch SIGINT/SIGTERM: %s", uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static app_t app;
+    /* A peer that closes while we write must cost its connection an EPIPE, not the
+     * process its life: SIGPIPE's default action is to exit, and libuv does not ignore it. */
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+        LOG_ERROR("main", "cannot ignore SIGPIPE: %s", strerror(errno));
+        return 1;
+    }
     if (parse_config(argc, argv, &app.cfg))
         return 2;
     if (log_level_parse(app.cfg.log_level, &log_threshold)) {
         fprintf(stderr, "parley: bad log level '%s'\n", app.cfg.log_level);
         return 2;
     }
-    if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop)) || setup_auth(&app) ||
-        split_origins(&app) || start(&app))
+    int rc = uv_loop_init(&app.loop);
+    if (rc) {
+        LOG_ERROR("main", "cannot make the event loop: %s", uv_strerror(rc));
         return 1;
-    uv_signal_init(&app.loop, &app.sigint);
-    uv_signal_init(&app.loop, &app.sigterm);
-    app.sigint.data = app.sigterm.data = &app;
-    uv_signal_start(&app.sigint, on_signal, SIGINT);
-    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
-    printf("listening %s:%d\n", app.cfg.host, http_server_port(app.http));
-    fflush(stdout);
+    }
+    if (!(app.nl = net_loop_new(&app.loop))) {
+        LOG_ERROR("main", "cannot make the network loop: out of memory");
+        return 1;
+    }
+    if (setup_auth(&app) || split_origins(&app) || start(&app) || watch_signals(&app))
+        return 1;
+    /* Scripts and tests wait for this line on stdout. */
+    if (printf("listening %s:%d\n", app.cfg.host, http_server_port(app.http)) < 0 || fflush(stdout))
+        LOG_WARN("main", "cannot write the listening line to stdout");
     LOG_INFO("main", "serving the chat at http://%s:%d/", app.cfg.host, http_server_port(app.http));
     uv_run(&app.loop, UV_RUN_DEFAULT);
     http_static_free(app.web);

@@ -1,8 +1,8 @@
 /* parley/sio.h — a Socket.IO v5 server as an embeddable C library.
  *
- * The server runs on a libuv loop, attached to Parley's HTTP server (which it shares
- * with anything else the application serves). Official Socket.IO clients (4.x) connect
- * to it unchanged, over long-polling or WebSocket.
+ * The server runs on a libuv loop, attached to Parley's HTTP server (parley/http.h),
+ * which it shares with anything else the application serves. Official Socket.IO clients (4.x)
+ * connect to it unchanged, over long-polling or WebSocket.
  *
  *   sio_server_t *io;  sio_server_new(http, &cfg, &io);
  *   sio_nsp_t *chat = sio_server_of(io, "/");
@@ -35,7 +35,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct http_server http_server_t;
+#include "parley/http.h"
+
+#pragma GCC visibility push(default)
+
 typedef struct sio_server sio_server_t;
 typedef struct sio_nsp sio_nsp_t;
 typedef struct sio_socket sio_socket_t;
@@ -262,5 +265,7 @@ void sio_socket_disconnect(sio_socket_t *s, bool close);
 
 /* Builds a placeholder object for binary argument `num` (new reference). */
 json_t *sio_placeholder(size_t num);
+
+#pragma GCC visibility pop
 
 #endif

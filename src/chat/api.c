@@ -13,15 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "util/log.h"
-#include "util/utf8.h"
+#include "util/time.h"
 
-#define ROOM_ID_MAX 128
 #define LIMIT_MAX 100
 #define WAIT_MAX_S 30
+#define EMIT_ROOMS_MAX 100 /* rooms one emit names */
+#define EVENT_NAME_MAX 256 /* bytes of an emitted event's name */
 #define API_USER "api"
+/* A number in a string literal: STR(CHAT_ROOM_ID_MAX) is "128". */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 struct chat_api {
     chat_api_config_t cfg;
@@ -45,7 +48,7 @@ typedef struct {
     chat_api_t *api;
     http_conn_t *hc;
     http_req_t *req;
-    char room[ROOM_ID_MAX + 1];
+    char room[CHAT_ROOM_ID_MAX + 1];
     size_t room_len; /* bytes (a NUL inside makes the id malformed) */
     char cors[512];  /* CORS header lines for the answer, or "" */
 } call_t;
@@ -56,32 +59,50 @@ void chat_api_config_defaults(chat_api_config_t *cfg) {
 
 /* ---- answers ---- */
 
-static void answer_json(call_t *c, int status, const char *extra, const char *body, size_t len) {
-    char lines[1024];
-    int n = snprintf(lines, sizeof lines, "Cache-Control: no-store\r\n%s%s", c->cors,
-                     extra ? extra : "");
-    if (n < 0 || (size_t)n >= sizeof lines ||
-        http_respond(c->hc, status, "application/json", lines, body, len))
+void chat_api_respond_json(http_conn_t *hc, int status, const char *extra, json_t *body) {
+    static const char oom[] = "{\"error\":\"internal_error\",\"message\":\"out of memory\"}";
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    char lines[1280];
+    int n = snprintf(lines, sizeof lines, "Cache-Control: no-store\r\n%s", extra ? extra : "");
+    if (n < 0 || (size_t)n >= sizeof lines) {
+        LOG_WARN("api", "answer %d: header lines too long, sent without them", status);
+        lines[0] = '\0';
+    }
+    if (!text)
+        status = 500;
+    if (http_respond(hc, status, "application/json", lines, text ? text : oom,
+                     text ? strlen(text) : sizeof oom - 1))
         LOG_WARN("api", "answer %d not queued", status);
+    free(text);
+}
+
+void chat_api_respond_error(http_conn_t *hc, int status, const char *extra, const char *error,
+                            const char *message) {
+    chat_api_respond_json(hc, status, extra,
+                          json_pack("{s:s,s:s}", "error", error, "message", message));
+}
+
+/* The header lines of a call's answer: its CORS lines, then extra. out is the buffer;
+ * when both do not fit (they always do: cors is shorter than 512 bytes and extra lines
+ * are short), the CORS lines alone. */
+static const char *call_lines(const call_t *c, const char *extra, char *out, size_t size) {
+    int n = snprintf(out, size, "%s%s", c->cors, extra ? extra : "");
+    return n >= 0 && (size_t)n < size ? out : c->cors;
 }
 
 static void answer_obj(call_t *c, int status, const char *extra, json_t *obj) {
-    char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
-    json_decref(obj);
-    if (!text) {
-        static const char oom[] = "{\"error\":\"internal_error\",\"message\":\"out of memory\"}";
-        answer_json(c, 500, NULL, oom, sizeof oom - 1);
-        return;
-    }
-    answer_json(c, status, extra, text, strlen(text));
-    free(text);
+    char lines[1024];
+    chat_api_respond_json(c->hc, status, call_lines(c, extra, lines, sizeof lines), obj);
 }
 
 static void fail_with(call_t *c, int status, const char *extra, const char *error,
                       const char *message) {
     LOG_DEBUG("api", "%.*s %.*s: %d %s", (int)c->req->head.method.len, c->req->head.method.base,
               (int)c->req->head.path.len, c->req->head.path.base, status, error);
-    answer_obj(c, status, extra, json_pack("{s:s,s:s}", "error", error, "message", message));
+    char lines[1024];
+    chat_api_respond_error(c->hc, status, call_lines(c, extra, lines, sizeof lines), error,
+                           message);
 }
 
 static void fail(call_t *c, int status, const char *error, const char *message) {
@@ -114,7 +135,7 @@ static bool authenticate(call_t *c, principal_t *who) {
         fail(c, 401, "unauthorized", "invalid API key");
         return false;
     }
-    char token[8193];
+    char token[CHAT_AUTH_TOKEN_MAX + 1];
     const slice_t *authz = http_request_header(h, "authorization");
     slice_t q;
     if (authz) {
@@ -142,7 +163,8 @@ static bool authenticate(call_t *c, principal_t *who) {
                   "send an API key or a token (Authorization: Bearer, X-API-Key or ?token=)");
         return false;
     }
-    if (chat_auth_verify(c->api->auth, token, (long)time(NULL), &who->user, &who->rooms)) {
+    if (chat_auth_verify(c->api->auth, token, (long)(time_wall_ms() / 1000), &who->user,
+                         &who->rooms)) {
         fail_with(c, 401, "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n", "unauthorized",
                   "invalid or expired token");
         return false;
@@ -217,11 +239,7 @@ static bool opt_string(call_t *c, json_t *o, const char *name, size_t max, const
     if (!v || json_is_null(v))
         return true;
     const char *s = json_string_value(v);
-    size_t n = s ? json_string_length(v) : 0;
-    bool ok = s && n > 0 && n <= max && strlen(s) == n && utf8_is_valid((const uint8_t *)s, n);
-    for (size_t i = 0; ok && i < n; i++)
-        ok = (unsigned char)s[i] >= 0x20 && s[i] != 0x7f;
-    if (!ok) {
+    if (!chat_id_valid(s, s ? json_string_length(v) : 0, max)) {
         char msg[96];
         snprintf(msg, sizeof msg, "%s: a string of 1 to %zu printable bytes", name, max);
         fail(c, 400, "invalid_payload", msg);
@@ -366,7 +384,8 @@ static int emit_rooms(call_t *c, json_t *o, const char **names, size_t max) {
     json_t *v;
     json_array_foreach(many, i, v) {
         if (!json_is_string(v) || n == max) {
-            fail(c, 400, "invalid_payload", "rooms: an array of at most 100 strings");
+            fail(c, 400, "invalid_payload",
+                 "rooms: an array of at most " STR(EMIT_ROOMS_MAX) " strings");
             return -1;
         }
         names[n++] = json_string_value(v);
@@ -396,8 +415,8 @@ static void post_emit(call_t *c, const principal_t *who) {
     json_t *o = json_body(c);
     if (!o)
         return;
-    const char *rooms[100];
-    int nrooms = emit_rooms(c, o, rooms, 100);
+    const char *rooms[EMIT_ROOMS_MAX];
+    int nrooms = emit_rooms(c, o, rooms, EMIT_ROOMS_MAX);
     json_t *ev = json_object_get(o, "event"), *ns = json_object_get(o, "namespace");
     const char *event = json_string_value(ev);
     const char *ns_name = ns && !json_is_null(ns) ? json_string_value(ns) : "/";
@@ -405,9 +424,10 @@ static void post_emit(call_t *c, const principal_t *who) {
         json_decref(o);
         return;
     }
-    if (!event || !*event || json_string_length(ev) > 256 ||
+    if (!event || !*event || json_string_length(ev) > EVENT_NAME_MAX ||
         strlen(event) != json_string_length(ev) || reserved_event(event)) {
-        fail(c, 400, "invalid_payload", "event: a string of 1 to 256 bytes, not a reserved name");
+        fail(c, 400, "invalid_payload",
+             "event: a string of 1 to " STR(EVENT_NAME_MAX) " bytes, not a reserved name");
         json_decref(o);
         return;
     }
@@ -461,11 +481,11 @@ static int pick(call_t *c, slice_t path, slice_t method, handler_fn *out, const 
     slice_t raw = slice_make(id, (size_t)(slash - id));
     if (raw.len == 0)
         return 404;
-    if (raw.len > 3 * ROOM_ID_MAX)
+    if (raw.len > 3 * CHAT_ROOM_ID_MAX)
         return 400;
-    char decoded[3 * ROOM_ID_MAX + 1];
+    char decoded[3 * CHAT_ROOM_ID_MAX + 1];
     ssize_t n = http_percent_decode(raw, decoded);
-    if (n <= 0 || n > ROOM_ID_MAX)
+    if (n <= 0 || n > CHAT_ROOM_ID_MAX)
         return 400;
     memcpy(c->room, decoded, (size_t)n);
     c->room[n] = '\0';
@@ -518,7 +538,7 @@ static bool api_route(http_conn_t *hc, http_req_t *req, void *arg) {
         fail_with(&c, 405, extra, "method_not_allowed", "this method is not allowed here");
         return true;
     } else if (status == 400) {
-        fail(&c, 400, "invalid_payload", "room id: 1 to 128 bytes");
+        fail(&c, 400, "invalid_payload", "room id: 1 to " STR(CHAT_ROOM_ID_MAX) " bytes");
         return true;
     } else {
         fail(&c, 404, "not_found", "no such API route");
@@ -527,7 +547,8 @@ static bool api_route(http_conn_t *hc, http_req_t *req, void *arg) {
     if (fn != post_emit) {
         int rc = chat_service_check_room(api->svc, c.room, c.room_len);
         if (rc == -EINVAL) {
-            fail(&c, 400, "invalid_payload", "room id: 1 to 128 bytes of printable UTF-8");
+            fail(&c, 400, "invalid_payload",
+                 "room id: 1 to " STR(CHAT_ROOM_ID_MAX) " bytes of printable UTF-8");
             return true;
         }
         if (rc == -ENOENT) {

@@ -41,4 +41,15 @@ int chat_api_new(http_server_t *http, sio_server_t *io, chat_service_t *svc,
  * dropped; their messages are still stored. */
 void chat_api_free(chat_api_t *api);
 
+/* ---- JSON answers (for the program's own routes too) ---- */
+
+/* Answers hc with body as compact JSON, Cache-Control: no-store, then `extra` (complete
+ * "Name: value\r\n" lines, or NULL). Takes body's reference; NULL (a failed json_pack)
+ * answers 500 {error: internal_error, message: out of memory}. An answer that cannot be
+ * queued is logged: the connection is then going away. */
+void chat_api_respond_json(http_conn_t *hc, int status, const char *extra, json_t *body);
+/* An error answer: {error, message} as above. The strings are borrowed for the call. */
+void chat_api_respond_error(http_conn_t *hc, int status, const char *extra, const char *error,
+                            const char *message);
+
 #endif

@@ -81,14 +81,21 @@ static json_t *room_claim_of(const chat_auth_t *a, jwt_t *jwt) {
     return v;
 }
 
+bool chat_id_valid(const char *s, size_t len, size_t max) {
+    if (!s || len == 0 || len > max || memchr(s, '\0', len) ||
+        !utf8_is_valid((const uint8_t *)s, len))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
 /* A claim that must be a printable UTF-8 string of at most max bytes. */
 static bool copy_claim(const char *v, char *out, size_t max) {
     size_t n = v ? strlen(v) : 0;
-    if (n == 0 || n > max || !utf8_is_valid((const uint8_t *)v, n))
+    if (!chat_id_valid(v, n, max))
         return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
-            return false;
     memcpy(out, v, n + 1);
     return true;
 }
@@ -97,7 +104,7 @@ int chat_auth_verify(const chat_auth_t *a, const char *token, long now_s, chat_u
                      json_t **rooms) {
     if (rooms)
         *rooms = NULL;
-    if (!token || !*token || strlen(token) > 8192) {
+    if (!token || !*token || strlen(token) > CHAT_AUTH_TOKEN_MAX) {
         LOG_DEBUG("auth", "no token");
         return -1;
     }

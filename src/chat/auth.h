@@ -13,8 +13,14 @@
 #include <stddef.h>
 
 #define CHAT_AUTH_LEEWAY_S 30
+#define CHAT_AUTH_TOKEN_MAX 8192 /* bytes of a token; longer ones are refused */
 #define CHAT_USER_ID_MAX 128
 #define CHAT_USERNAME_MAX 128
+
+/* The rule for user ids, user names and room ids: len is 1 to max, and the len bytes at
+ * s (no NUL among them; s needs no terminator) are valid UTF-8 without control
+ * characters (below 0x20, or 0x7f). s may be NULL (not valid). */
+bool chat_id_valid(const char *s, size_t len, size_t max);
 
 typedef struct chat_auth chat_auth_t;
 

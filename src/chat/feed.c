@@ -181,6 +181,13 @@ static sub_t *sub_new(chat_feed_t *f, http_conn_t *hc, const char *room, bool st
     return s;
 }
 
+/* Ends a stream (its client reconnects and resumes): the sub leaves its room now and is
+ * freed when the connection is gone (on_abort). */
+static void stream_end(sub_t *s) {
+    sub_detach(s);
+    http_stream_end(s->hc);
+}
+
 /* The connection died (either kind) before the sub was done with it. */
 static void on_abort(http_conn_t *hc, void *arg) {
     sub_t *s = arg;
@@ -197,10 +204,8 @@ static void hold_msg(sub_t *s, chat_msg_t *m) {
         if (!grown) {
             /* Cannot keep up: a stream ends (its client resumes), a poll answers what the
              * store gives it (its client asks again from there). */
-            if (s->stream && s->hc) {
-                sub_detach(s);
-                http_stream_end(s->hc);
-            }
+            if (s->stream && s->hc)
+                stream_end(s);
             return;
         }
         s->held = grown;
@@ -226,8 +231,7 @@ static void stream_check_queue(sub_t *s) {
     if (queued > s->feed->cfg.max_queued + s->allowance) {
         LOG_INFO("feed", "SSE client of %s too slow (%zu bytes waiting): ending its stream",
                  s->room_name, http_conn_queued(s->hc));
-        sub_detach(s);
-        http_stream_end(s->hc);
+        stream_end(s);
     }
 }
 
@@ -247,8 +251,7 @@ static void stream_replayed(sub_t *s, int err, chat_msg_t *const *msgs, size_t n
         return; /* already ended */
     if (err) {
         LOG_WARN("feed", "replay of %s failed: %s", s->room_name, strerror(-err));
-        sub_detach(s);
-        http_stream_end(s->hc);
+        stream_end(s);
         return;
     }
     for (size_t i = 0; i < n; i++)
@@ -272,8 +275,7 @@ static void stream_replayed(sub_t *s, int err, chat_msg_t *const *msgs, size_t n
             uv_timer_start(&f->resume, on_resume_check, RESUME_CHECK_MS, RESUME_CHECK_MS)) {
             LOG_WARN("feed", "replay of %s cannot wait for its reader: ending it", s->room_name);
             unpause(s);
-            sub_detach(s);
-            http_stream_end(s->hc);
+            stream_end(s);
         }
     }
 }
@@ -324,8 +326,7 @@ static void stream_replay(sub_t *s) {
         if (rc) {
             s->busy = false;
             LOG_WARN("feed", "replay of %s refused: %s", s->room_name, strerror(-rc));
-            sub_detach(s);
-            http_stream_end(s->hc);
+            stream_end(s);
             return;
         }
         if (s->busy)
@@ -371,17 +372,6 @@ int chat_feed_stream(chat_feed_t *f, http_conn_t *hc, const char *room, bool res
 
 /* ---- long-polls ---- */
 
-static int join_array(buf_t *b, chat_msg_t *const *msgs, size_t n) {
-    int rc = buf_append(b, "[", 1);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (i)
-            rc = buf_append(b, ",", 1);
-        if (rc == 0)
-            rc = buf_append(b, msgs[i]->json, msgs[i]->json_len);
-    }
-    return rc ? rc : buf_append(b, "]", 1);
-}
-
 /* Answers a poll with body (shared by reference when owner is given, else copied) and
  * frees the poll. */
 static void poll_answer(sub_t *s, ref_t *owner, const void *body, size_t len) {
@@ -398,11 +388,17 @@ static void poll_answer(sub_t *s, ref_t *owner, const void *body, size_t len) {
     sub_free(s);
 }
 
+/* Answers a poll with no messages. */
+static void poll_answer_empty(sub_t *s) {
+    poll_answer(s, NULL, "[]", 2);
+}
+
 static void poll_answer_msgs(sub_t *s, chat_msg_t *const *msgs, size_t n) {
     buf_t b = {0};
-    if (join_array(&b, msgs, n)) {
+    if (chat_msg_join(&b, "[", msgs, n, "]")) {
+        LOG_WARN("feed", "long-poll of %s answered empty: out of memory", s->room_name);
         buf_free(&b);
-        poll_answer(s, NULL, "[]", 2);
+        poll_answer_empty(s);
         return;
     }
     poll_answer(s, NULL, b.data, b.len);
@@ -410,14 +406,14 @@ static void poll_answer_msgs(sub_t *s, chat_msg_t *const *msgs, size_t n) {
 }
 
 static void poll_timeout(http_conn_t *hc, void *arg) {
-    poll_answer(arg, NULL, "[]", 2);
+    poll_answer_empty(arg);
 }
 
 /* Waits for the next message, or answers [] when the caller does not want to wait. */
 static void poll_wait(sub_t *s) {
     s->replaying = false;
     if (s->wait_ms == 0 || !s->room) {
-        poll_answer(s, NULL, "[]", 2);
+        poll_answer_empty(s);
         return;
     }
     http_conn_hold_deadline(s->hc, s->wait_ms, poll_timeout);
@@ -426,7 +422,7 @@ static void poll_wait(sub_t *s) {
 static void poll_replayed(sub_t *s, int err, chat_msg_t *const *msgs, size_t n) {
     if (err) {
         LOG_WARN("feed", "history read of %s failed: %s", s->room_name, strerror(-err));
-        poll_answer(s, NULL, "[]", 2);
+        poll_answer_empty(s);
         return;
     }
     /* The store's page, then what went live meanwhile, above the position. */
@@ -439,12 +435,14 @@ static void poll_replayed(sub_t *s, int err, chat_msg_t *const *msgs, size_t n) 
     for (size_t i = 0; all && i < s->nheld && count < s->limit; i++)
         if (s->held[i]->seq > last)
             last = (all[count++] = s->held[i])->seq;
-    if (count > 0)
+    if (count > 0) {
         poll_answer_msgs(s, all, count);
-    else if (all)
+    } else if (all) {
         poll_wait(s);
-    else
-        poll_answer(s, NULL, "[]", 2);
+    } else {
+        LOG_WARN("feed", "long-poll of %s answered empty: out of memory", s->room_name);
+        poll_answer_empty(s);
+    }
     free(all);
 }
 
@@ -476,7 +474,7 @@ int chat_feed_poll(chat_feed_t *f, http_conn_t *hc, const char *room, uint64_t a
     if (rc) {
         s->busy = false;
         LOG_WARN("feed", "history read of %s refused: %s", room, strerror(-rc));
-        poll_answer(s, NULL, "[]", 2);
+        poll_answer_empty(s);
     }
     return 0;
 }
@@ -486,6 +484,7 @@ int chat_feed_poll(chat_feed_t *f, http_conn_t *hc, const char *room, uint64_t a
 static void deliver_msg(feed_room_t *r, chat_msg_t *m) {
     buf_t frame = {0}, array = {0};
     rcbuf_t *frame_rc = NULL, *array_rc = NULL;
+    bool frame_failed = false, array_failed = false; /* made at most once each */
     for (sub_t *s = r->head, *next; s; s = next) {
         next = s->next;
         if (s->replaying) {
@@ -494,18 +493,33 @@ static void deliver_msg(feed_room_t *r, chat_msg_t *m) {
         }
         if (s->last && m->seq <= s->last)
             continue;
+        /* Out of memory for the frame or the array: the subscriber is ended or answered
+         * empty rather than skipped, so that it asks the store again from its position
+         * and loses nothing. */
         if (s->stream) {
-            if (!frame_rc &&
-                (sse_frame(&frame, m) || !(frame_rc = rcbuf_new(frame.data, frame.len))))
+            if (!frame_rc && !frame_failed)
+                frame_failed =
+                    sse_frame(&frame, m) || !(frame_rc = rcbuf_new(frame.data, frame.len));
+            if (!frame_rc) {
+                LOG_WARN("feed", "SSE message %s not framed: ending a stream of %s", m->id,
+                         s->room_name);
+                stream_end(s);
                 continue;
+            }
             if (http_send_body(s->hc, &frame_rc->ref, frame_rc->data, frame_rc->len))
                 LOG_WARN("feed", "SSE message %s not queued", m->id);
             s->last = m->seq;
             stream_check_queue(s);
         } else {
-            if (!array_rc &&
-                (join_array(&array, &m, 1) || !(array_rc = rcbuf_new(array.data, array.len))))
+            if (!array_rc && !array_failed)
+                array_failed = chat_msg_join(&array, "[", &m, 1, "]") ||
+                               !(array_rc = rcbuf_new(array.data, array.len));
+            if (!array_rc) {
+                LOG_WARN("feed", "message %s not encoded for a long-poll of %s", m->id,
+                         s->room_name);
+                poll_answer_empty(s);
                 continue;
+            }
             poll_answer(s, &array_rc->ref, array_rc->data, array_rc->len);
         }
     }
@@ -531,8 +545,10 @@ static void deliver_event(feed_room_t *r, const chat_event_t *ev) {
                            ev->json) == 0)
                 frame = rcbuf_new(b.data, b.len);
             buf_free(&b);
-            if (!frame)
+            if (!frame) {
+                LOG_WARN("feed", "SSE %s in %s not sent: out of memory", ev->name, ev->room);
                 return;
+            }
         }
         if (http_send_body(s->hc, &frame->ref, frame->data, frame->len))
             LOG_WARN("feed", "SSE %s not queued", ev->name);
@@ -595,7 +611,9 @@ int chat_feed_new(uv_loop_t *loop, chat_service_t *svc, chat_store_t *store,
         return rc;
     }
     f->timers_open = 2;
-    uint32_t every = cfg->heartbeat_ms ? cfg->heartbeat_ms : 25000;
+    chat_feed_config_t def;
+    chat_feed_config_defaults(&def);
+    uint32_t every = cfg->heartbeat_ms ? cfg->heartbeat_ms : def.heartbeat_ms;
     if ((rc = uv_timer_start(&f->heartbeat, on_heartbeat, every, every))) {
         LOG_ERROR("feed", "heartbeat timer: %s", uv_strerror(rc));
         chat_feed_close(f);
@@ -620,12 +638,11 @@ void chat_feed_close(chat_feed_t *f) {
             break;
         sub_t *s = ((feed_room_t *)e->value)->head;
         if (s->stream) {
-            sub_detach(s);
-            http_stream_end(s->hc);
+            stream_end(s);
         } else if (s->busy) {
             sub_detach(s); /* its store callback answers it */
         } else {
-            poll_answer(s, NULL, "[]", 2);
+            poll_answer_empty(s);
         }
     }
     while (f->paused)

@@ -30,7 +30,7 @@
 #include "http/server.h"
 
 typedef struct {
-    uint32_t heartbeat_ms; /* SSE comment line this often (25000) */
+    uint32_t heartbeat_ms; /* SSE comment line this often (25000; 0 also means that) */
     uint32_t retry_ms;     /* SSE "retry:" hint for the client's reconnect delay (2000) */
     size_t max_queued;     /* SSE bytes waiting on one stream past which it is ended (4 MiB) */
 } chat_feed_config_t;

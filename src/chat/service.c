@@ -13,17 +13,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/map.h"
+#include "util/time.h"
 #include "util/utf8.h"
 
-#define ROOM_ID_MAX 128
 #define HISTORY_MAX 100
 #define MEMBERS_MAX 100
 #define SLOT_CONN 0
+/* Every socket of a user is in the room "user:<id>" (direct messages go there). */
+#define USER_ROOM_PREFIX "user:"
+#define USER_ROOM_SIZE (sizeof USER_ROOM_PREFIX + CHAT_USER_ID_MAX)
 
 typedef struct {
     size_t users; /* distinct users present */
@@ -83,12 +85,6 @@ void chat_config_defaults(chat_config_t *cfg) {
         .presence_limit = 1000,
         .history_size = 50,
     };
-}
-
-static uint64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static chat_conn_t *conn_of(sio_socket_t *s) {
@@ -167,18 +163,23 @@ json_t *chat_service_members(chat_service_t *svc, const char *room) {
     presence_t *p = presence_get(svc, room, false);
     map_entry_t *e;
     for (size_t pos = 0;
-         a && p && json_array_size(a) < MEMBERS_MAX && map_next(&p->counts, &pos, &e);)
-        json_array_append_new(a, json_string(((presence_user_t *)e->value)->user_id));
+         a && p && json_array_size(a) < MEMBERS_MAX && map_next(&p->counts, &pos, &e);) {
+        if (json_array_append_new(a, json_string(((presence_user_t *)e->value)->user_id))) {
+            json_decref(a); /* a short list would be a wrong answer */
+            return NULL;
+        }
+    }
     return a;
 }
 
 /* ---- small helpers ---- */
 
+/* Answers the ack (when asked for) with obj, which it takes (NULL: out of memory). */
 static void ack_obj(sio_socket_t *s, int64_t ack, json_t *obj) {
-    if (ack >= 0 && obj && sio_socket_connected(s)) {
-        json_t *args = json_pack("[O]", obj);
+    if (ack >= 0 && sio_socket_connected(s)) {
+        json_t *args = obj ? json_pack("[O]", obj) : NULL;
         sio_payload_t p = {args, NULL, 0};
-        if (sio_socket_ack(s, ack, &p))
+        if (!args || sio_socket_ack(s, ack, &p))
             LOG_DEBUG("chat", "ack to %s failed", sio_socket_id(s));
         json_decref(args);
     }
@@ -193,31 +194,24 @@ static void ack_error(sio_socket_t *s, int64_t ack, const char *error) {
     ack_obj(s, ack, json_pack("{s:b,s:s}", "ok", 0, "error", error));
 }
 
-static bool printable_utf8(const char *v, size_t n) {
-    if (!utf8_is_valid((const uint8_t *)v, n))
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
-            return false;
-    return true;
-}
-
 /* A chat room id from the payload, or NULL when missing or malformed. */
 static const char *room_arg(json_t *obj) {
     json_t *v = json_object_get(obj, "roomId");
     const char *room = json_string_value(v);
-    size_t n = room ? json_string_length(v) : 0;
-    if (!room || n == 0 || n > ROOM_ID_MAX || strlen(room) != n || !printable_utf8(room, n))
-        return NULL;
-    return room;
+    return chat_id_valid(room, room ? json_string_length(v) : 0, CHAT_ROOM_ID_MAX) ? room : NULL;
+}
+
+static void user_room(char out[USER_ROOM_SIZE], const char *user_id) {
+    snprintf(out, USER_ROOM_SIZE, USER_ROOM_PREFIX "%s", user_id);
 }
 
 static bool is_chat_room(chat_service_t *svc, const char *room) {
-    return strncmp(room, "user:", 5) != 0 && !sio_nsp_find_socket(svc->nsp, room);
+    return strncmp(room, USER_ROOM_PREFIX, sizeof USER_ROOM_PREFIX - 1) != 0 &&
+           !sio_nsp_find_socket(svc->nsp, room);
 }
 
 int chat_service_check_room(chat_service_t *svc, const char *room, size_t len) {
-    if (len == 0 || len > ROOM_ID_MAX || strlen(room) != len || !printable_utf8(room, len))
+    if (!chat_id_valid(room, len, CHAT_ROOM_ID_MAX))
         return -EINVAL;
     return is_chat_room(svc, room) ? 0 : -ENOENT;
 }
@@ -247,14 +241,25 @@ static bool in_chat_room(chat_service_t *svc, sio_socket_t *s, const char *room)
     return sio_socket_in(s, room) && is_chat_room(svc, room);
 }
 
+/* The roomId of an event that needs its socket in that chat room, or NULL when it was
+ * answered: invalid_payload (malformed or missing), not_in_room. */
+static const char *joined_room_arg(chat_service_t *svc, sio_socket_t *s, json_t *obj, int64_t ack) {
+    const char *room = room_arg(obj);
+    if (!room || !in_chat_room(svc, s, room)) {
+        ack_error(s, ack, room ? "not_in_room" : "invalid_payload");
+        return NULL;
+    }
+    return room;
+}
+
 /* Emits event {userId, username, ...extra} to the room's other sockets, and to the
  * observer unless it is typing (not a room event the other front ends carry). */
 static void to_others(sio_socket_t *s, const char *room, const char *event, json_t *obj) {
     const char *rooms[1] = {room};
     sio_target_t to = {.rooms = rooms, .nrooms = 1};
-    json_t *args = json_pack("[o]", obj);
+    json_t *args = obj ? json_pack("[o]", obj) : NULL;
     sio_payload_t p = {args, NULL, 0};
-    if (args && sio_socket_broadcast(s, &to, event, &p))
+    if (!args || sio_socket_broadcast(s, &to, event, &p))
         LOG_DEBUG("chat", "%s to %s failed", event, room);
     if (args && strcmp(event, "userTyping") != 0)
         observe_json(conn_of(s)->svc, room, event, obj);
@@ -284,7 +289,7 @@ static const char *check_text(const chat_service_t *svc, json_t *v) {
 }
 
 static void bucket_refill(const chat_service_t *svc, bucket_t *b) {
-    uint64_t now = mono_ms();
+    uint64_t now = time_mono_ms();
     b->tokens += (double)(now - b->refilled_ms) / 1000.0 * svc->cfg.rate_per_sec;
     if (b->tokens > svc->cfg.rate_burst)
         b->tokens = svc->cfg.rate_burst;
@@ -308,25 +313,12 @@ static const char *admit_text(chat_conn_t *c, json_t *text) {
     return take_token(c->svc, &c->bucket) ? NULL : "rate_limited";
 }
 
-/* Joins the JSON of messages into "[m1,m2,...]" inside pre and post. */
-static int join_msgs(buf_t *b, const char *pre, chat_msg_t *const *msgs, size_t n,
-                     const char *post) {
-    int rc = buf_append_str(b, pre);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (i)
-            rc = buf_append(b, ",", 1);
-        if (rc == 0)
-            rc = buf_append(b, msgs[i]->json, msgs[i]->json_len);
-    }
-    return rc ? rc : buf_append_str(b, post);
-}
-
 /* Work waiting for the store: the socket (referenced), the ack id and the room. */
 typedef struct {
     chat_service_t *svc;
     sio_socket_t *s;
     int64_t ack;
-    char room[ROOM_ID_MAX + 1];
+    char room[CHAT_ROOM_ID_MAX + 1];
 } pending_t;
 
 static pending_t *pending_new(chat_service_t *svc, sio_socket_t *s, int64_t ack, const char *room) {
@@ -346,6 +338,15 @@ static void pending_free(pending_t *p) {
     free(p);
 }
 
+/* The store refused the work (rc; -ENOMEM with p NULL when there was no memory for it):
+ * the client learns internal_error. */
+static void pending_refused(sio_socket_t *s, int64_t ack, pending_t *p, int rc) {
+    LOG_DEBUG("chat", "socket %s: store refused: %s", sio_socket_id(s), strerror(-rc));
+    if (p)
+        pending_free(p);
+    ack_error(s, ack, "internal_error");
+}
+
 /* ---- events ---- */
 
 static void join_history_done(int err, chat_msg_t *const *msgs, size_t n, void *arg) {
@@ -353,8 +354,11 @@ static void join_history_done(int err, chat_msg_t *const *msgs, size_t n, void *
     sio_socket_t *s = p->s;
     if (sio_socket_connected(s)) {
         buf_t b = {0};
-        if (err == 0 && join_msgs(&b, "[[", msgs, n, "]]") == 0)
-            sio_socket_emit_json(s, "messageHistory", (const char *)b.data, b.len);
+        if (err)
+            LOG_WARN("chat", "history of %s not read: %s", p->room, strerror(-err));
+        else if (chat_msg_join(&b, "[[", msgs, n, "]]") ||
+                 sio_socket_emit_json(s, "messageHistory", (const char *)b.data, b.len))
+            LOG_DEBUG("chat", "messageHistory to %s not sent", sio_socket_id(s));
         buf_free(&b);
         ack_obj(s, p->ack,
                 json_pack("{s:b,s:s,s:o}", "ok", 1, "roomId", p->room, "members",
@@ -382,16 +386,22 @@ static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
             return;
         }
         int added = presence_add(svc, room, c->user_id);
+        if (added < 0) {
+            /* Uncounted, the user would never be announced as leaving: undo the join. */
+            if (sio_socket_leave(s, room))
+                LOG_WARN("chat", "socket %s: cannot leave %s", sio_socket_id(s), room);
+            ack_error(s, ack, "internal_error");
+            return;
+        }
         if (added == 1)
             announce(s, room, "userJoined", chat_service_room_users(svc, room));
     }
     pending_t *p = pending_new(svc, s, ack, room);
-    if (!p ||
-        chat_store_history(svc->store, room, 0, svc->cfg.history_size, join_history_done, p)) {
-        if (p)
-            pending_free(p);
-        ack_error(s, ack, "internal_error");
-    }
+    int rc =
+        p ? chat_store_history(svc->store, room, 0, svc->cfg.history_size, join_history_done, p)
+          : -ENOMEM;
+    if (rc)
+        pending_refused(s, ack, p, rc);
 }
 
 /* A durable message goes to the room's sockets (its sender's included) and to the
@@ -400,11 +410,9 @@ static void publish(chat_service_t *svc, chat_msg_t *msg) {
     buf_t b = {0};
     const char *rooms[1] = {msg->room_id};
     sio_target_t to = {.rooms = rooms, .nrooms = 1};
-    if (buf_append(&b, "[", 1) == 0 && buf_append(&b, msg->json, msg->json_len) == 0 &&
-        buf_append(&b, "]", 1) == 0)
-        sio_nsp_emit_json(svc->nsp, &to, "newMessage", (const char *)b.data, b.len);
-    else
-        LOG_WARN("chat", "newMessage %s not sent: out of memory", msg->id);
+    if (chat_msg_join(&b, "[", &msg, 1, "]") ||
+        sio_nsp_emit_json(svc->nsp, &to, "newMessage", (const char *)b.data, b.len))
+        LOG_WARN("chat", "newMessage %s not sent", msg->id);
     buf_free(&b);
     if (svc->observer) {
         chat_event_t ev = {.room = msg->room_id, .name = "newMessage", .msg = msg};
@@ -437,17 +445,9 @@ static void on_send(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
     chat_service_t *svc = arg;
     chat_conn_t *c = conn_of(s);
     json_t *o = json_array_get(pl->args, 0);
-    const char *room = room_arg(o);
-    if (room && !in_chat_room(svc, s, room)) {
-        ack_error(s, ack, "not_in_room");
+    const char *room = joined_room_arg(svc, s, o, ack);
+    if (!room)
         return;
-    }
-    if (!room || !json_is_object(o)) {
-        /* A roomId that names no joined room is still "not in room" when it is a valid
-         * string; a malformed one is a bad payload. */
-        ack_error(s, ack, "invalid_payload");
-        return;
-    }
     json_t *tv = json_object_get(o, "text");
     const char *err = admit_text(c, tv);
     if (err) {
@@ -455,24 +455,20 @@ static void on_send(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
         return;
     }
     pending_t *p = pending_new(svc, s, ack, room);
-    chat_msg_t *msg;
-    if (!p || chat_store_append(svc->store, room, c->user_id, c->username, json_string_value(tv),
-                                json_string_length(tv), append_done, p, &msg)) {
-        if (p)
-            pending_free(p);
-        ack_error(s, ack, "internal_error");
-    }
+    int rc = p ? chat_store_append(svc->store, room, c->user_id, c->username, json_string_value(tv),
+                                   json_string_length(tv), append_done, p, NULL)
+               : -ENOMEM;
+    if (rc)
+        pending_refused(s, ack, p, rc);
 }
 
 static void on_typing(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                       void *arg) {
     chat_conn_t *c = conn_of(s);
     json_t *o = json_array_get(pl->args, 0);
-    const char *room = room_arg(o);
-    if (!room || !in_chat_room(arg, s, room)) {
-        ack_error(s, ack, room ? "not_in_room" : "invalid_payload");
+    const char *room = joined_room_arg(arg, s, o, ack);
+    if (!room)
         return;
-    }
     to_others(s, room, "userTyping",
               json_pack("{s:s,s:s,s:b,s:s}", "userId", c->user_id, "username", c->username,
                         "isTyping", json_is_true(json_object_get(o, "isTyping")), "roomId", room));
@@ -484,11 +480,9 @@ static void on_mark_read(sio_socket_t *s, const char *ev, const sio_payload_t *p
     chat_service_t *svc = arg;
     chat_conn_t *c = conn_of(s);
     json_t *o = json_array_get(pl->args, 0);
-    const char *room = room_arg(o);
-    if (!room || !in_chat_room(svc, s, room)) {
-        ack_error(s, ack, room ? "not_in_room" : "invalid_payload");
+    const char *room = joined_room_arg(svc, s, o, ack);
+    if (!room)
         return;
-    }
     json_t *ids = json_object_get(o, "messageIds");
     size_t n = json_array_size(ids);
     if (!json_is_array(ids) || n > 1000) {
@@ -507,8 +501,9 @@ static void on_mark_read(sio_socket_t *s, const char *ev, const sio_payload_t *p
             return;
         }
     }
-    if (n && chat_store_mark_read(svc->store, room, c->user_id, list, n, NULL, NULL))
-        LOG_WARN("chat", "read receipts for %s not stored", room);
+    int rc = n ? chat_store_mark_read(svc->store, room, c->user_id, list, n, NULL, NULL) : 0;
+    if (rc)
+        LOG_WARN("chat", "read receipts for %s not stored: %s", room, strerror(-rc));
     free(list);
     to_others(s, room, "messagesRead",
               json_pack("{s:s,s:O,s:s}", "userId", c->user_id, "messageIds", ids, "roomId", room));
@@ -531,7 +526,10 @@ static void on_leave(sio_socket_t *s, const char *ev, const sio_payload_t *pl, i
     }
     if (sio_socket_in(s, room) && is_chat_room(arg, room)) {
         leave_room(s, room); /* announced while still in the room, so "others" excludes it */
-        sio_socket_leave(s, room);
+        if (sio_socket_leave(s, room)) {
+            ack_error(s, ack, "internal_error");
+            return;
+        }
     }
     ack_ok(s, ack);
 }
@@ -552,16 +550,13 @@ static void on_direct(sio_socket_t *s, const char *ev, const sio_payload_t *pl, 
         ack_error(s, ack, err);
         return;
     }
-    char to_room[CHAT_USER_ID_MAX + 6], self_room[CHAT_USER_ID_MAX + 6];
-    snprintf(to_room, sizeof to_room, "user:%s", to_user);
-    snprintf(self_room, sizeof self_room, "user:%s", c->user_id);
+    char to_room[USER_ROOM_SIZE], self_room[USER_ROOM_SIZE];
+    user_room(to_room, to_user);
+    user_room(self_room, c->user_id);
     const char *rooms[2] = {to_room, self_room};
     sio_target_t to = {.rooms = rooms, .nrooms = 2};
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     json_t *args = json_pack("[{s:s,s:s,s:s,s:O,s:I}]", "from", c->user_id, "fromName", c->username,
-                             "to", to_user, "text", tv, "timestamp",
-                             (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+                             "to", to_user, "text", tv, "timestamp", (json_int_t)time_wall_ms());
     sio_payload_t p = {args, NULL, 0};
     if (!args || sio_socket_broadcast(s, &to, "directMessage", &p))
         LOG_WARN("chat", "direct message not sent");
@@ -572,11 +567,14 @@ static void on_direct(sio_socket_t *s, const char *ev, const sio_payload_t *pl, 
 static void history_done(int err, chat_msg_t *const *msgs, size_t n, void *arg) {
     pending_t *p = arg;
     buf_t b = {0};
-    if (err == 0 && sio_socket_connected(p->s) && p->ack >= 0 &&
-        join_msgs(&b, "[{\"ok\":true,\"messages\":[", msgs, n, "]}]") == 0)
-        sio_socket_ack_json(p->s, p->ack, (const char *)b.data, b.len);
-    else if (err)
+    if (err) {
+        LOG_WARN("chat", "history of %s not read: %s", p->room, strerror(-err));
         ack_error(p->s, p->ack, "internal_error");
+    } else if (sio_socket_connected(p->s) && p->ack >= 0 &&
+               (chat_msg_join(&b, "[{\"ok\":true,\"messages\":[", msgs, n, "]}]") ||
+                sio_socket_ack_json(p->s, p->ack, (const char *)b.data, b.len))) {
+        LOG_DEBUG("chat", "history ack to %s failed", sio_socket_id(p->s));
+    }
     buf_free(&b);
     pending_free(p);
 }
@@ -585,11 +583,9 @@ static void on_history(sio_socket_t *s, const char *ev, const sio_payload_t *pl,
                        void *arg) {
     chat_service_t *svc = arg;
     json_t *o = json_array_get(pl->args, 0);
-    const char *room = room_arg(o);
-    if (!room || !in_chat_room(svc, s, room)) {
-        ack_error(s, ack, room ? "not_in_room" : "invalid_payload");
+    const char *room = joined_room_arg(svc, s, o, ack);
+    if (!room)
         return;
-    }
     json_t *before = json_object_get(o, "beforeSeq");
     json_t *limit = json_object_get(o, "limit");
     if ((before && !json_is_null(before) && !json_is_integer(before)) ||
@@ -604,12 +600,11 @@ static void on_history(sio_socket_t *s, const char *ev, const sio_payload_t *pl,
         return;
     }
     pending_t *p = pending_new(svc, s, ack, room);
-    if (!p || chat_store_history(svc->store, room, (uint64_t)b,
-                                 (size_t)(l > HISTORY_MAX ? HISTORY_MAX : l), history_done, p)) {
-        if (p)
-            pending_free(p);
-        ack_error(s, ack, "internal_error");
-    }
+    int rc = p ? chat_store_history(svc->store, room, (uint64_t)b,
+                                    (size_t)(l > HISTORY_MAX ? HISTORY_MAX : l), history_done, p)
+               : -ENOMEM;
+    if (rc)
+        pending_refused(s, ack, p, rc);
 }
 
 static void on_unknown(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
@@ -631,9 +626,8 @@ static void auth_middleware(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
     const char *token = json_string_value(json_object_get(hs->auth, "token"));
     chat_user_t user;
     json_t *rooms = NULL;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (!token || chat_auth_verify(svc->auth, token, (long)ts.tv_sec, &user, &rooms)) {
+    if (!token ||
+        chat_auth_verify(svc->auth, token, (long)(time_wall_ms() / 1000), &user, &rooms)) {
         json_t *err = sio_error_new("Authentication failed", NULL);
         sio_next(ctx, err);
         json_decref(err);
@@ -652,7 +646,7 @@ static void auth_middleware(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
     c->username = memcpy(c->user_id + id_len + 1, user.username, name_len + 1);
     c->svc = svc;
     c->rooms = rooms;
-    c->bucket = (bucket_t){svc->cfg.rate_burst, mono_ms()};
+    c->bucket = (bucket_t){svc->cfg.rate_burst, time_mono_ms()};
     sio_socket_set(s, SLOT_CONN, c);
     sio_next(ctx, NULL);
 }
@@ -666,7 +660,11 @@ static void rejoin_presence(const char *room, void *arg) {
     rooms_ctx_t *rc = arg;
     if (strcmp(room, sio_socket_id(rc->s)) == 0 || !is_chat_room(rc->svc, room))
         return;
-    if (presence_add(rc->svc, room, conn_of(rc->s)->user_id) == 1)
+    int added = presence_add(rc->svc, room, conn_of(rc->s)->user_id);
+    if (added < 0)
+        LOG_WARN("chat", "socket %s: presence in %s not restored: out of memory",
+                 sio_socket_id(rc->s), room);
+    else if (added == 1)
         announce(rc->s, room, "userJoined", chat_service_room_users(rc->svc, room));
 }
 
@@ -683,14 +681,21 @@ static void on_connection(sio_socket_t *s, void *arg) {
         sio_socket_rooms(s, rejoin_presence, &rc);
         return;
     }
-    char room[CHAT_USER_ID_MAX + 6];
-    snprintf(room, sizeof room, "user:%s", c->user_id);
-    if (sio_socket_join(s, room))
+    char room[USER_ROOM_SIZE];
+    user_room(room, c->user_id);
+    int rc = sio_socket_join(s, room);
+    if (rc) {
+        LOG_WARN("chat", "socket %s: cannot join %s: %s", sio_socket_id(s), room, strerror(-rc));
         sio_socket_disconnect(s, true);
+    }
 }
 
 static void collect_room(const char *room, void *arg) {
-    json_array_append_new(arg, json_string(room));
+    json_t **rooms = arg;
+    if (*rooms && json_array_append_new(*rooms, json_string(room))) {
+        json_decref(*rooms);
+        *rooms = NULL;
+    }
 }
 
 static void on_disconnect(sio_socket_t *s, const char *reason, void *arg) {
@@ -699,7 +704,10 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *arg) {
     if (!c)
         return;
     json_t *rooms = json_array();
-    sio_socket_rooms(s, collect_room, rooms);
+    sio_socket_rooms(s, collect_room, &rooms);
+    if (!rooms)
+        LOG_WARN("chat", "socket %s left: out of memory, its presence stays counted",
+                 sio_socket_id(s));
     size_t i;
     json_t *r;
     json_array_foreach(rooms, i, r) {
@@ -785,8 +793,10 @@ void chat_service_free(chat_service_t *svc) {
  * full anyway. */
 static void buckets_sweep(chat_service_t *svc) {
     user_bucket_t **full = malloc(svc->buckets.count * sizeof *full);
-    if (!full)
+    if (!full) {
+        LOG_WARN("chat", "rate buckets not swept: out of memory");
         return;
+    }
     size_t n = 0;
     map_entry_t *e;
     for (size_t pos = 0; map_next(&svc->buckets, &pos, &e);) {
@@ -812,7 +822,7 @@ static bucket_t *user_bucket(chat_service_t *svc, const char *user_id) {
     u = malloc(sizeof *u + len + 1);
     if (!u)
         return NULL;
-    u->bucket = (bucket_t){svc->cfg.rate_burst, mono_ms()};
+    u->bucket = (bucket_t){svc->cfg.rate_burst, time_mono_ms()};
     memcpy(u->user_id, user_id, len + 1);
     if (map_put(&svc->buckets, u->user_id, len, u)) {
         free(u);
@@ -858,8 +868,11 @@ const char *chat_service_post(chat_service_t *svc, const char *room_id, const ch
     if (!p)
         return "internal_error";
     *p = (post_t){svc, cb, arg};
-    if (chat_store_append(svc->store, room_id, user->user_id, user->username,
-                          json_string_value(text), json_string_length(text), post_done, p, NULL)) {
+    int rc =
+        chat_store_append(svc->store, room_id, user->user_id, user->username,
+                          json_string_value(text), json_string_length(text), post_done, p, NULL);
+    if (rc) {
+        LOG_DEBUG("chat", "post to %s refused by the store: %s", room_id, strerror(-rc));
         free(p);
         return "internal_error";
     }

@@ -14,6 +14,9 @@
 #include "chat/store.h"
 #include "parley/sio.h"
 
+/* Room ids: 1 to this many bytes of printable UTF-8 (chat_id_valid). */
+#define CHAT_ROOM_ID_MAX 128
+
 typedef struct {
     size_t max_text;       /* code points per message (4000) */
     double rate_burst;     /* token bucket size per connection (5) */
@@ -42,8 +45,8 @@ size_t chat_service_room_users(const chat_service_t *svc, const char *room_id);
 json_t *chat_service_members(chat_service_t *svc, const char *room_id);
 
 /* Whether room_id (len bytes, NUL-terminated) names a chat room: 0; -EINVAL when it is
- * malformed (1-128 bytes of printable UTF-8); -ENOENT when it is a socket's own room (its
- * id or user:<id>), which no chat client may read or post into. */
+ * malformed (not 1 to CHAT_ROOM_ID_MAX bytes of printable UTF-8); -ENOENT when it is a socket's own
+ * room (its id or user:<id>), which no chat client may read or post into. */
 int chat_service_check_room(chat_service_t *svc, const char *room_id, size_t len);
 
 /* ---- other front ends (the HTTP API) ---- */

@@ -38,6 +38,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "util/buf.h"
+
 typedef struct chat_msg {
     uint32_t refs;
     uint64_t seq;
@@ -55,6 +57,10 @@ typedef struct chat_msg {
 
 void chat_msg_ref(chat_msg_t *m);
 void chat_msg_unref(chat_msg_t *m);
+/* Appends pre, the messages' JSON separated by commas, then post to b: "[" and "]" make
+ * a JSON array. The one place message lists are put together (history, acks, polls,
+ * broadcasts). Returns 0 or -ENOMEM (b then holds a part). */
+int chat_msg_join(buf_t *b, const char *pre, chat_msg_t *const *msgs, size_t n, const char *post);
 
 typedef struct chat_store chat_store_t;
 

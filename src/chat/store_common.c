@@ -21,6 +21,7 @@
 #include "util/log.h"
 #include "util/rand.h"
 #include "util/utf8.h"
+#include "util/time.h"
 
 /* Ops kept on the free list at most; beyond, finished ops go back to malloc. */
 #define STORE_FREE_OPS_MAX 4096
@@ -45,12 +46,6 @@ const char *store_strerror(int err) {
     return err < 0 ? strerror(-err) : "ok";
 }
 
-int64_t store_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- messages ---- */
 
 void chat_msg_ref(chat_msg_t *m) {
@@ -61,6 +56,17 @@ void chat_msg_ref(chat_msg_t *m) {
 void chat_msg_unref(chat_msg_t *m) {
     if (m && --m->refs == 0)
         free(m);
+}
+
+int chat_msg_join(buf_t *b, const char *pre, chat_msg_t *const *msgs, size_t n, const char *post) {
+    int rc = buf_append_str(b, pre);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (i)
+            rc = buf_append(b, ",", 1);
+        if (rc == 0)
+            rc = buf_append(b, msgs[i]->json, msgs[i]->json_len);
+    }
+    return rc ? rc : buf_append_str(b, post);
 }
 
 static json_t *json_slice(const char *s, size_t len) {
@@ -478,6 +484,18 @@ void store_fini_unopened(chat_store_t *st) {
 
 /* ---- public functions ---- */
 
+/* Whether the store takes one more write (append, mark_read): 0, -ECANCELED when closing,
+ * the error of an earlier failed commit, or -EAGAIN at max_pending. */
+static int write_admit(const chat_store_t *st) {
+    if (st->closing)
+        return -ECANCELED;
+    if (st->failed)
+        return st->failed;
+    if (st->in_flight >= st->cfg.max_pending)
+        return -EAGAIN;
+    return 0;
+}
+
 int chat_store_append(chat_store_t *st, const char *room_id, const char *user_id,
                       const char *username, const char *text, size_t text_len,
                       chat_store_append_cb cb, void *arg, chat_msg_t **out) {
@@ -485,12 +503,9 @@ int chat_store_append(chat_store_t *st, const char *room_id, const char *user_id
         *out = NULL;
     if (!st || !room_id || !user_id || !username || (!text && text_len))
         return -EINVAL;
-    if (st->closing)
-        return -ECANCELED;
-    if (st->failed)
-        return st->failed;
-    if (st->in_flight >= st->cfg.max_pending)
-        return -EAGAIN;
+    int admit = write_admit(st);
+    if (admit)
+        return admit;
 
     size_t room_len = strlen(room_id);
     store_room_t *room = store_room_get(st, room_id, room_len);
@@ -508,7 +523,7 @@ int chat_store_append(chat_store_t *st, const char *room_id, const char *user_id
         .text = text ? text : "",
         .text_len = text_len,
         .seq = seq,
-        .timestamp = store_now_ms(),
+        .timestamp = time_wall_ms(),
     };
     chat_msg_t *m;
     int err = store_msg_new(&f, true, &m);
@@ -538,12 +553,9 @@ int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user
                          void *arg) {
     if (!st || !room_id || !user_id || (n && !message_ids))
         return -EINVAL;
-    if (st->closing)
-        return -ECANCELED;
-    if (st->failed)
-        return st->failed;
-    if (st->in_flight >= st->cfg.max_pending)
-        return -EAGAIN;
+    int admit = write_admit(st);
+    if (admit)
+        return admit;
 
     size_t room_len = strlen(room_id) + 1, user_len = strlen(user_id) + 1;
     size_t bytes = sizeof(store_receipts_t) + n * sizeof(char *) + room_len + user_len;
@@ -561,7 +573,7 @@ int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user
     char *p = (char *)&rc->ids[n];
     rc->room_id = put_str(&p, room_id, room_len - 1);
     rc->user_id = put_str(&p, user_id, user_len - 1);
-    rc->read_at = store_now_ms();
+    rc->read_at = time_wall_ms();
     rc->n = n;
     for (size_t i = 0; i < n; i++)
         rc->ids[i] = put_str(&p, message_ids[i], strlen(message_ids[i]));
@@ -650,12 +662,16 @@ void store_read_finish(uv_work_t *req, int status) {
     close_step(st);
 }
 
+/* What history and after share: the checks, the max_read cap on *limit, the room (NULL
+ * when it has no messages). */
 static int history_args(chat_store_t *st, const char *room_id, chat_store_history_cb cb,
-                        store_room_t **room) {
+                        size_t *limit, store_room_t **room) {
     if (!st || !room_id || !cb)
         return -EINVAL;
     if (st->closing)
         return -ECANCELED;
+    if (*limit > st->cfg.max_read)
+        *limit = st->cfg.max_read;
     *room = store_room_get(st, room_id, strlen(room_id));
     return 0;
 }
@@ -663,11 +679,9 @@ static int history_args(chat_store_t *st, const char *room_id, chat_store_histor
 int chat_store_history(chat_store_t *st, const char *room_id, uint64_t before_seq, size_t limit,
                        chat_store_history_cb cb, void *arg) {
     store_room_t *r;
-    int err = history_args(st, room_id, cb, &r);
+    int err = history_args(st, room_id, cb, &limit, &r);
     if (err)
         return err;
-    if (limit > st->cfg.max_read)
-        limit = st->cfg.max_read;
     uint64_t hi = r ? r->durable_seq : 0;
     if (before_seq && before_seq - 1 < hi)
         hi = before_seq - 1;
@@ -682,11 +696,9 @@ int chat_store_history(chat_store_t *st, const char *room_id, uint64_t before_se
 int chat_store_after(chat_store_t *st, const char *room_id, uint64_t after_seq, size_t limit,
                      chat_store_history_cb cb, void *arg) {
     store_room_t *r;
-    int err = history_args(st, room_id, cb, &r);
+    int err = history_args(st, room_id, cb, &limit, &r);
     if (err)
         return err;
-    if (limit > st->cfg.max_read)
-        limit = st->cfg.max_read;
     if (!r || after_seq >= r->durable_seq || limit == 0) {
         cb(0, NULL, 0, arg);
         return 0;

@@ -41,9 +41,6 @@ typedef struct {
  * -ENOMEM. Safe on any thread (it touches no shared state). */
 int store_msg_new(const store_msg_fields_t *f, bool validate, chat_msg_t **out);
 
-/* Unix time in milliseconds (wall clock). */
-int64_t store_now_ms(void);
-
 /* ---- rooms and their windows (loop thread only) ---- */
 
 /* A room: its counters and the ring of its newest acknowledged messages. The window

@@ -288,7 +288,3 @@ void eio_server_close(eio_server_t *srv) {
 size_t eio_server_session_count(const eio_server_t *srv) {
     return srv->sessions.count;
 }
-
-const eio_config_t *eio_server_config(const eio_server_t *srv) {
-    return &srv->cfg;
-}

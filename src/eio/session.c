@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/assert.h"
 #include "util/log.h"
 
 /* ---- deadlines ---- */
@@ -23,7 +24,10 @@
 static void due_clear(eio_session_t *s) {
     if (s->due_list < 0)
         return;
+    PARLEY_ASSERT(s->due_list < EIO_DUE_LISTS);
     eio_due_list_t *l = &s->srv->due[s->due_list];
+    PARLEY_ASSERT(s->due_prev ? s->due_prev->due_next == s : l->head == s);
+    PARLEY_ASSERT(s->due_next ? s->due_next->due_prev == s : l->tail == s);
     if (s->due_prev)
         s->due_prev->due_next = s->due_next;
     else
@@ -177,6 +181,7 @@ void eio_session_on_packet(eio_session_t *s, const eio_packet_t *p) {
 /* ---- sending ---- */
 
 static int queue_push(eio_session_t *s, eio_msg_t *m) {
+    PARLEY_ASSERT(s->qhead <= s->qlen && s->qlen <= s->qcap);
     if (s->qlen == s->qcap) {
         if (s->qhead > 0) {
             memmove(s->queue, s->queue + s->qhead, (s->qlen - s->qhead) * sizeof *s->queue);
@@ -207,7 +212,9 @@ static void queue_clear(eio_session_t *s) {
 }
 
 void eio_session_queue_drop(eio_session_t *s, uint32_t n) {
+    PARLEY_ASSERT(n <= s->qlen - s->qhead);
     for (uint32_t i = 0; i < n; i++) {
+        PARLEY_ASSERT(s->qbytes >= s->queue[s->qhead]->len);
         s->qbytes -= s->queue[s->qhead]->len;
         eio_msg_release(s->queue[s->qhead++]);
     }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/assert.h"
 #include "util/log.h"
 
 /* Bytes a client may send ahead while a response is pending. */
@@ -42,6 +43,8 @@ struct http_conn {
     bool is_head_method;
     bool in_on_data;
 };
+
+_Static_assert(sizeof(http_conn_t) <= HTTP_CONN_EXT_SIZE, "HTTP_CONN_EXT_SIZE is too small");
 
 typedef struct route {
     char *prefix;
@@ -152,6 +155,38 @@ size_t http_cors_headers(const char *const *origins, size_t count, const http_re
     return 0;
 }
 
+/* ---- the request, for callers outside the library (parley/http.h) ---- */
+
+static const char *slice_out(slice_t s, size_t *len) {
+    *len = s.len;
+    return s.base ? s.base : "";
+}
+
+const char *http_req_method(const http_req_t *req, size_t *len) {
+    return slice_out(req->head.method, len);
+}
+
+const char *http_req_path(const http_req_t *req, size_t *len) {
+    return slice_out(req->head.path, len);
+}
+
+const char *http_req_query(const http_req_t *req, size_t *len) {
+    return slice_out(req->head.query, len);
+}
+
+const char *http_req_body(const http_req_t *req, size_t *len) {
+    return slice_out(req->body, len);
+}
+
+const char *http_req_header(const http_req_t *req, const char *name, size_t *len) {
+    const slice_t *v = http_request_header(&req->head, name);
+    if (!v) {
+        *len = 0;
+        return NULL;
+    }
+    return slice_out(*v, len);
+}
+
 static void on_open(net_conn_t *c, void *arg) {
     http_conn_t *hc = hc_of(c);
     hc->srv = arg;
@@ -167,9 +202,8 @@ int http_server_new(net_loop_t *nl, const http_server_config_t *cfg, http_server
     srv->nl = nl;
     srv->limits.max_head_size = cfg->max_head_size;
     srv->limits.max_headers = cfg->max_headers;
-    size_t ext = cfg->ext_size > sizeof(http_conn_t) ? cfg->ext_size : sizeof(http_conn_t);
-    int rc = net_listener_open(nl, cfg->host ? cfg->host : "127.0.0.1", cfg->port, ext, &http_ops,
-                               on_open, srv, &srv->listener);
+    int rc = net_listener_open(nl, cfg->host ? cfg->host : "127.0.0.1", cfg->port,
+                               HTTP_CONN_EXT_SIZE, &http_ops, on_open, srv, &srv->listener);
     if (rc) {
         free(srv);
         return rc;
@@ -330,6 +364,8 @@ static void reject(http_conn_t *hc, int status) {
 }
 
 void http_conn_hold(http_conn_t *hc, void (*on_abort)(http_conn_t *, void *), void *arg) {
+    /* Only a route holds its request, during its own call. */
+    PARLEY_ASSERT(hc->state == HC_DISPATCHED);
     if (hc->state != HC_DISPATCHED)
         return;
     hc->state = HC_HELD;
@@ -340,6 +376,7 @@ void http_conn_hold(http_conn_t *hc, void (*on_abort)(http_conn_t *, void *), vo
 
 void http_conn_hold_deadline(http_conn_t *hc, uint64_t ms,
                              void (*on_timeout)(http_conn_t *, void *)) {
+    PARLEY_ASSERT(hc->state == HC_HELD);
     if (hc->state != HC_HELD)
         return;
     hc->on_hold_timeout = on_timeout;

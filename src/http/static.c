@@ -190,7 +190,9 @@ static entry_t *lookup(http_static_t *st, const char *full) {
     return e;
 }
 
-bool http_static_serve(http_static_t *st, http_conn_t *hc, const http_req_t *req, slice_t path) {
+bool http_static_serve(http_static_t *st, http_conn_t *hc, const http_req_t *req,
+                       const char *path_base, size_t path_len) {
+    slice_t path = slice_make(path_base, path_len);
     if (!path_safe(path) || path.len > 4000)
         return false;
     char full[4200];

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/assert.h"
 #include "util/log.h"
 
 enum {
@@ -391,8 +392,10 @@ static void flush_all(net_loop_t *nl) {
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     net_conn_t *c = h->data;
     net_loop_t *nl = c->nl;
+    /* The shared buffer is lent to one read at a time: libuv calls read_cb right after
+     * alloc_cb and never re-enters the loop from a read callback. */
+    PARLEY_ASSERT(!nl->rbuf_busy);
     if (nl->rbuf_busy) {
-        /* Only when a read callback re-enters the loop, which libuv does not do. */
         *buf = uv_buf_init(NULL, 0);
         return;
     }
@@ -537,10 +540,6 @@ void net_conn_close(net_conn_t *c) {
 
 void net_conn_abort(net_conn_t *c) {
     close_now(c);
-}
-
-bool net_conn_is_closing(const net_conn_t *c) {
-    return (c->flags & (CONN_CLOSING | CONN_CLOSED)) != 0;
 }
 
 int net_conn_peer(net_conn_t *c, char *out, size_t size) {

@@ -1,9 +1,9 @@
 /* net/conn.h — TCP connections on libuv: reading into a shared buffer, a corked write
  * queue flushed once per loop iteration, coarse deadlines, and protocol switching.
  *
- * A net_loop_t belongs to one uv_loop_t and holds what its connections share: one 64 KiB
- * receive buffer, the list of connections with queued output, the deadline sweeper.
- * Nothing is global, so several loops (threads or processes) can run side by side.
+ * A net_loop_t (public part in parley/loop.h) belongs to one uv_loop_t and holds what its
+ * connections share: one 64 KiB receive buffer, the list of connections with queued
+ * output, the deadline sweeper.
  *
  * A net_conn_t is one accepted TCP connection. Its protocol (HTTP, then maybe WebSocket)
  * is a table of callbacks (net_conn_ops_t) that can be swapped mid-stream; the bytes
@@ -29,10 +29,10 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "parley/loop.h"
 #include "util/buf.h"
 #include "util/ref.h"
 
-typedef struct net_loop net_loop_t;
 typedef struct net_conn net_conn_t;
 
 typedef struct {
@@ -85,23 +85,14 @@ struct net_conn {
 
 #define NET_READ_BUFFER_SIZE 65536
 
-/* Creates the shared state for `loop`. Returns NULL when out of memory. */
-net_loop_t *net_loop_new(uv_loop_t *loop);
 uv_loop_t *net_loop_uv(net_loop_t *nl);
 /* Registers fn(arg) to run once per loop iteration just before queued output is
  * flushed. At most NET_LOOP_MAX_HOOKS. Returns 0 or -ENOSPC. */
 #define NET_LOOP_MAX_HOOKS 8
 int net_loop_on_flush(net_loop_t *nl, void (*fn)(void *arg), void *arg);
 void net_loop_off_flush(net_loop_t *nl, void (*fn)(void *arg), void *arg);
-/* Open connections on this loop. */
-size_t net_loop_conn_count(const net_loop_t *nl);
 /* Gracefully closes every open connection of the loop (net_conn_close). */
 void net_loop_close_conns(net_loop_t *nl);
-/* Closes the loop's own handles once the last connection is gone (at once if none is
- * open): close the listeners and ask the connections to close first, then run the loop
- * until it has no handles, then net_loop_free. */
-void net_loop_close(net_loop_t *nl);
-void net_loop_free(net_loop_t *nl);
 
 typedef struct net_listener net_listener_t;
 /* Accepted connections start with `ops` and ext_size bytes of zeroed ext; on_open is
@@ -154,7 +145,6 @@ void net_conn_set_deadline(net_conn_t *c, uint64_t ms);
 void net_conn_close(net_conn_t *c);
 /* Immediate close; queued output is dropped. */
 void net_conn_abort(net_conn_t *c);
-bool net_conn_is_closing(const net_conn_t *c);
 
 /* The peer's address as text ("127.0.0.1"), into out (INET6_ADDRSTRLEN bytes). */
 int net_conn_peer(net_conn_t *c, char *out, size_t size);

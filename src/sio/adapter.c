@@ -23,7 +23,9 @@
 #include <string.h>
 
 #include "sio/internal.h"
+#include "util/assert.h"
 #include "util/log.h"
+#include "util/time.h"
 
 #define SIO_LOG_MAX 100000
 
@@ -79,6 +81,7 @@ int sio_adapter_join(sio_socket_t *s, const char *name) {
         r->members = m;
         r->cap = cap;
     }
+    PARLEY_ASSERT(r->count < r->cap && s->nrooms < s->caprooms);
     r->members[r->count] = s;
     s->rooms[s->nrooms++] = (sio_membership_t){r, r->count};
     r->count++;
@@ -89,6 +92,7 @@ int sio_adapter_join(sio_socket_t *s, const char *name) {
 static void leave_at(sio_socket_t *s, uint32_t i) {
     sio_room_t *r = s->rooms[i].room;
     uint32_t pos = s->rooms[i].pos;
+    PARLEY_ASSERT(r->count > 0 && pos < r->count && r->members[pos] == s);
     sio_socket_t *last = r->members[--r->count];
     if (last != s) {
         r->members[pos] = last;
@@ -224,6 +228,7 @@ static void log_entry_free(sio_logged_t *e) {
 }
 
 static void log_pop(sio_nsp_t *nsp) {
+    PARLEY_ASSERT(nsp->log_len > 0 && nsp->log_head < nsp->log_cap);
     log_entry_free(&nsp->log[nsp->log_head]);
     nsp->log_head = (nsp->log_head + 1) % nsp->log_cap;
     nsp->log_len--;
@@ -231,6 +236,7 @@ static void log_pop(sio_nsp_t *nsp) {
 
 static int log_push(sio_nsp_t *nsp, const sio_target_t *to, eio_msg_t *const *msgs, size_t n,
                     uint64_t offset) {
+    PARLEY_ASSERT(nsp->log_len <= nsp->log_cap && nsp->log_len <= SIO_LOG_MAX);
     if (nsp->log_len == SIO_LOG_MAX)
         log_pop(nsp);
     if (nsp->log_len == nsp->log_cap) {
@@ -245,7 +251,7 @@ static int log_push(sio_nsp_t *nsp, const sio_target_t *to, eio_msg_t *const *ms
         nsp->log_cap = cap;
         nsp->log_head = 0;
     }
-    sio_logged_t e = {.offset = offset, .time_ms = sio_now_ms(), .nmsgs = n};
+    sio_logged_t e = {.offset = offset, .time_ms = time_mono_ms(), .nmsgs = n};
     e.msgs = malloc(n * sizeof *e.msgs);
     e.nrooms = to ? to->nrooms : 0;
     e.nexcept = to ? to->nexcept : 0;
@@ -297,7 +303,7 @@ void sio_adapter_persist(sio_socket_t *s) {
         if ((session->rooms[session->nrooms] = strdup(s->rooms[i].room->name)))
             session->nrooms++;
     session->data = json_incref(s->data);
-    session->disconnected_ms = sio_now_ms();
+    session->disconnected_ms = time_mono_ms();
     if (!session->rooms || map_put(&nsp->sessions, session->pid, strlen(session->pid), session))
         sio_session_free(session);
 }
@@ -329,7 +335,7 @@ sio_session_t *sio_adapter_restore(sio_nsp_t *nsp, const char *pid, const char *
     sio_session_t *ss = map_get(&nsp->sessions, pid, strlen(pid));
     if (!ss)
         return NULL;
-    uint64_t now = sio_now_ms();
+    uint64_t now = time_mono_ms();
     map_del(&nsp->sessions, pid, strlen(pid));
     if (ss->disconnected_ms + nsp->io->cfg.recovery_max_disconnection < now) {
         sio_session_free(ss);

@@ -181,7 +181,6 @@ void sio_client_close(sio_client_t *c, const char *reason);
 int sio_client_add_socket(sio_client_t *c, sio_socket_t *s);
 void sio_client_remove_socket(sio_client_t *c, sio_socket_t *s);
 void sio_client_stop_waiting(sio_client_t *c);
-uint64_t sio_now_ms(void);
 
 /* nsp.c */
 sio_nsp_t *sio_nsp_find_or_match(sio_server_t *io, const char *name, json_t *auth);

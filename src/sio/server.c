@@ -14,18 +14,7 @@
 
 #include "sio/internal.h"
 #include "util/log.h"
-
-uint64_t sio_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "util/time.h"
 
 void sio_config_defaults(sio_config_t *cfg) {
     *cfg = (sio_config_t){
@@ -65,7 +54,7 @@ static void arm_connect_timer(sio_server_t *io) {
         uv_timer_stop(&io->connect_timer);
         return;
     }
-    uint64_t now = sio_now_ms();
+    uint64_t now = time_mono_ms();
     uint64_t due = io->wait_head->connect_deadline;
     if (uv_timer_start(&io->connect_timer, on_connect_timer, due > now ? due - now : 0, 0))
         LOG_ERROR("sio", "cannot arm the connect timer");
@@ -73,7 +62,7 @@ static void arm_connect_timer(sio_server_t *io) {
 
 static void on_connect_timer(uv_timer_t *t) {
     sio_server_t *io = t->data;
-    uint64_t now = sio_now_ms();
+    uint64_t now = time_mono_ms();
     while (io->wait_head && io->wait_head->connect_deadline <= now) {
         sio_client_t *c = io->wait_head;
         wait_unlink(io, c);
@@ -201,7 +190,7 @@ static void on_open(eio_session_t *es, const http_req_t *req, const char *addres
         c->query = query_json(req->head.query);
     }
     c->url = io->cfg.lean_handshake ? NULL : strndup(req->head.target.base, req->head.target.len);
-    c->time_ms = wall_ms();
+    c->time_ms = time_wall_ms();
     c->address = *address && !io->cfg.lean_handshake ? strdup(address) : NULL;
     sio_decoder_init(&c->dec, io->cfg.max_attachments);
     eio_session_set_data(es, c);
@@ -211,7 +200,7 @@ static void on_open(eio_session_t *es, const http_req_t *req, const char *addres
         sio_client_close(c, "transport error");
         return;
     }
-    c->connect_deadline = sio_now_ms() + io->cfg.connect_timeout;
+    c->connect_deadline = time_mono_ms() + io->cfg.connect_timeout;
     c->waiting = true;
     c->wait_prev = io->wait_tail;
     if (io->wait_tail)
@@ -302,7 +291,7 @@ static void on_close(eio_session_t *es, const char *reason, void *arg) {
 
 static void on_purge(uv_timer_t *t) {
     sio_server_t *io = t->data;
-    uint64_t now = sio_now_ms();
+    uint64_t now = time_mono_ms();
     map_entry_t *e;
     for (size_t pos = 0; map_next(&io->nsps, &pos, &e);)
         sio_adapter_purge(e->value, now);

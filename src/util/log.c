@@ -1,10 +1,13 @@
 /* util/log.c — stderr logger behind util/log.h. */
 #include "util/log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include "parley/parley.h"
 
 log_level_t log_threshold = LOG_LEVEL_INFO;
 
@@ -18,6 +21,10 @@ int log_level_parse(const char *name, log_level_t *out) {
         }
     }
     return -1;
+}
+
+int parley_log_set_level(const char *level) {
+    return log_level_parse(level, &log_threshold) ? -EINVAL : 0;
 }
 
 void log_write(log_level_t level, const char *tag, const char *fmt, ...) {

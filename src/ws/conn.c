@@ -15,6 +15,9 @@
 #include "util/utf8.h"
 #include "ws/handshake.h"
 
+_Static_assert(sizeof(ws_conn_t) <= HTTP_CONN_EXT_SIZE,
+               "a WebSocket takes over the HTTP connection's ext area: it must fit");
+
 static ssize_t ws_on_data(net_conn_t *c, uint8_t *data, size_t len);
 static void ws_on_timeout(net_conn_t *c);
 static void ws_on_close(net_conn_t *c);
@@ -107,10 +110,6 @@ static void send_close(ws_conn_t *ws, uint16_t code) {
 void ws_conn_close(ws_conn_t *ws, uint16_t code) {
     send_close(ws, code);
     finish(ws, code);
-}
-
-void ws_conn_abort(ws_conn_t *ws) {
-    net_conn_abort(ws_conn_net(ws));
 }
 
 void ws_conn_set_deadline(ws_conn_t *ws, uint64_t ms) {

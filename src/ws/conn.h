@@ -2,7 +2,7 @@
  *
  * Takes an HTTP connection over after a valid upgrade request: writes the 101 answer,
  * switches the net ops and keeps its state in the connection's ext area
- * (WS_CONN_EXT_SIZE bytes; the HTTP server must be configured with at least that).
+ * (it fits in the HTTP_CONN_EXT_SIZE bytes every connection has: checked at compile time).
  * Delivers whole messages: an unfragmented frame is handed over in place, with no copy;
  * fragments are joined in a per-connection buffer that exists only while a fragmented
  * message is open. Text is checked for UTF-8 incrementally. Pings are answered, and the
@@ -44,8 +44,6 @@ struct ws_conn {
     bool close_sent;
 };
 
-#define WS_CONN_EXT_SIZE sizeof(ws_conn_t)
-
 /* Validates the upgrade (ws/handshake.h), answers 101 with `extra` header lines (or
  * NULL), and takes the connection over. On a bad request answers 400/426 itself and
  * returns a negative status; returns 0 and *out on success. */
@@ -62,8 +60,6 @@ int ws_conn_send_copy(ws_conn_t *ws, uint8_t opcode, const void *payload, size_t
 /* Starts the close handshake with `code` (no reason text); on_close follows when the
  * peer answers or after NET_LINGER_MS. */
 void ws_conn_close(ws_conn_t *ws, uint16_t code);
-/* Drops the connection at once (on_close follows with 1006). */
-void ws_conn_abort(ws_conn_t *ws);
 
 /* Bytes waiting to be written: backpressure. */
 size_t ws_conn_queued(ws_conn_t *ws);

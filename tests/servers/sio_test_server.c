@@ -7,6 +7,7 @@
  * connect_error {message:"not authorized", data:{code:"E_AUTH"}}), "/slow" (asynchronous
  * middleware accepting after 50 ms), and any "/dyn-*" created on demand. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,6 @@
 #include "net/conn.h"
 #include "parley/sio.h"
 #include "util/log.h"
-#include "ws/conn.h"
 
 #define MAX_REASONS 256
 
@@ -369,7 +369,6 @@ static void on_signal(uv_signal_t *sig, int signum) {
 int main(int argc, char **argv) {
     http_server_config_t hcfg;
     http_server_config_defaults(&hcfg);
-    hcfg.ext_size = WS_CONN_EXT_SIZE;
     sio_config_t cfg;
     sio_config_defaults(&cfg);
     static const struct option opts[] = {
@@ -428,10 +427,11 @@ int main(int argc, char **argv) {
         sio_nsp_use(admin, admin_auth, NULL) || sio_nsp_use(slow, slow_mw, NULL) ||
         sio_server_of_match(app.io, match_dyn, setup_dyn, NULL))
         return 1;
-    uv_signal_init(&app.loop, &app.sigint);
-    uv_signal_init(&app.loop, &app.sigterm);
-    uv_signal_start(&app.sigint, on_signal, SIGINT);
-    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || uv_signal_init(&app.loop, &app.sigint) ||
+        uv_signal_init(&app.loop, &app.sigterm) ||
+        uv_signal_start(&app.sigint, on_signal, SIGINT) ||
+        uv_signal_start(&app.sigterm, on_signal, SIGTERM))
+        return 1;
     printf("listening %s:%d\n", hcfg.host, http_server_port(app.http));
     fflush(stdout);
     uv_run(&app.loop, UV_RUN_DEFAULT);

@@ -1,0 +1,99 @@
+/* parley/eio.h — Engine.IO v4 server: sessions over long-polling and WebSocket, the
+ * polling→websocket upgrade, heartbeats.
+ *
+ * An eio_server_t attaches to an http_server_t (parley/http.h) under a path (default
+ * "/engine.io/"; Socket.IO uses "/socket.io/") and owns every session it creates. The
+ * application sees sessions through callbacks: opened (with the handshake request), a
+ * message (text or binary), closed (with a reason).
+ *
+ * Reasons given to on_close follow engine.io's names: "transport close" (the client
+ * closed or its connection dropped), "transport error", "parse error", "ping timeout",
+ * "forced close" (eio_session_close), "server shutting down" (eio_server_close).
+ *
+ * Ownership: sessions belong to the server; an eio_session_t is valid until its
+ * on_close returns. Data passed to callbacks is valid during the call only. */
+#ifndef PARLEY_EIO_H
+#define PARLEY_EIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "parley/http.h"
+
+#pragma GCC visibility push(default)
+
+typedef struct eio_server eio_server_t;
+typedef struct eio_session eio_session_t;
+
+/* Engine.IO error codes, answered as {"code":N,"message":...} with HTTP 400 (403 for
+ * EIO_ERR_FORBIDDEN). */
+typedef enum {
+    EIO_ERR_UNKNOWN_TRANSPORT = 0,
+    EIO_ERR_UNKNOWN_SID = 1,
+    EIO_ERR_BAD_HANDSHAKE_METHOD = 2,
+    EIO_ERR_BAD_REQUEST = 3,
+    EIO_ERR_FORBIDDEN = 4,
+    EIO_ERR_UNSUPPORTED_PROTOCOL_VERSION = 5,
+} eio_error_t;
+
+typedef struct {
+    const char *path;                /* "/engine.io/" */
+    uint32_t ping_interval;          /* ms (25000) */
+    uint32_t ping_timeout;           /* ms (20000) */
+    uint32_t upgrade_timeout;        /* ms a probe may take before it is dropped (10000) */
+    size_t max_payload;              /* bytes per polling POST and per message (1000000) */
+    size_t ws_max_message;           /* bytes per WebSocket message; 0: max_payload */
+    bool allow_websocket;            /* offer and accept the websocket transport (true) */
+    bool allow_polling;              /* accept long-polling (true) */
+    const char *const *cors_origins; /* allowed Origins, "*" for any; NULL/0: no CORS */
+    size_t cors_origin_count;
+    bool cookie;       /* Set-Cookie io=<sid> on the handshake, for sticky LBs */
+    bool peer_address; /* look the client's address up for on_open (true); false: "" */
+} eio_config_t;
+
+void eio_config_defaults(eio_config_t *cfg);
+
+typedef struct {
+    /* Handshake gate: return 0 to accept, or an eio_error_t (usually
+     * EIO_ERR_FORBIDDEN) to refuse. NULL accepts everything. */
+    int (*allow_request)(const http_req_t *req, void *arg);
+    /* A session is open; req is the handshake request and address the client's IP
+     * address (both valid during the call). */
+    void (*on_open)(eio_session_t *s, const http_req_t *req, const char *address, void *arg);
+    /* A message; data is writable and valid during the call only. */
+    void (*on_message)(eio_session_t *s, uint8_t *data, size_t len, bool binary, void *arg);
+    /* The session is over; it must not be used after this returns. */
+    void (*on_close)(eio_session_t *s, const char *reason, void *arg);
+} eio_callbacks_t;
+
+/* Creates the server and registers its route on `http`. cfg and cb are copied. */
+int eio_server_new(http_server_t *http, const eio_config_t *cfg, const eio_callbacks_t *cb,
+                   void *arg, eio_server_t **out);
+/* Closes every session ("server shutting down") and frees the server once their
+ * handles are closed (run the loop). The HTTP server is not closed. */
+void eio_server_close(eio_server_t *srv);
+size_t eio_server_session_count(const eio_server_t *srv);
+
+/* Sends a message packet with a copy of data. Returns 0, -EPIPE when the session is
+ * closed, or -ENOMEM. */
+int eio_session_send_message(eio_session_t *s, const void *data, size_t len, bool binary);
+/* Server-initiated close: on_close follows with "forced close". */
+void eio_session_close(eio_session_t *s);
+
+const char *eio_session_id(const eio_session_t *s);
+void *eio_session_data(const eio_session_t *s);
+void eio_session_set_data(eio_session_t *s, void *data);
+/* "polling" or "websocket". */
+const char *eio_session_transport(const eio_session_t *s);
+/* Bytes written to the transport but not yet taken by the kernel, plus bytes queued
+ * for the next poll: the backpressure signal. */
+size_t eio_session_buffered(const eio_session_t *s);
+/* Whether a packet sent now would go out without waiting: a poll is held (polling), or
+ * less than EIO_WRITABLE_BYTES are waiting (websocket). */
+#define EIO_WRITABLE_BYTES 65536
+bool eio_session_writable(const eio_session_t *s);
+
+#pragma GCC visibility pop
+
+#endif

@@ -1,0 +1,31 @@
+/* parley/loop.h — the state Parley's connections share on one libuv loop.
+ *
+ * A net_loop_t belongs to one uv_loop_t: one receive buffer for all connections, the
+ * write queues flushed once per loop iteration, the deadline sweeper. Nothing is
+ * global, so several loops (threads or processes) can each have their own. The
+ * application owns the uv_loop_t and runs it; servers (parley/http.h) are created on
+ * the net_loop_t. */
+#ifndef PARLEY_LOOP_H
+#define PARLEY_LOOP_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#pragma GCC visibility push(default)
+
+typedef struct net_loop net_loop_t;
+
+/* Creates the shared state for `loop` (borrowed; it must outlive the net_loop_t).
+ * Returns NULL when out of memory. */
+net_loop_t *net_loop_new(uv_loop_t *loop);
+/* Open connections on this loop. */
+size_t net_loop_conn_count(const net_loop_t *nl);
+/* Shutdown, in this order: close the servers (http_server_close and the ones above
+ * it), then net_loop_close, which closes the loop's own handles once the last
+ * connection is gone; run the loop until it has no handles; then net_loop_free. */
+void net_loop_close(net_loop_t *nl);
+void net_loop_free(net_loop_t *nl);
+
+#pragma GCC visibility pop
+
+#endif
