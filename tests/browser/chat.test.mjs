@@ -4,13 +4,15 @@
 // Two users in two browser contexts log in, join one room and chat both ways; typing
 // indicators, read receipts, direct messages and ack errors show; a server restart on
 // the same port and data directory shows the reconnect banner, clears it, and loses no
-// message. Screenshots go to tests/artifacts/ (gitignored).
-import { test, before, after } from "node:test";
+// message. Every page must stay free of console errors, uncaught exceptions and failed
+// requests (chromium.mjs: pageProblems), except those a test provokes and names. Screenshots
+// go to tests/artifacts/ (gitignored).
+import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { artifacts, freshArtifacts, launchChromium } from "./chromium.mjs";
+import { artifacts, freshArtifacts, launchChromium, pageProblems } from "./chromium.mjs";
 import { io } from "socket.io-client";
 import { startServer, waitUntil, sleep } from "../integration/lib/server.mjs";
 
@@ -22,11 +24,19 @@ let dataDir;
 let srv;
 let serverArgs;
 let browser;
-const pageErrors = [];
+const problems = pageProblems();
 const users = {}; // name -> {context, page}
 
-function log(...a) {
-  if (process.env.PARLEY_TEST_VERBOSE) console.log(...a);
+// For problems.allow(): the Socket.IO client of one of `labels` failing to reach the server
+// (refused while it is down, or the browser context offline) — its reconnection attempts,
+// as a failed request and Chromium's console line about it. Nothing else: no HTTP error,
+// no page error, no other URL.
+function socketUnreachable(...labels) {
+  return (p) =>
+    labels.includes(p.label) &&
+    (p.kind === "requestfailed" || p.kind === "console") &&
+    (p.url.includes("/socket.io/?") || p.text.includes("/socket.io/?")) &&
+    /net::ERR_(CONNECTION_REFUSED|INTERNET_DISCONNECTED)\b/.test(p.text);
 }
 
 async function shot(page, name) {
@@ -37,10 +47,7 @@ async function newUser(name, viewport = { width: 1100, height: 720 }) {
   const context = await browser.newContext({ viewport, reducedMotion: "reduce" });
   const page = await context.newPage();
   page.setDefaultTimeout(10000);
-  page.on("pageerror", (e) => pageErrors.push(`${name}: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error") log(`[${name} console] ${m.text()}`);
-  });
+  problems.watch(page, name);
   await page.goto(srv.url + "/");
   await page.getByLabel("Your name").fill(name);
   await page.getByRole("button", { name: "Continue" }).click();
@@ -152,12 +159,29 @@ after(async () => {
   }
 });
 
-test("login page: labelled inputs, bad token sends back to login with a clear message", { timeout: 20000 }, async () => {
+afterEach(() => problems.check());
+
+test("login page: labelled inputs, bad token sends back to login with a clear message", { timeout: 20000 }, async (t) => {
   const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
   try {
     const page = await context.newPage();
     page.setDefaultTimeout(10000);
-    page.on("pageerror", (e) => pageErrors.push(`login: ${e.message}`));
+    problems.watch(page, "login");
+    // The rejected CONNECT closes the Engine.IO session while the client is still polling
+    // (and probing the WebSocket upgrade): engine.io-client sends its close POST and one last
+    // GET poll at the same moment, and when the close is handled first the GET finds the
+    // session gone (400 "Session ID unknown", as with the reference server). Allowed here
+    // only: a 400 to a polling GET of a session, on this page.
+    t.after(
+      problems.allow(
+        "a last poll racing the close after Authentication failed",
+        (p) =>
+          p.label === "login" &&
+          (p.kind === "response" || p.kind === "console") &&
+          /\/socket\.io\/\?EIO=4&transport=polling&t=[^&\s]+&sid=/.test(p.url) &&
+          (p.kind === "response" ? / 400$/.test(p.text) : /status of 400 \(Bad Request\)/.test(p.text)),
+      ),
+    );
     await page.goto(srv.url + "/");
     await page.getByLabel("Your name").waitFor();
     // Landmarks and labels.
@@ -293,9 +317,11 @@ test("unread counts while another room is shown; switching rooms", { timeout: 20
   assert.equal(await alice.locator("#room-list .badge").count(), 0);
 });
 
-test("short network loss: the recovered session delivers what was missed", { timeout: 25000 }, async () => {
+test("short network loss: the recovered session delivers what was missed", { timeout: 25000 }, async (t) => {
   const alice = users.Alice.page;
   const bob = users.Bob.page;
+  // Bob's reconnection attempts fail while he is offline.
+  t.after(problems.allow("Bob offline", socketUnreachable("Bob")));
   await users.Bob.context.setOffline(true);
   await bob.locator("#conn-banner").filter({ hasText: BANNER }).waitFor();
   await send(alice, "missed 1");
@@ -313,7 +339,7 @@ test("short network loss: the recovered session delivers what was missed", { tim
   assert.deepEqual(await bodies(alice), b);
 });
 
-test("server restart: banner shown then cleared, no message lost", { timeout: 40000 }, async () => {
+test("server restart: banner shown then cleared, no message lost", { timeout: 40000 }, async (t) => {
   const alice = users.Alice.page;
   const bob = users.Bob.page;
   const beforeAlice = await bodies(alice);
@@ -321,6 +347,8 @@ test("server restart: banner shown then cleared, no message lost", { timeout: 40
   assert.ok(beforeAlice.length >= 5);
 
   const port = srv.port;
+  // Both clients' reconnection attempts fail while the server is down (and Bob offline).
+  t.after(problems.allow("server down, Bob offline", socketUnreachable("Alice", "Bob")));
   // Bob goes offline too, so he misses what Alice sends right after the restart and must
   // fetch it (the new server cannot recover his session).
   await users.Bob.context.setOffline(true);
@@ -451,8 +479,4 @@ test("scroll-back loads older history at the top", { timeout: 25000 }, async () 
     Array.from({ length: 130 }, (_, i) => `old ${i + 1}`),
   );
   await shot(dave, "15-scrollback");
-});
-
-test("no script errors in any page", () => {
-  assert.deepEqual(pageErrors, []);
 });

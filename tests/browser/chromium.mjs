@@ -1,6 +1,8 @@
 // Shared by the browser suites: Debian's chromium, launched by playwright-core the same way
 // everywhere (headless, no sandbox: tests run as root; nothing reaching out to the network),
-// and the screenshot directory, tests/artifacts/ (gitignored).
+// the screenshot directory, tests/artifacts/ (gitignored), and the watch on what a page must
+// never show: console errors, uncaught exceptions, failed requests, HTTP errors.
+import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,4 +36,67 @@ export function launchChromium() {
       "--disable-sync",
     ],
   });
+}
+
+// What a page of ours must not produce: a console message of type "error" (this includes
+// Chromium's own "Failed to load resource" lines), an uncaught exception, a request that
+// failed, or a response with a status >= 400. (A missing /favicon.ico shows only as such a
+// console line: Playwright reports no request or response for the browser's favicon fetch.)
+//
+//   const problems = pageProblems();
+//   problems.watch(page, "Alice");           // every page the suite opens
+//   afterEach(() => problems.check());       // fails the test that saw any, then clears
+//   const done = problems.allow("why", (p) => p.label === "Bob" && p.url.includes("/x"));
+//   ...; done();                             // a test that provokes some on purpose
+//
+// A problem is {label, kind, text, url}; kind is "console", "pageerror", "requestfailed" or
+// "response"; url is the request's (for a console line, where Chromium says it came from).
+// Allowed problems are only logged (PARLEY_TEST_VERBOSE=1), never counted.
+export function pageProblems() {
+  const found = [];
+  const allowances = [];
+  const verbose = !!process.env.PARLEY_TEST_VERBOSE;
+
+  function report(p) {
+    const line = `${p.label}: ${p.kind}: ${p.text}`;
+    const a = allowances.find((x) => x.match(p));
+    if (a) {
+      if (verbose) console.log(`[allowed: ${a.why}] ${line}`);
+      return;
+    }
+    found.push(line);
+  }
+
+  return {
+    watch(page, label) {
+      page.on("console", (m) => {
+        if (m.type() !== "error") return;
+        const url = m.location().url || "";
+        report({ label, kind: "console", text: url ? `${m.text()} (${url})` : m.text(), url });
+      });
+      page.on("pageerror", (e) => report({ label, kind: "pageerror", text: e.stack || e.message, url: "" }));
+      page.on("requestfailed", (r) => {
+        const why = r.failure() ? r.failure().errorText : "failed";
+        report({ label, kind: "requestfailed", text: `${r.method()} ${r.url()} ${why}`, url: r.url() });
+      });
+      page.on("response", (r) => {
+        if (r.status() < 400) return;
+        report({ label, kind: "response", text: `${r.request().method()} ${r.url()} ${r.status()}`, url: r.url() });
+      });
+    },
+    // Tolerates the problems match() accepts until the returned function is called.
+    allow(why, match) {
+      const a = { why, match };
+      allowances.push(a);
+      return () => {
+        const i = allowances.indexOf(a);
+        if (i >= 0) allowances.splice(i, 1);
+      };
+    },
+    // Throws if a problem was seen since the last check; clears the list either way.
+    check() {
+      const list = found.splice(0);
+      assert.deepEqual(list, [], `the pages showed errors:\n${list.join("\n")}`);
+    },
+  };
 }
