@@ -314,7 +314,9 @@ static void op_queue(chat_store_t *st, store_op_t *op) {
         st->local_head = op;
     st->local_tail = op;
     st->in_flight++;
-    uv_prepare_start(&st->flush_handle, on_flush); /* no-op when already active */
+    /* A no-op when already active; fails only without a callback. */
+    if (uv_prepare_start(&st->flush_handle, on_flush))
+        LOG_ERROR(STORE_TAG, "flush hook not started: the op waits for the next one");
 }
 
 /* ---- delivery and close ---- */
@@ -328,7 +330,8 @@ void store_deliver(chat_store_t *st, store_op_t *head, store_op_t *tail) {
     st->done_tail = tail;
     tail->next = NULL;
     uv_mutex_unlock(&st->mu);
-    uv_async_send(&st->done_async);
+    if (uv_async_send(&st->done_async))
+        LOG_ERROR(STORE_TAG, "loop not woken: acknowledgements wait for the next batch");
 }
 
 void store_backend_stopped(chat_store_t *st) {
@@ -336,8 +339,8 @@ void store_backend_stopped(chat_store_t *st) {
     st->backend_stopped = true;
     bool started = st->started;
     uv_mutex_unlock(&st->mu);
-    if (started)
-        uv_async_send(&st->done_async);
+    if (started && uv_async_send(&st->done_async))
+        LOG_ERROR(STORE_TAG, "loop not woken for the end of the writer");
 }
 
 static void store_free(chat_store_t *st) {
@@ -418,8 +421,8 @@ static void on_done(uv_async_t *h) {
      * it is seen with nothing left in the list nothing can follow. */
     bool stopped = st->backend_stopped && !more;
     uv_mutex_unlock(&st->mu);
-    if (more)
-        uv_async_send(h);
+    if (more && uv_async_send(h))
+        LOG_ERROR(STORE_TAG, "loop not woken: acknowledgements wait for the next batch");
     while (op) {
         store_op_t *next = op->next;
         st->in_flight--;
@@ -465,6 +468,8 @@ int store_start(chat_store_t *st) {
     if (err)
         return err;
     st->done_async.data = st;
+    /* Cannot fail: libuv only links the handle into the loop (a failure here could not
+     * be undone without running the loop, which the comment above rules out). */
     uv_prepare_init(st->loop, &st->flush_handle);
     st->flush_handle.data = st;
     st->handles_open = 2;

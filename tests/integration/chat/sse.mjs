@@ -1,6 +1,7 @@
 // Server-Sent Events for the HTTP API suites: SseParser (the event-stream format) and
 // SseStream, a client over node:http that records what it parsed.
 import http from "node:http";
+import { Checks } from "../lib/wait.mjs";
 
 // An incremental text/event-stream parser, as the WHATWG specification says: lines end
 // with CRLF, LF or CR; `:` starts a comment; `field: value` drops one leading space; a
@@ -130,7 +131,7 @@ export class SseStream {
     this.comments = 0;
     this.ended = false;
     this.body = ""; // the raw text, for non-200 answers
-    this.waiters = new Set();
+    this.checks = new Checks();
     this.parser = new SseParser(
       (ev) => this.events.push({ event: ev.type, id: ev.lastEventId, data: ev.data }),
       () => this.comments++,
@@ -139,7 +140,7 @@ export class SseStream {
     res.on("data", (chunk) => {
       if (this.status !== 200) this.body += chunk;
       this.parser.push(chunk);
-      this.notify();
+      this.checks.notify();
     });
     res.on("end", () => this.finish());
     res.on("error", () => this.finish());
@@ -156,7 +157,7 @@ export class SseStream {
 
   finish() {
     this.ended = true;
-    this.notify();
+    this.checks.notify();
   }
 
   // Parsed payloads of one event type.
@@ -168,50 +169,24 @@ export class SseStream {
     return this.of("newMessage");
   }
 
-  notify() {
-    for (const w of [...this.waiters]) w();
-  }
-
   until(pred, ms = 5000, what = "SSE events") {
-    return new Promise((resolve, reject) => {
-      let timer;
-      const check = () => {
-        if (pred(this)) {
-          this.waiters.delete(check);
-          clearTimeout(timer);
-          resolve(this);
-        } else if (this.ended) {
-          this.waiters.delete(check);
-          clearTimeout(timer);
-          reject(new Error(`stream ended while waiting for ${what}; got ${this.events.length} events`));
-        }
-      };
-      timer = setTimeout(() => {
-        this.waiters.delete(check);
-        reject(new Error(`timed out after ${ms} ms waiting for ${what}; got ${this.events.length} events`));
-      }, ms);
-      this.waiters.add(check);
-      check();
-    });
+    return this.checks.wait(
+      () => {
+        if (pred(this)) return this;
+        if (this.ended) throw new Error(`stream ended while waiting for ${what}; got ${this.events.length} events`);
+        return undefined;
+      },
+      ms,
+      () => `timed out after ${ms} ms waiting for ${what}; got ${this.events.length} events`,
+    );
   }
 
   waitMessages(n, ms = 5000) {
     return this.until((s) => s.messages().length >= n, ms, `${n} messages`);
   }
 
-  waitEnd(ms = 5000) {
-    return new Promise((resolve, reject) => {
-      if (this.ended) return resolve();
-      const timer = setTimeout(() => reject(new Error("the stream did not end")), ms);
-      const check = () => {
-        if (this.ended) {
-          this.waiters.delete(check);
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      this.waiters.add(check);
-    });
+  async waitEnd(ms = 5000) {
+    await this.checks.wait(() => (this.ended ? true : undefined), ms, "the stream did not end");
   }
 
   close() {

@@ -3,21 +3,24 @@
 // They drive the `parley` server (src/main.c) against its contract, docs/CHAT-API.md, with
 // the official socket.io-client. Tokens come from the development login or are signed here
 // (HS256 with node:crypto) against the --jwt-secret the server was started with.
+// What is not chat-specific (HTTP requests, waits, socket.io-client helpers, the Recorder)
+// lives in ../lib/ and is re-exported here for the tests.
 import crypto from "node:crypto";
 import fs from "node:fs";
-import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { io } from "socket.io-client";
-import { startServer, waitUntil, sleep } from "../lib/server.mjs";
+import { request } from "../lib/http.mjs";
+import { processExit, startServer } from "../lib/server.mjs";
+import { Recorder, WS, connected, connectError } from "../lib/sio.mjs";
+import { withTimeout } from "../lib/wait.mjs";
 
-export { waitUntil, sleep };
+export { request } from "../lib/http.mjs";
+export { processExit } from "../lib/server.mjs";
+export { POLLING, TRANSPORTS, WS, connectError, connected } from "../lib/sio.mjs";
+export { sleep, waitUntil, withTimeout } from "../lib/wait.mjs";
 
 export const SECRET = "chat-integration-secret-0123456789";
-
-export const WS = { name: "websocket", opts: { transports: ["websocket"] } };
-export const POLLING = { name: "polling", opts: { transports: ["polling"] } };
-export const TRANSPORTS = [WS, POLLING];
 
 // ---- servers ----
 
@@ -57,15 +60,6 @@ export async function startParley(args = [], { dataDir, env, secret = SECRET, de
   return srv;
 }
 
-// Resolves once the child process has exited (for servers killed with SIGKILL, whose
-// harness stop() would throw).
-export function processExit(child) {
-  if (child.exitCode !== null || child.signalCode !== null) {
-    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
-  }
-  return new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
-}
-
 // ---- tokens ----
 
 const b64url = (x) => Buffer.from(x).toString("base64url");
@@ -92,33 +86,6 @@ export function newUser(name, extra = {}) {
 
 // ---- HTTP ----
 
-// agent: false (a connection of its own, the default) or an http.Agent.
-export function request(url, { method = "GET", body, headers = {}, timeoutMs = 5000, agent = false } = {}) {
-  return new Promise((resolve, reject) => {
-    const h = { ...headers };
-    if (body !== undefined) h["content-length"] = Buffer.byteLength(body);
-    const req = http.request(url, { method, headers: h, agent });
-    const timer = setTimeout(() => req.destroy(new Error(`${method} ${url} timed out`)), timeoutMs);
-    req.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    req.on("response", (res) => {
-      const chunks = [];
-      res.on("data", (c) => chunks.push(c));
-      res.on("end", () => {
-        clearTimeout(timer);
-        resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") });
-      });
-      res.on("error", (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-    });
-    req.end(body);
-  });
-}
-
 // POST /api/dev/token {name} → {token, userId}.
 export async function devToken(srv, name) {
   const r = await request(`${srv.url}/api/dev/token`, {
@@ -136,106 +103,13 @@ export async function health(srv) {
   return r.status === 200 ? JSON.parse(r.text) : undefined;
 }
 
-// ---- bounded waits ----
-
-export function withTimeout(promise, ms, what = "operation") {
-  let timer;
-  const t = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, t]).finally(() => clearTimeout(timer));
-}
-
-// ---- recording events ----
-
-// Records every event a socket receives (onAny), in order, and lets tests await them.
-export class Recorder {
-  constructor(socket) {
-    this.socket = socket;
-    this.events = []; // {ev, args}
-    this.cursor = new Map();
-    this.checks = new Set();
-    socket.onAny((ev, ...args) => {
-      this.events.push({ ev, args });
-      for (const c of [...this.checks]) c();
-    });
-  }
-
-  // The first argument of every `ev` received so far.
-  of(ev) {
-    return this.events.filter((e) => e.ev === ev).map((e) => e.args[0]);
-  }
-
-  argsOf(ev) {
-    return this.events.filter((e) => e.ev === ev).map((e) => e.args);
-  }
-
-  count(ev) {
-    return this.events.reduce((n, e) => n + (e.ev === ev), 0);
-  }
-
-  names() {
-    return this.events.map((e) => e.ev);
-  }
-
-  until(pred, ms = 5000, what = "a condition on received events") {
-    return new Promise((resolve, reject) => {
-      let timer;
-      const check = () => {
-        let v;
-        try {
-          v = pred();
-        } catch (e) {
-          this.checks.delete(check);
-          clearTimeout(timer);
-          reject(e);
-          return;
-        }
-        if (v) {
-          this.checks.delete(check);
-          clearTimeout(timer);
-          resolve(v);
-        }
-      };
-      timer = setTimeout(() => {
-        this.checks.delete(check);
-        const names = this.names();
-        reject(
-          new Error(
-            `timed out after ${ms} ms waiting for ${what}; got ${names.length} events [${names.slice(-30).join(", ")}]`,
-          ),
-        );
-      }, ms);
-      this.checks.add(check);
-      check();
-    });
-  }
-
-  // The first argument of the next not-yet-consumed `ev`.
-  async next(ev, ms = 5000) {
-    const k = this.cursor.get(ev) ?? 0;
-    await this.until(() => this.count(ev) > k, ms, `event "${ev}" #${k + 1}`);
-    this.cursor.set(ev, k + 1);
-    return this.of(ev)[k];
-  }
-
-  waitCount(ev, n, ms = 5000) {
-    return this.until(() => this.count(ev) >= n, ms, `${n} x "${ev}"`);
-  }
-
-  clear() {
-    this.events = [];
-    this.cursor.clear();
-  }
-}
-
 // ---- clients ----
 
 // One chat connection: socket + recorder + helpers.
 export class Client {
   constructor(socket, user) {
     this.s = socket;
-    this.rec = new Recorder(socket);
+    this.rec = new Recorder(socket, { pick: (args) => args[0] }); // of()/next(): first arguments
     this.user = user; // {token, userId, name}
   }
 
@@ -333,30 +207,6 @@ export class Clients {
     for (const c of this.all) c.s.io._close?.();
     this.all.clear();
   }
-}
-
-export function connected(s, ms = 5000) {
-  if (s.connected) return Promise.resolve(s);
-  let onConnect, onError;
-  const p = new Promise((resolve, reject) => {
-    onConnect = () => resolve(s);
-    onError = (err) => reject(err);
-    s.once("connect", onConnect);
-    s.once("connect_error", onError);
-  });
-  return withTimeout(p, ms, "connect").finally(() => {
-    s.off("connect", onConnect);
-    s.off("connect_error", onError);
-  });
-}
-
-export function connectError(s, ms = 5000) {
-  return connected(s, ms).then(
-    () => {
-      throw new Error("connected, expected a connect_error");
-    },
-    (err) => err,
-  );
 }
 
 // ---- messages ----

@@ -19,7 +19,7 @@ import {
   frame,
   readData,
   request,
-  setup,
+  hostileFile,
   sleep,
   stats,
   text,
@@ -32,28 +32,9 @@ import {
   pollPath,
 } from "./util.mjs";
 
-let env;
 let port;
-
-before(async () => {
-  env = await setup(["--ping-interval", "60000", "--ping-timeout", "30000"]);
-  port = env.port;
-});
-
-after(async () => {
-  await env?.teardown();
-});
-
 const T = { timeout: 20000 };
-
-function group(name, fn) {
-  describe(name, () => {
-    fn();
-    it("the healthy session still echoes and /stats is back to baseline", T, async () => {
-      await env.check();
-    });
-  });
-}
+const group = hostileFile(["--ping-interval", "60000", "--ping-timeout", "30000"], (env) => (port = env.port), T);
 
 async function withSession(fn) {
   const sid = await pollOpen(port);

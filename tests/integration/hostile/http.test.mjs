@@ -1,7 +1,7 @@
 // Hostile HTTP/1.1 input against eio_echo: limits, malformed requests, versions,
 // transfer codings, routing errors, keep-alive/pipelining and slow clients. After each
 // group the healthy Engine.IO session must still echo and /stats must return to baseline.
-import { describe, it, before, after } from "node:test";
+import { it } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import {
@@ -9,7 +9,7 @@ import {
   buildRequest,
   expectHttpError,
   request,
-  setup,
+  hostileFile,
   sleep,
   stats,
   pollOpen,
@@ -24,32 +24,21 @@ const REQUEST_TIMEOUT = 1000;
 const KEEPALIVE_TIMEOUT = 1500;
 let env;
 let port;
-
-before(async () => {
-  env = await setup([
+const T = { timeout: 15000 };
+const group = hostileFile(
+  [
     "--max-payload", String(MAX_PAYLOAD),
     "--request-timeout", String(REQUEST_TIMEOUT),
     "--keepalive-timeout", String(KEEPALIVE_TIMEOUT),
     "--ping-interval", "60000",
     "--ping-timeout", "30000",
-  ]);
-  port = env.port;
-});
-
-after(async () => {
-  await env?.teardown();
-});
-
-const T = { timeout: 15000 };
-
-function group(name, fn) {
-  describe(name, () => {
-    fn();
-    it("the healthy session still echoes and /stats is back to baseline", T, async () => {
-      await env.check();
-    });
-  });
-}
+  ],
+  (e) => {
+    env = e;
+    port = e.port;
+  },
+  T,
+);
 
 const req = (path = "/stats", extra = "") => `GET ${path} HTTP/1.1\r\nHost: x\r\n${extra}\r\n`;
 

@@ -3,7 +3,7 @@
 // Frames are written by hand (masked with random keys unless the test is about masking)
 // and the server's frames parsed by hand. After each group the healthy session must still
 // echo and /stats must return to baseline (the failed sessions are gone).
-import { describe, it, before, after } from "node:test";
+import { it } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import {
@@ -21,7 +21,7 @@ import {
   ping,
   pong,
   readData,
-  setup,
+  hostileFile,
   sleep,
   text,
   waitUntil,
@@ -30,28 +30,13 @@ import {
 import { wsOpen } from "./util.mjs";
 
 const WS_MAX = 4096;
-let env;
 let port;
-
-before(async () => {
-  env = await setup(["--ws-max-message", String(WS_MAX), "--ping-interval", "60000", "--ping-timeout", "30000"]);
-  port = env.port;
-});
-
-after(async () => {
-  await env?.teardown();
-});
-
 const T = { timeout: 15000 };
-
-function group(name, fn) {
-  describe(name, () => {
-    fn();
-    it("the healthy session still echoes and /stats is back to baseline", T, async () => {
-      await env.check();
-    });
-  });
-}
+const group = hostileFile(
+  ["--ws-max-message", String(WS_MAX), "--ping-interval", "60000", "--ping-timeout", "30000"],
+  (env) => (port = env.port),
+  T,
+);
 
 /** Opens a session, writes bytes (a Buffer or an array of Buffers written separately), expects close `code`. */
 async function expectClose(bytes, code) {

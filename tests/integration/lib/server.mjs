@@ -9,9 +9,13 @@
 //
 // The binary is looked up in PARLEY_BUILD_DIR (set by ctest), else ../../../build.
 // It must print "listening <host>:<port>" on stdout once it accepts connections.
+// waitUntil and sleep (./wait.mjs) are re-exported here for the suites that import them
+// with the server (tests/browser).
 import { spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+
+export { waitUntil, sleep } from "./wait.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const buildDir = process.env.PARLEY_BUILD_DIR || path.resolve(here, "../../../build");
@@ -33,7 +37,7 @@ export async function startServer(name, args = [], { env = {}, timeoutMs = 10000
   child.stderr.on("data", (d) => {
     stderr += d;
   });
-  const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  const exited = processExit(child);
   const port = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start:\n${stderr}`)), timeoutMs);
     child.stdout.on("data", (d) => {
@@ -67,15 +71,11 @@ export async function startServer(name, args = [], { env = {}, timeoutMs = 10000
   };
 }
 
-// Polls fn until it returns a truthy value or the time runs out.
-export async function waitUntil(fn, { timeoutMs = 10000, intervalMs = 20, what = "condition" } = {}) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
+// Resolves once a child process has exited, with {code, signal} (for servers killed with
+// SIGKILL, whose stop() would throw).
+export function processExit(child) {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
   }
+  return new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
 }
-
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -9,6 +9,7 @@ import {
   sleep,
   waitIdle,
   waitStats,
+  optsFor,
   sioServerHooks,
 } from "./util.mjs";
 
@@ -17,14 +18,9 @@ const EPIPE = -32;
 
 for (const tr of ALL_TRANSPORTS) {
   describe(`acks over ${tr.name}`, () => {
-    let srv;
-    let clients;
-    const O = (extra = {}) => ({ ...tr.opts, ...extra });
-
-    sioServerHooks((s, c) => {
-      srv = s;
-      clients = c;
-    });
+    let srv, clients;
+    const O = optsFor(tr);
+    sioServerHooks((s, c) => ([srv, clients] = [s, c]));
 
     test("client→server: emitWithAck and callbacks with several arguments", async () => {
       const { s } = await clients.connectRec("/", O());

@@ -8,6 +8,7 @@ import {
   ask,
   connected,
   normBin,
+  optsFor,
   sioServerHooks,
 } from "./util.mjs";
 
@@ -19,14 +20,9 @@ function pattern(len, seed) {
 
 for (const tr of ALL_TRANSPORTS) {
   describe(`binary over ${tr.name}`, () => {
-    let srv;
-    let clients;
-    const O = (extra = {}) => ({ ...tr.opts, ...extra });
-
-    sioServerHooks((s, c) => {
-      srv = s;
-      clients = c;
-    });
+    let srv, clients;
+    const O = optsFor(tr);
+    sioServerHooks((s, c) => ([srv, clients] = [s, c]));
 
     // Emits echo with args; checks both the echo event and the ack bring back the same args.
     async function roundTrip(s, rec, args) {

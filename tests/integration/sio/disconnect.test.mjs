@@ -24,6 +24,7 @@ import {
   dropTransport,
   droppable,
   once,
+  optsFor,
   serverReasons,
   sleep,
   startSio,
@@ -54,7 +55,7 @@ for (const tr of TRANSPORTS) {
   describe(`disconnect reasons over ${tr.name}`, () => {
     let srv;
     let clients;
-    const O = (extra = {}) => ({ ...tr.opts, ...extra });
+    const O = optsFor(tr);
     const raws = [];
 
     before(async () => {

@@ -14,19 +14,15 @@ import {
   stats,
   waitIdle,
   waitStats,
+  optsFor,
   sioServerHooks,
 } from "./util.mjs";
 
 for (const tr of ALL_TRANSPORTS) {
   describe(`namespaces over ${tr.name}`, () => {
-    let srv;
-    let clients;
-    const O = (extra = {}) => ({ ...tr.opts, ...extra });
-
-    sioServerHooks((s, c) => {
-      srv = s;
-      clients = c;
-    });
+    let srv, clients;
+    const O = optsFor(tr);
+    sioServerHooks((s, c) => ([srv, clients] = [s, c]));
 
     test("/ and /admin share one connection (one Manager, one Engine.IO session)", async () => {
       const root = clients.open("/", O());

@@ -9,11 +9,10 @@
 // succeed: after the server has recorded the disconnect and the other clients have broadcast.
 // The server runs with a 300/300 ms heartbeat, so that a drop it could only notice through the
 // heartbeat (e.g. one in the middle of an upgrade) does not take 45 s.
-import { test, describe, before, after, afterEach } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import {
   ALL_TRANSPORTS,
-  Clients,
   RawWs,
   Recorder,
   WS,
@@ -23,12 +22,12 @@ import {
   droppable,
   normBin,
   once,
+  optsFor,
   restoreNetwork,
   serverReasons,
+  sioServerHooks,
   sleep,
-  startSio,
   stats,
-  waitIdle,
   waitStats,
 } from "./util.mjs";
 
@@ -45,22 +44,9 @@ function offsetOf(args) {
 
 for (const tr of ALL_TRANSPORTS) {
   describe(`recovery over ${tr.name}`, () => {
-    let srv;
-    let clients;
-    const O = (extra = {}) => ({ ...tr.opts, ...extra });
-
-    before(async () => {
-      srv = await startSio(["--recovery", ...HEARTBEAT]);
-      clients = new Clients(srv);
-    });
-    afterEach(async () => {
-      clients.closeAll();
-      await waitIdle(srv);
-    });
-    after(async () => {
-      clients?.closeAll();
-      await srv?.stop();
-    });
+    let srv, clients;
+    const O = optsFor(tr);
+    sioServerHooks((s, c) => ([srv, clients] = [s, c]), ["--recovery", ...HEARTBEAT]);
 
     // Drops t's transport with the network down, runs `meanwhile` at once (the server may not
     // have noticed yet), and waits until the server kept the session.
@@ -326,16 +312,10 @@ for (const tr of ALL_TRANSPORTS) {
 }
 
 describe("recovery after --max-disconnection", () => {
-  let srv;
-  let clients;
+  let srv, clients;
   const MAX = 400;
-  before(async () => {
-    srv = await startSio(["--recovery", "--max-disconnection", String(MAX), ...HEARTBEAT]);
-    clients = new Clients(srv);
-  });
-  after(async () => {
-    clients?.closeAll();
-    await srv?.stop();
+  sioServerHooks((s, c) => ([srv, clients] = [s, c]), ["--recovery", "--max-disconnection", String(MAX), ...HEARTBEAT], {
+    idle: false,
   });
 
   for (const tr of [WS, ...ALL_TRANSPORTS.filter((x) => x !== WS)]) {

@@ -24,6 +24,7 @@ import {
   stats,
   waitIdle,
   waitStats,
+  optsFor,
   sioServerHooks,
 } from "./util.mjs";
 
@@ -31,14 +32,9 @@ const sorted = (a) => [...a].sort();
 
 for (const tr of ALL_TRANSPORTS) {
   describe(`rooms over ${tr.name}`, () => {
-    let srv;
-    let clients;
-    const O = (extra = {}) => ({ ...tr.opts, ...extra });
-
-    sioServerHooks((s, c) => {
-      srv = s;
-      clients = c;
-    });
+    let srv, clients;
+    const O = optsFor(tr);
+    sioServerHooks((s, c) => ([srv, clients] = [s, c]));
 
     // Connects named sockets on "/" with recorders; joins the given rooms.
     async function group(spec) {

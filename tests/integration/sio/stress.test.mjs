@@ -1,10 +1,9 @@
 // Bounded load: 500 clients (half polling, half websocket) connecting at once, joining rooms
 // and receiving broadcasts, then leaving; and connect/leave churn. The server must end with no
 // client and no socket left.
-import { test, describe, before, after } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import {
-  Clients,
   POLLING,
   RawPolling,
   RawWs,
@@ -13,7 +12,7 @@ import {
   connected,
   Recorder,
   serverReasons,
-  startSio,
+  sioServerHooks,
   stats,
   waitIdle,
 } from "./util.mjs";
@@ -22,16 +21,8 @@ const N = 500;
 const GROUPS = 10;
 
 describe("stress", () => {
-  let srv;
-  let clients;
-  before(async () => {
-    srv = await startSio();
-    clients = new Clients(srv);
-  });
-  after(async () => {
-    clients?.closeAll();
-    await srv?.stop();
-  });
+  let srv, clients;
+  sioServerHooks((s, c) => ([srv, clients] = [s, c]), [], { idle: false });
 
   test(`${N} concurrent clients (polling and websocket) join rooms, receive broadcasts, leave`, { timeout: 50000 }, async () => {
     const members = Array.from({ length: N }, (_, i) => {
@@ -89,16 +80,8 @@ describe("stress", () => {
 // Abandoned polling sessions (the client left between the handshake and its first GET, with no
 // close packet) are reaped by the heartbeat, as in the reference server: a short one here.
 describe("stress: churn", () => {
-  let srv;
-  let clients;
-  before(async () => {
-    srv = await startSio(["--ping-interval", "500", "--ping-timeout", "500"]);
-    clients = new Clients(srv);
-  });
-  after(async () => {
-    clients?.closeAll();
-    await srv?.stop();
-  });
+  let srv, clients;
+  sioServerHooks((s, c) => ([srv, clients] = [s, c]), ["--ping-interval", "500", "--ping-timeout", "500"], { idle: false });
 
   test("churn: clients leaving while connecting, or right after", { timeout: 40000 }, async () => {
     const socks = [];
@@ -134,16 +117,8 @@ describe("stress: churn", () => {
 // closed as a slow consumer ("transport error"), so a client that does not read cannot make
 // the server hold unbounded memory.
 describe("stress: slow consumers", () => {
-  let srv;
-  let clients;
-  before(async () => {
-    srv = await startSio();
-    clients = new Clients(srv);
-  });
-  after(async () => {
-    clients?.closeAll();
-    await srv?.stop();
-  });
+  let srv, clients;
+  sioServerHooks((s, c) => ([srv, clients] = [s, c]), [], { idle: false });
 
   for (const tr of [WS, POLLING]) {
     test(`a ${tr.name} client that stops reading is closed; the others carry on`, { timeout: 30000 }, async () => {

@@ -3,33 +3,40 @@
 // They drive tests/servers/sio_test_server.c (contract: ./README.md) with the official
 // socket.io-client, plus a few raw Engine.IO clients (ws / plain HTTP) for what the official
 // client cannot be made to do (never answer pings, send garbage, hold no GET).
+// What is not specific to sio_test_server (HTTP requests, waits, socket.io-client helpers,
+// the Recorder, the raw websocket client) lives in ../lib/ and is re-exported here.
 import http from "node:http";
-import { WebSocket } from "ws";
 import { io } from "socket.io-client";
 import { before, afterEach, after } from "node:test";
-import { startServer, waitUntil, sleep } from "../lib/server.mjs";
+import { getJson, request } from "../lib/http.mjs";
+import { startServer } from "../lib/server.mjs";
+import { POLLING, Recorder, WS, connected } from "../lib/sio.mjs";
+import { pollUntil } from "../lib/wait.mjs";
+import { WsClient } from "../lib/ws.mjs";
 
-export { waitUntil, sleep };
+export { request } from "../lib/http.mjs";
+export { POLLING, Recorder, TRANSPORTS, WS, connectError, connected } from "../lib/sio.mjs";
+export { once, sleep, waitUntil, withTimeout } from "../lib/wait.mjs";
 
 export const SIO_PATH = "/socket.io/";
 
-// The transports every suite runs over. UPGRADE is the client's default: polling first, then
-// an upgrade to websocket.
-export const WS = { name: "websocket", opts: { transports: ["websocket"] } };
-export const POLLING = { name: "polling", opts: { transports: ["polling"] } };
+// The transports every suite runs over (WS, POLLING, TRANSPORTS: ../lib/sio.mjs). UPGRADE is
+// the client's default: polling first, then an upgrade to websocket.
 export const UPGRADE = { name: "polling+upgrade", opts: {} };
-export const TRANSPORTS = [WS, POLLING];
 export const ALL_TRANSPORTS = [WS, POLLING, UPGRADE];
+
+// Client options for transport tr, plus extra: O(extra).
+export const optsFor = (tr) => (extra = {}) => ({ ...tr.opts, ...extra });
 
 export function startSio(args = [], opts) {
   return startServer("sio_test_server", args, opts);
 }
 
-// A bounded wait on a promise.
-// Registers the hooks most suites share: one sio_test_server for the describe block,
-// every client closed and the server idle after each test, the server stopped (and
-// checked for a clean exit) at the end. set(srv, clients) hands both to the suite.
-export function sioServerHooks(set, args = []) {
+// Registers the hooks most suites share: one sio_test_server (started with args) for the
+// describe block, stopped (and checked for a clean exit) at the end; unless idle is false,
+// every client is closed and the server must be idle after each test. set(srv, clients)
+// hands both to the suite.
+export function sioServerHooks(set, args = [], { idle = true } = {}) {
   let srv;
   let clients;
   before(async () => {
@@ -37,36 +44,15 @@ export function sioServerHooks(set, args = []) {
     clients = new Clients(srv);
     set(srv, clients);
   });
-  afterEach(async () => {
-    clients.closeAll();
-    await waitIdle(srv);
-  });
+  if (idle) {
+    afterEach(async () => {
+      clients.closeAll();
+      await waitIdle(srv);
+    });
+  }
   after(async () => {
     clients?.closeAll();
     await srv?.stop();
-  });
-}
-
-export function withTimeout(promise, ms, what = "operation") {
-  let timer;
-  const t = new Promise((_, reject) => {
-    timer = setTimeout(() => {
-      reject(new Error(`timed out after ${ms} ms waiting for ${typeof what === "function" ? what() : what}`));
-    }, ms);
-  });
-  return Promise.race([promise, t]).finally(() => clearTimeout(timer));
-}
-
-// Resolves with the arguments of the next `event` on emitter (bounded).
-export function once(emitter, event, ms = 5000) {
-  let handler;
-  const p = new Promise((resolve) => {
-    handler = (...args) => resolve(args);
-    emitter.once(event, handler);
-  });
-  return withTimeout(p, ms, `event "${event}"`).catch((e) => {
-    emitter.off(event, handler);
-    throw e;
   });
 }
 
@@ -83,75 +69,6 @@ export function normBin(v) {
     return o;
   }
   return v;
-}
-
-// Records every event a socket receives (onAny), in order, and lets tests await them.
-export class Recorder {
-  constructor(socket) {
-    this.socket = socket;
-    this.events = []; // {ev, args}
-    this.cursor = new Map(); // event → number consumed by next()
-    this.checks = new Set();
-    socket.onAny((ev, ...args) => {
-      this.events.push({ ev, args });
-      for (const c of [...this.checks]) c();
-    });
-  }
-
-  // All args lists received so far for `ev`.
-  of(ev) {
-    return this.events.filter((e) => e.ev === ev).map((e) => e.args);
-  }
-
-  count(ev) {
-    return this.of(ev).length;
-  }
-
-  names() {
-    return this.events.map((e) => e.ev);
-  }
-
-  // Resolves when pred() is truthy (re-checked on each event), bounded.
-  until(pred, ms = 5000, what = "a condition on received events") {
-    return new Promise((resolve, reject) => {
-      let timer;
-      const check = () => {
-        let v;
-        try {
-          v = pred();
-        } catch (e) {
-          this.checks.delete(check);
-          clearTimeout(timer);
-          reject(e);
-          return;
-        }
-        if (v) {
-          this.checks.delete(check);
-          clearTimeout(timer);
-          resolve(v);
-        }
-      };
-      timer = setTimeout(() => {
-        this.checks.delete(check);
-        reject(new Error(`timed out after ${ms} ms waiting for ${what}; got [${this.names().join(", ")}]`));
-      }, ms);
-      this.checks.add(check);
-      check();
-    });
-  }
-
-  // The args of the next not-yet-consumed `ev` (each call consumes one).
-  async next(ev, ms = 5000) {
-    const k = this.cursor.get(ev) ?? 0;
-    await this.until(() => this.count(ev) > k, ms, `event "${ev}" #${k + 1}`);
-    this.cursor.set(ev, k + 1);
-    return this.of(ev)[k];
-  }
-
-  // Waits until `ev` was received n times in all.
-  waitCount(ev, n, ms = 5000) {
-    return this.until(() => this.count(ev) >= n, ms, `${n} x "${ev}"`);
-  }
 }
 
 // Tracks the sockets (and their managers) a test group opens, so that all get closed.
@@ -212,32 +129,6 @@ export class Clients {
     for (const s of this.sockets) s.io._close();
     this.sockets.clear();
   }
-}
-
-// Resolves once socket is connected; rejects on connect_error (the Error, with .data).
-export function connected(s, ms = 5000) {
-  if (s.connected) return Promise.resolve(s);
-  let onConnect, onError;
-  const p = new Promise((resolve, reject) => {
-    onConnect = () => resolve(s);
-    onError = (err) => reject(err);
-    s.once("connect", onConnect);
-    s.once("connect_error", onError);
-  });
-  return withTimeout(p, ms, "connect").finally(() => {
-    s.off("connect", onConnect);
-    s.off("connect_error", onError);
-  });
-}
-
-// The connect_error a socket gets (rejects if it connects instead).
-export function connectError(s, ms = 5000) {
-  return connected(s, ms).then(
-    () => {
-      throw new Error("connected, expected a connect_error");
-    },
-    (err) => err,
-  );
 }
 
 // emitWithAck with a bound (the client's own timeout: rejects with an Error on expiry).
@@ -305,57 +196,22 @@ export function dropTransport(s, { downMs = 0 } = {}) {
   }
 }
 
-// ---- HTTP ----
-
-// One HTTP request on its own connection (no keep-alive pooling).
-export function request(url, { method = "GET", body, headers = {}, timeoutMs = 5000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const h = { ...headers };
-    if (body !== undefined) h["content-length"] = Buffer.byteLength(body);
-    const req = http.request(url, { method, headers: h, agent: false });
-    const timer = setTimeout(() => req.destroy(new Error(`${method} ${url} timed out`)), timeoutMs);
-    req.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    req.on("response", (res) => {
-      const chunks = [];
-      res.on("data", (c) => chunks.push(c));
-      res.on("error", (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-      res.on("end", () => {
-        clearTimeout(timer);
-        resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") });
-      });
-    });
-    req.end(body);
-  });
-}
+// ---- /stats ----
 
 // GET /stats → {clients, sockets, recoverySessions, recoveryPackets, connections, disconnects}.
-export async function stats(srv) {
-  const r = await request(`${srv.url}/stats`);
-  if (r.status !== 200) throw new Error(`/stats answered ${r.status}: ${r.text}`);
-  return JSON.parse(r.text);
+export function stats(srv) {
+  return getJson(`${srv.url}/stats`);
 }
 
 // Waits until pred(stats) holds; the error names the last stats seen.
-export async function waitStats(srv, pred, what = "stats condition", timeoutMs = 10000) {
-  let last;
-  try {
-    await waitUntil(
-      async () => {
-        last = await stats(srv);
-        return pred(last);
-      },
-      { timeoutMs, intervalMs: 30, what },
-    );
-  } catch (e) {
-    throw new Error(`${e.message}; last /stats: ${JSON.stringify({ ...last, disconnects: last?.disconnects?.slice(-10) })}`);
-  }
-  return last;
+export function waitStats(srv, pred, what = "stats condition", timeoutMs = 10000) {
+  return pollUntil(() => stats(srv), pred, {
+    timeoutMs,
+    intervalMs: 30,
+    what,
+    label: "last /stats",
+    show: (last) => JSON.stringify({ ...last, disconnects: last?.disconnects?.slice(-10) }),
+  });
 }
 
 // Waits until no client and no socket is left.
@@ -377,72 +233,20 @@ export async function serverReasons(srv, id, { nsp, n = 1, timeoutMs = 5000 } = 
 
 // ---- raw Engine.IO clients ----
 
-// A raw websocket Engine.IO session. Messages come out as strings / Buffers.
-export class RawWs {
+// A raw websocket Engine.IO session on the Socket.IO path (../lib/ws.mjs). Messages come out
+// as strings / Buffers; nextNonPing() skips pings without answering them.
+export class RawWs extends WsClient {
   constructor(srv, { autoPong = false } = {}) {
-    this.queue = [];
-    this.waiters = [];
-    this.autoPong = autoPong;
-    this.isClosed = false;
-    this.ws = new WebSocket(`${srv.wsUrl}${SIO_PATH}?EIO=4&transport=websocket`, { perMessageDeflate: false });
-    this.ws.on("error", () => {});
-    this.ws.on("message", (data, isBinary) => {
-      const m = isBinary ? Buffer.from(data) : data.toString("utf8");
-      if (this.autoPong && m === "2") {
-        this.ws.send("3");
-        return;
-      }
-      const w = this.waiters.shift();
-      if (w) w(m);
-      else this.queue.push(m);
-    });
-    this.closed = new Promise((resolve) =>
-      this.ws.once("close", (code) => {
-        this.isClosed = true;
-        resolve(code);
-      }),
-    );
+    super(`${srv.wsUrl}${SIO_PATH}?EIO=4&transport=websocket`, { autoPong });
   }
 
   async open() {
-    const first = await this.next();
-    if (!first.startsWith("0")) throw new Error(`not an open packet: ${first}`);
-    this.handshake = JSON.parse(first.slice(1));
+    this.handshake = await this.readOpen();
     return this.handshake;
   }
 
-  next(ms = 5000) {
-    if (this.queue.length) return Promise.resolve(this.queue.shift());
-    let w;
-    const p = new Promise((resolve) => {
-      w = resolve;
-      this.waiters.push(w);
-    });
-    return withTimeout(p, ms, "a raw websocket message").catch((e) => {
-      const i = this.waiters.indexOf(w);
-      if (i >= 0) this.waiters.splice(i, 1);
-      throw e;
-    });
-  }
-
-  // Next message that is not a ping (pings are not answered here).
-  async nextNonPing(ms = 5000) {
-    for (;;) {
-      const m = await this.next(ms);
-      if (m !== "2") return m;
-    }
-  }
-
-  send(m) {
-    this.ws.send(m);
-  }
-
-  waitClosed(ms = 5000) {
-    return withTimeout(this.closed, ms, "the raw websocket to close");
-  }
-
-  terminate() {
-    if (!this.isClosed) this.ws.terminate();
+  nextNonPing(ms = 5000) {
+    return super.nextNonPing(ms, { answer: false });
   }
 }
 
