@@ -18,6 +18,21 @@ typedef struct net_loop net_loop_t;
 /* Creates the shared state for `loop` (borrowed; it must outlive the net_loop_t).
  * Returns NULL when out of memory. */
 net_loop_t *net_loop_new(uv_loop_t *loop);
+/* Protection against peers that send but never read (every connection of the loop). */
+typedef struct {
+    /* Bytes of memory queued for one connection (payload plus bookkeeping) past which
+     * its input is no longer read, until half of it is written: a peer that never reads
+     * cannot make the server queue answers without bound. (1 MiB) */
+    size_t output_limit;
+    /* ms a connection's queued output may wait without any of it being taken by the
+     * kernel before the connection is closed, as nginx's send_timeout. (60000) */
+    uint32_t send_timeout;
+} net_loop_config_t;
+
+void net_loop_config_defaults(net_loop_config_t *cfg);
+/* Applies cfg (copied) to the loop; net_loop_new starts with the defaults. Returns 0 or
+ * -EINVAL for a zero limit. */
+int net_loop_configure(net_loop_t *nl, const net_loop_config_t *cfg);
 /* Open connections on this loop. */
 size_t net_loop_conn_count(const net_loop_t *nl);
 /* Shutdown, in this order: close the servers (http_server_close and the ones above

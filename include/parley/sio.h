@@ -72,6 +72,16 @@ typedef struct {
     bool recovery;
     uint32_t recovery_max_disconnection; /* ms (120000) */
     bool recovery_skip_middlewares;      /* true, as socket.io */
+    /* Bytes of packets the recovery log of a namespace keeps at most (oldest dropped
+     * first; a client whose missed packets are gone gets a fresh session). (64 MiB) */
+    size_t recovery_max_bytes;
+    /* Asked before a session is restored, once the middlewares ran (or, with
+     * recovery_skip_middlewares, before anything): `s` is the new socket (its slots as
+     * the middlewares left them), `saved_data` the socket.data kept with the session.
+     * false: the client gets a fresh session and the kept one stays for its owner. NULL
+     * allows every restore (socket.io's behaviour: the pid alone is the credential). */
+    bool (*recovery_allow)(sio_socket_t *s, json_t *saved_data, void *arg);
+    void *recovery_arg;
     /* Slow consumers: a connection with more than 16 times this many bytes waiting to
      * be written is closed ("transport error"). (262144) Volatile packets are dropped
      * earlier, whenever the transport cannot take them at once (no poll held, or 64 KiB
@@ -154,6 +164,9 @@ int sio_nsp_on_any(sio_nsp_t *nsp, sio_event_fn fn, void *arg);
 enum {
     SIO_VOLATILE = 1 << 0, /* drop for sockets whose connection cannot take it now */
     SIO_LOCAL = 1 << 1,    /* only this node (matters once adapters span nodes) */
+    /* Not kept for connection state recovery: a reply that the client asks for again
+     * after it recovers (a history page), so one chatty socket cannot fill the log. */
+    SIO_NO_RECOVERY = 1 << 2,
 };
 
 /* Who gets a broadcast: the sockets in any of `rooms` (all of the namespace when
@@ -238,12 +251,15 @@ json_t *sio_socket_data(sio_socket_t *s);
 int sio_socket_join(sio_socket_t *s, const char *room);
 int sio_socket_leave(sio_socket_t *s, const char *room);
 bool sio_socket_in(const sio_socket_t *s, const char *room);
+/* Rooms joined, its own room not counted. */
+size_t sio_socket_room_count(const sio_socket_t *s);
 /* Its rooms (its own id first). Calls fn for each. */
 void sio_socket_rooms(const sio_socket_t *s, void (*fn)(const char *room, void *arg), void *arg);
 
-/* Emit to this socket only. flags: SIO_VOLATILE. */
+/* Emit to this socket only. flags: SIO_VOLATILE, SIO_NO_RECOVERY. */
 int sio_socket_emit(sio_socket_t *s, const char *event, const sio_payload_t *p, unsigned flags);
-int sio_socket_emit_json(sio_socket_t *s, const char *event, const char *args_json, size_t len);
+int sio_socket_emit_json(sio_socket_t *s, const char *event, const char *args_json, size_t len,
+                         unsigned flags);
 /* With an acknowledgement: cb(s, err, payload, arg) once: err 0 with the client's
  * answer, -ETIMEDOUT after timeout_ms (0: no timeout), or -EPIPE if the socket
  * disconnected first (payload NULL then). */

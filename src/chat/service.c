@@ -357,7 +357,8 @@ static void join_history_done(int err, chat_msg_t *const *msgs, size_t n, void *
         if (err)
             LOG_WARN("chat", "history of %s not read: %s", p->room, strerror(-err));
         else if (chat_msg_join(&b, "[[", msgs, n, "]]") ||
-                 sio_socket_emit_json(s, "messageHistory", (const char *)b.data, b.len))
+                 sio_socket_emit_json(s, "messageHistory", (const char *)b.data, b.len,
+                                      SIO_NO_RECOVERY))
             LOG_DEBUG("chat", "messageHistory to %s not sent", sio_socket_id(s));
         buf_free(&b);
         ack_obj(s, p->ack,

@@ -20,13 +20,19 @@ enum {
     CONN_CLOSING = 1 << 0,    /* graceful close started: no input offered, output drains */
     CONN_SHUTDOWN = 1 << 1,   /* write side shut down; waiting for the peer's EOF */
     CONN_CLOSED = 1 << 2,     /* uv_close called */
-    CONN_PAUSED = 1 << 3,     /* input held in rx */
+    CONN_TX_FULL = 1 << 3,    /* not reading: queued output over the output limit */
     CONN_IN_FLUSH = 1 << 4,   /* on the loop's flush list */
     CONN_PROCESSING = 1 << 5, /* inside feed(); re-entrant resume must not recurse */
     CONN_WRITING = 1 << 6,    /* a uv_write is in flight */
 };
 
 #define TX_IOV_MAX 64
+/* What a queued chunk costs beyond its payload: the slot in the queue and, at most, the
+ * allocation of a small buffer of its own. Counted so that a flood of tiny answers (pongs)
+ * meets the output limit as soon as a few large ones would. */
+#define TX_CHUNK_COST (sizeof(net_chunk_t) + 48)
+/* The stalled-output check runs every this many deadline sweeps. */
+#define STALL_SWEEPS 4
 #define RX_HARD_LIMIT (64u << 20) /* protocols bound their units far below this */
 
 struct net_loop {
@@ -43,6 +49,9 @@ struct net_loop {
         void (*fn)(void *);
         void *arg;
     } hooks[NET_LOOP_MAX_HOOKS];
+    net_loop_config_t cfg;
+    size_t writing; /* connections with a uv_write in flight (their output is stuck) */
+    unsigned sweeps;
     bool rbuf_busy;
     bool closing; /* net_loop_close called: close the handles once no connection is left */
     uint8_t rbuf[NET_READ_BUFFER_SIZE];
@@ -64,11 +73,23 @@ static void sweep(uv_timer_t *t);
 static void close_now(net_conn_t *c);
 static void conn_flush(net_conn_t *c);
 
+void net_loop_config_defaults(net_loop_config_t *cfg) {
+    *cfg = (net_loop_config_t){.output_limit = 1u << 20, .send_timeout = 60000};
+}
+
+int net_loop_configure(net_loop_t *nl, const net_loop_config_t *cfg) {
+    if (cfg->output_limit == 0 || cfg->send_timeout == 0)
+        return -EINVAL;
+    nl->cfg = *cfg;
+    return 0;
+}
+
 net_loop_t *net_loop_new(uv_loop_t *loop) {
     net_loop_t *nl = calloc(1, sizeof *nl);
     if (!nl)
         return NULL;
     nl->loop = loop;
+    net_loop_config_defaults(&nl->cfg);
     nl->deadlines.next = nl->deadlines.prev = &nl->deadlines;
     int rc = uv_check_init(loop, &nl->flush_check);
     if (rc == 0)
@@ -175,9 +196,40 @@ void net_conn_set_deadline(net_conn_t *c, uint64_t ms) {
     dl_push(&c->nl->deadlines, c);
 }
 
+/* Memory held by the connection's queued output. */
+static size_t tx_cost(const net_conn_t *c) {
+    return c->tx_bytes + (size_t)(c->tx_len - c->tx_head) * TX_CHUNK_COST;
+}
+
+/* Closes connections whose output the kernel has not taken for send_timeout: their
+ * in-flight write made no progress (libuv's write queue did not shrink) in that many
+ * checks in a row. */
+static void sweep_stalled(net_loop_t *nl) {
+    uint32_t limit = nl->cfg.send_timeout / (STALL_SWEEPS * NET_SWEEP_MS);
+    if (limit == 0)
+        limit = 1;
+    if (limit > UINT16_MAX - 1)
+        limit = UINT16_MAX - 1; /* stall_checks is 16 bits: about 18 hours */
+    for (net_conn_t *c = nl->all; c && nl->writing; c = c->all_next) {
+        if ((c->flags & (CONN_WRITING | CONN_CLOSED)) != CONN_WRITING)
+            continue;
+        uint32_t wq = (uint32_t)c->tcp.write_queue_size;
+        if (c->stall_checks == 0 || wq != c->stall_wq) {
+            c->stall_wq = wq;
+            c->stall_checks = 1;
+        } else if (++c->stall_checks > limit) {
+            LOG_INFO("net", "output stalled for %u ms (%zu bytes queued): closing the connection",
+                     nl->cfg.send_timeout, tx_cost(c));
+            close_now(c);
+        }
+    }
+}
+
 static void sweep(uv_timer_t *t) {
     net_loop_t *nl = t->data;
     uint64_t now = uv_now(nl->loop);
+    if (++nl->sweeps % STALL_SWEEPS == 0 && nl->writing)
+        sweep_stalled(nl);
     /* Move the expired ones to a local list first: a timeout handler may close or
      * re-arm other connections, which unlinks them from whichever list holds them. */
     net_dl_t expired = {&expired, &expired};
@@ -215,6 +267,36 @@ static void mark_dirty(net_conn_t *c) {
     c->nl->flush_head = c;
 }
 
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void drain_rx(net_conn_t *c);
+
+/* Output over the limit: stop reading the peer until half of it is written. */
+static void tx_check_full(net_conn_t *c) {
+    if ((c->flags & (CONN_TX_FULL | CONN_CLOSING | CONN_CLOSED)) ||
+        tx_cost(c) <= c->nl->cfg.output_limit)
+        return;
+    c->flags |= CONN_TX_FULL;
+    LOG_DEBUG("net", "%zu bytes of output queued: not reading until it drains", tx_cost(c));
+    if (uv_read_stop((uv_stream_t *)&c->tcp))
+        close_now(c);
+}
+
+static void tx_check_resume(net_conn_t *c) {
+    if (!(c->flags & CONN_TX_FULL) || (c->flags & CONN_CLOSED) ||
+        tx_cost(c) > c->nl->cfg.output_limit / 2)
+        return;
+    c->flags &= ~CONN_TX_FULL;
+    if (c->flags & CONN_CLOSING)
+        return; /* net_conn_close reads (and discards) already */
+    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb)) {
+        close_now(c);
+        return;
+    }
+    if (!(c->flags & CONN_PROCESSING) && c->rx.len)
+        drain_rx(c);
+}
+
 int net_conn_write(net_conn_t *c, ref_t *owner, const void *base, size_t len) {
     if (c->flags & (CONN_CLOSED | CONN_SHUTDOWN))
         return -EPIPE;
@@ -240,6 +322,7 @@ int net_conn_write(net_conn_t *c, ref_t *owner, const void *base, size_t len) {
     c->tx[c->tx_len++] = (net_chunk_t){ref_retain(owner), base, len};
     c->tx_bytes += len;
     mark_dirty(c);
+    tx_check_full(c);
     return 0;
 }
 
@@ -283,6 +366,8 @@ static void write_cb(uv_write_t *req, int status) {
     if (c->flags & CONN_CLOSED)
         return;
     c->flags &= ~CONN_WRITING;
+    c->nl->writing--;
+    c->stall_checks = 0;
     tx_release(c, c->tx_head, c->tx_head + c->tx_inflight);
     for (uint32_t i = c->tx_head; i < c->tx_head + c->tx_inflight; i++)
         c->tx_bytes -= c->tx[i].len;
@@ -356,11 +441,16 @@ static void conn_flush(net_conn_t *c) {
             return;
         }
         c->flags |= CONN_WRITING;
+        c->nl->writing++;
         c->tx_inflight = n;
+        tx_check_resume(c);
         return;
     }
     c->tx_head = c->tx_len = 0;
     tx_shrink(c);
+    tx_check_resume(c);
+    if (c->flags & CONN_CLOSED)
+        return;
     if ((c->flags & CONN_CLOSING) && !(c->flags & CONN_SHUTDOWN))
         start_shutdown(c);
 }
@@ -407,7 +497,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static size_t feed(net_conn_t *c, uint8_t *data, size_t len) {
     size_t off = 0;
     c->flags |= CONN_PROCESSING;
-    while (off < len && !(c->flags & (CONN_CLOSING | CONN_CLOSED | CONN_PAUSED))) {
+    while (off < len && !(c->flags & (CONN_CLOSING | CONN_CLOSED | CONN_TX_FULL))) {
         ssize_t r = c->ops->on_data(c, data + off, len - off);
         if (r < 0) {
             close_now(c);
@@ -456,7 +546,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     size_t len = (size_t)nread;
     if (c->rx.len) {
         keep_rest(c, data, len);
-        if (!(c->flags & (CONN_CLOSED | CONN_PAUSED)))
+        if (!(c->flags & (CONN_CLOSED | CONN_TX_FULL)))
             drain_rx(c);
         return;
     }
@@ -465,24 +555,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         keep_rest(c, data + used, len - used);
 }
 
-void net_conn_pause(net_conn_t *c) {
-    if (c->flags & (CONN_PAUSED | CONN_CLOSED))
-        return;
-    c->flags |= CONN_PAUSED;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-}
-
 void net_conn_resume(net_conn_t *c) {
-    if (c->flags & (CONN_CLOSED | CONN_CLOSING))
+    if (c->flags & (CONN_CLOSED | CONN_CLOSING | CONN_TX_FULL))
         return;
-    if (c->flags & CONN_PAUSED) {
-        c->flags &= ~CONN_PAUSED;
-        if (!(c->flags & CONN_PROCESSING) &&
-            uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb)) {
-            close_now(c);
-            return;
-        }
-    }
     if (c->flags & CONN_PROCESSING)
         return; /* the feed loop on the stack carries on */
     if (c->rx.len)
@@ -514,6 +589,8 @@ static void conn_free_cb(uv_handle_t *h) {
 static void close_now(net_conn_t *c) {
     if (c->flags & CONN_CLOSED)
         return;
+    if (c->flags & CONN_WRITING)
+        c->nl->writing--;
     c->flags |= CONN_CLOSED;
     dl_unlink(c);
     c->ops->on_close(c);
@@ -528,8 +605,8 @@ void net_conn_close(net_conn_t *c) {
         return;
     c->flags |= CONN_CLOSING;
     net_conn_set_deadline(c, NET_LINGER_MS);
-    if (c->flags & CONN_PAUSED) {
-        c->flags &= ~CONN_PAUSED;
+    if (c->flags & CONN_TX_FULL) {
+        c->flags &= ~CONN_TX_FULL;
         if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb)) {
             close_now(c);
             return;

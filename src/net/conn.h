@@ -15,6 +15,10 @@
  * place. Only what a protocol leaves unconsumed (a partial request or frame) is copied
  * into the connection's own buffer, so an idle connection holds no receive memory.
  *
+ * Output is bounded: past the loop's output_limit of queued memory a connection is not
+ * read (so a peer that sends requests or pings but never reads cannot grow its queue),
+ * and output that the kernel has not taken for send_timeout closes the connection.
+ *
  * Writing: net_conn_write() queues a reference to bytes owned by a ref_t (an encoded
  * packet shared by many connections is queued on each without copying). Queues are
  * flushed with one writev per connection once per loop phase that can produce output (after
@@ -79,6 +83,8 @@ struct net_conn {
     net_conn_t *all_prev, *all_next; /* every open connection of the loop */
     uint64_t deadline;               /* loop time in ms, 0 for none */
     uint16_t flags;
+    uint16_t stall_checks; /* stalled-output checks in a row that saw no progress */
+    uint32_t stall_wq;     /* libuv's write queue size at the last of them */
     size_t ext_size;
     _Alignas(max_align_t) uint8_t ext[];
 };
@@ -128,10 +134,8 @@ static inline size_t net_conn_queued(const net_conn_t *c) {
     return c->tx_bytes;
 }
 
-/* Stops offering input (the rest waits in rx) until net_conn_resume. */
-void net_conn_pause(net_conn_t *c);
-/* Resumes reading if paused, and offers pending input (kept because on_data returned 0)
- * again. */
+/* Offers pending input (kept because on_data returned 0) again. Input stays unread while
+ * the connection's queued output is over the loop's output_limit (parley/loop.h). */
 void net_conn_resume(net_conn_t *c);
 
 /* Calls ops->on_timeout (or closes) once the loop time passes now + ms; 0 clears it.

@@ -15,8 +15,10 @@
  * Recovery log (when enabled): every logged broadcast gets the next offset of its
  * namespace; offsets are consecutive, so an offset's entry is found by subtraction.
  * Entries older than the maximum disconnection duration are purged, and the log is
- * capped at SIO_LOG_MAX entries (a client whose offset fell off cannot recover and gets
- * a fresh session, as socket.io does for an unknown offset). */
+ * capped at SIO_LOG_MAX entries and at recovery_max_bytes of memory (a client whose
+ * offset fell off cannot recover and gets a fresh session, as socket.io does for an
+ * unknown offset). Emits flagged SIO_NO_RECOVERY (replies the client asks for again) and
+ * volatile ones are not logged. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -53,13 +55,19 @@ static void room_drop_if_empty(sio_nsp_t *nsp, sio_room_t *r) {
     free(r);
 }
 
+bool sio_adapter_member(const sio_socket_t *s, const sio_room_t *r) {
+    for (uint32_t i = 0; r && i < s->nrooms; i++)
+        if (s->rooms[i].room == r)
+            return true;
+    return false;
+}
+
 int sio_adapter_join(sio_socket_t *s, const char *name) {
     if (strcmp(name, s->id) == 0)
         return 0; /* always in its own room */
-    for (uint32_t i = 0; i < s->nrooms; i++)
-        if (strcmp(s->rooms[i].room->name, name) == 0)
-            return 0;
     sio_nsp_t *nsp = s->nsp;
+    if (sio_adapter_member(s, sio_room_get(nsp, name, false)))
+        return 0;
     if (s->nrooms == s->caprooms) {
         uint32_t cap = s->caprooms ? s->caprooms * 2 : 1;
         sio_membership_t *m = realloc(s->rooms, cap * sizeof *m);
@@ -194,7 +202,7 @@ static void bcast_one(sio_socket_t *s, void *arg) {
 }
 
 bool sio_adapter_logs(const sio_nsp_t *nsp, const sio_target_t *to) {
-    return nsp->io->cfg.recovery && !(to && (to->flags & SIO_VOLATILE));
+    return nsp->io->cfg.recovery && !(to && (to->flags & (SIO_VOLATILE | SIO_NO_RECOVERY)));
 }
 
 static char **copy_names(const char *const *names, size_t n) {
@@ -229,6 +237,8 @@ static void log_entry_free(sio_logged_t *e) {
 
 static void log_pop(sio_nsp_t *nsp) {
     PARLEY_ASSERT(nsp->log_len > 0 && nsp->log_head < nsp->log_cap);
+    PARLEY_ASSERT(nsp->log_bytes >= nsp->log[nsp->log_head].bytes);
+    nsp->log_bytes -= nsp->log[nsp->log_head].bytes;
     log_entry_free(&nsp->log[nsp->log_head]);
     nsp->log_head = (nsp->log_head + 1) % nsp->log_cap;
     nsp->log_len--;
@@ -262,12 +272,23 @@ static int log_push(sio_nsp_t *nsp, const sio_target_t *to, eio_msg_t *const *ms
         log_entry_free(&e);
         return -ENOMEM;
     }
+    /* Memory held, roughly: the packets (shared with the sockets' queues while they are
+     * being sent, but kept here alone afterwards) and the entry's own arrays. */
+    e.bytes = sizeof e + n * sizeof *e.msgs;
     for (size_t i = 0; i < n; i++) {
         e.msgs[i] = msgs[i];
         ref_retain(&msgs[i]->ref);
+        e.bytes += msgs[i]->len + sizeof *msgs[i];
     }
+    for (size_t i = 0; i < e.nrooms; i++)
+        e.bytes += sizeof *e.rooms + strlen(e.rooms[i]) + 1;
+    for (size_t i = 0; i < e.nexcept; i++)
+        e.bytes += sizeof *e.except + strlen(e.except[i]) + 1;
     nsp->log[(nsp->log_head + nsp->log_len) % nsp->log_cap] = e;
     nsp->log_len++;
+    nsp->log_bytes += e.bytes;
+    while (nsp->log_len > 1 && nsp->log_bytes > nsp->io->cfg.recovery_max_bytes)
+        log_pop(nsp);
     return 0;
 }
 
@@ -328,13 +349,19 @@ static bool session_wants(const sio_session_t *ss, const sio_logged_t *e) {
     return included;
 }
 
-sio_session_t *sio_adapter_restore(sio_nsp_t *nsp, const char *pid, const char *offset,
+sio_session_t *sio_adapter_restore(sio_socket_t *s, const char *pid, const char *offset,
                                    sio_logged_t ***missed, size_t *nmissed) {
+    sio_nsp_t *nsp = s->nsp;
+    const sio_config_t *cfg = &nsp->io->cfg;
     *missed = NULL;
     *nmissed = 0;
     sio_session_t *ss = map_get(&nsp->sessions, pid, strlen(pid));
     if (!ss)
         return NULL;
+    if (cfg->recovery_allow && !cfg->recovery_allow(s, ss->data, cfg->recovery_arg)) {
+        LOG_INFO("sio", "recovery of a session refused by the application; a fresh one instead");
+        return NULL;
+    }
     uint64_t now = time_mono_ms();
     map_del(&nsp->sessions, pid, strlen(pid));
     if (ss->disconnected_ms + nsp->io->cfg.recovery_max_disconnection < now) {

@@ -65,6 +65,7 @@ typedef struct {
     size_t nmsgs;
     char **rooms, **except;
     size_t nrooms, nexcept;
+    size_t bytes; /* what it holds, counted against recovery_max_bytes */
 } sio_logged_t;
 
 /* A disconnected socket kept for recovery. */
@@ -99,6 +100,7 @@ struct sio_nsp {
     map_t sessions; /* pid → sio_session_t */
     sio_logged_t *log;
     size_t log_head, log_len, log_cap; /* ring of log_len entries from log_head */
+    size_t log_bytes;                  /* what the entries hold (recovery_max_bytes) */
     uint64_t next_offset;
 };
 
@@ -219,6 +221,8 @@ void sio_msgs_release(eio_msg_t **msgs, size_t n);
 
 /* adapter.c */
 sio_room_t *sio_room_get(sio_nsp_t *nsp, const char *name, bool create);
+/* Whether s is in r (NULL: no): one hash lookup found r, then pointers are compared. */
+bool sio_adapter_member(const sio_socket_t *s, const sio_room_t *r);
 int sio_adapter_join(sio_socket_t *s, const char *room);
 int sio_adapter_leave(sio_socket_t *s, const char *room);
 void sio_adapter_leave_all(sio_socket_t *s);
@@ -230,9 +234,11 @@ void sio_adapter_each(sio_nsp_t *nsp, const sio_target_t *to,
 size_t sio_adapter_broadcast(sio_nsp_t *nsp, const sio_target_t *to, eio_msg_t *const *msgs,
                              size_t n, uint64_t offset);
 void sio_adapter_persist(sio_socket_t *s);
-/* Finds and removes a session; fills the missed packets (a malloc'd array of log entry
- * pointers, valid until the log changes) when the offset is known. */
-sio_session_t *sio_adapter_restore(sio_nsp_t *nsp, const char *pid, const char *offset,
+/* Finds and removes the session `pid` for the new socket s, when it is still fresh, its
+ * offset is still in the log and the recovery_allow hook agrees (a refused session stays
+ * for its owner); fills the missed packets (a malloc'd array of log entry pointers,
+ * valid until the log changes). NULL: s starts fresh. */
+sio_session_t *sio_adapter_restore(sio_socket_t *s, const char *pid, const char *offset,
                                    sio_logged_t ***missed, size_t *nmissed);
 void sio_session_free(sio_session_t *session);
 void sio_adapter_purge(sio_nsp_t *nsp, uint64_t now_ms);

@@ -234,8 +234,7 @@ static void finish(sio_socket_t *s, sio_session_t *restored, sio_logged_t **miss
 static void finish_with_recovery(sio_socket_t *s, const char *pid, const char *offset) {
     sio_logged_t **missed = NULL;
     size_t nmissed = 0;
-    sio_session_t *restored =
-        pid ? sio_adapter_restore(s->nsp, pid, offset, &missed, &nmissed) : NULL;
+    sio_session_t *restored = pid ? sio_adapter_restore(s, pid, offset, &missed, &nmissed) : NULL;
     finish(s, restored, missed, nmissed);
 }
 
@@ -298,7 +297,7 @@ void sio_nsp_connect(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
         sio_logged_t **missed = NULL;
         size_t nmissed = 0;
         sio_session_t *restored = sio_adapter_restore(
-            nsp, json_string_value(json_object_get(auth, "pid")),
+            s, json_string_value(json_object_get(auth, "pid")),
             json_string_value(json_object_get(auth, "offset")), &missed, &nmissed);
         if (restored) {
             finish(s, restored, missed, nmissed);

@@ -26,6 +26,7 @@ void sio_config_defaults(sio_config_t *cfg) {
         .max_attachments = 10,
         .recovery_max_disconnection = 120000,
         .recovery_skip_middlewares = true,
+        .recovery_max_bytes = 64u << 20,
         .backpressure_bytes = 262144,
     };
 }

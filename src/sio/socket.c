@@ -274,8 +274,9 @@ int sio_socket_emit(sio_socket_t *s, const char *event, const sio_payload_t *p, 
     return rc;
 }
 
-int sio_socket_emit_json(sio_socket_t *s, const char *event, const char *args_json, size_t len) {
-    return emit_encoded(s, event, args_json, len, NULL, 0, 0);
+int sio_socket_emit_json(sio_socket_t *s, const char *event, const char *args_json, size_t len,
+                         unsigned flags) {
+    return emit_encoded(s, event, args_json, len, NULL, 0, flags);
 }
 
 static void ack_timeout(uv_timer_t *t) {
@@ -463,10 +464,11 @@ int sio_socket_leave(sio_socket_t *s, const char *room) {
 bool sio_socket_in(const sio_socket_t *s, const char *room) {
     if (strcmp(room, s->id) == 0)
         return s->connected;
-    for (uint32_t i = 0; i < s->nrooms; i++)
-        if (strcmp(s->rooms[i].room->name, room) == 0)
-            return true;
-    return false;
+    return sio_adapter_member(s, sio_room_get(s->nsp, room, false));
+}
+
+size_t sio_socket_room_count(const sio_socket_t *s) {
+    return s->nrooms;
 }
 
 void sio_socket_rooms(const sio_socket_t *s, void (*fn)(const char *room, void *arg), void *arg) {
