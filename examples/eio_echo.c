@@ -68,7 +68,10 @@ static void usage(void) {
     fprintf(stderr, "usage: eio_echo [--host H] [--port N] [--path P] [--ping-interval MS]\n"
                     "  [--ping-timeout MS] [--upgrade-timeout MS] [--max-payload BYTES]\n"
                     "  [--request-timeout MS] [--keepalive-timeout MS] [--ws-max-message BYTES]\n"
-                    "  [--cors-origin ORIGIN]... [--cookie] [--static DIR] [--log-level LEVEL]\n");
+                    "  [--cors-origin ORIGIN]... [--check-origin] [--cookie] [--static DIR]\n"
+                    "  [--output-limit BYTES] [--send-timeout MS] [--max-connections-per-ip N]\n"
+                    "  [--handshake-rate N] [--handshake-burst N] [--trusted-proxy IP]...\n"
+                    "  [--log-level LEVEL]\n");
 }
 
 int main(int argc, char **argv) {
@@ -77,8 +80,10 @@ int main(int argc, char **argv) {
     eio_config_t ecfg;
     http_server_config_defaults(&hcfg);
     eio_config_defaults(&ecfg);
-    const char *origins[16];
-    size_t norigins = 0;
+    const char *origins[16], *proxies[16];
+    size_t norigins = 0, nproxies = 0;
+    net_loop_config_t lcfg;
+    net_loop_config_defaults(&lcfg);
     static const struct option opts[] = {
         {"host", 1, 0, 'h'},
         {"port", 1, 0, 'p'},
@@ -94,6 +99,13 @@ int main(int argc, char **argv) {
         {"cookie", 0, 0, 'C'},
         {"log-level", 1, 0, 'l'},
         {"static", 1, 0, 's'},
+        {"check-origin", 0, 0, 'O'},
+        {"output-limit", 1, 0, 'L'},
+        {"send-timeout", 1, 0, 'T'},
+        {"max-connections-per-ip", 1, 0, 'M'},
+        {"handshake-rate", 1, 0, 'R'},
+        {"handshake-burst", 1, 0, 'B'},
+        {"trusted-proxy", 1, 0, 'X'},
         {0, 0, 0, 0},
     };
     int o;
@@ -136,6 +148,28 @@ int main(int argc, char **argv) {
         case 'C':
             ecfg.cookie = true;
             break;
+        case 'O':
+            ecfg.check_origin = true;
+            break;
+        case 'L':
+            lcfg.output_limit = strtoul(optarg, NULL, 10);
+            break;
+        case 'T':
+            lcfg.send_timeout = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'M':
+            ecfg.max_sessions_per_ip = strtoul(optarg, NULL, 10);
+            break;
+        case 'R':
+            ecfg.handshake_rate = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'B':
+            ecfg.handshake_burst = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'X':
+            if (nproxies < 16)
+                proxies[nproxies++] = optarg;
+            break;
         case 's':
             if (!(app.files = http_static_new(optarg)))
                 return 1;
@@ -153,11 +187,13 @@ int main(int argc, char **argv) {
     }
     ecfg.cors_origins = origins;
     ecfg.cors_origin_count = norigins;
+    ecfg.trusted_proxies = proxies;
+    ecfg.trusted_proxy_count = nproxies;
     hcfg.max_body_size = ecfg.max_payload;
 
     /* Writes to connections whose peer is gone must fail with EPIPE, not kill us. */
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || uv_loop_init(&app.loop) ||
-        !(app.nl = net_loop_new(&app.loop)))
+        !(app.nl = net_loop_new(&app.loop)) || net_loop_configure(app.nl, &lcfg))
         return 1;
     int rc = http_server_new(app.nl, &hcfg, &app.http);
     if (rc) {

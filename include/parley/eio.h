@@ -50,6 +50,19 @@ typedef struct {
     size_t cors_origin_count;
     bool cookie;       /* Set-Cookie io=<sid> on the handshake, for sticky LBs */
     bool peer_address; /* look the client's address up for on_open (true); false: "" */
+    /* Browsers' cross-site WebSocket and polling requests: when set (and cors_origins is
+     * not "*"), a request whose Origin is neither in cors_origins nor the server's own
+     * (the Host it was sent to) is refused with 403. Clients that send no Origin (not
+     * browsers) are unaffected. (false) */
+    bool check_origin;
+    /* Per client address (the TCP peer, or the X-Forwarded-For hop that a trusted proxy
+     * recorded): open sessions at most (503 above) and handshakes
+     * per second with bursts of handshake_burst (429 above). 0: no limit. */
+    size_t max_sessions_per_ip;
+    uint32_t handshake_rate;
+    uint32_t handshake_burst;           /* 0: handshake_rate */
+    const char *const *trusted_proxies; /* addresses whose X-Forwarded-For is believed */
+    size_t trusted_proxy_count;
 } eio_config_t;
 
 void eio_config_defaults(eio_config_t *cfg);
@@ -86,8 +99,9 @@ void *eio_session_data(const eio_session_t *s);
 void eio_session_set_data(eio_session_t *s, void *data);
 /* "polling" or "websocket". */
 const char *eio_session_transport(const eio_session_t *s);
-/* Bytes written to the transport but not yet taken by the kernel, plus bytes queued
- * for the next poll: the backpressure signal. */
+/* Bytes written to the transport but not yet taken by the kernel, plus the memory of
+ * the packets queued for the next poll (payload and per-packet overhead): the
+ * backpressure signal. */
 size_t eio_session_buffered(const eio_session_t *s);
 /* Whether a packet sent now would go out without waiting: a poll is held (polling), or
  * less than EIO_WRITABLE_BYTES are waiting (websocket). */

@@ -9,6 +9,7 @@
 
 #include <uv.h>
 
+#include "eio/guard.h"
 #include "eio/server.h"
 #include "util/map.h"
 #include "util/rand.h"
@@ -25,7 +26,7 @@ struct eio_session {
     ws_conn_t *probe;  /* a websocket being probed for an upgrade */
     eio_msg_t **queue; /* waiting for the next poll (or for the upgrade to finish) */
     uint32_t qhead, qlen, qcap;
-    size_t qbytes; /* bytes of the queued messages */
+    size_t qbytes; /* memory the queued messages stand for (payload and overhead) */
     uint8_t transport;
     bool opened; /* the application was told (on_open) */
     bool closed;
@@ -35,6 +36,7 @@ struct eio_session {
     bool flush_scheduled;
     bool free_pending; /* closed and its timer closed, waiting to leave the flush list */
     eio_session_t *flush_next;
+    eio_guard_ip_t *guard; /* its client address's entry, when limits are on */
     /* The session's one deadline (see session.c: heartbeat lists). */
     eio_session_t *due_prev, *due_next;
     uint64_t due_at; /* loop time, ms */
@@ -64,11 +66,14 @@ struct eio_server {
     uv_timer_t *due_timer; /* fires at the earliest head; its own allocation (closed async) */
     uint64_t due_timer_at; /* when it is set to fire, 0: stopped */
     eio_msg_t *ping, *noop, *close, *pong_probe;
+    eio_guard_t *guard; /* per-address limits, NULL when none are set */
     bool closing;
 };
 
 /* session.c */
-eio_session_t *eio_session_create(eio_server_t *srv, eio_transport_t transport);
+/* guard: the client address's entry the session takes over (NULL when limits are off). */
+eio_session_t *eio_session_create(eio_server_t *srv, eio_transport_t transport,
+                                  eio_guard_ip_t *guard);
 void eio_session_start(eio_session_t *s, const http_req_t *req, http_conn_t *hc);
 void eio_session_on_packet(eio_session_t *s, const eio_packet_t *p);
 /* Ends the session. notify_client: a held GET gets "1" (server-side close) instead of
@@ -92,7 +97,8 @@ void eio_polling_flush(eio_session_t *s);
 void eio_polling_release(eio_session_t *s, eio_msg_t *m);
 
 /* websocket.c */
-void eio_websocket_handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req);
+void eio_websocket_handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
+                             eio_guard_ip_t *guard);
 void eio_websocket_upgrade(eio_session_t *s, http_conn_t *hc, http_req_t *req);
 int eio_websocket_send(ws_conn_t *ws, eio_msg_t *m);
 

@@ -107,8 +107,10 @@ static void handle_post(eio_session_t *s, http_conn_t *hc, http_req_t *req) {
     char lines[1024];
     size_t cl = eio_cors_headers(s->srv, &req->head, lines, sizeof lines);
     lines[cl] = '\0';
-    if (req->body_too_large) {
-        LOG_DEBUG("eio", "session %s: payload too large", s->sid);
+    /* The HTTP server's body limit may be above the max_payload advertised in the open
+     * packet (it serves other routes too); the advertised one is what counts here. */
+    if (req->body_too_large || req->body.len > s->srv->cfg.max_payload) {
+        LOG_LIMITED(LOG_LEVEL_INFO, "eio", "session %s: payload too large", s->sid);
         http_respond_error(hc, 413, "payload too large");
         eio_session_end(s, "transport error", true);
         return;
@@ -122,7 +124,7 @@ static void handle_post(eio_session_t *s, http_conn_t *hc, http_req_t *req) {
     while (!s->closed && (rc = eio_payload_next(body, req->body.len, &pos, &p)) == 1)
         eio_session_on_packet(s, &p);
     if (!s->closed && rc < 0) {
-        LOG_DEBUG("eio", "session %s: malformed payload", s->sid);
+        LOG_LIMITED(LOG_LEVEL_INFO, "eio", "session %s: malformed payload", s->sid);
         eio_respond_error(s->srv, hc, req, EIO_ERR_BAD_REQUEST);
         eio_session_end(s, "parse error", true);
         return;

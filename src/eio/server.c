@@ -44,7 +44,7 @@ void eio_respond_error(eio_server_t *srv, http_conn_t *hc, const http_req_t *req
     char cors[512];
     size_t cl = eio_cors_headers(srv, &req->head, cors, sizeof cors);
     cors[cl] = '\0';
-    LOG_DEBUG("eio", "request refused: %s", error_messages[code]);
+    LOG_LIMITED(LOG_LEVEL_INFO, "eio", "request refused: %s", error_messages[code]);
     http_respond(hc, code == EIO_ERR_FORBIDDEN ? 403 : 400, "application/json", cors, body,
                  (size_t)n);
 }
@@ -66,6 +66,28 @@ static void respond_preflight(eio_server_t *srv, http_conn_t *hc, const http_req
     http_respond(hc, 204, NULL, lines, NULL, 0);
 }
 
+/* check_origin: a browser's request from another site (cross-site WebSocket hijacking,
+ * forged polls) is refused unless its Origin is allowed. Same-origin requests (the
+ * Origin names the Host the request was sent to) and requests with no Origin (not from
+ * a browser) pass. */
+static bool origin_allowed(const eio_server_t *srv, const http_request_t *req) {
+    const slice_t *origin = http_request_header(req, "origin");
+    if (!srv->cfg.check_origin || !origin)
+        return true;
+    for (size_t i = 0; i < srv->cfg.cors_origin_count; i++)
+        if (strcmp(srv->cfg.cors_origins[i], "*") == 0 ||
+            slice_eq(*origin, srv->cfg.cors_origins[i]))
+            return true;
+    const slice_t *host = http_request_header(req, "host");
+    const char *sep = memmem(origin->base, origin->len, "://", 3);
+    if (!host || !sep)
+        return false;
+    size_t skip = (size_t)(sep + 3 - origin->base);
+    slice_t origin_host = slice_make(origin->base + skip, origin->len - skip);
+    return origin_host.len == host->len &&
+           strncasecmp(origin_host.base, host->base, host->len) == 0;
+}
+
 static void handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
                       eio_transport_t transport) {
     if (srv->cb.allow_request) {
@@ -75,11 +97,26 @@ static void handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
             return;
         }
     }
+    eio_guard_ip_t *guard = NULL;
+    if (srv->guard) {
+        int status = eio_guard_admit(srv->guard, hc, req, uv_now(net_loop_uv(srv->nl)), &guard);
+        if (status) {
+            const char *why = status == 429 ? "too many handshakes from this address"
+                                            : "too many sessions from this address";
+            LOG_LIMITED(LOG_LEVEL_INFO, "eio", "handshake refused with %d: %s", status, why);
+            char body[96];
+            int n = snprintf(body, sizeof body, "{\"code\":%d,\"message\":\"%s\"}",
+                             (int)EIO_ERR_FORBIDDEN, why);
+            http_respond(hc, status, "application/json",
+                         status == 429 ? "Retry-After: 1\r\n" : NULL, body, (size_t)n);
+            return;
+        }
+    }
     if (transport == EIO_TRANSPORT_WEBSOCKET) {
-        eio_websocket_handshake(srv, hc, req);
+        eio_websocket_handshake(srv, hc, req, guard);
         return;
     }
-    eio_session_t *s = eio_session_create(srv, EIO_TRANSPORT_POLLING);
+    eio_session_t *s = eio_session_create(srv, EIO_TRANSPORT_POLLING, guard);
     if (!s) {
         http_respond_error(hc, 503, "cannot create session");
         return;
@@ -131,6 +168,10 @@ static bool route(http_conn_t *hc, http_req_t *req, void *arg) {
     }
     if (srv->closing) {
         http_respond_error(hc, 503, "shutting down");
+        return true;
+    }
+    if (!origin_allowed(srv, &req->head)) {
+        eio_respond_error(srv, hc, req, EIO_ERR_FORBIDDEN);
         return true;
     }
     slice_t transport_name = SLICE_NULL, sid = SLICE_NULL, eio = SLICE_NULL;
@@ -206,6 +247,7 @@ static void server_free(eio_server_t *srv) {
     free(srv->cors_origins);
     free(srv->path);
     map_free(&srv->sessions);
+    eio_guard_free(srv->guard);
     if (srv->ping)
         eio_msg_release(srv->ping);
     if (srv->noop)
@@ -229,6 +271,11 @@ int eio_server_new(http_server_t *http, const eio_config_t *cfg, const eio_callb
     int rc = copy_config(srv, cfg);
     if (rc == 0 && map_init(&srv->sessions))
         rc = -EIO;
+    if (rc == 0)
+        srv->guard = eio_guard_new(cfg, &rc);
+    /* The guard keeps its own copy of the proxies; the caller's array is not kept. */
+    srv->cfg.trusted_proxies = NULL;
+    srv->cfg.trusted_proxy_count = 0;
     if (rc == 0 && !(srv->due_timer = malloc(sizeof *srv->due_timer)))
         rc = -ENOMEM;
     if (rc == 0 && (rc = uv_timer_init(net_loop_uv(srv->nl), srv->due_timer))) {

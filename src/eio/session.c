@@ -97,14 +97,21 @@ void eio_server_due(uv_timer_t *t) {
 
 /* ---- sessions ---- */
 
-eio_session_t *eio_session_create(eio_server_t *srv, eio_transport_t transport) {
+eio_session_t *eio_session_create(eio_server_t *srv, eio_transport_t transport,
+                                  eio_guard_ip_t *guard) {
     eio_session_t *s = calloc(1, sizeof *s);
-    if (!s)
+    if (!s) {
+        if (guard)
+            eio_guard_leave(srv->guard, guard);
         return NULL;
+    }
+    s->guard = guard;
     s->srv = srv;
     s->transport = (uint8_t)transport;
     s->due_list = -1;
     if (rand_id(s->sid) || map_put(&srv->sessions, s->sid, strlen(s->sid), s)) {
+        if (guard)
+            eio_guard_leave(srv->guard, guard);
         free(s);
         return NULL;
     }
@@ -180,6 +187,12 @@ void eio_session_on_packet(eio_session_t *s, const eio_packet_t *p) {
 
 /* ---- sending ---- */
 
+/* Memory a queued message stands for, not only its payload: many small packets cost
+ * their headers and allocations too, and backpressure must see that. */
+static size_t queued_cost(const eio_msg_t *m) {
+    return m->len + sizeof *m + sizeof m + 32;
+}
+
 static int queue_push(eio_session_t *s, eio_msg_t *m) {
     PARLEY_ASSERT(s->qhead <= s->qlen && s->qlen <= s->qcap);
     if (s->qlen == s->qcap) {
@@ -198,7 +211,7 @@ static int queue_push(eio_session_t *s, eio_msg_t *m) {
     }
     ref_retain(&m->ref);
     s->queue[s->qlen++] = m;
-    s->qbytes += m->len;
+    s->qbytes += queued_cost(m);
     return 0;
 }
 
@@ -214,8 +227,8 @@ static void queue_clear(eio_session_t *s) {
 void eio_session_queue_drop(eio_session_t *s, uint32_t n) {
     PARLEY_ASSERT(n <= s->qlen - s->qhead);
     for (uint32_t i = 0; i < n; i++) {
-        PARLEY_ASSERT(s->qbytes >= s->queue[s->qhead]->len);
-        s->qbytes -= s->queue[s->qhead]->len;
+        PARLEY_ASSERT(s->qbytes >= queued_cost(s->queue[s->qhead]));
+        s->qbytes -= queued_cost(s->queue[s->qhead]);
         eio_msg_release(s->queue[s->qhead++]);
     }
     if (s->qhead == s->qlen)
@@ -270,6 +283,10 @@ void eio_server_flush_hook(void *arg) {
 /* The memory goes with the next flush hook run (this iteration's). */
 static void release(eio_session_t *s) {
     due_clear(s);
+    if (s->guard) {
+        eio_guard_leave(s->srv->guard, s->guard);
+        s->guard = NULL;
+    }
     s->free_pending = true;
     eio_session_schedule_flush(s);
 }
@@ -354,7 +371,7 @@ bool eio_session_writable(const eio_session_t *s) {
 }
 
 eio_session_t *eio_session_open_local(eio_server_t *srv) {
-    eio_session_t *s = eio_session_create(srv, EIO_TRANSPORT_POLLING);
+    eio_session_t *s = eio_session_create(srv, EIO_TRANSPORT_POLLING, NULL);
     if (!s)
         return NULL;
     http_req_t req;

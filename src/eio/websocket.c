@@ -28,8 +28,9 @@ int eio_websocket_send(ws_conn_t *ws, eio_msg_t *m) {
     return ws_conn_send(ws, &m->ref, m->ws_header, m->ws_header_len, m->data, m->len);
 }
 
-void eio_websocket_handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req) {
-    eio_session_t *s = eio_session_create(srv, EIO_TRANSPORT_WEBSOCKET);
+void eio_websocket_handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
+                             eio_guard_ip_t *guard) {
+    eio_session_t *s = eio_session_create(srv, EIO_TRANSPORT_WEBSOCKET, guard);
     if (!s) {
         http_respond_error(hc, 503, "cannot create session");
         return;
@@ -118,7 +119,7 @@ static void ws_message(ws_conn_t *ws, uint8_t *data, size_t len, bool binary) {
         return;
     eio_packet_t p;
     if (eio_packet_decode_ws(data, len, binary, &p)) {
-        LOG_DEBUG("eio", "session %s: malformed packet", s->sid);
+        LOG_LIMITED(LOG_LEVEL_INFO, "eio", "session %s: malformed packet", s->sid);
         if (ws == s->probe)
             drop_probe(s, "malformed packet");
         else

@@ -359,7 +359,7 @@ void http_respond_error(http_conn_t *hc, int status, const char *message) {
 /* Answers a request that never reached a route (framing errors, limits). */
 static void reject(http_conn_t *hc, int status) {
     hc->state = HC_DISPATCHED;
-    LOG_DEBUG("http", "rejecting request: %d", status);
+    LOG_LIMITED(LOG_LEVEL_INFO, "http", "request refused with %d", status);
     http_respond_error(hc, status, http_status_reason(status));
 }
 

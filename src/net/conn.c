@@ -218,8 +218,9 @@ static void sweep_stalled(net_loop_t *nl) {
             c->stall_wq = wq;
             c->stall_checks = 1;
         } else if (++c->stall_checks > limit) {
-            LOG_INFO("net", "output stalled for %u ms (%zu bytes queued): closing the connection",
-                     nl->cfg.send_timeout, tx_cost(c));
+            LOG_LIMITED(LOG_LEVEL_INFO, "net",
+                        "output stalled for %u ms (%zu bytes queued): closing the connection",
+                        nl->cfg.send_timeout, tx_cost(c));
             close_now(c);
         }
     }
@@ -515,7 +516,7 @@ static void keep_rest(net_conn_t *c, const uint8_t *data, size_t len) {
     if (len == 0 || (c->flags & CONN_CLOSED))
         return;
     if (c->rx.len + len > RX_HARD_LIMIT || buf_append(&c->rx, data, len)) {
-        LOG_WARN("net", "input buffer limit reached; closing connection");
+        LOG_LIMITED(LOG_LEVEL_WARN, "net", "input buffer limit reached; closing connection");
         close_now(c);
     }
 }

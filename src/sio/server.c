@@ -255,7 +255,7 @@ static void on_message(eio_session_t *es, uint8_t *data, size_t len, bool binary
     sio_decode_result_t r = binary ? sio_decode_binary(&c->dec, data, len, &p)
                                    : sio_decode_text(&c->dec, (const char *)data, len, &p);
     if (r == SIO_DECODE_ERROR) {
-        LOG_WARN("sio", "client %s: malformed packet; closing", eio_session_id(es));
+        LOG_LIMITED(LOG_LEVEL_WARN, "sio", "client %s: malformed packet; closing", eio_session_id(es));
         sio_client_close(c, "parse error");
         return;
     }

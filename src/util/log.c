@@ -23,6 +23,26 @@ int log_level_parse(const char *name, log_level_t *out) {
     return -1;
 }
 
+bool log_limit_pass(log_limit_t *l, uint32_t *dropped_out) {
+    struct timespec ts;
+    *dropped_out = 0;
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+        return true;
+    uint64_t now = (uint64_t)ts.tv_sec;
+    if (now != l->second) {
+        l->second = now;
+        l->lines = 0;
+    }
+    if (l->lines >= LOG_LIMIT_PER_SEC) {
+        l->dropped++;
+        return false;
+    }
+    l->lines++;
+    *dropped_out = l->dropped;
+    l->dropped = 0;
+    return true;
+}
+
 int parley_log_set_level(const char *level) {
     return log_level_parse(level, &log_threshold) ? -EINVAL : 0;
 }

@@ -7,6 +7,9 @@
 #ifndef PARLEY_UTIL_LOG_H
 #define PARLEY_UTIL_LOG_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 typedef enum { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR } log_level_t;
 
 extern log_level_t log_threshold;
@@ -25,5 +28,27 @@ void log_write(log_level_t level, const char *tag, const char *fmt, ...)
 #define LOG_INFO(tag, ...) LOG_AT(LOG_LEVEL_INFO, tag, __VA_ARGS__)
 #define LOG_WARN(tag, ...) LOG_AT(LOG_LEVEL_WARN, tag, __VA_ARGS__)
 #define LOG_ERROR(tag, ...) LOG_AT(LOG_LEVEL_ERROR, tag, __VA_ARGS__)
+
+/* Lines that clients can provoke (a malformed packet, a refused handshake) are limited
+ * per call site to LOG_LIMIT_PER_SEC a second; the next line that passes says how many
+ * were dropped. Each call site has its own static state: loop thread only. */
+#define LOG_LIMIT_PER_SEC 10
+typedef struct {
+    uint64_t second; /* the wall-clock second being counted */
+    uint32_t lines, dropped;
+} log_limit_t;
+/* Whether a line may be written now; *dropped_out receives (and resets) the count of
+ * lines refused since the last one that passed. */
+bool log_limit_pass(log_limit_t *l, uint32_t *dropped_out);
+#define LOG_LIMITED(level, tag, ...)                                                               \
+    do {                                                                                           \
+        static log_limit_t log_limit_;                                                             \
+        uint32_t log_dropped_;                                                                     \
+        if ((level) >= log_threshold && log_limit_pass(&log_limit_, &log_dropped_)) {              \
+            if (log_dropped_)                                                                      \
+                log_write((level), (tag), "(%u similar lines dropped)", log_dropped_);             \
+            log_write((level), (tag), __VA_ARGS__);                                                \
+        }                                                                                          \
+    } while (0)
 
 #endif

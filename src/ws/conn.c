@@ -144,7 +144,7 @@ int ws_conn_send_copy(ws_conn_t *ws, uint8_t opcode, const void *payload, size_t
 }
 
 static void fail(ws_conn_t *ws, uint16_t code, const char *why) {
-    LOG_DEBUG("ws", "closing with %u: %s", code, why);
+    LOG_LIMITED(LOG_LEVEL_INFO, "ws", "closing with %u: %s", code, why);
     ws_conn_close(ws, code);
 }
 

@@ -9,13 +9,14 @@ import http from "node:http";
 // rejects on a transport error (reset, refused, timeout).
 // opts: method, body (string|Buffer), headers, timeoutMs, agent (false, or an http.Agent),
 // chunked (send the body with Transfer-Encoding: chunked, in pieces of `chunked` bytes),
-// onRequest(req) (called with the ClientRequest, e.g. to destroy it later).
+// onRequest(req) (called with the ClientRequest, e.g. to destroy it later), localAddress
+// (the source address, e.g. 127.0.0.2, to appear as another client).
 export function request(url, opts = {}) {
-  const { method = "GET", body, headers = {}, timeoutMs = 5000, agent = false, chunked = 0, onRequest } = opts;
+  const { method = "GET", body, headers = {}, timeoutMs = 5000, agent = false, chunked = 0, onRequest, localAddress } = opts;
   return new Promise((resolve, reject) => {
     const h = { ...headers };
     if (body !== undefined && !chunked) h["content-length"] = Buffer.byteLength(body);
-    const req = http.request(url, { method, headers: h, agent });
+    const req = http.request(url, { method, headers: h, agent, localAddress });
     const timer = setTimeout(() => {
       req.destroy(new Error(`HTTP ${method} ${url} timed out after ${timeoutMs} ms`));
     }, timeoutMs);
