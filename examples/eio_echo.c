@@ -149,7 +149,7 @@ int main(int argc, char **argv) {
             ecfg.cookie = true;
             break;
         case 'O':
-            ecfg.check_origin = true;
+            ecfg.limits.check_origin = true;
             break;
         case 'L':
             lcfg.output_limit = strtoul(optarg, NULL, 10);
@@ -158,13 +158,13 @@ int main(int argc, char **argv) {
             lcfg.send_timeout = (uint32_t)strtoul(optarg, NULL, 10);
             break;
         case 'M':
-            ecfg.max_sessions_per_ip = strtoul(optarg, NULL, 10);
+            ecfg.limits.max_sessions_per_ip = strtoul(optarg, NULL, 10);
             break;
         case 'R':
-            ecfg.handshake_rate = (uint32_t)strtoul(optarg, NULL, 10);
+            ecfg.limits.handshake_rate = (uint32_t)strtoul(optarg, NULL, 10);
             break;
         case 'B':
-            ecfg.handshake_burst = (uint32_t)strtoul(optarg, NULL, 10);
+            ecfg.limits.handshake_burst = (uint32_t)strtoul(optarg, NULL, 10);
             break;
         case 'X':
             if (nproxies < 16)
@@ -187,8 +187,8 @@ int main(int argc, char **argv) {
     }
     ecfg.cors_origins = origins;
     ecfg.cors_origin_count = norigins;
-    ecfg.trusted_proxies = proxies;
-    ecfg.trusted_proxy_count = nproxies;
+    ecfg.limits.trusted_proxies = proxies;
+    ecfg.limits.trusted_proxy_count = nproxies;
     hcfg.max_body_size = ecfg.max_payload;
 
     /* Writes to connections whose peer is gone must fail with EPIPE, not kill us. */

@@ -37,6 +37,23 @@ typedef enum {
     EIO_ERR_UNSUPPORTED_PROTOCOL_VERSION = 5,
 } eio_error_t;
 
+/* Protection against what browsers on other sites and single addresses can do; part of
+ * both eio_config_t and sio_config_t. All off by default. */
+typedef struct {
+    /* Cross-site browser requests: when set (and cors_origins is not "*"), a request whose
+     * Origin is neither in cors_origins nor the server's own (the Host it was sent to) is
+     * refused with 403. Clients that send no Origin (not browsers) are unaffected. */
+    bool check_origin;
+    /* Per client address (the TCP peer, or the X-Forwarded-For hop that a trusted proxy
+     * recorded): open sessions at most (503 above) and handshakes per second with bursts
+     * of handshake_burst (429 above). 0: no limit. */
+    size_t max_sessions_per_ip;
+    uint32_t handshake_rate;
+    uint32_t handshake_burst;           /* 0: handshake_rate */
+    const char *const *trusted_proxies; /* addresses whose X-Forwarded-For is believed */
+    size_t trusted_proxy_count;
+} eio_limits_t;
+
 typedef struct {
     const char *path;                /* "/engine.io/" */
     uint32_t ping_interval;          /* ms (25000) */
@@ -50,19 +67,7 @@ typedef struct {
     size_t cors_origin_count;
     bool cookie;       /* Set-Cookie io=<sid> on the handshake, for sticky LBs */
     bool peer_address; /* look the client's address up for on_open (true); false: "" */
-    /* Browsers' cross-site WebSocket and polling requests: when set (and cors_origins is
-     * not "*"), a request whose Origin is neither in cors_origins nor the server's own
-     * (the Host it was sent to) is refused with 403. Clients that send no Origin (not
-     * browsers) are unaffected. (false) */
-    bool check_origin;
-    /* Per client address (the TCP peer, or the X-Forwarded-For hop that a trusted proxy
-     * recorded): open sessions at most (503 above) and handshakes
-     * per second with bursts of handshake_burst (429 above). 0: no limit. */
-    size_t max_sessions_per_ip;
-    uint32_t handshake_rate;
-    uint32_t handshake_burst;           /* 0: handshake_rate */
-    const char *const *trusted_proxies; /* addresses whose X-Forwarded-For is believed */
-    size_t trusted_proxy_count;
+    eio_limits_t limits;
 } eio_config_t;
 
 void eio_config_defaults(eio_config_t *cfg);

@@ -29,21 +29,21 @@ struct eio_guard {
     unsigned admitted;
 };
 
-eio_guard_t *eio_guard_new(const eio_config_t *cfg, int *err) {
+eio_guard_t *eio_guard_new(const eio_limits_t *lim, int *err) {
     *err = 0;
-    if (!cfg->max_sessions_per_ip && !cfg->handshake_rate)
+    if (!lim->max_sessions_per_ip && !lim->handshake_rate)
         return NULL;
     eio_guard_t *g = calloc(1, sizeof *g);
     if (!g || map_init(&g->ips))
         goto fail;
-    g->max_sessions = cfg->max_sessions_per_ip;
-    g->rate = cfg->handshake_rate;
-    g->burst = cfg->handshake_burst ? cfg->handshake_burst : cfg->handshake_rate;
-    if (cfg->trusted_proxy_count) {
-        if (!(g->trusted = calloc(cfg->trusted_proxy_count, sizeof *g->trusted)))
+    g->max_sessions = lim->max_sessions_per_ip;
+    g->rate = lim->handshake_rate;
+    g->burst = lim->handshake_burst ? lim->handshake_burst : lim->handshake_rate;
+    if (lim->trusted_proxy_count) {
+        if (!(g->trusted = calloc(lim->trusted_proxy_count, sizeof *g->trusted)))
             goto fail;
-        for (; g->ntrusted < cfg->trusted_proxy_count; g->ntrusted++)
-            if (!(g->trusted[g->ntrusted] = strdup(cfg->trusted_proxies[g->ntrusted])))
+        for (; g->ntrusted < lim->trusted_proxy_count; g->ntrusted++)
+            if (!(g->trusted[g->ntrusted] = strdup(lim->trusted_proxies[g->ntrusted])))
                 goto fail;
     }
     return g;

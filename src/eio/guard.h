@@ -19,8 +19,8 @@
 typedef struct eio_guard eio_guard_t;
 typedef struct eio_guard_ip eio_guard_ip_t;
 
-/* NULL with *err 0 when cfg sets no limit; NULL with *err -ENOMEM on failure. */
-eio_guard_t *eio_guard_new(const eio_config_t *cfg, int *err);
+/* NULL with *err 0 when lim sets no limit; NULL with *err -ENOMEM on failure. */
+eio_guard_t *eio_guard_new(const eio_limits_t *lim, int *err);
 void eio_guard_free(eio_guard_t *g);
 
 /* Admits a handshake from hc/req at loop time now (ms): 0 and *out (a reference, given

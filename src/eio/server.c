@@ -72,7 +72,7 @@ static void respond_preflight(eio_server_t *srv, http_conn_t *hc, const http_req
  * a browser) pass. */
 static bool origin_allowed(const eio_server_t *srv, const http_request_t *req) {
     const slice_t *origin = http_request_header(req, "origin");
-    if (!srv->cfg.check_origin || !origin)
+    if (!srv->cfg.limits.check_origin || !origin)
         return true;
     for (size_t i = 0; i < srv->cfg.cors_origin_count; i++)
         if (strcmp(srv->cfg.cors_origins[i], "*") == 0 ||
@@ -272,10 +272,10 @@ int eio_server_new(http_server_t *http, const eio_config_t *cfg, const eio_callb
     if (rc == 0 && map_init(&srv->sessions))
         rc = -EIO;
     if (rc == 0)
-        srv->guard = eio_guard_new(cfg, &rc);
+        srv->guard = eio_guard_new(&cfg->limits, &rc);
     /* The guard keeps its own copy of the proxies; the caller's array is not kept. */
-    srv->cfg.trusted_proxies = NULL;
-    srv->cfg.trusted_proxy_count = 0;
+    srv->cfg.limits.trusted_proxies = NULL;
+    srv->cfg.limits.trusted_proxy_count = 0;
     if (rc == 0 && !(srv->due_timer = malloc(sizeof *srv->due_timer)))
         rc = -ENOMEM;
     if (rc == 0 && (rc = uv_timer_init(net_loop_uv(srv->nl), srv->due_timer))) {

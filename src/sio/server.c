@@ -255,7 +255,8 @@ static void on_message(eio_session_t *es, uint8_t *data, size_t len, bool binary
     sio_decode_result_t r = binary ? sio_decode_binary(&c->dec, data, len, &p)
                                    : sio_decode_text(&c->dec, (const char *)data, len, &p);
     if (r == SIO_DECODE_ERROR) {
-        LOG_LIMITED(LOG_LEVEL_WARN, "sio", "client %s: malformed packet; closing", eio_session_id(es));
+        LOG_LIMITED(LOG_LEVEL_WARN, "sio", "client %s: malformed packet; closing",
+                    eio_session_id(es));
         sio_client_close(c, "parse error");
         return;
     }
@@ -333,6 +334,7 @@ int sio_server_new(http_server_t *http, const sio_config_t *cfg, sio_server_t **
     ecfg.cors_origins = cfg->cors_origins;
     ecfg.cors_origin_count = cfg->cors_origin_count;
     ecfg.cookie = cfg->cookie;
+    ecfg.limits = cfg->limits;
     ecfg.peer_address = !cfg->lean_handshake;
     eio_callbacks_t cb = {.on_open = on_open, .on_message = on_message, .on_close = on_close};
     int rc = eio_server_new(http, &ecfg, &cb, io, &io->eio);
