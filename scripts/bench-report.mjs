@@ -332,7 +332,7 @@ function reportMode() {
   L.push("");
   L.push("Broadcast loads: `--rate` = offered deliveries/s ÷ 10,000 (1,000 senders × 10 receivers); each server goes up the ladder until its p99 passes 100 ms, it loses messages or the bench saturates. Outside ramp, connections are opened at 20,000/s (Node: 2,000/s, of which it completes about 1,000/s; the setup is not measured).");
   L.push("");
-  L.push("### Targets (issue 6)");
+  L.push("### Targets");
   L.push("");
   L.push("Reported as met or not, never a test. Figures are medians.");
   L.push("");
