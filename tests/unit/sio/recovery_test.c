@@ -96,7 +96,7 @@ static void test_recovery_restores(void **state) {
     assert_int_equal(sio_nsp_emit_json(e->root, &to_r2_except_r1, "e5", "[5]", 3), 0); /* no */
     assert_int_equal(sio_nsp_emit_json(e->root, &to_r1_volatile, "e6", "[6]", 3), 0);  /* no */
     assert_int_equal(sio_nsp_emit_json(e->root, &to_own, "e7", "[7]", 3), 0); /* its own room */
-    assert_int_equal(sio_socket_emit_json(b, "e8", "[8]", 3, 0), 0);             /* to b alone: no */
+    assert_int_equal(sio_socket_emit_json(b, "e8", "[8]", 3, 0), 0);          /* to b alone: no */
     sio_server_stats(e->io, &st);
     assert_true(st.recovery_packets >= 6);
 
