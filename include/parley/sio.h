@@ -207,6 +207,17 @@ int sio_nsp_disconnect_sockets(sio_nsp_t *nsp, const sio_target_t *which, bool c
 /* fetchSockets: calls fn for each matching local socket. */
 int sio_nsp_fetch_sockets(sio_nsp_t *nsp, const sio_target_t *which,
                           void (*fn)(sio_socket_t *s, void *arg), void *arg);
+/* Observers of every broadcast delivered on this node (from this server or, with an
+ * adapter that spans servers, from another): the event, the JSON text of its arguments
+ * (binary attachments not shown) and who it is for. For transports outside Socket.IO
+ * that follow the same rooms. Called after the sockets were served; everything is
+ * borrowed for the call. */
+typedef void (*sio_broadcast_fn)(sio_nsp_t *nsp, const char *event, const char *args_json,
+                                 size_t len, const sio_target_t *to, void *arg);
+int sio_nsp_on_broadcast(sio_nsp_t *nsp, sio_broadcast_fn fn, void *arg);
+/* Servers this namespace spans, this one included (1 without a cluster adapter). */
+size_t sio_nsp_server_count(sio_nsp_t *nsp);
+
 /* Number of sockets in a room of this node (0 when the room does not exist). */
 size_t sio_nsp_room_size(sio_nsp_t *nsp, const char *room);
 size_t sio_nsp_socket_count(const sio_nsp_t *nsp);

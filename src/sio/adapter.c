@@ -1,14 +1,16 @@
 /* sio/adapter.c — the in-process adapter: rooms, broadcast, and the recovery log.
  *
- * This is the seam that multi-process and Redis adapters wrap later: they forward
- * broadcasts and room operations to other nodes and call into these functions for the
- * sockets that live here.
+ * The first implementation of the fan-out seam (adapter.h): every operation reaches
+ * only the sockets of this process. Adapters that span processes wrap it.
+ *
+ * A broadcast is encoded here, once (emit.c), with its recovery offset when it is
+ * logged, then queued by reference on every recipient.
  *
  * Broadcast de-duplication: each broadcast takes a new epoch; a socket stamped with it
  * is skipped. Sockets in an `except` room are stamped first, so the union of the target
  * rooms is walked once and each socket receives the packet at most once.
  *
- * A socket's own room (named by its id) is not stored: sio_adapter_each finds the socket
+ * A socket's own room (named by its id) is not stored: each() finds the socket
  * through the namespace's id index instead, which saves a room, a membership and an
  * index entry per socket.
  *
@@ -21,6 +23,7 @@
  * volatile ones are not logged. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,7 +65,7 @@ bool sio_adapter_member(const sio_socket_t *s, const sio_room_t *r) {
     return false;
 }
 
-int sio_adapter_join(sio_socket_t *s, const char *name) {
+static int local_join(sio_adapter_t *a, sio_socket_t *s, const char *name) {
     if (strcmp(name, s->id) == 0)
         return 0; /* always in its own room */
     sio_nsp_t *nsp = s->nsp;
@@ -115,7 +118,7 @@ static void leave_at(sio_socket_t *s, uint32_t i) {
     room_drop_if_empty(s->nsp, r);
 }
 
-int sio_adapter_leave(sio_socket_t *s, const char *name) {
+static int local_leave(sio_adapter_t *a, sio_socket_t *s, const char *name) {
     for (uint32_t i = 0; i < s->nrooms; i++) {
         if (strcmp(s->rooms[i].room->name, name) == 0) {
             leave_at(s, i);
@@ -125,7 +128,7 @@ int sio_adapter_leave(sio_socket_t *s, const char *name) {
     return 0;
 }
 
-void sio_adapter_leave_all(sio_socket_t *s) {
+static void local_leave_all(sio_adapter_t *a, sio_socket_t *s) {
     while (s->nrooms)
         leave_at(s, s->nrooms - 1);
     free(s->rooms);
@@ -133,8 +136,9 @@ void sio_adapter_leave_all(sio_socket_t *s) {
     s->caprooms = 0;
 }
 
-void sio_adapter_each(sio_nsp_t *nsp, const sio_target_t *to,
-                      void (*fn)(sio_socket_t *s, void *arg), void *arg) {
+/* Calls fn for each socket matching `to` (each once). */
+static void each(sio_nsp_t *nsp, const sio_target_t *to, void (*fn)(sio_socket_t *s, void *arg),
+                 void *arg) {
     uint64_t epoch = ++nsp->io->epoch;
     size_t nexcept = to ? to->nexcept : 0;
     for (size_t i = 0; i < nexcept; i++) {
@@ -201,8 +205,8 @@ static void bcast_one(sio_socket_t *s, void *arg) {
     b->count++;
 }
 
-bool sio_adapter_logs(const sio_nsp_t *nsp, const sio_target_t *to) {
-    return nsp->io->cfg.recovery && !(to && (to->flags & (SIO_VOLATILE | SIO_NO_RECOVERY)));
+static bool logs(const sio_nsp_t *nsp, const sio_target_t *to) {
+    return nsp->io->cfg.recovery && !(to->flags & (SIO_VOLATILE | SIO_NO_RECOVERY));
 }
 
 static char **copy_names(const char *const *names, size_t n) {
@@ -292,13 +296,122 @@ static int log_push(sio_nsp_t *nsp, const sio_target_t *to, eio_msg_t *const *ms
     return 0;
 }
 
-size_t sio_adapter_broadcast(sio_nsp_t *nsp, const sio_target_t *to, eio_msg_t *const *msgs,
-                             size_t n, uint64_t offset) {
-    if (offset && log_push(nsp, to, msgs, n, offset))
-        LOG_WARN("sio", "recovery log: out of memory; packet %" PRIu64 " not kept", offset);
-    bcast_t b = {msgs, n, to && (to->flags & SIO_VOLATILE), 0};
-    sio_adapter_each(nsp, to, bcast_one, &b);
-    return b.count;
+/* The one socket a target names when it is exactly one socket's own room: no walk, no
+ * list (replies and emits to one socket are the most frequent broadcasts). */
+static sio_socket_t *single_socket(sio_nsp_t *nsp, const sio_target_t *to) {
+    if (to->nrooms != 1 || to->nexcept)
+        return NULL;
+    return sio_nsp_find_socket(nsp, to->rooms[0]);
+}
+
+static int local_broadcast(sio_adapter_t *a, const sio_bcast_t *b) {
+    sio_nsp_t *nsp = a->nsp;
+    bool logged = logs(nsp, &b->to);
+    /* Taken for good only once encoding succeeded: offsets must stay consecutive. */
+    uint64_t off = logged ? nsp->next_offset + 1 : 0;
+    char offset[24];
+    if (logged)
+        snprintf(offset, sizeof offset, "%" PRIu64, off);
+    eio_msg_t **msgs;
+    int n = sio_encode_event(nsp, SIO_EVENT, -1, b->event, b->args_json, b->args_len, b->bins,
+                             b->nbins, logged ? offset : NULL, &msgs);
+    if (n < 0)
+        return n;
+    if (logged) {
+        nsp->next_offset = off;
+        if (log_push(nsp, &b->to, msgs, (size_t)n, off))
+            LOG_WARN("sio", "recovery log: out of memory; packet %" PRIu64 " not kept", off);
+    }
+    bool is_volatile = b->to.flags & SIO_VOLATILE;
+    sio_socket_t *one = single_socket(nsp, &b->to);
+    if (one) {
+        if (one->connected)
+            sio_socket_send(one, msgs, (size_t)n, is_volatile);
+    } else {
+        bcast_t d = {msgs, (size_t)n, is_volatile, 0};
+        each(nsp, &b->to, bcast_one, &d);
+    }
+    sio_msgs_release(msgs, (size_t)n);
+    for (size_t i = 0; i < nsp->nobservers; i++)
+        nsp->observers[i].fn(nsp, b->event, b->args_json, b->args_len, &b->to,
+                             nsp->observers[i].arg);
+    return 0;
+}
+
+typedef struct {
+    uint64_t id;
+    eio_msg_t **msgs;
+    size_t n;
+    sio_bcast_count_fn count;
+    sio_ack_fn ack;
+    void *arg;
+} ack_bcast_t;
+
+/* Counted before it is sent: a recipient that drops during the send settles its share at
+ * once, and the collector must already expect it. */
+static void ack_bcast_one(sio_socket_t *s, void *arg) {
+    ack_bcast_t *ab = arg;
+    if (sio_socket_expect_ack(s, ab->id, 0, ab->ack, ab->arg))
+        return;
+    ab->count(1, ab->arg);
+    sio_socket_send(s, ab->msgs, ab->n, false);
+}
+
+static int local_broadcast_with_ack(sio_adapter_t *a, const sio_bcast_t *b, uint64_t ack_id,
+                                    sio_bcast_count_fn count, sio_ack_fn ack, void *arg) {
+    eio_msg_t **msgs;
+    int n = sio_encode_event(a->nsp, SIO_EVENT, (int64_t)ack_id, b->event, b->args_json,
+                             b->args_len, b->bins, b->nbins, NULL, &msgs);
+    if (n < 0)
+        return n;
+    ack_bcast_t ab = {ack_id, msgs, (size_t)n, count, ack, arg};
+    each(a->nsp, &b->to, ack_bcast_one, &ab);
+    sio_msgs_release(msgs, (size_t)n);
+    return 0;
+}
+
+static void join_one(sio_socket_t *s, void *arg) {
+    if (local_join(s->nsp->adapter, s, arg))
+        LOG_WARN("sio", "out of memory joining a room");
+}
+
+static void leave_one(sio_socket_t *s, void *arg) {
+    local_leave(s->nsp->adapter, s, arg);
+}
+
+static void disconnect_one(sio_socket_t *s, void *arg) {
+    sio_socket_disconnect(s, *(bool *)arg);
+}
+
+static int local_sockets_join(sio_adapter_t *a, const sio_target_t *which, const char *room) {
+    each(a->nsp, which, join_one, (void *)room);
+    return 0;
+}
+
+static int local_sockets_leave(sio_adapter_t *a, const sio_target_t *which, const char *room) {
+    each(a->nsp, which, leave_one, (void *)room);
+    return 0;
+}
+
+static int local_disconnect_sockets(sio_adapter_t *a, const sio_target_t *which, bool close) {
+    each(a->nsp, which, disconnect_one, &close);
+    return 0;
+}
+
+static int local_fetch_sockets(sio_adapter_t *a, const sio_target_t *which,
+                               void (*fn)(sio_socket_t *s, void *arg), void *arg) {
+    each(a->nsp, which, fn, arg);
+    return 0;
+}
+
+static size_t local_room_size(sio_adapter_t *a, const char *room) {
+    sio_room_t *r = sio_room_get(a->nsp, room, false);
+    sio_socket_t *own = sio_nsp_find_socket(a->nsp, room); /* its own room is not stored */
+    return (r ? r->count : 0) + (own && own->connected);
+}
+
+static size_t local_server_count(sio_adapter_t *a) {
+    return 1;
 }
 
 /* ---- sessions ---- */
@@ -309,8 +422,8 @@ void sio_session_free(sio_session_t *session) {
     free(session);
 }
 
-void sio_adapter_persist(sio_socket_t *s) {
-    sio_nsp_t *nsp = s->nsp;
+static void local_persist(sio_adapter_t *a, sio_socket_t *s) {
+    sio_nsp_t *nsp = a->nsp;
     sio_session_t *session = calloc(1, sizeof *session);
     if (!session)
         return;
@@ -349,9 +462,9 @@ static bool session_wants(const sio_session_t *ss, const sio_logged_t *e) {
     return included;
 }
 
-sio_session_t *sio_adapter_restore(sio_socket_t *s, const char *pid, const char *offset,
-                                   sio_logged_t ***missed, size_t *nmissed) {
-    sio_nsp_t *nsp = s->nsp;
+static sio_session_t *local_restore(sio_adapter_t *a, sio_socket_t *s, const char *pid,
+                                    const char *offset, sio_logged_t ***missed, size_t *nmissed) {
+    sio_nsp_t *nsp = a->nsp;
     const sio_config_t *cfg = &nsp->io->cfg;
     *missed = NULL;
     *nmissed = 0;
@@ -392,7 +505,8 @@ sio_session_t *sio_adapter_restore(sio_socket_t *s, const char *pid, const char 
     return ss;
 }
 
-void sio_adapter_purge(sio_nsp_t *nsp, uint64_t now_ms) {
+static void local_purge(sio_adapter_t *a, uint64_t now_ms) {
+    sio_nsp_t *nsp = a->nsp;
     uint64_t max = nsp->io->cfg.recovery_max_disconnection;
     while (nsp->log_len && nsp->log[nsp->log_head].time_ms + max < now_ms)
         log_pop(nsp);
@@ -412,7 +526,9 @@ void sio_adapter_purge(sio_nsp_t *nsp, uint64_t now_ms) {
     free(expired);
 }
 
-void sio_adapter_free(sio_nsp_t *nsp) {
+static void local_free(sio_adapter_t *a) {
+    sio_nsp_t *nsp = a->nsp;
+    free(a);
     while (nsp->log_len)
         log_pop(nsp);
     free(nsp->log);
@@ -426,4 +542,31 @@ void sio_adapter_free(sio_nsp_t *nsp) {
         free(r);
     }
     map_free(&nsp->rooms);
+}
+
+static const sio_adapter_ops_t local_ops = {
+    .broadcast = local_broadcast,
+    .broadcast_with_ack = local_broadcast_with_ack,
+    .join = local_join,
+    .leave = local_leave,
+    .leave_all = local_leave_all,
+    .sockets_join = local_sockets_join,
+    .sockets_leave = local_sockets_leave,
+    .disconnect_sockets = local_disconnect_sockets,
+    .fetch_sockets = local_fetch_sockets,
+    .room_size = local_room_size,
+    .persist = local_persist,
+    .restore = local_restore,
+    .purge = local_purge,
+    .server_count = local_server_count,
+    .free = local_free,
+};
+
+sio_adapter_t *sio_adapter_local_new(sio_nsp_t *nsp) {
+    sio_adapter_t *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->ops = &local_ops;
+    a->nsp = nsp;
+    return a;
 }

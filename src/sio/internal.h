@@ -1,7 +1,7 @@
 /* sio/internal.h — the structures the Socket.IO files share.
  *
- *   server.c   the server, its Engine.IO callbacks, clients, packet dispatch, connect
- *              timeout
+ *   server.c   the server, its configuration and namespaces, the recovery purge
+ *   client.c   clients (one per Engine.IO session): decoding, dispatch, connect timeout
  *   nsp.c      namespaces: handlers, middleware and the connect sequence
  *   socket.c   sockets: rooms, emit, acknowledgements, disconnect
  *   emit.c     encoding an event once into Engine.IO messages
@@ -18,6 +18,7 @@
 
 #include "eio/server.h"
 #include "parley/sio.h"
+#include "sio/adapter.h"
 #include "sio/packet.h"
 #include "util/map.h"
 #include "util/rand.h"
@@ -58,7 +59,7 @@ typedef struct {
 } sio_membership_t;
 
 /* A packet kept for connection state recovery. */
-typedef struct {
+struct sio_logged {
     uint64_t offset;
     uint64_t time_ms;
     eio_msg_t **msgs; /* the text packet, then its binary attachments */
@@ -66,17 +67,22 @@ typedef struct {
     char **rooms, **except;
     size_t nrooms, nexcept;
     size_t bytes; /* what it holds, counted against recovery_max_bytes */
-} sio_logged_t;
+};
 
 /* A disconnected socket kept for recovery. */
-typedef struct {
+struct sio_session {
     char pid[RAND_ID_SIZE]; /* map key */
     char sid[RAND_ID_SIZE];
     char **rooms;
     size_t nrooms;
     json_t *data;
     uint64_t disconnected_ms;
-} sio_session_t;
+};
+
+typedef struct {
+    sio_broadcast_fn fn;
+    void *arg;
+} sio_observer_t;
 
 struct sio_nsp {
     sio_server_t *io;
@@ -90,10 +96,14 @@ struct sio_nsp {
     sio_disc_cb_t *on_disc;
     size_t non_disc;
     void (*slot_free[SIO_DATA_SLOTS])(void *value);
+    sio_adapter_t *adapter; /* the fan-out seam (adapter.h) */
+    sio_observer_t *observers;
+    size_t nobservers;
     /* Sockets: an array with each socket's index, for O(1) removal. */
     sio_socket_t **sockets;
     uint32_t nsockets, capsockets;
     map_t by_id; /* socket id → socket */
+    /* The in-process adapter's state. */
     map_t rooms; /* name → sio_room_t */
     uint64_t next_ack_id;
     /* Recovery. */
@@ -177,7 +187,9 @@ struct sio_server {
 /* A client with more than this many times backpressure_bytes waiting is closed. */
 #define SIO_SLOW_CLIENT_FACTOR 16
 
-/* server.c */
+/* client.c */
+/* The Engine.IO callbacks through which sessions become clients. */
+void sio_client_callbacks(eio_callbacks_t *cb);
 void sio_client_send(sio_client_t *c, eio_msg_t *const *msgs, size_t n);
 void sio_client_close(sio_client_t *c, const char *reason);
 int sio_client_add_socket(sio_client_t *c, sio_socket_t *s);
@@ -219,31 +231,11 @@ int sio_json_dump(json_t *value, buf_t *out);
 int sio_args_dump(json_t *args, buf_t *out);
 void sio_msgs_release(eio_msg_t **msgs, size_t n);
 
-/* adapter.c */
+/* adapter.c: what the rest of the Socket.IO files use of the in-process adapter beside
+ * its operations table. */
 sio_room_t *sio_room_get(sio_nsp_t *nsp, const char *name, bool create);
 /* Whether s is in r (NULL: no): one hash lookup found r, then pointers are compared. */
 bool sio_adapter_member(const sio_socket_t *s, const sio_room_t *r);
-int sio_adapter_join(sio_socket_t *s, const char *room);
-int sio_adapter_leave(sio_socket_t *s, const char *room);
-void sio_adapter_leave_all(sio_socket_t *s);
-/* Calls fn for each socket matching `to` (each once). */
-void sio_adapter_each(sio_nsp_t *nsp, const sio_target_t *to,
-                      void (*fn)(sio_socket_t *s, void *arg), void *arg);
-/* Sends messages to every socket matching `to`; with recovery, logs them (offset
- * already in the text). Returns the number of recipients. */
-size_t sio_adapter_broadcast(sio_nsp_t *nsp, const sio_target_t *to, eio_msg_t *const *msgs,
-                             size_t n, uint64_t offset);
-void sio_adapter_persist(sio_socket_t *s);
-/* Finds and removes the session `pid` for the new socket s, when it is still fresh, its
- * offset is still in the log and the recovery_allow hook agrees (a refused session stays
- * for its owner); fills the missed packets (a malloc'd array of log entry pointers,
- * valid until the log changes). NULL: s starts fresh. */
-sio_session_t *sio_adapter_restore(sio_socket_t *s, const char *pid, const char *offset,
-                                   sio_logged_t ***missed, size_t *nmissed);
 void sio_session_free(sio_session_t *session);
-void sio_adapter_purge(sio_nsp_t *nsp, uint64_t now_ms);
-void sio_adapter_free(sio_nsp_t *nsp);
-/* Whether recovery stores this broadcast: events without ack, not volatile. */
-bool sio_adapter_logs(const sio_nsp_t *nsp, const sio_target_t *to);
 
 #endif

@@ -28,7 +28,8 @@ static bool valid_name(const char *name) {
 static sio_nsp_t *nsp_new(sio_server_t *io, const char *name) {
     sio_nsp_t *nsp = calloc(1, sizeof *nsp);
     if (!nsp || !(nsp->name = strdup(name)) || map_init(&nsp->handlers) || map_init(&nsp->by_id) ||
-        map_init(&nsp->rooms) || map_init(&nsp->sessions)) {
+        map_init(&nsp->rooms) || map_init(&nsp->sessions) ||
+        !(nsp->adapter = sio_adapter_local_new(nsp))) {
         if (nsp)
             free(nsp->name);
         free(nsp);
@@ -84,7 +85,9 @@ void sio_nsp_free(sio_nsp_t *nsp) {
         free(e->value);
     map_free(&nsp->handlers);
     map_free(&nsp->by_id);
-    sio_adapter_free(nsp);
+    if (nsp->adapter)
+        nsp->adapter->ops->free(nsp->adapter);
+    free(nsp->observers);
     free(nsp->any);
     free(nsp->mws);
     free(nsp->on_conn);
@@ -111,9 +114,7 @@ sio_socket_t *sio_nsp_find_socket(sio_nsp_t *nsp, const char *id) {
 }
 
 size_t sio_nsp_room_size(sio_nsp_t *nsp, const char *room) {
-    sio_room_t *r = sio_room_get(nsp, room, false);
-    sio_socket_t *own = sio_nsp_find_socket(nsp, room); /* its own room is not stored */
-    return (r ? r->count : 0) + (own && own->connected);
+    return nsp->adapter->ops->room_size(nsp->adapter, room);
 }
 
 /* ---- registration ---- */
@@ -234,7 +235,9 @@ static void finish(sio_socket_t *s, sio_session_t *restored, sio_logged_t **miss
 static void finish_with_recovery(sio_socket_t *s, const char *pid, const char *offset) {
     sio_logged_t **missed = NULL;
     size_t nmissed = 0;
-    sio_session_t *restored = pid ? sio_adapter_restore(s, pid, offset, &missed, &nmissed) : NULL;
+    sio_session_t *restored =
+        pid ? s->nsp->adapter->ops->restore(s->nsp->adapter, s, pid, offset, &missed, &nmissed)
+            : NULL;
     finish(s, restored, missed, nmissed);
 }
 
@@ -296,8 +299,8 @@ void sio_nsp_connect(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
     if (offers_recovery && io->cfg.recovery_skip_middlewares) {
         sio_logged_t **missed = NULL;
         size_t nmissed = 0;
-        sio_session_t *restored = sio_adapter_restore(
-            s, json_string_value(json_object_get(auth, "pid")),
+        sio_session_t *restored = nsp->adapter->ops->restore(
+            nsp->adapter, s, json_string_value(json_object_get(auth, "pid")),
             json_string_value(json_object_get(auth, "offset")), &missed, &nmissed);
         if (restored) {
             finish(s, restored, missed, nmissed);
@@ -373,24 +376,12 @@ void sio_nsp_dispatch(sio_socket_t *s, sio_packet_t *p) {
 
 /* ---- namespace-wide operations ---- */
 
+/* Every emit of the namespace, to any target, goes through here: one path to the
+ * adapter. */
 static int emit_encoded(sio_nsp_t *nsp, const sio_target_t *to, const char *event, const char *json,
                         size_t len, const sio_bin_t *bins, size_t nbins) {
-    bool logged = sio_adapter_logs(nsp, to);
-    /* Taken for good only once encoding succeeded: offsets must stay consecutive. */
-    uint64_t off = logged ? nsp->next_offset + 1 : 0;
-    char offset[24];
-    if (logged)
-        snprintf(offset, sizeof offset, "%llu", (unsigned long long)off);
-    eio_msg_t **msgs;
-    int n = sio_encode_event(nsp, SIO_EVENT, -1, event, json, len, bins, nbins,
-                             logged ? offset : NULL, &msgs);
-    if (n < 0)
-        return n;
-    if (logged)
-        nsp->next_offset = off;
-    sio_adapter_broadcast(nsp, to, msgs, (size_t)n, off);
-    sio_msgs_release(msgs, (size_t)n);
-    return 0;
+    sio_bcast_t b = {event, json, len, bins, nbins, to ? *to : (sio_target_t){0}};
+    return nsp->adapter->ops->broadcast(nsp->adapter, &b);
 }
 
 static int dump_payload(const sio_payload_t *p, buf_t *b) {
@@ -474,20 +465,10 @@ static void collector_ack(sio_socket_t *s, int err, const sio_payload_t *p, void
     collector_unref(col);
 }
 
-typedef struct {
-    collector_t *col;
-    uint64_t id;
-    eio_msg_t **msgs;
-    size_t n;
-} ack_bcast_t;
-
-static void ack_bcast_one(sio_socket_t *s, void *arg) {
-    ack_bcast_t *ab = arg;
-    if (sio_socket_expect_ack(s, ab->id, 0, collector_ack, ab->col))
-        return;
-    ab->col->refs++;
-    ab->col->expected++;
-    sio_socket_send(s, ab->msgs, ab->n, false);
+static void collector_count(size_t n, void *arg) {
+    collector_t *col = arg;
+    col->expected += n;
+    col->refs += (uint32_t)n;
 }
 
 int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeout_ms,
@@ -506,21 +487,23 @@ int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeo
     col->timer.data = col;
     buf_t b = {0};
     int rc = dump_payload(p, &b);
-    uint64_t id = nsp->next_ack_id++;
-    eio_msg_t **msgs = NULL;
-    int n = rc ? rc
-               : sio_encode_event(nsp, SIO_EVENT, (int64_t)id, event, (const char *)b.data, b.len,
-                                  p ? p->bins : NULL, p ? p->nbins : 0, NULL, &msgs);
+    if (rc == 0) {
+        sio_bcast_t bc = {event,
+                          (const char *)b.data,
+                          b.len,
+                          p ? p->bins : NULL,
+                          p ? p->nbins : 0,
+                          to ? *to : (sio_target_t){0}};
+        rc = nsp->adapter->ops->broadcast_with_ack(nsp->adapter, &bc, nsp->next_ack_id++,
+                                                   collector_count, collector_ack, col);
+    }
     buf_free(&b);
-    if (n < 0) {
+    if (rc) {
         col->finished = true;
         json_decref(col->responses);
         uv_close((uv_handle_t *)&col->timer, collector_timer_closed);
-        return n;
+        return rc;
     }
-    ack_bcast_t ab = {col, id, msgs, (size_t)n};
-    sio_adapter_each(nsp, to, ack_bcast_one, &ab);
-    sio_msgs_release(msgs, (size_t)n);
     if (col->expected == 0)
         collector_finish(col, 0);
     else if (timeout_ms && uv_timer_start(&col->timer, collector_timeout, timeout_ms, 0))
@@ -528,36 +511,32 @@ int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeo
     return 0;
 }
 
-static void join_one(sio_socket_t *s, void *arg) {
-    if (sio_adapter_join(s, arg))
-        LOG_WARN("sio", "out of memory joining a room");
-}
-
-static void leave_one(sio_socket_t *s, void *arg) {
-    sio_adapter_leave(s, arg);
-}
-
-static void disconnect_one(sio_socket_t *s, void *arg) {
-    sio_socket_disconnect(s, *(bool *)arg);
-}
-
 int sio_nsp_sockets_join(sio_nsp_t *nsp, const sio_target_t *which, const char *room) {
-    sio_adapter_each(nsp, which, join_one, (void *)room);
-    return 0;
+    return nsp->adapter->ops->sockets_join(nsp->adapter, which, room);
 }
 
 int sio_nsp_sockets_leave(sio_nsp_t *nsp, const sio_target_t *which, const char *room) {
-    sio_adapter_each(nsp, which, leave_one, (void *)room);
-    return 0;
+    return nsp->adapter->ops->sockets_leave(nsp->adapter, which, room);
 }
 
 int sio_nsp_disconnect_sockets(sio_nsp_t *nsp, const sio_target_t *which, bool close) {
-    sio_adapter_each(nsp, which, disconnect_one, &close);
-    return 0;
+    return nsp->adapter->ops->disconnect_sockets(nsp->adapter, which, close);
 }
 
 int sio_nsp_fetch_sockets(sio_nsp_t *nsp, const sio_target_t *which,
                           void (*fn)(sio_socket_t *s, void *arg), void *arg) {
-    sio_adapter_each(nsp, which, fn, arg);
+    return nsp->adapter->ops->fetch_sockets(nsp->adapter, which, fn, arg);
+}
+
+int sio_nsp_on_broadcast(sio_nsp_t *nsp, sio_broadcast_fn fn, void *arg) {
+    sio_observer_t *o = realloc(nsp->observers, (nsp->nobservers + 1) * sizeof *o);
+    if (!o)
+        return -ENOMEM;
+    nsp->observers = o;
+    o[nsp->nobservers++] = (sio_observer_t){fn, arg};
     return 0;
+}
+
+size_t sio_nsp_server_count(sio_nsp_t *nsp) {
+    return nsp->adapter->ops->server_count(nsp->adapter);
 }

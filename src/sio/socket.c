@@ -123,7 +123,7 @@ int sio_socket_establish(sio_socket_t *s, const sio_session_t *restored) {
     nsp->io->nsockets++;
     int rc = 0;
     for (size_t i = 0; rc == 0 && restored && i < restored->nrooms; i++)
-        rc = sio_adapter_join(s, restored->rooms[i]);
+        rc = nsp->adapter->ops->join(nsp->adapter, s, restored->rooms[i]);
     if (rc)
         return rc;
     char reply[96];
@@ -191,11 +191,11 @@ void sio_socket_onclose(sio_socket_t *s, const char *reason) {
     for (size_t i = 0; i < nsp->non_disc; i++)
         nsp->on_disc[i].fn(s, reason, nsp->on_disc[i].arg);
     if (nsp->io->cfg.recovery && reason_recoverable(reason))
-        sio_adapter_persist(s);
+        nsp->adapter->ops->persist(nsp->adapter, s);
     s->connected = false;
     nsp->io->nsockets--;
     release_slots(s);
-    sio_adapter_leave_all(s);
+    nsp->adapter->ops->leave_all(nsp->adapter, s);
     nsp_remove(s);
     while (s->acks) {
         sio_pending_ack_t *a = s->acks;
@@ -232,34 +232,15 @@ void sio_socket_send(sio_socket_t *s, eio_msg_t *const *msgs, size_t n, bool is_
     sio_client_send(s->client, msgs, n);
 }
 
+/* An emit to this socket alone is a broadcast to its own room, through the one emit path
+ * (the adapter): with recovery on it gets an offset and is kept, as socket.io does. */
 static int emit_encoded(sio_socket_t *s, const char *event, const char *json, size_t len,
                         const sio_bin_t *bins, size_t nbins, unsigned flags) {
     if (!s->connected)
         return -EPIPE;
-    sio_nsp_t *nsp = s->nsp;
     const char *room = s->id;
-    sio_target_t to = {.rooms = &room, .nrooms = 1, .flags = flags};
-    /* With recovery on, a packet to one socket goes through the adapter like a
-     * broadcast to its own room, so it gets an offset and is kept (as socket.io does). */
-    bool logged = sio_adapter_logs(nsp, &to);
-    char offset[24];
-    /* Taken for good only once encoding succeeded: offsets must stay consecutive. */
-    uint64_t off = logged ? nsp->next_offset + 1 : 0;
-    if (logged)
-        snprintf(offset, sizeof offset, "%llu", (unsigned long long)off);
-    eio_msg_t **msgs;
-    int n = sio_encode_event(nsp, SIO_EVENT, -1, event, json, len, bins, nbins,
-                             logged ? offset : NULL, &msgs);
-    if (n < 0)
-        return n;
-    if (logged) {
-        nsp->next_offset = off;
-        sio_adapter_broadcast(nsp, &to, msgs, (size_t)n, off);
-    } else {
-        sio_socket_send(s, msgs, (size_t)n, flags & SIO_VOLATILE);
-    }
-    sio_msgs_release(msgs, (size_t)n);
-    return 0;
+    sio_bcast_t b = {event, json, len, bins, nbins, {.rooms = &room, .nrooms = 1, .flags = flags}};
+    return s->nsp->adapter->ops->broadcast(s->nsp->adapter, &b);
 }
 
 int sio_socket_emit(sio_socket_t *s, const char *event, const sio_payload_t *p, unsigned flags) {
@@ -454,11 +435,11 @@ json_t *sio_socket_data(sio_socket_t *s) {
 }
 
 int sio_socket_join(sio_socket_t *s, const char *room) {
-    return s->connected ? sio_adapter_join(s, room) : -EPIPE;
+    return s->connected ? s->nsp->adapter->ops->join(s->nsp->adapter, s, room) : -EPIPE;
 }
 
 int sio_socket_leave(sio_socket_t *s, const char *room) {
-    return s->connected ? sio_adapter_leave(s, room) : -EPIPE;
+    return s->connected ? s->nsp->adapter->ops->leave(s->nsp->adapter, s, room) : -EPIPE;
 }
 
 bool sio_socket_in(const sio_socket_t *s, const char *room) {

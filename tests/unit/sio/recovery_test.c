@@ -237,12 +237,13 @@ static void test_recovery_purge(void **state) {
     assert_int_equal(st.recovery_sessions, 1);
     assert_int_equal(st.recovery_packets, 1);
     /* Not yet expired: nothing goes. */
-    sio_adapter_purge(e->root, time_mono_ms());
+    e->root->adapter->ops->purge(e->root->adapter, time_mono_ms());
     sio_server_stats(e->io, &st);
     assert_int_equal(st.recovery_sessions, 1);
     assert_int_equal(st.recovery_packets, 1);
     /* Past the maximum disconnection duration. */
-    sio_adapter_purge(e->root, time_mono_ms() + e->io->cfg.recovery_max_disconnection + 1000);
+    e->root->adapter->ops->purge(e->root->adapter,
+                                 time_mono_ms() + e->io->cfg.recovery_max_disconnection + 1000);
     sio_server_stats(e->io, &st);
     assert_int_equal(st.recovery_sessions, 0);
     assert_int_equal(st.recovery_packets, 0);

@@ -1,0 +1,89 @@
+/* sio/adapter.h — the fan-out seam: a namespace's adapter.
+ *
+ * Everything that reaches sockets by room, or asks which sockets are where, goes through
+ * the namespace's adapter: a table of operations (sio_adapter_ops_t) over the adapter's
+ * state, as socket.io's Adapter class is for its Redis and cluster adapters. The
+ * in-process adapter (adapter.c) is the first implementation: rooms indexed both ways,
+ * encode-once delivery to local sockets, and the recovery log. An adapter that spans
+ * processes or machines wraps one: it does the local part through it and carries the
+ * operation to its peers, which apply it to their own in-process adapter with SIO_LOCAL
+ * set, so that it travels no further.
+ *
+ * What crosses the seam is described, not encoded: a broadcast is the event name, the
+ * JSON text of its arguments and its binary attachments (sio_bcast_t), so a remote
+ * adapter can put it on its own wire while the local one encodes it once for all local
+ * recipients. Every broadcast delivered on this node, whoever sent it, is also shown to
+ * the namespace's broadcast observers (sio_nsp_on_broadcast): that is how transports
+ * outside Socket.IO (the chat's Server-Sent Events and long-polls) get the same fan-out.
+ *
+ * Ownership: everything a sio_bcast_t points to is borrowed for the call. */
+#ifndef PARLEY_SIO_ADAPTER_H
+#define PARLEY_SIO_ADAPTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "parley/sio.h"
+
+typedef struct sio_adapter sio_adapter_t;
+typedef struct sio_session sio_session_t;
+typedef struct sio_logged sio_logged_t;
+
+/* One emit: an EVENT packet and who gets it. */
+typedef struct {
+    const char *event;
+    const char *args_json; /* the JSON text of the argument array ("[]" at least) */
+    size_t args_len;
+    const sio_bin_t *bins;
+    size_t nbins;
+    sio_target_t to; /* rooms, except, flags (SIO_LOCAL, SIO_VOLATILE, SIO_NO_RECOVERY) */
+} sio_bcast_t;
+
+/* Broadcast with acknowledgements: `count` is told how many more sockets were sent the
+ * packet (any number of times, before their answers), `ack` gets each answer (err 0) or
+ * each recipient that left first (err -EPIPE, payload NULL). */
+typedef void (*sio_bcast_count_fn)(size_t n, void *arg);
+
+typedef struct {
+    /* Delivers b to every matching socket. Returns 0 or -ENOMEM. */
+    int (*broadcast)(sio_adapter_t *a, const sio_bcast_t *b);
+    /* The same with an acknowledgement id, answers reported through count/ack. */
+    int (*broadcast_with_ack)(sio_adapter_t *a, const sio_bcast_t *b, uint64_t ack_id,
+                              sio_bcast_count_fn count, sio_ack_fn ack, void *arg);
+    int (*join)(sio_adapter_t *a, sio_socket_t *s, const char *room);
+    int (*leave)(sio_adapter_t *a, sio_socket_t *s, const char *room);
+    /* Every room but its own; the socket is leaving. */
+    void (*leave_all)(sio_adapter_t *a, sio_socket_t *s);
+    /* socketsJoin, socketsLeave, disconnectSockets of the sockets `which` matches. */
+    int (*sockets_join)(sio_adapter_t *a, const sio_target_t *which, const char *room);
+    int (*sockets_leave)(sio_adapter_t *a, const sio_target_t *which, const char *room);
+    int (*disconnect_sockets)(sio_adapter_t *a, const sio_target_t *which, bool close);
+    /* fetchSockets, this node's part: fn for each matching socket. */
+    int (*fetch_sockets)(sio_adapter_t *a, const sio_target_t *which,
+                         void (*fn)(sio_socket_t *s, void *arg), void *arg);
+    /* Sockets in `room` on this node (a socket's own room included). */
+    size_t (*room_size)(sio_adapter_t *a, const char *room);
+    /* Connection state recovery: keep a disconnecting socket's session; find one again
+     * for the new socket s (see sio_adapter_restore in internal.h for the rules). */
+    void (*persist)(sio_adapter_t *a, sio_socket_t *s);
+    sio_session_t *(*restore)(sio_adapter_t *a, sio_socket_t *s, const char *pid,
+                              const char *offset, sio_logged_t ***missed, size_t *nmissed);
+    /* Drops what recovery no longer needs (older than now_ms - the maximum
+     * disconnection). */
+    void (*purge)(sio_adapter_t *a, uint64_t now_ms);
+    /* Servers the namespace spans, this one included. */
+    size_t (*server_count)(sio_adapter_t *a);
+    void (*free)(sio_adapter_t *a);
+} sio_adapter_ops_t;
+
+struct sio_adapter {
+    const sio_adapter_ops_t *ops;
+    sio_nsp_t *nsp;
+};
+
+/* The in-process adapter of nsp (its state lives in the namespace: rooms, sessions, the
+ * recovery log). NULL when out of memory. */
+sio_adapter_t *sio_adapter_local_new(sio_nsp_t *nsp);
+
+#endif

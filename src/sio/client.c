@@ -1,0 +1,277 @@
+/* sio/client.c — Socket.IO clients: one per Engine.IO session.
+ *
+ * A client owns a packet decoder (binary packets wait there for their attachments), the
+ * handshake data its sockets share, and its sockets, one per namespace. Packets are
+ * decoded here and dispatched to the socket of their namespace. A client that has not
+ * joined any namespace within connect_timeout is closed: clients waiting for that are a
+ * FIFO list (same timeout for all) served by a single timer armed for the oldest
+ * deadline. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sio/internal.h"
+#include "util/log.h"
+#include "util/time.h"
+
+static void wait_unlink(sio_server_t *io, sio_client_t *c) {
+    if (!c->waiting)
+        return;
+    c->waiting = false;
+    if (c->wait_prev)
+        c->wait_prev->wait_next = c->wait_next;
+    else
+        io->wait_head = c->wait_next;
+    if (c->wait_next)
+        c->wait_next->wait_prev = c->wait_prev;
+    else
+        io->wait_tail = c->wait_prev;
+    c->wait_prev = c->wait_next = NULL;
+}
+
+static void on_connect_timer(uv_timer_t *t);
+
+static void arm_connect_timer(sio_server_t *io) {
+    if (!io->wait_head) {
+        uv_timer_stop(&io->connect_timer);
+        return;
+    }
+    uint64_t now = time_mono_ms();
+    uint64_t due = io->wait_head->connect_deadline;
+    if (uv_timer_start(&io->connect_timer, on_connect_timer, due > now ? due - now : 0, 0))
+        LOG_ERROR("sio", "cannot arm the connect timer");
+}
+
+static void on_connect_timer(uv_timer_t *t) {
+    sio_server_t *io = t->data;
+    uint64_t now = time_mono_ms();
+    while (io->wait_head && io->wait_head->connect_deadline <= now) {
+        sio_client_t *c = io->wait_head;
+        wait_unlink(io, c);
+        LOG_DEBUG("sio", "client %s joined no namespace in time", eio_session_id(c->eio));
+        sio_client_close(c, "forced close");
+    }
+    arm_connect_timer(io);
+}
+
+void sio_client_stop_waiting(sio_client_t *c) {
+    wait_unlink(c->io, c);
+}
+
+int sio_client_add_socket(sio_client_t *c, sio_socket_t *s) {
+    sio_socket_t **a = realloc(c->sockets, (c->nsockets + 1) * sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    c->sockets = a;
+    c->sockets[c->nsockets++] = s;
+    return 0;
+}
+
+void sio_client_remove_socket(sio_client_t *c, sio_socket_t *s) {
+    for (uint32_t i = 0; i < c->nsockets; i++) {
+        if (c->sockets[i] == s) {
+            c->sockets[i] = c->sockets[--c->nsockets];
+            return;
+        }
+    }
+}
+
+void sio_client_send(sio_client_t *c, eio_msg_t *const *msgs, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (eio_session_send(c->eio, msgs[i])) {
+            sio_client_close(c, "transport error");
+            return;
+        }
+    }
+    /* A client that does not read cannot make the server hold unbounded memory. */
+    if (eio_session_buffered(c->eio) > SIO_SLOW_CLIENT_FACTOR * c->io->cfg.backpressure_bytes) {
+        LOG_WARN("sio", "client %s: %zu bytes waiting; closing a slow consumer",
+                 eio_session_id(c->eio), eio_session_buffered(c->eio));
+        sio_client_close(c, "transport error");
+    }
+}
+
+void sio_client_close(sio_client_t *c, const char *reason) {
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->close_reason = reason;
+    eio_session_close_reason(c->eio, reason);
+}
+
+/* Handshake headers as a JSON object with lower-case names; repeated headers are
+ * joined with ", " as Node does. Values that are not UTF-8 are left out. */
+static json_t *headers_json(const http_request_t *req) {
+    json_t *h = json_object();
+    for (size_t i = 0; h && i < req->num_headers; i++) {
+        char name[128];
+        slice_t n = req->headers[i].name;
+        if (n.len >= sizeof name)
+            continue;
+        for (size_t j = 0; j < n.len; j++)
+            name[j] = (char)tolower((unsigned char)n.base[j]);
+        name[n.len] = '\0';
+        slice_t v = req->headers[i].value;
+        json_t *old = json_object_get(h, name);
+        json_t *val;
+        if (old) {
+            buf_t b = {0};
+            int rc = buf_append_str(&b, json_string_value(old));
+            if (rc == 0)
+                rc = buf_append(&b, ", ", 2);
+            if (rc == 0)
+                rc = buf_append(&b, v.base, v.len);
+            val = rc ? NULL : json_stringn((const char *)b.data, b.len);
+            buf_free(&b);
+        } else {
+            val = json_stringn(v.base, v.len);
+        }
+        if (val)
+            json_object_set_new(h, name, val);
+    }
+    return h;
+}
+
+static json_t *query_json(slice_t q) {
+    json_t *o = json_object();
+    size_t i = 0;
+    while (o && i < q.len) {
+        size_t start = i;
+        while (i < q.len && q.base[i] != '&')
+            i++;
+        slice_t pair = slice_make(q.base + start, i - start);
+        i++;
+        const char *eq = memchr(pair.base, '=', pair.len);
+        size_t klen = eq ? (size_t)(eq - pair.base) : pair.len;
+        if (klen == 0 || klen > 255)
+            continue;
+        char key[256];
+        memcpy(key, pair.base, klen);
+        key[klen] = '\0';
+        json_t *val = eq ? json_stringn(eq + 1, pair.len - klen - 1) : json_string("");
+        if (val)
+            json_object_set_new(o, key, val);
+    }
+    return o;
+}
+
+static void client_open(eio_session_t *es, const http_req_t *req, const char *address, void *arg) {
+    sio_server_t *io = arg;
+    sio_client_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        eio_session_close(es);
+        return;
+    }
+    c->io = io;
+    c->eio = es;
+    if (io->cfg.lean_handshake) {
+        c->headers = json_incref(io->empty);
+        c->query = json_incref(io->empty);
+    } else {
+        c->headers = headers_json(&req->head);
+        c->query = query_json(req->head.query);
+    }
+    c->url = io->cfg.lean_handshake ? NULL : strndup(req->head.target.base, req->head.target.len);
+    c->time_ms = time_wall_ms();
+    c->address = *address && !io->cfg.lean_handshake ? strdup(address) : NULL;
+    sio_decoder_init(&c->dec, io->cfg.max_attachments);
+    eio_session_set_data(es, c);
+    io->nclients++;
+    if (!c->headers || !c->query || (!c->url && !io->cfg.lean_handshake) ||
+        (!c->address && *address && !io->cfg.lean_handshake)) {
+        sio_client_close(c, "transport error");
+        return;
+    }
+    c->connect_deadline = time_mono_ms() + io->cfg.connect_timeout;
+    c->waiting = true;
+    c->wait_prev = io->wait_tail;
+    if (io->wait_tail)
+        io->wait_tail->wait_next = c;
+    else
+        io->wait_head = c;
+    io->wait_tail = c;
+    if (io->wait_head == c)
+        arm_connect_timer(io);
+}
+
+static void send_invalid_namespace(sio_client_t *c, const char *nsp) {
+    buf_t b = {0};
+    eio_msg_t *m = NULL;
+    if (sio_encode_head(&b, SIO_CONNECT_ERROR, nsp, -1, 0) == 0 &&
+        buf_append_str(&b, "{\"message\":\"Invalid namespace\"}") == 0)
+        m = eio_msg_new(EIO_MESSAGE, false, b.data, b.len);
+    buf_free(&b);
+    if (m) {
+        sio_client_send(c, &m, 1);
+        eio_msg_release(m);
+    }
+}
+
+static void handle_packet(sio_client_t *c, sio_packet_t *p) {
+    if (p->type == SIO_CONNECT) {
+        sio_nsp_t *nsp = sio_nsp_find_or_match(c->io, p->nsp, p->data);
+        if (!nsp) {
+            LOG_DEBUG("sio", "CONNECT to unknown namespace %s", p->nsp);
+            send_invalid_namespace(c, p->nsp);
+            return;
+        }
+        sio_nsp_connect(nsp, c, p->data);
+        return;
+    }
+    for (uint32_t i = 0; i < c->nsockets; i++) {
+        sio_socket_t *s = c->sockets[i];
+        if (s->connected && strcmp(s->nsp->name, p->nsp) == 0) {
+            sio_nsp_dispatch(s, p);
+            return;
+        }
+    }
+    LOG_DEBUG("sio", "packet for namespace %s, which this client has not joined", p->nsp);
+}
+
+static void client_message(eio_session_t *es, uint8_t *data, size_t len, bool binary, void *arg) {
+    sio_client_t *c = eio_session_data(es);
+    if (!c || c->closing)
+        return;
+    sio_packet_t p;
+    sio_decode_result_t r = binary ? sio_decode_binary(&c->dec, data, len, &p)
+                                   : sio_decode_text(&c->dec, (const char *)data, len, &p);
+    if (r == SIO_DECODE_ERROR) {
+        LOG_LIMITED(LOG_LEVEL_WARN, "sio", "client %s: malformed packet; closing",
+                    eio_session_id(es));
+        sio_client_close(c, "parse error");
+        return;
+    }
+    if (r == SIO_DECODE_PACKET) {
+        handle_packet(c, &p);
+        sio_packet_clear(&p);
+    }
+}
+
+static void client_close(eio_session_t *es, const char *reason, void *arg) {
+    sio_server_t *io = arg;
+    sio_client_t *c = eio_session_data(es);
+    if (!c)
+        return;
+    c->closing = true;
+    const char *why = c->close_reason ? c->close_reason : reason;
+    /* Each onclose removes the socket from c->sockets. */
+    while (c->nsockets)
+        sio_socket_onclose(c->sockets[c->nsockets - 1], why);
+    wait_unlink(io, c);
+    if (io->wait_head == NULL)
+        uv_timer_stop(&io->connect_timer);
+    sio_decoder_clear(&c->dec);
+    json_decref(c->headers);
+    json_decref(c->query);
+    free(c->url);
+    free(c->address);
+    free(c->sockets);
+    free(c);
+    io->nclients--;
+}
+
+void sio_client_callbacks(eio_callbacks_t *cb) {
+    *cb = (eio_callbacks_t){
+        .on_open = client_open, .on_message = client_message, .on_close = client_close};
+}
