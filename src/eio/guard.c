@@ -116,18 +116,23 @@ static void refill(const eio_guard_t *g, eio_guard_ip_t *e, uint64_t now) {
     e->at = now;
 }
 
-/* Drops entries that hold no session and whose budget is whole: they say nothing. */
+/* Drops entries that hold no session and whose budget is whole: they say nothing.
+ * Collected first: deleting moves entries under the iterator. */
 static void purge(eio_guard_t *g, uint64_t now) {
+    eio_guard_ip_t **idle = malloc((g->ips.count + 1) * sizeof *idle);
+    size_t n = 0;
     map_entry_t *e;
-    for (size_t i = 0; map_next(&g->ips, &i, &e);) {
+    for (size_t i = 0; idle && map_next(&g->ips, &i, &e);) {
         eio_guard_ip_t *ip = e->value;
         refill(g, ip, now);
-        if (ip->sessions == 0 && (g->rate == 0 || ip->tokens >= g->burst)) {
-            map_del(&g->ips, ip->ip, strlen(ip->ip));
-            free(ip);
-            i = 0; /* a deletion moves entries: start over (rare, bounded by the count) */
-        }
+        if (ip->sessions == 0 && (g->rate == 0 || ip->tokens >= g->burst))
+            idle[n++] = ip;
     }
+    for (size_t i = 0; i < n; i++) {
+        map_del(&g->ips, idle[i]->ip, strlen(idle[i]->ip));
+        free(idle[i]);
+    }
+    free(idle);
 }
 
 int eio_guard_admit(eio_guard_t *g, http_conn_t *hc, const http_req_t *req, uint64_t now,
