@@ -33,6 +33,7 @@ typedef struct {
     size_t max_body_size;       /* request body bytes; 413 above (1 MiB) */
     uint32_t request_timeout;   /* ms from a request's first byte to its last; 408 (10000) */
     uint32_t keepalive_timeout; /* ms an idle keep-alive connection is kept (30000) */
+    bool reuse_port;            /* SO_REUSEPORT: several processes on one port (parley/cluster.h) */
 } http_server_config_t;
 
 void http_server_config_defaults(http_server_config_t *cfg);

@@ -3,7 +3,8 @@
  *   #include <parley/parley.h>      cc app.c $(pkg-config --cflags --libs parley)
  *
  * The layers, each its own header: the loop glue (parley/loop.h), the HTTP/1.1 server
- * (parley/http.h), Engine.IO v4 (parley/eio.h) and Socket.IO v5 (parley/sio.h). Every
+ * (parley/http.h), Engine.IO v4 (parley/eio.h), Socket.IO v5 (parley/sio.h) and worker
+ * processes on one port (parley/cluster.h). Every
  * function returns 0 or a negative errno/libuv code unless its comment says otherwise.
  *
  * The library writes to sockets whose peers may be gone: the process must ignore
@@ -22,6 +23,7 @@
 #define PARLEY_VERSION                                                                             \
     PARLEY_VERSION_OF(PARLEY_VERSION_MAJOR, PARLEY_VERSION_MINOR, PARLEY_VERSION_PATCH)
 
+#include "parley/cluster.h"
 #include "parley/eio.h"
 #include "parley/http.h"
 #include "parley/loop.h"

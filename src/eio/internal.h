@@ -67,6 +67,9 @@ struct eio_server {
     uint64_t due_timer_at; /* when it is set to fire, 0: stopped */
     eio_msg_t *ping, *noop, *close, *pong_probe;
     eio_guard_t *guard; /* per-address limits, NULL when none are set */
+    char group_tag;     /* first character of this server's session ids, or '\0' */
+    eio_foreign_fn foreign;
+    void *foreign_arg;
     bool closing;
 };
 

@@ -194,6 +194,9 @@ static bool route(http_conn_t *hc, http_req_t *req, void *arg) {
     }
     if (has_sid) {
         eio_session_t *s = map_get(&srv->sessions, sid.base, sid.len);
+        if (!s && srv->group_tag && sid.len && sid.base[0] != srv->group_tag &&
+            srv->foreign(hc, req, sid.base[0], srv->foreign_arg))
+            return true;
         if (!s) {
             eio_respond_error(srv, hc, req, EIO_ERR_UNKNOWN_SID);
         } else if (transport == EIO_TRANSPORT_WEBSOCKET) {
@@ -330,6 +333,12 @@ void eio_server_close(eio_server_t *srv) {
     eio_server_flush_hook(srv);
     net_loop_off_flush(srv->nl, eio_server_flush_hook, srv);
     server_free(srv);
+}
+
+void eio_server_set_group(eio_server_t *srv, char tag, eio_foreign_fn foreign, void *arg) {
+    srv->group_tag = tag;
+    srv->foreign = foreign;
+    srv->foreign_arg = arg;
 }
 
 size_t eio_server_session_count(const eio_server_t *srv) {

@@ -18,6 +18,12 @@
 /* Queues m (retained) for the session: one encoded packet shared by any number of
  * sessions. Returns 0, or -EPIPE when the session is closed, -ENOMEM. */
 int eio_session_send(eio_session_t *s, eio_msg_t *m);
+/* One of a group of servers on one port (parley/cluster.h): every session id this server
+ * makes starts with `tag` (a base64url character), and a request with a session id of
+ * another tag is given to foreign(hc, req, tag, arg), which must take it (hand it to its
+ * owner). tag '\0' turns it off. */
+typedef bool (*eio_foreign_fn)(http_conn_t *hc, http_req_t *req, char tag, void *arg);
+void eio_server_set_group(eio_server_t *srv, char tag, eio_foreign_fn foreign, void *arg);
 /* Server-side close with an explicit reason (on_close reports it). */
 void eio_session_close_reason(eio_session_t *s, const char *reason);
 

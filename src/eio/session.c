@@ -109,7 +109,10 @@ eio_session_t *eio_session_create(eio_server_t *srv, eio_transport_t transport,
     s->srv = srv;
     s->transport = (uint8_t)transport;
     s->due_list = -1;
-    if (rand_id(s->sid) || map_put(&srv->sessions, s->sid, strlen(s->sid), s)) {
+    int rc = rand_id(s->sid);
+    if (rc == 0 && srv->group_tag)
+        s->sid[0] = srv->group_tag;
+    if (rc || map_put(&srv->sessions, s->sid, strlen(s->sid), s)) {
         if (guard)
             eio_guard_leave(srv->guard, guard);
         free(s);

@@ -202,7 +202,7 @@ int http_server_new(net_loop_t *nl, const http_server_config_t *cfg, http_server
     srv->nl = nl;
     srv->limits.max_head_size = cfg->max_head_size;
     srv->limits.max_headers = cfg->max_headers;
-    int rc = net_listener_open(nl, cfg->host ? cfg->host : "127.0.0.1", cfg->port,
+    int rc = net_listener_open(nl, cfg->host ? cfg->host : "127.0.0.1", cfg->port, cfg->reuse_port,
                                HTTP_CONN_EXT_SIZE, &http_ops, on_open, srv, &srv->listener);
     if (rc) {
         free(srv);
@@ -230,6 +230,37 @@ int http_server_route(http_server_t *srv, const char *prefix, http_route_fn fn, 
 
 int http_server_port(const http_server_t *srv) {
     return net_listener_port(srv->listener);
+}
+
+int http_server_adopt(http_server_t *srv, int (*take)(uv_tcp_t *tcp, void *arg), void *arg,
+                      uint8_t *data, size_t len) {
+    return net_listener_adopt(srv->listener, take, arg, data, len);
+}
+
+int http_conn_handoff(http_conn_t *hc, const http_req_t *req, buf_t *out, uv_tcp_t **tcp) {
+    PARLEY_ASSERT(hc->state == HC_DISPATCHED);
+    const http_request_t *h = &req->head;
+    int rc = buf_printf(out, "%.*s %.*s HTTP/1.1\r\n", (int)h->method.len, h->method.base,
+                        (int)h->target.len, h->target.base);
+    for (size_t i = 0; rc == 0 && i < h->num_headers; i++) {
+        const http_header_t *f = &h->headers[i];
+        /* The body is re-framed with its decoded length. */
+        if (slice_case_eq(f->name, "content-length") || slice_case_eq(f->name, "transfer-encoding"))
+            continue;
+        rc = buf_printf(out, "%.*s: %.*s\r\n", (int)f->name.len, f->name.base, (int)f->value.len,
+                        f->value.base);
+    }
+    if (rc == 0 && req->body.len)
+        rc = buf_printf(out, "Content-Length: %zu\r\n", req->body.len);
+    if (rc == 0)
+        rc = buf_append(out, "\r\n", 2);
+    if (rc == 0)
+        rc = buf_append(out, req->body.base, req->body.len);
+    if (rc)
+        return rc;
+    hc->state = HC_RESPONDING; /* no answer from here: the other process gives it */
+    *tcp = net_conn_release(http_conn_net(hc));
+    return 0;
 }
 
 net_loop_t *http_server_loop(const http_server_t *srv) {

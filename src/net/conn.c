@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "util/assert.h"
 #include "util/log.h"
@@ -620,6 +622,24 @@ void net_conn_abort(net_conn_t *c) {
     close_now(c);
 }
 
+static ssize_t released_data(net_conn_t *c, uint8_t *data, size_t len) {
+    return (ssize_t)len;
+}
+
+static void released_close(net_conn_t *c) {}
+
+static const net_conn_ops_t released_ops = {released_data, NULL, released_close};
+
+uv_tcp_t *net_conn_release(net_conn_t *c) {
+    PARLEY_ASSERT(!(c->flags & CONN_CLOSED));
+    dl_unlink(c);
+    c->ops = &released_ops;
+    /* Stopping cannot fail on a TCP handle; the data callback drops anything anyway. */
+    if (uv_read_stop((uv_stream_t *)&c->tcp))
+        LOG_DEBUG("net", "read stop failed on a released connection");
+    return &c->tcp;
+}
+
 int net_conn_peer(net_conn_t *c, char *out, size_t size) {
     struct sockaddr_storage ss;
     int len = sizeof ss;
@@ -633,16 +653,13 @@ int net_conn_peer(net_conn_t *c, char *out, size_t size) {
 
 /* ---- listening ---- */
 
-static void on_connection(uv_stream_t *server, int status) {
-    net_listener_t *l = server->data;
-    if (status < 0) {
-        LOG_WARN("net", "accept: %s", uv_strerror(status));
-        return;
-    }
+/* A new connection of listener l whose handle take() fills; NULL when it failed (then
+ * already closed). */
+static net_conn_t *conn_new(net_listener_t *l, int (*take)(uv_tcp_t *tcp, void *arg), void *arg) {
     net_conn_t *c = calloc(1, sizeof *c + l->ext_size);
     if (!c) {
         LOG_ERROR("net", "out of memory accepting a connection");
-        return;
+        return NULL;
     }
     c->nl = l->nl;
     c->ops = l->ops;
@@ -652,7 +669,7 @@ static void on_connection(uv_stream_t *server, int status) {
     int rc = uv_tcp_init(l->nl->loop, &c->tcp);
     if (rc) {
         free(c);
-        return;
+        return NULL;
     }
     c->tcp.data = c;
     l->nl->conn_count++;
@@ -660,18 +677,68 @@ static void on_connection(uv_stream_t *server, int status) {
     if (c->all_next)
         c->all_next->all_prev = c;
     l->nl->all = c;
-    if ((rc = uv_accept(server, (uv_stream_t *)&c->tcp)) ||
+    if ((rc = take(&c->tcp, arg)) ||
         (rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb))) {
-        LOG_WARN("net", "accept: %s", uv_strerror(rc));
+        LOG_LIMITED(LOG_LEVEL_WARN, "net", "accept: %s", uv_strerror(rc));
         c->flags |= CONN_CLOSED;
         uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
-        return;
+        return NULL;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    /* Without Nagle, small answers go out at once; failing to set it costs latency only. */
+    if (uv_tcp_nodelay(&c->tcp, 1))
+        LOG_DEBUG("net", "TCP_NODELAY not set");
     l->on_open(c, l->arg);
+    return c;
 }
 
-int net_listener_open(net_loop_t *nl, const char *host, int port, size_t ext_size,
+static int take_from_listener(uv_tcp_t *tcp, void *arg) {
+    return uv_accept(arg, (uv_stream_t *)tcp);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+    net_listener_t *l = server->data;
+    if (status < 0) {
+        LOG_LIMITED(LOG_LEVEL_WARN, "net", "accept: %s", uv_strerror(status));
+        return;
+    }
+    conn_new(l, take_from_listener, server);
+}
+
+int net_listener_adopt(net_listener_t *l, int (*take)(uv_tcp_t *tcp, void *arg), void *arg,
+                       uint8_t *data, size_t len) {
+    net_conn_t *c = conn_new(l, take, arg);
+    if (!c)
+        return -ECONNABORTED;
+    if (len && !(c->flags & (CONN_CLOSED | CONN_CLOSING))) {
+        size_t used = feed(c, data, len);
+        if (!(c->flags & CONN_CLOSING))
+            keep_rest(c, data + used, len - used);
+    }
+    return 0;
+}
+
+/* SO_REUSEPORT is set on a socket made here and then given to libuv (the libuv of this
+ * system has no flag for it). */
+static int bind_reuse_port(uv_tcp_t *tcp, const struct sockaddr *addr) {
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    int one = 1;
+    socklen_t alen =
+        addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) || bind(fd, addr, alen)) {
+        int rc = uv_translate_sys_error(errno);
+        close(fd);
+        return rc;
+    }
+    int rc = uv_tcp_open(tcp, fd);
+    if (rc)
+        close(fd);
+    return rc;
+}
+
+int net_listener_open(net_loop_t *nl, const char *host, int port, bool reuse_port, size_t ext_size,
                       const net_conn_ops_t *ops, net_open_fn on_open, void *arg,
                       net_listener_t **out) {
     struct sockaddr_storage addr;
@@ -690,7 +757,8 @@ int net_listener_open(net_loop_t *nl, const char *host, int port, size_t ext_siz
         return rc;
     }
     l->tcp.data = l;
-    if ((rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0)) ||
+    if ((rc = reuse_port ? bind_reuse_port(&l->tcp, (struct sockaddr *)&addr)
+                         : uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0)) ||
         (rc = uv_listen((uv_stream_t *)&l->tcp, 4096, on_connection))) {
         net_listener_close(l);
         return rc;

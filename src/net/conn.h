@@ -104,10 +104,18 @@ typedef struct net_listener net_listener_t;
 /* Accepted connections start with `ops` and ext_size bytes of zeroed ext; on_open is
  * called for each. */
 typedef void (*net_open_fn)(net_conn_t *c, void *arg);
-/* Listens on host:port (port 0: ephemeral). Returns 0 or a negative uv error. */
-int net_listener_open(net_loop_t *nl, const char *host, int port, size_t ext_size,
+/* Listens on host:port (port 0: ephemeral). reuse_port: SO_REUSEPORT, so that several
+ * processes listen on the same port and the kernel spreads connections over them.
+ * Returns 0 or a negative uv error. */
+int net_listener_open(net_loop_t *nl, const char *host, int port, bool reuse_port, size_t ext_size,
                       const net_conn_ops_t *ops, net_open_fn on_open, void *arg,
                       net_listener_t **out);
+/* A connection accepted elsewhere (another process handed it over): take(tcp, arg) fills
+ * the initialised handle (uv_accept from an IPC pipe); then it is opened like an accepted
+ * one (ops, on_open) and `data` (what was already read from it, writable) is offered as
+ * its first input. Returns 0 or a negative error (the connection is then closed). */
+int net_listener_adopt(net_listener_t *l, int (*take)(uv_tcp_t *tcp, void *arg), void *arg,
+                       uint8_t *data, size_t len);
 /* The port actually bound. */
 int net_listener_port(const net_listener_t *l);
 /* Stops accepting and frees the listener (asynchronously). */
@@ -149,6 +157,10 @@ void net_conn_set_deadline(net_conn_t *c, uint64_t ms);
 void net_conn_close(net_conn_t *c);
 /* Immediate close; queued output is dropped. */
 void net_conn_abort(net_conn_t *c);
+/* Stops reading and switches to ops that ignore everything, for a connection about to be
+ * handed to another process: its handle (returned) is sent with uv_write2, then the
+ * connection is closed here with net_conn_abort (the other process keeps its copy). */
+uv_tcp_t *net_conn_release(net_conn_t *c);
 
 /* The peer's address as text ("127.0.0.1"), into out (INET6_ADDRSTRLEN bytes). */
 int net_conn_peer(net_conn_t *c, char *out, size_t size);

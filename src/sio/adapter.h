@@ -86,4 +86,14 @@ struct sio_adapter {
  * recovery log). NULL when out of memory. */
 sio_adapter_t *sio_adapter_local_new(sio_nsp_t *nsp);
 
+/* An adapter that wraps `local` (taking it over: its free frees both), or NULL when out
+ * of memory (then local is left as it is). */
+typedef sio_adapter_t *(*sio_adapter_wrap_fn)(sio_nsp_t *nsp, sio_adapter_t *local, void *arg);
+/* Every namespace of io, those that exist and those made later, gets its in-process
+ * adapter wrapped by wrap. Returns 0 or -ENOMEM (some namespaces may be wrapped). */
+int sio_server_wrap_adapters(sio_server_t *io, sio_adapter_wrap_fn wrap, void *arg);
+/* What an adapter that spans processes needs of the server below it. */
+http_server_t *sio_server_http(sio_server_t *io);
+struct eio_server *sio_server_eio(sio_server_t *io);
+
 #endif

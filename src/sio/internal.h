@@ -176,6 +176,8 @@ struct sio_server {
     json_t *empty; /* shared empty object (lean_handshake) */
     sio_matcher_t *matchers;
     size_t nmatchers;
+    sio_adapter_wrap_fn wrap; /* applied to each namespace's in-process adapter */
+    void *wrap_arg;
     sio_client_t *wait_head, *wait_tail;
     uv_timer_t connect_timer;
     uv_timer_t purge_timer;

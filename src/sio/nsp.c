@@ -35,6 +35,16 @@ static sio_nsp_t *nsp_new(sio_server_t *io, const char *name) {
         free(nsp);
         return NULL;
     }
+    if (io->wrap) {
+        sio_adapter_t *wrapped = io->wrap(nsp, nsp->adapter, io->wrap_arg);
+        if (!wrapped) {
+            nsp->adapter->ops->free(nsp->adapter);
+            free(nsp->name);
+            free(nsp);
+            return NULL;
+        }
+        nsp->adapter = wrapped;
+    }
     nsp->io = io;
     if (map_put(&io->nsps, nsp->name, strlen(nsp->name), nsp)) {
         sio_nsp_free(nsp);

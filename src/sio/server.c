@@ -117,6 +117,28 @@ void sio_server_close(sio_server_t *io) {
     uv_close((uv_handle_t *)&io->purge_timer, server_free_cb);
 }
 
+int sio_server_wrap_adapters(sio_server_t *io, sio_adapter_wrap_fn wrap, void *arg) {
+    io->wrap = wrap;
+    io->wrap_arg = arg;
+    map_entry_t *e;
+    for (size_t pos = 0; map_next(&io->nsps, &pos, &e);) {
+        sio_nsp_t *nsp = e->value;
+        sio_adapter_t *wrapped = wrap(nsp, nsp->adapter, arg);
+        if (!wrapped)
+            return -ENOMEM;
+        nsp->adapter = wrapped;
+    }
+    return 0;
+}
+
+http_server_t *sio_server_http(sio_server_t *io) {
+    return io->http;
+}
+
+eio_server_t *sio_server_eio(sio_server_t *io) {
+    return io->eio;
+}
+
 void sio_server_stats(const sio_server_t *io, sio_stats_t *out) {
     memset(out, 0, sizeof *out);
     out->clients = io->nclients;

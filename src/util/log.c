@@ -10,6 +10,12 @@
 #include "parley/parley.h"
 
 log_level_t log_threshold = LOG_LEVEL_INFO;
+static char log_role[16];
+
+void log_set_role(const char *role) {
+    snprintf(log_role, sizeof log_role, "%s%s", role && *role ? role : "",
+             role && *role ? " " : "");
+}
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -53,9 +59,9 @@ void log_write(log_level_t level, const char *tag, const char *fmt, ...) {
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %-5s ",
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s%-5s ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, level_names[level], tag);
+                     ts.tv_nsec / 1000000, level_names[level], log_role, tag);
     va_list ap;
     va_start(ap, fmt);
     if (n > 0 && (size_t)n < sizeof line)

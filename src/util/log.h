@@ -14,6 +14,9 @@ typedef enum { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR 
 
 extern log_level_t log_threshold;
 
+/* A short name of this process in a group (a worker's "w2", the supervisor's "sup"),
+ * written on every line; NULL or "" for none. Set once at start-up. */
+void log_set_role(const char *role);
 /* Parses "debug", "info", "warn" or "error"; returns -1 for anything else. */
 int log_level_parse(const char *name, log_level_t *out);
 void log_write(log_level_t level, const char *tag, const char *fmt, ...)

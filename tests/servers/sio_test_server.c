@@ -15,6 +15,7 @@
 
 #include "eio/server.h"
 #include "net/conn.h"
+#include "parley/cluster.h"
 #include "parley/sio.h"
 #include "util/log.h"
 
@@ -26,7 +27,8 @@ typedef struct {
     http_server_t *http;
     sio_server_t *io;
     uv_signal_t sigint, sigterm;
-    json_t *disconnects; /* [{id, nsp, reason}], newest last */
+    json_t *disconnects;     /* [{id, nsp, reason}], newest last */
+    parley_worker_t *worker; /* with --workers N: this worker */
 } app_t;
 
 static app_t app;
@@ -361,6 +363,9 @@ static bool stats_route(http_conn_t *hc, http_req_t *req, void *arg) {
 static void on_signal(uv_signal_t *sig, int signum) {
     sio_server_close(app.io);
     http_server_close(app.http);
+    if (app.worker)
+        parley_worker_detach(app.worker);
+    app.worker = NULL;
     net_loop_close(app.nl);
     uv_close((uv_handle_t *)&app.sigint, NULL);
     uv_close((uv_handle_t *)&app.sigterm, NULL);
@@ -372,18 +377,17 @@ int main(int argc, char **argv) {
     sio_config_t cfg;
     sio_config_defaults(&cfg);
     static const struct option opts[] = {
-        {"port", 1, 0, 'p'},
-        {"recovery", 0, 0, 'r'},
-        {"max-disconnection", 1, 0, 'm'},
-        {"ping-interval", 1, 0, 'i'},
-        {"ping-timeout", 1, 0, 't'},
-        {"connect-timeout", 1, 0, 'c'},
-        {"log-level", 1, 0, 'l'},
-        {0, 0, 0, 0},
+        {"port", 1, 0, 'p'},          {"recovery", 0, 0, 'r'},     {"max-disconnection", 1, 0, 'm'},
+        {"ping-interval", 1, 0, 'i'}, {"ping-timeout", 1, 0, 't'}, {"connect-timeout", 1, 0, 'c'},
+        {"log-level", 1, 0, 'l'},     {"workers", 1, 0, 'w'},      {0, 0, 0, 0},
     };
     int o;
+    unsigned workers = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
+        case 'w':
+            workers = (unsigned)atoi(optarg);
+            break;
         case 'p':
             hcfg.port = atoi(optarg);
             break;
@@ -410,10 +414,14 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    int rc = parley_cluster_start(argc, argv, workers, hcfg.host, &hcfg.port, &app.worker);
+    if (rc || (workers > 1 && !app.worker))
+        return rc;
+    hcfg.reuse_port = app.worker != NULL;
     app.disconnects = json_array();
     if (uv_loop_init(&app.loop) || !(app.nl = net_loop_new(&app.loop)))
         return 1;
-    int rc = http_server_new(app.nl, &hcfg, &app.http);
+    rc = http_server_new(app.nl, &hcfg, &app.http);
     if (rc) {
         fprintf(stderr, "listen: %s\n", uv_strerror(rc));
         return 1;
@@ -425,15 +433,18 @@ int main(int argc, char **argv) {
     sio_nsp_t *slow = sio_server_of(app.io, "/slow");
     if (setup_nsp(sio_server_of(app.io, "/")) || setup_nsp(admin) || setup_nsp(slow) ||
         sio_nsp_use(admin, admin_auth, NULL) || sio_nsp_use(slow, slow_mw, NULL) ||
-        sio_server_of_match(app.io, match_dyn, setup_dyn, NULL))
+        sio_server_of_match(app.io, match_dyn, setup_dyn, NULL) ||
+        (app.worker && parley_worker_attach(app.worker, &app.loop, app.io)))
         return 1;
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || uv_signal_init(&app.loop, &app.sigint) ||
         uv_signal_init(&app.loop, &app.sigterm) ||
         uv_signal_start(&app.sigint, on_signal, SIGINT) ||
         uv_signal_start(&app.sigterm, on_signal, SIGTERM))
         return 1;
-    printf("listening %s:%d\n", hcfg.host, http_server_port(app.http));
-    fflush(stdout);
+    if (!app.worker) {
+        printf("listening %s:%d\n", hcfg.host, http_server_port(app.http));
+        fflush(stdout);
+    }
     uv_run(&app.loop, UV_RUN_DEFAULT);
     net_loop_free(app.nl);
     json_decref(app.disconnects);

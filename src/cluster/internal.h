@@ -1,0 +1,38 @@
+/* cluster/internal.h — what the cluster files share.
+ *
+ *   supervisor.c  the supervising process: spawns, relays, restarts, stops
+ *   worker.c      a worker's side: its channel, parley_worker_attach, hand-offs
+ *   adapter.c     the cross-worker Socket.IO adapter
+ *   proto.c       the frames they exchange; wire.c their byte format; channel.c the pipes */
+#ifndef PARLEY_CLUSTER_INTERNAL_H
+#define PARLEY_CLUSTER_INTERNAL_H
+
+#include "cluster/channel.h"
+#include "parley/cluster.h"
+#include "sio/adapter.h"
+
+/* Set in a worker's environment by its supervisor: "ID/COUNT/PORT". */
+#define CLUSTER_ENV "PARLEY_WORKER"
+/* The descriptor of a worker's channel to its supervisor. */
+#define CLUSTER_CHANNEL_FD 3
+
+struct parley_worker {
+    unsigned id, count;
+    uv_loop_t *loop;
+    channel_t *ch;
+    sio_server_t *io;
+    bool detaching;
+};
+
+/* The supervisor: runs until its workers are gone; returns main's exit status. *port 0
+ * is replaced by the port chosen for all workers. */
+int cluster_supervise(char **argv, unsigned n, const char *host, int *port);
+
+/* The cross-worker adapter over `local` (adapter.c). */
+sio_adapter_t *cluster_adapter_wrap(sio_nsp_t *nsp, sio_adapter_t *local, void *worker);
+/* A BCAST or ROOMS frame from another worker, applied here. */
+void cluster_adapter_apply(parley_worker_t *w, const uint8_t *frame, size_t size);
+/* The character that starts this worker's session ids. */
+char cluster_worker_tag(unsigned id);
+
+#endif

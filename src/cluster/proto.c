@@ -1,0 +1,174 @@
+/* cluster/proto.c — encoding and decoding the frames of cluster/proto.h. */
+#include "cluster/proto.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int put_target(buf_t *out, const sio_target_t *t) {
+    size_t nrooms = t ? t->nrooms : 0, nexcept = t ? t->nexcept : 0;
+    if (nrooms > PROTO_ROOMS_MAX || nexcept > PROTO_ROOMS_MAX)
+        return -E2BIG;
+    int rc = wire_u32(out, (uint32_t)nrooms);
+    for (size_t i = 0; rc == 0 && i < nrooms; i++)
+        rc = wire_str(out, t->rooms[i]);
+    if (rc == 0)
+        rc = wire_u32(out, (uint32_t)nexcept);
+    for (size_t i = 0; rc == 0 && i < nexcept; i++)
+        rc = wire_str(out, t->except[i]);
+    if (rc == 0)
+        rc = wire_u32(out, t ? t->flags : 0);
+    return rc;
+}
+
+int proto_bcast_encode(buf_t *out, const char *nsp, const sio_bcast_t *b) {
+    size_t start;
+    int rc = wire_begin(out, PROTO_BCAST, &start);
+    if (rc == 0)
+        rc = wire_str(out, nsp);
+    if (rc == 0)
+        rc = wire_str(out, b->event);
+    if (rc == 0)
+        rc = wire_bytes(out, b->args_json, b->args_len);
+    if (rc == 0)
+        rc = wire_u32(out, (uint32_t)b->nbins);
+    for (size_t i = 0; rc == 0 && i < b->nbins; i++)
+        rc = wire_bytes(out, b->bins[i].data, b->bins[i].len);
+    if (rc == 0)
+        rc = put_target(out, &b->to);
+    if (rc == 0)
+        wire_end(out, start);
+    return rc;
+}
+
+int proto_rooms_encode(buf_t *out, const char *nsp, uint8_t op, const sio_target_t *which,
+                       const char *room, bool close) {
+    size_t start;
+    int rc = wire_begin(out, PROTO_ROOMS, &start);
+    if (rc == 0)
+        rc = wire_str(out, nsp);
+    if (rc == 0)
+        rc = wire_u8(out, op);
+    if (rc == 0)
+        rc = put_target(out, which);
+    if (rc == 0)
+        rc = wire_str(out, room);
+    if (rc == 0)
+        rc = wire_u8(out, close);
+    if (rc == 0)
+        wire_end(out, start);
+    return rc;
+}
+
+/* The strings of a frame, gathered before they are copied into one arena. */
+typedef struct {
+    slice_t s[2 * PROTO_ROOMS_MAX + 3];
+    size_t n, bytes;
+} strings_t;
+
+static void take_str(wire_reader_t *r, strings_t *st) {
+    slice_t s = wire_get_bytes(r);
+    if (r->bad)
+        return;
+    if (memchr(s.base, '\0', s.len) || st->n == sizeof st->s / sizeof st->s[0]) {
+        r->bad = true;
+        return;
+    }
+    st->s[st->n++] = s;
+    st->bytes += s.len + 1;
+}
+
+static uint32_t take_count(wire_reader_t *r) {
+    uint32_t n = wire_get_u32(r);
+    if (n > PROTO_ROOMS_MAX)
+        r->bad = true;
+    return r->bad ? 0 : n;
+}
+
+int proto_msg_decode(const uint8_t *frame, size_t size, proto_msg_t *out) {
+    memset(out, 0, sizeof *out);
+    strings_t *st = calloc(1, sizeof *st);
+    if (!st)
+        return -ENOMEM;
+    wire_reader_t r;
+    wire_reader_init(&r, frame, size);
+    uint8_t type = r.type;
+    bool bcast = type == PROTO_BCAST;
+    if (!bcast && type != PROTO_ROOMS)
+        r.bad = true;
+    take_str(&r, st); /* the namespace */
+    slice_t args = SLICE_NULL;
+    uint32_t nbins = 0;
+    slice_t bins[16];
+    if (bcast) {
+        take_str(&r, st); /* the event */
+        args = wire_get_bytes(&r);
+        nbins = wire_get_u32(&r);
+        if (nbins > sizeof bins / sizeof bins[0])
+            r.bad = true;
+        for (uint32_t i = 0; !r.bad && i < nbins; i++)
+            bins[i] = wire_get_bytes(&r);
+    } else {
+        out->op = wire_get_u8(&r);
+    }
+    uint32_t nrooms = take_count(&r);
+    for (uint32_t i = 0; i < nrooms; i++)
+        take_str(&r, st);
+    uint32_t nexcept = take_count(&r);
+    for (uint32_t i = 0; i < nexcept; i++)
+        take_str(&r, st);
+    uint32_t flags = wire_get_u32(&r);
+    if (!bcast) {
+        take_str(&r, st); /* the room */
+        out->close = wire_get_u8(&r) != 0;
+    }
+    int rc = wire_done(&r) ? 0 : -EINVAL;
+    if (rc == 0 && !(out->arena = malloc(st->bytes)))
+        rc = -ENOMEM;
+    if (rc == 0 && !(out->list = calloc(nrooms + nexcept + 1, sizeof *out->list)))
+        rc = -ENOMEM;
+    if (rc == 0 && nbins && !(out->bins = calloc(nbins, sizeof *out->bins)))
+        rc = -ENOMEM;
+    if (rc) {
+        free(st);
+        proto_msg_free(out);
+        return rc;
+    }
+    const char *str[2 * PROTO_ROOMS_MAX + 3];
+    char *p = out->arena;
+    for (size_t i = 0; i < st->n; i++) {
+        memcpy(p, st->s[i].base, st->s[i].len);
+        p[st->s[i].len] = '\0';
+        str[i] = p;
+        p += st->s[i].len + 1;
+    }
+    size_t k = 0;
+    out->nsp = (char *)str[k++];
+    if (bcast) {
+        out->b.event = str[k++];
+        out->b.args_json = args.base;
+        out->b.args_len = args.len;
+        for (uint32_t i = 0; i < nbins; i++)
+            out->bins[i] = (sio_bin_t){(const uint8_t *)bins[i].base, bins[i].len};
+        out->b.bins = out->bins;
+        out->b.nbins = nbins;
+    }
+    for (uint32_t i = 0; i < nrooms + nexcept; i++)
+        out->list[i] = str[k++];
+    out->b.to = (sio_target_t){.rooms = out->list,
+                               .nrooms = nrooms,
+                               .except = out->list + nrooms,
+                               .nexcept = nexcept,
+                               .flags = flags};
+    if (!bcast)
+        out->room = str[k++];
+    free(st);
+    return 0;
+}
+
+void proto_msg_free(proto_msg_t *m) {
+    free(m->arena);
+    free(m->bins);
+    free(m->list);
+    memset(m, 0, sizeof *m);
+}

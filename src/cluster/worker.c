@@ -1,0 +1,207 @@
+/* cluster/worker.c — a worker's side of parley/cluster.h.
+ *
+ * A worker finds its place in the environment its supervisor set (CLUSTER_ENV) and its
+ * channel on descriptor CLUSTER_CHANNEL_FD. Attaching wraps the adapters of its
+ * Socket.IO server, tags its session ids, and takes over requests for other workers'
+ * sessions: the request is written out again (http_conn_handoff) and sent with its
+ * connection, through the supervisor, to the owner, which adopts the connection as if
+ * it had accepted it and reads the request from those bytes. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/internal.h"
+#include "cluster/proto.h"
+#include "eio/server.h"
+#include "http/server.h"
+#include "util/log.h"
+
+/* Session ids start with their worker's character (base64url, so still a valid id). */
+static const char tags[PARLEY_WORKERS_MAX + 1] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef";
+
+char cluster_worker_tag(unsigned id) {
+    return id >= 1 && id <= PARLEY_WORKERS_MAX ? tags[id - 1] : '\0';
+}
+
+static unsigned tag_worker(char tag) {
+    const char *p = tag ? strchr(tags, tag) : NULL;
+    return p ? (unsigned)(p - tags) + 1 : 0;
+}
+
+int parley_cluster_start(int argc, char **argv, unsigned nworkers, const char *host, int *port,
+                         parley_worker_t **worker) {
+    *worker = NULL;
+    const char *role = getenv(CLUSTER_ENV);
+    if (role) {
+        unsigned id, count;
+        int p;
+        if (sscanf(role, "%u/%u/%d", &id, &count, &p) != 3 || id < 1 || id > count ||
+            count > PARLEY_WORKERS_MAX) {
+            LOG_ERROR("cluster", "%s=%s is not ID/COUNT/PORT", CLUSTER_ENV, role);
+            return 1;
+        }
+        parley_worker_t *w = calloc(1, sizeof *w);
+        if (!w)
+            return 1;
+        w->id = id;
+        w->count = count;
+        *port = p;
+        char name[16];
+        snprintf(name, sizeof name, "w%u", id);
+        log_set_role(name);
+        *worker = w;
+        return 0;
+    }
+    if (nworkers <= 1)
+        return 0;
+    if (nworkers > PARLEY_WORKERS_MAX) {
+        LOG_ERROR("cluster", "at most %d workers", PARLEY_WORKERS_MAX);
+        return 1;
+    }
+    log_set_role("sup");
+    return cluster_supervise(argv, nworkers, host, port);
+}
+
+unsigned parley_worker_id(const parley_worker_t *w) {
+    return w->id;
+}
+
+unsigned parley_worker_count(const parley_worker_t *w) {
+    return w->count;
+}
+
+/* ---- hand-offs ---- */
+
+static void handed_off(int status, void *arg) {
+    net_conn_t *c = arg;
+    if (status < 0)
+        LOG_WARN("cluster", "a connection could not be handed on: %s", uv_strerror(status));
+    net_conn_abort(c);
+}
+
+static bool foreign_request(http_conn_t *hc, http_req_t *req, char tag, void *arg) {
+    parley_worker_t *w = arg;
+    unsigned owner = tag_worker(tag);
+    if (!owner || owner > w->count || owner == w->id || !w->ch)
+        return false; /* not a session of the group: eio answers "unknown sid" */
+    buf_t request = {0}, frame = {0};
+    uv_tcp_t *tcp = NULL;
+    size_t start;
+    int rc = http_conn_handoff(hc, req, &request, &tcp);
+    if (rc == 0)
+        rc = wire_begin(&frame, PROTO_HANDOFF | CHANNEL_F_HANDLE, &start);
+    if (rc == 0)
+        rc = wire_u8(&frame, (uint8_t)owner);
+    if (rc == 0)
+        rc = wire_bytes(&frame, request.data, request.len);
+    if (rc == 0) {
+        wire_end(&frame, start);
+        rc = channel_send_handle(w->ch, frame.data, frame.len, tcp, handed_off, http_conn_net(hc));
+    }
+    buf_free(&request);
+    buf_free(&frame);
+    if (rc == 0) {
+        LOG_DEBUG("cluster", "request for worker %u handed on", owner);
+        return true;
+    }
+    LOG_WARN("cluster", "request for worker %u not handed on: %s", owner, strerror(-rc));
+    if (tcp)
+        net_conn_abort(http_conn_net(hc)); /* already released: nobody can answer it */
+    else
+        http_respond_error(hc, 503, "cannot reach the session's worker");
+    return true;
+}
+
+static int take_handed(uv_tcp_t *tcp, void *arg) {
+    return channel_accept(arg, tcp);
+}
+
+static void adopt(parley_worker_t *w, channel_t *ch, const uint8_t *frame, size_t size) {
+    wire_reader_t r;
+    wire_reader_init(&r, frame, size);
+    wire_get_u8(&r);
+    slice_t req = wire_get_bytes(&r);
+    uint8_t *copy = wire_done(&r) ? malloc(req.len ? req.len : 1) : NULL;
+    if (!copy) {
+        /* Take the connection anyway, to close it: it must not stay pending. */
+        uv_tcp_t *orphan = malloc(sizeof *orphan);
+        if (orphan && uv_tcp_init(w->loop, orphan) == 0) {
+            if (channel_accept(ch, orphan))
+                LOG_DEBUG("cluster", "hand-off without its connection");
+            uv_close((uv_handle_t *)orphan, (uv_close_cb)free);
+        } else {
+            free(orphan);
+        }
+        LOG_ERROR("cluster", "malformed or unaffordable hand-off dropped");
+        return;
+    }
+    memcpy(copy, req.base, req.len);
+    if (http_server_adopt(sio_server_http(w->io), take_handed, ch, copy, req.len))
+        LOG_WARN("cluster", "a handed-on connection could not be adopted");
+    free(copy);
+}
+
+static void on_frame(channel_t *ch, const uint8_t *frame, size_t size, void *arg) {
+    parley_worker_t *w = arg;
+    uint8_t type = frame[4];
+    switch (type & ~CHANNEL_F_HANDLE) {
+    case PROTO_BCAST:
+    case PROTO_ROOMS:
+        cluster_adapter_apply(w, frame, size);
+        return;
+    case PROTO_HANDOFF:
+        if (type & CHANNEL_F_HANDLE) {
+            adopt(w, ch, frame, size);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    LOG_ERROR("cluster", "unexpected frame %u from the supervisor", type);
+}
+
+static void on_channel_close(channel_t *ch, void *arg) {
+    parley_worker_t *w = arg;
+    w->ch = NULL;
+    if (w->detaching)
+        return;
+    /* Without its supervisor a worker is alone on a port that others may take over:
+     * it stops as if told to. */
+    LOG_ERROR("cluster", "lost the supervisor: stopping");
+    if (raise(SIGTERM))
+        LOG_ERROR("cluster", "cannot signal myself: %s", strerror(errno));
+}
+
+static const channel_cb_t worker_cb = {on_frame, on_channel_close};
+
+int parley_worker_attach(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io) {
+    w->loop = loop;
+    w->io = io;
+    int rc = channel_open(loop, CLUSTER_CHANNEL_FD, &worker_cb, w, &w->ch);
+    if (rc)
+        return rc;
+    if ((rc = sio_server_wrap_adapters(io, cluster_adapter_wrap, w)))
+        return rc;
+    eio_server_set_group(sio_server_eio(io), cluster_worker_tag(w->id), foreign_request, w);
+    buf_t b = {0};
+    size_t start;
+    rc = wire_begin(&b, PROTO_READY, &start);
+    if (rc == 0)
+        rc = wire_u32(&b, w->id);
+    if (rc == 0) {
+        wire_end(&b, start);
+        rc = channel_send(w->ch, b.data, b.len);
+    }
+    buf_free(&b);
+    return rc;
+}
+
+void parley_worker_detach(parley_worker_t *w) {
+    w->detaching = true;
+    if (w->ch)
+        channel_close(w->ch); /* on_channel_close runs now, while w still exists */
+    free(w);
+}
