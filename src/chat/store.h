@@ -18,10 +18,14 @@
  * not acknowledged may be missing but never duplicated.
  *
  * A commit that fails (disk full, I/O error) reports its error to every callback of its
- * batch, and the store then refuses every later write with that error (history still
- * works): the seq counters already moved past the failed messages, and going on would
- * leave a gap. After a restart the counters come from the database again and the seqs
- * of the failed (never announced) messages are reused.
+ * batch, and to every write queued behind it (their seqs follow the failed ones); none of
+ * them is stored, so none may be announced. The store then rewinds each room's counter to
+ * its last durable seq (the failed seqs, never announced, are reused: no gap) and is
+ * "failing": chat_store_health reports the error and every new write is refused with it
+ * at once (history still works) while the store retries in the background with a small
+ * write of its own, after retry_min_ms, then twice as long each time up to retry_max_ms.
+ * The first retry that commits makes the store healthy again and writes are accepted as
+ * before: once space is freed, writes resume by themselves, without a restart.
  *
  * Visibility: history and after return acknowledged messages only (those whose callback
  * already reported success), so nothing is shown that was not announced; last_seq counts
@@ -79,6 +83,8 @@ typedef struct {
     uint32_t checkpoint_pages; /* SQLite: WAL size in pages (4 KiB) past which the
                                   checkpoint thread copies the WAL into the database;
                                   0 leaves checkpoints to SQLite, on the writer (4000) */
+    uint32_t retry_min_ms;     /* after a failed commit: ms until the first retry (100) */
+    uint32_t retry_max_ms;     /* each failed retry doubles the wait, up to this (5000) */
 } chat_store_config_t;
 
 void chat_store_config_defaults(chat_store_config_t *cfg);
@@ -92,9 +98,11 @@ int chat_store_open_sqlite(uv_loop_t *loop, const char *dir, const chat_store_co
                            chat_store_t **out);
 int chat_store_open_memory(uv_loop_t *loop, const chat_store_config_t *cfg, chat_store_t **out);
 
-/* Called once the message is durable (err 0) or could not be stored (err < 0; then the
- * message must not be announced). Callbacks of one store run in seq order per room and in
- * append order overall; never from inside chat_store_append. msg is borrowed. */
+/* Called once the message is durable (err 0) or could not be stored (err < 0: a failed
+ * commit's error such as -ENOSPC or -EIO, or -ECANCELED; then the message is not in the
+ * store and must not be announced, and its seq will be given to a later message).
+ * Callbacks of one store run in seq order per room and in append order overall; never
+ * from inside chat_store_append. msg is borrowed. */
 typedef void (*chat_store_append_cb)(int err, chat_msg_t *msg, void *arg);
 
 /* Assigns id, seq and timestamp now and returns the message through *out (borrowed: valid
@@ -102,8 +110,8 @@ typedef void (*chat_store_append_cb)(int err, chat_msg_t *msg, void *arg);
  * as the callback reports durability. The strings must be UTF-8 (text may hold NULs: it
  * is text_len bytes). cb may be NULL; out may be NULL. Returns 0 or a negative errno
  * (nothing queued, cb not called): -EINVAL (bad argument or not UTF-8), -EAGAIN
- * (max_pending reached), -ECANCELED (closing), -ENOMEM, or the error of an earlier
- * failed commit. */
+ * (max_pending reached), -ECANCELED (closing), -ENOMEM, or, while the store is failing
+ * (see chat_store_health), the error of the failed commit. */
 int chat_store_append(chat_store_t *st, const char *room_id, const char *user_id,
                       const char *username, const char *text, size_t text_len,
                       chat_store_append_cb cb, void *arg, chat_msg_t **out);
@@ -125,14 +133,31 @@ int chat_store_after(chat_store_t *st, const char *room_id, uint64_t after_seq, 
 /* The last assigned seq of a room (0 when it has none), pending appends included. */
 uint64_t chat_store_last_seq(chat_store_t *st, const char *room_id);
 
-/* Read receipts: user has read these message ids in room (stored with the time of the
- * call; marking again keeps the first time). Queued and committed like appends, in the
- * same order; cb may be NULL. The strings are copied. Returns 0 or a negative errno as
- * append. The memory store acknowledges receipts without keeping them. */
+/* Read receipts: user has read these message ids of room. A receipt is a position, not a
+ * set: the store keeps one read mark per (room, user), the highest seq among the ids that
+ * name a message of that room, with its message id and the time it last moved; marks
+ * never move back (reading up to seq N implies everything before it). Ids that name no
+ * message of the room (unknown, malformed, or another room's) are ignored and never
+ * stored, so receipts cannot grow the database beyond one row per (room, user) whatever
+ * is sent.
+ *
+ * Queued and committed like appends, in the same order; cb (may be NULL) gets 0 when at
+ * least one id named a message of the room (the mark now stands at or above it) or n was
+ * 0, -ENOENT when none did (nothing stored; the caller should say so rather than ok), or
+ * the error of a failed commit (nothing stored). The strings are copied. Returns 0 or a
+ * negative errno as append. The memory store checks the ids against the messages it
+ * keeps, with the same results, and keeps no marks. */
 typedef void (*chat_store_done_cb)(int err, void *arg);
 int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
                          const char *const *message_ids, size_t n, chat_store_done_cb cb,
                          void *arg);
+
+/* Whether the store takes writes: 0, or the negative errno of the commit that failed
+ * (-ENOSPC for a full disk, -EIO, ...) while the store is failing and retrying. *why (may
+ * be NULL) gets a short text for a health report ("ok", or what failed and when the next
+ * retry is), borrowed: valid until the loop next runs a store callback or timer. The
+ * memory store is always healthy. */
+int chat_store_health(chat_store_t *st, const char **why);
 
 /* Flushes what is queued, stops the writer, frees everything; done(arg) runs on the loop
  * once the store is closed (the loop must keep running until then). Every pending append

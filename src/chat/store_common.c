@@ -6,6 +6,13 @@
  * (store_sqlite.c, store_memory.c) only store batches and read old ranges; see
  * store_internal.h for the contract between the two halves.
  *
+ * Health: a failed commit is not forever. The loop rewinds the seq counters to what is
+ * durable, refuses writes with the failure's error, and probes the backend with a small
+ * write of its own on a timer (backoff from retry_min_ms, doubling to retry_max_ms) until
+ * one commits; then writes are accepted again. Refusing, rather than letting writes
+ * through as probes, answers users at once instead of after a doomed fsync and keeps a
+ * full disk from filling the queue.
+ *
  * Not done here on purpose: acknowledged-but-unannounced bookkeeping (the caller
  * broadcasts from the callback) and eviction of idle rooms (a room costs its counters and
  * its window until close). */
@@ -18,6 +25,7 @@
 #include <time.h>
 
 #include "chat/store_internal.h"
+#include "util/assert.h"
 #include "util/log.h"
 #include "util/rand.h"
 #include "util/utf8.h"
@@ -40,6 +48,8 @@ void chat_store_config_defaults(chat_store_config_t *cfg) {
     cfg->max_read = 1000;
     cfg->memory_keep = 0;
     cfg->checkpoint_pages = 4000;
+    cfg->retry_min_ms = 100;
+    cfg->retry_max_ms = 5000;
 }
 
 const char *store_strerror(int err) {
@@ -259,8 +269,34 @@ static int id_init(chat_store_t *st) {
 /* "<16 random hex digits drawn at open>-<counter in hex>": unique across restarts with
  * overwhelming probability (64 random bits per open), and the database's unique index on
  * id turns the improbable collision into a failed commit rather than a duplicate. */
-static size_t id_next(chat_store_t *st, char out[40]) {
-    return (size_t)snprintf(out, 40, "%s-%" PRIx64, st->id_prefix, ++st->id_counter);
+static size_t id_next(chat_store_t *st, char out[STORE_ID_MAX + 1]) {
+    return (size_t)snprintf(out, STORE_ID_MAX + 1, "%s-%" PRIx64, st->id_prefix, ++st->id_counter);
+}
+
+static int hex_digit(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Whether the len bytes at id are an id as id_next makes them (of any open); its counter
+ * in *counter. */
+static bool id_parse(const char *id, size_t len, uint64_t *counter) {
+    if (len < 18 || len > STORE_ID_MAX || id[16] != '-' || id[17] == '0')
+        return false;
+    uint64_t c = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = i == 16 ? 0 : hex_digit(id[i]);
+        if (v < 0)
+            return false;
+        if (i > 16)
+            c = c << 4 | (uint64_t)v;
+    }
+    *counter = c;
+    return true;
+}
+
+bool store_id_counter(const chat_store_t *st, const char *id, uint64_t *counter) {
+    return strncmp(id, st->id_prefix, 16) == 0 &&
+           id_parse(id, strnlen(id, STORE_ID_MAX + 1), counter);
 }
 
 /* ---- ops ---- */
@@ -308,6 +344,7 @@ static void on_flush(uv_prepare_t *h) {
 /* Queues op on the loop-local list (see on_flush). */
 static void op_queue(chat_store_t *st, store_op_t *op) {
     op->next = NULL;
+    op->epoch = st->epoch;
     if (st->local_tail)
         st->local_tail->next = op;
     else
@@ -384,21 +421,108 @@ static void close_step(chat_store_t *st) {
         st->backend->destroy(st);
     uv_close((uv_handle_t *)&st->flush_handle, on_handle_closed);
     uv_close((uv_handle_t *)&st->done_async, on_handle_closed);
+    uv_close((uv_handle_t *)&st->retry_timer, on_handle_closed);
+}
+
+/* ---- health ---- */
+
+static void on_retry(uv_timer_t *h);
+
+/* The text chat_store_health hands out while failing; delay_ms 0: a probe is under way. */
+static void health_text(chat_store_t *st, uint32_t delay_ms) {
+    char when[32] = "retrying";
+    if (delay_ms)
+        snprintf(when, sizeof when, "retry in %" PRIu32 " ms", delay_ms);
+    snprintf(st->health_why, sizeof st->health_why, "commit failed: %s (%s)",
+             store_strerror(st->health), when);
+}
+
+/* The first op of the current epoch that the backend failed. Every op still in flight was
+ * queued in this epoch or an older one, and the backend fails all of them unwritten, so
+ * nothing beyond a room's durable seq will be stored: the counters go back there (the
+ * failed seqs were never announced and are given again, so no gap), a new epoch begins,
+ * and its writes are refused until a probe commits. */
+static void health_fail(chat_store_t *st, int err) {
+    map_entry_t *e;
+    for (size_t i = 0; map_next(&st->rooms, &i, &e);) {
+        store_room_t *r = e->value;
+        r->last_seq = r->durable_seq;
+    }
+    st->epoch++;
+    uint32_t delay = st->retry_ms;
+    st->retry_ms = delay > st->cfg.retry_max_ms / 2 ? st->cfg.retry_max_ms : delay * 2;
+    bool first = st->health == 0;
+    st->health = err;
+    st->failures++;
+    health_text(st, delay);
+    if (first)
+        LOG_ERROR(STORE_TAG,
+                  "%s store: a commit failed (%s): writes refused, retry in %" PRIu32 " ms",
+                  st->backend->name, store_strerror(err), delay);
+    else
+        LOG_WARN(STORE_TAG, "%s store: retry %" PRIu32 " failed (%s), next in %" PRIu32 " ms",
+                 st->backend->name, st->failures - 1, store_strerror(err), delay);
+    if (!st->closing)
+        uv_timer_start(&st->retry_timer, on_retry, delay, 0);
+}
+
+/* A probe (or any op of the current epoch) committed: the store takes writes again. */
+static void health_ok(chat_store_t *st) {
+    LOG_WARN(STORE_TAG, "%s store: writable again after %" PRIu32 " failed commits and retries",
+             st->backend->name, st->failures);
+    st->health = 0;
+    st->failures = 0;
+    snprintf(st->health_why, sizeof st->health_why, "ok");
+}
+
+/* Retry timer: one probe op through the backend, as any write. */
+static void on_retry(uv_timer_t *h) {
+    chat_store_t *st = h->data;
+    if (st->closing || st->health == 0)
+        return;
+    store_op_t *op = op_alloc(st);
+    if (!op) {
+        uv_timer_start(h, on_retry, st->retry_ms, 0);
+        return;
+    }
+    op->kind = STORE_OP_PROBE;
+    op_queue(st, op);
+    health_text(st, 0);
+}
+
+int chat_store_health(chat_store_t *st, const char **why) {
+    if (why)
+        *why = st ? st->health_why : "no store";
+    return st ? st->health : -EINVAL;
 }
 
 static void deliver_one(chat_store_t *st, store_op_t *op) {
-    if (op->err < 0 && st->failed == 0) {
-        st->failed = op->err;
-        LOG_ERROR(STORE_TAG, "%s store failed (%s); refusing every later write", st->backend->name,
-                  store_strerror(op->err));
+    PARLEY_ASSERT(!op->commit_failed || op->err < 0);
+    PARLEY_ASSERT(op->epoch <= st->epoch);
+    if (op->commit_failed) {
+        if (op->epoch == st->epoch)
+            health_fail(st, op->err);
+    } else if (op->epoch == st->epoch) {
+        if (st->health < 0)
+            health_ok(st);
+        else if (op->kind != STORE_OP_PROBE)
+            st->retry_ms = st->cfg.retry_min_ms; /* real writes work: backoff starts over */
     }
-    if (op->kind == STORE_OP_APPEND) {
+    switch (op->kind) {
+    case STORE_OP_APPEND:
         if (op->err == 0)
             window_push(st, op->room, op->msg);
         if (op->append_cb)
             op->append_cb(op->err, op->msg, op->arg);
-    } else if (op->done_cb) {
-        op->done_cb(op->err, op->arg);
+        break;
+    case STORE_OP_MARK_READ:
+        if (op->err == 0 && st->backend->check_receipts)
+            op->err = st->backend->check_receipts(st, op->receipts);
+        if (op->done_cb)
+            op->done_cb(op->err, op->arg);
+        break;
+    case STORE_OP_PROBE:
+        break;
     }
 }
 
@@ -448,6 +572,12 @@ int store_init(chat_store_t *st, uv_loop_t *loop, const chat_store_config_t *cfg
         st->cfg.max_pending = SIZE_MAX;
     if (st->cfg.max_read == 0)
         st->cfg.max_read = SIZE_MAX;
+    if (st->cfg.retry_min_ms == 0)
+        st->cfg.retry_min_ms = 1;
+    if (st->cfg.retry_max_ms < st->cfg.retry_min_ms)
+        st->cfg.retry_max_ms = st->cfg.retry_min_ms;
+    st->retry_ms = st->cfg.retry_min_ms;
+    snprintf(st->health_why, sizeof st->health_why, "ok");
     st->window_limit = window_limit;
     int err = id_init(st);
     if (err)
@@ -472,7 +602,9 @@ int store_start(chat_store_t *st) {
      * be undone without running the loop, which the comment above rules out). */
     uv_prepare_init(st->loop, &st->flush_handle);
     st->flush_handle.data = st;
-    st->handles_open = 2;
+    uv_timer_init(st->loop, &st->retry_timer); /* the same: cannot fail */
+    st->retry_timer.data = st;
+    st->handles_open = 3;
     uv_mutex_lock(&st->mu);
     st->started = true;
     uv_mutex_unlock(&st->mu);
@@ -490,12 +622,12 @@ void store_fini_unopened(chat_store_t *st) {
 /* ---- public functions ---- */
 
 /* Whether the store takes one more write (append, mark_read): 0, -ECANCELED when closing,
- * the error of an earlier failed commit, or -EAGAIN at max_pending. */
+ * the failed commit's error while failing, or -EAGAIN at max_pending. */
 static int write_admit(const chat_store_t *st) {
     if (st->closing)
         return -ECANCELED;
-    if (st->failed)
-        return st->failed;
+    if (st->health)
+        return st->health;
     if (st->in_flight >= st->cfg.max_pending)
         return -EAGAIN;
     return 0;
@@ -515,7 +647,7 @@ int chat_store_append(chat_store_t *st, const char *room_id, const char *user_id
     size_t room_len = strlen(room_id);
     store_room_t *room = store_room_get(st, room_id, room_len);
     uint64_t seq = (room ? room->last_seq : 0) + 1;
-    char id[40];
+    char id[STORE_ID_MAX + 1];
     store_msg_fields_t f = {
         .id = id,
         .id_len = id_next(st, id),
@@ -562,12 +694,20 @@ int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user
     if (admit)
         return admit;
 
-    size_t room_len = strlen(room_id) + 1, user_len = strlen(user_id) + 1;
-    size_t bytes = sizeof(store_receipts_t) + n * sizeof(char *) + room_len + user_len;
+    /* Only strings shaped like ids are kept: the rest can name no message, and dropping
+     * them here spares the backend a lookup each (the SQLite writer's time is everyone's
+     * acks) and the queue their memory. */
+    size_t room_len = strlen(room_id) + 1, user_len = strlen(user_id) + 1, keep = 0;
+    size_t bytes = sizeof(store_receipts_t) + room_len + user_len;
+    uint64_t counter;
     for (size_t i = 0; i < n; i++) {
         if (!message_ids[i])
             return -EINVAL;
-        bytes += strlen(message_ids[i]) + 1;
+        size_t len = strnlen(message_ids[i], STORE_ID_MAX + 1);
+        if (id_parse(message_ids[i], len, &counter)) {
+            bytes += sizeof(char *) + len + 1;
+            keep++;
+        }
     }
     store_receipts_t *rc = malloc(bytes);
     store_op_t *op = rc ? op_alloc(st) : NULL;
@@ -575,13 +715,18 @@ int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user
         free(rc);
         return -ENOMEM;
     }
-    char *p = (char *)&rc->ids[n];
+    char *p = (char *)&rc->ids[keep];
     rc->room_id = put_str(&p, room_id, room_len - 1);
     rc->user_id = put_str(&p, user_id, user_len - 1);
     rc->read_at = time_wall_ms();
-    rc->n = n;
-    for (size_t i = 0; i < n; i++)
-        rc->ids[i] = put_str(&p, message_ids[i], strlen(message_ids[i]));
+    rc->asked = n;
+    rc->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strnlen(message_ids[i], STORE_ID_MAX + 1);
+        if (id_parse(message_ids[i], len, &counter))
+            rc->ids[rc->n++] = put_str(&p, message_ids[i], len);
+    }
+    PARLEY_ASSERT(rc->n == keep);
     op->kind = STORE_OP_MARK_READ;
     op->receipts = rc;
     op->done_cb = cb;
@@ -721,6 +866,7 @@ void chat_store_close(chat_store_t *st, void (*done)(void *arg), void *arg) {
     st->close_done = done;
     st->close_arg = arg;
     uv_prepare_stop(&st->flush_handle);
+    uv_timer_stop(&st->retry_timer);
     flush_local(st);
     close_step(st);
 }

@@ -11,7 +11,13 @@
  * the loop-local list; once per loop iteration (uv_prepare) the list goes to the backend
  * in one piece (backend->submit); the backend returns finished ops in order through
  * store_deliver (any thread), which wakes the loop (uv_async); the loop advances the
- * room's durable seq, pushes the message into the window and calls the callback. */
+ * room's durable seq, pushes the message into the window and calls the callback.
+ *
+ * A failed commit: the backend marks the ops of the failed batch (and every later op of
+ * the same or an older epoch, see store_op_t.epoch) commit_failed; the first such op the
+ * loop delivers rewinds every room's counter to its durable seq, starts a new epoch and
+ * makes the store "failing" (writes refused); a timer then queues STORE_OP_PROBE ops,
+ * with backoff, until one commits. */
 #ifndef PARLEY_CHAT_STORE_INTERNAL_H
 #define PARLEY_CHAT_STORE_INTERNAL_H
 
@@ -24,6 +30,9 @@
 #include "util/map.h"
 
 #define STORE_TAG "chat"
+/* Longest message id: "<16 hex digits>-<counter in hex>" (see store_common.c). Receipts
+ * name messages by id; strings of another shape cannot be ids and are dropped on arrival. */
+#define STORE_ID_MAX 33
 
 /* ---- messages ---- */
 
@@ -58,13 +67,16 @@ typedef struct store_room {
 
 /* ---- operations queued to a backend ---- */
 
-typedef enum { STORE_OP_APPEND, STORE_OP_MARK_READ } store_op_kind_t;
+/* PROBE: the store's own small write after a failed commit (see chat_store_health); the
+ * backend stores something minimal (SQLite: one row) and reports whether it committed. */
+typedef enum { STORE_OP_APPEND, STORE_OP_MARK_READ, STORE_OP_PROBE } store_op_kind_t;
 
-/* Read receipts of one mark_read call, one allocation. */
+/* Read receipts of one mark_read call, one allocation. ids holds only the strings shaped
+ * like message ids (of any open of the store); asked counts all that were given. */
 typedef struct {
     const char *room_id, *user_id;
     int64_t read_at; /* Unix ms */
-    size_t n;
+    size_t asked, n;
     const char *ids[];
 } store_receipts_t;
 
@@ -74,7 +86,11 @@ typedef struct {
 typedef struct store_op {
     struct store_op *next;
     store_op_kind_t kind;
-    int err; /* set by the backend: 0 stored, < 0 not stored */
+    int err;            /* set by the backend: 0 stored, < 0 not stored */
+    bool commit_failed; /* set by the backend: err is the store's failure, not this op's */
+    uint64_t epoch;     /* the store's epoch when queued: once a commit failed, the backend
+                           fails every op of that epoch or older (their seqs may follow the
+                           failed ones) without writing it */
     store_room_t *room;
     chat_msg_t *msg;            /* APPEND: one reference, dropped after the callback */
     store_receipts_t *receipts; /* MARK_READ: owned, freed after the callback */
@@ -111,6 +127,11 @@ typedef struct store_backend {
     void (*stop)(chat_store_t *st);
     /* Frees the backend's resources on the loop after it stopped; may be NULL. */
     void (*destroy)(chat_store_t *st);
+    /* For a backend that keeps no receipts (memory): called on the loop when a MARK_READ op
+     * is delivered without error, when every earlier append is in its room's window;
+     * returns the op's result (0 or -ENOENT, see chat_store_mark_read). NULL: the backend
+     * decided the result itself. */
+    int (*check_receipts)(chat_store_t *st, const store_receipts_t *r);
 } store_backend_t;
 
 struct chat_store {
@@ -129,7 +150,15 @@ struct chat_store {
     size_t free_ops_count;
     size_t in_flight;       /* ops appended and not yet delivered */
     size_t reads_in_flight; /* worker reads not yet finished */
-    int failed;             /* < 0: a commit failed; every later call fails with it */
+    /* Health: 0, or < 0 while failing (a commit failed and no probe has committed since):
+     * writes are refused with it. epoch counts failures (stamped on ops); retry_ms is the
+     * next backoff, back to retry_min_ms once a real write (not a probe) commits. */
+    int health;
+    uint64_t epoch;
+    uint32_t retry_ms;
+    uint32_t failures; /* failed commits and probes since the store was last healthy */
+    char health_why[96];
+    uv_timer_t retry_timer; /* queues the next probe */
     bool closing, stop_requested, stopped, handles_closing;
     int handles_open;
     void (*close_done)(void *arg);
@@ -154,6 +183,11 @@ int store_start(chat_store_t *st);
 /* Undoes store_init (and what open added to the rooms) when open fails before
  * store_start. Frees nothing the backend owns, nor st itself. */
 void store_fini_unopened(chat_store_t *st);
+
+/* The counter of a message id made by this open of the store (its prefix is this open's),
+ * in *counter; false for any other string. Counters grow in append order, so a room's
+ * window (one open, seq order) is sorted by them. */
+bool store_id_counter(const chat_store_t *st, const char *id, uint64_t *counter);
 
 /* Finds a room, or creates it with the given counters. NULL when out of memory. */
 store_room_t *store_room_get(chat_store_t *st, const char *id, size_t id_len);

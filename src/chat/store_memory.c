@@ -6,10 +6,13 @@
  * uv_async path the SQLite writer uses, so they arrive in the same order and at the same
  * point of the loop), and history served from each room's window — which here is the
  * whole history, or the newest cfg.memory_keep messages when that is set. Read receipts
- * are accepted and forgotten (nothing reads them back). Nothing survives close. */
+ * are checked like the SQLite store's (at least one id must name a kept message of the
+ * room, else -ENOENT) and then forgotten: nothing reads them back. It never fails a
+ * commit, so it is always healthy. Nothing survives close. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "chat/store_internal.h"
 #include "util/log.h"
@@ -22,12 +25,48 @@ static void mem_stop(chat_store_t *st) {
     store_backend_stopped(st);
 }
 
+/* Whether room r keeps the message with this id. Ids of this open carry a counter that
+ * grows in append order, and the window holds one open's messages in seq order, so it is
+ * sorted by counter: one binary search, whatever the size of the room. */
+static bool window_has(const chat_store_t *st, const store_room_t *r, const char *id) {
+    uint64_t want;
+    if (!r || r->count == 0 || !store_id_counter(st, id, &want))
+        return false;
+    size_t lo = 0, hi = r->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const chat_msg_t *m = r->ring[(r->head + mid) % r->cap];
+        uint64_t c = 0;
+        if (!store_id_counter(st, m->id, &c))
+            return false; /* not one of ours: cannot happen in the memory store */
+        if (c == want)
+            return strcmp(m->id, id) == 0;
+        if (c < want)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* Delivery of a MARK_READ op: every earlier append is in its window by now. */
+static int mem_check_receipts(chat_store_t *st, const store_receipts_t *r) {
+    if (r->asked == 0)
+        return 0;
+    const store_room_t *room = store_room_get(st, r->room_id, strlen(r->room_id));
+    for (size_t i = 0; i < r->n; i++)
+        if (window_has(st, room, r->ids[i]))
+            return 0;
+    return -ENOENT;
+}
+
 static const store_backend_t mem_backend = {
     .name = "memory",
     .submit = mem_submit,
     .read = NULL,
     .stop = mem_stop,
     .destroy = NULL,
+    .check_receipts = mem_check_receipts,
 };
 
 int chat_store_open_memory(uv_loop_t *loop, const chat_store_config_t *cfg, chat_store_t **out) {

@@ -22,13 +22,22 @@
  * already acknowledged.) With group commit the fsync is paid once per batch, not per
  * message.
  *
- * Failure: a batch that fails is rolled back and every operation in it reports the error;
- * the writer then fails everything that follows without touching the database, and the
- * loop refuses new writes (store_common.c). Continuing would leave a hole in the seq
- * sequence of a room (its counter already moved past the failed messages), so the store
- * stops accepting writes instead; after a restart the counters are reloaded from what
- * the database holds and the unacknowledged seqs are reused. The process keeps running
- * (history still works) and the log says why.
+ * Failure: a batch that fails (disk full, I/O error) is rolled back and every operation in
+ * it reports the error, and so does every operation queued behind it in the same epoch
+ * (store_op_t.epoch): their seqs follow the failed ones, so writing them would leave a
+ * hole in a room's seqs; the writer fails them without touching the database. The loop
+ * (store_common.c) then rewinds the counters to what is durable, refuses new writes at
+ * once, and sends probe ops with backoff, each one row in write_probe in a transaction of
+ * its own; the first probe that commits ends the failure, writes are accepted again and
+ * the failed seqs (never announced) are given again. A failed batch is answered with its
+ * error, never held and retried: the sender learns at once, and nothing is acknowledged
+ * that is not in the file. The process keeps running (history still works), the log says
+ * why and chat_store_health reports it.
+ *
+ * Read receipts are positions: one row per (room, user) in read_marks, moved forward to
+ * the highest seq among the message ids of a mark_read that name a message of the room,
+ * looked up in the same transaction (so an append earlier in the batch counts). Strings
+ * that name no message are never written: receipts cannot grow the file.
  *
  * Only one process may use a directory at a time (an flock on the directory): two writers
  * would assign the same seqs. */
@@ -44,6 +53,7 @@
 
 #include "chat/store_internal.h"
 #include "util/log.h"
+#include "util/time.h"
 
 #define SQ_DB_FILE "parley.db"
 #define SQ_BUSY_TIMEOUT_MS 5000
@@ -92,6 +102,32 @@ static const sq_migration_t sq_migrations[] = {
      "  read_at INTEGER NOT NULL,"
      "  PRIMARY KEY (room_id, user_id, message_id)"
      ") WITHOUT ROWID;"},
+    {2,
+     /* Read receipts become positions (chat_store_mark_read): one row per (room, user)
+      * holding the highest seq read, its message id, and when the mark last moved (Unix
+      * ms). Version 1 kept a row per (room, user, string sent), which any client could
+      * grow without bound with made-up ids. Old rows that name a message of their room
+      * become the mark of their (room, user) (bare columns take the row of MAX(seq));
+      * the rest are dropped. The file keeps its size (the freed pages are reused). */
+     "CREATE TABLE read_marks ("
+     "  room_id TEXT NOT NULL,"
+     "  user_id TEXT NOT NULL,"
+     "  seq INTEGER NOT NULL,"
+     "  message_id TEXT NOT NULL,"
+     "  read_at INTEGER NOT NULL,"
+     "  PRIMARY KEY (room_id, user_id)"
+     ") WITHOUT ROWID;"
+     "INSERT INTO read_marks (room_id, user_id, seq, message_id, read_at)"
+     "  SELECT r.room_id, r.user_id, MAX(m.seq), m.id, r.read_at"
+     "  FROM read_receipts r JOIN messages m ON m.id = r.message_id AND m.room_id = r.room_id"
+     "  GROUP BY r.room_id, r.user_id;"
+     "DROP TABLE read_receipts;"
+     /* What the store writes to find out whether writes work again after a failed commit
+      * (a probe): one row, rewritten. */
+     "CREATE TABLE write_probe ("
+     "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+     "  at INTEGER NOT NULL"
+     ");"},
 };
 
 #define SQ_SCHEMA_VERSION                                                                          \
@@ -100,10 +136,16 @@ static const sq_migration_t sq_migrations[] = {
 static const char SQ_INSERT_MSG[] =
     "INSERT INTO messages (room_id, seq, id, user_id, username, text, ts) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-static const char SQ_UPSERT_RECEIPT[] =
-    "INSERT INTO read_receipts (room_id, user_id, message_id, read_at) VALUES (?1, ?2, ?3, ?4) "
-    "ON CONFLICT (room_id, user_id, message_id) DO UPDATE SET "
-    "read_at = MIN(read_at, excluded.read_at)";
+/* One seek in the unique id index; the room must match too. */
+static const char SQ_FIND_MSG[] = "SELECT seq FROM messages WHERE id = ?1 AND room_id = ?2";
+/* Marks only move forward; when they would not, nothing is written. */
+static const char SQ_UPSERT_MARK[] =
+    "INSERT INTO read_marks (room_id, user_id, seq, message_id, read_at) "
+    "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (room_id, user_id) DO UPDATE SET "
+    "seq = excluded.seq, message_id = excluded.message_id, read_at = excluded.read_at "
+    "WHERE excluded.seq > read_marks.seq";
+static const char SQ_PROBE[] = "INSERT INTO write_probe (id, at) VALUES (1, ?1) "
+                               "ON CONFLICT (id) DO UPDATE SET at = excluded.at";
 static const char SQ_READ_RANGE[] = "SELECT seq, id, user_id, username, text, ts FROM messages "
                                     "WHERE room_id = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq";
 /* The last seq of every room: a skip-scan over the primary key (one seek per room)
@@ -132,11 +174,14 @@ typedef struct {
 
     /* Writer thread. The connection and statements are used only there after open. */
     sqlite3 *db;
-    sqlite3_stmt *begin, *commit, *rollback, *insert_msg, *upsert_receipt;
+    sqlite3_stmt *begin, *commit, *rollback, *insert_msg, *find_msg, *upsert_mark, *probe;
     uv_thread_t writer;
+    /* Writer thread only: ops of an epoch below failed_below are failed with fail_err
+     * without being written (a commit of their epoch failed). */
+    uint64_t failed_below;
+    int fail_err;
     bool writer_started;
-    int writer_failed; /* writer thread only: the first failure, then sticky */
-    uv_mutex_t wmu;    /* guards the queue and the flags below */
+    uv_mutex_t wmu; /* guards the queue and the flags below */
     uv_cond_t wcond;
     store_op_t *q_head, *q_tail;
     bool stopping;
@@ -226,31 +271,74 @@ static int write_msg(sq_store_t *sq, const chat_msg_t *m) {
     return rc == SQLITE_OK ? step_done(s) : rc;
 }
 
-static int write_receipts(sq_store_t *sq, const store_receipts_t *r) {
-    sqlite3_stmt *s = sq->upsert_receipt;
+/* Moves the (room, user) read mark up to the highest seq among the ids that name a
+ * message of the room, and sets op->err: 0, or -ENOENT when ids were given and none did
+ * (then nothing is written). Returns an SQLite code (SQLITE_DONE: fine). */
+static int write_receipts(sq_store_t *sq, store_op_t *op) {
+    const store_receipts_t *r = op->receipts;
+    sqlite3_stmt *s = sq->find_msg;
+    sqlite3_int64 best = 0;
+    size_t best_i = 0;
     for (size_t i = 0; i < r->n; i++) {
-        int rc = sqlite3_bind_text(s, 1, r->room_id, -1, SQLITE_STATIC);
+        int rc = sqlite3_bind_text(s, 1, r->ids[i], -1, SQLITE_STATIC);
         if (rc == SQLITE_OK)
-            rc = sqlite3_bind_text(s, 2, r->user_id, -1, SQLITE_STATIC);
+            rc = sqlite3_bind_text(s, 2, r->room_id, -1, SQLITE_STATIC);
         if (rc == SQLITE_OK)
-            rc = sqlite3_bind_text(s, 3, r->ids[i], -1, SQLITE_STATIC);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_bind_int64(s, 4, r->read_at);
-        if (rc == SQLITE_OK)
-            rc = step_done(s);
+            rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            sqlite3_int64 seq = sqlite3_column_int64(s, 0);
+            if (seq > best) {
+                best = seq;
+                best_i = i;
+            }
+            rc = SQLITE_DONE;
+        }
+        sqlite3_reset(s);
         if (rc != SQLITE_DONE)
             return rc;
     }
-    return SQLITE_DONE;
+    op->err = best > 0 || r->asked == 0 ? 0 : -ENOENT;
+    if (best == 0)
+        return SQLITE_DONE;
+    s = sq->upsert_mark;
+    int rc = sqlite3_bind_text(s, 1, r->room_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(s, 2, r->user_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(s, 3, best);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(s, 4, r->ids[best_i], -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(s, 5, r->read_at);
+    return rc == SQLITE_OK ? step_done(s) : rc;
 }
 
-/* Writes ops head..(end of list) in one transaction. Returns 0 or a negative errno
- * (then nothing of the batch was stored). */
-static int write_batch(sq_store_t *sq, const store_op_t *head) {
+static int write_probe(sq_store_t *sq) {
+    int rc = sqlite3_bind_int64(sq->probe, 1, time_wall_ms());
+    return rc == SQLITE_OK ? step_done(sq->probe) : rc;
+}
+
+/* Writes the ops of head..(end of list) that are not commit_failed already in one
+ * transaction, setting each one's err. Returns 0 or a negative errno (then nothing of
+ * the batch was stored and the errs are to be overwritten). */
+static int write_batch(sq_store_t *sq, store_op_t *head) {
     int rc = step_done(sq->begin);
-    for (const store_op_t *op = head; rc == SQLITE_DONE && op; op = op->next)
-        rc =
-            op->kind == STORE_OP_APPEND ? write_msg(sq, op->msg) : write_receipts(sq, op->receipts);
+    for (store_op_t *op = head; rc == SQLITE_DONE && op; op = op->next) {
+        if (op->commit_failed)
+            continue;
+        op->err = 0;
+        switch (op->kind) {
+        case STORE_OP_APPEND:
+            rc = write_msg(sq, op->msg);
+            break;
+        case STORE_OP_MARK_READ:
+            rc = write_receipts(sq, op);
+            break;
+        case STORE_OP_PROBE:
+            rc = write_probe(sq);
+            break;
+        }
+    }
     if (rc == SQLITE_DONE)
         rc = step_done(sq->commit);
     if (rc == SQLITE_DONE)
@@ -279,8 +367,11 @@ static void close_writer_db(sq_store_t *sq) {
     sqlite3_finalize(sq->commit);
     sqlite3_finalize(sq->rollback);
     sqlite3_finalize(sq->insert_msg);
-    sqlite3_finalize(sq->upsert_receipt);
-    sq->begin = sq->commit = sq->rollback = sq->insert_msg = sq->upsert_receipt = NULL;
+    sqlite3_finalize(sq->find_msg);
+    sqlite3_finalize(sq->upsert_mark);
+    sqlite3_finalize(sq->probe);
+    sq->begin = sq->commit = sq->rollback = sq->insert_msg = NULL;
+    sq->find_msg = sq->upsert_mark = sq->probe = NULL;
     if (sq->db && sqlite3_close(sq->db) != SQLITE_OK)
         LOG_ERROR(STORE_TAG, "sqlite: close: %s", sqlite3_errmsg(sq->db));
     sq->db = NULL;
@@ -316,15 +407,30 @@ static void writer_main(void *arg) {
         tail->next = NULL;
         uv_mutex_unlock(&sq->wmu);
 
-        int err = sq->writer_failed;
-        if (!err) {
-            writer_checkpoint(sq);
-            err = write_batch(sq, head);
+        /* Ops of an epoch whose commit failed are failed unwritten (see "Failure"). */
+        bool write = false;
+        uint64_t last_epoch = 0;
+        for (store_op_t *op = head; op; op = op->next) {
+            op->commit_failed = op->epoch < sq->failed_below;
+            if (op->commit_failed)
+                op->err = sq->fail_err;
+            else
+                write = true;
+            if (op->epoch > last_epoch)
+                last_epoch = op->epoch;
         }
-        if (err) {
-            sq->writer_failed = err;
-            for (store_op_t *op = head; op; op = op->next)
-                op->err = err;
+        if (write) {
+            writer_checkpoint(sq);
+            int err = write_batch(sq, head);
+            if (err) {
+                sq->failed_below = last_epoch + 1;
+                sq->fail_err = err;
+                for (store_op_t *op = head; op; op = op->next) {
+                    if (!op->commit_failed)
+                        op->err = err;
+                    op->commit_failed = true;
+                }
+            }
         }
         store_deliver(&sq->base, head, tail);
         uv_mutex_lock(&sq->wmu);
@@ -698,7 +804,11 @@ static int open_db(sq_store_t *sq) {
     if (rc == SQLITE_OK)
         rc = prepare(sq->db, SQ_INSERT_MSG, &sq->insert_msg);
     if (rc == SQLITE_OK)
-        rc = prepare(sq->db, SQ_UPSERT_RECEIPT, &sq->upsert_receipt);
+        rc = prepare(sq->db, SQ_FIND_MSG, &sq->find_msg);
+    if (rc == SQLITE_OK)
+        rc = prepare(sq->db, SQ_UPSERT_MARK, &sq->upsert_mark);
+    if (rc == SQLITE_OK)
+        rc = prepare(sq->db, SQ_PROBE, &sq->probe);
     if (rc != SQLITE_OK)
         return rc;
 

@@ -7,11 +7,15 @@
  * visible as a callback that arrives after chat_store_history returned), chat_store_after,
  * last_seq, the exact JSON of a message (UTF-8, quotes, backslashes, control characters
  * and NULs), invalid input refused synchronously, max_pending and max_read, batches
- * larger than one wake-up delivers, and close (also from inside a callback) flushing
- * everything pending before done. SQLite only: data, seq counters and windows after a
- * reopen, the schema version, read receipts in the table with their upsert, the
- * directory lock, a schema newer than the build, a failed commit (a conflicting row
- * written behind the store's back) failing its whole batch and every later write, and
+ * larger than one wake-up delivers, close (also from inside a callback) flushing
+ * everything pending before done, and read receipts checked against the room's messages
+ * (-ENOENT when no id names one). SQLite only: data, seq counters and windows after a
+ * reopen, the schema version and the migration of version 1's receipts, read marks (one
+ * row per room and user, only forward), receipts that cannot grow the file whatever ids
+ * are sent (issue 11, defect 4), the directory lock, a schema newer than the build, a
+ * failed commit (a conflicting row written behind the store's back; a real write error
+ * from RLIMIT_FSIZE) failing its batch and what was queued behind it, the health it
+ * reports, the retries that end it and the seqs that go on without a gap (defect 5), and
  * the WAL staying bounded under continuous writes. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,7 +28,10 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -107,8 +114,19 @@ static int setup_memory(void **state) {
     return setup(state, KIND_MEMORY, 5);
 }
 
+/* test_write_error lowers RLIMIT_FSIZE; whatever happens, the next test writes freely. */
+static void fsize_unlimited(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_FSIZE, &rl);
+    }
+}
+
 static int teardown(void **state) {
     fx_t *fx = *state;
+    fsize_unlimited();
+    log_threshold = LOG_LEVEL_WARN;
     if (fx->st)
         close_store(fx);
     assert_int_equal(uv_loop_close(&fx->loop), 0);
@@ -575,6 +593,62 @@ static void test_mark_read_order(void **state) {
     assert_false(off_loop);
 }
 
+/* Each mark_read's result, in call order. */
+static int mark_results[16];
+static size_t nmark_results;
+static void on_mark_result(int err, void *arg) {
+    (void)arg;
+    if (in_store_call)
+        off_loop = true;
+    assert_true(nmark_results < 16);
+    mark_results[nmark_results++] = err;
+}
+
+/* Receipts name messages of their room (issue 11, defect 4): a call succeeds when at
+ * least one id does, and answers -ENOENT (nothing stored) when none does — made-up ids,
+ * too long ones, ids of another room, or of this store's format but no message. A message
+ * appended just before counts. The same answers from both stores. */
+static void test_mark_read_checked(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    nmark_results = 0;
+    fill(fx, "r", 3);
+    fill(fx, "o", 1);
+    char r2[48], o1[48], unknown[48], longer[200];
+    snprintf(r2, sizeof r2, "%s", records[1].id);
+    snprintf(o1, sizeof o1, "%s", records[3].id);
+    snprintf(unknown, sizeof unknown, "%.16s-fffff", records[0].id);
+    memset(longer, 'x', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    static const int expect[] = {-ENOENT, -ENOENT, 0, 0, -ENOENT, -ENOENT, 0, -ENOENT};
+    const char *calls[][2] = {
+        {"bogus", NULL}, {o1, NULL},      {"bogus", r2}, {NULL, NULL},
+        {"", longer},    {unknown, NULL}, {NULL, NULL},  {r2, NULL},
+    };
+    static const size_t counts[] = {1, 1, 2, 0, 2, 1, 1, 1};
+    in_store_call = true;
+    for (size_t i = 0; i < 8; i++) {
+        const char *room = i == 7 ? "o" : "r";
+        if (i == 6) {
+            /* A message appended in the same iteration, not yet acknowledged. */
+            chat_msg_t *m = NULL;
+            assert_int_equal(
+                chat_store_append(fx->st, "r", "u1", "Ann", "new", 3, on_append, NULL, &m), 0);
+            calls[6][0] = m->id;
+        }
+        assert_int_equal(
+            chat_store_mark_read(fx->st, room, "u", calls[i], counts[i], on_mark_result, NULL), 0);
+    }
+    in_store_call = false;
+    assert_int_equal(nmark_results, 0);
+    while (nmark_results < 8)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    for (size_t i = 0; i < 8; i++)
+        if (mark_results[i] != expect[i])
+            fail_msg("call %zu answered %d, not %d", i, mark_results[i], expect[i]);
+    assert_false(off_loop);
+}
+
 static size_t closed_records;
 static void on_closed_count(void *arg) {
     closed_records = nrecords;
@@ -720,15 +794,17 @@ static void test_schema(void **state) {
     fx_t *fx = *state;
     close_store(fx);
     sqlite3 *db = db_open(fx);
-    assert_int_equal(db_int(db, "PRAGMA user_version"), 1);
+    assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
     sqlite3_stmt *s;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
     sqlite3_finalize(s);
     assert_int_equal(db_int(db, "SELECT COUNT(*) FROM sqlite_schema WHERE name IN "
-                                "('messages', 'read_receipts', 'messages_id')"),
-                     3);
+                                "('messages', 'read_marks', 'messages_id', 'write_probe')"),
+                     4);
+    assert_int_equal(db_int(db, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'read_receipts'"),
+                     0);
     /* A database from a newer build is refused, and left alone. */
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
@@ -737,7 +813,7 @@ static void test_schema(void **state) {
     assert_null(fx->st);
     db = db_open(fx);
     assert_int_equal(db_int(db, "PRAGMA user_version"), 99);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(open_store(fx), 0);
     /* A second store on the same directory is refused while the first is open. */
@@ -747,47 +823,250 @@ static void test_schema(void **state) {
     log_threshold = LOG_LEVEL_WARN;
 }
 
-static void test_mark_read_stored(void **state) {
-    fx_t *fx = *state;
-    reset_records();
-    done_calls = done_err = 0;
-    fill(fx, "r", 3);
-    const char *ids[] = {records[0].id, records[1].id, records[2].id};
-    assert_int_equal(chat_store_mark_read(fx->st, "r", "u2", ids, 3, on_done, NULL), 0);
-    while (done_calls < 1)
+/* Reopens the store with quick retries (a failed commit is retried after 5 ms, then 10,
+ * 20, 40 at most), so the failure tests do not wait for the defaults. */
+static void reopen_quick_retries(fx_t *fx) {
+    close_store(fx);
+    fx->cfg.retry_min_ms = 5;
+    fx->cfg.retry_max_ms = 40;
+    assert_int_equal(open_store(fx), 0);
+}
+
+static void on_tick(uv_timer_t *t) {
+    (void)t;
+}
+
+static void on_tick_closed(uv_handle_t *h) {
+    *(bool *)h->data = true;
+}
+
+/* Runs the loop until chat_store_health is 0 (healthy) or not (failing), at most ms. */
+static void wait_health(fx_t *fx, bool healthy, unsigned ms) {
+    uint64_t deadline = uv_hrtime() + (uint64_t)ms * 1000000u;
+    uv_timer_t tick; /* wakes the loop every 10 ms, so the deadline is checked */
+    bool closed = false;
+    tick.data = &closed;
+    assert_int_equal(uv_timer_init(&fx->loop, &tick), 0);
+    assert_int_equal(uv_timer_start(&tick, on_tick, 10, 10), 0);
+    while ((chat_store_health(fx->st, NULL) == 0) != healthy && uv_hrtime() < deadline)
         uv_run(&fx->loop, UV_RUN_ONCE);
-    assert_int_equal(done_err, 0);
+    uv_close((uv_handle_t *)&tick, on_tick_closed);
+    run_until(fx, &closed);
+    const char *why = NULL;
+    int h = chat_store_health(fx->st, &why);
+    if ((h == 0) != healthy)
+        fail_msg("after %u ms the store is still %s (%d: %s)", ms, h ? "failing" : "healthy", h,
+                 why);
+}
+
+/* The store's read marks as "room/user:seq:message_id" lines, sorted. */
+static void marks(const fx_t *fx, char *out, size_t len) {
     sqlite3 *db = db_open(fx);
-    assert_int_equal(db_int(db, "SELECT COUNT(*) FROM read_receipts WHERE room_id = 'r' AND "
-                                "user_id = 'u2'"),
-                     3);
-    /* Marking again is an upsert that keeps the first time. */
-    assert_int_equal(sqlite3_exec(db, "UPDATE read_receipts SET read_at = 5", NULL, NULL, NULL),
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT room_id || '/' || user_id || ':' || seq || ':' || "
+                                        "message_id FROM read_marks ORDER BY 1",
+                                        -1, &s, NULL),
                      SQLITE_OK);
-    assert_int_equal(chat_store_mark_read(fx->st, "r", "u2", ids, 2, on_done, NULL), 0);
-    const char *more[] = {records[0].id};
-    assert_int_equal(chat_store_mark_read(fx->st, "r", "u3", more, 1, on_done, NULL), 0);
-    while (done_calls < 3)
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    assert_int_equal(db_int(db, "SELECT COUNT(*) FROM read_receipts"), 4);
-    assert_int_equal(db_int(db, "SELECT MAX(read_at) FROM read_receipts WHERE user_id = 'u2'"), 5);
-    int64_t now = (int64_t)time(NULL) * 1000;
-    int64_t t = db_int(db, "SELECT read_at FROM read_receipts WHERE user_id = 'u3'");
-    assert_true(t > now - 10000 && t < now + 10000);
-    char sql[160];
-    snprintf(sql, sizeof sql,
-             "SELECT COUNT(*) FROM read_receipts WHERE user_id = 'u3' AND message_id = '%s'",
-             records[0].id);
-    assert_int_equal(db_int(db, sql), 1);
+    size_t used = 0;
+    out[0] = '\0';
+    while (sqlite3_step(s) == SQLITE_ROW)
+        used += (size_t)snprintf(out + used, len - used, "%s\n", sqlite3_column_text(s, 0));
+    assert_true(used < len);
+    sqlite3_finalize(s);
     sqlite3_close(db);
 }
 
-static void test_failed_commit(void **state) {
+static void mark(fx_t *fx, const char *room, const char *user, const char *const *ids, size_t n,
+                 int expect) {
+    done_calls = done_err = 0;
+    assert_int_equal(chat_store_mark_read(fx->st, room, user, ids, n, on_done, NULL), 0);
+    while (done_calls < 1)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(done_err, expect);
+}
+
+static int results_ok, results_enoent, results_other;
+static void on_result(int err, void *arg) {
+    (void)arg;
+    if (err == 0)
+        results_ok++;
+    else if (err == -ENOENT)
+        results_enoent++;
+    else
+        results_other++;
+}
+
+/* A receipt is a position: one row per (room, user) with the highest seq read, moved only
+ * forward, by ids of that room only. */
+static void test_read_marks(void **state) {
     fx_t *fx = *state;
     reset_records();
+    fill(fx, "r", 5);
+    fill(fx, "o", 1);
+    char ids[6][48];
+    for (size_t i = 0; i < 6; i++)
+        snprintf(ids[i], sizeof ids[i], "%s", records[i].id);
+    char want[512], got[512];
+
+    mark(fx, "r", "u2", (const char *[]){ids[2]}, 1, 0);
+    snprintf(want, sizeof want, "r/u2:3:%s\n", ids[2]);
+    marks(fx, got, sizeof got);
+    assert_string_equal(got, want);
+    sqlite3 *db = db_open(fx);
+    int64_t now = (int64_t)time(NULL) * 1000;
+    int64_t t = db_int(db, "SELECT read_at FROM read_marks WHERE user_id = 'u2'");
+    assert_true(t > now - 10000 && t < now + 10000);
+    assert_int_equal(sqlite3_exec(db, "UPDATE read_marks SET read_at = 5", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    /* Never back: an older message is fine (0) and changes nothing, not even the time. */
+    mark(fx, "r", "u2", (const char *[]){ids[0], ids[1]}, 2, 0);
+    marks(fx, got, sizeof got);
+    assert_string_equal(got, want);
+    db = db_open(fx);
+    assert_int_equal(db_int(db, "SELECT read_at FROM read_marks"), 5);
+    sqlite3_close(db);
+
+    /* Forward to the highest id given; unknown ids beside it are ignored. */
+    mark(fx, "r", "u2", (const char *[]){"nope", ids[4], ids[3]}, 3, 0);
+    mark(fx, "r", "u3", (const char *[]){ids[1]}, 1, 0);
+    /* Another room's message is no message of r; r's are none of o's. */
+    mark(fx, "r", "u4", (const char *[]){ids[5]}, 1, -ENOENT);
+    mark(fx, "o", "u2", (const char *[]){ids[4]}, 1, -ENOENT);
+    snprintf(want, sizeof want, "r/u2:5:%s\nr/u3:2:%s\n", ids[4], ids[1]);
+    marks(fx, got, sizeof got);
+    assert_string_equal(got, want);
+}
+
+/* Issue 11, defect 4: markRead stored every string it was given, one row each, so one
+ * user grew the database at 36.7 MB/s. Whatever ids arrive — made up, too long, another
+ * room's, the same valid ones again and again — the file must not grow: afterwards the
+ * tables other than messages hold one row (the one read mark) and the file is as small as
+ * the messages make it. */
+static void test_receipts_bounded(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    fill(fx, "r", 5);
+    fill(fx, "o", 1);
+    char valid[6][48];
+    for (size_t i = 0; i < 6; i++)
+        snprintf(valid[i], sizeof valid[i], "%s", records[i].id);
+    char longer[300];
+    memset(longer, 'z', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+
+    enum { CALLS = 400, IDS = 50 };
+    static char bogus[IDS][40];
+    const char *ids[IDS];
+    results_ok = results_enoent = results_other = 0;
+    for (int c = 0; c < CALLS; c++) {
+        for (int j = 0; j < IDS; j++) {
+            /* Id-shaped (so they are looked up, not dropped on arrival) and all distinct. */
+            snprintf(bogus[j], sizeof bogus[j], "%.16s-%x", valid[0], 0x100000 + c * IDS + j);
+            ids[j] = bogus[j];
+        }
+        ids[0] = longer;
+        ids[1] = valid[5]; /* room o's */
+        if (c % 4 == 0)
+            ids[2] = valid[c % 5]; /* the same few valid ids, again and again */
+        assert_int_equal(chat_store_mark_read(fx->st, "r", "u", ids, IDS, on_result, NULL), 0);
+        if (c % 50 == 49) /* a few commits, not one per call */
+            while (results_ok + results_enoent + results_other < c + 1)
+                uv_run(&fx->loop, UV_RUN_ONCE);
+    }
+    close_store(fx); /* checkpoints the WAL into the file */
+
+    sqlite3 *db = db_open(fx);
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT name FROM sqlite_schema WHERE type = 'table' AND "
+                                        "name NOT IN ('messages', 'sqlite_sequence')",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    int64_t rows = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM \"%s\"", sqlite3_column_text(s, 0));
+        rows += db_int(db, sql);
+    }
+    sqlite3_finalize(s);
+    int64_t pages = db_int(db, "PRAGMA page_count");
+    sqlite3_close(db);
+    if (rows != 1 || pages > 16)
+        fail_msg("after %d markRead calls of %d ids: %lld rows beside the messages, %lld pages",
+                 CALLS, IDS, (long long)rows, (long long)pages);
+    /* The calls with a valid id of the room succeeded, the others said -ENOENT. */
+    assert_int_equal(results_ok, CALLS / 4);
+    assert_int_equal(results_enoent, CALLS - CALLS / 4);
+    assert_int_equal(results_other, 0);
+    assert_int_equal(open_store(fx), 0);
+}
+
+/* A database of schema version 1 (one receipt row per string sent) is migrated: the
+ * receipts that name a message of their room become one mark per (room, user), the rest
+ * are dropped, and the old table goes. */
+static void test_migration_v1(void **state) {
+    fx_t *fx = *state;
+    close_store(fx);
+    rm_dir(fx->dir);
+    assert_int_equal(mkdir(fx->dir, 0700), 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/parley.db", fx->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "PRAGMA journal_mode = WAL;"
+                     "CREATE TABLE messages (room_id TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT "
+                     "NOT NULL, user_id TEXT NOT NULL, username TEXT NOT NULL, text TEXT NOT "
+                     "NULL, ts INTEGER NOT NULL, PRIMARY KEY (room_id, seq));"
+                     "CREATE UNIQUE INDEX messages_id ON messages (id);"
+                     "CREATE TABLE read_receipts (room_id TEXT NOT NULL, user_id TEXT NOT NULL, "
+                     "message_id TEXT NOT NULL, read_at INTEGER NOT NULL, PRIMARY KEY (room_id, "
+                     "user_id, message_id)) WITHOUT ROWID;"
+                     "INSERT INTO messages VALUES ('r', 1, 'm1', 'a', 'A', 'one', 1),"
+                     " ('r', 2, 'm2', 'a', 'A', 'two', 2), ('r', 3, 'm3', 'a', 'A', 'three', 3),"
+                     " ('o', 1, 'o1', 'a', 'A', 'other', 4);"
+                     "INSERT INTO read_receipts VALUES ('r', 'u1', 'm1', 100), ('r', 'u1', 'm3', "
+                     "300), ('r', 'u1', 'm2', 200), ('r', 'u1', 'bogus', 50), ('r', 'u2', 'o1', "
+                     "70), ('r', 'u3', 'nope', 1), ('o', 'u1', 'o1', 9);"
+                     "PRAGMA user_version = 1;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(open_store(fx), 0);
+    assert_int_equal(chat_store_last_seq(fx->st, "r"), 3);
+    char got[256];
+    marks(fx, got, sizeof got);
+    assert_string_equal(got, "o/u1:1:o1\nr/u1:3:m3\n");
+    db = db_open(fx);
+    assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(db_int(db, "SELECT read_at FROM read_marks WHERE room_id = 'r'"), 300);
+    assert_int_equal(db_int(db, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'read_receipts'"),
+                     0);
+    sqlite3_close(db);
+    /* And the migrated store works as a new one. */
+    reset_records();
+    fill(fx, "r", 1);
+    assert_int_equal(records[0].seq, 4);
+    mark(fx, "r", "u1", (const char *[]){records[0].id}, 1, 0);
+}
+
+/* A failed commit (here: a row another connection wrote behind the store's back takes
+ * the seq the store gives next, so the insert breaks the primary key) fails its batch and
+ * what was queued behind it, including a mark_read, and nothing of it is stored. The store
+ * is then failing — it says so, and refuses writes with the error — until a retry
+ * commits; then writes work again, and the failed seqs are given again, without a gap. */
+static void test_failed_commit(void **state) {
+    fx_t *fx = *state;
+    reopen_quick_retries(fx);
+    reset_records();
     fill(fx, "ok", 2);
-    /* Another connection takes seq 1 of room "x" behind the store's back: the store's
-     * counter for x still starts at 1, so its insert violates the primary key. */
+    const char *why = NULL;
+    assert_int_equal(chat_store_health(fx->st, &why), 0);
+    assert_string_equal(why, "ok");
     sqlite3 *db = db_open(fx);
     assert_int_equal(sqlite3_exec(db,
                                   "INSERT INTO messages VALUES ('x', 1, 'intruder', 'u', 'n', "
@@ -796,26 +1075,152 @@ static void test_failed_commit(void **state) {
                      SQLITE_OK);
     sqlite3_close(db);
     log_threshold = LOG_LEVEL_ERROR + 1; /* the failure is logged at error; keep it quiet */
+    done_calls = done_err = 0;
     append(fx, "ok", "in the same batch, before");
     append(fx, "x", "conflict");
     append(fx, "ok", "in the same batch, after");
-    wait_records(fx, 5);
-    for (size_t i = 2; i < 5; i++)
+    const char *ids[] = {records[0].id};
+    assert_int_equal(chat_store_mark_read(fx->st, "ok", "u", ids, 1, on_done, NULL), 0);
+    /* Hand that batch to the writer, then queue more: it may join the failing batch or
+     * follow it, or (if the failure is already known) be refused at once. */
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    size_t expect = 5;
+    for (int i = 0; i < 2; i++) {
+        int rc = chat_store_append(fx->st, "ok", "u1", "Ann", "queued behind", 13, on_append, NULL,
+                                   NULL);
+        if (rc == 0)
+            expect++;
+        else
+            assert_int_equal(rc, -EEXIST);
+    }
+    wait_records(fx, expect);
+    while (done_calls < 1)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    for (size_t i = 2; i < expect; i++)
         assert_int_equal(records[i].err, -EEXIST);
-    /* The store refuses writes from now on; reads still work; nothing of the batch
-     * reached the database or the window. */
+    assert_int_equal(done_err, -EEXIST); /* the receipt was not stored either */
+
+    /* Failing: said so, and writes are refused with the error. */
+    assert_int_equal(chat_store_health(fx->st, &why), -EEXIST);
+    assert_non_null(strstr(why, "commit failed"));
     assert_int_equal(chat_store_append(fx->st, "ok", "u", "n", "x", 1, on_append, NULL, NULL),
                      -EEXIST);
-    const char *ids[] = {"a"};
     assert_int_equal(chat_store_mark_read(fx->st, "ok", "u", ids, 1, NULL, NULL), -EEXIST);
+    assert_int_equal(chat_store_last_seq(fx->st, "ok"), 2); /* rewound to what is durable */
     hist_t h;
     history(fx, &h, "ok", 0, 10);
     expect_range(&h, 1, 2);
+
+    /* The retry (it does not touch room x) commits: writes work again, seqs go on at 3. */
+    wait_health(fx, true, 5000);
+    assert_int_equal(chat_store_health(fx->st, &why), 0);
+    assert_string_equal(why, "ok");
+    size_t n0 = nrecords;
+    chat_msg_t *m = append(fx, "ok", "after the retry");
+    assert_int_equal(m->seq, 3);
+    wait_records(fx, n0 + 1);
+    assert_int_equal(records[n0].err, 0);
+    history(fx, &h, "ok", 0, 10);
+    expect_range(&h, 1, 3);
+    mark(fx, "ok", "u", (const char *[]){records[n0].id}, 1, 0);
+
+    /* Room x still collides: that batch fails again, and the store recovers again. */
+    append(fx, "x", "conflict again");
+    wait_records(fx, n0 + 2);
+    assert_int_equal(records[n0 + 1].err, -EEXIST);
+    wait_health(fx, true, 5000);
     close_store(fx);
     log_threshold = LOG_LEVEL_WARN;
     assert_int_equal(open_store(fx), 0);
-    assert_int_equal(chat_store_last_seq(fx->st, "ok"), 2);
+    assert_int_equal(chat_store_last_seq(fx->st, "ok"), 3);
     assert_int_equal(chat_store_last_seq(fx->st, "x"), 1);
+    db = db_open(fx);
+    assert_int_equal(db_int(db, "SELECT COUNT(*) FROM messages WHERE text LIKE '%batch%' OR "
+                                "text LIKE 'queued%' OR text LIKE 'conflict%'"),
+                     0);
+    sqlite3_close(db);
+}
+
+static long long file_size(const fx_t *fx, const char *name);
+
+/* Issue 11, defect 5, with a real write error: RLIMIT_FSIZE makes the WAL's write() fail
+ * (EFBIG, as ENOSPC does on a full disk) once the file would pass the limit. Every
+ * callback of the batch that hit it reports an error (appends and a mark_read); while
+ * every write fails (the limit below the WAL's end) the store stays failing and refuses
+ * writes however long it retries; once the limit is lifted ("space freed") it recovers
+ * by itself, the next message takes the first failed seq, and after a reopen the file
+ * holds exactly the acknowledged messages. */
+static void test_write_error(void **state) {
+    fx_t *fx = *state;
+    reopen_quick_retries(fx);
+    reset_records();
+    fill(fx, "a", 3);
+    const char *first[] = {records[0].id};
+    mark(fx, "a", "u", first, 1, 0);
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    assert_int_equal(sigaction(SIGXFSZ, &ign, &old), 0); /* write() fails with EFBIG instead */
+    long long wal = file_size(fx, "parley.db-wal");
+    assert_true(wal > 8192);
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rl.rlim_cur = (rlim_t)wal + 65536;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+
+    log_threshold = LOG_LEVEL_ERROR + 1;
+    static char big[8192];
+    memset(big, 'b', sizeof big - 1);
+    done_calls = done_err = 0;
+    for (int i = 0; i < 30; i++) /* 240 KiB in one batch: past the limit */
+        append(fx, "a", big);
+    assert_int_equal(
+        chat_store_mark_read(fx->st, "a", "u", (const char *[]){records[2].id}, 1, on_done, NULL),
+        0);
+    wait_records(fx, 33);
+    while (done_calls < 1)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    for (size_t i = 3; i < 33; i++)
+        if (records[i].err >= 0)
+            fail_msg("message %zu (seq %llu) was acknowledged past the size limit", i,
+                     (unsigned long long)records[i].seq);
+    assert_true(done_err < 0);
+    const char *why = NULL;
+    int err = chat_store_health(fx->st, &why);
+    assert_int_equal(err, records[3].err);
+    assert_non_null(strstr(why, "commit failed"));
+    assert_int_equal(chat_store_append(fx->st, "a", "u", "n", "x", 1, on_append, NULL, NULL), err);
+
+    /* Below the WAL's end every write fails, the store's own retries included. */
+    rl.rlim_cur = 4096;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    uint64_t until = uv_hrtime() + 300 * 1000000ull; /* 5 + 10 + 20 + 40 + ...: 8 retries */
+    while (uv_hrtime() < until) {
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+        assert_true(chat_store_health(fx->st, NULL) < 0);
+        usleep(2000);
+    }
+    assert_int_equal(chat_store_append(fx->st, "a", "u", "n", "x", 1, on_append, NULL, NULL), err);
+
+    /* Space again: the store recovers without help, and seqs go on at 4. */
+    fsize_unlimited();
+    wait_health(fx, true, 5000);
+    log_threshold = LOG_LEVEL_WARN;
+    size_t n0 = nrecords;
+    chat_msg_t *m = append(fx, "a", "after");
+    assert_int_equal(m->seq, 4);
+    wait_records(fx, n0 + 1);
+    assert_int_equal(records[n0].err, 0);
+    mark(fx, "a", "u", (const char *[]){records[n0].id}, 1, 0);
+    sigaction(SIGXFSZ, &old, NULL);
+    close_store(fx);
+
+    sqlite3 *db = db_open(fx);
+    assert_int_equal(db_int(db, "SELECT COUNT(*) FROM messages WHERE room_id = 'a'"), 4);
+    assert_int_equal(db_int(db, "SELECT MAX(seq) FROM messages WHERE room_id = 'a'"), 4);
+    assert_int_equal(db_int(db, "SELECT COUNT(*) FROM messages WHERE length(text) > 100"), 0);
+    assert_int_equal(db_int(db, "SELECT seq FROM read_marks WHERE user_id = 'u'"), 4);
+    sqlite3_close(db);
+    assert_int_equal(open_store(fx), 0);
+    assert_int_equal(chat_store_last_seq(fx->st, "a"), 4);
 }
 
 static long long file_size(const fx_t *fx, const char *name) {
@@ -888,12 +1293,16 @@ int main(void) {
         BOTH(test_rejects),
         BOTH(test_max_pending),
         BOTH(test_mark_read_order),
+        BOTH(test_mark_read_checked),
         BOTH(test_close_flushes),
         BOTH(test_close_from_callback),
         SQLITE(test_reopen),
         SQLITE(test_schema),
-        SQLITE(test_mark_read_stored),
+        SQLITE(test_read_marks),
+        SQLITE(test_receipts_bounded),
+        SQLITE(test_migration_v1),
         SQLITE(test_failed_commit),
+        SQLITE(test_write_error),
         SQLITE(test_wal_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
