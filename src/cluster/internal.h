@@ -8,6 +8,7 @@
 #define PARLEY_CLUSTER_INTERNAL_H
 
 #include "cluster/channel.h"
+#include "cluster/hub.h"
 #include "parley/cluster.h"
 #include "sio/adapter.h"
 
@@ -21,12 +22,15 @@ struct parley_worker {
     uv_loop_t *loop;
     channel_t *ch;
     sio_server_t *io;
+    void (*app_fn)(const uint8_t *frame, size_t size, void *arg); /* cluster/hub.h */
+    void *app_arg;
     bool detaching;
 };
 
 /* The supervisor: runs until its workers are gone; returns main's exit status. *port 0
- * is replaced by the port chosen for all workers. */
-int cluster_supervise(char **argv, unsigned n, const char *host, int *port);
+ * is replaced by the port chosen for all workers. svc: cluster/hub.h (NULL: none). */
+int cluster_supervise(char **argv, unsigned n, const char *host, int *port,
+                      const cluster_service_t *svc, void *svc_arg);
 
 /* The cross-worker adapter over `local` (adapter.c). */
 sio_adapter_t *cluster_adapter_wrap(sio_nsp_t *nsp, sio_adapter_t *local, void *worker);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cluster/channel.h"
+#include "cluster/hub.h"
 #include "cluster/internal.h"
 #include "cluster/proto.h"
 #include "util/log.h"
@@ -27,7 +28,8 @@
 #define BACKOFF_MAX_MS 10000
 #define STABLE_MS 10000
 
-typedef struct supervisor supervisor_t;
+/* The supervisor is the hub its service sees. */
+typedef struct cluster_hub supervisor_t;
 
 typedef struct {
     supervisor_t *sup;
@@ -40,8 +42,10 @@ typedef struct {
     bool running, ready;
 } member_t;
 
-struct supervisor {
+struct cluster_hub {
     uv_loop_t loop;
+    const cluster_service_t *svc;
+    void *svc_arg;
     member_t members[PARLEY_WORKERS_MAX];
     unsigned n, running;
     char **argv;
@@ -50,7 +54,7 @@ struct supervisor {
     int port;
     int port_fd; /* holds the port chosen for port 0 while the workers bind it */
     uv_signal_t sigterm, sigint;
-    bool stopping, announced;
+    bool stopping, announced, svc_stopping;
     int status;
 };
 
@@ -140,14 +144,16 @@ static void on_relay_frame(channel_t *ch, const uint8_t *frame, size_t size, voi
         }
         break;
     default:
+        if (type >= CLUSTER_APP_TYPE && !(type & CHANNEL_F_HANDLE) && sup->svc) {
+            sup->svc->on_frame(sup, m->id, frame, size, sup->svc_arg);
+            return;
+        }
         break;
     }
     LOG_ERROR("cluster", "unexpected frame %u from worker %u", type, m->id);
 }
 
-static void maybe_done(supervisor_t *sup) {
-    if (!sup->stopping || sup->running)
-        return;
+static void close_handles(supervisor_t *sup) {
     for (unsigned i = 0; i < sup->n; i++) {
         member_t *m = &sup->members[i];
         if (m->ch)
@@ -156,6 +162,17 @@ static void maybe_done(supervisor_t *sup) {
     }
     uv_close((uv_handle_t *)&sup->sigterm, NULL);
     uv_close((uv_handle_t *)&sup->sigint, NULL);
+}
+
+/* The service stops after the last worker, so nothing a worker asked of it is cut short. */
+static void maybe_done(supervisor_t *sup) {
+    if (!sup->stopping || sup->running || sup->svc_stopping)
+        return;
+    sup->svc_stopping = true;
+    if (sup->svc)
+        sup->svc->stop(sup, close_handles, sup->svc_arg);
+    else
+        close_handles(sup);
 }
 
 static void restart_due(uv_timer_t *t) {
@@ -201,6 +218,8 @@ static void member_exited(uv_process_t *p, int64_t status, int signal) {
         m->sup->status = 1;
     if (m->ch)
         channel_close(m->ch);
+    if (m->sup->svc)
+        m->sup->svc->on_worker_gone(m->sup, m->id, m->sup->svc_arg);
     uv_close((uv_handle_t *)p, process_closed);
 }
 
@@ -311,10 +330,30 @@ static int choose_port(supervisor_t *sup) {
     return 0;
 }
 
-int cluster_supervise(char **argv, unsigned n, const char *host, int *port) {
+int cluster_hub_send(cluster_hub_t *hub, unsigned to, const void *frame, size_t len) {
+    int rc = 0;
+    for (unsigned i = 0; i < hub->n; i++) {
+        member_t *m = &hub->members[i];
+        if ((to == 0 || to == m->id) && m->ch) {
+            int r = channel_send(m->ch, frame, len);
+            if (r)
+                rc = r;
+        }
+    }
+    return rc;
+}
+
+unsigned cluster_hub_count(const cluster_hub_t *hub) {
+    return hub->n;
+}
+
+int cluster_supervise(char **argv, unsigned n, const char *host, int *port,
+                      const cluster_service_t *svc, void *svc_arg) {
     supervisor_t *sup = calloc(1, sizeof *sup);
     if (!sup)
         return 1;
+    sup->svc = svc;
+    sup->svc_arg = svc_arg;
     sup->n = n;
     sup->argv = argv;
     sup->host = host;
@@ -349,6 +388,8 @@ int cluster_supervise(char **argv, unsigned n, const char *host, int *port) {
         if (uv_timer_init(&sup->loop, &m->restart))
             return 1;
     }
+    if (svc && (rc = svc->start(sup, &sup->loop, svc_arg)))
+        LOG_ERROR("cluster", "the supervisor's service did not start: %s", uv_strerror(rc));
     for (unsigned i = 0; i < n && rc == 0; i++)
         rc = spawn_member(&sup->members[i]);
     if (rc) {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/hub.h"
 #include "cluster/internal.h"
 #include "cluster/proto.h"
 #include "eio/server.h"
@@ -32,6 +33,11 @@ static unsigned tag_worker(char tag) {
 
 int parley_cluster_start(int argc, char **argv, unsigned nworkers, const char *host, int *port,
                          parley_worker_t **worker) {
+    return cluster_start(argc, argv, nworkers, host, port, NULL, NULL, worker);
+}
+
+int cluster_start(int argc, char **argv, unsigned nworkers, const char *host, int *port,
+                  const cluster_service_t *svc, void *arg, parley_worker_t **worker) {
     *worker = NULL;
     const char *role = getenv(CLUSTER_ENV);
     if (role) {
@@ -61,7 +67,7 @@ int parley_cluster_start(int argc, char **argv, unsigned nworkers, const char *h
         return 1;
     }
     log_set_role("sup");
-    return cluster_supervise(argv, nworkers, host, port);
+    return cluster_supervise(argv, nworkers, host, port, svc, arg);
 }
 
 unsigned parley_worker_id(const parley_worker_t *w) {
@@ -158,6 +164,10 @@ static void on_frame(channel_t *ch, const uint8_t *frame, size_t size, void *arg
         }
         break;
     default:
+        if (type >= CLUSTER_APP_TYPE && !(type & CHANNEL_F_HANDLE) && w->app_fn) {
+            w->app_fn(frame, size, w->app_arg);
+            return;
+        }
         break;
     }
     LOG_ERROR("cluster", "unexpected frame %u from the supervisor", type);
@@ -177,10 +187,26 @@ static void on_channel_close(channel_t *ch, void *arg) {
 
 static const channel_cb_t worker_cb = {on_frame, on_channel_close};
 
-int parley_worker_attach(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io) {
+int cluster_worker_connect(parley_worker_t *w, uv_loop_t *loop) {
+    if (w->ch)
+        return 0;
     w->loop = loop;
+    return channel_open(loop, CLUSTER_CHANNEL_FD, &worker_cb, w, &w->ch);
+}
+
+int cluster_worker_send(parley_worker_t *w, const void *frame, size_t len) {
+    return w->ch ? channel_send(w->ch, frame, len) : -EPIPE;
+}
+
+void cluster_worker_on_app(parley_worker_t *w,
+                           void (*fn)(const uint8_t *frame, size_t size, void *arg), void *arg) {
+    w->app_fn = fn;
+    w->app_arg = arg;
+}
+
+int parley_worker_attach(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io) {
     w->io = io;
-    int rc = channel_open(loop, CLUSTER_CHANNEL_FD, &worker_cb, w, &w->ch);
+    int rc = cluster_worker_connect(w, loop);
     if (rc)
         return rc;
     if ((rc = sio_server_wrap_adapters(io, cluster_adapter_wrap, w)))
