@@ -12,6 +12,7 @@
  * prints the defaults from the same values. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include "chat/store.h"
 #include "http/server.h"
 #include "http/static.h"
+#include "parley/loop.h"
 #include "parley/sio.h"
 #include "util/log.h"
 #include "util/rand.h"
@@ -45,6 +47,7 @@ typedef struct {
     const char *host, *jwt_secret, *jwt_alg, *jwt_public_key, *api_key, *data_dir, *store;
     const char *cors_origins, *log_level, *web_root, *client_dir, *room_claim;
     long port, max_text, rate_burst, rate_per_sec, presence_limit, max_body, sse_heartbeat;
+    long event_burst, event_rate, flood_limit, max_rooms, output_limit, send_timeout;
     bool dev_login, recovery;
 } config_t;
 
@@ -55,39 +58,59 @@ typedef struct {
     enum opt_type type;
     size_t offset;
     const char *unset; /* --help: what an unset string option means, or NULL */
+    long min, max;     /* OPT_LONG: the values taken, when max > min (else any) */
 } option_t;
 
 #define O(field) offsetof(config_t, field)
 static const option_t options[] = {
-    {"port", "PARLEY_PORT", "TCP port", OPT_LONG, O(port), NULL},
-    {"host", "PARLEY_HOST", "listen address", OPT_STR, O(host), NULL},
-    {"jwt-secret", "PARLEY_JWT_SECRET", "HS256 secret", OPT_STR, O(jwt_secret), "random per start"},
-    {"jwt-alg", "PARLEY_JWT_ALG", "HS256, RS256 or ES256", OPT_STR, O(jwt_alg), NULL},
+    {"port", "PARLEY_PORT", "TCP port", OPT_LONG, O(port), NULL, 0, 0},
+    {"host", "PARLEY_HOST", "listen address", OPT_STR, O(host), NULL, 0, 0},
+    {"jwt-secret", "PARLEY_JWT_SECRET", "HS256 secret", OPT_STR, O(jwt_secret), "random per start",
+     0, 0},
+    {"jwt-alg", "PARLEY_JWT_ALG", "HS256, RS256 or ES256", OPT_STR, O(jwt_alg), NULL, 0, 0},
     {"jwt-public-key", "PARLEY_JWT_PUBLIC_KEY", "PEM public key file for RS256/ES256", OPT_STR,
-     O(jwt_public_key), NULL},
-    {"api-key", "PARLEY_API_KEY", "key for the HTTP API", OPT_STR, O(api_key), "none"},
-    {"max-body", "PARLEY_MAX_BODY", "HTTP API request body bytes", OPT_LONG, O(max_body), NULL},
+     O(jwt_public_key), NULL, 0, 0},
+    {"api-key", "PARLEY_API_KEY", "key for the HTTP API", OPT_STR, O(api_key), "none", 0, 0},
+    {"max-body", "PARLEY_MAX_BODY", "HTTP API request body bytes", OPT_LONG, O(max_body), NULL, 0,
+     0},
     {"sse-heartbeat", "PARLEY_SSE_HEARTBEAT", "seconds between SSE heartbeat comments", OPT_LONG,
-     O(sse_heartbeat), NULL},
+     O(sse_heartbeat), NULL, 0, 0},
     {"room-claim", "PARLEY_ROOM_CLAIM", "JWT claim listing the rooms a token may use", OPT_STR,
-     O(room_claim), "none"},
-    {"data-dir", "PARLEY_DATA_DIR", "where parley.db lives", OPT_STR, O(data_dir), NULL},
-    {"store", "PARLEY_STORE", "sqlite or memory", OPT_STR, O(store), NULL},
+     O(room_claim), "none", 0, 0},
+    {"data-dir", "PARLEY_DATA_DIR", "where parley.db lives", OPT_STR, O(data_dir), NULL, 0, 0},
+    {"store", "PARLEY_STORE", "sqlite or memory", OPT_STR, O(store), NULL, 0, 0},
     {"cors-origins", "PARLEY_CORS_ORIGINS", "comma-separated allowed origins, * for any", OPT_STR,
-     O(cors_origins), "none"},
-    {"log-level", "PARLEY_LOG_LEVEL", "debug, info, warn or error", OPT_STR, O(log_level), NULL},
-    {"dev-login", "PARLEY_DEV_LOGIN", "enable POST /api/dev/token", OPT_BOOL, O(dev_login), NULL},
-    {"max-text", "PARLEY_MAX_TEXT", "code points per message", OPT_LONG, O(max_text), NULL},
+     O(cors_origins), "none", 0, 0},
+    {"log-level", "PARLEY_LOG_LEVEL", "debug, info, warn or error", OPT_STR, O(log_level), NULL, 0,
+     0},
+    {"dev-login", "PARLEY_DEV_LOGIN", "enable POST /api/dev/token", OPT_BOOL, O(dev_login), NULL, 0,
+     0},
+    {"max-text", "PARLEY_MAX_TEXT", "code points per message", OPT_LONG, O(max_text), NULL, 0, 0},
     {"rate-burst", "PARLEY_RATE_BURST", "messages per connection in a burst", OPT_LONG,
-     O(rate_burst), NULL},
+     O(rate_burst), NULL, 0, 0},
     {"rate-per-sec", "PARLEY_RATE_PER_SEC", "sustained messages per second", OPT_LONG,
-     O(rate_per_sec), NULL},
+     O(rate_per_sec), NULL, 0, 0},
     {"presence-limit", "PARLEY_PRESENCE_LIMIT",
-     "members above which joins/leaves are not announced", OPT_LONG, O(presence_limit), NULL},
-    {"recovery", "PARLEY_RECOVERY", "connection state recovery", OPT_BOOL, O(recovery), NULL},
-    {"web-root", "PARLEY_WEB_ROOT", "directory of the web page", OPT_STR, O(web_root), NULL},
+     "members above which joins/leaves are not announced", OPT_LONG, O(presence_limit), NULL, 0, 0},
+    {"event-burst", "PARLEY_EVENT_BURST", "events per connection in a burst", OPT_LONG,
+     O(event_burst), NULL, 1, 1000000000},
+    {"event-rate", "PARLEY_EVENT_RATE", "sustained events per connection per second", OPT_LONG,
+     O(event_rate), NULL, 1, 1000000000},
+    {"flood-limit", "PARLEY_FLOOD_LIMIT",
+     "refused events within 10 s that disconnect a connection (0: never)", OPT_LONG, O(flood_limit),
+     NULL, 0, 1000000000},
+    {"max-rooms-per-socket", "PARLEY_MAX_ROOMS_PER_SOCKET", "chat rooms one connection may join",
+     OPT_LONG, O(max_rooms), NULL, 1, 1000000000},
+    {"output-limit", "PARLEY_OUTPUT_LIMIT",
+     "bytes queued for a connection before its input is no longer read", OPT_LONG, O(output_limit),
+     NULL, 1, LONG_MAX},
+    {"send-timeout", "PARLEY_SEND_TIMEOUT",
+     "ms queued output may wait without progress before the connection is closed", OPT_LONG,
+     O(send_timeout), NULL, 1, UINT32_MAX < LONG_MAX ? (long)UINT32_MAX : LONG_MAX},
+    {"recovery", "PARLEY_RECOVERY", "connection state recovery", OPT_BOOL, O(recovery), NULL, 0, 0},
+    {"web-root", "PARLEY_WEB_ROOT", "directory of the web page", OPT_STR, O(web_root), NULL, 0, 0},
     {"client-dir", "PARLEY_CLIENT_DIR", "directory of socket.io-client's dist files", OPT_STR,
-     O(client_dir), NULL},
+     O(client_dir), NULL, 0, 0},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -113,6 +136,8 @@ static void config_defaults(config_t *cfg) {
     chat_api_config_defaults(&acfg);
     chat_feed_config_t fcfg;
     chat_feed_config_defaults(&fcfg);
+    net_loop_config_t ncfg;
+    net_loop_config_defaults(&ncfg);
     *cfg = (config_t){
         .host = hcfg.host,
         .port = hcfg.port,
@@ -124,6 +149,12 @@ static void config_defaults(config_t *cfg) {
         .rate_burst = (long)ccfg.rate_burst,
         .rate_per_sec = (long)ccfg.rate_per_sec,
         .presence_limit = (long)ccfg.presence_limit,
+        .event_burst = (long)ccfg.event_burst,
+        .event_rate = (long)ccfg.event_rate,
+        .flood_limit = (long)ccfg.flood_limit,
+        .max_rooms = (long)ccfg.max_rooms,
+        .output_limit = (long)ncfg.output_limit,
+        .send_timeout = (long)ncfg.send_timeout,
         .max_body = (long)acfg.max_body,
         .sse_heartbeat = (long)(fcfg.heartbeat_ms / 1000),
         .recovery = true, /* off in socket.io and sio_config_defaults; the chat wants it */
@@ -174,6 +205,8 @@ static int set_option(config_t *cfg, const option_t *o, const char *value) {
     case OPT_LONG:
         errno = 0;
         *(long *)field = strtol(value, &end, 10);
+        if (o->max > o->min && (*(long *)field < o->min || *(long *)field > o->max))
+            return -1;
         return errno || *end || end == value ? -1 : 0;
     case OPT_BOOL:
         *(bool *)field = !value || strcmp(value, "1") == 0 || strcmp(value, "true") == 0 ||
@@ -258,12 +291,14 @@ static bool dev_token_route(http_conn_t *hc, http_req_t *req, void *arg) {
         return true;
     }
     json_t *body = json_loadb(req->body.base, req->body.len, 0, NULL);
-    const char *name = json_string_value(json_object_get(body, "name"));
-    size_t len = name ? strlen(name) : 0;
-    if (len == 0 || len > CHAT_USERNAME_MAX) {
+    json_t *nv = json_object_get(body, "name");
+    const char *name = json_string_value(nv);
+    if (!chat_id_valid(name, name ? json_string_length(nv) : 0, CHAT_USERNAME_MAX)) {
         json_decref(body);
-        char msg[64];
-        snprintf(msg, sizeof msg, "name: a string of 1 to %d bytes", CHAT_USERNAME_MAX);
+        char msg[96];
+        snprintf(msg, sizeof msg,
+                 "name: a string of 1 to %d bytes, no control or format characters",
+                 CHAT_USERNAME_MAX);
         chat_api_respond_error(hc, 400, NULL, "invalid_payload", msg);
         return true;
     }
@@ -288,19 +323,38 @@ static bool dev_token_route(http_conn_t *hc, http_req_t *req, void *arg) {
     return true;
 }
 
+/* GET or HEAD /healthz → {status, clients, sockets, sseStreams, longPolls}; 503 while
+ * draining. Anything else is refused before any work: other methods 405, and a request
+ * with a body 413 (the connection is then closed, since the body may not have been read:
+ * over the server's own limit it never is). */
 static bool health_route(http_conn_t *hc, http_req_t *req, void *arg) {
     app_t *app = arg;
     if (!slice_eq(req->head.path, "/healthz"))
         return false;
+    if (!slice_eq(req->head.method, "GET") && !slice_eq(req->head.method, "HEAD")) {
+        chat_api_respond_error(hc, 405, "Allow: GET, HEAD\r\n", "method_not_allowed",
+                               "/healthz answers GET and HEAD");
+        return true;
+    }
+    if (req->head.content_length > 0 || req->head.chunked || req->body_too_large) {
+        http_conn_set_close(hc);
+        chat_api_respond_error(hc, 413, NULL, "too_large", "/healthz takes no body");
+        return true;
+    }
     sio_stats_t st;
     sio_server_stats(app->io, &st);
     size_t streams, polls;
     chat_feed_counts(app->feed, &streams, &polls);
-    chat_api_respond_json(
-        hc, app->stopping ? 503 : 200, NULL,
-        json_pack("{s:s,s:I,s:I,s:I,s:I}", "status", app->stopping ? "draining" : "ok", "clients",
-                  (json_int_t)st.clients, "sockets", (json_int_t)st.sockets, "sseStreams",
-                  (json_int_t)streams, "longPolls", (json_int_t)polls));
+    const char *store_why;
+    int store_err = chat_store_health(app->store, &store_why);
+    chat_api_respond_json(hc, app->stopping || store_err ? 503 : 200, NULL,
+                          json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "status",
+                                    app->stopping ? "draining"
+                                    : store_err   ? "degraded"
+                                                  : "ok",
+                                    "store", store_why, "clients", (json_int_t)st.clients,
+                                    "sockets", (json_int_t)st.sockets, "sseStreams",
+                                    (json_int_t)streams, "longPolls", (json_int_t)polls));
     return true;
 }
 
@@ -314,6 +368,19 @@ static bool client_route(http_conn_t *hc, http_req_t *req, void *arg) {
         return false;
     return http_static_serve(app->client, hc, req, p.base + 10, p.len - 10);
 }
+
+/* The page's security headers, for every file under the web root (docs/HTTP-API.md).
+ * The page is ES modules and one stylesheet from its own origin, with no inline script
+ * or style, so it needs nothing else: no framing (clickjacking), no <base> rewriting, no
+ * plugins, no other origins to connect to ('self' covers ws: and wss: to the same host,
+ * CSP level 3), no sniffing, no Referer leaking room names to other sites. */
+#define PAGE_SECURITY_HEADERS                                                                      \
+    "Content-Security-Policy: default-src 'self'; script-src 'self'; style-src 'self'; "           \
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "               \
+    "frame-ancestors 'none'; form-action 'self'\r\n"                                               \
+    "X-Content-Type-Options: nosniff\r\n"                                                          \
+    "X-Frame-Options: DENY\r\n"                                                                    \
+    "Referrer-Policy: no-referrer\r\n"
 
 static bool web_route(http_conn_t *hc, http_req_t *req, void *arg) {
     app_t *app = arg;
@@ -456,8 +523,10 @@ static int start(app_t *app) {
     iocfg.recovery = c->recovery;
     iocfg.lean_handshake = true; /* the chat reads only auth.token, in its middleware */
     /* Recovered connections show their token again: the middleware checks it and makes
-     * the connection's state (nothing of the user is kept in socket.data). */
+     * the connection's state; then the chat allows the restore only to the session's own
+     * user (socket.data keeps who that is), never to whoever knows its pid. */
     iocfg.recovery_skip_middlewares = false;
+    iocfg.recovery_allow = chat_service_recovery_allow;
     iocfg.cors_origins = (const char *const *)app->origins;
     iocfg.cors_origin_count = app->norigins;
     chat_config_t ccfg;
@@ -466,13 +535,26 @@ static int start(app_t *app) {
     ccfg.rate_burst = (double)c->rate_burst;
     ccfg.rate_per_sec = (double)c->rate_per_sec;
     ccfg.presence_limit = (size_t)c->presence_limit;
+    ccfg.event_burst = (double)c->event_burst;
+    ccfg.event_rate = (double)c->event_rate;
+    ccfg.flood_limit = (size_t)c->flood_limit;
+    ccfg.max_rooms = (size_t)c->max_rooms;
+    ccfg.recovery = c->recovery;
+    net_loop_config_t ncfg;
+    net_loop_config_defaults(&ncfg);
+    ncfg.output_limit = (size_t)c->output_limit;
+    ncfg.send_timeout = (uint32_t)c->send_timeout;
     chat_feed_config_t fcfg;
     chat_feed_config_defaults(&fcfg);
     if (c->sse_heartbeat > 0)
         fcfg.heartbeat_ms =
             c->sse_heartbeat < UINT32_MAX / 1000 ? (uint32_t)c->sse_heartbeat * 1000 : UINT32_MAX;
 
-    int rc;
+    int rc = net_loop_configure(app->nl, &ncfg);
+    if (rc) {
+        LOG_ERROR("main", "--output-limit / --send-timeout: %s", strerror(-rc));
+        return -1;
+    }
     if (strcmp(c->store, "memory") == 0) {
         rc = chat_store_open_memory(&app->loop, &scfg, &app->store);
     } else if (strcmp(c->store, "sqlite") == 0) {
@@ -499,7 +581,9 @@ static int start(app_t *app) {
         LOG_WARN("main", "client dir %s is not a directory: the client bundle will answer 404",
                  c->client_dir);
     if (!(app->web = http_static_new(c->web_root)) ||
-        !(app->client = http_static_new(c->client_dir))) {
+        http_static_set_headers(app->web, PAGE_SECURITY_HEADERS) ||
+        !(app->client = http_static_new(c->client_dir)) ||
+        http_static_set_headers(app->client, "X-Content-Type-Options: nosniff\r\n")) {
         LOG_ERROR("main", "static files: out of memory");
         return -1;
     }

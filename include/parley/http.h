@@ -110,6 +110,10 @@ typedef struct http_static http_static_t;
 http_static_t *http_static_new(const char *root);
 /* Only once no response of it is being written (after http_server_close). */
 void http_static_free(http_static_t *st);
+/* Header lines ("Name: value\r\n" each, copied; NULL or "" for none; under 1 KiB) added
+ * to every answer of st (200, 304, 405), e.g. a page's security headers. Returns 0,
+ * -EINVAL (too long) or -ENOMEM. */
+int http_static_set_headers(http_static_t *st, const char *lines);
 /* Answers req with the file at path[0..len) relative to the root ("/" means
  * "/index.html"). Returns true when it answered (200, 304, 404 or 405), false when the
  * path names no file under the root (so another route may try). */

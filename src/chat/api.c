@@ -232,7 +232,8 @@ static json_t *json_body(call_t *c) {
     return o;
 }
 
-/* An optional string field of 1..max printable bytes; false (answered) when malformed. */
+/* An optional string field (an id or name: chat_id_valid, 1..max bytes); false (answered)
+ * when malformed. */
 static bool opt_string(call_t *c, json_t *o, const char *name, size_t max, const char **out) {
     json_t *v = json_object_get(o, name);
     *out = NULL;
@@ -241,7 +242,7 @@ static bool opt_string(call_t *c, json_t *o, const char *name, size_t max, const
     const char *s = json_string_value(v);
     if (!chat_id_valid(s, s ? json_string_length(v) : 0, max)) {
         char msg[96];
-        snprintf(msg, sizeof msg, "%s: a string of 1 to %zu printable bytes", name, max);
+        snprintf(msg, sizeof msg, "%s: 1 to %zu bytes, no control or format characters", name, max);
         fail(c, 400, "invalid_payload", msg);
         return false;
     }
@@ -548,7 +549,8 @@ static bool api_route(http_conn_t *hc, http_req_t *req, void *arg) {
         int rc = chat_service_check_room(api->svc, c.room, c.room_len);
         if (rc == -EINVAL) {
             fail(&c, 400, "invalid_payload",
-                 "room id: 1 to " STR(CHAT_ROOM_ID_MAX) " bytes of printable UTF-8");
+                 "room id: 1 to " STR(
+                     CHAT_ROOM_ID_MAX) " bytes of UTF-8, no control or format characters");
             return true;
         }
         if (rc == -ENOENT) {

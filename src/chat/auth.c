@@ -1,4 +1,8 @@
-/* chat/auth.c — JWT verification and development tokens on libjwt (see auth.h). */
+/* chat/auth.c — JWT verification and development tokens on libjwt (see auth.h).
+ *
+ * libjwt checks the signature; everything the claims say is checked here, on the claims
+ * as one JSON object (chat_auth_check_claims), so that a claim of the wrong type is a
+ * refusal rather than "absent" (libjwt's jwt_get_grant_int reports both the same way). */
 #include "chat/auth.h"
 
 #include <errno.h>
@@ -69,35 +73,130 @@ bool chat_auth_room_allowed(const chat_auth_t *a, const json_t *rooms, const cha
     return false;
 }
 
-/* The room claim's value as JSON (an array), or NULL when absent or not an array. */
-static json_t *room_claim_of(const chat_auth_t *a, jwt_t *jwt) {
-    char *text = jwt_get_grants_json(jwt, a->room_claim);
-    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
-    free(text);
-    if (v && !json_is_array(v)) {
-        json_decref(v);
-        return NULL;
+/* ---- ids and names ---- */
+
+/* Unicode's format characters (general category Cf, Unicode 15), sorted, as inclusive
+ * ranges. They draw nothing, or change how the text around them is drawn (bidi
+ * overrides), so two ids that differ only by them would look the same. */
+static const struct {
+    uint32_t lo, hi;
+} format_chars[] = {
+    {0x00AD, 0x00AD},   {0x0600, 0x0605},   {0x061C, 0x061C},   {0x06DD, 0x06DD},
+    {0x070F, 0x070F},   {0x0890, 0x0891},   {0x08E2, 0x08E2},   {0x180E, 0x180E},
+    {0x200B, 0x200F},   {0x202A, 0x202E},   {0x2060, 0x2064},   {0x2066, 0x206F},
+    {0xFEFF, 0xFEFF},   {0xFFF9, 0xFFFB},   {0x110BD, 0x110BD}, {0x110CD, 0x110CD},
+    {0x13430, 0x1343F}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A}, {0xE0001, 0xE0001},
+    {0xE0020, 0xE007F},
+};
+
+bool chat_codepoint_hidden(uint32_t cp) {
+    if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) /* Cc */
+        return true;
+    if (cp == 0x2028 || cp == 0x2029) /* Zl, Zp: line breaks in disguise */
+        return true;
+    size_t lo = 0, hi = sizeof format_chars / sizeof format_chars[0];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp < format_chars[mid].lo)
+            hi = mid;
+        else if (cp > format_chars[mid].hi)
+            lo = mid + 1;
+        else
+            return true;
     }
-    return v;
+    return false;
+}
+
+/* The code point at p (valid UTF-8, so the lead byte says the length); *n its bytes. */
+static uint32_t utf8_decode_valid(const uint8_t *p, size_t *n) {
+    if (p[0] < 0x80) {
+        *n = 1;
+        return p[0];
+    }
+    if (p[0] < 0xE0) {
+        *n = 2;
+        return (uint32_t)(p[0] & 0x1F) << 6 | (p[1] & 0x3F);
+    }
+    if (p[0] < 0xF0) {
+        *n = 3;
+        return (uint32_t)(p[0] & 0x0F) << 12 | (uint32_t)(p[1] & 0x3F) << 6 | (p[2] & 0x3F);
+    }
+    *n = 4;
+    return (uint32_t)(p[0] & 0x07) << 18 | (uint32_t)(p[1] & 0x3F) << 12 |
+           (uint32_t)(p[2] & 0x3F) << 6 | (p[3] & 0x3F);
 }
 
 bool chat_id_valid(const char *s, size_t len, size_t max) {
-    if (!s || len == 0 || len > max || memchr(s, '\0', len) ||
-        !utf8_is_valid((const uint8_t *)s, len))
+    const uint8_t *p = (const uint8_t *)s;
+    if (!s || len == 0 || len > max || !utf8_is_valid(p, len))
         return false;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+    for (size_t i = 0, n; i < len; i += n) /* NUL is a Cc: refused here too */
+        if (chat_codepoint_hidden(utf8_decode_valid(p + i, &n)))
             return false;
     return true;
 }
 
-/* A claim that must be a printable UTF-8 string of at most max bytes. */
-static bool copy_claim(const char *v, char *out, size_t max) {
-    size_t n = v ? strlen(v) : 0;
-    if (!chat_id_valid(v, n, max))
+/* ---- claims ---- */
+
+/* A claim that must be a valid id or name of at most max bytes (chat_id_valid). */
+static bool copy_claim(const json_t *v, char *out, size_t max) {
+    const char *s = json_string_value(v);
+    size_t n = s ? json_string_length(v) : 0;
+    if (!s || !chat_id_valid(s, n, max))
         return false;
-    memcpy(out, v, n + 1);
+    memcpy(out, s, n);
+    out[n] = '\0';
     return true;
+}
+
+/* A NumericDate claim: true when absent (*present false) or an integer from 0 to
+ * CHAT_AUTH_TIME_MAX (*t); false for anything else (a real, a string, out of range). */
+static bool time_claim(const json_t *claims, const char *name, bool *present, int64_t *t) {
+    const json_t *v = json_object_get(claims, name);
+    *present = v != NULL;
+    if (!v)
+        return true;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > CHAT_AUTH_TIME_MAX) {
+        LOG_DEBUG("auth", "token refused: %s is not a date in whole seconds", name);
+        return false;
+    }
+    *t = json_integer_value(v);
+    return true;
+}
+
+int chat_auth_check_claims(const chat_auth_t *a, const json_t *claims, long now_s,
+                           chat_user_t *user, json_t **rooms) {
+    if (rooms)
+        *rooms = NULL;
+    if (!json_is_object(claims) ||
+        !copy_claim(json_object_get(claims, "sub"), user->user_id, CHAT_USER_ID_MAX)) {
+        LOG_DEBUG("auth", "token without a usable sub");
+        return -1;
+    }
+    if (!copy_claim(json_object_get(claims, "name"), user->username, CHAT_USERNAME_MAX))
+        memcpy(user->username, user->user_id, strlen(user->user_id) + 1);
+    bool has_exp, has_nbf, has_iat;
+    int64_t exp = 0, nbf = 0, iat = 0;
+    if (!time_claim(claims, "exp", &has_exp, &exp) || !time_claim(claims, "nbf", &has_nbf, &nbf) ||
+        !time_claim(claims, "iat", &has_iat, &iat))
+        return -1;
+    /* The clock is clamped into the claims' range, so now ± leeway cannot overflow
+     * whatever the caller passes; the claims are never added to. */
+    int64_t now = now_s < 0 ? 0 : (int64_t)now_s > CHAT_AUTH_TIME_MAX ? CHAT_AUTH_TIME_MAX : now_s;
+    if (has_exp && exp < now - CHAT_AUTH_LEEWAY_S) {
+        LOG_DEBUG("auth", "token expired");
+        return -1;
+    }
+    if (has_nbf && nbf > now + CHAT_AUTH_LEEWAY_S) {
+        LOG_DEBUG("auth", "token not valid yet");
+        return -1;
+    }
+    if (rooms && a->room_claim) {
+        json_t *v = json_object_get(claims, a->room_claim);
+        *rooms = json_is_array(v) ? json_incref(v) : NULL;
+    }
+    return 0;
 }
 
 int chat_auth_verify(const chat_auth_t *a, const char *token, long now_s, chat_user_t *user,
@@ -116,33 +215,22 @@ int chat_auth_verify(const chat_auth_t *a, const char *token, long now_s, chat_u
         return -1;
     }
     int result = -1;
+    char *text = NULL;
+    json_t *claims = NULL;
     if (jwt_get_alg(jwt) != a->alg) {
         LOG_DEBUG("auth", "token algorithm %s refused", jwt_alg_str(jwt_get_alg(jwt)));
         goto done;
     }
-    if (!copy_claim(jwt_get_grant(jwt, "sub"), user->user_id, CHAT_USER_ID_MAX)) {
-        LOG_DEBUG("auth", "token without a usable sub");
+    /* The claims as one JSON object (libjwt's getters cannot tell "absent" from "of the
+     * wrong type"). A per-handshake cost: a token's claims are a few hundred bytes. */
+    if (!(text = jwt_get_grants_json(jwt, NULL)) || !(claims = json_loads(text, 0, NULL))) {
+        LOG_DEBUG("auth", "token claims unreadable");
         goto done;
     }
-    const char *name = jwt_get_grant(jwt, "name");
-    if (!name || !copy_claim(name, user->username, CHAT_USERNAME_MAX))
-        memcpy(user->username, user->user_id, strlen(user->user_id) + 1);
-    errno = 0;
-    long exp = jwt_get_grant_int(jwt, "exp");
-    if (errno == 0 && exp + CHAT_AUTH_LEEWAY_S < now_s) {
-        LOG_DEBUG("auth", "token expired");
-        goto done;
-    }
-    errno = 0;
-    long nbf = jwt_get_grant_int(jwt, "nbf");
-    if (errno == 0 && nbf - CHAT_AUTH_LEEWAY_S > now_s) {
-        LOG_DEBUG("auth", "token not valid yet");
-        goto done;
-    }
-    if (rooms && a->room_claim)
-        *rooms = room_claim_of(a, jwt);
-    result = 0;
+    result = chat_auth_check_claims(a, claims, now_s, user, rooms);
 done:
+    json_decref(claims);
+    free(text);
     jwt_free(jwt);
     return result;
 }

@@ -5,6 +5,16 @@
  * "joins" a room with their first socket and "leaves" with their last; only those
  * transitions are announced, and not at all above presence_limit members.
  *
+ * Limits: every event goes through one gate (gate_event), which takes a token from the
+ * connection's event bucket before the handler runs; the message bucket is taken on top
+ * by sendMessage and sendDirect. Refusals are counted per connection in a fixed window,
+ * and a connection far over its limits is disconnected: answering refusals costs little,
+ * but a client that ignores them would otherwise keep the server parsing forever.
+ *
+ * Recovery: socket.data holds the user id and room claim the socket was made for, so a
+ * kept session is restored only to the same user with no new rooms (recovery_allow), and
+ * a restored socket leaves the rooms its new token does not grant.
+ *
  * Asynchronous work (history reads, durable appends) holds a reference on the socket
  * and checks it is still connected before answering it. */
 #include "chat/service.h"
@@ -14,13 +24,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/assert.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/map.h"
 #include "util/time.h"
 #include "util/utf8.h"
 
-#define HISTORY_MAX 100
 #define MEMBERS_MAX 100
 #define SLOT_CONN 0
 /* Every socket of a user is in the room "user:<id>" (direct messages go there). */
@@ -53,6 +63,24 @@ typedef struct {
 /* Buckets kept before full ones (idle users) are dropped. */
 #define USER_BUCKETS_SWEEP 10000
 
+/* An event handler behind the gate (gate_event). */
+typedef struct {
+    chat_service_t *svc;
+    sio_event_fn fn;
+} gate_t;
+
+enum {
+    GATE_JOIN,
+    GATE_SEND,
+    GATE_TYPING,
+    GATE_READ,
+    GATE_LEAVE,
+    GATE_DIRECT,
+    GATE_HISTORY,
+    GATE_UNKNOWN,
+    GATES
+};
+
 struct chat_service {
     sio_server_t *io;
     sio_nsp_t *nsp;
@@ -63,6 +91,7 @@ struct chat_service {
     map_t buckets; /* user id → user_bucket_t, for chat_service_post */
     chat_observer_fn observer;
     void *observer_arg;
+    gate_t gates[GATES];
     bool stopping;
 };
 
@@ -71,17 +100,28 @@ struct chat_service {
  * the user's id and name follow the struct. */
 typedef struct {
     chat_service_t *svc;
-    const char *username; /* points into user_id's buffer */
-    json_t *rooms;        /* the token's room claim (chat_auth_verify), or NULL */
-    bucket_t bucket;
+    const char *username;    /* points into user_id's buffer */
+    json_t *rooms;           /* the token's room claim (chat_auth_verify), or NULL */
+    bucket_t bucket;         /* messages */
+    bucket_t events;         /* every event */
+    uint64_t flood_since_ms; /* start of the window refusals are counted in */
+    size_t refused;          /* events refused in that window */
     char user_id[];
 } chat_conn_t;
+
+/* socket.data members (recovery). */
+#define DATA_USER "userId"
+#define DATA_ROOMS "rooms"
 
 void chat_config_defaults(chat_config_t *cfg) {
     *cfg = (chat_config_t){
         .max_text = 4000,
         .rate_burst = 5,
         .rate_per_sec = 5,
+        .event_burst = 100,
+        .event_rate = 20,
+        .flood_limit = 1000,
+        .max_rooms = 128,
         .presence_limit = 1000,
         .history_size = 50,
     };
@@ -194,13 +234,6 @@ static void ack_error(sio_socket_t *s, int64_t ack, const char *error) {
     ack_obj(s, ack, json_pack("{s:b,s:s}", "ok", 0, "error", error));
 }
 
-/* A chat room id from the payload, or NULL when missing or malformed. */
-static const char *room_arg(json_t *obj) {
-    json_t *v = json_object_get(obj, "roomId");
-    const char *room = json_string_value(v);
-    return chat_id_valid(room, room ? json_string_length(v) : 0, CHAT_ROOM_ID_MAX) ? room : NULL;
-}
-
 static void user_room(char out[USER_ROOM_SIZE], const char *user_id) {
     snprintf(out, USER_ROOM_SIZE, USER_ROOM_PREFIX "%s", user_id);
 }
@@ -241,15 +274,21 @@ static bool in_chat_room(chat_service_t *svc, sio_socket_t *s, const char *room)
     return sio_socket_in(s, room) && is_chat_room(svc, room);
 }
 
-/* The roomId of an event that needs its socket in that chat room, or NULL when it was
- * answered: invalid_payload (malformed or missing), not_in_room. */
-static const char *joined_room_arg(chat_service_t *svc, sio_socket_t *s, json_t *obj, int64_t ack) {
-    const char *room = room_arg(obj);
-    if (!room || !in_chat_room(svc, s, room)) {
-        ack_error(s, ack, room ? "not_in_room" : "invalid_payload");
-        return NULL;
+/* Parses the payload of an event that needs its socket in the payload's chat room.
+ * Returns false when it was answered, in the contract's order: invalid_payload (roomId
+ * malformed or missing), not_in_room, then the other fields' error. */
+static bool parse_in_room(chat_service_t *svc, sio_socket_t *s, const char *ev,
+                          const sio_payload_t *pl, int64_t ack, chat_payload_t *p) {
+    const char *err = chat_payload_parse(ev, json_array_get(pl->args, 0), svc->cfg.max_text, p);
+    if (!p->room)
+        err = "invalid_payload";
+    else if (!in_chat_room(svc, s, p->room))
+        err = "not_in_room";
+    if (err) {
+        ack_error(s, ack, err);
+        return false;
     }
-    return room;
+    return true;
 }
 
 /* Emits event {userId, username, ...extra} to the room's other sockets, and to the
@@ -277,40 +316,137 @@ static void announce(sio_socket_t *s, const char *room, const char *event, size_
         json_pack("{s:s,s:s,s:s}", "userId", c->user_id, "username", c->username, "roomId", room));
 }
 
-/* Text rules shared by sendMessage and sendDirect; returns an error code or NULL. */
-static const char *check_text(const chat_service_t *svc, json_t *v) {
+/* Text rules shared by sendMessage, sendDirect and posts; returns an error code or NULL. */
+static const char *check_text(json_t *v, size_t max_text) {
     const char *text = json_string_value(v);
     size_t n = text ? json_string_length(v) : 0;
     if (!text || n == 0)
         return "invalid_payload";
-    if (utf8_count((const uint8_t *)text, n) > svc->cfg.max_text)
+    if (utf8_count((const uint8_t *)text, n) > max_text)
         return "too_long";
     return NULL;
 }
 
-static void bucket_refill(const chat_service_t *svc, bucket_t *b) {
+static void bucket_refill(bucket_t *b, double burst, double per_sec) {
     uint64_t now = time_mono_ms();
-    b->tokens += (double)(now - b->refilled_ms) / 1000.0 * svc->cfg.rate_per_sec;
-    if (b->tokens > svc->cfg.rate_burst)
-        b->tokens = svc->cfg.rate_burst;
+    b->tokens += (double)(now - b->refilled_ms) / 1000.0 * per_sec;
+    if (b->tokens > burst)
+        b->tokens = burst;
     b->refilled_ms = now;
 }
 
-static bool take_token(const chat_service_t *svc, bucket_t *b) {
-    bucket_refill(svc, b);
+static bool take_token(bucket_t *b, double burst, double per_sec) {
+    bucket_refill(b, burst, per_sec);
     if (b->tokens < 1.0)
         return false;
     b->tokens -= 1.0;
     return true;
 }
 
-/* The text rules, then the rate limit: a rejected text takes no token. Returns the
- * error code, or NULL when the message may go (one token taken). */
-static const char *admit_text(chat_conn_t *c, json_t *text) {
-    const char *err = check_text(c->svc, text);
-    if (err)
-        return err;
-    return take_token(c->svc, &c->bucket) ? NULL : "rate_limited";
+/* A message token (sendMessage, sendDirect, posts). */
+static bool take_message_token(const chat_service_t *svc, bucket_t *b) {
+    return take_token(b, svc->cfg.rate_burst, svc->cfg.rate_per_sec);
+}
+
+/* Counts a refused event of s; past flood_limit refusals within CHAT_FLOOD_WINDOW_MS the
+ * connection is closed (its client is told: "io server disconnect"). Call it last: c may
+ * be freed when it returns (s stays valid until the event handler returns). */
+static void note_refused(sio_socket_t *s, chat_conn_t *c) {
+    const chat_config_t *cfg = &c->svc->cfg;
+    uint64_t now = time_mono_ms();
+    if (now - c->flood_since_ms >= CHAT_FLOOD_WINDOW_MS) {
+        c->flood_since_ms = now;
+        c->refused = 0;
+    }
+    if (cfg->flood_limit == 0 || ++c->refused <= cfg->flood_limit)
+        return;
+    LOG_WARN("chat", "socket %s of user %s disconnected: flooding (%zu events refused within %d s)",
+             sio_socket_id(s), c->user_id, c->refused, CHAT_FLOOD_WINDOW_MS / 1000);
+    sio_socket_disconnect(s, true);
+}
+
+/* Answers ack with err (a text or message refusal); a rate_limited one counts towards
+ * the flood limit, so it may disconnect s (c is gone then). */
+static void refuse_message(sio_socket_t *s, chat_conn_t *c, int64_t ack, const char *err) {
+    ack_error(s, ack, err);
+    if (strcmp(err, "rate_limited") == 0)
+        note_refused(s, c);
+}
+
+/* The text rules (checked by chat_payload_parse), then the message bucket: a rejected
+ * text takes no token. Returns NULL when the message may go (one token taken). */
+static const char *admit_message(chat_conn_t *c, const char *parse_err) {
+    if (parse_err)
+        return parse_err;
+    return take_message_token(c->svc, &c->bucket) ? NULL : "rate_limited";
+}
+
+/* ---- payload rules ---- */
+
+/* An optional integer member: absent or null gives def; else it must be an integer in
+ * [min, max]. */
+static bool int_member(json_t *obj, const char *name, json_int_t min, json_int_t max,
+                       json_int_t def, json_int_t *out) {
+    json_t *v = json_object_get(obj, name);
+    *out = def;
+    if (!v || json_is_null(v))
+        return true;
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+        return false;
+    *out = json_integer_value(v);
+    return true;
+}
+
+const char *chat_payload_parse(const char *event, json_t *payload, size_t max_text,
+                               chat_payload_t *out) {
+    *out = (chat_payload_t){0};
+    bool direct = strcmp(event, "sendDirect") == 0;
+    if (direct) {
+        json_t *to = json_object_get(payload, "toUserId");
+        const char *id = json_string_value(to);
+        if (!chat_id_valid(id, id ? json_string_length(to) : 0, CHAT_USER_ID_MAX))
+            return "invalid_payload";
+        out->to_user = id;
+    } else {
+        json_t *r = json_object_get(payload, "roomId");
+        const char *room = json_string_value(r);
+        if (!chat_id_valid(room, room ? json_string_length(r) : 0, CHAT_ROOM_ID_MAX))
+            return "invalid_payload";
+        out->room = room;
+    }
+    if (direct || strcmp(event, "sendMessage") == 0) {
+        out->text = json_object_get(payload, "text");
+        return check_text(out->text, max_text);
+    }
+    if (strcmp(event, "joinRoom") == 0 || strcmp(event, "leaveRoom") == 0)
+        return NULL;
+    if (strcmp(event, "typing") == 0) {
+        out->is_typing = json_is_true(json_object_get(payload, "isTyping"));
+        return NULL;
+    }
+    if (strcmp(event, "markRead") == 0) {
+        json_t *ids = json_object_get(payload, "messageIds");
+        size_t i;
+        json_t *v;
+        if (!json_is_array(ids) || json_array_size(ids) > CHAT_READ_IDS_MAX)
+            return "invalid_payload";
+        json_array_foreach(ids, i, v) {
+            if (!json_is_string(v))
+                return "invalid_payload";
+        }
+        out->message_ids = ids;
+        return NULL;
+    }
+    if (strcmp(event, "history") == 0) {
+        json_int_t before, limit;
+        if (!int_member(payload, "beforeSeq", 0, INT64_MAX, 0, &before) ||
+            !int_member(payload, "limit", 1, INT64_MAX, CHAT_HISTORY_DEFAULT, &limit))
+            return "invalid_payload";
+        out->before_seq = (uint64_t)before;
+        out->limit = limit > CHAT_HISTORY_MAX ? CHAT_HISTORY_MAX : (size_t)limit;
+        return NULL;
+    }
+    return "invalid_payload";
 }
 
 /* Work waiting for the store: the socket (referenced), the ack id and the room. */
@@ -318,6 +454,7 @@ typedef struct {
     chat_service_t *svc;
     sio_socket_t *s;
     int64_t ack;
+    json_t *ids; /* markRead: the messageIds as sent (a reference), for messagesRead */
     char room[CHAT_ROOM_ID_MAX + 1];
 } pending_t;
 
@@ -335,6 +472,7 @@ static pending_t *pending_new(chat_service_t *svc, sio_socket_t *s, int64_t ack,
 
 static void pending_free(pending_t *p) {
     sio_socket_unref(p->s);
+    json_decref(p->ids);
     free(p);
 }
 
@@ -368,20 +506,34 @@ static void join_history_done(int err, chat_msg_t *const *msgs, size_t n, void *
     pending_free(p);
 }
 
+/* The number of chat rooms s is in: its rooms but its own id's and user:<id>. */
+static size_t chat_room_count(sio_socket_t *s, const chat_conn_t *c) {
+    char mine[USER_ROOM_SIZE];
+    user_room(mine, c->user_id);
+    size_t n = sio_socket_room_count(s);
+    return n - (n > 0 && sio_socket_in(s, mine));
+}
+
 static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                     void *arg) {
     chat_service_t *svc = arg;
     chat_conn_t *c = conn_of(s);
-    const char *room = room_arg(json_array_get(pl->args, 0));
+    chat_payload_t p;
+    chat_payload_parse(ev, json_array_get(pl->args, 0), svc->cfg.max_text, &p);
+    const char *room = p.room;
     if (!room) {
         ack_error(s, ack, "invalid_payload");
         return;
     }
-    if (!is_chat_room(svc, room) || !chat_auth_room_allowed(svc->auth, conn_of(s)->rooms, room)) {
+    if (!is_chat_room(svc, room) || !chat_auth_room_allowed(svc->auth, c->rooms, room)) {
         ack_error(s, ack, "forbidden");
         return;
     }
     if (!sio_socket_in(s, room)) {
+        if (chat_room_count(s, c) >= svc->cfg.max_rooms) {
+            ack_error(s, ack, "too_many_rooms");
+            return;
+        }
         if (sio_socket_join(s, room)) {
             ack_error(s, ack, "internal_error");
             return;
@@ -397,12 +549,12 @@ static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
         if (added == 1)
             announce(s, room, "userJoined", chat_service_room_users(svc, room));
     }
-    pending_t *p = pending_new(svc, s, ack, room);
+    pending_t *pd = pending_new(svc, s, ack, room);
     int rc =
-        p ? chat_store_history(svc->store, room, 0, svc->cfg.history_size, join_history_done, p)
-          : -ENOMEM;
+        pd ? chat_store_history(svc->store, room, 0, svc->cfg.history_size, join_history_done, pd)
+           : -ENOMEM;
     if (rc)
-        pending_refused(s, ack, p, rc);
+        pending_refused(s, ack, pd, rc);
 }
 
 /* A durable message goes to the room's sockets (its sender's included) and to the
@@ -445,70 +597,79 @@ static void on_send(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
                     void *arg) {
     chat_service_t *svc = arg;
     chat_conn_t *c = conn_of(s);
-    json_t *o = json_array_get(pl->args, 0);
-    const char *room = joined_room_arg(svc, s, o, ack);
-    if (!room)
-        return;
-    json_t *tv = json_object_get(o, "text");
-    const char *err = admit_text(c, tv);
-    if (err) {
-        ack_error(s, ack, err);
+    chat_payload_t p;
+    const char *err = chat_payload_parse(ev, json_array_get(pl->args, 0), svc->cfg.max_text, &p);
+    if (!p.room || !in_chat_room(svc, s, p.room)) {
+        ack_error(s, ack, p.room ? "not_in_room" : "invalid_payload");
         return;
     }
-    pending_t *p = pending_new(svc, s, ack, room);
-    int rc = p ? chat_store_append(svc->store, room, c->user_id, c->username, json_string_value(tv),
-                                   json_string_length(tv), append_done, p, NULL)
-               : -ENOMEM;
+    if ((err = admit_message(c, err))) {
+        refuse_message(s, c, ack, err);
+        return;
+    }
+    pending_t *pd = pending_new(svc, s, ack, p.room);
+    int rc = pd ? chat_store_append(svc->store, p.room, c->user_id, c->username,
+                                    json_string_value(p.text), json_string_length(p.text),
+                                    append_done, pd, NULL)
+                : -ENOMEM;
     if (rc)
-        pending_refused(s, ack, p, rc);
+        pending_refused(s, ack, pd, rc);
 }
 
 static void on_typing(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                       void *arg) {
     chat_conn_t *c = conn_of(s);
-    json_t *o = json_array_get(pl->args, 0);
-    const char *room = joined_room_arg(arg, s, o, ack);
-    if (!room)
+    chat_payload_t p;
+    if (!parse_in_room(arg, s, ev, pl, ack, &p))
         return;
-    to_others(s, room, "userTyping",
+    to_others(s, p.room, "userTyping",
               json_pack("{s:s,s:s,s:b,s:s}", "userId", c->user_id, "username", c->username,
-                        "isTyping", json_is_true(json_object_get(o, "isTyping")), "roomId", room));
+                        "isTyping", p.is_typing, "roomId", p.room));
     ack_ok(s, ack);
+}
+
+/* The store's answer to markRead: ok only once the read mark is stored, and only then do
+ * the others hear of it. */
+static void mark_read_done(int err, void *arg) {
+    pending_t *p = arg;
+    if (!p->svc->stopping && sio_socket_connected(p->s)) {
+        if (err == 0) {
+            to_others(p->s, p->room, "messagesRead",
+                      json_pack("{s:s,s:O,s:s}", "userId", conn_of(p->s)->user_id, "messageIds",
+                                p->ids, "roomId", p->room));
+            ack_ok(p->s, p->ack);
+        } else {
+            if (err != -ENOENT)
+                LOG_WARN("chat", "read receipts for %s not stored: %s", p->room, strerror(-err));
+            ack_error(p->s, p->ack, err == -ENOENT ? "not_found" : "internal_error");
+        }
+    }
+    pending_free(p);
 }
 
 static void on_mark_read(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                          void *arg) {
     chat_service_t *svc = arg;
     chat_conn_t *c = conn_of(s);
-    json_t *o = json_array_get(pl->args, 0);
-    const char *room = joined_room_arg(svc, s, o, ack);
-    if (!room)
+    chat_payload_t p;
+    if (!parse_in_room(svc, s, ev, pl, ack, &p))
         return;
-    json_t *ids = json_object_get(o, "messageIds");
-    size_t n = json_array_size(ids);
-    if (!json_is_array(ids) || n > 1000) {
-        ack_error(s, ack, "invalid_payload");
-        return;
-    }
+    size_t n = json_array_size(p.message_ids);
     const char **list = calloc(n + 1, sizeof *list);
     if (!list) {
         ack_error(s, ack, "internal_error");
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (!(list[i] = json_string_value(json_array_get(ids, i)))) {
-            free(list);
-            ack_error(s, ack, "invalid_payload");
-            return;
-        }
-    }
-    int rc = n ? chat_store_mark_read(svc->store, room, c->user_id, list, n, NULL, NULL) : 0;
+    for (size_t i = 0; i < n; i++)
+        list[i] = json_string_value(json_array_get(p.message_ids, i));
+    pending_t *pd = pending_new(svc, s, ack, p.room);
+    if (pd)
+        pd->ids = json_incref(p.message_ids);
+    int rc = pd ? chat_store_mark_read(svc->store, p.room, c->user_id, list, n, mark_read_done, pd)
+                : -ENOMEM;
+    free(list); /* the store copied the strings */
     if (rc)
-        LOG_WARN("chat", "read receipts for %s not stored: %s", room, strerror(-rc));
-    free(list);
-    to_others(s, room, "messagesRead",
-              json_pack("{s:s,s:O,s:s}", "userId", c->user_id, "messageIds", ids, "roomId", room));
-    ack_ok(s, ack);
+        pending_refused(s, ack, pd, rc);
 }
 
 static void leave_room(sio_socket_t *s, const char *room) {
@@ -520,14 +681,16 @@ static void leave_room(sio_socket_t *s, const char *room) {
 
 static void on_leave(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                      void *arg) {
-    const char *room = room_arg(json_array_get(pl->args, 0));
-    if (!room) {
+    chat_service_t *svc = arg;
+    chat_payload_t p;
+    chat_payload_parse(ev, json_array_get(pl->args, 0), svc->cfg.max_text, &p);
+    if (!p.room) {
         ack_error(s, ack, "invalid_payload");
         return;
     }
-    if (sio_socket_in(s, room) && is_chat_room(arg, room)) {
-        leave_room(s, room); /* announced while still in the room, so "others" excludes it */
-        if (sio_socket_leave(s, room)) {
+    if (sio_socket_in(s, p.room) && is_chat_room(svc, p.room)) {
+        leave_room(s, p.room); /* announced while still in the room, so "others" excludes it */
+        if (sio_socket_leave(s, p.room)) {
             ack_error(s, ack, "internal_error");
             return;
         }
@@ -537,29 +700,24 @@ static void on_leave(sio_socket_t *s, const char *ev, const sio_payload_t *pl, i
 
 static void on_direct(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                       void *arg) {
+    chat_service_t *svc = arg;
     chat_conn_t *c = conn_of(s);
-    json_t *o = json_array_get(pl->args, 0);
-    const char *to_user = json_string_value(json_object_get(o, "toUserId"));
-    size_t to_len = to_user ? strlen(to_user) : 0;
-    if (!to_user || to_len == 0 || to_len > CHAT_USER_ID_MAX) {
-        ack_error(s, ack, "invalid_payload");
-        return;
-    }
-    json_t *tv = json_object_get(o, "text");
-    const char *err = admit_text(c, tv);
-    if (err) {
-        ack_error(s, ack, err);
+    chat_payload_t p;
+    const char *err = chat_payload_parse(ev, json_array_get(pl->args, 0), svc->cfg.max_text, &p);
+    if ((err = admit_message(c, err))) {
+        refuse_message(s, c, ack, err);
         return;
     }
     char to_room[USER_ROOM_SIZE], self_room[USER_ROOM_SIZE];
-    user_room(to_room, to_user);
+    user_room(to_room, p.to_user);
     user_room(self_room, c->user_id);
     const char *rooms[2] = {to_room, self_room};
     sio_target_t to = {.rooms = rooms, .nrooms = 2};
-    json_t *args = json_pack("[{s:s,s:s,s:s,s:O,s:I}]", "from", c->user_id, "fromName", c->username,
-                             "to", to_user, "text", tv, "timestamp", (json_int_t)time_wall_ms());
-    sio_payload_t p = {args, NULL, 0};
-    if (!args || sio_socket_broadcast(s, &to, "directMessage", &p))
+    json_t *args =
+        json_pack("[{s:s,s:s,s:s,s:O,s:I}]", "from", c->user_id, "fromName", c->username, "to",
+                  p.to_user, "text", p.text, "timestamp", (json_int_t)time_wall_ms());
+    sio_payload_t out = {args, NULL, 0};
+    if (!args || sio_socket_broadcast(s, &to, "directMessage", &out))
         LOG_WARN("chat", "direct message not sent");
     json_decref(args);
     ack_ok(s, ack);
@@ -583,34 +741,38 @@ static void history_done(int err, chat_msg_t *const *msgs, size_t n, void *arg) 
 static void on_history(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                        void *arg) {
     chat_service_t *svc = arg;
-    json_t *o = json_array_get(pl->args, 0);
-    const char *room = joined_room_arg(svc, s, o, ack);
-    if (!room)
+    chat_payload_t p;
+    if (!parse_in_room(svc, s, ev, pl, ack, &p))
         return;
-    json_t *before = json_object_get(o, "beforeSeq");
-    json_t *limit = json_object_get(o, "limit");
-    if ((before && !json_is_null(before) && !json_is_integer(before)) ||
-        (limit && !json_is_null(limit) && !json_is_integer(limit))) {
-        ack_error(s, ack, "invalid_payload");
-        return;
-    }
-    json_int_t b = json_is_integer(before) ? json_integer_value(before) : 0;
-    json_int_t l = json_is_integer(limit) ? json_integer_value(limit) : 50;
-    if (b < 0 || l < 1) {
-        ack_error(s, ack, "invalid_payload");
-        return;
-    }
-    pending_t *p = pending_new(svc, s, ack, room);
-    int rc = p ? chat_store_history(svc->store, room, (uint64_t)b,
-                                    (size_t)(l > HISTORY_MAX ? HISTORY_MAX : l), history_done, p)
-               : -ENOMEM;
+    pending_t *pd = pending_new(svc, s, ack, p.room);
+    int rc = pd ? chat_store_history(svc->store, p.room, p.before_seq, p.limit, history_done, pd)
+                : -ENOMEM;
     if (rc)
-        pending_refused(s, ack, p, rc);
+        pending_refused(s, ack, pd, rc);
 }
 
 static void on_unknown(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                        void *arg) {
     LOG_DEBUG("chat", "socket %s: unknown event '%s' ignored", sio_socket_id(s), ev);
+}
+
+/* Every event passes here first: one token from the connection's event bucket, or the
+ * event is refused (rate_limited; unknown events, which are never answered, just
+ * dropped) and counted towards the flood limit. */
+static void gate_event(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
+                       void *arg) {
+    const gate_t *g = arg;
+    chat_conn_t *c = conn_of(s);
+    PARLEY_ASSERT(c != NULL); /* set by the middleware, cleared only on disconnect */
+    if (!c)
+        return;
+    if (!take_token(&c->events, g->svc->cfg.event_burst, g->svc->cfg.event_rate)) {
+        if (g->fn != on_unknown)
+            ack_error(s, ack, "rate_limited");
+        note_refused(s, c);
+        return;
+    }
+    g->fn(s, ev, pl, ack, g->svc);
 }
 
 /* ---- lifecycle ---- */
@@ -647,26 +809,99 @@ static void auth_middleware(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
     c->username = memcpy(c->user_id + id_len + 1, user.username, name_len + 1);
     c->svc = svc;
     c->rooms = rooms;
-    c->bucket = (bucket_t){svc->cfg.rate_burst, time_mono_ms()};
+    uint64_t now = time_mono_ms();
+    c->bucket = (bucket_t){svc->cfg.rate_burst, now};
+    c->events = (bucket_t){svc->cfg.event_burst, now};
+    c->flood_since_ms = now;
+    c->refused = 0;
     sio_socket_set(s, SLOT_CONN, c);
     sio_next(ctx, NULL);
 }
 
-typedef struct {
-    sio_socket_t *s;
-    chat_service_t *svc;
-} rooms_ctx_t;
+bool chat_service_recovery_allow(sio_socket_t *s, json_t *saved, void *arg) {
+    (void)arg;
+    chat_conn_t *c = conn_of(s);
+    const char *owner = json_string_value(json_object_get(saved, DATA_USER));
+    if (!c || !owner || strcmp(owner, c->user_id) != 0) {
+        LOG_DEBUG("chat", "recovery refused: the session is another user's");
+        return false;
+    }
+    /* Every room the session's token granted must still be granted: the session's rooms
+     * (and what they logged while it was away) come back before on_connection could
+     * drop them. Without a room claim configured the session holds none. */
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(saved, DATA_ROOMS), i, r) {
+        const char *room = json_string_value(r);
+        if (room && !chat_auth_room_allowed(c->svc->auth, c->rooms, room)) {
+            LOG_DEBUG("chat", "recovery refused: the token no longer grants %s", room);
+            return false;
+        }
+    }
+    return true;
+}
 
-static void rejoin_presence(const char *room, void *arg) {
-    rooms_ctx_t *rc = arg;
-    if (strcmp(room, sio_socket_id(rc->s)) == 0 || !is_chat_room(rc->svc, room))
+/* What recovery_allow compares, in socket.data (kept with the session): the user and
+ * the token's room claim (shared, not copied). A restored socket brings its session's
+ * data: same user (recovery_allow checked it), the room claim of the new token. Out of
+ * memory, the socket cannot be recovered later (recovery_allow finds no owner). */
+static void remember_owner(sio_socket_t *s, const chat_conn_t *c) {
+    json_t *data = sio_socket_data(s);
+    if (!data)
         return;
-    int added = presence_add(rc->svc, room, conn_of(rc->s)->user_id);
-    if (added < 0)
-        LOG_WARN("chat", "socket %s: presence in %s not restored: out of memory",
-                 sio_socket_id(rc->s), room);
-    else if (added == 1)
-        announce(rc->s, room, "userJoined", chat_service_room_users(rc->svc, room));
+    const char *owner = json_string_value(json_object_get(data, DATA_USER));
+    int rc = 0;
+    if (!owner || strcmp(owner, c->user_id) != 0)
+        rc = json_object_set_new(data, DATA_USER, json_string(c->user_id));
+    if (rc == 0 && c->rooms)
+        rc = json_object_set(data, DATA_ROOMS, c->rooms);
+    else if (rc == 0)
+        json_object_del(data, DATA_ROOMS); /* -1 when absent: nothing to do */
+    if (rc) {
+        json_object_del(data, DATA_USER);
+        LOG_DEBUG("chat", "socket %s: owner not kept (out of memory)", sio_socket_id(s));
+    }
+}
+
+static void collect_room(const char *room, void *arg) {
+    json_t **rooms = arg;
+    if (*rooms && json_array_append_new(*rooms, json_string(room))) {
+        json_decref(*rooms);
+        *rooms = NULL;
+    }
+}
+
+/* A restored socket: it is back in its rooms. It leaves those its token does not grant
+ * (recovery_allow already refused a session whose token granted more, so this holds
+ * the invariant rather than doing the work) and counts present in the others. */
+static void restore_rooms(sio_socket_t *s, chat_conn_t *c) {
+    chat_service_t *svc = c->svc;
+    json_t *rooms = json_array();
+    sio_socket_rooms(s, collect_room, &rooms);
+    if (!rooms) {
+        LOG_WARN("chat", "socket %s recovered: out of memory, disconnected", sio_socket_id(s));
+        sio_socket_disconnect(s, true);
+        return;
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(rooms, i, r) {
+        const char *room = json_string_value(r);
+        if (strcmp(room, sio_socket_id(s)) == 0 || !is_chat_room(svc, room))
+            continue;
+        if (!chat_auth_room_allowed(svc->auth, c->rooms, room)) {
+            if (sio_socket_leave(s, room))
+                LOG_WARN("chat", "socket %s: cannot leave %s", sio_socket_id(s), room);
+            continue;
+        }
+        int added = presence_add(svc, room, c->user_id);
+        if (added < 0)
+            LOG_WARN("chat", "socket %s: presence in %s not restored: out of memory",
+                     sio_socket_id(s), room);
+        else if (added == 1)
+            announce(s, room, "userJoined", chat_service_room_users(svc, room));
+    }
+    json_decref(rooms);
 }
 
 static void on_connection(sio_socket_t *s, void *arg) {
@@ -676,10 +911,10 @@ static void on_connection(sio_socket_t *s, void *arg) {
         sio_socket_disconnect(s, true);
         return;
     }
+    if (svc->cfg.recovery)
+        remember_owner(s, c);
     if (sio_socket_recovered(s)) {
-        /* Its rooms came back with it; count it present again. */
-        rooms_ctx_t rc = {s, svc};
-        sio_socket_rooms(s, rejoin_presence, &rc);
+        restore_rooms(s, c);
         return;
     }
     char room[USER_ROOM_SIZE];
@@ -688,14 +923,6 @@ static void on_connection(sio_socket_t *s, void *arg) {
     if (rc) {
         LOG_WARN("chat", "socket %s: cannot join %s: %s", sio_socket_id(s), room, strerror(-rc));
         sio_socket_disconnect(s, true);
-    }
-}
-
-static void collect_room(const char *room, void *arg) {
-    json_t **rooms = arg;
-    if (*rooms && json_array_append_new(*rooms, json_string(room))) {
-        json_decref(*rooms);
-        *rooms = NULL;
     }
 }
 
@@ -738,13 +965,19 @@ int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *a
     svc->store = store;
     svc->auth = auth;
     svc->cfg = *cfg;
+    /* Every message is an event: the event bucket is never the tighter one for them. */
+    if (svc->cfg.event_burst < svc->cfg.rate_burst)
+        svc->cfg.event_burst = svc->cfg.rate_burst;
+    if (svc->cfg.event_rate < svc->cfg.rate_per_sec)
+        svc->cfg.event_rate = svc->cfg.rate_per_sec;
     static const struct {
-        const char *name;
+        const char *name; /* NULL: every event without a handler of its own */
         sio_event_fn fn;
-    } events[] = {
-        {"joinRoom", on_join},      {"sendMessage", on_send}, {"typing", on_typing},
-        {"markRead", on_mark_read}, {"leaveRoom", on_leave},  {"sendDirect", on_direct},
-        {"history", on_history},
+    } events[GATES] = {
+        [GATE_JOIN] = {"joinRoom", on_join},      [GATE_SEND] = {"sendMessage", on_send},
+        [GATE_TYPING] = {"typing", on_typing},    [GATE_READ] = {"markRead", on_mark_read},
+        [GATE_LEAVE] = {"leaveRoom", on_leave},   [GATE_DIRECT] = {"sendDirect", on_direct},
+        [GATE_HISTORY] = {"history", on_history}, [GATE_UNKNOWN] = {NULL, on_unknown},
     };
     int rc = svc->nsp ? 0 : -ENOMEM;
     if (rc == 0)
@@ -755,10 +988,11 @@ int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *a
         rc = sio_nsp_on_connection(svc->nsp, on_connection, svc);
     if (rc == 0)
         rc = sio_nsp_on_disconnect(svc->nsp, on_disconnect, svc);
-    for (size_t i = 0; rc == 0 && i < sizeof events / sizeof events[0]; i++)
-        rc = sio_nsp_on(svc->nsp, events[i].name, events[i].fn, svc);
-    if (rc == 0)
-        rc = sio_nsp_on_any(svc->nsp, on_unknown, svc);
+    for (size_t i = 0; rc == 0 && i < GATES; i++) {
+        svc->gates[i] = (gate_t){svc, events[i].fn};
+        rc = events[i].name ? sio_nsp_on(svc->nsp, events[i].name, gate_event, &svc->gates[i])
+                            : sio_nsp_on_any(svc->nsp, gate_event, &svc->gates[i]);
+    }
     if (rc) {
         chat_service_free(svc);
         return rc;
@@ -802,7 +1036,7 @@ static void buckets_sweep(chat_service_t *svc) {
     map_entry_t *e;
     for (size_t pos = 0; map_next(&svc->buckets, &pos, &e);) {
         user_bucket_t *u = e->value;
-        bucket_refill(svc, &u->bucket);
+        bucket_refill(&u->bucket, svc->cfg.rate_burst, svc->cfg.rate_per_sec);
         if (u->bucket.tokens >= svc->cfg.rate_burst)
             full[n++] = u;
     }
@@ -851,14 +1085,14 @@ static void post_done(int err, chat_msg_t *msg, void *arg) {
 const char *chat_service_post(chat_service_t *svc, const char *room_id, const chat_user_t *user,
                               json_t *text, bool rate_limit, unsigned *retry_after_s,
                               chat_post_cb cb, void *arg) {
-    const char *err = check_text(svc, text);
+    const char *err = check_text(text, svc->cfg.max_text);
     if (err)
         return err;
     if (rate_limit) {
         bucket_t *b = user_bucket(svc, user->user_id);
         if (!b)
             return "internal_error";
-        if (!take_token(svc, b)) {
+        if (!take_message_token(svc, b)) {
             double wait =
                 svc->cfg.rate_per_sec > 0 ? (1.0 - b->tokens) / svc->cfg.rate_per_sec : 3600;
             *retry_after_s = wait < 1 ? 1 : (unsigned)(wait + 0.999);

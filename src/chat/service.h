@@ -2,27 +2,52 @@
  *
  * Registers the auth middleware and the chat events on the root namespace, keeps
  * presence (which users are in which room, counting their connections), enforces the
- * payload rules and rate limits, and stores messages through chat/store.h before they
- * are announced: a newMessage and the sender's ack go out only once the message is
- * durable, in seq order. */
+ * payload rules and the limits (an event bucket per connection for every event, the
+ * message bucket for sendMessage/sendDirect, rooms per socket, disconnection of
+ * flooding connections), binds connection state recovery to the user, and stores
+ * messages through chat/store.h before they are announced: a newMessage and the sender's
+ * ack go out only once the message is durable, in seq order. */
 #ifndef PARLEY_CHAT_SERVICE_H
 #define PARLEY_CHAT_SERVICE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "chat/auth.h"
 #include "chat/store.h"
 #include "parley/sio.h"
 
-/* Room ids: 1 to this many bytes of printable UTF-8 (chat_id_valid). */
+/* Room ids: 1 to this many bytes of UTF-8 without control or format characters
+ * (chat_id_valid). */
 #define CHAT_ROOM_ID_MAX 128
+/* history: messages per page at most, and when no limit is given. */
+#define CHAT_HISTORY_MAX 100
+#define CHAT_HISTORY_DEFAULT 50
+/* markRead: message ids per event at most. */
+#define CHAT_READ_IDS_MAX 1000
+/* The window in which a connection's refused events are counted (flood_limit). */
+#define CHAT_FLOOD_WINDOW_MS 10000
 
 typedef struct {
-    size_t max_text;       /* code points per message (4000) */
-    double rate_burst;     /* token bucket size per connection (5) */
-    double rate_per_sec;   /* refill per second (5) */
+    size_t max_text;     /* code points per message (4000) */
+    double rate_burst;   /* messages (sendMessage, sendDirect) per connection in a burst (5) */
+    double rate_per_sec; /* messages per connection per second, sustained (5) */
+    /* Every event a connection sends (chat events, unknown ones too) takes a token from
+     * its event bucket; without one it is refused (rate_limited) and has no effect. The
+     * bucket is never smaller nor slower than the message bucket, since every message is
+     * an event. (100 events; 20 per second) */
+    double event_burst;
+    double event_rate;
+    /* A connection with more than this many refused events (by either bucket) within
+     * CHAT_FLOOD_WINDOW_MS is disconnected, with one log line; 0: never. (1000) */
+    size_t flood_limit;
+    size_t max_rooms;      /* chat rooms one socket may be in; too_many_rooms above (128) */
     size_t presence_limit; /* above this many members no userJoined/userLeft (1000) */
     size_t history_size;   /* messages sent on joinRoom (50) */
+    /* Connection state recovery is on: each socket keeps its user id and room claim in
+     * socket.data, for chat_service_recovery_allow. (false) */
+    bool recovery;
 } chat_config_t;
 
 void chat_config_defaults(chat_config_t *cfg);
@@ -45,9 +70,39 @@ size_t chat_service_room_users(const chat_service_t *svc, const char *room_id);
 json_t *chat_service_members(chat_service_t *svc, const char *room_id);
 
 /* Whether room_id (len bytes, NUL-terminated) names a chat room: 0; -EINVAL when it is
- * malformed (not 1 to CHAT_ROOM_ID_MAX bytes of printable UTF-8); -ENOENT when it is a socket's own
- * room (its id or user:<id>), which no chat client may read or post into. */
+ * malformed (not a valid id of 1 to CHAT_ROOM_ID_MAX bytes: chat_id_valid); -ENOENT when it is a
+ * socket's own room (its id or user:<id>), which no chat client may read or post into. */
 int chat_service_check_room(chat_service_t *svc, const char *room_id, size_t len);
+
+/* sio_config_t.recovery_allow for the chat (arg unused: the socket's chat state, made by
+ * the auth middleware, leads to the service). A kept session is restored only when the
+ * new token's user is the session's user, and when the new token grants every room the
+ * session's token granted (with --room-claim); otherwise the client gets a fresh
+ * session. Needs chat_config_t.recovery, which keeps what is compared in socket.data. */
+bool chat_service_recovery_allow(sio_socket_t *s, json_t *saved_data, void *arg);
+
+/* ---- payload rules (pure: no service state; the fuzzer drives them) ---- */
+
+/* A client event's payload, parsed. Strings and values are borrowed from the payload. */
+typedef struct {
+    const char *room;    /* roomId (every event but sendDirect); NULL when missing or bad */
+    json_t *text;        /* sendMessage, sendDirect: a string of 1 to max_text code points */
+    const char *to_user; /* sendDirect: a valid user id */
+    bool is_typing;      /* typing */
+    json_t *message_ids; /* markRead: an array of at most CHAT_READ_IDS_MAX strings */
+    uint64_t before_seq; /* history: messages before this seq; 0 for the latest */
+    size_t limit;        /* history: 1 to CHAT_HISTORY_MAX */
+} chat_payload_t;
+
+/* Checks payload (the event's first argument, any JSON value or NULL) of `event`
+ * (joinRoom, leaveRoom, sendMessage, typing, markRead, sendDirect or history) against
+ * the payload rules of docs/CHAT-API.md and fills *out. Returns NULL when it is
+ * well-formed, else the error the event answers: invalid_payload or too_long. The room
+ * is checked first: out->room is NULL exactly when the roomId is at fault, so a handler
+ * can answer not_in_room before a fault in the other fields, as the contract orders
+ * them. An unknown event is invalid_payload. */
+const char *chat_payload_parse(const char *event, json_t *payload, size_t max_text,
+                               chat_payload_t *out);
 
 /* ---- other front ends (the HTTP API) ---- */
 

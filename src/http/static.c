@@ -25,6 +25,7 @@ typedef struct {
 
 struct http_static {
     char *root;
+    char *headers; /* extra header lines for every answer, or NULL */
     map_t files;
 };
 
@@ -53,8 +54,23 @@ void http_static_free(http_static_t *st) {
     for (size_t pos = 0; map_next(&st->files, &pos, &me);)
         entry_free(me->value);
     map_free(&st->files);
+    free(st->headers);
     free(st->root);
     free(st);
+}
+
+/* Room for the extra lines in the answers' head buffers (lines[], allow[] below). */
+#define STATIC_HEADERS_MAX 1024
+
+int http_static_set_headers(http_static_t *st, const char *lines) {
+    if (lines && strlen(lines) >= STATIC_HEADERS_MAX)
+        return -EINVAL;
+    char *copy = lines && *lines ? strdup(lines) : NULL;
+    if (lines && *lines && !copy)
+        return -ENOMEM;
+    free(st->headers);
+    st->headers = copy;
+    return 0;
 }
 
 const char *http_static_type(const char *name) {
@@ -204,17 +220,19 @@ bool http_static_serve(http_static_t *st, http_conn_t *hc, const http_req_t *req
         return false;
     bool get = slice_eq(req->head.method, "GET") || slice_eq(req->head.method, "HEAD");
     if (!get) {
-        http_respond(hc, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n",
-                     "Method Not Allowed\n", 19);
+        char allow[1024];
+        snprintf(allow, sizeof allow, "Allow: GET, HEAD\r\n%s", st->headers ? st->headers : "");
+        http_respond(hc, 405, "text/plain; charset=utf-8", allow, "Method Not Allowed\n", 19);
         return true;
     }
     const slice_t *inm = http_request_header(&req->head, "if-none-match");
     const slice_t *ae = http_request_header(&req->head, "accept-encoding");
     bool use_gz = e->gz && ae && accepts_gzip(*ae);
-    char lines[512];
-    snprintf(lines, sizeof lines, "Content-Type: %s\r\nETag: %s\r\nCache-Control: no-cache\r\n%s%s",
+    char lines[1536];
+    snprintf(lines, sizeof lines,
+             "Content-Type: %s\r\nETag: %s\r\nCache-Control: no-cache\r\n%s%s%s",
              http_static_type(full), e->etag, e->gz ? "Vary: Accept-Encoding\r\n" : "",
-             use_gz ? "Content-Encoding: gzip\r\n" : "");
+             use_gz ? "Content-Encoding: gzip\r\n" : "", st->headers ? st->headers : "");
     if (inm && (slice_eq(*inm, e->etag) || slice_has_token(*inm, e->etag) || slice_eq(*inm, "*"))) {
         if (http_send_head(hc, 304, lines, 0) == 0)
             http_response_done(hc);

@@ -472,7 +472,8 @@ static sio_session_t *local_restore(sio_adapter_t *a, sio_socket_t *s, const cha
     if (!ss)
         return NULL;
     if (cfg->recovery_allow && !cfg->recovery_allow(s, ss->data, cfg->recovery_arg)) {
-        LOG_INFO("sio", "recovery of a session refused by the application; a fresh one instead");
+        LOG_LIMITED(LOG_LEVEL_INFO, "sio",
+                    "recovery of a session refused by the application; a fresh one instead");
         return NULL;
     }
     uint64_t now = time_mono_ms();
