@@ -45,9 +45,10 @@
 
 typedef struct {
     const char *host, *jwt_secret, *jwt_alg, *jwt_public_key, *api_key, *data_dir, *store;
-    const char *cors_origins, *log_level, *web_root, *client_dir, *room_claim;
+    const char *cors_origins, *log_level, *web_root, *client_dir, *room_claim, *trusted_proxies;
     long port, max_text, rate_burst, rate_per_sec, presence_limit, max_body, sse_heartbeat;
     long event_burst, event_rate, flood_limit, max_rooms, output_limit, send_timeout;
+    long max_per_ip, handshake_rate, handshake_burst;
     bool dev_login, recovery;
 } config_t;
 
@@ -107,6 +108,17 @@ static const option_t options[] = {
     {"send-timeout", "PARLEY_SEND_TIMEOUT",
      "ms queued output may wait without progress before the connection is closed", OPT_LONG,
      O(send_timeout), NULL, 1, UINT32_MAX < LONG_MAX ? (long)UINT32_MAX : LONG_MAX},
+    {"max-connections-per-ip", "PARLEY_MAX_CONNECTIONS_PER_IP",
+     "open sessions per client address, 503 above (0: no limit)", OPT_LONG, O(max_per_ip), NULL, 0,
+     1000000000},
+    {"handshake-rate", "PARLEY_HANDSHAKE_RATE",
+     "handshakes per second per client address, 429 above (0: no limit)", OPT_LONG,
+     O(handshake_rate), NULL, 0, 1000000000},
+    {"handshake-burst", "PARLEY_HANDSHAKE_BURST", "handshakes per address in a burst (0: the rate)",
+     OPT_LONG, O(handshake_burst), NULL, 0, 1000000000},
+    {"trusted-proxies", "PARLEY_TRUSTED_PROXIES",
+     "comma-separated proxy addresses whose X-Forwarded-For is believed", OPT_STR,
+     O(trusted_proxies), "none", 0, 0},
     {"recovery", "PARLEY_RECOVERY", "connection state recovery", OPT_BOOL, O(recovery), NULL, 0, 0},
     {"web-root", "PARLEY_WEB_ROOT", "directory of the web page", OPT_STR, O(web_root), NULL, 0, 0},
     {"client-dir", "PARLEY_CLIENT_DIR", "directory of socket.io-client's dist files", OPT_STR,
@@ -271,8 +283,8 @@ typedef struct {
     chat_api_t *api;
     http_static_t *web, *client;
     uv_signal_t sigint, sigterm;
-    char **origins;
-    size_t norigins;
+    char **origins, **proxies;
+    size_t norigins, nproxies;
     char secret[64];
     bool stopping;
 } app_t;
@@ -474,30 +486,37 @@ static int setup_auth(app_t *app) {
     return 0;
 }
 
-static int split_origins(app_t *app) {
-    if (!app->cfg.cors_origins || !*app->cfg.cors_origins)
+/* A comma-separated option value as an array of strings (freed with free_list). */
+static int split_list(const char *value, const char *flag, char ***out, size_t *n) {
+    if (!value || !*value)
         return 0;
-    char *copy = strdup(app->cfg.cors_origins);
+    char *copy = strdup(value);
     if (!copy) {
-        LOG_ERROR("main", "--cors-origins: out of memory");
+        LOG_ERROR("main", "--%s: out of memory", flag);
         return -1;
     }
     for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ')
             tok++;
-        char **grown = realloc(app->origins, (app->norigins + 1) * sizeof *grown);
+        char **grown = realloc(*out, (*n + 1) * sizeof *grown);
         if (grown)
-            app->origins = grown; /* what is in it is freed at exit, as on success */
-        if (!grown || !(grown[app->norigins] = strdup(tok))) {
+            *out = grown; /* what is in it is freed at exit, as on success */
+        if (!grown || !(grown[*n] = strdup(tok))) {
             free(copy);
-            LOG_ERROR("main", "--cors-origins: out of memory");
+            LOG_ERROR("main", "--%s: out of memory", flag);
             return -1;
         }
-        app->norigins++;
+        (*n)++;
     }
     free(copy);
     return 0;
+}
+
+static void free_list(char **list, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
 }
 
 static int start(app_t *app) {
@@ -529,6 +548,14 @@ static int start(app_t *app) {
     iocfg.recovery_allow = chat_service_recovery_allow;
     iocfg.cors_origins = (const char *const *)app->origins;
     iocfg.cors_origin_count = app->norigins;
+    /* With origins listed, browsers of other sites are refused (403), not only left
+     * without CORS headers: a WebSocket is not subject to CORS at all. */
+    iocfg.limits.check_origin = app->norigins > 0;
+    iocfg.limits.max_sessions_per_ip = (size_t)c->max_per_ip;
+    iocfg.limits.handshake_rate = (uint32_t)c->handshake_rate;
+    iocfg.limits.handshake_burst = (uint32_t)c->handshake_burst;
+    iocfg.limits.trusted_proxies = (const char *const *)app->proxies;
+    iocfg.limits.trusted_proxy_count = app->nproxies;
     chat_config_t ccfg;
     chat_config_defaults(&ccfg);
     ccfg.max_text = (size_t)c->max_text;
@@ -641,7 +668,10 @@ int main(int argc, char **argv) {
         LOG_ERROR("main", "cannot make the network loop: out of memory");
         return 1;
     }
-    if (setup_auth(&app) || split_origins(&app) || start(&app) || watch_signals(&app))
+    if (setup_auth(&app) ||
+        split_list(app.cfg.cors_origins, "cors-origins", &app.origins, &app.norigins) ||
+        split_list(app.cfg.trusted_proxies, "trusted-proxies", &app.proxies, &app.nproxies) ||
+        start(&app) || watch_signals(&app))
         return 1;
     /* Scripts and tests wait for this line on stdout. */
     if (printf("listening %s:%d\n", app.cfg.host, http_server_port(app.http)) < 0 || fflush(stdout))
@@ -651,9 +681,8 @@ int main(int argc, char **argv) {
     http_static_free(app.web);
     http_static_free(app.client);
     chat_auth_free(app.auth);
-    for (size_t i = 0; i < app.norigins; i++)
-        free(app.origins[i]);
-    free(app.origins);
+    free_list(app.origins, app.norigins);
+    free_list(app.proxies, app.nproxies);
     net_loop_free(app.nl);
     return uv_loop_close(&app.loop) == 0 ? 0 : 3;
 }
