@@ -249,6 +249,13 @@ static void on_resume_check(uv_timer_t *t);
 static void stream_replayed(sub_t *s, int err, chat_msg_t *const *msgs, size_t n) {
     if (!s->room)
         return; /* already ended */
+    if (err == -ERANGE) {
+        /* A position beyond the room's history comes from another history (a wiped
+         * store): only what is new is sent. */
+        s->last = 0;
+        err = 0;
+        n = 0;
+    }
     if (err) {
         LOG_WARN("feed", "replay of %s failed: %s", s->room_name, strerror(-err));
         stream_end(s);
@@ -341,12 +348,11 @@ int chat_feed_stream(chat_feed_t *f, http_conn_t *hc, const char *room, bool res
     sub_t *s = sub_new(f, hc, room, true);
     if (!s)
         return -ENOMEM;
-    uint64_t last_seq = chat_store_last_seq(f->store, room);
-    /* A position beyond the room's history comes from another history (a wiped store):
-     * then only what is new is sent. */
-    if (resume && after <= last_seq) {
+    /* A resumed stream replays what the store has after its position first (the store
+     * answers -ERANGE for a position beyond the history: stream_replayed). */
+    if (resume) {
         s->last = after;
-        s->replaying = after < last_seq;
+        s->replaying = true;
     }
     char head[1024];
     int n = snprintf(head, sizeof head,
@@ -420,6 +426,12 @@ static void poll_wait(sub_t *s) {
 }
 
 static void poll_replayed(sub_t *s, int err, chat_msg_t *const *msgs, size_t n) {
+    if (err == -ERANGE) {
+        /* Beyond the history (another history's position): any new message answers. */
+        s->last = 0;
+        poll_wait(s);
+        return;
+    }
     if (err) {
         LOG_WARN("feed", "history read of %s failed: %s", s->room_name, strerror(-err));
         poll_answer_empty(s);
@@ -459,14 +471,7 @@ int chat_feed_poll(chat_feed_t *f, http_conn_t *hc, const char *room, uint64_t a
         sub_free(s);
         return -ENOMEM;
     }
-    uint64_t last_seq = chat_store_last_seq(f->store, room);
     http_conn_hold(hc, on_abort, s);
-    if (after >= last_seq) {
-        /* Nothing stored after it; beyond the history, any new message answers. */
-        s->last = after == last_seq ? after : 0;
-        poll_wait(s);
-        return 0;
-    }
     s->last = after;
     s->replaying = true;
     s->busy = true;

@@ -254,18 +254,21 @@ void chat_service_observe(chat_service_t *svc, chat_observer_fn fn, void *arg) {
     svc->observer_arg = arg;
 }
 
-/* Hands a non-message room event to the observer as compact JSON. */
-static void observe_json(chat_service_t *svc, const char *room, const char *event, json_t *obj) {
-    if (!svc->observer)
+/* Room events other than messages reach the observer through the fan-out seam: every
+ * broadcast delivered in this process, whichever process (or node) sent it. The argument
+ * array of these events is one object: the observer gets that object's JSON. */
+static void on_room_broadcast(sio_nsp_t *nsp, const char *event, const char *args_json, size_t len,
+                              const sio_target_t *to, void *arg) {
+    chat_service_t *svc = arg;
+    if (!svc->observer || to->nrooms != 1 || len < 2 || args_json[0] != '[' ||
+        args_json[len - 1] != ']' || !is_chat_room(svc, to->rooms[0]))
         return;
-    char *text = json_dumps(obj, JSON_COMPACT);
-    if (!text) {
-        LOG_WARN("chat", "%s in %s not passed on: out of memory", event, room);
+    if (strcmp(event, "userJoined") != 0 && strcmp(event, "userLeft") != 0 &&
+        strcmp(event, "messagesRead") != 0)
         return;
-    }
-    chat_event_t ev = {.room = room, .name = event, .json = text, .json_len = strlen(text)};
+    chat_event_t ev = {
+        .room = to->rooms[0], .name = event, .json = args_json + 1, .json_len = len - 2};
     svc->observer(&ev, svc->observer_arg);
-    free(text);
 }
 
 /* Whether s is in the chat room `room` (its own rooms — its id, user:… — are not chat
@@ -300,8 +303,6 @@ static void to_others(sio_socket_t *s, const char *room, const char *event, json
     sio_payload_t p = {args, NULL, 0};
     if (!args || sio_socket_broadcast(s, &to, event, &p))
         LOG_DEBUG("chat", "%s to %s failed", event, room);
-    if (args && strcmp(event, "userTyping") != 0)
-        observe_json(conn_of(s)->svc, room, event, obj);
     json_decref(args);
 }
 
@@ -557,12 +558,17 @@ static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
         pending_refused(s, ack, pd, rc);
 }
 
-/* A durable message goes to the room's sockets (its sender's included) and to the
- * observer, in seq order since store callbacks run in seq order. */
-static void publish(chat_service_t *svc, chat_msg_t *msg) {
+/* Every stored message (chat_store_on_stored: in seq order per room, before its sender's
+ * ack) goes to the room's sockets in this process (its sender's included) and to the
+ * observer. Local: with workers, each worker's store announces every message to its own
+ * sockets, so it must go no further. */
+static void publish(chat_msg_t *msg, void *arg) {
+    chat_service_t *svc = arg;
+    if (svc->stopping)
+        return;
     buf_t b = {0};
     const char *rooms[1] = {msg->room_id};
-    sio_target_t to = {.rooms = rooms, .nrooms = 1};
+    sio_target_t to = {.rooms = rooms, .nrooms = 1, .flags = SIO_LOCAL};
     if (chat_msg_join(&b, "[", &msg, 1, "]") ||
         sio_nsp_emit_json(svc->nsp, &to, "newMessage", (const char *)b.data, b.len))
         LOG_WARN("chat", "newMessage %s not sent", msg->id);
@@ -585,8 +591,7 @@ static void append_done(int err, chat_msg_t *msg, void *arg) {
         pending_free(p);
         return;
     }
-    /* Durable: announce to the room (sender included), then answer the sender. */
-    publish(p->svc, msg);
+    /* Durable, and announced to the room already (publish): answer the sender. */
     ack_obj(p->s, p->ack,
             json_pack("{s:b,s:s,s:I,s:I}", "ok", 1, "id", msg->id, "seq", (json_int_t)msg->seq,
                       "timestamp", (json_int_t)msg->timestamp));
@@ -988,6 +993,10 @@ int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *a
         rc = sio_nsp_on_connection(svc->nsp, on_connection, svc);
     if (rc == 0)
         rc = sio_nsp_on_disconnect(svc->nsp, on_disconnect, svc);
+    if (rc == 0)
+        rc = sio_nsp_on_broadcast(svc->nsp, on_room_broadcast, svc);
+    if (rc == 0)
+        chat_store_on_stored(store, publish, svc);
     for (size_t i = 0; rc == 0 && i < GATES; i++) {
         svc->gates[i] = (gate_t){svc, events[i].fn};
         rc = events[i].name ? sio_nsp_on(svc->nsp, events[i].name, gate_event, &svc->gates[i])
@@ -1076,8 +1085,6 @@ static void post_done(int err, chat_msg_t *msg, void *arg) {
     post_t *p = arg;
     if (err)
         LOG_WARN("chat", "posted message not stored: %s", strerror(-err));
-    else if (!p->svc->stopping)
-        publish(p->svc, msg);
     p->cb(err ? "internal_error" : NULL, err ? NULL : msg, p->arg);
     free(p);
 }

@@ -54,8 +54,12 @@ void chat_config_defaults(chat_config_t *cfg);
 
 typedef struct chat_service chat_service_t;
 
-/* Attaches the service to io's root namespace. store and auth are borrowed and must
- * outlive the service. */
+/* Attaches the service to io's root namespace. Every message the store reports stored
+ * (chat_store_on_stored: its own appends, or with workers every worker's) is announced
+ * to the room's sockets here and to the observer; other room events reach the observer
+ * through the Socket.IO broadcasts of this process (sio_nsp_on_broadcast), whichever
+ * process sent them. store and auth are borrowed; the store calls into the service until
+ * it is closed (see the shutdown order below). */
 int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *auth,
                      const chat_config_t *cfg, chat_service_t **out);
 /* Shutdown, first step: from now on nothing is announced (stores still finishing their

@@ -126,11 +126,21 @@ int chat_store_history(chat_store_t *st, const char *room_id, uint64_t before_se
                        chat_store_history_cb cb, void *arg);
 
 /* Messages with seq > after_seq, oldest first, at most limit (for SSE resume and
- * long-polling). Same callback rules. */
+ * long-polling). Same callback rules; err is -ERANGE when after_seq is beyond the room's
+ * last seq (a position from another history, such as a wiped store). */
 int chat_store_after(chat_store_t *st, const char *room_id, uint64_t after_seq, size_t limit,
                      chat_store_history_cb cb, void *arg);
 
-/* The last assigned seq of a room (0 when it has none), pending appends included. */
+/* Every stored message, once it is durable and before its append callback, in seq order
+ * per room: the place to announce messages. A local store reports its own appends; a
+ * worker's remote store (store_remote.c) reports every message the supervisor's store
+ * took, from any worker, so each worker announces each message once, in one order.
+ * fn NULL removes it. msg is borrowed for the call. */
+typedef void (*chat_store_stored_fn)(chat_msg_t *msg, void *arg);
+void chat_store_on_stored(chat_store_t *st, chat_store_stored_fn fn, void *arg);
+
+/* The last assigned seq of a room (0 when it has none), pending appends included. A
+ * remote store knows the last it saw (announced, or read). */
 uint64_t chat_store_last_seq(chat_store_t *st, const char *room_id);
 
 /* Read receipts: user has read these message ids of room. A receipt is a position, not a

@@ -490,7 +490,7 @@ static void on_retry(uv_timer_t *h) {
     health_text(st, 0);
 }
 
-int chat_store_health(chat_store_t *st, const char **why) {
+static int local_health(chat_store_t *st, const char **why) {
     if (why)
         *why = st ? st->health_why : "no store";
     return st ? st->health : -EINVAL;
@@ -512,6 +512,8 @@ static void deliver_one(chat_store_t *st, store_op_t *op) {
     case STORE_OP_APPEND:
         if (op->err == 0)
             window_push(st, op->room, op->msg);
+        if (op->err == 0 && st->head.on_stored)
+            st->head.on_stored(op->msg, st->head.on_stored_arg);
         if (op->append_cb)
             op->append_cb(op->err, op->msg, op->arg);
         break;
@@ -560,6 +562,7 @@ static void on_done(uv_async_t *h) {
 
 int store_init(chat_store_t *st, uv_loop_t *loop, const chat_store_config_t *cfg,
                const store_backend_t *backend, size_t window_limit) {
+    st->head.ops = &store_local_ops;
     st->backend = backend;
     st->loop = loop;
     if (cfg)
@@ -633,9 +636,9 @@ static int write_admit(const chat_store_t *st) {
     return 0;
 }
 
-int chat_store_append(chat_store_t *st, const char *room_id, const char *user_id,
-                      const char *username, const char *text, size_t text_len,
-                      chat_store_append_cb cb, void *arg, chat_msg_t **out) {
+static int local_append(chat_store_t *st, const char *room_id, const char *user_id,
+                        const char *username, const char *text, size_t text_len,
+                        chat_store_append_cb cb, void *arg, chat_msg_t **out) {
     if (out)
         *out = NULL;
     if (!st || !room_id || !user_id || !username || (!text && text_len))
@@ -685,9 +688,9 @@ int chat_store_append(chat_store_t *st, const char *room_id, const char *user_id
     return 0;
 }
 
-int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
-                         const char *const *message_ids, size_t n, chat_store_done_cb cb,
-                         void *arg) {
+static int local_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
+                           const char *const *message_ids, size_t n, chat_store_done_cb cb,
+                           void *arg) {
     if (!st || !room_id || !user_id || (n && !message_ids))
         return -EINVAL;
     int admit = write_admit(st);
@@ -735,7 +738,7 @@ int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user
     return 0;
 }
 
-uint64_t chat_store_last_seq(chat_store_t *st, const char *room_id) {
+static uint64_t local_last_seq(chat_store_t *st, const char *room_id) {
     if (!st || !room_id)
         return 0;
     store_room_t *r = store_room_get(st, room_id, strlen(room_id));
@@ -826,8 +829,8 @@ static int history_args(chat_store_t *st, const char *room_id, chat_store_histor
     return 0;
 }
 
-int chat_store_history(chat_store_t *st, const char *room_id, uint64_t before_seq, size_t limit,
-                       chat_store_history_cb cb, void *arg) {
+static int local_history(chat_store_t *st, const char *room_id, uint64_t before_seq, size_t limit,
+                         chat_store_history_cb cb, void *arg) {
     store_room_t *r;
     int err = history_args(st, room_id, cb, &limit, &r);
     if (err)
@@ -843,12 +846,16 @@ int chat_store_history(chat_store_t *st, const char *room_id, uint64_t before_se
     return serve_range(st, r, lo, hi, cb, arg);
 }
 
-int chat_store_after(chat_store_t *st, const char *room_id, uint64_t after_seq, size_t limit,
-                     chat_store_history_cb cb, void *arg) {
+static int local_after(chat_store_t *st, const char *room_id, uint64_t after_seq, size_t limit,
+                       chat_store_history_cb cb, void *arg) {
     store_room_t *r;
     int err = history_args(st, room_id, cb, &limit, &r);
     if (err)
         return err;
+    if (after_seq > (r ? r->last_seq : 0)) {
+        cb(-ERANGE, NULL, 0, arg);
+        return 0;
+    }
     if (!r || after_seq >= r->durable_seq || limit == 0) {
         cb(0, NULL, 0, arg);
         return 0;
@@ -859,7 +866,7 @@ int chat_store_after(chat_store_t *st, const char *room_id, uint64_t after_seq, 
     return serve_range(st, r, after_seq + 1, hi, cb, arg);
 }
 
-void chat_store_close(chat_store_t *st, void (*done)(void *arg), void *arg) {
+static void local_close(chat_store_t *st, void (*done)(void *arg), void *arg) {
     if (!st || st->closing)
         return;
     st->closing = true;
@@ -870,3 +877,13 @@ void chat_store_close(chat_store_t *st, void (*done)(void *arg), void *arg) {
     flush_local(st);
     close_step(st);
 }
+
+const chat_store_ops_t store_local_ops = {
+    .append = local_append,
+    .history = local_history,
+    .after = local_after,
+    .last_seq = local_last_seq,
+    .mark_read = local_mark_read,
+    .health = local_health,
+    .close = local_close,
+};

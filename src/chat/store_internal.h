@@ -34,6 +34,40 @@
  * name messages by id; strings of another shape cannot be ids and are dropped on arrival. */
 #define STORE_ID_MAX 33
 
+/* ---- kinds of store ----
+ *
+ * chat_store_t is either a local store (struct chat_store below, store_common.c with a
+ * backend) or a worker's view of its supervisor's store (store_remote.c). Each begins
+ * with a store_head_t, and the public functions (store.c) dispatch through its ops. */
+
+typedef struct chat_store_ops {
+    int (*append)(chat_store_t *st, const char *room_id, const char *user_id, const char *username,
+                  const char *text, size_t text_len, chat_store_append_cb cb, void *arg,
+                  chat_msg_t **out);
+    int (*history)(chat_store_t *st, const char *room_id, uint64_t before_seq, size_t limit,
+                   chat_store_history_cb cb, void *arg);
+    int (*after)(chat_store_t *st, const char *room_id, uint64_t after_seq, size_t limit,
+                 chat_store_history_cb cb, void *arg);
+    uint64_t (*last_seq)(chat_store_t *st, const char *room_id);
+    int (*mark_read)(chat_store_t *st, const char *room_id, const char *user_id,
+                     const char *const *message_ids, size_t n, chat_store_done_cb cb, void *arg);
+    int (*health)(chat_store_t *st, const char **why);
+    void (*close)(chat_store_t *st, void (*done)(void *arg), void *arg);
+} chat_store_ops_t;
+
+typedef struct {
+    const chat_store_ops_t *ops;
+    chat_store_stored_fn on_stored; /* chat_store_on_stored */
+    void *on_stored_arg;
+} store_head_t;
+
+static inline store_head_t *store_head(chat_store_t *st) {
+    return (store_head_t *)st;
+}
+
+/* The local stores' operations (store_common.c). */
+extern const chat_store_ops_t store_local_ops;
+
 /* ---- messages ---- */
 
 /* The fields of a message as byte slices (not necessarily NUL-terminated). */
@@ -135,6 +169,7 @@ typedef struct store_backend {
 } store_backend_t;
 
 struct chat_store {
+    store_head_t head; /* first: see "kinds of store" */
     const store_backend_t *backend;
     uv_loop_t *loop;
     chat_store_config_t cfg;

@@ -430,8 +430,18 @@ static void test_after(void **state) {
     after(fx, &h, "r", 12, 5);
     assert_true(h.sync);
     expect_range(&h, 1, 0);
-    after(fx, &h, "r", 1000, 5);
-    expect_range(&h, 1, 0);
+    /* A position beyond the history (another history's, a wiped store): -ERANGE. */
+    memset(&h, 0, sizeof h);
+    assert_int_equal(chat_store_after(fx->st, "r", 1000, 5, on_history, &h), 0);
+    while (!h.called)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(h.err, -ERANGE);
+    assert_int_equal(h.n, 0);
+    memset(&h, 0, sizeof h);
+    assert_int_equal(chat_store_after(fx->st, "unknown", 1, 5, on_history, &h), 0);
+    while (!h.called)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(h.err, -ERANGE);
     after(fx, &h, "unknown", 0, 5);
     expect_range(&h, 1, 0);
     /* Resuming in steps covers everything exactly once. */

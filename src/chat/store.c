@@ -1,0 +1,54 @@
+/* chat/store.c — the store's public functions, dispatched to the store's kind (a local
+ * store, or a worker's remote view of its supervisor's store; store_internal.h). */
+#include <errno.h>
+
+#include "chat/store_internal.h"
+
+int chat_store_append(chat_store_t *st, const char *room_id, const char *user_id,
+                      const char *username, const char *text, size_t text_len,
+                      chat_store_append_cb cb, void *arg, chat_msg_t **out) {
+    if (!st)
+        return -EINVAL;
+    return store_head(st)->ops->append(st, room_id, user_id, username, text, text_len, cb, arg,
+                                       out);
+}
+
+int chat_store_history(chat_store_t *st, const char *room_id, uint64_t before_seq, size_t limit,
+                       chat_store_history_cb cb, void *arg) {
+    return st ? store_head(st)->ops->history(st, room_id, before_seq, limit, cb, arg) : -EINVAL;
+}
+
+int chat_store_after(chat_store_t *st, const char *room_id, uint64_t after_seq, size_t limit,
+                     chat_store_history_cb cb, void *arg) {
+    return st ? store_head(st)->ops->after(st, room_id, after_seq, limit, cb, arg) : -EINVAL;
+}
+
+uint64_t chat_store_last_seq(chat_store_t *st, const char *room_id) {
+    return st ? store_head(st)->ops->last_seq(st, room_id) : 0;
+}
+
+int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
+                         const char *const *message_ids, size_t n, chat_store_done_cb cb,
+                         void *arg) {
+    return st ? store_head(st)->ops->mark_read(st, room_id, user_id, message_ids, n, cb, arg)
+              : -EINVAL;
+}
+
+int chat_store_health(chat_store_t *st, const char **why) {
+    if (!st) {
+        if (why)
+            *why = "no store";
+        return -EINVAL;
+    }
+    return store_head(st)->ops->health(st, why);
+}
+
+void chat_store_on_stored(chat_store_t *st, chat_store_stored_fn fn, void *arg) {
+    store_head(st)->on_stored = fn;
+    store_head(st)->on_stored_arg = arg;
+}
+
+void chat_store_close(chat_store_t *st, void (*done)(void *arg), void *arg) {
+    if (st)
+        store_head(st)->ops->close(st, done, arg);
+}
