@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "chat/api.h"
@@ -25,6 +26,7 @@
 #include "chat/feed.h"
 #include "chat/service.h"
 #include "chat/store.h"
+#include "chat/store_remote.h"
 #include "http/server.h"
 #include "http/static.h"
 #include "parley/loop.h"
@@ -46,6 +48,7 @@
 typedef struct {
     const char *host, *jwt_secret, *jwt_alg, *jwt_public_key, *api_key, *data_dir, *store;
     const char *cors_origins, *log_level, *web_root, *client_dir, *room_claim, *trusted_proxies;
+    const char *workers;
     long port, max_text, rate_burst, rate_per_sec, presence_limit, max_body, sse_heartbeat;
     long event_burst, event_rate, flood_limit, max_rooms, output_limit, send_timeout;
     long max_per_ip, handshake_rate, handshake_burst;
@@ -119,6 +122,9 @@ static const option_t options[] = {
     {"trusted-proxies", "PARLEY_TRUSTED_PROXIES",
      "comma-separated proxy addresses whose X-Forwarded-For is believed", OPT_STR,
      O(trusted_proxies), "none", 0, 0},
+    {"workers", "PARLEY_WORKERS",
+     "worker processes on the port: a number, or auto for one per core (1: one process)", OPT_STR,
+     O(workers), NULL, 0, 0},
     {"recovery", "PARLEY_RECOVERY", "connection state recovery", OPT_BOOL, O(recovery), NULL, 0, 0},
     {"web-root", "PARLEY_WEB_ROOT", "directory of the web page", OPT_STR, O(web_root), NULL, 0, 0},
     {"client-dir", "PARLEY_CLIENT_DIR", "directory of socket.io-client's dist files", OPT_STR,
@@ -170,6 +176,7 @@ static void config_defaults(config_t *cfg) {
         .max_body = (long)acfg.max_body,
         .sse_heartbeat = (long)(fcfg.heartbeat_ms / 1000),
         .recovery = true, /* off in socket.io and sio_config_defaults; the chat wants it */
+        .workers = "1",
         .web_root = default_dir(PARLEY_SOURCE_DIR "/web", PARLEY_DATA_DIR_INSTALLED "/web"),
         .client_dir = default_dir(PARLEY_SOURCE_DIR "/assets/node_modules/socket.io-client/dist",
                                   PARLEY_DATA_DIR_INSTALLED "/client"),
@@ -283,6 +290,7 @@ typedef struct {
     chat_api_t *api;
     http_static_t *web, *client;
     uv_signal_t sigint, sigterm;
+    parley_worker_t *worker; /* --workers N: this worker (NULL: one process) */
     char **origins, **proxies;
     size_t norigins, nproxies;
     char secret[64];
@@ -404,7 +412,54 @@ static void store_closed(void *arg) {
     app_t *app = arg;
     chat_api_free(app->api);
     chat_service_free(app->chat);
+    if (app->worker)
+        parley_worker_detach(app->worker);
+    app->worker = NULL;
     net_loop_close(app->nl);
+}
+
+/* --workers: a count, or "auto" for one per core. 0 when it is neither. */
+static unsigned worker_count(const char *v) {
+    if (strcmp(v, "auto") == 0) {
+        unsigned n = uv_available_parallelism();
+        return n > PARLEY_WORKERS_MAX ? PARLEY_WORKERS_MAX : n;
+    }
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    return errno || *end || end == v || n < 1 || n > PARLEY_WORKERS_MAX ? 0 : (unsigned)n;
+}
+
+/* With workers, the process that runs main first becomes their supervisor and owns the
+ * store; the workers (the same program, started again) serve. Returns -1 to go on as a
+ * worker or a single process, else main's exit status (the supervisor is done). */
+static int start_workers(app_t *app, int argc, char **argv) {
+    static chat_owner_config_t owner;
+    unsigned n = worker_count(app->cfg.workers);
+    if (n == 0) {
+        fprintf(stderr, "parley: --workers takes 1 to %d or auto, not '%s'\n", PARLEY_WORKERS_MAX,
+                app->cfg.workers);
+        return 2;
+    }
+    if (n > 1 && !getenv("PARLEY_WORKER") && !app->cfg.jwt_secret &&
+        strcmp(app->cfg.jwt_alg, "HS256") == 0) {
+        /* One random secret for every worker, or a token from one fails on the others. */
+        if (rand_id(app->secret) || setenv("PARLEY_JWT_SECRET", app->secret, 1)) {
+            LOG_ERROR("main", "no random JWT secret for the workers");
+            return 1;
+        }
+        LOG_WARN("main", "no --jwt-secret: using a random one; tokens will not survive a restart");
+    }
+    chat_store_config_defaults(&owner.store);
+    owner.kind = app->cfg.store;
+    owner.data_dir = app->cfg.data_dir;
+    int port = (int)app->cfg.port;
+    int rc = cluster_start(argc, argv, n, app->cfg.host, &port, &chat_owner_service, &owner,
+                           &app->worker);
+    app->cfg.port = port;
+    if (rc || (n > 1 && !app->worker))
+        return rc;
+    return -1;
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
@@ -535,6 +590,7 @@ static int start(app_t *app) {
     http_server_config_defaults(&hcfg);
     hcfg.host = c->host;
     hcfg.port = (int)c->port;
+    hcfg.reuse_port = app->worker != NULL;
     if (acfg.max_body > hcfg.max_body_size)
         hcfg.max_body_size = acfg.max_body; /* the API answers 413 above its own limit */
     sio_config_t iocfg;
@@ -582,7 +638,10 @@ static int start(app_t *app) {
         LOG_ERROR("main", "--output-limit / --send-timeout: %s", strerror(-rc));
         return -1;
     }
-    if (strcmp(c->store, "memory") == 0) {
+    if (app->worker) {
+        /* The supervisor owns the store (chat/store_remote.h). */
+        rc = chat_store_open_remote(&app->loop, app->worker, &app->store);
+    } else if (strcmp(c->store, "memory") == 0) {
         rc = chat_store_open_memory(&app->loop, &scfg, &app->store);
     } else if (strcmp(c->store, "sqlite") == 0) {
         if (mkdir(c->data_dir, 0700) && errno != EEXIST) {
@@ -622,7 +681,8 @@ static int start(app_t *app) {
              chat_api_new(app->http, app->io, app->chat, app->auth, app->feed, &acfg, &app->api)) ||
         (rc = http_server_route(app->http, "/healthz", health_route, app)) ||
         (rc = http_server_route(app->http, "/socket.io/socket.io", client_route, app)) ||
-        (rc = http_server_route(app->http, "", web_route, app))) {
+        (rc = http_server_route(app->http, "", web_route, app)) ||
+        (app->worker && (rc = parley_worker_attach(app->worker, &app->loop, app->io)))) {
         LOG_ERROR("main", "cannot start the chat service: %s", uv_strerror(rc));
         return -1;
     }
@@ -659,6 +719,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "parley: bad log level '%s'\n", app.cfg.log_level);
         return 2;
     }
+    if (strcmp(app.cfg.store, "memory") != 0 && strcmp(app.cfg.store, "sqlite") != 0) {
+        fprintf(stderr, "parley: --store must be sqlite or memory, not '%s'\n", app.cfg.store);
+        return 2;
+    }
+    int done = start_workers(&app, argc, argv);
+    if (done >= 0)
+        return done;
     int rc = uv_loop_init(&app.loop);
     if (rc) {
         LOG_ERROR("main", "cannot make the event loop: %s", uv_strerror(rc));
@@ -673,8 +740,10 @@ int main(int argc, char **argv) {
         split_list(app.cfg.trusted_proxies, "trusted-proxies", &app.proxies, &app.nproxies) ||
         start(&app) || watch_signals(&app))
         return 1;
-    /* Scripts and tests wait for this line on stdout. */
-    if (printf("listening %s:%d\n", app.cfg.host, http_server_port(app.http)) < 0 || fflush(stdout))
+    /* Scripts and tests wait for this line on stdout (with workers, the supervisor
+     * writes it once all of them serve). */
+    if (!app.worker && (printf("listening %s:%d\n", app.cfg.host, http_server_port(app.http)) < 0 ||
+                        fflush(stdout)))
         LOG_WARN("main", "cannot write the listening line to stdout");
     LOG_INFO("main", "serving the chat at http://%s:%d/", app.cfg.host, http_server_port(app.http));
     uv_run(&app.loop, UV_RUN_DEFAULT);

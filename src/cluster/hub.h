@@ -11,6 +11,7 @@
 #ifndef PARLEY_CLUSTER_HUB_H
 #define PARLEY_CLUSTER_HUB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -30,7 +31,8 @@ typedef struct cluster_service {
      * call. */
     void (*on_frame)(cluster_hub_t *hub, unsigned from, const uint8_t *frame, size_t size,
                      void *arg);
-    /* Worker `id` exited or was restarted: what it had (connections, presence) is gone. */
+    /* Worker `id` exited or was restarted: what it had (connections, presence) is gone.
+     * May be NULL. */
     void (*on_worker_gone)(cluster_hub_t *hub, unsigned id, void *arg);
     /* Every worker has exited: close, then call done(hub) (on the loop, any time later). */
     void (*stop)(cluster_hub_t *hub, void (*done)(cluster_hub_t *hub), void *arg);
@@ -46,6 +48,8 @@ int cluster_start(int argc, char **argv, unsigned nworkers, const char *host, in
 int cluster_hub_send(cluster_hub_t *hub, unsigned to, const void *frame, size_t len);
 unsigned cluster_hub_count(const cluster_hub_t *hub);
 
+/* In a worker: whether its channel to the supervisor is open. */
+bool cluster_worker_connected(const parley_worker_t *w);
 /* In a worker: sends a frame of an application type to the supervisor's service. */
 int cluster_worker_send(parley_worker_t *w, const void *frame, size_t len);
 /* In a worker: fn receives every frame of an application type from the service. */

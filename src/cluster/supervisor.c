@@ -218,7 +218,7 @@ static void member_exited(uv_process_t *p, int64_t status, int signal) {
         m->sup->status = 1;
     if (m->ch)
         channel_close(m->ch);
-    if (m->sup->svc)
+    if (m->sup->svc && m->sup->svc->on_worker_gone)
         m->sup->svc->on_worker_gone(m->sup, m->id, m->sup->svc_arg);
     uv_close((uv_handle_t *)p, process_closed);
 }

@@ -194,6 +194,10 @@ int cluster_worker_connect(parley_worker_t *w, uv_loop_t *loop) {
     return channel_open(loop, CLUSTER_CHANNEL_FD, &worker_cb, w, &w->ch);
 }
 
+bool cluster_worker_connected(const parley_worker_t *w) {
+    return w->ch != NULL;
+}
+
 int cluster_worker_send(parley_worker_t *w, const void *frame, size_t len) {
     return w->ch ? channel_send(w->ch, frame, len) : -EPIPE;
 }

@@ -8,6 +8,10 @@
 // sends must succeed again by themselves, without a restart. After a clean restart every
 // acknowledged message is in the history with its seq, none that was refused is, and each
 // room's seqs run from 1 without a gap (the refused messages' seqs were given again).
+// While the store is failing, GET /healthz answers 503 "degraded" with the store's error,
+// and a markRead of a real message is answered with an error (its read mark was not
+// stored), so no other member hears messagesRead; once sends work again, /healthz is 200
+// "ok" and markRead is acknowledged and announced again.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -20,6 +24,7 @@ import {
   newRoom,
   newUser,
   processExit,
+  request,
   rmTemp,
   sleep,
   startParley,
@@ -59,6 +64,12 @@ after(async () => {
   }
 });
 
+// GET /healthz → {status (HTTP), body (parsed)}.
+async function healthz(srv) {
+  const r = await request(`${srv.url}/healthz`);
+  return { status: r.status, body: r.json() };
+}
+
 // Writes the file until the file system is full; returns the bytes written.
 function fillUp(file) {
   const fd = fs.openSync(file, "w");
@@ -81,7 +92,7 @@ function fillUp(file) {
 }
 
 test(
-  "after a full disk, sends fail with an error, then resume by themselves once space is freed",
+  "after a full disk, sends and read marks fail with an error and /healthz is degraded, then all resume by themselves once space is freed",
   { timeout: 120000, skip: isRoot ? false : "needs root to mount a tmpfs as the data directory" },
   async (t) => {
     const mnt = tempDir("disk-full");
@@ -99,6 +110,12 @@ test(
     const roomId = newRoom("full");
     const c = await live.clients.connect(newUser("Filler"));
     await c.join(roomId);
+    const watcher = await live.clients.connect(newUser("Watcher"));
+    await watcher.join(roomId);
+    const ok = await healthz(live.srv);
+    assert.equal(ok.status, 200, `/healthz before the disk is full: ${JSON.stringify(ok)}`);
+    assert.equal(ok.body.status, "ok");
+    assert.equal(ok.body.store, "ok");
 
     const acked = []; // {id, seq, timestamp, text}
     const refused = []; // texts whose ack was an error
@@ -122,6 +139,22 @@ test(
     t.diagnostic(`filler ${filled} bytes; ${sent} sends until 3 failed: ${sent - refused.length} acknowledged`);
     assert.ok(refused.length >= 3, `no send failed on a full disk (${sent} sent)`);
     assert.match(live.srv.stderr(), /database or disk is full|No space left on device/);
+
+    // The last send was just refused, so the store is failing now (its first retry is 100 ms
+    // away at the soonest, and a retry meets the full disk too): /healthz says so, and a
+    // read mark cannot be stored, so it is not acknowledged and nobody hears of it.
+    const [sick, readAck] = await Promise.all([
+      healthz(live.srv),
+      c.ask("markRead", { roomId, messageIds: [acked[acked.length - 1].id] }, 10000),
+    ]);
+    t.diagnostic(`while full: /healthz ${sick.status} ${JSON.stringify(sick.body)}; markRead ${JSON.stringify(readAck)}`);
+    assert.equal(sick.status, 503, `/healthz while the store is failing: ${JSON.stringify(sick)}`);
+    assert.equal(sick.body.status, "degraded");
+    assert.match(sick.body.store, /No space left/, "the store's health names the failure");
+    assert.notEqual(readAck?.ok, true, `markRead acknowledged while its mark could not be stored: ${JSON.stringify(readAck)}`);
+    assert.deepEqual(readAck, { ok: false, error: "internal_error" });
+    await watcher.flush();
+    assert.equal(watcher.rec.count("messagesRead"), 0, "messagesRead announced for a read mark that was not stored");
     // Still full for a while: the store's retries meet the full disk too; whatever a send
     // answers then, the restart below checks it told the truth.
     const fullUntil = Date.now() + 1500;
@@ -141,6 +174,16 @@ test(
     assert.ok(resumed, `sends still fail ${RESUME_MS} ms after space was freed`);
     t.diagnostic(`sends resumed ${Date.now() - freedAt} ms after space was freed`);
     for (let k = 0; k < 5; k++) assert.ok(await sendOnce(`after ${k} ${PAD}`), "a send after recovery failed");
+
+    // Healthy again: /healthz is 200 "ok", and a read mark is stored and announced.
+    const well = await healthz(live.srv);
+    assert.equal(well.status, 200, `/healthz after sends resumed: ${JSON.stringify(well)}`);
+    assert.equal(well.body.status, "ok");
+    assert.equal(well.body.store, "ok");
+    const lastId = acked[acked.length - 1].id;
+    assert.deepEqual(await c.ask("markRead", { roomId, messageIds: [lastId] }, 10000), { ok: true });
+    const read = await watcher.rec.next("messagesRead", 10000);
+    assert.deepEqual(read, { userId: c.userId, messageIds: [lastId], roomId });
 
     // Restart on the same directory: the history is exactly what was acknowledged.
     live.clients.closeAll();

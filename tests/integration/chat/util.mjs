@@ -39,7 +39,11 @@ export function rmTemp(dir) {
 export async function startParley(args = [], { dataDir, env, secret = SECRET, devLogin = true } = {}) {
   const own = !dataDir && !args.includes("--data-dir") && !args.includes("memory");
   const dir = dataDir ?? (own ? tempDir() : undefined);
+  // PARLEY_TEST_WORKERS=N runs every suite against N worker processes (ctest registers
+  // the chat suites a second time that way).
+  const workers = process.env.PARLEY_TEST_WORKERS && !args.includes("--workers") ? ["--workers", process.env.PARLEY_TEST_WORKERS] : [];
   const full = [
+    ...workers,
     "--jwt-secret",
     secret,
     ...(devLogin ? ["--dev-login"] : []),

@@ -1,0 +1,275 @@
+/* chat/store_owner.c — the store, owned by the supervisor for its workers
+ * (store_remote.h).
+ *
+ * A cluster/hub.h service: it opens the store when the supervisor starts, turns each
+ * worker's request into a store call, answers that worker when the store did, and sends
+ * every stored message to every worker (chat_store_on_stored runs before the append's
+ * own callback, so STORED precedes DONE on the requester's FIFO pipe). Its store's health
+ * goes to every worker whenever it changes, and to a worker that says HELLO. A request
+ * that cannot be read is logged and dropped: the worker's caller then waits, as for a
+ * lost worker, until the worker closes its store. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat/store_internal.h"
+#include "chat/store_remote.h"
+#include "util/log.h"
+
+#define OWNER_IDS_MAX 1000 /* receipts per request, as the chat's markRead */
+#define OWNER_FIELD_MAX 4096
+
+typedef struct {
+    cluster_hub_t *hub;
+    const chat_owner_config_t *cfg;
+    chat_store_t *store;
+    int last_health;
+    uv_timer_t health_timer; /* the store recovers by itself: workers hear of it */
+    void (*stopped)(cluster_hub_t *hub);
+} owner_t;
+
+#define HEALTH_CHECK_MS 250
+
+static owner_t owner; /* one supervisor per process */
+
+typedef struct {
+    unsigned worker;
+    uint32_t req;
+} ticket_t;
+
+static void send_to(unsigned worker, buf_t *b, size_t start, int rc) {
+    if (rc == 0) {
+        wire_end(b, start);
+        rc = cluster_hub_send(owner.hub, worker, b->data, b->len);
+    }
+    if (rc)
+        LOG_WARN(STORE_TAG, "answer to worker %u not sent: %s", worker, strerror(-rc));
+    buf_free(b);
+}
+
+static void send_health(unsigned worker) {
+    const char *why;
+    int h = chat_store_health(owner.store, &why);
+    owner.last_health = h;
+    buf_t b = {0};
+    size_t start;
+    int rc = wire_begin(&b, CHAT_F_HEALTH, &start);
+    if (rc == 0)
+        rc = wire_u32(&b, (uint32_t)h);
+    if (rc == 0)
+        rc = wire_str(&b, why);
+    send_to(worker, &b, start, rc);
+}
+
+/* The health as workers last heard it changed: everyone hears the new one. */
+static void health_check(void) {
+    if (chat_store_health(owner.store, NULL) != owner.last_health)
+        send_health(0);
+}
+
+static void health_tick(uv_timer_t *t) {
+    health_check();
+}
+
+static void on_stored(chat_msg_t *m, void *arg) {
+    buf_t b = {0};
+    size_t start;
+    int rc = wire_begin(&b, CHAT_F_STORED, &start);
+    if (rc == 0)
+        rc = chat_wire_put_msg(&b, m);
+    send_to(0, &b, start, rc);
+}
+
+static void send_done(unsigned worker, uint32_t req, int err, const chat_msg_t *m) {
+    buf_t b = {0};
+    size_t start;
+    int rc = wire_begin(&b, CHAT_F_DONE, &start);
+    if (rc == 0)
+        rc = wire_u32(&b, req);
+    if (rc == 0)
+        rc = wire_u32(&b, (uint32_t)err);
+    if (rc == 0)
+        rc = wire_u8(&b, m != NULL);
+    if (rc == 0 && m)
+        rc = chat_wire_put_msg(&b, m);
+    send_to(worker, &b, start, rc);
+    health_check();
+}
+
+static void send_msgs(unsigned worker, uint32_t req, int err, chat_msg_t *const *msgs, size_t n) {
+    buf_t b = {0};
+    size_t start;
+    int rc = wire_begin(&b, CHAT_F_MSGS, &start);
+    if (rc == 0)
+        rc = wire_u32(&b, req);
+    if (rc == 0)
+        rc = wire_u32(&b, (uint32_t)err);
+    if (rc == 0)
+        rc = wire_u32(&b, (uint32_t)n);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = chat_wire_put_msg(&b, msgs[i]);
+    send_to(worker, &b, start, rc);
+}
+
+static ticket_t *ticket_new(unsigned worker, uint32_t req) {
+    ticket_t *t = malloc(sizeof *t);
+    if (t)
+        *t = (ticket_t){worker, req};
+    return t;
+}
+
+static void append_done(int err, chat_msg_t *m, void *arg) {
+    ticket_t *t = arg;
+    send_done(t->worker, t->req, err, err ? NULL : m);
+    free(t);
+}
+
+static void mark_done(int err, void *arg) {
+    ticket_t *t = arg;
+    send_done(t->worker, t->req, err, NULL);
+    free(t);
+}
+
+static void read_done(int err, chat_msg_t *const *msgs, size_t n, void *arg) {
+    ticket_t *t = arg;
+    send_msgs(t->worker, t->req, err, msgs, n);
+    free(t);
+}
+
+/* A string field copied out (NUL-terminated), for the store's C-string arguments. */
+static char *get_str(wire_reader_t *r) {
+    slice_t s = wire_get_bytes(r);
+    if (r->bad || s.len > OWNER_FIELD_MAX || memchr(s.base, '\0', s.len)) {
+        r->bad = true;
+        return NULL;
+    }
+    char *c = malloc(s.len + 1);
+    if (!c) {
+        r->bad = true;
+        return NULL;
+    }
+    memcpy(c, s.base, s.len);
+    c[s.len] = '\0';
+    return c;
+}
+
+static void on_append(unsigned from, wire_reader_t *r) {
+    uint32_t req = wire_get_u32(r);
+    char *room = get_str(r), *user = get_str(r), *name = get_str(r);
+    slice_t text = wire_get_bytes(r);
+    ticket_t *t = NULL;
+    int rc = !wire_done(r) ? -EPROTO : !(t = ticket_new(from, req)) ? -ENOMEM : 0;
+    if (rc == 0)
+        rc = chat_store_append(owner.store, room, user, name, text.base, text.len, append_done, t,
+                               NULL);
+    if (rc) {
+        free(t);
+        send_done(from, req, rc, NULL);
+    }
+    free(room);
+    free(user);
+    free(name);
+}
+
+static void on_mark(unsigned from, wire_reader_t *r) {
+    uint32_t req = wire_get_u32(r);
+    char *room = get_str(r), *user = get_str(r);
+    uint32_t n = wire_get_u32(r);
+    if (n > OWNER_IDS_MAX)
+        r->bad = true;
+    char **ids = r->bad ? NULL : calloc(n + 1, sizeof *ids);
+    for (uint32_t i = 0; ids && i < n && !r->bad; i++)
+        ids[i] = get_str(r);
+    ticket_t *t = NULL;
+    int rc = !wire_done(r) || !ids ? -EPROTO : !(t = ticket_new(from, req)) ? -ENOMEM : 0;
+    if (rc == 0)
+        rc = chat_store_mark_read(owner.store, room, user, (const char *const *)ids, n, mark_done,
+                                  t);
+    if (rc) {
+        free(t);
+        send_done(from, req, rc, NULL);
+    }
+    for (uint32_t i = 0; ids && i < n; i++)
+        free(ids[i]);
+    free(ids);
+    free(room);
+    free(user);
+}
+
+static void on_read(unsigned from, wire_reader_t *r, bool history) {
+    uint32_t req = wire_get_u32(r);
+    char *room = get_str(r);
+    uint64_t pos = wire_get_u64(r);
+    uint32_t limit = wire_get_u32(r);
+    ticket_t *t = NULL;
+    int rc = !wire_done(r) ? -EPROTO : !(t = ticket_new(from, req)) ? -ENOMEM : 0;
+    if (rc == 0)
+        rc = history ? chat_store_history(owner.store, room, pos, limit, read_done, t)
+                     : chat_store_after(owner.store, room, pos, limit, read_done, t);
+    if (rc) {
+        free(t);
+        send_msgs(from, req, rc, NULL, 0);
+    }
+    free(room);
+}
+
+static void owner_frame(cluster_hub_t *hub, unsigned from, const uint8_t *frame, size_t size,
+                        void *arg) {
+    wire_reader_t r;
+    wire_reader_init(&r, frame, size);
+    switch (r.type) {
+    case CHAT_F_HELLO:
+        send_health(from);
+        return;
+    case CHAT_F_APPEND:
+        on_append(from, &r);
+        return;
+    case CHAT_F_MARK:
+        on_mark(from, &r);
+        return;
+    case CHAT_F_HISTORY:
+    case CHAT_F_AFTER:
+        on_read(from, &r, r.type == CHAT_F_HISTORY);
+        return;
+    default:
+        LOG_ERROR(STORE_TAG, "unexpected frame %u from worker %u", r.type, from);
+    }
+}
+
+static int owner_start(cluster_hub_t *hub, uv_loop_t *loop, void *arg) {
+    owner.hub = hub;
+    owner.cfg = arg;
+    int rc =
+        strcmp(owner.cfg->kind, "memory") == 0
+            ? chat_store_open_memory(loop, &owner.cfg->store, &owner.store)
+            : chat_store_open_sqlite(loop, owner.cfg->data_dir, &owner.cfg->store, &owner.store);
+    if (rc)
+        return rc;
+    chat_store_on_stored(owner.store, on_stored, NULL);
+    if ((rc = uv_timer_init(loop, &owner.health_timer)) ||
+        (rc = uv_timer_start(&owner.health_timer, health_tick, HEALTH_CHECK_MS, HEALTH_CHECK_MS)))
+        return rc;
+    uv_unref((uv_handle_t *)&owner.health_timer);
+    return 0;
+}
+
+static void store_closed(void *arg) {
+    owner.stopped(owner.hub);
+}
+
+static void owner_stop(cluster_hub_t *hub, void (*done)(cluster_hub_t *hub), void *arg) {
+    owner.stopped = done;
+    if (!owner.store) {
+        done(hub);
+        return;
+    }
+    uv_close((uv_handle_t *)&owner.health_timer, NULL);
+    chat_store_close(owner.store, store_closed, NULL);
+}
+
+const cluster_service_t chat_owner_service = {
+    .start = owner_start,
+    .on_frame = owner_frame,
+    .stop = owner_stop,
+};

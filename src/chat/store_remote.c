@@ -1,0 +1,452 @@
+/* chat/store_remote.c — a worker's store: requests to the store owner (store_remote.h).
+ *
+ * Every call becomes a frame with a request number; the answer finds the caller's
+ * callback by that number. Callbacks never run from inside the call (as the local store's
+ * appends), and history may answer later than appends sent after it (the owner reads old
+ * pages on a worker thread): nothing here depends on the order of answers. STORED frames
+ * are handed to the on_stored observer as they come, which is the owner's store order.
+ * Writes go to the owner even while its store is failing (it refuses them with the
+ * failure, and is the one to know when it recovers). Closing waits for the answers due (the owner
+ * outlives its workers); when the channel is gone they fail with -EPIPE. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat/store_internal.h"
+#include "chat/store_remote.h"
+#include "cluster/wire.h"
+#include "util/log.h"
+
+typedef enum { REQ_APPEND, REQ_MARK, REQ_READ } req_kind_t;
+
+typedef struct req {
+    struct req *next;
+    uint32_t id;
+    req_kind_t kind;
+    chat_store_append_cb append_cb;
+    chat_store_done_cb done_cb;
+    chat_store_history_cb read_cb;
+    void *arg;
+} req_t;
+
+typedef struct room_seq {
+    uint64_t seq;
+    char id[]; /* the map key */
+} room_seq_t;
+
+typedef struct {
+    store_head_t head; /* first: see store_internal.h */
+    uv_loop_t *loop;
+    parley_worker_t *w;
+    req_t *reqs; /* waiting for an answer; few at a time per worker */
+    size_t nreqs;
+    uint32_t next_id;
+    map_t last; /* room → the last seq seen (room_seq_t) */
+    int health;
+    char why[128];
+    bool closing;
+    void (*close_done)(void *arg);
+    void *close_arg;
+    uv_idle_t finish; /* runs close_done outside the caller's stack */
+} remote_t;
+
+static remote_t *remote_of(chat_store_t *st) {
+    return (remote_t *)st;
+}
+
+/* ---- messages on the wire (shared with the owner) ---- */
+
+int chat_wire_put_msg(buf_t *b, const chat_msg_t *m) {
+    int rc = wire_str(b, m->id);
+    if (rc == 0)
+        rc = wire_u64(b, m->seq);
+    if (rc == 0)
+        rc = wire_u64(b, (uint64_t)m->timestamp);
+    if (rc == 0)
+        rc = wire_str(b, m->room_id);
+    if (rc == 0)
+        rc = wire_str(b, m->user_id);
+    if (rc == 0)
+        rc = wire_str(b, m->username);
+    if (rc == 0)
+        rc = wire_bytes(b, m->text, m->text_len);
+    return rc;
+}
+
+int chat_wire_get_msg(wire_reader_t *r, chat_msg_t **out) {
+    slice_t id = wire_get_bytes(r);
+    uint64_t seq = wire_get_u64(r);
+    int64_t ts = (int64_t)wire_get_u64(r);
+    slice_t room = wire_get_bytes(r), user = wire_get_bytes(r), name = wire_get_bytes(r);
+    slice_t text = wire_get_bytes(r);
+    if (r->bad)
+        return -EINVAL;
+    store_msg_fields_t f = {id.base,  room.base, user.base, name.base, text.base, id.len,
+                            room.len, user.len,  name.len,  text.len,  seq,       ts};
+    return store_msg_new(&f, true, out);
+}
+
+/* ---- requests ---- */
+
+static int send_frame(remote_t *rs, buf_t *b, size_t start, int rc) {
+    if (rc == 0) {
+        wire_end(b, start);
+        rc = cluster_worker_send(rs->w, b->data, b->len);
+    }
+    buf_free(b);
+    return rc;
+}
+
+static req_t *req_new(remote_t *rs, req_kind_t kind, void *arg) {
+    req_t *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    q->id = ++rs->next_id;
+    q->kind = kind;
+    q->arg = arg;
+    return q;
+}
+
+static void req_add(remote_t *rs, req_t *q) {
+    q->next = rs->reqs;
+    rs->reqs = q;
+    rs->nreqs++;
+}
+
+static req_t *req_take(remote_t *rs, uint32_t id) {
+    for (req_t **p = &rs->reqs; *p; p = &(*p)->next) {
+        if ((*p)->id == id) {
+            req_t *q = *p;
+            *p = q->next;
+            rs->nreqs--;
+            return q;
+        }
+    }
+    return NULL;
+}
+
+/* The handle lives in rs: rs goes once libuv has closed it. */
+static void handle_freed(uv_handle_t *h) {
+    free(h->data);
+}
+
+/* Closed, nothing due: the caller hears of it from the loop, not from inside a call. */
+static void finish_cb(uv_idle_t *h) {
+    remote_t *rs = h->data;
+    if (uv_idle_stop(h))
+        LOG_DEBUG(STORE_TAG, "idle stop failed");
+    void (*done)(void *) = rs->close_done;
+    void *arg = rs->close_arg;
+    map_entry_t *e;
+    for (size_t i = 0; map_next(&rs->last, &i, &e);)
+        free(e->value);
+    map_free(&rs->last);
+    uv_close((uv_handle_t *)h, handle_freed);
+    if (done)
+        done(arg);
+}
+
+static void maybe_finish(remote_t *rs) {
+    if (!rs->closing || rs->nreqs || uv_is_active((uv_handle_t *)&rs->finish) ||
+        uv_is_closing((uv_handle_t *)&rs->finish))
+        return;
+    if (uv_idle_start(&rs->finish, finish_cb))
+        LOG_ERROR(STORE_TAG, "remote store not closed cleanly");
+}
+
+static void req_answer(remote_t *rs, req_t *q, int err, chat_msg_t *const *msgs, size_t n) {
+    switch (q->kind) {
+    case REQ_APPEND:
+        if (q->append_cb)
+            q->append_cb(err, n ? msgs[0] : NULL, q->arg);
+        break;
+    case REQ_MARK:
+        if (q->done_cb)
+            q->done_cb(err, q->arg);
+        break;
+    case REQ_READ:
+        q->read_cb(err, err ? NULL : msgs, err ? 0 : n, q->arg);
+        break;
+    }
+    free(q);
+    maybe_finish(rs);
+}
+
+static void seen(remote_t *rs, const chat_msg_t *m) {
+    size_t len = strlen(m->room_id);
+    room_seq_t *r = map_get(&rs->last, m->room_id, len);
+    if (!r) {
+        if (!(r = calloc(1, sizeof *r + len + 1)))
+            return;
+        memcpy(r->id, m->room_id, len + 1);
+        if (map_put(&rs->last, r->id, len, r)) {
+            free(r);
+            return;
+        }
+    }
+    if (m->seq > r->seq)
+        r->seq = m->seq;
+}
+
+static int r_append(chat_store_t *st, const char *room_id, const char *user_id,
+                    const char *username, const char *text, size_t text_len,
+                    chat_store_append_cb cb, void *arg, chat_msg_t **out) {
+    remote_t *rs = remote_of(st);
+    if (out)
+        *out = NULL; /* the seq is the owner's to assign: known with the answer */
+    if (!room_id || !user_id || !username || (!text && text_len))
+        return -EINVAL;
+    if (rs->closing)
+        return -ECANCELED;
+    req_t *q = req_new(rs, REQ_APPEND, arg);
+    if (!q)
+        return -ENOMEM;
+    q->append_cb = cb;
+    buf_t b = {0};
+    size_t start;
+    int rc = wire_begin(&b, CHAT_F_APPEND, &start);
+    if (rc == 0)
+        rc = wire_u32(&b, q->id);
+    if (rc == 0)
+        rc = wire_str(&b, room_id);
+    if (rc == 0)
+        rc = wire_str(&b, user_id);
+    if (rc == 0)
+        rc = wire_str(&b, username);
+    if (rc == 0)
+        rc = wire_bytes(&b, text, text_len);
+    if ((rc = send_frame(rs, &b, start, rc))) {
+        free(q);
+        return rc;
+    }
+    req_add(rs, q);
+    return 0;
+}
+
+static int r_read(chat_store_t *st, uint8_t type, const char *room_id, uint64_t pos, size_t limit,
+                  chat_store_history_cb cb, void *arg) {
+    remote_t *rs = remote_of(st);
+    if (!room_id || !cb)
+        return -EINVAL;
+    if (rs->closing)
+        return -ECANCELED;
+    req_t *q = req_new(rs, REQ_READ, arg);
+    if (!q)
+        return -ENOMEM;
+    q->read_cb = cb;
+    buf_t b = {0};
+    size_t start;
+    int rc = wire_begin(&b, type, &start);
+    if (rc == 0)
+        rc = wire_u32(&b, q->id);
+    if (rc == 0)
+        rc = wire_str(&b, room_id);
+    if (rc == 0)
+        rc = wire_u64(&b, pos);
+    if (rc == 0)
+        rc = wire_u32(&b, limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit);
+    if ((rc = send_frame(rs, &b, start, rc))) {
+        free(q);
+        return rc;
+    }
+    req_add(rs, q);
+    return 0;
+}
+
+static int r_history(chat_store_t *st, const char *room_id, uint64_t before_seq, size_t limit,
+                     chat_store_history_cb cb, void *arg) {
+    return r_read(st, CHAT_F_HISTORY, room_id, before_seq, limit, cb, arg);
+}
+
+static int r_after(chat_store_t *st, const char *room_id, uint64_t after_seq, size_t limit,
+                   chat_store_history_cb cb, void *arg) {
+    return r_read(st, CHAT_F_AFTER, room_id, after_seq, limit, cb, arg);
+}
+
+static uint64_t r_last_seq(chat_store_t *st, const char *room_id) {
+    remote_t *rs = remote_of(st);
+    room_seq_t *r = room_id ? map_get(&rs->last, room_id, strlen(room_id)) : NULL;
+    return r ? r->seq : 0;
+}
+
+static int r_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
+                       const char *const *message_ids, size_t n, chat_store_done_cb cb, void *arg) {
+    remote_t *rs = remote_of(st);
+    if (!room_id || !user_id || (n && !message_ids) || n > UINT32_MAX)
+        return -EINVAL;
+    if (rs->closing)
+        return -ECANCELED;
+    req_t *q = req_new(rs, REQ_MARK, arg);
+    if (!q)
+        return -ENOMEM;
+    q->done_cb = cb;
+    buf_t b = {0};
+    size_t start;
+    int rc = wire_begin(&b, CHAT_F_MARK, &start);
+    if (rc == 0)
+        rc = wire_u32(&b, q->id);
+    if (rc == 0)
+        rc = wire_str(&b, room_id);
+    if (rc == 0)
+        rc = wire_str(&b, user_id);
+    if (rc == 0)
+        rc = wire_u32(&b, (uint32_t)n);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = wire_str(&b, message_ids[i]);
+    if ((rc = send_frame(rs, &b, start, rc))) {
+        free(q);
+        return rc;
+    }
+    req_add(rs, q);
+    return 0;
+}
+
+static int r_health(chat_store_t *st, const char **why) {
+    remote_t *rs = remote_of(st);
+    if (why)
+        *why = rs->why;
+    return rs->health;
+}
+
+static void r_close(chat_store_t *st, void (*done)(void *arg), void *arg) {
+    remote_t *rs = remote_of(st);
+    if (rs->closing)
+        return;
+    rs->closing = true;
+    rs->close_done = done;
+    rs->close_arg = arg;
+    cluster_worker_on_app(rs->w, NULL, NULL);
+    /* Answers still due come from the owner, which outlives its workers; without a
+     * channel they cannot: they fail now. */
+    if (!cluster_worker_connected(rs->w)) {
+        while (rs->reqs) {
+            req_t *q = req_take(rs, rs->reqs->id);
+            req_answer(rs, q, -EPIPE, NULL, 0);
+        }
+    }
+    maybe_finish(rs);
+}
+
+static const chat_store_ops_t remote_ops = {
+    .append = r_append,
+    .history = r_history,
+    .after = r_after,
+    .last_seq = r_last_seq,
+    .mark_read = r_mark_read,
+    .health = r_health,
+    .close = r_close,
+};
+
+/* ---- answers from the owner ---- */
+
+static void on_done(remote_t *rs, wire_reader_t *r) {
+    uint32_t id = wire_get_u32(r);
+    int err = (int32_t)wire_get_u32(r);
+    bool has_msg = wire_get_u8(r) != 0;
+    chat_msg_t *m = NULL;
+    if (has_msg && chat_wire_get_msg(r, &m))
+        r->bad = true;
+    req_t *q = r->bad || !wire_done(r) ? NULL : req_take(rs, id);
+    if (!q) {
+        LOG_ERROR(STORE_TAG, "an answer of the store owner was not understood");
+        if (m)
+            chat_msg_unref(m);
+        return;
+    }
+    req_answer(rs, q, err, &m, m ? 1 : 0);
+    if (m)
+        chat_msg_unref(m);
+}
+
+static void on_msgs(remote_t *rs, wire_reader_t *r) {
+    uint32_t id = wire_get_u32(r);
+    int err = (int32_t)wire_get_u32(r);
+    uint32_t n = wire_get_u32(r);
+    chat_msg_t **msgs = n && !r->bad ? calloc(n, sizeof *msgs) : NULL;
+    size_t got = 0;
+    if (n && !msgs)
+        err = -ENOMEM;
+    for (; msgs && got < n && !r->bad; got++)
+        if (chat_wire_get_msg(r, &msgs[got]))
+            r->bad = true;
+    req_t *q = req_take(rs, id);
+    if (!q) {
+        LOG_ERROR(STORE_TAG, "a read answer of the store owner was not understood");
+    } else {
+        if (r->bad || !wire_done(r))
+            err = err ? err : -EPROTO;
+        for (size_t i = 0; !err && i < got; i++)
+            seen(rs, msgs[i]);
+        req_answer(rs, q, err, msgs, got);
+    }
+    for (size_t i = 0; i < got; i++)
+        if (msgs[i])
+            chat_msg_unref(msgs[i]);
+    free(msgs);
+}
+
+static void on_frame(const uint8_t *frame, size_t size, void *arg) {
+    remote_t *rs = arg;
+    wire_reader_t r;
+    wire_reader_init(&r, frame, size);
+    switch (r.type) {
+    case CHAT_F_STORED: {
+        chat_msg_t *m;
+        if (chat_wire_get_msg(&r, &m) || !wire_done(&r)) {
+            LOG_ERROR(STORE_TAG, "a stored message from the owner was not understood");
+            return;
+        }
+        seen(rs, m);
+        if (rs->head.on_stored && !rs->closing)
+            rs->head.on_stored(m, rs->head.on_stored_arg);
+        chat_msg_unref(m);
+        return;
+    }
+    case CHAT_F_DONE:
+        on_done(rs, &r);
+        return;
+    case CHAT_F_MSGS:
+        on_msgs(rs, &r);
+        return;
+    case CHAT_F_HEALTH:
+        rs->health = (int32_t)wire_get_u32(&r);
+        wire_get_cstr(&r, rs->why, sizeof rs->why);
+        if (r.bad) {
+            rs->health = -EPROTO;
+            snprintf(rs->why, sizeof rs->why, "the store owner's health was not understood");
+        }
+        return;
+    default:
+        LOG_ERROR(STORE_TAG, "unexpected frame %u from the store owner", r.type);
+    }
+}
+
+int chat_store_open_remote(uv_loop_t *loop, parley_worker_t *w, chat_store_t **out) {
+    remote_t *rs = calloc(1, sizeof *rs);
+    if (!rs)
+        return -ENOMEM;
+    rs->head.ops = &remote_ops;
+    rs->loop = loop;
+    rs->w = w;
+    snprintf(rs->why, sizeof rs->why, "ok");
+    int rc = map_init(&rs->last) ? -EIO : 0;
+    if (rc == 0)
+        rc = cluster_worker_connect(w, loop);
+    if (rc == 0)
+        rc = uv_idle_init(loop, &rs->finish);
+    if (rc) {
+        map_free(&rs->last);
+        free(rs);
+        return rc;
+    }
+    rs->finish.data = rs;
+    cluster_worker_on_app(w, on_frame, rs);
+    buf_t b = {0};
+    size_t start = 0;
+    rc = wire_begin(&b, CHAT_F_HELLO, &start);
+    if ((rc = send_frame(rs, &b, start, rc)))
+        LOG_WARN(STORE_TAG, "the store owner was not greeted: %s", strerror(-rc));
+    *out = (chat_store_t *)rs;
+    return 0;
+}

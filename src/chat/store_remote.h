@@ -1,0 +1,61 @@
+/* chat/store_remote.h — the chat's store with workers: one owner, every worker a view.
+ *
+ * With --workers, the supervisor owns the store (store_owner.c, a cluster/hub.h service):
+ * one SQLite writer, so one seq order per room and one place where writes are
+ * acknowledged. Each worker opens a remote store (store_remote.c): a chat_store_t whose
+ * appends, receipts and reads are requests to the owner over the worker's channel. The
+ * owner answers the requester once its store did, and sends every stored message to
+ * every worker (STORED), in the order its store stored them, before it answers the
+ * message's sender: so every worker announces every message once, each room in seq
+ * order, and a sender sees its own message announced before its ack, as with one
+ * process. The owner also tells every worker its store's health.
+ *
+ * Frames (cluster/wire.h, types from CLUSTER_APP_TYPE; fields in order):
+ *   HELLO    w→o  —                                      (the owner answers HEALTH)
+ *   APPEND   w→o  u32 req, room, user, username, text
+ *   MARK     w→o  u32 req, room, user, u32 n, n ids
+ *   HISTORY  w→o  u32 req, room, u64 before, u32 limit
+ *   AFTER    w→o  u32 req, room, u64 after, u32 limit
+ *   DONE     o→w  u32 req, i32 err, u8 has message, [message]   (APPEND, MARK)
+ *   MSGS     o→w  u32 req, i32 err, u32 n, n messages           (HISTORY, AFTER)
+ *   STORED   o→all  message
+ *   HEALTH   o→all  i32 err, why
+ * A message is: id, u64 seq, u64 timestamp, room, user, username, text. */
+#ifndef PARLEY_CHAT_STORE_REMOTE_H
+#define PARLEY_CHAT_STORE_REMOTE_H
+
+#include "chat/store.h"
+#include "cluster/hub.h"
+#include "cluster/wire.h"
+
+enum {
+    CHAT_F_HELLO = CLUSTER_APP_TYPE,
+    CHAT_F_APPEND,
+    CHAT_F_MARK,
+    CHAT_F_HISTORY,
+    CHAT_F_AFTER,
+    CHAT_F_DONE,
+    CHAT_F_MSGS,
+    CHAT_F_STORED,
+    CHAT_F_HEALTH,
+};
+
+/* In a worker: the store, through the worker's channel (opened here when needed). */
+int chat_store_open_remote(uv_loop_t *loop, parley_worker_t *w, chat_store_t **out);
+
+/* In the supervisor: the service that owns the store. The configuration is borrowed for
+ * the supervisor's lifetime. */
+typedef struct {
+    const char *kind;     /* "sqlite" or "memory" */
+    const char *data_dir; /* sqlite */
+    chat_store_config_t store;
+} chat_owner_config_t;
+
+extern const cluster_service_t chat_owner_service; /* arg: a chat_owner_config_t */
+
+/* A message as the frames carry it (both sides). get: a new message (one reference) or
+ * -EINVAL, which also marks the reader bad. */
+int chat_wire_put_msg(buf_t *b, const chat_msg_t *m);
+int chat_wire_get_msg(wire_reader_t *r, chat_msg_t **out);
+
+#endif
