@@ -675,6 +675,7 @@ static int start(app_t *app) {
     }
     if ((rc = sio_server_new(app->http, &iocfg, &app->io)) ||
         (rc = chat_service_new(app->io, app->store, app->auth, &ccfg, &app->chat)) ||
+        (app->worker && (rc = chat_service_use_workers(app->chat, app->worker))) ||
         (rc = chat_feed_new(&app->loop, app->chat, app->store, &fcfg, &app->feed)) ||
         (rc = http_server_route(app->http, "/api/dev/token", dev_token_route, app)) ||
         (rc =

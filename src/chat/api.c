@@ -296,6 +296,7 @@ static void get_members(call_t *c, const principal_t *who) {
 /* A POST waiting for its message to be durable. */
 typedef struct {
     http_conn_t *hc; /* NULL once its connection is gone */
+    chat_service_t *svc;
     char cors[512];
 } post_wait_t;
 
@@ -310,9 +311,13 @@ static void post_done(const char *error, chat_msg_t *msg, void *arg) {
         http_req_t done = {.head = {.method = SLICE_LIT("POST"), .path = SLICE_LIT("(message)")}};
         call_t c = {.hc = w->hc, .req = &done};
         snprintf(c.cors, sizeof c.cors, "%s", w->cors);
-        if (error)
+        if (error && strcmp(error, "rate_limited") == 0) {
+            char extra[48];
+            snprintf(extra, sizeof extra, "Retry-After: %u\r\n", chat_service_retry_after(w->svc));
+            fail_with(&c, 429, extra, error, "too many messages: slow down");
+        } else if (error) {
             fail(&c, 500, error, "the message could not be stored");
-        else
+        } else
             answer_obj(&c, 201, NULL,
                        json_pack("{s:s,s:I,s:I}", "id", msg->id, "seq", (json_int_t)msg->seq,
                                  "timestamp", (json_int_t)msg->timestamp));
@@ -345,6 +350,7 @@ static void post_message(call_t *c, const principal_t *who) {
         return;
     }
     w->hc = c->hc;
+    w->svc = c->api->svc;
     snprintf(w->cors, sizeof w->cors, "%s", c->cors);
     unsigned retry = 0;
     /* A trusted backend (the API key) is not rate limited; users are, per user. */

@@ -24,10 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat/store_remote.h"
 #include "util/assert.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/map.h"
+#include "util/rand.h"
 #include "util/time.h"
 #include "util/utf8.h"
 
@@ -87,7 +89,11 @@ struct chat_service {
     chat_store_t *store;
     const chat_auth_t *auth;
     chat_config_t cfg;
-    map_t rooms;   /* room id → presence_t */
+    map_t rooms; /* room id → presence_t: this process's connections */
+    /* With workers: every worker's users, as the store owner reports them (the member
+     * lists and counts come from here); this process reports its own transitions. */
+    parley_worker_t *worker;
+    map_t global;  /* room id → presence_t, one "socket" per user */
     map_t buckets; /* user id → user_bucket_t, for chat_service_post */
     chat_observer_fn observer;
     void *observer_arg;
@@ -133,8 +139,8 @@ static chat_conn_t *conn_of(sio_socket_t *s) {
 
 /* ---- presence ---- */
 
-static presence_t *presence_get(chat_service_t *svc, const char *room, bool create) {
-    presence_t *p = map_get(&svc->rooms, room, strlen(room));
+static presence_t *presence_get(map_t *rooms, const char *room, bool create) {
+    presence_t *p = map_get(rooms, room, strlen(room));
     if (p || !create)
         return p;
     size_t len = strlen(room);
@@ -144,7 +150,7 @@ static presence_t *presence_get(chat_service_t *svc, const char *room, bool crea
         return NULL;
     }
     memcpy(p->name, room, len + 1);
-    if (map_put(&svc->rooms, p->name, len, p)) {
+    if (map_put(rooms, p->name, len, p)) {
         map_free(&p->counts);
         free(p);
         return NULL;
@@ -154,8 +160,8 @@ static presence_t *presence_get(chat_service_t *svc, const char *room, bool crea
 
 /* Counts one more socket of user in room; returns 1 when the user was not present, 0
  * when they were, -ENOMEM. */
-static int presence_add(chat_service_t *svc, const char *room, const char *user) {
-    presence_t *p = presence_get(svc, room, true);
+static int presence_add(map_t *rooms, const char *room, const char *user) {
+    presence_t *p = presence_get(rooms, room, true);
     if (!p)
         return -ENOMEM;
     presence_user_t *u = map_get(&p->counts, user, strlen(user));
@@ -178,29 +184,47 @@ static int presence_add(chat_service_t *svc, const char *room, const char *user)
 }
 
 /* One socket of user left room; returns true when it was the user's last there. */
-static bool presence_remove(chat_service_t *svc, const char *room, const char *user) {
-    presence_t *p = presence_get(svc, room, false);
+static bool presence_remove(map_t *rooms, const char *room, const char *user) {
+    presence_t *p = presence_get(rooms, room, false);
     presence_user_t *u = p ? map_get(&p->counts, user, strlen(user)) : NULL;
     if (!u || --u->sockets > 0)
         return false;
     map_del(&p->counts, user, strlen(user));
     free(u);
     if (--p->users == 0) {
-        map_del(&svc->rooms, p->name, strlen(p->name));
+        map_del(rooms, p->name, strlen(p->name));
         map_free(&p->counts);
         free(p);
     }
     return true;
 }
 
-size_t chat_service_room_users(const chat_service_t *svc, const char *room_id) {
-    presence_t *p = map_get(&svc->rooms, room_id, strlen(room_id));
+static void presence_free(map_t *rooms) {
+    map_entry_t *e;
+    for (size_t pos = 0; map_next(rooms, &pos, &e);) {
+        presence_t *p = e->value;
+        map_entry_t *u;
+        for (size_t upos = 0; map_next(&p->counts, &upos, &u);)
+            free(u->value);
+        map_free(&p->counts);
+        free(p);
+    }
+    map_free(rooms);
+}
+
+/* Where members are counted: the whole group's view with workers, else this process. */
+static map_t *members_of(chat_service_t *svc) {
+    return svc->worker ? &svc->global : &svc->rooms;
+}
+
+size_t chat_service_room_users(chat_service_t *svc, const char *room_id) {
+    presence_t *p = map_get(members_of(svc), room_id, strlen(room_id));
     return p ? p->users : 0;
 }
 
 json_t *chat_service_members(chat_service_t *svc, const char *room) {
     json_t *a = json_array();
-    presence_t *p = presence_get(svc, room, false);
+    presence_t *p = presence_get(members_of(svc), room, false);
     map_entry_t *e;
     for (size_t pos = 0;
          a && p && json_array_size(a) < MEMBERS_MAX && map_next(&p->counts, &pos, &e);) {
@@ -238,9 +262,17 @@ static void user_room(char out[USER_ROOM_SIZE], const char *user_id) {
     snprintf(out, USER_ROOM_SIZE, USER_ROOM_PREFIX "%s", user_id);
 }
 
+/* Whether room has the shape of a socket id (RAND_ID_SIZE - 1 base64url characters):
+ * with workers, the socket may live in another process, where this one cannot look it
+ * up, and joining a room named after it would receive what is sent to that socket. */
+static bool socket_id_shaped(const char *room) {
+    size_t n = strspn(room, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+    return n == RAND_ID_SIZE - 1 && room[n] == '\0';
+}
+
 static bool is_chat_room(chat_service_t *svc, const char *room) {
     return strncmp(room, USER_ROOM_PREFIX, sizeof USER_ROOM_PREFIX - 1) != 0 &&
-           !sio_nsp_find_socket(svc->nsp, room);
+           !socket_id_shaped(room) && !sio_nsp_find_socket(svc->nsp, room);
 }
 
 int chat_service_check_room(chat_service_t *svc, const char *room, size_t len) {
@@ -315,6 +347,89 @@ static void announce(sio_socket_t *s, const char *room, const char *event, size_
     to_others(
         s, room, event,
         json_pack("{s:s,s:s,s:s}", "userId", c->user_id, "username", c->username, "roomId", room));
+}
+
+/* A user's first connection in a room arrived here, or the last one here left. Alone,
+ * that is the room's news; with workers, the store owner decides whether the user is
+ * new to (or gone from) the room across all of them (chat/store_remote.h). */
+static void presence_changed(sio_socket_t *s, const char *room, bool joined) {
+    chat_conn_t *c = conn_of(s);
+    chat_service_t *svc = c->svc;
+    if (!svc->worker) {
+        size_t users = chat_service_room_users(svc, room) + (joined ? 0 : 1);
+        announce(s, room, joined ? "userJoined" : "userLeft", users);
+        return;
+    }
+    buf_t b = {0};
+    size_t start;
+    int rc = wire_begin(&b, CHAT_F_PRESENCE, &start);
+    if (rc == 0)
+        rc = wire_u8(&b, joined);
+    if (rc == 0)
+        rc = wire_str(&b, room);
+    if (rc == 0)
+        rc = wire_str(&b, c->user_id);
+    if (rc == 0)
+        rc = wire_str(&b, c->username);
+    if (rc == 0)
+        rc = wire_str(&b, sio_socket_id(s));
+    if (rc == 0) {
+        wire_end(&b, start);
+        rc = cluster_worker_send(svc->worker, b.data, b.len);
+    }
+    if (rc)
+        LOG_WARN("chat", "presence of %s in %s not reported: %s", c->user_id, room, strerror(-rc));
+    buf_free(&b);
+}
+
+/* The owner's news of a user in a room: kept for the member lists, and announced to
+ * this process's sockets of the room (but the one that caused it) unless quiet. */
+static void on_presence_event(const uint8_t *frame, size_t size, void *arg) {
+    chat_service_t *svc = arg;
+    wire_reader_t r;
+    wire_reader_init(&r, frame, size);
+    bool joined = wire_get_u8(&r) != 0, quiet = wire_get_u8(&r) != 0;
+    char room[CHAT_ROOM_ID_MAX + 1], user[CHAT_USER_ID_MAX + 1], name[CHAT_USERNAME_MAX * 4 + 1];
+    char sid[64];
+    wire_get_cstr(&r, room, sizeof room);
+    wire_get_cstr(&r, user, sizeof user);
+    wire_get_cstr(&r, name, sizeof name);
+    wire_get_cstr(&r, sid, sizeof sid);
+    if (!wire_done(&r)) {
+        LOG_ERROR("chat", "a presence event from the store owner was not understood");
+        return;
+    }
+    size_t users = chat_service_room_users(svc, room);
+    if (joined) {
+        if (presence_add(&svc->global, room, user) < 0)
+            LOG_WARN("chat", "member %s of %s not kept: out of memory", user, room);
+        users = chat_service_room_users(svc, room);
+    } else {
+        presence_remove(&svc->global, room, user);
+    }
+    if (quiet || svc->stopping || users > svc->cfg.presence_limit)
+        return;
+    const char *rooms[1] = {room}, *except[1] = {sid};
+    sio_target_t to = {
+        .rooms = rooms, .nrooms = 1, .except = except, .nexcept = 1, .flags = SIO_LOCAL};
+    json_t *args = json_pack("[{s:s,s:s,s:s}]", "userId", user, "username", name, "roomId", room);
+    sio_payload_t p = {args, NULL, 0};
+    if (!args || sio_nsp_emit(svc->nsp, &to, joined ? "userJoined" : "userLeft", &p))
+        LOG_DEBUG("chat", "%s to %s failed", joined ? "userJoined" : "userLeft", room);
+    json_decref(args);
+}
+
+unsigned chat_service_retry_after(const chat_service_t *svc) {
+    double wait = svc->cfg.rate_per_sec > 0 ? 1.0 / svc->cfg.rate_per_sec : 3600;
+    return wait < 1 ? 1 : (unsigned)(wait + 0.999);
+}
+
+int chat_service_use_workers(chat_service_t *svc, parley_worker_t *worker) {
+    if (map_init(&svc->global))
+        return -EIO;
+    svc->worker = worker;
+    return cluster_worker_on_app(worker, CHAT_F_PRESENCE_EV, CHAT_F_PRESENCE_EV, on_presence_event,
+                                 svc);
 }
 
 /* Text rules shared by sendMessage, sendDirect and posts; returns an error code or NULL. */
@@ -539,7 +654,7 @@ static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
             ack_error(s, ack, "internal_error");
             return;
         }
-        int added = presence_add(svc, room, c->user_id);
+        int added = presence_add(&svc->rooms, room, c->user_id);
         if (added < 0) {
             /* Uncounted, the user would never be announced as leaving: undo the join. */
             if (sio_socket_leave(s, room))
@@ -548,7 +663,7 @@ static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
             return;
         }
         if (added == 1)
-            announce(s, room, "userJoined", chat_service_room_users(svc, room));
+            presence_changed(s, room, true);
     }
     pending_t *pd = pending_new(svc, s, ack, room);
     int rc =
@@ -679,9 +794,8 @@ static void on_mark_read(sio_socket_t *s, const char *ev, const sio_payload_t *p
 
 static void leave_room(sio_socket_t *s, const char *room) {
     chat_conn_t *c = conn_of(s);
-    size_t users = chat_service_room_users(c->svc, room);
-    if (presence_remove(c->svc, room, c->user_id))
-        announce(s, room, "userLeft", users);
+    if (presence_remove(&c->svc->rooms, room, c->user_id))
+        presence_changed(s, room, false);
 }
 
 static void on_leave(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
@@ -899,12 +1013,12 @@ static void restore_rooms(sio_socket_t *s, chat_conn_t *c) {
                 LOG_WARN("chat", "socket %s: cannot leave %s", sio_socket_id(s), room);
             continue;
         }
-        int added = presence_add(svc, room, c->user_id);
+        int added = presence_add(&svc->rooms, room, c->user_id);
         if (added < 0)
             LOG_WARN("chat", "socket %s: presence in %s not restored: out of memory",
                      sio_socket_id(s), room);
         else if (added == 1)
-            announce(s, room, "userJoined", chat_service_room_users(svc, room));
+            presence_changed(s, room, true);
     }
     json_decref(rooms);
 }
@@ -1016,15 +1130,9 @@ void chat_service_stop(chat_service_t *svc) {
 
 void chat_service_free(chat_service_t *svc) {
     map_entry_t *e;
-    for (size_t pos = 0; map_next(&svc->rooms, &pos, &e);) {
-        presence_t *p = e->value;
-        map_entry_t *u;
-        for (size_t upos = 0; map_next(&p->counts, &upos, &u);)
-            free(u->value);
-        map_free(&p->counts);
-        free(p);
-    }
-    map_free(&svc->rooms);
+    presence_free(&svc->rooms);
+    if (svc->worker)
+        presence_free(&svc->global);
     for (size_t pos = 0; map_next(&svc->buckets, &pos, &e);)
         free(e->value);
     map_free(&svc->buckets);
@@ -1083,6 +1191,11 @@ typedef struct {
 
 static void post_done(int err, chat_msg_t *msg, void *arg) {
     post_t *p = arg;
+    if (err == -EDQUOT) {
+        p->cb("rate_limited", NULL, p->arg); /* the owner's bucket (workers) */
+        free(p);
+        return;
+    }
     if (err)
         LOG_WARN("chat", "posted message not stored: %s", strerror(-err));
     p->cb(err ? "internal_error" : NULL, err ? NULL : msg, p->arg);
@@ -1095,6 +1208,22 @@ const char *chat_service_post(chat_service_t *svc, const char *room_id, const ch
     const char *err = check_text(text, svc->cfg.max_text);
     if (err)
         return err;
+    if (rate_limit && svc->worker) {
+        /* The user's posts may land on any worker: the store owner keeps the bucket. */
+        post_t *p = malloc(sizeof *p);
+        if (!p)
+            return "internal_error";
+        *p = (post_t){svc, cb, arg};
+        int rc = chat_store_append_limited(
+            svc->store, room_id, user->user_id, user->username, json_string_value(text),
+            json_string_length(text), (uint32_t)svc->cfg.rate_burst,
+            svc->cfg.rate_per_sec < 1 ? 1 : (uint32_t)svc->cfg.rate_per_sec, post_done, p);
+        if (rc) {
+            free(p);
+            return "internal_error";
+        }
+        return NULL;
+    }
     if (rate_limit) {
         bucket_t *b = user_bucket(svc, user->user_id);
         if (!b)

@@ -16,6 +16,7 @@
 
 #include "chat/auth.h"
 #include "chat/store.h"
+#include "parley/cluster.h"
 #include "parley/sio.h"
 
 /* Room ids: 1 to this many bytes of UTF-8 without control or format characters
@@ -68,8 +69,13 @@ int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *a
 void chat_service_stop(chat_service_t *svc);
 void chat_service_free(chat_service_t *svc);
 
+/* In a worker (parley/cluster.h): presence is counted across every worker by the store
+ * owner (chat/store_remote.h); member lists and counts are the whole group's. Call once,
+ * after chat_service_new and before serving. */
+int chat_service_use_workers(chat_service_t *svc, parley_worker_t *worker);
+
 /* Distinct users present in a room (for the HTTP API). */
-size_t chat_service_room_users(const chat_service_t *svc, const char *room_id);
+size_t chat_service_room_users(chat_service_t *svc, const char *room_id);
 /* The ids of the users present in a room (at most 100), as a new JSON array. */
 json_t *chat_service_members(chat_service_t *svc, const char *room_id);
 
@@ -127,12 +133,16 @@ void chat_service_observe(chat_service_t *svc, chat_observer_fn fn, void *arg);
 /* Posts a message into a chat room for `user` as sendMessage does: the same text rules,
  * stored, then newMessage to the room (Socket.IO and the observer) in seq order. When
  * rate_limit is set, the user's token bucket for posts from outside Socket.IO applies
- * (the sizes of the per-connection one). Returns NULL when the message was queued —
- * then cb(NULL, msg, arg) runs once it is durable and announced, or cb("internal_error",
- * NULL, arg) — or an error code without calling cb: invalid_payload, too_long,
- * rate_limited (*retry_after_s: whole seconds until a token is back), internal_error.
- * text is borrowed for the call. */
+ * (the sizes of the per-connection one; with workers, across all of them). Returns NULL
+ * when the message was queued — then cb(NULL, msg, arg) runs once it is durable and
+ * announced, or cb("internal_error" or "rate_limited", NULL, arg) — or an error code without
+ * calling cb: invalid_payload, too_long, rate_limited (*retry_after_s: whole seconds until a token
+ * is back), internal_error. text is borrowed for the call. */
 typedef void (*chat_post_cb)(const char *error, chat_msg_t *msg, void *arg);
+/* With workers the bucket is the store owner's and a refused post learns it later:
+ * cb("rate_limited", NULL, arg); this is the wait to suggest then (whole seconds until a
+ * token comes back to an empty bucket). */
+unsigned chat_service_retry_after(const chat_service_t *svc);
 const char *chat_service_post(chat_service_t *svc, const char *room_id, const chat_user_t *user,
                               json_t *text, bool rate_limit, unsigned *retry_after_s,
                               chat_post_cb cb, void *arg);

@@ -51,6 +51,8 @@ typedef struct {
     uv_idle_t finish; /* runs close_done outside the caller's stack */
 } remote_t;
 
+static const chat_store_ops_t remote_ops;
+
 static remote_t *remote_of(chat_store_t *st) {
     return (remote_t *)st;
 }
@@ -189,12 +191,9 @@ static void seen(remote_t *rs, const chat_msg_t *m) {
         r->seq = m->seq;
 }
 
-static int r_append(chat_store_t *st, const char *room_id, const char *user_id,
-                    const char *username, const char *text, size_t text_len,
-                    chat_store_append_cb cb, void *arg, chat_msg_t **out) {
-    remote_t *rs = remote_of(st);
-    if (out)
-        *out = NULL; /* the seq is the owner's to assign: known with the answer */
+static int send_append(remote_t *rs, const char *room_id, const char *user_id, const char *username,
+                       const char *text, size_t text_len, uint32_t burst, uint32_t per_sec,
+                       chat_store_append_cb cb, void *arg) {
     if (!room_id || !user_id || !username || (!text && text_len))
         return -EINVAL;
     if (rs->closing)
@@ -216,12 +215,34 @@ static int r_append(chat_store_t *st, const char *room_id, const char *user_id,
         rc = wire_str(&b, username);
     if (rc == 0)
         rc = wire_bytes(&b, text, text_len);
+    if (rc == 0)
+        rc = wire_u32(&b, burst);
+    if (rc == 0)
+        rc = wire_u32(&b, per_sec);
     if ((rc = send_frame(rs, &b, start, rc))) {
         free(q);
         return rc;
     }
     req_add(rs, q);
     return 0;
+}
+
+static int r_append(chat_store_t *st, const char *room_id, const char *user_id,
+                    const char *username, const char *text, size_t text_len,
+                    chat_store_append_cb cb, void *arg, chat_msg_t **out) {
+    if (out)
+        *out = NULL; /* the seq is the owner's to assign: known with the answer */
+    return send_append(remote_of(st), room_id, user_id, username, text, text_len, 0, 0, cb, arg);
+}
+
+int chat_store_append_limited(chat_store_t *st, const char *room_id, const char *user_id,
+                              const char *username, const char *text, size_t text_len,
+                              uint32_t burst, uint32_t per_sec, chat_store_append_cb cb,
+                              void *arg) {
+    if (!st || store_head(st)->ops != &remote_ops)
+        return -EINVAL;
+    return send_append(remote_of(st), room_id, user_id, username, text, text_len, burst, per_sec,
+                       cb, arg);
 }
 
 static int r_read(chat_store_t *st, uint8_t type, const char *room_id, uint64_t pos, size_t limit,
@@ -316,7 +337,8 @@ static void r_close(chat_store_t *st, void (*done)(void *arg), void *arg) {
     rs->closing = true;
     rs->close_done = done;
     rs->close_arg = arg;
-    cluster_worker_on_app(rs->w, NULL, NULL);
+    if (cluster_worker_on_app(rs->w, CHAT_F_DONE, CHAT_F_HEALTH, NULL, NULL))
+        LOG_DEBUG(STORE_TAG, "store frames not unregistered");
     /* Answers still due come from the owner, which outlives its workers; without a
      * channel they cannot: they fail now. */
     if (!cluster_worker_connected(rs->w)) {
@@ -441,7 +463,11 @@ int chat_store_open_remote(uv_loop_t *loop, parley_worker_t *w, chat_store_t **o
         return rc;
     }
     rs->finish.data = rs;
-    cluster_worker_on_app(w, on_frame, rs);
+    if ((rc = cluster_worker_on_app(w, CHAT_F_DONE, CHAT_F_HEALTH, on_frame, rs))) {
+        map_free(&rs->last);
+        uv_close((uv_handle_t *)&rs->finish, handle_freed); /* rs goes with its handle */
+        return rc;
+    }
     buf_t b = {0};
     size_t start = 0;
     rc = wire_begin(&b, CHAT_F_HELLO, &start);

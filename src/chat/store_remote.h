@@ -12,7 +12,8 @@
  *
  * Frames (cluster/wire.h, types from CLUSTER_APP_TYPE; fields in order):
  *   HELLO    w→o  —                                      (the owner answers HEALTH)
- *   APPEND   w→o  u32 req, room, user, username, text
+ *   APPEND   w→o  u32 req, room, user, username, text, u32 burst, u32 per second
+ *                 (a post limited per user, across workers: 0, 0 for none)
  *   MARK     w→o  u32 req, room, user, u32 n, n ids
  *   HISTORY  w→o  u32 req, room, u64 before, u32 limit
  *   AFTER    w→o  u32 req, room, u64 after, u32 limit
@@ -20,7 +21,15 @@
  *   MSGS     o→w  u32 req, i32 err, u32 n, n messages           (HISTORY, AFTER)
  *   STORED   o→all  message
  *   HEALTH   o→all  i32 err, why
- * A message is: id, u64 seq, u64 timestamp, room, user, username, text. */
+ * A message is: id, u64 seq, u64 timestamp, room, user, username, text.
+ *
+ * Presence (the owner counts, in each room, which workers have each user): a worker
+ * says PRESENCE when a user's first connection in a room arrives on it or its last one
+ * leaves; when that makes the user new to the room (or gone from it) across all workers,
+ * the owner sends PRESENCE_EV to every worker, which announces userJoined/userLeft to its
+ * own sockets of the room (except the socket that caused it) and keeps the room's member
+ * list. A worker that says HELLO gets the present users as quiet PRESENCE_EV (nothing
+ * announced); a worker that exits takes its users with it. */
 #ifndef PARLEY_CHAT_STORE_REMOTE_H
 #define PARLEY_CHAT_STORE_REMOTE_H
 
@@ -38,10 +47,19 @@ enum {
     CHAT_F_MSGS,
     CHAT_F_STORED,
     CHAT_F_HEALTH,
+    CHAT_F_PRESENCE,    /* w→o  u8 joined, room, user, username, socket id */
+    CHAT_F_PRESENCE_EV, /* o→all  u8 joined, u8 quiet, room, user, username, socket id */
 };
 
 /* In a worker: the store, through the worker's channel (opened here when needed). */
 int chat_store_open_remote(uv_loop_t *loop, parley_worker_t *w, chat_store_t **out);
+
+/* chat_store_append for posts rate limited per user across every worker: the owner
+ * keeps the user's token bucket (burst, per_sec) and refuses with -EDQUOT when it is
+ * empty (nothing stored). st must be a remote store. */
+int chat_store_append_limited(chat_store_t *st, const char *room_id, const char *user_id,
+                              const char *username, const char *text, size_t text_len,
+                              uint32_t burst, uint32_t per_sec, chat_store_append_cb cb, void *arg);
 
 /* In the supervisor: the service that owns the store. The configuration is borrowed for
  * the supervisor's lifetime. */

@@ -52,9 +52,13 @@ unsigned cluster_hub_count(const cluster_hub_t *hub);
 bool cluster_worker_connected(const parley_worker_t *w);
 /* In a worker: sends a frame of an application type to the supervisor's service. */
 int cluster_worker_send(parley_worker_t *w, const void *frame, size_t len);
-/* In a worker: fn receives every frame of an application type from the service. */
-void cluster_worker_on_app(parley_worker_t *w,
-                           void (*fn)(const uint8_t *frame, size_t size, void *arg), void *arg);
+/* In a worker: fn receives every frame from the service whose type is in [first, last]
+ * (application types). fn NULL removes the receiver of that range. Returns 0, or -ENOSPC
+ * past CLUSTER_APP_RECEIVERS ranges. */
+#define CLUSTER_APP_RECEIVERS 4
+typedef void (*cluster_app_fn)(const uint8_t *frame, size_t size, void *arg);
+int cluster_worker_on_app(parley_worker_t *w, uint8_t first, uint8_t last, cluster_app_fn fn,
+                          void *arg);
 /* The worker's channel must exist before the application sends: parley_worker_attach
  * opens it, or this does when the application needs it earlier (idempotent). */
 int cluster_worker_connect(parley_worker_t *w, uv_loop_t *loop);

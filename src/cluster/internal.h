@@ -22,8 +22,11 @@ struct parley_worker {
     uv_loop_t *loop;
     channel_t *ch;
     sio_server_t *io;
-    void (*app_fn)(const uint8_t *frame, size_t size, void *arg); /* cluster/hub.h */
-    void *app_arg;
+    struct {
+        uint8_t first, last;
+        cluster_app_fn fn; /* NULL: a free entry */
+        void *arg;
+    } app[CLUSTER_APP_RECEIVERS]; /* cluster/hub.h */
     bool detaching;
 };
 

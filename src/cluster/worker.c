@@ -164,9 +164,13 @@ static void on_frame(channel_t *ch, const uint8_t *frame, size_t size, void *arg
         }
         break;
     default:
-        if (type >= CLUSTER_APP_TYPE && !(type & CHANNEL_F_HANDLE) && w->app_fn) {
-            w->app_fn(frame, size, w->app_arg);
-            return;
+        for (int i = 0;
+             type >= CLUSTER_APP_TYPE && !(type & CHANNEL_F_HANDLE) && i < CLUSTER_APP_RECEIVERS;
+             i++) {
+            if (w->app[i].fn && type >= w->app[i].first && type <= w->app[i].last) {
+                w->app[i].fn(frame, size, w->app[i].arg);
+                return;
+            }
         }
         break;
     }
@@ -202,10 +206,27 @@ int cluster_worker_send(parley_worker_t *w, const void *frame, size_t len) {
     return w->ch ? channel_send(w->ch, frame, len) : -EPIPE;
 }
 
-void cluster_worker_on_app(parley_worker_t *w,
-                           void (*fn)(const uint8_t *frame, size_t size, void *arg), void *arg) {
-    w->app_fn = fn;
-    w->app_arg = arg;
+int cluster_worker_on_app(parley_worker_t *w, uint8_t first, uint8_t last, cluster_app_fn fn,
+                          void *arg) {
+    int free_slot = -1;
+    for (int i = 0; i < CLUSTER_APP_RECEIVERS; i++) {
+        if (w->app[i].fn && w->app[i].first == first && w->app[i].last == last) {
+            w->app[i].fn = fn;
+            w->app[i].arg = arg;
+            return 0;
+        }
+        if (!w->app[i].fn && free_slot < 0)
+            free_slot = i;
+    }
+    if (!fn)
+        return 0;
+    if (free_slot < 0)
+        return -ENOSPC;
+    w->app[free_slot].first = first;
+    w->app[free_slot].last = last;
+    w->app[free_slot].fn = fn;
+    w->app[free_slot].arg = arg;
+    return 0;
 }
 
 int parley_worker_attach(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io) {
