@@ -262,17 +262,21 @@ static void user_room(char out[USER_ROOM_SIZE], const char *user_id) {
     snprintf(out, USER_ROOM_SIZE, USER_ROOM_PREFIX "%s", user_id);
 }
 
-/* Whether room has the shape of a socket id (RAND_ID_SIZE - 1 base64url characters):
- * with workers, the socket may live in another process, where this one cannot look it
- * up, and joining a room named after it would receive what is sent to that socket. */
-static bool socket_id_shaped(const char *room) {
+/* With workers, whether room has the shape of a socket id of one of them (RAND_ID_SIZE
+ * - 1 base64url characters starting with a worker's letter, cluster/hub.h): the socket
+ * may live in another process, where this one cannot look it up. */
+static bool worker_socket_id(chat_service_t *svc, const char *room) {
+    if (!svc->worker)
+        return false;
     size_t n = strspn(room, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
-    return n == RAND_ID_SIZE - 1 && room[n] == '\0';
+    unsigned w = cluster_tag_worker(room[0]);
+    return n == RAND_ID_SIZE - 1 && room[n] == '\0' && w >= 1 &&
+           w <= parley_worker_count(svc->worker);
 }
 
 static bool is_chat_room(chat_service_t *svc, const char *room) {
     return strncmp(room, USER_ROOM_PREFIX, sizeof USER_ROOM_PREFIX - 1) != 0 &&
-           !socket_id_shaped(room) && !sio_nsp_find_socket(svc->nsp, room);
+           !worker_socket_id(svc, room) && !sio_nsp_find_socket(svc->nsp, room);
 }
 
 int chat_service_check_room(chat_service_t *svc, const char *room, size_t len) {

@@ -140,6 +140,8 @@ static void finish_cb(uv_idle_t *h) {
         LOG_DEBUG(STORE_TAG, "idle stop failed");
     void (*done)(void *) = rs->close_done;
     void *arg = rs->close_arg;
+    if (cluster_worker_on_app(rs->w, CHAT_F_DONE, CHAT_F_HEALTH, NULL, NULL))
+        LOG_DEBUG(STORE_TAG, "store frames not unregistered");
     map_entry_t *e;
     for (size_t i = 0; map_next(&rs->last, &i, &e);)
         free(e->value);
@@ -337,8 +339,6 @@ static void r_close(chat_store_t *st, void (*done)(void *arg), void *arg) {
     rs->closing = true;
     rs->close_done = done;
     rs->close_arg = arg;
-    if (cluster_worker_on_app(rs->w, CHAT_F_DONE, CHAT_F_HEALTH, NULL, NULL))
-        LOG_DEBUG(STORE_TAG, "store frames not unregistered");
     /* Answers still due come from the owner, which outlives its workers; without a
      * channel they cannot: they fail now. */
     if (!cluster_worker_connected(rs->w)) {

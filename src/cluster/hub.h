@@ -48,6 +48,9 @@ int cluster_start(int argc, char **argv, unsigned nworkers, const char *host, in
 int cluster_hub_send(cluster_hub_t *hub, unsigned to, const void *frame, size_t len);
 unsigned cluster_hub_count(const cluster_hub_t *hub);
 
+/* The worker (1..PARLEY_WORKERS_MAX) whose letter tag is (session and socket ids of a
+ * worker start with it), or 0. */
+unsigned cluster_tag_worker(char tag);
 /* In a worker: whether its channel to the supervisor is open. */
 bool cluster_worker_connected(const parley_worker_t *w);
 /* In a worker: sends a frame of an application type to the supervisor's service. */

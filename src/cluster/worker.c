@@ -26,7 +26,7 @@ char cluster_worker_tag(unsigned id) {
     return id >= 1 && id <= PARLEY_WORKERS_MAX ? tags[id - 1] : '\0';
 }
 
-static unsigned tag_worker(char tag) {
+unsigned cluster_tag_worker(char tag) {
     const char *p = tag ? strchr(tags, tag) : NULL;
     return p ? (unsigned)(p - tags) + 1 : 0;
 }
@@ -89,7 +89,7 @@ static void handed_off(int status, void *arg) {
 
 static bool foreign_request(http_conn_t *hc, http_req_t *req, char tag, void *arg) {
     parley_worker_t *w = arg;
-    unsigned owner = tag_worker(tag);
+    unsigned owner = cluster_tag_worker(tag);
     if (!owner || owner > w->count || owner == w->id || !w->ch)
         return false; /* not a session of the group: eio answers "unknown sid" */
     buf_t request = {0}, frame = {0};
@@ -237,6 +237,7 @@ int parley_worker_attach(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io) 
     if ((rc = sio_server_wrap_adapters(io, cluster_adapter_wrap, w)))
         return rc;
     eio_server_set_group(sio_server_eio(io), cluster_worker_tag(w->id), foreign_request, w);
+    sio_server_set_id_tag(io, cluster_worker_tag(w->id));
     buf_t b = {0};
     size_t start;
     rc = wire_begin(&b, PROTO_READY, &start);

@@ -92,6 +92,9 @@ typedef sio_adapter_t *(*sio_adapter_wrap_fn)(sio_nsp_t *nsp, sio_adapter_t *loc
 /* Every namespace of io, those that exist and those made later, gets its in-process
  * adapter wrapped by wrap. Returns 0 or -ENOMEM (some namespaces may be wrapped). */
 int sio_server_wrap_adapters(sio_server_t *io, sio_adapter_wrap_fn wrap, void *arg);
+/* One of a group of servers: socket ids and recovery pids start with `tag` (a base64url
+ * character), so that a socket's server can be told from its id. */
+void sio_server_set_id_tag(sio_server_t *io, char tag);
 /* What an adapter that spans processes needs of the server below it. */
 http_server_t *sio_server_http(sio_server_t *io);
 struct eio_server *sio_server_eio(sio_server_t *io);

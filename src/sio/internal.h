@@ -177,6 +177,7 @@ struct sio_server {
     sio_matcher_t *matchers;
     size_t nmatchers;
     sio_adapter_wrap_fn wrap; /* applied to each namespace's in-process adapter */
+    char id_tag;              /* first character of socket ids and pids, or '\0' */
     void *wrap_arg;
     sio_client_t *wait_head, *wait_tail;
     uv_timer_t connect_timer;

@@ -131,6 +131,10 @@ int sio_server_wrap_adapters(sio_server_t *io, sio_adapter_wrap_fn wrap, void *a
     return 0;
 }
 
+void sio_server_set_id_tag(sio_server_t *io, char tag) {
+    io->id_tag = tag;
+}
+
 http_server_t *sio_server_http(sio_server_t *io) {
     return io->http;
 }

@@ -41,6 +41,11 @@ sio_socket_t *sio_socket_new(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
         free(s);
         return NULL;
     }
+    if (nsp->io->id_tag) {
+        s->id[0] = nsp->io->id_tag;
+        if (nsp->io->cfg.recovery)
+            s->pid[0] = nsp->io->id_tag;
+    }
     s->hs.headers = c->headers;
     s->hs.query = c->query;
     s->hs.address = c->address ? c->address : "";
@@ -239,7 +244,10 @@ static int emit_encoded(sio_socket_t *s, const char *event, const char *json, si
     if (!s->connected)
         return -EPIPE;
     const char *room = s->id;
-    sio_bcast_t b = {event, json, len, bins, nbins, {.rooms = &room, .nrooms = 1, .flags = flags}};
+    /* The socket is here: nothing for other processes (a room of that name elsewhere is
+     * not this socket's). */
+    sio_bcast_t b = {event, json,  len,
+                     bins,  nbins, {.rooms = &room, .nrooms = 1, .flags = flags | SIO_LOCAL}};
     return s->nsp->adapter->ops->broadcast(s->nsp->adapter, &b);
 }
 
