@@ -65,6 +65,7 @@ fuzz: test-deps
 
 bench: bench-deps build
 	@scripts/bench.sh
+	@scripts/bench-workers.sh
 
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
