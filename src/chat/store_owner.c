@@ -212,7 +212,7 @@ static void read_done(int err, chat_msg_t *const *msgs, size_t n, void *arg) {
 /* A string field copied out (NUL-terminated), for the store's C-string arguments. */
 static char *get_str(wire_reader_t *r) {
     slice_t s = wire_get_bytes(r);
-    if (r->bad || s.len > OWNER_FIELD_MAX || memchr(s.base, '\0', s.len)) {
+    if (r->bad || s.len > OWNER_FIELD_MAX || (s.len && memchr(s.base, '\0', s.len))) {
         r->bad = true;
         return NULL;
     }

@@ -70,7 +70,7 @@ static void take_str(wire_reader_t *r, strings_t *st) {
     slice_t s = wire_get_bytes(r);
     if (r->bad)
         return;
-    if (memchr(s.base, '\0', s.len) || st->n == sizeof st->s / sizeof st->s[0]) {
+    if ((s.len && memchr(s.base, '\0', s.len)) || st->n == sizeof st->s / sizeof st->s[0]) {
         r->bad = true;
         return;
     }
@@ -122,8 +122,9 @@ int proto_msg_decode(const uint8_t *frame, size_t size, proto_msg_t *out) {
         take_str(&r, st); /* the room */
         out->close = wire_get_u8(&r) != 0;
     }
-    int rc = wire_done(&r) ? 0 : -EINVAL;
-    if (rc == 0 && !(out->arena = malloc(st->bytes)))
+    size_t expected = 2 + nrooms + nexcept; /* the namespace, the event or the room, lists */
+    int rc = wire_done(&r) && st->n == expected ? 0 : -EINVAL;
+    if (rc == 0 && !(out->arena = malloc(st->bytes ? st->bytes : 1)))
         rc = -ENOMEM;
     if (rc == 0 && !(out->list = calloc(nrooms + nexcept + 1, sizeof *out->list)))
         rc = -ENOMEM;
@@ -134,7 +135,7 @@ int proto_msg_decode(const uint8_t *frame, size_t size, proto_msg_t *out) {
         proto_msg_free(out);
         return rc;
     }
-    const char *str[2 * PROTO_ROOMS_MAX + 3];
+    const char *str[2 * PROTO_ROOMS_MAX + 3] = {0};
     char *p = out->arena;
     for (size_t i = 0; i < st->n; i++) {
         memcpy(p, st->s[i].base, st->s[i].len);

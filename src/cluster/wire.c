@@ -96,13 +96,14 @@ slice_t wire_get_bytes(wire_reader_t *r) {
 
 void wire_get_cstr(wire_reader_t *r, char *out, size_t size) {
     slice_t s = wire_get_bytes(r);
-    if (r->bad || s.len >= size || memchr(s.base, '\0', s.len)) {
+    if (r->bad || s.len >= size || (s.len && memchr(s.base, '\0', s.len))) {
         r->bad = true;
         if (size)
             out[0] = '\0';
         return;
     }
-    memcpy(out, s.base, s.len);
+    if (s.len)
+        memcpy(out, s.base, s.len);
     out[s.len] = '\0';
 }
 
