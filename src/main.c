@@ -470,6 +470,8 @@ static void on_signal(uv_signal_t *sig, int signum) {
     LOG_INFO("main", "signal %d: shutting down", signum);
     chat_service_stop(app->chat);
     chat_feed_close(app->feed);
+    if (app->worker)
+        parley_worker_detach_io(app->worker);
     sio_server_close(app->io);
     http_server_close(app->http);
     uv_close((uv_handle_t *)&app->sigint, NULL);

@@ -60,6 +60,11 @@ unsigned parley_worker_count(const parley_worker_t *w);
  * sessions. Call once, after sio_server_new and before running the loop. */
 int parley_worker_attach(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io);
 
+/* Shutdown, first step, before sio_server_close: the worker stops applying the other
+ * workers' operations and adopting connections handed to it (they are closed: their
+ * clients retry elsewhere). Its channel stays open for what else the program sends. */
+void parley_worker_detach_io(parley_worker_t *w);
+
 /* Leaves the group (closes the channel to the supervisor) and frees w; for shutdown,
  * after the servers are closed. */
 void parley_worker_detach(parley_worker_t *w);

@@ -128,6 +128,31 @@ static req_t *req_take(remote_t *rs, uint32_t id) {
     return NULL;
 }
 
+/* A request frame of `type` begun in *b with its number; *q is the request, to be sent
+ * with req_send. Returns 0, or -ECANCELED when closing, -ENOMEM. */
+static int req_begin(remote_t *rs, req_kind_t kind, uint8_t type, void *arg, req_t **q, buf_t *b,
+                     size_t *start) {
+    if (rs->closing)
+        return -ECANCELED;
+    if (!(*q = req_new(rs, kind, arg)))
+        return -ENOMEM;
+    int rc = wire_begin(b, type, start);
+    if (rc == 0)
+        rc = wire_u32(b, (*q)->id);
+    return rc;
+}
+
+/* Sends the frame begun with req_begin (rc: how writing its fields went) and waits for
+ * the answer; on failure nothing is waited for. */
+static int req_send(remote_t *rs, req_t *q, buf_t *b, size_t start, int rc) {
+    if ((rc = send_frame(rs, b, start, rc))) {
+        free(q);
+        return rc;
+    }
+    req_add(rs, q);
+    return 0;
+}
+
 /* The handle lives in rs: rs goes once libuv has closed it. */
 static void handle_freed(uv_handle_t *h) {
     free(h->data);
@@ -198,17 +223,13 @@ static int send_append(remote_t *rs, const char *room_id, const char *user_id, c
                        chat_store_append_cb cb, void *arg) {
     if (!room_id || !user_id || !username || (!text && text_len))
         return -EINVAL;
-    if (rs->closing)
-        return -ECANCELED;
-    req_t *q = req_new(rs, REQ_APPEND, arg);
-    if (!q)
-        return -ENOMEM;
-    q->append_cb = cb;
+    req_t *q = NULL;
     buf_t b = {0};
-    size_t start;
-    int rc = wire_begin(&b, CHAT_F_APPEND, &start);
-    if (rc == 0)
-        rc = wire_u32(&b, q->id);
+    size_t start = 0;
+    int rc = req_begin(rs, REQ_APPEND, CHAT_F_APPEND, arg, &q, &b, &start);
+    if (!q)
+        return rc;
+    q->append_cb = cb;
     if (rc == 0)
         rc = wire_str(&b, room_id);
     if (rc == 0)
@@ -221,12 +242,7 @@ static int send_append(remote_t *rs, const char *room_id, const char *user_id, c
         rc = wire_u32(&b, burst);
     if (rc == 0)
         rc = wire_u32(&b, per_sec);
-    if ((rc = send_frame(rs, &b, start, rc))) {
-        free(q);
-        return rc;
-    }
-    req_add(rs, q);
-    return 0;
+    return req_send(rs, q, &b, start, rc);
 }
 
 static int r_append(chat_store_t *st, const char *room_id, const char *user_id,
@@ -252,29 +268,20 @@ static int r_read(chat_store_t *st, uint8_t type, const char *room_id, uint64_t 
     remote_t *rs = remote_of(st);
     if (!room_id || !cb)
         return -EINVAL;
-    if (rs->closing)
-        return -ECANCELED;
-    req_t *q = req_new(rs, REQ_READ, arg);
-    if (!q)
-        return -ENOMEM;
-    q->read_cb = cb;
+    req_t *q = NULL;
     buf_t b = {0};
-    size_t start;
-    int rc = wire_begin(&b, type, &start);
-    if (rc == 0)
-        rc = wire_u32(&b, q->id);
+    size_t start = 0;
+    int rc = req_begin(rs, REQ_READ, type, arg, &q, &b, &start);
+    if (!q)
+        return rc;
+    q->read_cb = cb;
     if (rc == 0)
         rc = wire_str(&b, room_id);
     if (rc == 0)
         rc = wire_u64(&b, pos);
     if (rc == 0)
         rc = wire_u32(&b, limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit);
-    if ((rc = send_frame(rs, &b, start, rc))) {
-        free(q);
-        return rc;
-    }
-    req_add(rs, q);
-    return 0;
+    return req_send(rs, q, &b, start, rc);
 }
 
 static int r_history(chat_store_t *st, const char *room_id, uint64_t before_seq, size_t limit,
@@ -298,17 +305,13 @@ static int r_mark_read(chat_store_t *st, const char *room_id, const char *user_i
     remote_t *rs = remote_of(st);
     if (!room_id || !user_id || (n && !message_ids) || n > UINT32_MAX)
         return -EINVAL;
-    if (rs->closing)
-        return -ECANCELED;
-    req_t *q = req_new(rs, REQ_MARK, arg);
-    if (!q)
-        return -ENOMEM;
-    q->done_cb = cb;
+    req_t *q = NULL;
     buf_t b = {0};
-    size_t start;
-    int rc = wire_begin(&b, CHAT_F_MARK, &start);
-    if (rc == 0)
-        rc = wire_u32(&b, q->id);
+    size_t start = 0;
+    int rc = req_begin(rs, REQ_MARK, CHAT_F_MARK, arg, &q, &b, &start);
+    if (!q)
+        return rc;
+    q->done_cb = cb;
     if (rc == 0)
         rc = wire_str(&b, room_id);
     if (rc == 0)
@@ -317,12 +320,7 @@ static int r_mark_read(chat_store_t *st, const char *room_id, const char *user_i
         rc = wire_u32(&b, (uint32_t)n);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = wire_str(&b, message_ids[i]);
-    if ((rc = send_frame(rs, &b, start, rc))) {
-        free(q);
-        return rc;
-    }
-    req_add(rs, q);
-    return 0;
+    return req_send(rs, q, &b, start, rc);
 }
 
 static int r_health(chat_store_t *st, const char **why) {

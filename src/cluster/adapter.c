@@ -164,6 +164,8 @@ sio_adapter_t *cluster_adapter_wrap(sio_nsp_t *nsp, sio_adapter_t *local, void *
 }
 
 void cluster_adapter_apply(parley_worker_t *w, const uint8_t *frame, size_t size) {
+    if (!w->io)
+        return; /* shutting down: its server is closed */
     proto_msg_t m;
     int rc = proto_msg_decode(frame, size, &m);
     if (rc) {

@@ -70,19 +70,13 @@ static void write_cb(uv_write_t *req, int status) {
     }
 }
 
-/* Hands the queued frames to libuv as one write. */
-static int flush(channel_t *ch) {
-    if (ch->out.len == 0 || ch->closing)
-        return 0;
-    write_t *w = calloc(1, sizeof *w);
-    if (!w)
-        return -ENOMEM;
+/* Issues w (its buffer, and tcp when not NULL) as one write; w is freed on failure. */
+static int write_issue(channel_t *ch, write_t *w, uv_tcp_t *tcp) {
     w->ch = ch;
-    w->buf = ch->out;
-    ch->out = (buf_t){0};
     w->req.data = w;
     uv_buf_t b = uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&ch->pipe, &b, 1, write_cb);
+    int rc = tcp ? uv_write2(&w->req, (uv_stream_t *)&ch->pipe, &b, 1, (uv_stream_t *)tcp, write_cb)
+                 : uv_write(&w->req, (uv_stream_t *)&ch->pipe, &b, 1, write_cb);
     if (rc) {
         buf_free(&w->buf);
         free(w);
@@ -90,6 +84,18 @@ static int flush(channel_t *ch) {
     }
     ch->unwritten += w->buf.len;
     return 0;
+}
+
+/* Hands the queued frames to libuv as one write. */
+static int flush(channel_t *ch) {
+    if (ch->out.len == 0 || ch->closing)
+        return 0;
+    write_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->buf = ch->out;
+    ch->out = (buf_t){0};
+    return write_issue(ch, w, NULL);
 }
 
 static void prepare_cb(uv_prepare_t *h) {
@@ -125,19 +131,9 @@ int channel_send_handle(channel_t *ch, const void *frame, size_t len, uv_tcp_t *
         free(w);
         return -ENOMEM;
     }
-    w->ch = ch;
     w->done = done;
     w->arg = arg;
-    w->req.data = w;
-    uv_buf_t b = uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len);
-    rc = uv_write2(&w->req, (uv_stream_t *)&ch->pipe, &b, 1, (uv_stream_t *)tcp, write_cb);
-    if (rc) {
-        buf_free(&w->buf);
-        free(w);
-        return rc;
-    }
-    ch->unwritten += w->buf.len;
-    return 0;
+    return write_issue(ch, w, tcp);
 }
 
 int channel_accept(channel_t *ch, uv_tcp_t *tcp) {

@@ -129,7 +129,7 @@ static void adopt(parley_worker_t *w, channel_t *ch, const uint8_t *frame, size_
     wire_reader_init(&r, frame, size);
     wire_get_u8(&r);
     slice_t req = wire_get_bytes(&r);
-    uint8_t *copy = wire_done(&r) ? malloc(req.len ? req.len : 1) : NULL;
+    uint8_t *copy = wire_done(&r) && w->io ? malloc(req.len ? req.len : 1) : NULL;
     if (!copy) {
         /* Take the connection anyway, to close it: it must not stay pending. */
         uv_tcp_t *orphan = malloc(sizeof *orphan);
@@ -140,7 +140,8 @@ static void adopt(parley_worker_t *w, channel_t *ch, const uint8_t *frame, size_
         } else {
             free(orphan);
         }
-        LOG_ERROR("cluster", "malformed or unaffordable hand-off dropped");
+        if (w->io)
+            LOG_ERROR("cluster", "malformed or unaffordable hand-off dropped");
         return;
     }
     memcpy(copy, req.base, req.len);
@@ -249,6 +250,10 @@ int parley_worker_attach(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io) 
     }
     buf_free(&b);
     return rc;
+}
+
+void parley_worker_detach_io(parley_worker_t *w) {
+    w->io = NULL;
 }
 
 void parley_worker_detach(parley_worker_t *w) {

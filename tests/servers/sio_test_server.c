@@ -361,6 +361,8 @@ static bool stats_route(http_conn_t *hc, http_req_t *req, void *arg) {
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
+    if (app.worker)
+        parley_worker_detach_io(app.worker);
     sio_server_close(app.io);
     http_server_close(app.http);
     if (app.worker)
