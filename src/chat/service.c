@@ -1,9 +1,5 @@
-/* chat/service.c — chat events, presence and rate limits (see service.h and
- * docs/CHAT-API.md, which is the contract this file implements).
- *
- * Presence: room → {user id → number of that user's sockets in the room}. A user
- * "joins" a room with their first socket and "leaves" with their last; only those
- * transitions are announced, and not at all above presence_limit members.
+/* chat/service.c — chat events and rate limits (see service.h and docs/CHAT-API.md,
+ * which is the contract this file implements); who is in which room is chat/presence.c.
  *
  * Limits: every event goes through one gate (gate_event), which takes a token from the
  * connection's event bucket before the handler runs; the message bucket is taken on top
@@ -24,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat/presence.h"
 #include "chat/store_remote.h"
 #include "util/assert.h"
 #include "util/buf.h"
@@ -33,22 +30,10 @@
 #include "util/time.h"
 #include "util/utf8.h"
 
-#define MEMBERS_MAX 100
 #define SLOT_CONN 0
 /* Every socket of a user is in the room "user:<id>" (direct messages go there). */
 #define USER_ROOM_PREFIX "user:"
 #define USER_ROOM_SIZE (sizeof USER_ROOM_PREFIX + CHAT_USER_ID_MAX)
-
-typedef struct {
-    size_t users; /* distinct users present */
-    map_t counts; /* user id → presence_user_t */
-    char name[];  /* map key */
-} presence_t;
-
-typedef struct {
-    size_t sockets;
-    char user_id[]; /* map key */
-} presence_user_t;
 
 /* A token bucket (rate limits). */
 typedef struct {
@@ -89,12 +74,9 @@ struct chat_service {
     chat_store_t *store;
     const chat_auth_t *auth;
     chat_config_t cfg;
-    map_t rooms; /* room id → presence_t: this process's connections */
-    /* With workers: every worker's users, as the store owner reports them (the member
-     * lists and counts come from here); this process reports its own transitions. */
-    parley_worker_t *worker;
-    map_t global;  /* room id → presence_t, one "socket" per user */
-    map_t buckets; /* user id → user_bucket_t, for chat_service_post */
+    chat_presence_t *presence;
+    parley_worker_t *worker; /* with workers: this one (NULL alone) */
+    map_t buckets;           /* user id → user_bucket_t, for chat_service_post */
     chat_observer_fn observer;
     void *observer_arg;
     gate_t gates[GATES];
@@ -137,103 +119,22 @@ static chat_conn_t *conn_of(sio_socket_t *s) {
     return sio_socket_get(s, SLOT_CONN);
 }
 
-/* ---- presence ---- */
-
-static presence_t *presence_get(map_t *rooms, const char *room, bool create) {
-    presence_t *p = map_get(rooms, room, strlen(room));
-    if (p || !create)
-        return p;
-    size_t len = strlen(room);
-    p = calloc(1, sizeof *p + len + 1);
-    if (!p || map_init(&p->counts)) {
-        free(p);
-        return NULL;
-    }
-    memcpy(p->name, room, len + 1);
-    if (map_put(rooms, p->name, len, p)) {
-        map_free(&p->counts);
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
-/* Counts one more socket of user in room; returns 1 when the user was not present, 0
- * when they were, -ENOMEM. */
-static int presence_add(map_t *rooms, const char *room, const char *user) {
-    presence_t *p = presence_get(rooms, room, true);
-    if (!p)
-        return -ENOMEM;
-    presence_user_t *u = map_get(&p->counts, user, strlen(user));
-    if (u) {
-        u->sockets++;
-        return 0;
-    }
-    size_t len = strlen(user);
-    u = malloc(sizeof *u + len + 1);
-    if (!u)
-        return -ENOMEM;
-    u->sockets = 1;
-    memcpy(u->user_id, user, len + 1);
-    if (map_put(&p->counts, u->user_id, len, u)) {
-        free(u);
-        return -ENOMEM;
-    }
-    p->users++;
-    return 1;
-}
-
-/* One socket of user left room; returns true when it was the user's last there. */
-static bool presence_remove(map_t *rooms, const char *room, const char *user) {
-    presence_t *p = presence_get(rooms, room, false);
-    presence_user_t *u = p ? map_get(&p->counts, user, strlen(user)) : NULL;
-    if (!u || --u->sockets > 0)
-        return false;
-    map_del(&p->counts, user, strlen(user));
-    free(u);
-    if (--p->users == 0) {
-        map_del(rooms, p->name, strlen(p->name));
-        map_free(&p->counts);
-        free(p);
-    }
-    return true;
-}
-
-static void presence_free(map_t *rooms) {
-    map_entry_t *e;
-    for (size_t pos = 0; map_next(rooms, &pos, &e);) {
-        presence_t *p = e->value;
-        map_entry_t *u;
-        for (size_t upos = 0; map_next(&p->counts, &upos, &u);)
-            free(u->value);
-        map_free(&p->counts);
-        free(p);
-    }
-    map_free(rooms);
-}
-
-/* Where members are counted: the whole group's view with workers, else this process. */
-static map_t *members_of(chat_service_t *svc) {
-    return svc->worker ? &svc->global : &svc->rooms;
-}
-
 size_t chat_service_room_users(chat_service_t *svc, const char *room_id) {
-    presence_t *p = map_get(members_of(svc), room_id, strlen(room_id));
-    return p ? p->users : 0;
+    return chat_presence_users(svc->presence, room_id);
 }
 
 json_t *chat_service_members(chat_service_t *svc, const char *room) {
-    json_t *a = json_array();
-    presence_t *p = presence_get(members_of(svc), room, false);
-    map_entry_t *e;
-    for (size_t pos = 0;
-         a && p && json_array_size(a) < MEMBERS_MAX && map_next(&p->counts, &pos, &e);) {
-        if (json_array_append_new(a, json_string(((presence_user_t *)e->value)->user_id))) {
-            json_decref(a); /* a short list would be a wrong answer */
-            return NULL;
-        }
-    }
-    return a;
+    return chat_presence_members(svc->presence, room);
+}
+
+unsigned chat_service_retry_after(const chat_service_t *svc) {
+    double wait = svc->cfg.rate_per_sec > 0 ? 1.0 / svc->cfg.rate_per_sec : 3600;
+    return wait < 1 ? 1 : (unsigned)(wait + 0.999);
+}
+
+int chat_service_use_workers(chat_service_t *svc, parley_worker_t *worker) {
+    svc->worker = worker;
+    return chat_presence_use_workers(svc->presence, worker);
 }
 
 /* ---- small helpers ---- */
@@ -340,100 +241,6 @@ static void to_others(sio_socket_t *s, const char *room, const char *event, json
     if (!args || sio_socket_broadcast(s, &to, event, &p))
         LOG_DEBUG("chat", "%s to %s failed", event, room);
     json_decref(args);
-}
-
-/* users: the room's size at the time of the event (the leaver still counted for a
- * leave), compared with the presence limit. */
-static void announce(sio_socket_t *s, const char *room, const char *event, size_t users) {
-    chat_conn_t *c = conn_of(s);
-    if (c->svc->stopping || users > c->svc->cfg.presence_limit)
-        return;
-    to_others(
-        s, room, event,
-        json_pack("{s:s,s:s,s:s}", "userId", c->user_id, "username", c->username, "roomId", room));
-}
-
-/* A user's first connection in a room arrived here, or the last one here left. Alone,
- * that is the room's news; with workers, the store owner decides whether the user is
- * new to (or gone from) the room across all of them (chat/store_remote.h). */
-static void presence_changed(sio_socket_t *s, const char *room, bool joined) {
-    chat_conn_t *c = conn_of(s);
-    chat_service_t *svc = c->svc;
-    if (!svc->worker) {
-        size_t users = chat_service_room_users(svc, room) + (joined ? 0 : 1);
-        announce(s, room, joined ? "userJoined" : "userLeft", users);
-        return;
-    }
-    buf_t b = {0};
-    size_t start;
-    int rc = wire_begin(&b, CHAT_F_PRESENCE, &start);
-    if (rc == 0)
-        rc = wire_u8(&b, joined);
-    if (rc == 0)
-        rc = wire_str(&b, room);
-    if (rc == 0)
-        rc = wire_str(&b, c->user_id);
-    if (rc == 0)
-        rc = wire_str(&b, c->username);
-    if (rc == 0)
-        rc = wire_str(&b, sio_socket_id(s));
-    if (rc == 0) {
-        wire_end(&b, start);
-        rc = cluster_worker_send(svc->worker, b.data, b.len);
-    }
-    if (rc)
-        LOG_WARN("chat", "presence of %s in %s not reported: %s", c->user_id, room, strerror(-rc));
-    buf_free(&b);
-}
-
-/* The owner's news of a user in a room: kept for the member lists, and announced to
- * this process's sockets of the room (but the one that caused it) unless quiet. */
-static void on_presence_event(const uint8_t *frame, size_t size, void *arg) {
-    chat_service_t *svc = arg;
-    wire_reader_t r;
-    wire_reader_init(&r, frame, size);
-    bool joined = wire_get_u8(&r) != 0, quiet = wire_get_u8(&r) != 0;
-    char room[CHAT_ROOM_ID_MAX + 1], user[CHAT_USER_ID_MAX + 1], name[CHAT_USERNAME_MAX * 4 + 1];
-    char sid[64];
-    wire_get_cstr(&r, room, sizeof room);
-    wire_get_cstr(&r, user, sizeof user);
-    wire_get_cstr(&r, name, sizeof name);
-    wire_get_cstr(&r, sid, sizeof sid);
-    if (!wire_done(&r)) {
-        LOG_ERROR("chat", "a presence event from the store owner was not understood");
-        return;
-    }
-    size_t users = chat_service_room_users(svc, room);
-    if (joined) {
-        if (presence_add(&svc->global, room, user) < 0)
-            LOG_WARN("chat", "member %s of %s not kept: out of memory", user, room);
-        users = chat_service_room_users(svc, room);
-    } else {
-        presence_remove(&svc->global, room, user);
-    }
-    if (quiet || svc->stopping || users > svc->cfg.presence_limit)
-        return;
-    const char *rooms[1] = {room}, *except[1] = {sid};
-    sio_target_t to = {
-        .rooms = rooms, .nrooms = 1, .except = except, .nexcept = 1, .flags = SIO_LOCAL};
-    json_t *args = json_pack("[{s:s,s:s,s:s}]", "userId", user, "username", name, "roomId", room);
-    sio_payload_t p = {args, NULL, 0};
-    if (!args || sio_nsp_emit(svc->nsp, &to, joined ? "userJoined" : "userLeft", &p))
-        LOG_DEBUG("chat", "%s to %s failed", joined ? "userJoined" : "userLeft", room);
-    json_decref(args);
-}
-
-unsigned chat_service_retry_after(const chat_service_t *svc) {
-    double wait = svc->cfg.rate_per_sec > 0 ? 1.0 / svc->cfg.rate_per_sec : 3600;
-    return wait < 1 ? 1 : (unsigned)(wait + 0.999);
-}
-
-int chat_service_use_workers(chat_service_t *svc, parley_worker_t *worker) {
-    if (map_init(&svc->global))
-        return -EIO;
-    svc->worker = worker;
-    return cluster_worker_on_app(worker, CHAT_F_PRESENCE_EV, CHAT_F_PRESENCE_EV, on_presence_event,
-                                 svc);
 }
 
 /* Text rules shared by sendMessage, sendDirect and posts; returns an error code or NULL. */
@@ -658,16 +465,13 @@ static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
             ack_error(s, ack, "internal_error");
             return;
         }
-        int added = presence_add(&svc->rooms, room, c->user_id);
-        if (added < 0) {
+        if (chat_presence_join(svc->presence, s, room, c->user_id, c->username)) {
             /* Uncounted, the user would never be announced as leaving: undo the join. */
             if (sio_socket_leave(s, room))
                 LOG_WARN("chat", "socket %s: cannot leave %s", sio_socket_id(s), room);
             ack_error(s, ack, "internal_error");
             return;
         }
-        if (added == 1)
-            presence_changed(s, room, true);
     }
     pending_t *pd = pending_new(svc, s, ack, room);
     int rc =
@@ -798,8 +602,7 @@ static void on_mark_read(sio_socket_t *s, const char *ev, const sio_payload_t *p
 
 static void leave_room(sio_socket_t *s, const char *room) {
     chat_conn_t *c = conn_of(s);
-    if (presence_remove(&c->svc->rooms, room, c->user_id))
-        presence_changed(s, room, false);
+    chat_presence_leave(c->svc->presence, s, room, c->user_id, c->username);
 }
 
 static void on_leave(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
@@ -1017,12 +820,9 @@ static void restore_rooms(sio_socket_t *s, chat_conn_t *c) {
                 LOG_WARN("chat", "socket %s: cannot leave %s", sio_socket_id(s), room);
             continue;
         }
-        int added = presence_add(&svc->rooms, room, c->user_id);
-        if (added < 0)
+        if (chat_presence_join(svc->presence, s, room, c->user_id, c->username))
             LOG_WARN("chat", "socket %s: presence in %s not restored: out of memory",
                      sio_socket_id(s), room);
-        else if (added == 1)
-            presence_changed(s, room, true);
     }
     json_decref(rooms);
 }
@@ -1074,17 +874,17 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *arg) {
 int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *auth,
                      const chat_config_t *cfg, chat_service_t **out) {
     chat_service_t *svc = calloc(1, sizeof *svc);
-    if (!svc || map_init(&svc->rooms)) {
-        free(svc);
-        return -ENOMEM;
-    }
-    if (map_init(&svc->buckets)) {
-        map_free(&svc->rooms);
+    if (!svc || map_init(&svc->buckets)) {
         free(svc);
         return -ENOMEM;
     }
     svc->io = io;
     svc->nsp = sio_server_of(io, "/");
+    if (!svc->nsp || chat_presence_new(svc->nsp, cfg->presence_limit, &svc->presence)) {
+        map_free(&svc->buckets);
+        free(svc);
+        return -ENOMEM;
+    }
     svc->store = store;
     svc->auth = auth;
     svc->cfg = *cfg;
@@ -1130,13 +930,12 @@ int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *a
 
 void chat_service_stop(chat_service_t *svc) {
     svc->stopping = true;
+    chat_presence_stop(svc->presence);
 }
 
 void chat_service_free(chat_service_t *svc) {
     map_entry_t *e;
-    presence_free(&svc->rooms);
-    if (svc->worker)
-        presence_free(&svc->global);
+    chat_presence_free(svc->presence);
     for (size_t pos = 0; map_next(&svc->buckets, &pos, &e);)
         free(e->value);
     map_free(&svc->buckets);

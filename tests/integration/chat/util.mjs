@@ -131,6 +131,7 @@ export class Client {
     const k = this.rec.count("messageHistory");
     const ack = await this.ask("joinRoom", { roomId });
     if (!ack || ack.ok !== true) throw new Error(`joinRoom ${roomId} failed: ${JSON.stringify(ack)}`);
+    this.joined = roomId;
     await this.rec.waitCount("messageHistory", k + 1);
     this.rec.cursor.set("messageHistory", k + 1);
     return { ack, history: this.rec.of("messageHistory")[k] };
@@ -145,10 +146,14 @@ export class Client {
 
   // A round trip on this connection: once its ack is back, every event the server queued
   // for this connection before handling it has been received (packets on one connection
-  // arrive in the order the server sent them). `history` of a room never joined is
-  // answered (not_in_room) and has no effect.
+  // arrive in the order the server sent them). It asks for one message of the last room
+  // joined: with workers that request goes through the store owner, whose stored messages
+  // and presence news reach this connection's worker before its answer does (one FIFO
+  // pipe), so the round trip also covers what other workers' clients caused. Without a
+  // room, `history` of a room never joined is answered (not_in_room) and has no effect.
   async flush() {
-    await this.ask("history", { roomId: "zz-flush-never-joined" });
+    if (this.joined && this.s.connected) await this.ask("history", { roomId: this.joined, limit: 1 });
+    else await this.ask("history", { roomId: "zz-flush-never-joined" });
   }
 
   close() {
