@@ -60,19 +60,37 @@ int proto_rooms_encode(buf_t *out, const char *nsp, uint8_t op, const sio_target
     return rc;
 }
 
-/* The strings of a frame, gathered before they are copied into one arena. */
+/* The strings of a frame, gathered before they are copied into one arena: inline for
+ * the usual few (a namespace, an event, a room or two), on the heap past them. Nothing
+ * here is proportional to the limits, so a frame costs what it holds. */
+#define STRINGS_INLINE 8
+
 typedef struct {
-    slice_t s[2 * PROTO_ROOMS_MAX + 3];
-    size_t n, bytes;
+    slice_t small[STRINGS_INLINE];
+    slice_t *s;
+    size_t n, cap, bytes;
 } strings_t;
 
 static void take_str(wire_reader_t *r, strings_t *st) {
     slice_t s = wire_get_bytes(r);
     if (r->bad)
         return;
-    if ((s.len && memchr(s.base, '\0', s.len)) || st->n == sizeof st->s / sizeof st->s[0]) {
+    if ((s.len && memchr(s.base, '\0', s.len)) || st->n == 2 * PROTO_ROOMS_MAX + 2) {
         r->bad = true;
         return;
+    }
+    if (st->n == st->cap) {
+        size_t cap = st->cap * 2;
+        slice_t *grown =
+            st->s == st->small ? malloc(cap * sizeof *grown) : realloc(st->s, cap * sizeof *grown);
+        if (!grown) {
+            r->bad = true;
+            return;
+        }
+        if (st->s == st->small)
+            memcpy(grown, st->small, sizeof st->small);
+        st->s = grown;
+        st->cap = cap;
     }
     st->s[st->n++] = s;
     st->bytes += s.len + 1;
@@ -87,21 +105,20 @@ static uint32_t take_count(wire_reader_t *r) {
 
 int proto_msg_decode(const uint8_t *frame, size_t size, proto_msg_t *out) {
     memset(out, 0, sizeof *out);
-    strings_t *st = calloc(1, sizeof *st);
-    if (!st)
-        return -ENOMEM;
+    strings_t st = {.n = 0, .cap = STRINGS_INLINE, .bytes = 0};
+    st.s = st.small;
     wire_reader_t r;
     wire_reader_init(&r, frame, size);
     uint8_t type = r.type;
     bool bcast = type == PROTO_BCAST;
     if (!bcast && type != PROTO_ROOMS)
         r.bad = true;
-    take_str(&r, st); /* the namespace */
+    take_str(&r, &st); /* the namespace */
     slice_t args = SLICE_NULL;
     uint32_t nbins = 0;
     slice_t bins[16];
     if (bcast) {
-        take_str(&r, st); /* the event */
+        take_str(&r, &st); /* the event */
         args = wire_get_bytes(&r);
         nbins = wire_get_u32(&r);
         if (nbins > sizeof bins / sizeof bins[0])
@@ -113,40 +130,50 @@ int proto_msg_decode(const uint8_t *frame, size_t size, proto_msg_t *out) {
     }
     uint32_t nrooms = take_count(&r);
     for (uint32_t i = 0; i < nrooms; i++)
-        take_str(&r, st);
+        take_str(&r, &st);
     uint32_t nexcept = take_count(&r);
     for (uint32_t i = 0; i < nexcept; i++)
-        take_str(&r, st);
+        take_str(&r, &st);
     uint32_t flags = wire_get_u32(&r);
     if (!bcast) {
-        take_str(&r, st); /* the room */
+        take_str(&r, &st); /* the room */
         out->close = wire_get_u8(&r) != 0;
     }
-    size_t expected = 2 + nrooms + nexcept; /* the namespace, the event or the room, lists */
-    int rc = wire_done(&r) && st->n == expected ? 0 : -EINVAL;
-    if (rc == 0 && !(out->arena = malloc(st->bytes ? st->bytes : 1)))
+    /* The namespace, the event or the room, and the lists: nothing less, nothing more. */
+    int rc = wire_done(&r) && st.n == 2 + nrooms + nexcept ? 0 : -EINVAL;
+    if (rc == 0 && !(out->arena = malloc(st.bytes)))
         rc = -ENOMEM;
     if (rc == 0 && !(out->list = calloc(nrooms + nexcept + 1, sizeof *out->list)))
         rc = -ENOMEM;
     if (rc == 0 && nbins && !(out->bins = calloc(nbins, sizeof *out->bins)))
         rc = -ENOMEM;
     if (rc) {
-        free(st);
+        if (st.s != st.small)
+            free(st.s);
         proto_msg_free(out);
         return rc;
     }
-    const char *str[2 * PROTO_ROOMS_MAX + 3] = {0};
+    /* Copied in order: the namespace, [the event], the rooms, the except rooms, [the
+     * room]; each string's place in the arena is where the previous one ended. */
     char *p = out->arena;
-    for (size_t i = 0; i < st->n; i++) {
-        memcpy(p, st->s[i].base, st->s[i].len);
-        p[st->s[i].len] = '\0';
-        str[i] = p;
-        p += st->s[i].len + 1;
+    for (size_t i = 0; i < st.n; i++) {
+        if (st.s[i].len)
+            memcpy(p, st.s[i].base, st.s[i].len);
+        p[st.s[i].len] = '\0';
+        if (i == 0) {
+            out->nsp = p;
+        } else if (bcast && i == 1) {
+            out->b.event = p;
+        } else if (i - (bcast ? 2 : 1) < nrooms + nexcept) {
+            out->list[i - (bcast ? 2 : 1)] = p;
+        } else {
+            out->room = p;
+        }
+        p += st.s[i].len + 1;
     }
-    size_t k = 0;
-    out->nsp = (char *)str[k++];
+    if (st.s != st.small)
+        free(st.s);
     if (bcast) {
-        out->b.event = str[k++];
         out->b.args_json = args.base;
         out->b.args_len = args.len;
         for (uint32_t i = 0; i < nbins; i++)
@@ -154,16 +181,11 @@ int proto_msg_decode(const uint8_t *frame, size_t size, proto_msg_t *out) {
         out->b.bins = out->bins;
         out->b.nbins = nbins;
     }
-    for (uint32_t i = 0; i < nrooms + nexcept; i++)
-        out->list[i] = str[k++];
     out->b.to = (sio_target_t){.rooms = out->list,
                                .nrooms = nrooms,
                                .except = out->list + nrooms,
                                .nexcept = nexcept,
                                .flags = flags};
-    if (!bcast)
-        out->room = str[k++];
-    free(st);
     return 0;
 }
 
