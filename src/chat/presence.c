@@ -222,6 +222,8 @@ void chat_presence_leave(chat_presence_t *p, sio_socket_t *s, const char *room, 
  * process's sockets of the room (but the one that caused it) unless quiet. */
 static void on_event(const uint8_t *frame, size_t size, void *arg) {
     chat_presence_t *p = arg;
+    if (!frame)
+        return; /* the owner is gone: the worker stops */
     wire_reader_t r;
     wire_reader_init(&r, frame, size);
     bool joined = wire_get_u8(&r) != 0, quiet = wire_get_u8(&r) != 0;

@@ -408,6 +408,16 @@ static void on_msgs(remote_t *rs, wire_reader_t *r) {
 
 static void on_frame(const uint8_t *frame, size_t size, void *arg) {
     remote_t *rs = arg;
+    if (!frame) {
+        /* The owner is gone: nothing asked of it will be answered, nothing can be stored. */
+        rs->health = -EPIPE;
+        snprintf(rs->why, sizeof rs->why, "lost the store owner");
+        while (rs->reqs) {
+            req_t *q = req_take(rs, rs->reqs->id);
+            req_answer(rs, q, -EPIPE, NULL, 0);
+        }
+        return;
+    }
     wire_reader_t r;
     wire_reader_init(&r, frame, size);
     switch (r.type) {

@@ -56,8 +56,9 @@ bool cluster_worker_connected(const parley_worker_t *w);
 /* In a worker: sends a frame of an application type to the supervisor's service. */
 int cluster_worker_send(parley_worker_t *w, const void *frame, size_t len);
 /* In a worker: fn receives every frame from the service whose type is in [first, last]
- * (application types). fn NULL removes the receiver of that range. Returns 0, or -ENOSPC
- * past CLUSTER_APP_RECEIVERS ranges. */
+ * (application types), and fn(NULL, 0, arg) once if the channel to the supervisor is
+ * lost (what was asked of the service will not be answered). fn NULL removes the
+ * receiver of that range. Returns 0, or -ENOSPC past CLUSTER_APP_RECEIVERS ranges. */
 #define CLUSTER_APP_RECEIVERS 4
 typedef void (*cluster_app_fn)(const uint8_t *frame, size_t size, void *arg);
 int cluster_worker_on_app(parley_worker_t *w, uint8_t first, uint8_t last, cluster_app_fn fn,

@@ -183,6 +183,9 @@ static void on_channel_close(channel_t *ch, void *arg) {
     w->ch = NULL;
     if (w->detaching)
         return;
+    for (int i = 0; i < CLUSTER_APP_RECEIVERS; i++)
+        if (w->app[i].fn)
+            w->app[i].fn(NULL, 0, w->app[i].arg);
     /* Without its supervisor a worker is alone on a port that others may take over:
      * it stops as if told to. */
     LOG_ERROR("cluster", "lost the supervisor: stopping");

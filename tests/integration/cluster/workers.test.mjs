@@ -138,6 +138,24 @@ describe("sio_test_server --workers 3", () => {
 });
 
 describe("supervision", () => {
+  it("a supervisor killed with SIGKILL: its workers (parley, chat store through it) stop by themselves", T, async () => {
+    const srv = await startServer("parley", ["--workers", "2", "--store", "memory", "--jwt-secret", "s3cret-s3cret-0123456789"]);
+    const pids = workerPids(srv.process.pid);
+    assert.equal(pids.length, 2);
+    srv.process.kill("SIGKILL");
+    await processExit(srv.process);
+    const alive = () => pids.filter((pid) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    await waitUntil(() => alive().length === 0, { timeoutMs: 10000, what: "the workers gone" });
+    assert.match(srv.stderr(), /lost the supervisor: stopping/);
+  });
+
   it("SIGTERM stops every worker and the supervisor exits 0", T, async () => {
     const srv = await startServer("sio_test_server", ["--workers", "2"]);
     const pids = workerPids(srv.process.pid);

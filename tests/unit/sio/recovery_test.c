@@ -37,6 +37,24 @@ static void offset_of(const eio_msg_t *m, char *out, size_t size) {
     json_decref(j);
 }
 
+/* A client of "/" whose CONNECT reply gave *ids, its queue emptied. */
+static eio_session_t *recovering_client(env_t *e, ids_t *ids) {
+    eio_session_t *s = client_new(e);
+    inject(s, "0");
+    *ids = connect_reply_ids(qmsg(s, 0));
+    eio_session_drain(s);
+    return s;
+}
+
+/* A new client that connects to "/" offering pid and offset for recovery. */
+static eio_session_t *reconnect(env_t *e, const char *pid, const char *offset) {
+    eio_session_t *s = client_new(e);
+    char hello[256];
+    snprintf(hello, sizeof hello, "0{\"pid\":\"%s\",\"offset\":\"%s\"}", pid, offset);
+    inject(s, hello);
+    return s;
+}
+
 /* The event name of a text event message. */
 static void assert_event(const eio_msg_t *m, const char *name) {
     json_t *j = msg_json(m, "42");
@@ -101,10 +119,7 @@ static void test_recovery_restores(void **state) {
     assert_true(st.recovery_packets >= 6);
 
     /* Back on a new connection with its pid and last offset. */
-    eio_session_t *sa2 = client_new(e);
-    char hello[256];
-    snprintf(hello, sizeof hello, "0{\"pid\":\"%s\",\"offset\":\"%s\"}", ids.pid, off1);
-    inject(sa2, hello);
+    eio_session_t *sa2 = reconnect(e, ids.pid, off1);
     sio_socket_t *a2 = sock_of(sa2, "/");
     assert_non_null(a2);
     assert_true(sio_socket_recovered(a2));
@@ -145,8 +160,7 @@ static void test_recovery_restores(void **state) {
     assert_event(qmsg(sa2, 0), "e9");
 
     /* The pid cannot be used twice. */
-    eio_session_t *sa3 = client_new(e);
-    inject(sa3, hello);
+    eio_session_t *sa3 = reconnect(e, ids.pid, off1);
     assert_int_equal(qcount(sa3), 1);
     ids_t third = connect_reply_ids(qmsg(sa3, 0));
     assert_string_not_equal(third.sid, ids.sid);
@@ -155,10 +169,8 @@ static void test_recovery_restores(void **state) {
 
 static void test_recovery_unknown_offset(void **state) {
     env_t *e = *state;
-    eio_session_t *sa = client_new(e);
-    inject(sa, "0");
-    ids_t ids = connect_reply_ids(qmsg(sa, 0));
-    eio_session_drain(sa);
+    ids_t ids;
+    eio_session_t *sa = recovering_client(e, &ids);
     sio_socket_join(sock_of(sa, "/"), "r1");
     assert_int_equal(sio_nsp_emit_json(e->root, NULL, "e1", "[]", 2), 0);
     char off1[32];
@@ -169,10 +181,7 @@ static void test_recovery_unknown_offset(void **state) {
     assert_int_equal(st.recovery_sessions, 1);
 
     /* An offset the log never had: a fresh session (and the stored one is gone). */
-    eio_session_t *sb = client_new(e);
-    char hello[256];
-    snprintf(hello, sizeof hello, "0{\"pid\":\"%s\",\"offset\":\"999999\"}", ids.pid);
-    inject(sb, hello);
+    eio_session_t *sb = reconnect(e, ids.pid, "999999");
     assert_int_equal(qcount(sb), 1);
     ids_t fresh = connect_reply_ids(qmsg(sb, 0));
     assert_string_not_equal(fresh.sid, ids.sid);
@@ -190,29 +199,22 @@ static void test_recovery_unknown_offset(void **state) {
     assert_int_equal(qcount(sc), 1);
     assert_false(sio_socket_recovered(sock_of(sc, "/")));
     eio_session_close_reason(sb, "transport close");
-    eio_session_t *sd = client_new(e);
-    snprintf(hello, sizeof hello, "0{\"pid\":\"%s\",\"offset\":\"x1\"}", fresh.pid);
-    inject(sd, hello);
+    eio_session_t *sd = reconnect(e, fresh.pid, "x1");
     assert_int_equal(qcount(sd), 1);
     assert_false(sio_socket_recovered(sock_of(sd, "/")));
 }
 
 static void test_recovery_nothing_missed(void **state) {
     env_t *e = *state;
-    eio_session_t *sa = client_new(e);
-    inject(sa, "0");
-    ids_t ids = connect_reply_ids(qmsg(sa, 0));
-    eio_session_drain(sa);
+    ids_t ids;
+    eio_session_t *sa = recovering_client(e, &ids);
     sio_socket_join(sock_of(sa, "/"), "r1");
     assert_int_equal(sio_nsp_emit_json(e->root, NULL, "e1", "[]", 2), 0);
     assert_int_equal(sio_nsp_emit_json(e->root, NULL, "e2", "[]", 2), 0);
     char off2[32];
     offset_of(qmsg(sa, 1), off2, sizeof off2);
     eio_session_close_reason(sa, "ping timeout");
-    eio_session_t *sb = client_new(e);
-    char hello[256];
-    snprintf(hello, sizeof hello, "0{\"pid\":\"%s\",\"offset\":\"%s\"}", ids.pid, off2);
-    inject(sb, hello);
+    eio_session_t *sb = reconnect(e, ids.pid, off2);
     assert_int_equal(qcount(sb), 1); /* the CONNECT reply only */
     ids_t again = connect_reply_ids(qmsg(sb, 0));
     assert_string_equal(again.sid, ids.sid);
@@ -224,10 +226,8 @@ static void test_recovery_nothing_missed(void **state) {
  * session. */
 static void test_recovery_purge(void **state) {
     env_t *e = *state;
-    eio_session_t *sa = client_new(e);
-    inject(sa, "0");
-    ids_t ids = connect_reply_ids(qmsg(sa, 0));
-    eio_session_drain(sa);
+    ids_t ids;
+    eio_session_t *sa = recovering_client(e, &ids);
     assert_int_equal(sio_nsp_emit_json(e->root, NULL, "e1", "[]", 2), 0);
     char off1[32];
     offset_of(qmsg(sa, 0), off1, sizeof off1);
@@ -247,10 +247,7 @@ static void test_recovery_purge(void **state) {
     sio_server_stats(e->io, &st);
     assert_int_equal(st.recovery_sessions, 0);
     assert_int_equal(st.recovery_packets, 0);
-    eio_session_t *sb = client_new(e);
-    char hello[256];
-    snprintf(hello, sizeof hello, "0{\"pid\":\"%s\",\"offset\":\"%s\"}", ids.pid, off1);
-    inject(sb, hello);
+    eio_session_t *sb = reconnect(e, ids.pid, off1);
     assert_int_equal(qcount(sb), 1);
     ids_t fresh = connect_reply_ids(qmsg(sb, 0));
     assert_string_not_equal(fresh.sid, ids.sid);
@@ -262,10 +259,8 @@ static void test_recovery_purge(void **state) {
  * when it finds an entry by subtraction: the client whose last packet was e2 gets e3. */
 static void test_recovery_offsets_survive_failed_emit(void **state) {
     env_t *e = *state;
-    eio_session_t *sa = client_new(e);
-    inject(sa, "0");
-    ids_t ids = connect_reply_ids(qmsg(sa, 0));
-    eio_session_drain(sa);
+    ids_t ids;
+    eio_session_t *sa = recovering_client(e, &ids);
     assert_int_equal(sio_nsp_emit_json(e->root, NULL, "e1", "[]", 2), 0);
     assert_int_equal(sio_nsp_emit_json(e->root, NULL, "bad", "{}", 2), -EINVAL);
     assert_int_equal(sio_nsp_emit_json(e->root, NULL, "e2", "[]", 2), 0);
@@ -274,10 +269,7 @@ static void test_recovery_offsets_survive_failed_emit(void **state) {
     offset_of(qmsg(sa, 1), off2, sizeof off2);
     eio_session_close_reason(sa, "transport close");
     assert_int_equal(sio_nsp_emit_json(e->root, NULL, "e3", "[]", 2), 0);
-    eio_session_t *sb = client_new(e);
-    char hello[256];
-    snprintf(hello, sizeof hello, "0{\"pid\":\"%s\",\"offset\":\"%s\"}", ids.pid, off2);
-    inject(sb, hello);
+    eio_session_t *sb = reconnect(e, ids.pid, off2);
     assert_true(sio_socket_recovered(sock_of(sb, "/")));
     assert_int_equal(qcount(sb), 2); /* CONNECT, then e3 */
     assert_event(qmsg(sb, 1), "e3");
