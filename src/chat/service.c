@@ -198,10 +198,11 @@ static void on_room_broadcast(sio_nsp_t *nsp, const char *event, const char *arg
                               const sio_target_t *to, void *arg) {
     chat_service_t *svc = arg;
     if (!svc->observer || to->nrooms != 1 || len < 2 || args_json[0] != '[' ||
-        args_json[len - 1] != ']' || !is_chat_room(svc, to->rooms[0]))
+        args_json[len - 1] != ']')
         return;
-    if (strcmp(event, "userJoined") != 0 && strcmp(event, "userLeft") != 0 &&
-        strcmp(event, "messagesRead") != 0)
+    if ((strcmp(event, "userJoined") != 0 && strcmp(event, "userLeft") != 0 &&
+         strcmp(event, "messagesRead") != 0) ||
+        !is_chat_room(svc, to->rooms[0]))
         return;
     chat_event_t ev = {
         .room = to->rooms[0], .name = event, .json = args_json + 1, .json_len = len - 2};
