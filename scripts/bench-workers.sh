@@ -6,92 +6,89 @@
 #              workers per connection
 #   ramp       handshakes/s with JWT, --workers 1 vs 2 (10,000 connections offered at
 #              40,000/s)
-#   broadcast  10,000 clients in rooms of 10 spread over the workers, 1,000 senders, at
-#              offered deliveries/s: p99 and server CPU per delivery, --workers 1 vs 2
+#   ladder     the broadcast ladder of scripts/bench.sh (10,000 clients in rooms of 10,
+#              one sender per room, 100-byte texts, offered deliveries/s stepping up,
+#              each server until p99 > 100 ms, losses or the bench saturated) for
+#              parley --workers 1, parley --workers 2 and the Node.js socket.io server,
+#              alternating; with 2 workers a room's members are spread over them
+#              (SO_REUSEPORT), so most messages cross worker → supervisor → worker.
+#              Server CPU is summed over the server's process tree (parley-bench
+#              --server-pid samples the PID and its descendants). About 7 minutes.
 # Each case R times (3; QUICK=1: 1, and smaller), medians. Writes build/bench/workers.jsonl
-# and the section between the workers markers of docs/BENCHMARKS.md (a QUICK run writes
-# build/bench/doc/workers.md instead). Every run is bounded (timeout) and its server
-# stopped.
+# (the records of scripts/bench-common.sh's run), build/bench/workers-meta.json and the
+# section between the workers markers of docs/BENCHMARKS.md (a QUICK run writes
+# build/bench/doc/workers.md instead; BENCH_DOC overrides either). Every run is bounded
+# (timeout) and its server stopped, workers included.
+# Environment: BUILD (build), CASES ("idle ramp ladder": a subset for a partial run; the
+# report leaves out what was not run), PARLEY_BIN, BENCH_BIN, NODE_SERVER (see
+# scripts/bench-common.sh), PARLEY_VERSION (the name the report gives the binary;
+# git describe).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 QUICK=${QUICK:-0}
 [[ $QUICK == 0 || -z $QUICK ]] && QUICK=0 || QUICK=1
+CASES=" ${CASES:-idle ramp ladder} "
 OUT=$BUILD/bench
 RESULTS=$OUT/workers.jsonl
 SECRET=parley-bench-secret-0123456789abcdef
+API_KEY=parley-bench-api-key-0123456789
+T0=$(date +%s)
 if ((QUICK)); then
-  REPS=1 IDLE_CLIENTS=20000 IDLE_PROCS=3 LOADS=(20000 50000) DUR=2
-  DOC=$OUT/doc/workers.md
+  REPS=1 IDLE_CLIENTS=20000 IDLE_PROCS=3 LOADS=(10000 50000 100000) DUR=2
+  DOC=${BENCH_DOC:-$OUT/doc/workers.md}
 else
-  REPS=3 IDLE_CLIENTS=100000 IDLE_PROCS=12 LOADS=(20000 50000 100000) DUR=3
-  DOC=docs/BENCHMARKS.md
+  REPS=3 IDLE_CLIENTS=100000 IDLE_PROCS=12 LOADS=(10000 20000 50000 75000 100000 150000) DUR=3
+  DOC=${BENCH_DOC:-docs/BENCHMARKS.md}
+fi
+WARM=1 DRAIN=1 IDLE_HOLD=3
+BCAST_CLIENTS=10000 ROOM=10          # as scripts/bench.sh: 1,000 rooms, one sender each
+FAST_CONNECT=20000 NODE_CONNECT=2000 # setup pace only (not measured outside ramp)
+RUN_TIMEOUT=240
+LOG_PREFIX=workers- STOP_POLLS=100 # workers drain, then the supervisor exits: up to 5 s
+# server_cmd, start_server, stop_server, run, ladder; the traps that stop a server left running
+# shellcheck source=scripts/bench-common.sh
+source scripts/bench-common.sh
+PARLEY_VERSION=${PARLEY_VERSION:-$(git describe --always --dirty --tags 2>/dev/null || echo unknown)}
+
+for f in "$PARLEY_BIN" "$BENCH_BIN"; do
+  [[ -x $f ]] || { echo "bench-workers: $f missing (make build)" >&2; exit 1; }
+done
+if [[ $CASES == *" ladder "* && ! -d $(dirname "$NODE_SERVER")/node_modules/socket.io ]]; then
+  echo "bench-workers: $(dirname "$NODE_SERVER")/node_modules missing (scripts/deps.sh bench)" >&2
+  exit 1
 fi
 mkdir -p "$OUT/logs" "$(dirname "$DOC")"
+rm -f "$OUT"/logs/workers-*.log
 : >"$RESULTS"
-SERVER_PID=""
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+LADDER_S=null
 
-stop_server() {
-  [[ -n $SERVER_PID ]] || return 0
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _ in $(seq 100); do # workers drain, then the supervisor exits
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.05
+if [[ $CASES == *" idle "* ]]; then
+  echo "== workers: idle $IDLE_CLIENTS connections on 8 workers"
+  for rep in $(seq "$REPS"); do
+    run idle parley-w8 "$rep" "$IDLE_CLIENTS" idle --clients "$IDLE_CLIENTS" --procs "$IDLE_PROCS" \
+      --connect-rate 10000 --duration 3 --timeout 30 || true
   done
-  kill -KILL "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
-}
-trap stop_server EXIT
-
-start_parley() { # workers log
-  "$BUILD/parley" --port 0 --store memory --jwt-secret "$SECRET" --rate-burst 1000000 \
-    --rate-per-sec 1000000 --event-burst 1000000 --event-rate 1000000 --log-level warn \
-    --no-recovery --workers "$1" >"$2" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 200); do
-    PORT=$(sed -n 's/^listening [0-9.]*:\([0-9]*\)$/\1/p' "$2")
-    [[ -n $PORT ]] && return 0
-    sleep 0.05
-  done
-  echo "bench-workers: parley --workers $1 did not start" >&2
-  return 1
-}
-
-# run CASE WORKERS REP LOAD parley-bench args...
-run() {
-  local case=$1 workers=$2 rep=$3 load=$4
-  shift 4
-  local log=$OUT/logs/workers-$case-$workers-$rep-$load.log
-  start_parley "$workers" "$log.server"
-  local json
-  json=$(timeout 240 "$BUILD/parley-bench" "$@" --port "$PORT" --jwt-secret "$SECRET" \
-    --server-pid "$SERVER_PID" 2>"$log" | grep '^{' || true)
-  stop_server
-  [[ -n $json ]] || { echo "bench-workers: $case w$workers $load: no result (see $log)" >&2; return 0; }
-  printf '{"case":"%s","workers":%s,"rep":%s,"load":%s,"r":%s}\n' "$case" "$workers" "$rep" \
-    "$load" "$json" >>"$RESULTS"
-  echo "  $case workers=$workers rep=$rep load=$load done"
-}
-
-echo "== workers: idle $IDLE_CLIENTS connections on 8 workers"
-for rep in $(seq "$REPS"); do
-  run idle 8 "$rep" "$IDLE_CLIENTS" idle --clients "$IDLE_CLIENTS" --procs "$IDLE_PROCS" \
-    --connect-rate 10000 --duration 3 --timeout 30
-done
-echo "== workers: handshakes/s with JWT, 1 vs 2 workers"
-for rep in $(seq "$REPS"); do
-  for w in 1 2; do
-    run ramp "$w" "$rep" 10000 ramp --clients 10000 --connect-rate 40000 --procs 1
-  done
-done
-echo "== workers: broadcast, rooms of 10 spread over the workers, 1 vs 2 workers"
-for load in "${LOADS[@]}"; do
+fi
+if [[ $CASES == *" ramp "* ]]; then
+  echo "== workers: handshakes/s with JWT, 1 vs 2 workers"
   for rep in $(seq "$REPS"); do
     for w in 1 2; do
-      run broadcast "$w" "$rep" "$load" broadcast --clients 10000 --room-size 10 \
-        --rate $((load / 10000)) --duration "$DUR" --warmup 1 --drain 1 --connect-rate 20000
+      run ramp "parley-w$w" "$rep" 10000 ramp --clients 10000 --connect-rate 40000 --procs 1 || true
     done
   done
-done
-node scripts/bench-workers-report.mjs "$RESULTS" "$DOC"
+fi
+if [[ $CASES == *" ladder "* ]]; then
+  echo "== workers: broadcast ladder, $BCAST_CLIENTS clients in rooms of $ROOM spread over the workers;" \
+    "parley --workers 1, --workers 2, Node; offered deliveries/s ${LOADS[*]}"
+  t=$(date +%s)
+  ladder "$BCAST_CLIENTS" "$ROOM" "parley-w1 parley-w2 node" "${LOADS[@]}"
+  LADDER_S=$(($(date +%s) - t))
+fi
+
+printf '{"t0":%s,"quick":%s,"reps":%s,"room_size":%s,"loadavg_start":"%s","loadavg_end":"%s","elapsed_s":%s,"ladder_s":%s,"parley":"%s","node_server":"%s"}\n' \
+  "$T0" "$QUICK" "$REPS" "$ROOM" "$LOADAVG_START" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(elapsed)" \
+  "$LADDER_S" "$PARLEY_VERSION" "$NODE_SERVER" >"$OUT/workers-meta.json"
+node scripts/bench-workers-report.mjs "$RESULTS" "$DOC" "$OUT/workers-meta.json"
+echo "== bench-workers done in $(elapsed) s; $DOC"

@@ -55,94 +55,9 @@ rm -f "$OUT"/logs/*.log
 printf '{"t0":%s,"quick":%s,"reps":%s,"loadavg_start":"%s"}\n' "$T0" "$QUICK" "$REPS" \
   "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/meta.json"
 
-SERVER_PID="" BENCH_PID="" PORT="" RUN_NO=0
-cleanup() {
-  [[ -n $BENCH_PID ]] && kill -TERM "$BENCH_PID" 2>/dev/null
-  stop_server
-}
-trap cleanup EXIT
-trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
-
-elapsed() { echo $(($(date +%s) - T0)); }
-
-# The command line of each server; --port 0: the kernel picks a free port, read back
-# from the "listening HOST:PORT" line every one of them prints once ready.
-server_cmd() {
-  case $1 in
-    parley) echo "$BUILD/parley --port 0 --store memory --jwt-secret $SECRET --rate-burst 1000000" \
-      "--rate-per-sec 1000000 --log-level warn --no-recovery${2:+ $2}" ;;
-    node) echo "env PARLEY_JWT_SECRET=$SECRET node bench/node/server.mjs --port 0" ;;
-    echo) echo "$BUILD/echo_server --port 0" ;;
-  esac
-}
-
-start_server() { # kind [extra parley flags]
-  local log cmd
-  log=$OUT/logs/$(printf %03d "$RUN_NO")-$1.log
-  read -ra cmd <<<"$(server_cmd "$1" "${2:-}")"
-  "${cmd[@]}" >"$log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 200); do
-    PORT=$(sed -n 's/^listening [0-9.]*:\([0-9]*\)$/\1/p' "$log")
-    [[ -n $PORT ]] && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "bench: $1 did not start: $(head -c 500 "$log")" >&2
-  stop_server
-  return 1
-}
-
-stop_server() {
-  [[ -n $SERVER_PID ]] || return 0
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _ in $(seq 10); do # its shutdown is not measured: half a second, then SIGKILL
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -KILL "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
-}
-
-# run CASE SERVER REP LOAD SCENARIO [parley-bench options...]: one run on a fresh server,
-# its JSON line appended to the results with the run's labels. Prints a progress line;
-# returns 3 when the run was over the limit (p99 > 100 ms, bench saturated, or lost).
-run() {
-  local case=$1 server=$2 rep=$3 load=$4 scenario=$5 extra=""
-  shift 5
-  RUN_NO=$((RUN_NO + 1))
-  [[ $case == sse || $case == longpoll ]] && extra="--api-key $API_KEY"
-  local la json rate=$FAST_CONNECT
-  [[ $server == node ]] && rate=$NODE_CONNECT
-  la=$(cut -d' ' -f1 /proc/loadavg)
-  local t_run=$(($(date +%s) - T0))
-  # the run's own options, then the defaults it does not set
-  local i args=("$scenario" "$@" --procs 2) defaults=(--connect-rate "$rate")
-  case $scenario in
-    ramp) ;;
-    idle) defaults+=(--duration "$IDLE_HOLD") ;;
-    *) defaults+=(--warmup "$WARM" --duration "$DUR" --drain "$DRAIN") ;;
-  esac
-  for ((i = 0; i < ${#defaults[@]}; i += 2)); do
-    [[ " $* " == *" ${defaults[i]} "* ]] || args+=("${defaults[i]}" "${defaults[i + 1]}")
-  done
-  if start_server "$server" "$extra"; then
-    timeout "$RUN_TIMEOUT" "$BUILD/parley-bench" "${args[@]}" --port "$PORT" --jwt-secret "$SECRET" \
-      --server-pid "$SERVER_PID" >"$OUT/run.out" 2>>"$OUT/logs/$(printf %03d "$RUN_NO")-bench.log" &
-    BENCH_PID=$!
-    wait "$BENCH_PID" || true
-    BENCH_PID=""
-    stop_server
-    json=$(grep '^{' "$OUT/run.out" | tail -n 1 || true)
-  fi
-  local line
-  line=$(printf '{"case":"%s","server":"%s","rep":%s,"load":%s,"t":%s,"loadavg":%s,"cmd":"%s","server_cmd":"%s","result":%s}' \
-    "$case" "$server" "$rep" "$load" "$t_run" "$la" "parley-bench ${args[*]} --port PORT --jwt-secret $SECRET --server-pid PID" \
-    "$(server_cmd "$server" "$extra")" "${json:-null}")
-  echo "$line" >>"$RESULTS"
-  node scripts/bench-report.mjs line <<<"$line"
-}
+# server_cmd, start_server, stop_server, run, ladder; the traps that stop a server left running
+# shellcheck source=scripts/bench-common.sh
+source scripts/bench-common.sh
 
 echo "== make bench$( ((QUICK)) && echo ' QUICK=1'): $REPS repetition(s); results in $RESULTS"
 
@@ -170,20 +85,7 @@ for rep in $(seq "$REPS"); do
 done
 
 echo "== broadcast: $BCAST_CLIENTS clients, rooms of $ROOM, one sender per room; offered deliveries/s ${LOADS[*]}"
-for rep in $(seq "$REPS"); do
-  declare -A over=()
-  for load in "${LOADS[@]}"; do
-    rate=$(awk -v l="$load" -v n="$BCAST_CLIENTS" 'BEGIN { printf "%g", l / n }')
-    for s in parley node echo; do
-      [[ -n ${over[$s]:-} ]] && continue
-      rc=0
-      run broadcast "$s" "$rep" "$load" broadcast --clients "$BCAST_CLIENTS" --room-size "$ROOM" \
-        --rate "$rate" || rc=$?
-      ((rc == 0)) || over[$s]=1
-    done
-  done
-  unset over
-done
+ladder "$BCAST_CLIENTS" "$ROOM" "parley node echo" "${LOADS[@]}"
 
 echo "== burst: one room of 1,000, one sender keeping 64 acks outstanding (3 s drain: late is not lost)"
 for rep in $(seq "$REPS"); do

@@ -343,6 +343,74 @@ static bool dev_token_route(http_conn_t *hc, http_req_t *req, void *arg) {
     return true;
 }
 
+/* This process's connection counts, for /healthz. */
+static json_t *health_counts(app_t *app) {
+    sio_stats_t st;
+    sio_server_stats(app->io, &st);
+    size_t streams, polls;
+    chat_feed_counts(app->feed, &streams, &polls);
+    return json_pack("{s:I,s:I,s:I,s:I}", "clients", (json_int_t)st.clients, "sockets",
+                     (json_int_t)st.sockets, "sseStreams", (json_int_t)streams, "longPolls",
+                     (json_int_t)polls);
+}
+
+/* With workers, /healthz counts the connections of all of them: the others are asked
+ * with a serverSideEmit (the store and draining state are this worker's own). */
+#define HEALTH_EVENT "parley:health"
+#define HEALTH_ASK_MS 2000
+
+static json_t *on_server_event(sio_nsp_t *nsp, const char *event, json_t *args, void *arg) {
+    return strcmp(event, HEALTH_EVENT) == 0 ? health_counts(arg) : NULL;
+}
+
+static void health_respond(app_t *app, http_conn_t *hc, json_t *counts) {
+    const char *store_why;
+    int store_err = chat_store_health(app->store, &store_why);
+    json_t *body = json_pack("{s:s,s:s}", "status",
+                             app->stopping ? "draining"
+                             : store_err   ? "degraded"
+                                           : "ok",
+                             "store", store_why);
+    if (body && counts && json_object_update(body, counts)) {
+        json_decref(body);
+        body = NULL;
+    }
+    json_decref(counts);
+    chat_api_respond_json(hc, app->stopping || store_err ? 503 : 200, NULL, body);
+}
+
+typedef struct {
+    app_t *app;
+    http_conn_t *hc; /* NULL once the client left */
+    json_t *counts;
+} health_wait_t;
+
+static void health_abort(http_conn_t *hc, void *arg) {
+    ((health_wait_t *)arg)->hc = NULL;
+}
+
+static void health_summed(int err, json_t *responses, void *arg) {
+    health_wait_t *hw = arg;
+    size_t i;
+    json_t *r;
+    json_array_foreach(responses, i, r) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(hw->counts, key, v) {
+            json_int_t more = json_integer_value(json_object_get(r, key));
+            if (json_integer_set(v, json_integer_value(v) + more))
+                LOG_WARN("main", "health: %s not summed", key);
+        }
+    }
+    if (err)
+        LOG_LIMITED(LOG_LEVEL_WARN, "main", "health: not every worker answered: %d", err);
+    if (hw->hc)
+        health_respond(hw->app, hw->hc, hw->counts);
+    else
+        json_decref(hw->counts);
+    free(hw);
+}
+
 /* GET or HEAD /healthz → {status, clients, sockets, sseStreams, longPolls}; 503 while
  * draining. Anything else is refused before any work: other methods 405, and a request
  * with a body 413 (the connection is then closed, since the body may not have been read:
@@ -361,20 +429,20 @@ static bool health_route(http_conn_t *hc, http_req_t *req, void *arg) {
         chat_api_respond_error(hc, 413, NULL, "too_large", "/healthz takes no body");
         return true;
     }
-    sio_stats_t st;
-    sio_server_stats(app->io, &st);
-    size_t streams, polls;
-    chat_feed_counts(app->feed, &streams, &polls);
-    const char *store_why;
-    int store_err = chat_store_health(app->store, &store_why);
-    chat_api_respond_json(hc, app->stopping || store_err ? 503 : 200, NULL,
-                          json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "status",
-                                    app->stopping ? "draining"
-                                    : store_err   ? "degraded"
-                                                  : "ok",
-                                    "store", store_why, "clients", (json_int_t)st.clients,
-                                    "sockets", (json_int_t)st.sockets, "sseStreams",
-                                    (json_int_t)streams, "longPolls", (json_int_t)polls));
+    json_t *counts = health_counts(app);
+    if (app->worker && counts) {
+        health_wait_t *hw = calloc(1, sizeof *hw);
+        if (hw) {
+            *hw = (health_wait_t){app, hc, counts};
+            http_conn_hold(hc, health_abort, hw);
+            int rc = sio_nsp_server_emit(sio_server_of(app->io, "/"), HEALTH_EVENT, NULL,
+                                         HEALTH_ASK_MS, health_summed, hw);
+            if (rc)
+                health_summed(rc, NULL, hw);
+            return true;
+        }
+    }
+    health_respond(app, hc, counts);
     return true;
 }
 
@@ -685,7 +753,9 @@ static int start(app_t *app) {
         (rc = http_server_route(app->http, "/healthz", health_route, app)) ||
         (rc = http_server_route(app->http, "/socket.io/socket.io", client_route, app)) ||
         (rc = http_server_route(app->http, "", web_route, app)) ||
-        (app->worker && (rc = parley_worker_attach(app->worker, &app->loop, app->io)))) {
+        (app->worker && (rc = parley_worker_attach(app->worker, &app->loop, app->io))) ||
+        (app->worker &&
+         (rc = sio_nsp_on_server_event(sio_server_of(app->io, "/"), on_server_event, app)))) {
         LOG_ERROR("main", "cannot start the chat service: %s", uv_strerror(rc));
         return -1;
     }

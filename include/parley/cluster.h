@@ -16,7 +16,10 @@
  *
  * Attached, the workers act as one Socket.IO server: a broadcast reaches the sockets of
  * every worker (encoded once per worker), socketsJoin / socketsLeave / disconnectSockets
- * apply everywhere, and an Engine.IO request that lands on a worker that does not own its
+ * apply everywhere, broadcasts with acknowledgements, fetchSockets (sio_nsp_fetch_all)
+ * and serverSideEmit gather the answers of every worker, a client that comes back to
+ * another worker recovers its session there (connection state recovery), and an
+ * Engine.IO request that lands on a worker that does not own its
  * session (long-polling without a sticky balancer, or the upgrade of such a session) is
  * handed, connection and all, to the worker that does. Session ids name their worker.
  *
@@ -43,6 +46,8 @@ typedef struct parley_worker parley_worker_t;
  *   workers could not be started) with *worker NULL.
  * - a worker: returns 0 with *worker set (or 1 with *worker NULL when it cannot reach
  *   its supervisor).
+ * With more than one worker, both roles ignore SIGPIPE (they write to pipes whose other
+ * end may be gone; that is an error code, not a signal).
  * argv is borrowed for the supervisor's lifetime (workers are restarted with it).
  * host/port: where the workers will listen; a port of 0 is chosen by the supervisor and
  * written to *port in the supervisor and in every worker (which must listen on it).

@@ -204,9 +204,28 @@ int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeo
 int sio_nsp_sockets_join(sio_nsp_t *nsp, const sio_target_t *which, const char *room);
 int sio_nsp_sockets_leave(sio_nsp_t *nsp, const sio_target_t *which, const char *room);
 int sio_nsp_disconnect_sockets(sio_nsp_t *nsp, const sio_target_t *which, bool close);
-/* fetchSockets: calls fn for each matching local socket. */
+/* fetchSockets of this node: calls fn for each matching socket. */
 int sio_nsp_fetch_sockets(sio_nsp_t *nsp, const sio_target_t *which,
                           void (*fn)(sio_socket_t *s, void *arg), void *arg);
+/* fetchSockets of every server the namespace spans (socket.io's RemoteSocket):
+ * done(err, sockets) once, maybe before this returns; sockets is a JSON array of
+ * sio_socket_describe objects, borrowed during the call. err -ETIMEDOUT when a server
+ * did not answer within timeout_ms (0: no timeout; the array has those that did). */
+typedef void (*sio_fetch_fn)(int err, json_t *sockets, void *arg);
+int sio_nsp_fetch_all(sio_nsp_t *nsp, const sio_target_t *which, uint32_t timeout_ms,
+                      sio_fetch_fn done, void *arg);
+
+/* serverSideEmit: the event goes to the server-event handler of this namespace on every
+ * other server (not this one, as socket.io). With done, each handler's answer is
+ * collected: done(err, responses) as sio_nsp_emit_with_ack's, one entry per server that
+ * answered. Binary attachments do not travel between servers (-EINVAL). */
+int sio_nsp_server_emit(sio_nsp_t *nsp, const char *event, const sio_payload_t *p,
+                        uint32_t timeout_ms, sio_bcast_ack_fn done, void *arg);
+/* The handler of events from other servers: args is the JSON array of arguments
+ * (borrowed); returns the answer sent back when the emitter asked for one (a new
+ * reference; NULL: no answer from this server). */
+typedef json_t *(*sio_server_event_fn)(sio_nsp_t *nsp, const char *event, json_t *args, void *arg);
+int sio_nsp_on_server_event(sio_nsp_t *nsp, sio_server_event_fn fn, void *arg);
 /* Observers of every broadcast delivered on this node (from this server or, with an
  * adapter that spans servers, from another): the event, the JSON text of its arguments
  * (binary attachments not shown) and who it is for. For transports outside Socket.IO
@@ -231,6 +250,10 @@ sio_nsp_t *sio_socket_nsp(const sio_socket_t *s);
 bool sio_socket_connected(const sio_socket_t *s);
 /* True when this socket was restored by connection state recovery. */
 bool sio_socket_recovered(const sio_socket_t *s);
+/* The socket as fetchSockets shows it on any server (socket.io's RemoteSocket): {id,
+ * handshake: {headers, time, address, xdomain, secure, issued, url, query, auth}, rooms,
+ * data}. A new reference, or NULL when out of memory. */
+json_t *sio_socket_describe(const sio_socket_t *s);
 void sio_socket_ref(sio_socket_t *s);
 void sio_socket_unref(sio_socket_t *s);
 

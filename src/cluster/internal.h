@@ -3,12 +3,14 @@
  *   supervisor.c  the supervising process: spawns, relays, restarts, stops
  *   worker.c      a worker's side: its channel, parley_worker_attach, hand-offs
  *   adapter.c     the cross-worker Socket.IO adapter
+ *   request.c     requests to other workers and their replies
  *   proto.c       the frames they exchange; wire.c their byte format; channel.c the pipes */
 #ifndef PARLEY_CLUSTER_INTERNAL_H
 #define PARLEY_CLUSTER_INTERNAL_H
 
 #include "cluster/channel.h"
 #include "cluster/hub.h"
+#include "cluster/request.h"
 #include "parley/cluster.h"
 #include "sio/adapter.h"
 
@@ -28,6 +30,13 @@ struct parley_worker {
         void *arg;
     } app[CLUSTER_APP_RECEIVERS]; /* cluster/hub.h */
     bool detaching;
+    /* Requests to other workers (request.c): those waiting, and the answerers. */
+    struct creq *reqs;
+    uint32_t next_req;
+    struct {
+        creq_handler_fn fn;
+        void *arg;
+    } handlers[CREQ_KINDS];
 };
 
 /* The supervisor: runs until its workers are gone; returns main's exit status. *port 0
@@ -37,6 +46,8 @@ int cluster_supervise(char **argv, unsigned n, const char *host, int *port,
 
 /* The cross-worker adapter over `local` (adapter.c). */
 sio_adapter_t *cluster_adapter_wrap(sio_nsp_t *nsp, sio_adapter_t *local, void *worker);
+/* This worker answers the others' requests of the adapter's kinds. */
+void cluster_adapter_answer(parley_worker_t *w);
 /* A BCAST or ROOMS frame from another worker, applied here. */
 void cluster_adapter_apply(parley_worker_t *w, const uint8_t *frame, size_t size);
 /* The character that starts this worker's session ids. */

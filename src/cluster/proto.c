@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eio/packet.h"
+#include "sio/internal.h"
+
 static int put_target(buf_t *out, const sio_target_t *t) {
     size_t nrooms = t ? t->nrooms : 0, nexcept = t ? t->nexcept : 0;
     if (nrooms > PROTO_ROOMS_MAX || nexcept > PROTO_ROOMS_MAX)
@@ -194,4 +197,157 @@ void proto_msg_free(proto_msg_t *m) {
     free(m->bins);
     free(m->list);
     memset(m, 0, sizeof *m);
+}
+
+/* ---- recovery sessions ---- */
+
+/* What one missed packet may hold at most: its text and its attachments. */
+#define PACKET_MSGS_MAX 64
+
+int proto_session_encode(buf_t *out, const sio_session_t *ss, uint64_t now_ms,
+                         sio_logged_t *const *missed, size_t nmissed) {
+    if (!ss)
+        return wire_u8(out, 0);
+    if (ss->nrooms > PROTO_ROOMS_MAX)
+        return -E2BIG;
+    char *data = ss->data ? json_dumps(ss->data, JSON_COMPACT) : NULL;
+    if (ss->data && !data)
+        return -ENOMEM;
+    int rc = wire_u8(out, 1);
+    if (rc == 0)
+        rc = wire_str(out, ss->pid);
+    if (rc == 0)
+        rc = wire_str(out, ss->sid);
+    if (rc == 0)
+        rc = wire_u32(out, (uint32_t)ss->nrooms);
+    for (size_t i = 0; rc == 0 && i < ss->nrooms; i++)
+        rc = wire_str(out, ss->rooms[i]);
+    if (rc == 0)
+        rc = wire_str(out, data);
+    free(data);
+    if (rc == 0)
+        rc = wire_u64(out, now_ms > ss->disconnected_ms ? now_ms - ss->disconnected_ms : 0);
+    if (rc == 0)
+        rc = wire_u32(out, (uint32_t)nmissed);
+    for (size_t i = 0; rc == 0 && i < nmissed; i++) {
+        rc = wire_u32(out, (uint32_t)missed[i]->nmsgs);
+        for (size_t j = 0; rc == 0 && j < missed[i]->nmsgs; j++) {
+            eio_msg_t *m = missed[i]->msgs[j];
+            size_t head = m->binary ? 0 : 1;
+            rc = wire_u8(out, m->type);
+            if (rc == 0)
+                rc = wire_u8(out, m->binary);
+            if (rc == 0)
+                rc = wire_bytes(out, m->data + head, m->len - head);
+        }
+    }
+    return rc;
+}
+
+static char *get_str(wire_reader_t *r) {
+    slice_t s = wire_get_bytes(r);
+    if (r->bad || (s.len && memchr(s.base, '\0', s.len))) {
+        r->bad = true;
+        return NULL;
+    }
+    char *copy = malloc(s.len + 1);
+    if (copy) {
+        if (s.len)
+            memcpy(copy, s.base, s.len);
+        copy[s.len] = '\0';
+    }
+    return copy;
+}
+
+void proto_missed_free(sio_logged_t **missed, size_t n) {
+    for (size_t i = 0; missed && i < n; i++) {
+        sio_msgs_release(missed[i]->msgs, missed[i]->nmsgs);
+        free(missed[i]);
+    }
+    free(missed);
+}
+
+static sio_logged_t *get_packet(wire_reader_t *r, int *rc) {
+    uint32_t n = wire_get_u32(r);
+    if (r->bad || n == 0 || n > PACKET_MSGS_MAX) {
+        *rc = -EINVAL;
+        return NULL;
+    }
+    sio_logged_t *e = calloc(1, sizeof *e);
+    if (!e || !(e->msgs = calloc(n, sizeof *e->msgs))) {
+        free(e);
+        *rc = -ENOMEM;
+        return NULL;
+    }
+    for (uint32_t j = 0; j < n; j++) {
+        uint8_t type = wire_get_u8(r);
+        bool binary = wire_get_u8(r) != 0;
+        slice_t payload = wire_get_bytes(r);
+        /* A logged packet is Engine.IO messages only (the text, then its attachments). */
+        if (type != EIO_MESSAGE)
+            r->bad = true;
+        eio_msg_t *m = r->bad ? NULL : eio_msg_new(type, binary, payload.base, payload.len);
+        if (!m) {
+            *rc = r->bad ? -EINVAL : -ENOMEM;
+            break;
+        }
+        e->msgs[e->nmsgs++] = m;
+    }
+    if (e->nmsgs < n) {
+        sio_msgs_release(e->msgs, e->nmsgs);
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+int proto_session_decode(wire_reader_t *r, uint64_t now_ms, sio_session_t **ss,
+                         sio_logged_t ***missed, size_t *nmissed) {
+    *ss = NULL;
+    *missed = NULL;
+    *nmissed = 0;
+    if (wire_get_u8(r) == 0)
+        return r->bad ? -EINVAL : 0;
+    sio_session_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    int rc = 0;
+    wire_get_cstr(r, s->pid, sizeof s->pid);
+    wire_get_cstr(r, s->sid, sizeof s->sid);
+    uint32_t nrooms = take_count(r);
+    if (!r->bad && !(s->rooms = calloc(nrooms + 1, sizeof *s->rooms)))
+        rc = -ENOMEM;
+    for (uint32_t i = 0; rc == 0 && !r->bad && i < nrooms; i++) {
+        if (!(s->rooms[i] = get_str(r)) && !r->bad)
+            rc = -ENOMEM;
+        else if (s->rooms[i])
+            s->nrooms++;
+    }
+    slice_t data = wire_get_bytes(r);
+    if (rc == 0 && !r->bad && data.len && !(s->data = json_loadb(data.base, data.len, 0, NULL)))
+        r->bad = true;
+    uint64_t age = wire_get_u64(r);
+    s->disconnected_ms = now_ms > age ? now_ms - age : 0;
+    uint32_t n = wire_get_u32(r);
+    /* Each packet takes at least 4 bytes: a count past what is left is a lie. */
+    if (n > (size_t)(r->end - r->p) / 4)
+        r->bad = true;
+    if (rc == 0 && !r->bad && n && !(*missed = calloc(n, sizeof **missed)))
+        rc = -ENOMEM;
+    for (uint32_t i = 0; rc == 0 && !r->bad && i < n; i++) {
+        sio_logged_t *e = get_packet(r, &rc);
+        if (e)
+            (*missed)[(*nmissed)++] = e;
+    }
+    if (rc == 0 && !wire_done(r))
+        rc = -EINVAL;
+    if (rc) {
+        sio_session_free(s);
+        proto_missed_free(*missed, *nmissed);
+        *missed = NULL;
+        *nmissed = 0;
+        return rc;
+    }
+    *ss = s;
+    return 0;
 }

@@ -120,6 +120,82 @@ static void relay_handoff(supervisor_t *sup, member_t *from, const uint8_t *fram
     }
 }
 
+/* A request: to the workers it asks (those running), after telling the asker which. */
+static void relay_request(supervisor_t *sup, member_t *from, const uint8_t *frame, size_t size) {
+    wire_reader_t r;
+    wire_reader_init(&r, frame, size);
+    unsigned to = wire_get_u32(&r);
+    unsigned origin = wire_get_u32(&r);
+    uint32_t id = wire_get_u32(&r);
+    if (r.bad || origin != from->id || to > sup->n) {
+        LOG_ERROR("cluster", "malformed request from worker %u", from->id);
+        return;
+    }
+    uint32_t mask = 0;
+    for (unsigned i = 0; i < sup->n; i++) {
+        member_t *o = &sup->members[i];
+        if (o != from && o->ch && (to == 0 || to == o->id))
+            mask |= 1u << i;
+    }
+    buf_t b = {0};
+    size_t start;
+    int rc = wire_begin(&b, PROTO_FANOUT, &start);
+    if (rc == 0)
+        rc = wire_u32(&b, id);
+    if (rc == 0)
+        rc = wire_u32(&b, mask);
+    if (rc == 0) {
+        wire_end(&b, start);
+        rc = channel_send(from->ch, b.data, b.len);
+    }
+    buf_free(&b);
+    if (rc) {
+        LOG_WARN("cluster", "request of worker %u dropped: %d", from->id, rc);
+        return;
+    }
+    for (unsigned i = 0; i < sup->n; i++) {
+        member_t *o = &sup->members[i];
+        /* A worker that cannot take it now is reported GONE when its channel goes. */
+        if ((mask & (1u << i)) && channel_send(o->ch, frame, size))
+            LOG_WARN("cluster", "request for worker %u dropped", o->id);
+    }
+}
+
+static void relay_reply(supervisor_t *sup, member_t *from, const uint8_t *frame, size_t size) {
+    wire_reader_t r;
+    wire_reader_init(&r, frame, size);
+    unsigned origin = wire_get_u32(&r);
+    wire_get_u32(&r);
+    unsigned replier = wire_get_u32(&r);
+    if (r.bad || replier != from->id || origin < 1 || origin > sup->n) {
+        LOG_ERROR("cluster", "malformed reply from worker %u", from->id);
+        return;
+    }
+    member_t *to = &sup->members[origin - 1];
+    if (to->ch && channel_send(to->ch, frame, size))
+        LOG_WARN("cluster", "reply for worker %u dropped", origin);
+}
+
+/* Tells the others that worker id will not answer what it was asked. */
+static void announce_gone(supervisor_t *sup, unsigned id) {
+    buf_t b = {0};
+    size_t start;
+    int rc = wire_begin(&b, PROTO_GONE, &start);
+    if (rc == 0)
+        rc = wire_u32(&b, id);
+    if (rc == 0) {
+        wire_end(&b, start);
+        for (unsigned i = 0; i < sup->n; i++) {
+            member_t *o = &sup->members[i];
+            if (o->id != id && o->ch && channel_send(o->ch, b.data, b.len))
+                LOG_WARN("cluster", "GONE for worker %u dropped", o->id);
+        }
+    }
+    buf_free(&b);
+    if (rc)
+        LOG_ERROR("cluster", "out of memory telling that worker %u is gone", id);
+}
+
 static void on_relay_frame(channel_t *ch, const uint8_t *frame, size_t size, void *arg) {
     member_t *m = arg;
     supervisor_t *sup = m->sup;
@@ -143,6 +219,12 @@ static void on_relay_frame(channel_t *ch, const uint8_t *frame, size_t size, voi
             return;
         }
         break;
+    case PROTO_REQ:
+        relay_request(sup, m, frame, size);
+        return;
+    case PROTO_REPLY:
+        relay_reply(sup, m, frame, size);
+        return;
     default:
         if (type >= CLUSTER_APP_TYPE && !(type & CHANNEL_F_HANDLE) && sup->svc) {
             sup->svc->on_frame(sup, m->id, frame, size, sup->svc_arg);
@@ -218,6 +300,7 @@ static void member_exited(uv_process_t *p, int64_t status, int signal) {
         m->sup->status = 1;
     if (m->ch)
         channel_close(m->ch);
+    announce_gone(m->sup, m->id);
     if (m->sup->svc && m->sup->svc->on_worker_gone)
         m->sup->svc->on_worker_gone(m->sup, m->id, m->sup->svc_arg);
     uv_close((uv_handle_t *)p, process_closed);

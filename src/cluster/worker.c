@@ -40,6 +40,12 @@ int cluster_start(int argc, char **argv, unsigned nworkers, const char *host, in
                   const cluster_service_t *svc, void *arg, parley_worker_t **worker) {
     *worker = NULL;
     const char *role = getenv(CLUSTER_ENV);
+    /* Both roles write to pipes whose other end may exit at any time: that is an error
+     * to handle (EPIPE), not a reason to die. */
+    if ((role || nworkers > 1) && signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+        LOG_ERROR("cluster", "cannot ignore SIGPIPE: %s", strerror(errno));
+        return 1;
+    }
     if (role) {
         unsigned id, count;
         int p;
@@ -164,6 +170,18 @@ static void on_frame(channel_t *ch, const uint8_t *frame, size_t size, void *arg
             return;
         }
         break;
+    case PROTO_REQ:
+        creq_on_request(w, frame, size);
+        return;
+    case PROTO_FANOUT:
+        creq_on_fanout(w, frame, size);
+        return;
+    case PROTO_REPLY:
+        creq_on_reply(w, frame, size);
+        return;
+    case PROTO_GONE:
+        creq_on_gone(w, frame, size);
+        return;
     default:
         for (int i = 0;
              type >= CLUSTER_APP_TYPE && !(type & CHANNEL_F_HANDLE) && i < CLUSTER_APP_RECEIVERS;
@@ -181,6 +199,7 @@ static void on_frame(channel_t *ch, const uint8_t *frame, size_t size, void *arg
 static void on_channel_close(channel_t *ch, void *arg) {
     parley_worker_t *w = arg;
     w->ch = NULL;
+    creq_fail_all(w);
     if (w->detaching)
         return;
     for (int i = 0; i < CLUSTER_APP_RECEIVERS; i++)
@@ -240,6 +259,7 @@ int parley_worker_attach(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io) 
         return rc;
     if ((rc = sio_server_wrap_adapters(io, cluster_adapter_wrap, w)))
         return rc;
+    cluster_adapter_answer(w);
     eio_server_set_group(sio_server_eio(io), cluster_worker_tag(w->id), foreign_request, w);
     sio_server_set_id_tag(io, cluster_worker_tag(w->id));
     buf_t b = {0};
@@ -256,7 +276,10 @@ int parley_worker_attach(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io) 
 }
 
 void parley_worker_detach_io(parley_worker_t *w) {
+    /* What was asked of the others ends now, while the server it reports to still is
+     * (nothing new can be asked: creq_start needs w->io). */
     w->io = NULL;
+    creq_fail_all(w);
 }
 
 void parley_worker_detach(parley_worker_t *w) {

@@ -304,6 +304,27 @@ static sio_socket_t *single_socket(sio_nsp_t *nsp, const sio_target_t *to) {
     return sio_nsp_find_socket(nsp, to->rooms[0]);
 }
 
+/* An offset as clients see it: with its server's tag first, when servers are told apart
+ * by one, so that an offset of one server's log is never looked up in another's. */
+static void format_offset(const sio_nsp_t *nsp, uint64_t off, char out[24]) {
+    if (nsp->io->id_tag)
+        snprintf(out, 24, "%c%" PRIu64, nsp->io->id_tag, off);
+    else
+        snprintf(out, 24, "%" PRIu64, off);
+}
+
+static bool parse_offset(const sio_nsp_t *nsp, const char *offset, uint64_t *out) {
+    if (!offset)
+        return false;
+    if (nsp->io->id_tag && *offset++ != nsp->io->id_tag)
+        return false;
+    unsigned long long v;
+    if (!slice_to_u64(slice_make(offset, strlen(offset)), &v))
+        return false;
+    *out = v;
+    return true;
+}
+
 static int local_broadcast(sio_adapter_t *a, const sio_bcast_t *b) {
     sio_nsp_t *nsp = a->nsp;
     bool logged = logs(nsp, &b->to);
@@ -311,7 +332,7 @@ static int local_broadcast(sio_adapter_t *a, const sio_bcast_t *b) {
     uint64_t off = logged ? nsp->next_offset + 1 : 0;
     char offset[24];
     if (logged)
-        snprintf(offset, sizeof offset, "%" PRIu64, off);
+        format_offset(nsp, off, offset);
     eio_msg_t **msgs;
     int n = sio_encode_event(nsp, SIO_EVENT, -1, b->event, b->args_json, b->args_len, b->bins,
                              b->nbins, logged ? offset : NULL, &msgs);
@@ -353,7 +374,7 @@ static void ack_bcast_one(sio_socket_t *s, void *arg) {
     ack_bcast_t *ab = arg;
     if (sio_socket_expect_ack(s, ab->id, 0, ab->ack, ab->arg))
         return;
-    ab->count(1, ab->arg);
+    ab->count(1, false, ab->arg);
     sio_socket_send(s, ab->msgs, ab->n, false);
 }
 
@@ -367,6 +388,8 @@ static int local_broadcast_with_ack(sio_adapter_t *a, const sio_bcast_t *b, uint
     ack_bcast_t ab = {ack_id, msgs, (size_t)n, count, ack, arg};
     each(a->nsp, &b->to, ack_bcast_one, &ab);
     sio_msgs_release(msgs, (size_t)n);
+    if (!b->more)
+        count(0, true, arg);
     return 0;
 }
 
@@ -401,6 +424,42 @@ static int local_disconnect_sockets(sio_adapter_t *a, const sio_target_t *which,
 static int local_fetch_sockets(sio_adapter_t *a, const sio_target_t *which,
                                void (*fn)(sio_socket_t *s, void *arg), void *arg) {
     each(a->nsp, which, fn, arg);
+    return 0;
+}
+
+typedef struct {
+    json_t *list;
+    int rc;
+} describe_t;
+
+static void describe_one(sio_socket_t *s, void *arg) {
+    describe_t *d = arg;
+    if (d->rc == 0 && json_array_append_new(d->list, sio_socket_describe(s)))
+        d->rc = -ENOMEM;
+}
+
+static int local_fetch_all(sio_adapter_t *a, const sio_target_t *which, uint32_t timeout_ms,
+                           sio_fetch_fn done, void *arg) {
+    describe_t d = {json_array(), 0};
+    if (!d.list)
+        return -ENOMEM;
+    each(a->nsp, which, describe_one, &d);
+    if (d.rc == 0)
+        done(0, d.list, arg);
+    json_decref(d.list);
+    return d.rc;
+}
+
+/* Alone: no other server to hear it. */
+static int local_server_emit(sio_adapter_t *a, const char *event, const char *args_json, size_t len,
+                             uint32_t timeout_ms, sio_bcast_ack_fn done, void *arg) {
+    if (!done)
+        return 0;
+    json_t *none = json_array();
+    if (!none)
+        return -ENOMEM;
+    done(0, none, arg);
+    json_decref(none);
     return 0;
 }
 
@@ -462,30 +521,20 @@ static bool session_wants(const sio_session_t *ss, const sio_logged_t *e) {
     return included;
 }
 
-static sio_session_t *local_restore(sio_adapter_t *a, sio_socket_t *s, const char *pid,
-                                    const char *offset, sio_logged_t ***missed, size_t *nmissed) {
-    sio_nsp_t *nsp = a->nsp;
-    const sio_config_t *cfg = &nsp->io->cfg;
+sio_session_t *sio_adapter_take(sio_nsp_t *nsp, const char *pid, const char *offset,
+                                sio_logged_t ***missed, size_t *nmissed) {
     *missed = NULL;
     *nmissed = 0;
     sio_session_t *ss = map_get(&nsp->sessions, pid, strlen(pid));
     if (!ss)
         return NULL;
-    if (cfg->recovery_allow && !cfg->recovery_allow(s, ss->data, cfg->recovery_arg)) {
-        LOG_LIMITED(LOG_LEVEL_INFO, "sio",
-                    "recovery of a session refused by the application; a fresh one instead");
-        return NULL;
-    }
     uint64_t now = time_mono_ms();
     map_del(&nsp->sessions, pid, strlen(pid));
-    if (ss->disconnected_ms + nsp->io->cfg.recovery_max_disconnection < now) {
-        sio_session_free(ss);
-        return NULL;
-    }
-    unsigned long long off;
+    uint64_t off;
     uint64_t first = nsp->log_len ? nsp->log[nsp->log_head].offset : 0;
-    if (!offset || !slice_to_u64(slice_make(offset, strlen(offset)), &off) || !nsp->log_len ||
-        off < first || off >= first + nsp->log_len) {
+    if (ss->disconnected_ms + nsp->io->cfg.recovery_max_disconnection < now ||
+        !parse_offset(nsp, offset, &off) || !nsp->log_len || off < first ||
+        off >= first + nsp->log_len) {
         sio_session_free(ss);
         return NULL;
     }
@@ -504,6 +553,35 @@ static sio_session_t *local_restore(sio_adapter_t *a, sio_socket_t *s, const cha
     *missed = list;
     *nmissed = n;
     return ss;
+}
+
+void sio_adapter_give_back(sio_nsp_t *nsp, sio_session_t *session) {
+    if (map_put(&nsp->sessions, session->pid, strlen(session->pid), session))
+        sio_session_free(session);
+}
+
+bool sio_recovery_allowed(sio_socket_t *s, const sio_session_t *ss) {
+    const sio_config_t *cfg = &s->nsp->io->cfg;
+    if (cfg->recovery_allow && !cfg->recovery_allow(s, ss->data, cfg->recovery_arg)) {
+        LOG_LIMITED(LOG_LEVEL_INFO, "sio",
+                    "recovery of a session refused by the application; a fresh one instead");
+        return false;
+    }
+    return true;
+}
+
+static void local_restore(sio_adapter_t *a, sio_socket_t *s, const char *pid, const char *offset,
+                          sio_restore_fn done, void *arg) {
+    sio_nsp_t *nsp = a->nsp;
+    sio_session_t *ss = map_get(&nsp->sessions, pid, strlen(pid));
+    sio_logged_t **missed = NULL;
+    size_t nmissed = 0;
+    if (ss && sio_recovery_allowed(s, ss))
+        ss = sio_adapter_take(nsp, pid, offset, &missed, &nmissed);
+    else
+        ss = NULL;
+    done(s, ss, missed, nmissed, arg);
+    free(missed);
 }
 
 static void local_purge(sio_adapter_t *a, uint64_t now_ms) {
@@ -555,6 +633,8 @@ static const sio_adapter_ops_t local_ops = {
     .sockets_leave = local_sockets_leave,
     .disconnect_sockets = local_disconnect_sockets,
     .fetch_sockets = local_fetch_sockets,
+    .fetch_all = local_fetch_all,
+    .server_emit = local_server_emit,
     .room_size = local_room_size,
     .persist = local_persist,
     .restore = local_restore,

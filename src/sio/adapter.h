@@ -38,12 +38,21 @@ typedef struct {
     const sio_bin_t *bins;
     size_t nbins;
     sio_target_t to; /* rooms, except, flags (SIO_LOCAL, SIO_VOLATILE, SIO_NO_RECOVERY) */
+    /* broadcast_with_ack only: set by an adapter that wraps this one and counts other
+     * servers too, so that this one's count is not the last. */
+    bool more;
 } sio_bcast_t;
 
 /* Broadcast with acknowledgements: `count` is told how many more sockets were sent the
- * packet (any number of times, before their answers), `ack` gets each answer (err 0) or
+ * packet (any number of times, before their answers), with last set once no more counts
+ * will come; `ack` gets each answer (err 0; s NULL for a socket of another server) or
  * each recipient that left first (err -EPIPE, payload NULL). */
-typedef void (*sio_bcast_count_fn)(size_t n, void *arg);
+typedef void (*sio_bcast_count_fn)(size_t n, bool last, void *arg);
+
+/* A restore's outcome, once: the session (owned by the callee; NULL when there is none
+ * to restore) and the packets it missed (borrowed for the call). */
+typedef void (*sio_restore_fn)(sio_socket_t *s, sio_session_t *session, sio_logged_t *const *missed,
+                               size_t nmissed, void *arg);
 
 typedef struct {
     /* Delivers b to every matching socket. Returns 0 or -ENOMEM. */
@@ -59,16 +68,23 @@ typedef struct {
     int (*sockets_join)(sio_adapter_t *a, const sio_target_t *which, const char *room);
     int (*sockets_leave)(sio_adapter_t *a, const sio_target_t *which, const char *room);
     int (*disconnect_sockets)(sio_adapter_t *a, const sio_target_t *which, bool close);
-    /* fetchSockets, this node's part: fn for each matching socket. */
+    /* This node's matching sockets: fn for each. */
     int (*fetch_sockets)(sio_adapter_t *a, const sio_target_t *which,
                          void (*fn)(sio_socket_t *s, void *arg), void *arg);
+    /* fetchSockets on every server: as sio_nsp_fetch_all. */
+    int (*fetch_all)(sio_adapter_t *a, const sio_target_t *which, uint32_t timeout_ms,
+                     sio_fetch_fn done, void *arg);
+    /* serverSideEmit to the other servers: as sio_nsp_server_emit. */
+    int (*server_emit)(sio_adapter_t *a, const char *event, const char *args_json, size_t len,
+                       uint32_t timeout_ms, sio_bcast_ack_fn done, void *arg);
     /* Sockets in `room` on this node (a socket's own room included). */
     size_t (*room_size)(sio_adapter_t *a, const char *room);
     /* Connection state recovery: keep a disconnecting socket's session; find one again
-     * for the new socket s (see sio_adapter_restore in internal.h for the rules). */
+     * for the new socket s, which the caller holds a reference on until done (called
+     * once, maybe before this returns; see sio_adapter_take for the rules). */
     void (*persist)(sio_adapter_t *a, sio_socket_t *s);
-    sio_session_t *(*restore)(sio_adapter_t *a, sio_socket_t *s, const char *pid,
-                              const char *offset, sio_logged_t ***missed, size_t *nmissed);
+    void (*restore)(sio_adapter_t *a, sio_socket_t *s, const char *pid, const char *offset,
+                    sio_restore_fn done, void *arg);
     /* Drops what recovery no longer needs (older than now_ms - the maximum
      * disconnection). */
     void (*purge)(sio_adapter_t *a, uint64_t now_ms);
@@ -85,6 +101,21 @@ struct sio_adapter {
 /* The in-process adapter of nsp (its state lives in the namespace: rooms, sessions, the
  * recovery log). NULL when out of memory. */
 sio_adapter_t *sio_adapter_local_new(sio_nsp_t *nsp);
+
+/* What adapters that span servers do on this node for a peer (nsp is a namespace of
+ * this node):
+ * - sio_adapter_take: the session of pid and the packets of this node's recovery log
+ *   after offset that it missed, taken out for good (NULL when expired, unknown, or
+ *   its offset is no longer in the log). No application check: the asker makes it.
+ *   *missed (an array, free it) points into the log: use it before going back to the
+ *   loop.
+ * - sio_adapter_give_back: a taken session returned (its asker refused it); taken over.
+ * - sio_nsp_server_event: a serverSideEmit from another server, to this namespace's
+ *   handler; returns its answer (a new reference) or NULL. */
+sio_session_t *sio_adapter_take(sio_nsp_t *nsp, const char *pid, const char *offset,
+                                sio_logged_t ***missed, size_t *nmissed);
+void sio_adapter_give_back(sio_nsp_t *nsp, sio_session_t *session);
+json_t *sio_nsp_server_event(sio_nsp_t *nsp, const char *event, json_t *args);
 
 /* An adapter that wraps `local` (taking it over: its free frees both), or NULL when out
  * of memory (then local is left as it is). */

@@ -99,6 +99,8 @@ struct sio_nsp {
     sio_adapter_t *adapter; /* the fan-out seam (adapter.h) */
     sio_observer_t *observers;
     size_t nobservers;
+    sio_server_event_fn server_event; /* serverSideEmit from other servers */
+    void *server_event_arg;
     /* Sockets: an array with each socket's index, for O(1) removal. */
     sio_socket_t **sockets;
     uint32_t nsockets, capsockets;
@@ -209,6 +211,8 @@ void sio_nsp_free(sio_nsp_t *nsp);
 sio_socket_t *sio_socket_new(sio_nsp_t *nsp, sio_client_t *c, json_t *auth);
 /* Finishes a connect: joins its own room, sends CONNECT (and missed packets). */
 int sio_socket_establish(sio_socket_t *s, const sio_session_t *restored);
+/* Whether the application lets s take over session ss (sio_config_t.recovery_allow). */
+bool sio_recovery_allowed(sio_socket_t *s, const sio_session_t *ss);
 /* Drops a socket that never connected (middleware refused, client gone). */
 void sio_socket_discard(sio_socket_t *s);
 /* Tells handlers, leaves rooms, persists for recovery when the reason allows it. */

@@ -218,7 +218,7 @@ static void ctx_free(sio_next_ctx_t *ctx) {
     free(ctx);
 }
 
-static void finish(sio_socket_t *s, sio_session_t *restored, sio_logged_t **missed,
+static void finish(sio_socket_t *s, sio_session_t *restored, sio_logged_t *const *missed,
                    size_t nmissed) {
     sio_nsp_t *nsp = s->nsp;
     if (sio_socket_establish(s, restored)) {
@@ -237,18 +237,19 @@ static void finish(sio_socket_t *s, sio_session_t *restored, sio_logged_t **miss
         }
         sio_socket_unref(s);
     }
-    free(missed);
     if (restored)
         sio_session_free(restored);
 }
 
-static void finish_with_recovery(sio_socket_t *s, const char *pid, const char *offset) {
-    sio_logged_t **missed = NULL;
-    size_t nmissed = 0;
-    sio_session_t *restored =
-        pid ? s->nsp->adapter->ops->restore(s->nsp->adapter, s, pid, offset, &missed, &nmissed)
-            : NULL;
-    finish(s, restored, missed, nmissed);
+/* A restore's outcome once the middlewares passed (the adapter may answer later: the
+ * client may have left meanwhile). */
+static void restored_after_middlewares(sio_socket_t *s, sio_session_t *ss,
+                                       sio_logged_t *const *missed, size_t nmissed, void *arg) {
+    if (s->connecting)
+        finish(s, ss, missed, nmissed);
+    else if (ss)
+        sio_session_free(ss);
+    sio_socket_unref(s);
 }
 
 static void step(sio_next_ctx_t *ctx) {
@@ -259,7 +260,13 @@ static void step(sio_next_ctx_t *ctx) {
         mw->fn(s, ctx, mw->arg);
         return;
     }
-    finish_with_recovery(s, ctx->pid, ctx->offset);
+    if (ctx->pid) {
+        sio_socket_ref(s);
+        nsp->adapter->ops->restore(nsp->adapter, s, ctx->pid, ctx->offset,
+                                   restored_after_middlewares, NULL);
+    } else {
+        finish(s, NULL, NULL, 0);
+    }
     sio_socket_unref(s);
     ctx_free(ctx);
 }
@@ -290,6 +297,39 @@ static char *auth_string(json_t *auth, const char *key) {
     return v ? strdup(v) : NULL;
 }
 
+/* The middlewares, then (when the client offers them) the recovery credentials. */
+static void run_middlewares(sio_socket_t *s, json_t *recovery_auth) {
+    sio_next_ctx_t *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        sio_client_t *c = s->client;
+        sio_socket_discard(s);
+        sio_client_close(c, "transport error");
+        return;
+    }
+    ctx->s = s;
+    if (recovery_auth) {
+        ctx->pid = auth_string(recovery_auth, "pid");
+        ctx->offset = auth_string(recovery_auth, "offset");
+    }
+    sio_socket_ref(s);
+    step(ctx);
+}
+
+/* A restore's outcome before the middlewares (recovery_skip_middlewares): a restored
+ * socket skips them, any other goes through them. */
+static void restored_before_middlewares(sio_socket_t *s, sio_session_t *ss,
+                                        sio_logged_t *const *missed, size_t nmissed, void *arg) {
+    if (!s->connecting) {
+        if (ss)
+            sio_session_free(ss);
+    } else if (ss) {
+        finish(s, ss, missed, nmissed);
+    } else {
+        run_middlewares(s, NULL);
+    }
+    sio_socket_unref(s);
+}
+
 void sio_nsp_connect(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
     for (uint32_t i = 0; i < c->nsockets; i++) {
         if (c->sockets[i]->nsp == nsp) {
@@ -307,30 +347,13 @@ void sio_nsp_connect(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
     sio_server_t *io = nsp->io;
     bool offers_recovery = io->cfg.recovery && json_is_string(json_object_get(auth, "pid"));
     if (offers_recovery && io->cfg.recovery_skip_middlewares) {
-        sio_logged_t **missed = NULL;
-        size_t nmissed = 0;
-        sio_session_t *restored = nsp->adapter->ops->restore(
-            nsp->adapter, s, json_string_value(json_object_get(auth, "pid")),
-            json_string_value(json_object_get(auth, "offset")), &missed, &nmissed);
-        if (restored) {
-            finish(s, restored, missed, nmissed);
-            return;
-        }
-        offers_recovery = false;
-    }
-    sio_next_ctx_t *ctx = calloc(1, sizeof *ctx);
-    if (!ctx) {
-        sio_socket_discard(s);
-        sio_client_close(c, "transport error");
+        sio_socket_ref(s);
+        nsp->adapter->ops->restore(nsp->adapter, s, json_string_value(json_object_get(auth, "pid")),
+                                   json_string_value(json_object_get(auth, "offset")),
+                                   restored_before_middlewares, NULL);
         return;
     }
-    ctx->s = s;
-    if (offers_recovery) {
-        ctx->pid = auth_string(auth, "pid");
-        ctx->offset = auth_string(auth, "offset");
-    }
-    sio_socket_ref(s);
-    step(ctx);
+    run_middlewares(s, offers_recovery ? auth : NULL);
 }
 
 /* ---- dispatch ---- */
@@ -390,7 +413,7 @@ void sio_nsp_dispatch(sio_socket_t *s, sio_packet_t *p) {
  * adapter. */
 static int emit_encoded(sio_nsp_t *nsp, const sio_target_t *to, const char *event, const char *json,
                         size_t len, const sio_bin_t *bins, size_t nbins) {
-    sio_bcast_t b = {event, json, len, bins, nbins, to ? *to : (sio_target_t){0}};
+    sio_bcast_t b = {event, json, len, bins, nbins, to ? *to : (sio_target_t){0}, false};
     return nsp->adapter->ops->broadcast(nsp->adapter, &b);
 }
 
@@ -430,6 +453,7 @@ typedef struct {
     json_t *responses;
     size_t expected, received, lost;
     uint32_t refs;
+    bool counted; /* every server counted its recipients */
     bool finished;
     uv_timer_t timer;
 } collector_t;
@@ -469,16 +493,21 @@ static void collector_ack(sio_socket_t *s, int err, const sio_payload_t *p, void
             json_array_append(col->responses, p->args ? p->args : json_null());
         else
             col->lost++;
-        if (++col->received == col->expected)
+        if (++col->received == col->expected && col->counted)
             collector_finish(col, col->lost ? -EPIPE : 0);
     }
     collector_unref(col);
 }
 
-static void collector_count(size_t n, void *arg) {
+static void collector_count(size_t n, bool last, void *arg) {
     collector_t *col = arg;
     col->expected += n;
     col->refs += (uint32_t)n;
+    if (last) {
+        col->counted = true;
+        if (col->received == col->expected)
+            collector_finish(col, col->lost ? -EPIPE : 0);
+    }
 }
 
 int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeout_ms,
@@ -493,7 +522,7 @@ int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeo
     }
     col->done = done;
     col->arg = arg;
-    col->refs = 1;
+    col->refs = 2; /* this call's, and the timer's (released when it is closed) */
     col->timer.data = col;
     buf_t b = {0};
     int rc = dump_payload(p, &b);
@@ -503,21 +532,25 @@ int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeo
                           b.len,
                           p ? p->bins : NULL,
                           p ? p->nbins : 0,
-                          to ? *to : (sio_target_t){0}};
+                          to ? *to : (sio_target_t){0},
+                          false};
         rc = nsp->adapter->ops->broadcast_with_ack(nsp->adapter, &bc, nsp->next_ack_id++,
                                                    collector_count, collector_ack, col);
     }
     buf_free(&b);
     if (rc) {
-        col->finished = true;
-        json_decref(col->responses);
-        uv_close((uv_handle_t *)&col->timer, collector_timer_closed);
+        if (!col->finished) {
+            col->finished = true;
+            json_decref(col->responses);
+            uv_close((uv_handle_t *)&col->timer, collector_timer_closed);
+        }
+        collector_unref(col);
         return rc;
     }
-    if (col->expected == 0)
-        collector_finish(col, 0);
-    else if (timeout_ms && uv_timer_start(&col->timer, collector_timeout, timeout_ms, 0))
+    if (!col->finished && timeout_ms &&
+        uv_timer_start(&col->timer, collector_timeout, timeout_ms, 0))
         collector_finish(col, -ENOMEM);
+    collector_unref(col);
     return 0;
 }
 
@@ -545,6 +578,34 @@ int sio_nsp_on_broadcast(sio_nsp_t *nsp, sio_broadcast_fn fn, void *arg) {
     nsp->observers = o;
     o[nsp->nobservers++] = (sio_observer_t){fn, arg};
     return 0;
+}
+
+int sio_nsp_fetch_all(sio_nsp_t *nsp, const sio_target_t *which, uint32_t timeout_ms,
+                      sio_fetch_fn done, void *arg) {
+    return nsp->adapter->ops->fetch_all(nsp->adapter, which, timeout_ms, done, arg);
+}
+
+int sio_nsp_server_emit(sio_nsp_t *nsp, const char *event, const sio_payload_t *p,
+                        uint32_t timeout_ms, sio_bcast_ack_fn done, void *arg) {
+    if (p && p->nbins)
+        return -EINVAL;
+    buf_t b = {0};
+    int rc = dump_payload(p, &b);
+    if (rc == 0)
+        rc = nsp->adapter->ops->server_emit(nsp->adapter, event, (const char *)b.data, b.len,
+                                            timeout_ms, done, arg);
+    buf_free(&b);
+    return rc;
+}
+
+int sio_nsp_on_server_event(sio_nsp_t *nsp, sio_server_event_fn fn, void *arg) {
+    nsp->server_event = fn;
+    nsp->server_event_arg = arg;
+    return 0;
+}
+
+json_t *sio_nsp_server_event(sio_nsp_t *nsp, const char *event, json_t *args) {
+    return nsp->server_event ? nsp->server_event(nsp, event, args, nsp->server_event_arg) : NULL;
 }
 
 size_t sio_nsp_server_count(sio_nsp_t *nsp) {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sio/internal.h"
 #include "util/log.h"
@@ -247,7 +248,8 @@ static int emit_encoded(sio_socket_t *s, const char *event, const char *json, si
     /* The socket is here: nothing for other processes (a room of that name elsewhere is
      * not this socket's). */
     sio_bcast_t b = {event, json,  len,
-                     bins,  nbins, {.rooms = &room, .nrooms = 1, .flags = flags | SIO_LOCAL}};
+                     bins,  nbins, {.rooms = &room, .nrooms = 1, .flags = flags | SIO_LOCAL},
+                     false};
     return s->nsp->adapter->ops->broadcast(s->nsp->adapter, &b);
 }
 
@@ -421,6 +423,34 @@ bool sio_socket_connected(const sio_socket_t *s) {
 
 bool sio_socket_recovered(const sio_socket_t *s) {
     return s->recovered;
+}
+
+static void add_room(const char *room, void *arg) {
+    json_array_append_new(arg, json_string(room));
+}
+
+json_t *sio_socket_describe(const sio_socket_t *s) {
+    const sio_handshake_t *hs = &s->hs;
+    char when[64] = "";
+    time_t secs = (time_t)(hs->time_ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm))
+        strftime(when, sizeof when, "%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)",
+                 &tm);
+    json_t *rooms = json_array();
+    if (rooms)
+        sio_socket_rooms(s, add_room, rooms);
+    json_t *d = json_pack("{s:s, s:{s:O?, s:s, s:s, s:b, s:b, s:I, s:s, s:O?, s:O?}, s:o?, s:O?}",
+                          "id", s->id, "handshake", "headers", hs->headers, "time", when, "address",
+                          hs->address ? hs->address : "", "xdomain",
+                          json_object_get(hs->headers, "origin") != NULL, "secure", hs->secure,
+                          "issued", (json_int_t)hs->time_ms, "url", hs->url ? hs->url : "", "query",
+                          hs->query, "auth", hs->auth, "rooms", rooms, "data", s->data);
+    if (d && !s->data && json_object_set_new(d, "data", json_object())) {
+        json_decref(d);
+        d = NULL;
+    }
+    return d;
 }
 
 const sio_handshake_t *sio_socket_handshake(const sio_socket_t *s) {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "eio/server.h"
@@ -158,16 +159,19 @@ static void on_server_ack(sio_socket_t *s, const char *ev, const sio_payload_t *
     ack(s, id, json_pack("[b]", rc == 0));
 }
 
-static void room_ack_done(int err, json_t *responses, void *arg) {
-    sio_socket_t *s = arg;
+static void room_ack_result(sio_socket_t *s, const char *event, int err, json_t *responses) {
     if (sio_socket_connected(s)) {
         json_t *result = json_pack("[{s:i,s:O}]", "err", err, "responses", responses);
         sio_payload_t out = {result, NULL, 0};
-        if (sio_socket_emit(s, "room-ack-result", &out, 0))
+        if (sio_socket_emit(s, event, &out, 0))
             LOG_WARN("test", "emit failed");
         json_decref(result);
     }
     sio_socket_unref(s);
+}
+
+static void room_ack_done(int err, json_t *responses, void *arg) {
+    room_ack_result(arg, "room-ack-result", err, responses);
 }
 
 /* roomAck {rooms, except, event, args, timeout}: timeout(t).emitWithAck to a room;
@@ -194,6 +198,38 @@ static void on_disconnect_me(sio_socket_t *s, const char *ev, const sio_payload_
     sio_socket_disconnect(s, json_is_true(json_object_get(arg0(p), "close")));
 }
 
+/* With workers, the ack of an operation that other workers apply when it reaches them
+ * waits for a serverSideEmit round trip: it went to each worker after the operation, on
+ * the same pipes, so each answer means that worker applied it. The client that got the
+ * ack then sees it applied everywhere. */
+typedef struct {
+    sio_socket_t *s;
+    int64_t ack_id;
+    bool ok;
+} barrier_t;
+
+static void barrier_done(int err, json_t *responses, void *arg) {
+    barrier_t *b = arg;
+    if (sio_socket_connected(b->s))
+        ack(b->s, b->ack_id, json_pack("[b]", b->ok && err == 0));
+    sio_socket_unref(b->s);
+    free(b);
+}
+
+static void ack_applied(sio_socket_t *s, int64_t id, bool ok) {
+    barrier_t *b = app.worker && id >= 0 ? malloc(sizeof *b) : NULL;
+    if (b) {
+        *b = (barrier_t){s, id, ok};
+        sio_socket_ref(s);
+        if (sio_nsp_server_emit(sio_socket_nsp(s), "__barrier", NULL, 5000, barrier_done, b) == 0)
+            return;
+        sio_socket_unref(s);
+        free(b);
+    }
+    if (sio_socket_connected(s))
+        ack(s, id, json_pack("[b]", ok));
+}
+
 /* socketsJoin / socketsLeave / disconnectSockets {rooms, except, room, close} */
 static void on_sockets_op(sio_socket_t *s, const char *ev, const sio_payload_t *p, int64_t id,
                           void *arg) {
@@ -203,6 +239,7 @@ static void on_sockets_op(sio_socket_t *s, const char *ev, const sio_payload_t *
     const char *room = json_string_value(json_object_get(o, "room"));
     sio_nsp_t *nsp = sio_socket_nsp(s);
     int rc = -1;
+    sio_socket_ref(s);
     if (strcmp(ev, "socketsJoin") == 0 && room)
         rc = sio_nsp_sockets_join(nsp, &tb.t, room);
     else if (strcmp(ev, "socketsLeave") == 0 && room)
@@ -210,21 +247,90 @@ static void on_sockets_op(sio_socket_t *s, const char *ev, const sio_payload_t *
     else if (strcmp(ev, "disconnectSockets") == 0)
         rc = sio_nsp_disconnect_sockets(nsp, &tb.t, json_is_true(json_object_get(o, "close")));
     if (sio_socket_connected(s))
-        ack(s, id, json_pack("[b]", rc == 0));
+        ack_applied(s, id, rc == 0);
+    sio_socket_unref(s);
 }
 
-static void add_id(sio_socket_t *s, void *arg) {
-    json_array_append_new(arg, json_string(sio_socket_id(s)));
+/* fetchSockets {rooms, except} → ack [ids] (of every worker's sockets). */
+typedef struct {
+    sio_socket_t *s;
+    int64_t ack_id;
+} pending_t;
+
+static void fetch_done(int err, json_t *sockets, void *arg) {
+    pending_t *pd = arg;
+    json_t *ids = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(sockets, i, v) {
+        json_array_append(ids, json_object_get(v, "id"));
+    }
+    if (err)
+        LOG_WARN("test", "fetchSockets: %d", err);
+    if (sio_socket_connected(pd->s))
+        ack(pd->s, pd->ack_id, json_pack("[o]", ids));
+    else
+        json_decref(ids);
+    sio_socket_unref(pd->s);
+    free(pd);
 }
 
-/* fetchSockets {rooms, except} → ack [ids] */
 static void on_fetch(sio_socket_t *s, const char *ev, const sio_payload_t *p, int64_t id,
                      void *arg) {
     target_buf_t tb;
     read_target(arg0(p), &tb);
-    json_t *ids = json_array();
-    sio_nsp_fetch_sockets(sio_socket_nsp(s), &tb.t, add_id, ids);
-    ack(s, id, json_pack("[o]", ids));
+    pending_t *pd = malloc(sizeof *pd);
+    if (!pd)
+        return;
+    *pd = (pending_t){s, id};
+    sio_socket_ref(s);
+    int rc = sio_nsp_fetch_all(sio_socket_nsp(s), &tb.t, 5000, fetch_done, pd);
+    if (rc) {
+        LOG_WARN("test", "fetchSockets: %d", rc);
+        sio_socket_unref(s);
+        free(pd);
+    }
+}
+
+/* serverEmit {event, args, timeout, ack}: serverSideEmit; with ack the outcome comes as
+ * "server-emit-result" {err, responses}. */
+static void server_emit_done(int err, json_t *responses, void *arg) {
+    room_ack_result(arg, "server-emit-result", err, responses);
+}
+
+static void on_server_emit(sio_socket_t *s, const char *ev, const sio_payload_t *p, int64_t id,
+                           void *arg) {
+    json_t *o = arg0(p);
+    const char *event = json_string_value(json_object_get(o, "event"));
+    sio_payload_t payload = {json_object_get(o, "args"), NULL, 0};
+    bool wants = json_is_true(json_object_get(o, "ack"));
+    if (wants)
+        sio_socket_ref(s);
+    int rc = sio_nsp_server_emit(sio_socket_nsp(s), event ? event : "hello", &payload,
+                                 (uint32_t)json_integer_value(json_object_get(o, "timeout")),
+                                 wants ? server_emit_done : NULL, s);
+    if (rc && wants)
+        sio_socket_unref(s);
+    ack(s, id, json_pack("[b]", rc == 0));
+}
+
+/* Events from other workers: "__stats" answers this worker's counts (GET /stats sums
+ * them); any other is answered {pid, event, args} and emitted to this worker's sockets
+ * of the namespace as "server-event" {event, args}. */
+static json_t *local_stats(void);
+
+static json_t *on_server_event(sio_nsp_t *nsp, const char *event, json_t *args, void *arg) {
+    if (strcmp(event, "__stats") == 0)
+        return local_stats();
+    if (strcmp(event, "__barrier") == 0)
+        return NULL;
+    json_t *shown = json_pack("[{s:s,s:O}]", "event", event, "args", args);
+    sio_payload_t p = {shown, NULL, 0};
+    sio_target_t here = {.flags = SIO_LOCAL};
+    if (sio_nsp_emit(nsp, &here, "server-event", &p))
+        LOG_WARN("test", "emit failed");
+    json_decref(shown);
+    return json_pack("{s:I,s:s,s:O}", "pid", (json_int_t)getpid(), "event", event, "args", args);
 }
 
 /* dataSet {key: value, ...} merges into socket.data; dataGet acks it. */
@@ -239,10 +345,10 @@ static void on_whoami(sio_socket_t *s, const char *ev, const sio_payload_t *p, i
                       void *arg) {
     const sio_handshake_t *hs = sio_socket_handshake(s);
     ack(s, id,
-        json_pack("[{s:s,s:s,s:b,s:O,s:O,s:O,s:s,s:s,s:I}]", "id", sio_socket_id(s), "nsp",
+        json_pack("[{s:s,s:s,s:b,s:O,s:O,s:O,s:s,s:s,s:I,s:I}]", "id", sio_socket_id(s), "nsp",
                   sio_nsp_name(sio_socket_nsp(s)), "recovered", sio_socket_recovered(s), "auth",
                   hs->auth, "query", hs->query, "headers", hs->headers, "address", hs->address,
-                  "url", hs->url, "time", (json_int_t)hs->time_ms));
+                  "url", hs->url, "time", (json_int_t)hs->time_ms, "pid", (json_int_t)getpid()));
 }
 
 static void on_connection(sio_socket_t *s, void *arg) {
@@ -322,10 +428,12 @@ static const struct {
     {"dataSet", on_data},
     {"dataGet", on_data},
     {"whoami", on_whoami},
+    {"serverEmit", on_server_emit},
 };
 
 static int setup_nsp(sio_nsp_t *nsp) {
     if (!nsp || sio_nsp_on_connection(nsp, on_connection, NULL) ||
+        sio_nsp_on_server_event(nsp, on_server_event, NULL) ||
         sio_nsp_on_disconnect(nsp, on_disconnect, NULL))
         return -1;
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
@@ -343,20 +451,75 @@ static void setup_dyn(sio_nsp_t *nsp, void *arg) {
         LOG_ERROR("test", "cannot set up %s", sio_nsp_name(nsp));
 }
 
+static json_t *local_stats(void) {
+    sio_stats_t st;
+    sio_server_stats(app.io, &st);
+    /* The disconnects are copied: the sum of several workers' adds to them. */
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:o}", "clients", (json_int_t)st.clients, "sockets",
+                     (json_int_t)st.sockets, "recoverySessions", (json_int_t)st.recovery_sessions,
+                     "recoveryPackets", (json_int_t)st.recovery_packets, "connections",
+                     (json_int_t)net_loop_conn_count(app.nl), "disconnects",
+                     json_copy(app.disconnects));
+}
+
+static void respond_json(http_conn_t *hc, json_t *o) {
+    char *text = json_dumps(o, JSON_COMPACT);
+    if (!text || http_respond(hc, 200, "application/json", NULL, text, strlen(text)))
+        LOG_WARN("test", "stats not sent");
+    free(text);
+}
+
+/* With workers, the counts of all of them: asked of the others with serverSideEmit. */
+typedef struct {
+    http_conn_t *hc; /* NULL once the client left */
+} stats_wait_t;
+
+static void stats_abort(http_conn_t *hc, void *arg) {
+    ((stats_wait_t *)arg)->hc = NULL;
+}
+
+static void stats_sum(int err, json_t *responses, void *arg) {
+    stats_wait_t *sw = arg;
+    json_t *sum = local_stats();
+    size_t i;
+    json_t *r;
+    json_array_foreach(responses, i, r) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(r, key, v) {
+            json_t *mine = json_object_get(sum, key);
+            if (json_is_integer(v) && json_is_integer(mine))
+                json_integer_set(mine, json_integer_value(mine) + json_integer_value(v));
+            else if (json_is_array(v) && json_is_array(mine))
+                json_array_extend(mine, v);
+        }
+    }
+    if (err)
+        LOG_WARN("test", "stats of every worker: %d", err);
+    if (sw->hc)
+        respond_json(sw->hc, sum);
+    json_decref(sum);
+    free(sw);
+}
+
 static bool stats_route(http_conn_t *hc, http_req_t *req, void *arg) {
     if (!slice_eq(req->head.path, "/stats"))
         return false;
-    sio_stats_t st;
-    sio_server_stats(app.io, &st);
-    json_t *o =
-        json_pack("{s:I,s:I,s:I,s:I,s:I,s:O}", "clients", (json_int_t)st.clients, "sockets",
-                  (json_int_t)st.sockets, "recoverySessions", (json_int_t)st.recovery_sessions,
-                  "recoveryPackets", (json_int_t)st.recovery_packets, "connections",
-                  (json_int_t)net_loop_conn_count(app.nl), "disconnects", app.disconnects);
-    char *text = json_dumps(o, JSON_COMPACT);
-    http_respond(hc, 200, "application/json", NULL, text, strlen(text));
-    free(text);
-    json_decref(o);
+    if (app.worker) {
+        stats_wait_t *sw = calloc(1, sizeof *sw);
+        if (sw) {
+            sw->hc = hc;
+            http_conn_hold(hc, stats_abort, sw);
+            int rc = sio_nsp_server_emit(sio_server_of(app.io, "/"), "__stats", NULL, 5000,
+                                         stats_sum, sw);
+            if (rc)
+                stats_sum(rc, NULL, sw);
+            return true;
+        }
+    }
+    json_t *mine = local_stats();
+    respond_json(hc, mine);
+    json_decref(mine);
     return true;
 }
 

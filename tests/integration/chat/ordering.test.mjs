@@ -193,10 +193,8 @@ describe("chat ordering", () => {
     assert.deepEqual((await ws.join(room)).history, history);
   });
 
-  // With workers the client may come back to another worker, which does not restore
-  // sessions of others yet (docs/DESIGN.md, worker processes: next steps).
-  const RECOVERY_ACROSS_WORKERS = process.env.PARLEY_TEST_WORKERS ? "recovery on another worker is not built yet" : false;
-  test("connection state recovery: a client back within 2 minutes gets the newMessages it missed, in order", { skip: RECOVERY_ACROSS_WORKERS }, async () => {
+  // With workers the client may come back to another worker: that one borrows the session.
+  test("connection state recovery: a client back within 2 minutes gets the newMessages it missed, in order", async () => {
     const room = newRoom();
     const s = await clients.connect();
     await s.join(room);

@@ -113,6 +113,33 @@ describe("sio_test_server --workers 3", () => {
     assert.equal(await s.timeout(5000).emitWithAck("echo", "up"), "up");
   });
 
+  it("a worker killed while its sockets owe acknowledgements: they count as lost, the others answer", T, async () => {
+    const members = [];
+    for (let i = 0; i < 15; i++) members.push(await open({ transports: ["websocket"] }));
+    const pidOf = new Map();
+    for (const s of members) pidOf.set(s, (await s.emitWithAck("whoami")).pid);
+    const asker = members[0];
+    const victim = [...new Set(pidOf.values())].find((pid) => pid !== pidOf.get(asker));
+    assert.ok(victim, "sockets on another worker than the asker's");
+    const silent = members.filter((s) => pidOf.get(s) === victim);
+    for (const s of members) if (pidOf.get(s) !== victim) s.on("ask", (cb) => cb(pidOf.get(s)));
+    await Promise.all(members.map((s) => s.emitWithAck("join", "owed")));
+    const rec = new Recorder(asker);
+    // Once they have the packet, their worker has told the asker's how many it sent.
+    const asked = silent.map((s) => new Promise((r) => s.once("ask", r)));
+    // No timeout: only the worker's exit can settle what its sockets owe.
+    assert.equal(await asker.emitWithAck("roomAck", { rooms: ["owed"], event: "ask", args: [], timeout: 0 }), true);
+    await Promise.all(asked);
+    process.kill(victim, "SIGKILL");
+    const [result] = await rec.next("room-ack-result", 10000);
+    assert.equal(result.err, -32, "EPIPE: recipients were lost");
+    assert.equal(result.responses.length, members.length - silent.length);
+    assert.ok(result.responses.every(([pid]) => pid !== victim));
+    await waitUntil(() => workerPids(srv.process.pid).length === WORKERS && !workerPids(srv.process.pid).includes(victim), {
+      what: "the worker restarted",
+    });
+  });
+
   it("a worker killed with SIGKILL drops only its connections and comes back", T, async () => {
     const clients = [];
     for (let i = 0; i < 12; i++) clients.push(await open({ transports: ["websocket"] }));

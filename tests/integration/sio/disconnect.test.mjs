@@ -281,7 +281,11 @@ for (const tr of TRANSPORTS) {
       s.emit("echo", ...Array.from({ length: 11 }, (_, i) => Buffer.from([i])));
       const [reason] = await d;
       assert.deepEqual(await serverReasons(srv, id), ["parse error"]);
-      assert.equal(reason, "transport close");
+      // Over polling the client may still be posting the rest of the packet when the close
+      // comes (the eleven attachments need not travel in one POST): that POST then finds
+      // the session gone, and whichever the client hears first names the reason.
+      const reasons = tr === WS ? ["transport close"] : ["transport close", "transport error"];
+      assert.ok(reasons.includes(reason), reason);
     });
 
     test("connect timeout: a connection that joins no namespace is closed", async () => {

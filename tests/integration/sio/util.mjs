@@ -28,8 +28,13 @@ export const ALL_TRANSPORTS = [WS, POLLING, UPGRADE];
 // Client options for transport tr, plus extra: O(extra).
 export const optsFor = (tr) => (extra = {}) => ({ ...tr.opts, ...extra });
 
+// PARLEY_TEST_WORKERS=N runs the suite against N worker processes (ctest registers the
+// suites again as integration/sio-workers3/*): every client connection lands on any of them.
+export const WORKERS = Number(process.env.PARLEY_TEST_WORKERS || 1);
+
 export function startSio(args = [], opts) {
-  return startServer("sio_test_server", args, opts);
+  const workers = WORKERS > 1 && !args.includes("--workers") ? ["--workers", String(WORKERS)] : [];
+  return startServer("sio_test_server", [...args, ...workers], opts);
 }
 
 // Registers the hooks most suites share: one sio_test_server (started with args) for the

@@ -4,7 +4,9 @@
  * come back from their frame as they went in; a frame is measured as whole only once all
  * its bytes are there; and malformed frames are refused without reading past them: cut
  * short, trailing bytes, a count over the limit, a NUL inside a room name, an unknown
- * type. */
+ * type. A recovery session lent to another worker comes back with its rooms, data, age
+ * and missed packets (text and binary messages), and a packet count past the frame is
+ * refused before anything is allocated for it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +18,8 @@
 #include <string.h>
 
 #include "cluster/proto.h"
+#include "eio/packet.h"
+#include "sio/internal.h"
 
 static void test_bcast_round_trip(void **state) {
     const char *rooms[] = {"a", "b b"};
@@ -28,7 +32,8 @@ static void test_bcast_round_trip(void **state) {
         33,
         bins,
         2,
-        {.rooms = rooms, .nrooms = 2, .except = except, .nexcept = 1, .flags = SIO_VOLATILE}};
+        {.rooms = rooms, .nrooms = 2, .except = except, .nexcept = 1, .flags = SIO_VOLATILE},
+        false};
     buf_t f = {0};
     assert_int_equal(proto_bcast_encode(&f, "/chat", &b), 0);
     assert_int_equal(wire_frame_size(f.data, f.len), (long)f.len);
@@ -75,7 +80,7 @@ static void test_rooms_round_trip(void **state) {
 }
 
 static void test_malformed_frames(void **state) {
-    sio_bcast_t b = {"e", "[]", 2, NULL, 0, {0}};
+    sio_bcast_t b = {"e", "[]", 2, NULL, 0, {0}, false};
     buf_t f = {0};
     assert_int_equal(proto_bcast_encode(&f, "/", &b), 0);
     proto_msg_t m;
@@ -120,11 +125,70 @@ static void test_malformed_frames(void **state) {
     assert_int_equal(wire_frame_size(huge, sizeof huge), -1);
 }
 
+static void test_session_round_trip(void **state) {
+    char *rooms[] = {"own-id", "room 1"};
+    sio_session_t ss = {.pid = "Bpid", .sid = "Bsid", .rooms = rooms, .nrooms = 2};
+    ss.data = json_pack("{s:s}", "user", "u1");
+    ss.disconnected_ms = 9000;
+    eio_msg_t *text = eio_msg_new(EIO_MESSAGE, false, "2[\"m\",1]", 9);
+    eio_msg_t *bin = eio_msg_new(EIO_MESSAGE, true, "\x01\x02", 2);
+    eio_msg_t *msgs[] = {text, bin};
+    sio_logged_t e = {.msgs = msgs, .nmsgs = 2};
+    sio_logged_t *missed[] = {&e};
+    buf_t f = {0};
+    assert_int_equal(proto_session_encode(&f, &ss, 10000, missed, 1), 0);
+    wire_reader_t r = {f.data, f.data + f.len, 0, false};
+    sio_session_t *got;
+    sio_logged_t **got_missed;
+    size_t n;
+    /* Read on a clock 5 s later: the age (1 s) is kept, not the other process's clock. */
+    assert_int_equal(proto_session_decode(&r, 15000, &got, &got_missed, &n), 0);
+    assert_non_null(got);
+    assert_string_equal(got->pid, "Bpid");
+    assert_string_equal(got->sid, "Bsid");
+    assert_int_equal(got->nrooms, 2);
+    assert_string_equal(got->rooms[1], "room 1");
+    assert_true(json_equal(got->data, ss.data));
+    assert_int_equal(got->disconnected_ms, 14000);
+    assert_int_equal(n, 1);
+    assert_int_equal(got_missed[0]->nmsgs, 2);
+    assert_int_equal(got_missed[0]->msgs[0]->len, text->len);
+    assert_memory_equal(got_missed[0]->msgs[0]->data, text->data, text->len);
+    assert_true(got_missed[0]->msgs[1]->binary);
+    assert_memory_equal(got_missed[0]->msgs[1]->data, "\x01\x02", 2);
+    proto_missed_free(got_missed, n);
+    sio_session_free(got);
+    /* Cut anywhere, it is refused. */
+    for (size_t cut = 0; cut < f.len; cut++) {
+        wire_reader_t rc = {f.data, f.data + cut, 0, false};
+        assert_int_equal(proto_session_decode(&rc, 15000, &got, &got_missed, &n), -EINVAL);
+        assert_null(got);
+    }
+    buf_free(&f);
+    /* "None", and a packet count no frame could hold. */
+    assert_int_equal(proto_session_encode(&f, NULL, 0, NULL, 0), 0);
+    wire_reader_t none = {f.data, f.data + f.len, 0, false};
+    assert_int_equal(proto_session_decode(&none, 0, &got, &got_missed, &n), 0);
+    assert_null(got);
+    buf_free(&f);
+    ss.nrooms = 0;
+    assert_int_equal(proto_session_encode(&f, &ss, 0, NULL, 0), 0);
+    f.len -= 4;
+    wire_u32(&f, 0x7fffffff);
+    wire_reader_t lie = {f.data, f.data + f.len, 0, false};
+    assert_int_equal(proto_session_decode(&lie, 0, &got, &got_missed, &n), -EINVAL);
+    buf_free(&f);
+    eio_msg_release(text);
+    eio_msg_release(bin);
+    json_decref(ss.data);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bcast_round_trip),
         cmocka_unit_test(test_rooms_round_trip),
         cmocka_unit_test(test_malformed_frames),
+        cmocka_unit_test(test_session_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
