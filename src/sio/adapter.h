@@ -39,8 +39,10 @@ typedef struct {
     size_t nbins;
     sio_target_t to; /* rooms, except, flags (SIO_LOCAL, SIO_VOLATILE, SIO_NO_RECOVERY) */
     /* broadcast_with_ack only: set by an adapter that wraps this one and counts other
-     * servers too, so that this one's count is not the last. */
+     * servers too, so that this one's count is not the last; and how long the emitter
+     * waits for the answers (0: no limit), for adapters that must forget them. */
     bool more;
+    uint32_t ack_timeout_ms;
 } sio_bcast_t;
 
 /* Broadcast with acknowledgements: `count` is told how many more sockets were sent the

@@ -413,7 +413,7 @@ void sio_nsp_dispatch(sio_socket_t *s, sio_packet_t *p) {
  * adapter. */
 static int emit_encoded(sio_nsp_t *nsp, const sio_target_t *to, const char *event, const char *json,
                         size_t len, const sio_bin_t *bins, size_t nbins) {
-    sio_bcast_t b = {event, json, len, bins, nbins, to ? *to : (sio_target_t){0}, false};
+    sio_bcast_t b = {event, json, len, bins, nbins, to ? *to : (sio_target_t){0}, false, 0};
     return nsp->adapter->ops->broadcast(nsp->adapter, &b);
 }
 
@@ -499,6 +499,7 @@ static void collector_ack(sio_socket_t *s, int err, const sio_payload_t *p, void
     collector_unref(col);
 }
 
+/* The adapter holds a reference until its last count (more counts may follow answers). */
 static void collector_count(size_t n, bool last, void *arg) {
     collector_t *col = arg;
     col->expected += n;
@@ -507,6 +508,7 @@ static void collector_count(size_t n, bool last, void *arg) {
         col->counted = true;
         if (col->received == col->expected)
             collector_finish(col, col->lost ? -EPIPE : 0);
+        collector_unref(col);
     }
 }
 
@@ -522,7 +524,9 @@ int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeo
     }
     col->done = done;
     col->arg = arg;
-    col->refs = 2; /* this call's, and the timer's (released when it is closed) */
+    /* This call's, the timer's (released when it is closed), and the adapter's until its
+     * last count. */
+    col->refs = 3;
     col->timer.data = col;
     buf_t b = {0};
     int rc = dump_payload(p, &b);
@@ -533,7 +537,8 @@ int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeo
                           p ? p->bins : NULL,
                           p ? p->nbins : 0,
                           to ? *to : (sio_target_t){0},
-                          false};
+                          false,
+                          timeout_ms};
         rc = nsp->adapter->ops->broadcast_with_ack(nsp->adapter, &bc, nsp->next_ack_id++,
                                                    collector_count, collector_ack, col);
     }
@@ -544,6 +549,8 @@ int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeo
             json_decref(col->responses);
             uv_close((uv_handle_t *)&col->timer, collector_timer_closed);
         }
+        /* A failed adapter never counted: its reference goes with this call's. */
+        collector_unref(col);
         collector_unref(col);
         return rc;
     }

@@ -247,9 +247,12 @@ static int emit_encoded(sio_socket_t *s, const char *event, const char *json, si
     const char *room = s->id;
     /* The socket is here: nothing for other processes (a room of that name elsewhere is
      * not this socket's). */
-    sio_bcast_t b = {event, json,  len,
-                     bins,  nbins, {.rooms = &room, .nrooms = 1, .flags = flags | SIO_LOCAL},
-                     false};
+    sio_bcast_t b = {.event = event,
+                     .args_json = json,
+                     .args_len = len,
+                     .bins = bins,
+                     .nbins = nbins,
+                     .to = {.rooms = &room, .nrooms = 1, .flags = flags | SIO_LOCAL}};
     return s->nsp->adapter->ops->broadcast(s->nsp->adapter, &b);
 }
 

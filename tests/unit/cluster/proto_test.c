@@ -33,7 +33,8 @@ static void test_bcast_round_trip(void **state) {
         bins,
         2,
         {.rooms = rooms, .nrooms = 2, .except = except, .nexcept = 1, .flags = SIO_VOLATILE},
-        false};
+        false,
+        0};
     buf_t f = {0};
     assert_int_equal(proto_bcast_encode(&f, "/chat", &b), 0);
     assert_int_equal(wire_frame_size(f.data, f.len), (long)f.len);
@@ -80,7 +81,7 @@ static void test_rooms_round_trip(void **state) {
 }
 
 static void test_malformed_frames(void **state) {
-    sio_bcast_t b = {"e", "[]", 2, NULL, 0, {0}, false};
+    sio_bcast_t b = {"e", "[]", 2, NULL, 0, {0}, false, 0};
     buf_t f = {0};
     assert_int_equal(proto_bcast_encode(&f, "/", &b), 0);
     proto_msg_t m;
