@@ -10,13 +10,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# What the code links: libuv, jansson and OpenSSL's libcrypto (the library), SQLite and
-# libjwt (the chat service). Node and npm fetch the page's client bundle at build time.
+# What the code links: libuv, jansson, OpenSSL's libcrypto, hiredis and msgpack-c (the
+# library; the last two for the Redis adapter), SQLite and libjwt (the chat service).
+# Node and npm fetch the page's client bundle at build time.
 build_pkgs=(build-essential cmake ninja-build pkg-config
-  libuv1-dev libssl-dev libsqlite3-dev libjansson-dev libjwt-dev nodejs npm)
+  libuv1-dev libssl-dev libsqlite3-dev libjansson-dev libjwt-dev libhiredis-dev libmsgpack-dev
+  nodejs npm)
 # clang and its runtime for the fuzzers, cmocka for the unit tests, curl and chromium
-# for the integration and browser suites.
-test_pkgs=(clang libclang-rt-14-dev libcmocka-dev curl chromium)
+# for the integration and browser suites, redis-server for the cluster suites.
+test_pkgs=(clang libclang-rt-14-dev libcmocka-dev curl chromium redis-server)
 lint_pkgs=(clang-format clang-tidy cppcheck)
 bench_pkgs=(gnuplot-nox)
 

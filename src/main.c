@@ -30,6 +30,7 @@
 #include "http/server.h"
 #include "http/static.h"
 #include "parley/loop.h"
+#include "parley/redis.h"
 #include "parley/sio.h"
 #include "util/log.h"
 #include "util/rand.h"
@@ -48,7 +49,7 @@
 typedef struct {
     const char *host, *jwt_secret, *jwt_alg, *jwt_public_key, *api_key, *data_dir, *store;
     const char *cors_origins, *log_level, *web_root, *client_dir, *room_claim, *trusted_proxies;
-    const char *workers;
+    const char *workers, *redis_url, *redis_key;
     long port, max_text, rate_burst, rate_per_sec, presence_limit, max_body, sse_heartbeat;
     long event_burst, event_rate, flood_limit, max_rooms, output_limit, send_timeout;
     long max_per_ip, handshake_rate, handshake_burst;
@@ -125,6 +126,12 @@ static const option_t options[] = {
     {"workers", "PARLEY_WORKERS",
      "worker processes on the port: a number, or auto for one per core (1: one process)", OPT_STR,
      O(workers), NULL, 0, 0},
+    {"redis-url", "PARLEY_REDIS_URL",
+     "join the socket.io cluster on this Redis (redis://[[user]:pass@]host[:port][/db] or a "
+     "unix socket path), next to Node.js nodes with @socket.io/redis-adapter",
+     OPT_STR, O(redis_url), "one node alone", 0, 0},
+    {"redis-key", "PARLEY_REDIS_KEY", "the Redis channels' prefix (the adapter's key option)",
+     OPT_STR, O(redis_key), NULL, 0, 0},
     {"recovery", "PARLEY_RECOVERY", "connection state recovery", OPT_BOOL, O(recovery), NULL, 0, 0},
     {"web-root", "PARLEY_WEB_ROOT", "directory of the web page", OPT_STR, O(web_root), NULL, 0, 0},
     {"client-dir", "PARLEY_CLIENT_DIR", "directory of socket.io-client's dist files", OPT_STR,
@@ -177,6 +184,7 @@ static void config_defaults(config_t *cfg) {
         .sse_heartbeat = (long)(fcfg.heartbeat_ms / 1000),
         .recovery = true, /* off in socket.io and sio_config_defaults; the chat wants it */
         .workers = "1",
+        .redis_key = "socket.io",
         .web_root = default_dir(PARLEY_SOURCE_DIR "/web", PARLEY_DATA_DIR_INSTALLED "/web"),
         .client_dir = default_dir(PARLEY_SOURCE_DIR "/assets/node_modules/socket.io-client/dist",
                                   PARLEY_DATA_DIR_INSTALLED "/client"),
@@ -291,6 +299,7 @@ typedef struct {
     http_static_t *web, *client;
     uv_signal_t sigint, sigterm;
     parley_worker_t *worker; /* --workers N: this worker (NULL: one process) */
+    parley_redis_t *redis;   /* --redis-url: this node's link to the others */
     char **origins, **proxies;
     size_t norigins, nproxies;
     char secret[64];
@@ -538,6 +547,9 @@ static void on_signal(uv_signal_t *sig, int signum) {
     LOG_INFO("main", "signal %d: shutting down", signum);
     chat_service_stop(app->chat);
     chat_feed_close(app->feed);
+    if (app->redis)
+        parley_redis_detach(app->redis);
+    app->redis = NULL;
     if (app->worker)
         parley_worker_detach_io(app->worker);
     sio_server_close(app->io);
@@ -759,6 +771,17 @@ static int start(app_t *app) {
         LOG_ERROR("main", "cannot start the chat service: %s", uv_strerror(rc));
         return -1;
     }
+    if (c->redis_url) {
+        parley_redis_config_t rcfg;
+        parley_redis_config_defaults(&rcfg);
+        rcfg.url = c->redis_url;
+        rcfg.key = c->redis_key;
+        if ((rc = parley_redis_attach(&app->loop, app->io, &rcfg, &app->redis))) {
+            LOG_ERROR("main", "--redis-url %s: %s", c->redis_url,
+                      rc == -EINVAL ? "not a Redis URL" : uv_strerror(rc));
+            return -1;
+        }
+    }
     if (c->dev_login)
         LOG_WARN("main", "development login is ON: anyone can get a token at /api/dev/token");
     return 0;
@@ -794,6 +817,13 @@ int main(int argc, char **argv) {
     }
     if (strcmp(app.cfg.store, "memory") != 0 && strcmp(app.cfg.store, "sqlite") != 0) {
         fprintf(stderr, "parley: --store must be sqlite or memory, not '%s'\n", app.cfg.store);
+        return 2;
+    }
+    if (app.cfg.redis_url && strcmp(app.cfg.workers, "1") != 0) {
+        /* Each worker would be a node of its own, and the workers' own fan-out would
+         * deliver twice what Redis also brings: not built yet (docs/CLUSTER.md). */
+        fprintf(stderr, "parley: --redis-url runs one process per node (--workers 1); start "
+                        "one node per core behind the balancer instead\n");
         return 2;
     }
     int done = start_workers(&app, argc, argv);

@@ -3,21 +3,22 @@
  *   #include <parley/parley.h>      cc app.c $(pkg-config --cflags --libs parley)
  *
  * The layers, each its own header: the loop glue (parley/loop.h), the HTTP/1.1 server
- * (parley/http.h), Engine.IO v4 (parley/eio.h), Socket.IO v5 (parley/sio.h) and worker
- * processes on one port (parley/cluster.h). Every
+ * (parley/http.h), Engine.IO v4 (parley/eio.h), Socket.IO v5 (parley/sio.h), worker
+ * processes on one port (parley/cluster.h) and nodes joined over Redis (parley/redis.h),
+ * next to Node.js socket.io nodes. Every
  * function returns 0 or a negative errno/libuv code unless its comment says otherwise.
  *
  * The library writes to sockets whose peers may be gone: the process must ignore
  * SIGPIPE (signal(SIGPIPE, SIG_IGN) before running the loop), or a write to a closed
  * connection kills it. The library does not change process-wide signal dispositions
- * itself. */
+ * itself, except parley_cluster_start with more than one worker (which ignores SIGPIPE). */
 #ifndef PARLEY_PARLEY_H
 #define PARLEY_PARLEY_H
 
 #define PARLEY_VERSION_MAJOR 0
-#define PARLEY_VERSION_MINOR 3
+#define PARLEY_VERSION_MINOR 4
 #define PARLEY_VERSION_PATCH 0
-#define PARLEY_VERSION_STRING "0.3.0"
+#define PARLEY_VERSION_STRING "0.4.0"
 /* For compile-time checks: PARLEY_VERSION >= PARLEY_VERSION_OF(0, 3, 0). */
 #define PARLEY_VERSION_OF(major, minor, patch) ((major)*10000 + (minor)*100 + (patch))
 #define PARLEY_VERSION                                                                             \
@@ -27,6 +28,7 @@
 #include "parley/eio.h"
 #include "parley/http.h"
 #include "parley/loop.h"
+#include "parley/redis.h"
 #include "parley/sio.h"
 
 #pragma GCC visibility push(default)

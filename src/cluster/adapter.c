@@ -33,13 +33,12 @@
 #include "util/time.h"
 
 typedef struct {
-    sio_adapter_t base;
-    sio_adapter_t *local;
+    sio_wrapper_t wrap; /* wrap.local: this worker's in-process adapter */
     parley_worker_t *w;
 } wadapter_t;
 
 static sio_adapter_t *local_of(sio_adapter_t *a) {
-    return ((wadapter_t *)a)->local;
+    return ((wadapter_t *)a)->wrap.local;
 }
 
 /* Sends a frame to the other workers; a failure costs them this operation, not us. */
@@ -53,7 +52,7 @@ static void send_frame(wadapter_t *wa, buf_t *b, int rc) {
 
 static int w_broadcast(sio_adapter_t *a, const sio_bcast_t *b) {
     wadapter_t *wa = (wadapter_t *)a;
-    int rc = wa->local->ops->broadcast(wa->local, b);
+    int rc = wa->wrap.local->ops->broadcast(wa->wrap.local, b);
     if (rc == 0 && !(b->to.flags & SIO_LOCAL)) {
         buf_t f = {0};
         send_frame(wa, &f, proto_bcast_encode(&f, a->nsp->name, b));
@@ -122,10 +121,11 @@ static int w_broadcast_with_ack(sio_adapter_t *a, const sio_bcast_t *b, uint64_t
                                 sio_bcast_count_fn count, sio_ack_fn ack, void *arg) {
     wadapter_t *wa = (wadapter_t *)a;
     if ((b->to.flags & SIO_LOCAL) || !wa->w->ch)
-        return wa->local->ops->broadcast_with_ack(wa->local, b, ack_id, count, ack, arg);
+        return wa->wrap.local->ops->broadcast_with_ack(wa->wrap.local, b, ack_id, count, ack, arg);
     sio_bcast_t mine = *b;
     mine.more = true;
-    int rc = wa->local->ops->broadcast_with_ack(wa->local, &mine, ack_id, count, ack, arg);
+    int rc =
+        wa->wrap.local->ops->broadcast_with_ack(wa->wrap.local, &mine, ack_id, count, ack, arg);
     if (rc)
         return rc;
     bca_t *st = calloc(1, sizeof *st);
@@ -244,39 +244,24 @@ static void answer_bcast_ack(parley_worker_t *w, const creq_from_t *from, const 
     if (!sent)
         reply_none(w, from);
 }
-static int w_join(sio_adapter_t *a, sio_socket_t *s, const char *room) {
-    sio_adapter_t *l = local_of(a);
-    return l->ops->join(l, s, room);
-}
-
-static int w_leave(sio_adapter_t *a, sio_socket_t *s, const char *room) {
-    sio_adapter_t *l = local_of(a);
-    return l->ops->leave(l, s, room);
-}
-
-static void w_leave_all(sio_adapter_t *a, sio_socket_t *s) {
-    sio_adapter_t *l = local_of(a);
-    l->ops->leave_all(l, s);
-}
-
 static void rooms_op(wadapter_t *wa, uint8_t op, const sio_target_t *which, const char *room,
                      bool close) {
     if (which && (which->flags & SIO_LOCAL))
         return;
     buf_t f = {0};
-    send_frame(wa, &f, proto_rooms_encode(&f, wa->base.nsp->name, op, which, room, close));
+    send_frame(wa, &f, proto_rooms_encode(&f, wa->wrap.base.nsp->name, op, which, room, close));
 }
 
 static int w_sockets_join(sio_adapter_t *a, const sio_target_t *which, const char *room) {
     wadapter_t *wa = (wadapter_t *)a;
-    int rc = wa->local->ops->sockets_join(wa->local, which, room);
+    int rc = wa->wrap.local->ops->sockets_join(wa->wrap.local, which, room);
     rooms_op(wa, PROTO_ROOMS_JOIN, which, room, false);
     return rc;
 }
 
 static int w_sockets_leave(sio_adapter_t *a, const sio_target_t *which, const char *room) {
     wadapter_t *wa = (wadapter_t *)a;
-    int rc = wa->local->ops->sockets_leave(wa->local, which, room);
+    int rc = wa->wrap.local->ops->sockets_leave(wa->wrap.local, which, room);
     rooms_op(wa, PROTO_ROOMS_LEAVE, which, room, false);
     return rc;
 }
@@ -285,13 +270,7 @@ static int w_disconnect_sockets(sio_adapter_t *a, const sio_target_t *which, boo
     wadapter_t *wa = (wadapter_t *)a;
     /* Told to the others first: the local disconnects may free what `which` names. */
     rooms_op(wa, PROTO_ROOMS_DISCONNECT, which, NULL, close);
-    return wa->local->ops->disconnect_sockets(wa->local, which, close);
-}
-
-static int w_fetch_sockets(sio_adapter_t *a, const sio_target_t *which,
-                           void (*fn)(sio_socket_t *s, void *arg), void *arg) {
-    sio_adapter_t *l = local_of(a);
-    return l->ops->fetch_sockets(l, which, fn, arg);
+    return wa->wrap.local->ops->disconnect_sockets(wa->wrap.local, which, close);
 }
 
 /* fetchSockets: this worker's sockets, then each other's as they answer. */
@@ -327,13 +306,13 @@ static int w_fetch_all(sio_adapter_t *a, const sio_target_t *which, uint32_t tim
                        sio_fetch_fn done, void *arg) {
     wadapter_t *wa = (wadapter_t *)a;
     if ((which && (which->flags & SIO_LOCAL)) || !wa->w->ch)
-        return wa->local->ops->fetch_all(wa->local, which, timeout_ms, done, arg);
+        return wa->wrap.local->ops->fetch_all(wa->wrap.local, which, timeout_ms, done, arg);
     fetch_t *st = calloc(1, sizeof *st);
     if (!st)
         return -ENOMEM;
     st->done = done;
     st->arg = arg;
-    int rc = wa->local->ops->fetch_all(wa->local, which, timeout_ms, take_local, st);
+    int rc = wa->wrap.local->ops->fetch_all(wa->wrap.local, which, timeout_ms, take_local, st);
     buf_t f = {0};
     if (rc == 0)
         rc = proto_rooms_encode(&f, a->nsp->name, PROTO_ROOMS_FETCH, which, NULL, false);
@@ -402,7 +381,8 @@ static int w_server_emit(sio_adapter_t *a, const char *event, const char *args_j
                          uint32_t timeout_ms, sio_bcast_ack_fn done, void *arg) {
     wadapter_t *wa = (wadapter_t *)a;
     if (!wa->w->ch)
-        return wa->local->ops->server_emit(wa->local, event, args_json, len, timeout_ms, done, arg);
+        return wa->wrap.local->ops->server_emit(wa->wrap.local, event, args_json, len, timeout_ms,
+                                                done, arg);
     emit_t *st = calloc(1, sizeof *st);
     if (!st || !(st->responses = json_array())) {
         free(st);
@@ -445,16 +425,6 @@ static void answer_server_emit(parley_worker_t *w, const creq_from_t *from, cons
     }
     creq_reply(w, from, true, text, text ? strlen(text) : 0);
     free(text);
-}
-
-static size_t w_room_size(sio_adapter_t *a, const char *room) {
-    sio_adapter_t *l = local_of(a);
-    return l->ops->room_size(l, room);
-}
-
-static void w_persist(sio_adapter_t *a, sio_socket_t *s) {
-    sio_adapter_t *l = local_of(a);
-    l->ops->persist(l, s);
 }
 
 /* A request whose answer says nothing. */
@@ -500,7 +470,7 @@ static void restore_reply(creq_t *q, unsigned from, const uint8_t *body, size_t 
         LOG_LIMITED(LOG_LEVEL_ERROR, "cluster", "recovery session from worker %u not decoded: %d",
                     from, rc);
     if (ss && (st->answered || !s->connecting || !sio_recovery_allowed(s, ss))) {
-        give_back(st->wa->w, from, st->wa->base.nsp->name, ss);
+        give_back(st->wa->w, from, st->wa->wrap.base.nsp->name, ss);
         ss = NULL;
     }
     if (ss) {
@@ -532,7 +502,7 @@ static void w_restore(sio_adapter_t *a, sio_socket_t *s, const char *pid, const 
                       sio_restore_fn done, void *arg) {
     wadapter_t *wa = (wadapter_t *)a;
     if (map_get(&a->nsp->sessions, pid, strlen(pid)) || !wa->w->ch) {
-        wa->local->ops->restore(wa->local, s, pid, offset, done, arg);
+        wa->wrap.local->ops->restore(wa->wrap.local, s, pid, offset, done, arg);
         return;
     }
     restore_t *st = calloc(1, sizeof *st);
@@ -600,11 +570,6 @@ static void answer_return(parley_worker_t *w, const creq_from_t *from, const uin
     creq_reply(w, from, true, NULL, 0);
 }
 
-static void w_purge(sio_adapter_t *a, uint64_t now_ms) {
-    sio_adapter_t *l = local_of(a);
-    l->ops->purge(l, now_ms);
-}
-
 static size_t w_server_count(sio_adapter_t *a) {
     return ((wadapter_t *)a)->w->count;
 }
@@ -618,19 +583,19 @@ static void w_free(sio_adapter_t *a) {
 static const sio_adapter_ops_t worker_ops = {
     .broadcast = w_broadcast,
     .broadcast_with_ack = w_broadcast_with_ack,
-    .join = w_join,
-    .leave = w_leave,
-    .leave_all = w_leave_all,
+    .join = sio_wrapped_join,
+    .leave = sio_wrapped_leave,
+    .leave_all = sio_wrapped_leave_all,
     .sockets_join = w_sockets_join,
     .sockets_leave = w_sockets_leave,
     .disconnect_sockets = w_disconnect_sockets,
-    .fetch_sockets = w_fetch_sockets,
+    .fetch_sockets = sio_wrapped_fetch_sockets,
     .fetch_all = w_fetch_all,
     .server_emit = w_server_emit,
-    .room_size = w_room_size,
-    .persist = w_persist,
+    .room_size = sio_wrapped_room_size,
+    .persist = sio_wrapped_persist,
     .restore = w_restore,
-    .purge = w_purge,
+    .purge = sio_wrapped_purge,
     .server_count = w_server_count,
     .free = w_free,
 };
@@ -639,11 +604,11 @@ sio_adapter_t *cluster_adapter_wrap(sio_nsp_t *nsp, sio_adapter_t *local, void *
     wadapter_t *wa = calloc(1, sizeof *wa);
     if (!wa)
         return NULL;
-    wa->base.ops = &worker_ops;
-    wa->base.nsp = nsp;
-    wa->local = local;
+    wa->wrap.base.ops = &worker_ops;
+    wa->wrap.base.nsp = nsp;
+    wa->wrap.local = local;
     wa->w = worker;
-    return &wa->base;
+    return &wa->wrap.base;
 }
 
 void cluster_adapter_answer(parley_worker_t *w) {

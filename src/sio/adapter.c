@@ -651,3 +651,43 @@ sio_adapter_t *sio_adapter_local_new(sio_nsp_t *nsp) {
     a->nsp = nsp;
     return a;
 }
+
+/* ---- pass-throughs for adapters that wrap this one ---- */
+
+static sio_adapter_t *wrapped(sio_adapter_t *a) {
+    return ((sio_wrapper_t *)a)->local;
+}
+
+int sio_wrapped_join(sio_adapter_t *a, sio_socket_t *s, const char *room) {
+    return wrapped(a)->ops->join(wrapped(a), s, room);
+}
+
+int sio_wrapped_leave(sio_adapter_t *a, sio_socket_t *s, const char *room) {
+    return wrapped(a)->ops->leave(wrapped(a), s, room);
+}
+
+void sio_wrapped_leave_all(sio_adapter_t *a, sio_socket_t *s) {
+    wrapped(a)->ops->leave_all(wrapped(a), s);
+}
+
+int sio_wrapped_fetch_sockets(sio_adapter_t *a, const sio_target_t *which,
+                              void (*fn)(sio_socket_t *s, void *arg), void *arg) {
+    return wrapped(a)->ops->fetch_sockets(wrapped(a), which, fn, arg);
+}
+
+size_t sio_wrapped_room_size(sio_adapter_t *a, const char *room) {
+    return wrapped(a)->ops->room_size(wrapped(a), room);
+}
+
+void sio_wrapped_persist(sio_adapter_t *a, sio_socket_t *s) {
+    wrapped(a)->ops->persist(wrapped(a), s);
+}
+
+void sio_wrapped_restore(sio_adapter_t *a, sio_socket_t *s, const char *pid, const char *offset,
+                         sio_restore_fn done, void *arg) {
+    wrapped(a)->ops->restore(wrapped(a), s, pid, offset, done, arg);
+}
+
+void sio_wrapped_purge(sio_adapter_t *a, uint64_t now_ms) {
+    wrapped(a)->ops->purge(wrapped(a), now_ms);
+}

@@ -119,6 +119,24 @@ sio_session_t *sio_adapter_take(sio_nsp_t *nsp, const char *pid, const char *off
 void sio_adapter_give_back(sio_nsp_t *nsp, sio_session_t *session);
 json_t *sio_nsp_server_event(sio_nsp_t *nsp, const char *event, json_t *args);
 
+/* An adapter that wraps another starts with this. The sio_wrapped_* operations pass the
+ * call on to the wrapped one: a wrapper uses them for what it leaves to it. */
+typedef struct {
+    sio_adapter_t base;
+    sio_adapter_t *local;
+} sio_wrapper_t;
+
+int sio_wrapped_join(sio_adapter_t *a, sio_socket_t *s, const char *room);
+int sio_wrapped_leave(sio_adapter_t *a, sio_socket_t *s, const char *room);
+void sio_wrapped_leave_all(sio_adapter_t *a, sio_socket_t *s);
+int sio_wrapped_fetch_sockets(sio_adapter_t *a, const sio_target_t *which,
+                              void (*fn)(sio_socket_t *s, void *arg), void *arg);
+size_t sio_wrapped_room_size(sio_adapter_t *a, const char *room);
+void sio_wrapped_persist(sio_adapter_t *a, sio_socket_t *s);
+void sio_wrapped_restore(sio_adapter_t *a, sio_socket_t *s, const char *pid, const char *offset,
+                         sio_restore_fn done, void *arg);
+void sio_wrapped_purge(sio_adapter_t *a, uint64_t now_ms);
+
 /* An adapter that wraps `local` (taking it over: its free frees both), or NULL when out
  * of memory (then local is left as it is). */
 typedef sio_adapter_t *(*sio_adapter_wrap_fn)(sio_nsp_t *nsp, sio_adapter_t *local, void *arg);

@@ -17,6 +17,7 @@
 #include "eio/server.h"
 #include "net/conn.h"
 #include "parley/cluster.h"
+#include "parley/redis.h"
 #include "parley/sio.h"
 #include "util/log.h"
 
@@ -30,6 +31,7 @@ typedef struct {
     uv_signal_t sigint, sigterm;
     json_t *disconnects;     /* [{id, nsp, reason}], newest last */
     parley_worker_t *worker; /* with --workers N: this worker */
+    parley_redis_t *redis;   /* with --redis-url: a node of that cluster */
 } app_t;
 
 static app_t app;
@@ -524,6 +526,9 @@ static bool stats_route(http_conn_t *hc, http_req_t *req, void *arg) {
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
+    if (app.redis)
+        parley_redis_detach(app.redis);
+    app.redis = NULL;
     if (app.worker)
         parley_worker_detach_io(app.worker);
     sio_server_close(app.io);
@@ -542,14 +547,25 @@ int main(int argc, char **argv) {
     sio_config_t cfg;
     sio_config_defaults(&cfg);
     static const struct option opts[] = {
-        {"port", 1, 0, 'p'},          {"recovery", 0, 0, 'r'},     {"max-disconnection", 1, 0, 'm'},
-        {"ping-interval", 1, 0, 'i'}, {"ping-timeout", 1, 0, 't'}, {"connect-timeout", 1, 0, 'c'},
-        {"log-level", 1, 0, 'l'},     {"workers", 1, 0, 'w'},      {0, 0, 0, 0},
+        {"port", 1, 0, 'p'},
+        {"recovery", 0, 0, 'r'},
+        {"max-disconnection", 1, 0, 'm'},
+        {"ping-interval", 1, 0, 'i'},
+        {"ping-timeout", 1, 0, 't'},
+        {"connect-timeout", 1, 0, 'c'},
+        {"log-level", 1, 0, 'l'},
+        {"workers", 1, 0, 'w'},
+        {"redis-url", 1, 0, 'R'},
+        {0, 0, 0, 0},
     };
     int o;
     unsigned workers = 1;
+    const char *redis_url = NULL;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
+        case 'R':
+            redis_url = optarg;
+            break;
         case 'w':
             workers = (unsigned)atoi(optarg);
             break;
@@ -601,6 +617,15 @@ int main(int argc, char **argv) {
         sio_server_of_match(app.io, match_dyn, setup_dyn, NULL) ||
         (app.worker && parley_worker_attach(app.worker, &app.loop, app.io)))
         return 1;
+    if (redis_url) {
+        parley_redis_config_t rcfg;
+        parley_redis_config_defaults(&rcfg);
+        rcfg.url = redis_url;
+        if (parley_redis_attach(&app.loop, app.io, &rcfg, &app.redis)) {
+            fprintf(stderr, "--redis-url %s: not a Redis URL\n", redis_url);
+            return 1;
+        }
+    }
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || uv_signal_init(&app.loop, &app.sigint) ||
         uv_signal_init(&app.loop, &app.sigterm) ||
         uv_signal_start(&app.sigint, on_signal, SIGINT) ||

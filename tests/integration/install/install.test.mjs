@@ -46,7 +46,7 @@ test("installs the server, both libraries with a versioned soname, the headers a
   assert.ok(libs.some((f) => /^libparley\.so\.\d+$/.test(f)), libs.join(" "));
   assert.ok(libs.some((f) => /^libparley\.so\.\d+\.\d+\.\d+$/.test(f)), libs.join(" "));
   const headers = await readdir(path.join(root, "include", "parley"));
-  assert.deepEqual(headers.sort(), ["cluster.h", "eio.h", "http.h", "loop.h", "parley.h", "sio.h"]);
+  assert.deepEqual(headers.sort(), ["cluster.h", "eio.h", "http.h", "loop.h", "parley.h", "redis.h", "sio.h"]);
   const share = await readdir(path.join(root, "share", "parley"));
   assert.deepEqual(share.sort(), ["client", "web"]);
 
@@ -69,9 +69,10 @@ test("the shared library exports the public API and nothing from inside", async 
     .filter((f) => f.length === 3 && /^[TDBR]$/.test(f[1]))
     .map((f) => f[2]);
   for (const f of ["sio_server_new", "sio_nsp_emit", "eio_server_new", "http_server_new",
-    "http_req_header", "http_static_serve", "net_loop_new", "parley_version"])
+    "http_req_header", "http_static_serve", "net_loop_new", "parley_version", "parley_redis_attach",
+    "sio_nsp_fetch_all", "sio_nsp_server_emit"])
     assert.ok(names.includes(f), `${f} exported`);
-  const inside = names.filter((n) => /^(net_conn_|ws_|sio_adapter_|eio_session_send$|slice_|buf_|map_|log_)/.test(n));
+  const inside = names.filter((n) => /^(net_conn_|ws_|sio_adapter_|eio_session_send$|slice_|buf_|map_|log_|rmsg_|creq_|proto_|wire_)/.test(n));
   assert.deepEqual(inside, [], "internal symbols are not exported");
 });
 

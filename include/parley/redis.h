@@ -1,0 +1,66 @@
+/* parley/redis.h — many machines: Socket.IO servers joined over Redis pub/sub.
+ *
+ * A Socket.IO server attached to Redis is one node of a cluster that also takes Node.js
+ * socket.io servers using @socket.io/redis-adapter 8.x (classic mode: PUBLISH and
+ * PSUBSCRIBE), byte for byte: broadcasts go out on "<key>#<nsp>#" (or
+ * "<key>#<nsp>#<room>#" for one room) in MessagePack, requests on
+ * "<key>-request#<nsp>#" and answers on "<key>-response#<nsp>#". Every kind of request
+ * a Node node sends is answered (fetchSockets, socketsJoin/Leave, disconnectSockets,
+ * serverSideEmit with acks, broadcasts with acks, the rooms and sockets queries), so a
+ * Parley node is counted (PUBSUB NUMSUB) and never leaves a Node peer waiting for its
+ * timeout. Messages published by @socket.io/redis-emitter reach Parley's sockets too.
+ *
+ *   parley_redis_config_t rc;
+ *   parley_redis_config_defaults(&rc);
+ *   rc.url = "redis://127.0.0.1:6379";
+ *   parley_redis_t *r;
+ *   parley_redis_attach(loop, io, &rc, &r);   after sio_server_new, before the loop runs
+ *   ...
+ *   parley_redis_detach(r);                   shutdown, before sio_server_close
+ *
+ * While Redis is unreachable the node serves its own clients; what would cross nodes is
+ * dropped (logged) and the connections are retried with backoff (100 ms doubling to
+ * 5 s). Broadcasts reach the other nodes at most once: pub/sub keeps nothing for a node
+ * that was not listening. */
+#ifndef PARLEY_REDIS_H
+#define PARLEY_REDIS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "parley/sio.h"
+
+#pragma GCC visibility push(default)
+
+typedef struct parley_redis parley_redis_t;
+
+typedef struct {
+    /* redis://[[user]:password@]host[:port][/db] or unix:///path/to/socket (or a path
+     * starting with '/'). Default "redis://127.0.0.1:6379". */
+    const char *url;
+    /* The channels' prefix (the adapter's `key` option): "socket.io". */
+    const char *key;
+    /* How long a request to the other nodes waits for their answers (5000 ms, as the
+     * Node adapter's requestsTimeout). */
+    uint32_t requests_timeout_ms;
+} parley_redis_config_t;
+
+void parley_redis_config_defaults(parley_redis_config_t *cfg);
+
+/* Makes io a node of the cluster on `url`: every namespace's adapter (those that exist
+ * and those made later) goes through Redis. Returns 0, -EINVAL for a URL it cannot read,
+ * or -ENOMEM; Redis itself need not be up yet (it is retried). cfg is copied. */
+int parley_redis_attach(uv_loop_t *loop, sio_server_t *io, const parley_redis_config_t *cfg,
+                        parley_redis_t **out);
+
+/* Whether both connections (publishing and subscribed) are up. */
+bool parley_redis_connected(const parley_redis_t *r);
+
+/* Leaves the cluster: pending requests end (as timed out), the connections close, and r
+ * is freed once they have (on the loop). Call before sio_server_close. */
+void parley_redis_detach(parley_redis_t *r);
+
+#pragma GCC visibility pop
+
+#endif
