@@ -83,7 +83,9 @@ static const option_t options[] = {
     {"room-claim", "PARLEY_ROOM_CLAIM", "JWT claim listing the rooms a token may use", OPT_STR,
      O(room_claim), "none", 0, 0},
     {"data-dir", "PARLEY_DATA_DIR", "where parley.db lives", OPT_STR, O(data_dir), NULL, 0, 0},
-    {"store", "PARLEY_STORE", "sqlite or memory", OPT_STR, O(store), NULL, 0, 0},
+    {"store", "PARLEY_STORE",
+     "sqlite, memory, or redis (history shared by every node on --redis-url)", OPT_STR, O(store),
+     NULL, 0, 0},
     {"cors-origins", "PARLEY_CORS_ORIGINS", "comma-separated allowed origins, * for any", OPT_STR,
      O(cors_origins), "none", 0, 0},
     {"log-level", "PARLEY_LOG_LEVEL", "debug, info, warn or error", OPT_STR, O(log_level), NULL, 0,
@@ -725,6 +727,9 @@ static int start(app_t *app) {
         rc = chat_store_open_remote(&app->loop, app->worker, &app->store);
     } else if (strcmp(c->store, "memory") == 0) {
         rc = chat_store_open_memory(&app->loop, &scfg, &app->store);
+    } else if (strcmp(c->store, "redis") == 0) {
+        scfg.memory_keep = 0; /* the store's own retention per room */
+        rc = chat_store_open_redis(&app->loop, c->redis_url, &scfg, &app->store);
     } else if (strcmp(c->store, "sqlite") == 0) {
         if (mkdir(c->data_dir, 0700) && errno != EEXIST) {
             LOG_ERROR("main", "cannot create %s: %s", c->data_dir, strerror(errno));
@@ -732,7 +737,7 @@ static int start(app_t *app) {
         }
         rc = chat_store_open_sqlite(&app->loop, c->data_dir, &scfg, &app->store);
     } else {
-        LOG_ERROR("main", "--store must be sqlite or memory, not '%s'", c->store);
+        LOG_ERROR("main", "--store must be sqlite, memory or redis, not '%s'", c->store);
         return -1;
     }
     if (rc) {
@@ -815,8 +820,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "parley: bad log level '%s'\n", app.cfg.log_level);
         return 2;
     }
-    if (strcmp(app.cfg.store, "memory") != 0 && strcmp(app.cfg.store, "sqlite") != 0) {
-        fprintf(stderr, "parley: --store must be sqlite or memory, not '%s'\n", app.cfg.store);
+    if (strcmp(app.cfg.store, "memory") != 0 && strcmp(app.cfg.store, "sqlite") != 0 &&
+        strcmp(app.cfg.store, "redis") != 0) {
+        fprintf(stderr, "parley: --store must be sqlite, memory or redis, not '%s'\n",
+                app.cfg.store);
+        return 2;
+    }
+    if (strcmp(app.cfg.store, "redis") == 0 && !app.cfg.redis_url) {
+        fprintf(stderr, "parley: --store redis needs --redis-url\n");
         return 2;
     }
     if (app.cfg.redis_url && strcmp(app.cfg.workers, "1") != 0) {

@@ -97,6 +97,13 @@ void chat_store_config_defaults(chat_store_config_t *cfg);
 int chat_store_open_sqlite(uv_loop_t *loop, const char *dir, const chat_store_config_t *cfg,
                            chat_store_t **out);
 int chat_store_open_memory(uv_loop_t *loop, const chat_store_config_t *cfg, chat_store_t **out);
+/* The history in Redis at url, shared by every node that opens it (store_redis.c: the
+ * layout, the order across nodes, what an ack means). Opens at once; Redis need not be up
+ * (writes fail with -EIO until it is). cfg->memory_keep is the retention per room (0:
+ * CHAT_REDIS_KEEP). */
+#define CHAT_REDIS_KEEP 10000
+int chat_store_open_redis(uv_loop_t *loop, const char *url, const chat_store_config_t *cfg,
+                          chat_store_t **out);
 
 /* Called once the message is durable (err 0) or could not be stored (err < 0: a failed
  * commit's error such as -ENOSPC or -EIO, or -ECANCELED; then the message is not in the

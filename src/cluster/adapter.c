@@ -608,7 +608,7 @@ sio_adapter_t *cluster_adapter_wrap(sio_nsp_t *nsp, sio_adapter_t *local, void *
     wa->wrap.base.nsp = nsp;
     wa->wrap.local = local;
     wa->w = worker;
-    return &wa->wrap.base;
+    return &wa->wrap.base; /* cppcheck-suppress memleak ; wa itself, freed by w_free */
 }
 
 void cluster_adapter_answer(parley_worker_t *w) {

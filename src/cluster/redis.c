@@ -13,21 +13,19 @@
  * Reconnection: a connection that drops is made again after 100 ms, doubling to 5 s;
  * the subscribed one subscribes again to every namespace's channels. */
 #include <errno.h>
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/redis_conn.h"
 #include "cluster/redis_msg.h"
 #include "parley/redis.h"
 #include "sio/internal.h"
 #include "util/log.h"
 #include "util/rand.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
 #define UID_SIZE 7 /* six characters, as uid2(6) */
 
 /* What socket.io's adapter numbers its requests. */
@@ -47,31 +45,19 @@ enum {
 typedef struct radapter radapter_t;
 typedef struct rreq rreq_t;
 
-/* One Redis connection, made again when it drops. */
-typedef struct {
-    parley_redis_t *r;
-    redisAsyncContext *ac;
-    bool ready; /* connected (and authenticated) */
-    bool subscriber;
-    uint32_t backoff_ms;
-    uv_timer_t retry;
-} rconn_t;
-
 struct parley_redis {
     uv_loop_t *loop;
     sio_server_t *io;
     char *key;
     char uid[UID_SIZE];
     uint32_t requests_timeout_ms;
-    /* Where Redis is. */
-    char *host, *path, *user, *password;
-    int port, db;
-    rconn_t pub, sub;
+    redis_endpoint_t ep;
+    redis_conn_t *pub, *sub; /* publishing and asking; subscribed */
+    int open_conns;          /* not yet closed (detaching) */
     radapter_t *adapters;
     rreq_t *reqs;
     size_t server_count; /* as last counted */
     bool detaching;
-    int open_handles; /* retry timers still to be closed */
 };
 
 struct radapter {
@@ -109,7 +95,6 @@ struct rreq {
     bool has_timer;
 };
 
-static void rconn_start(rconn_t *c);
 static void maybe_free(parley_redis_t *r);
 
 /* Six random characters, as the Node adapter's uid2(6). */
@@ -130,8 +115,9 @@ static void published(redisAsyncContext *ac, void *reply, void *priv) {
 }
 
 static void publish(parley_redis_t *r, const char *channel, const void *msg, size_t len) {
-    if (!r->pub.ready || redisAsyncCommand(r->pub.ac, published, NULL, "PUBLISH %s %b", channel,
-                                           msg, len) != REDIS_OK)
+    redisAsyncContext *ac = redis_conn_ctx(r->pub);
+    if (!ac ||
+        redisAsyncCommand(ac, published, NULL, "PUBLISH %s %b", channel, msg, len) != REDIS_OK)
         LOG_LIMITED(LOG_LEVEL_WARN, "redis",
                     "not connected: a message for the other nodes is lost");
 }
@@ -256,8 +242,9 @@ static void counted(redisAsyncContext *ac, void *reply, void *priv) {
 static int req_send(rreq_t *q, uint32_t timeout_ms) {
     parley_redis_t *r = q->r;
     int rc = req_arm(q, timeout_ms ? timeout_ms : r->requests_timeout_ms);
-    if (rc == 0 && (!r->pub.ready || redisAsyncCommand(r->pub.ac, counted, q, "PUBSUB NUMSUB %s",
-                                                       q->ra->req_channel) != REDIS_OK))
+    redisAsyncContext *ac = redis_conn_ctx(r->pub);
+    if (rc == 0 && (!ac || redisAsyncCommand(ac, counted, q, "PUBSUB NUMSUB %s",
+                                             q->ra->req_channel) != REDIS_OK))
         rc = -EPIPE;
     if (rc == 0)
         q->refs++;
@@ -462,9 +449,10 @@ static void ra_free(sio_adapter_t *a) {
         if (q->ra == ra)
             req_end(q, -ETIMEDOUT);
     }
-    if (r->sub.ready && !r->detaching) {
-        redisAsyncCommand(r->sub.ac, unsubscribed, NULL, "PUNSUBSCRIBE %s*", ra->channel);
-        redisAsyncCommand(r->sub.ac, unsubscribed, NULL, "UNSUBSCRIBE %s %s %s", ra->req_channel,
+    redisAsyncContext *sub = redis_conn_ctx(r->sub);
+    if (sub && !r->detaching) {
+        redisAsyncCommand(sub, unsubscribed, NULL, "PUNSUBSCRIBE %s*", ra->channel);
+        redisAsyncCommand(sub, unsubscribed, NULL, "UNSUBSCRIBE %s %s %s", ra->req_channel,
                           ra->resp_channel, ra->own_channel);
     }
     ra->wrap.local->ops->free(ra->wrap.local);
@@ -502,11 +490,11 @@ static const sio_adapter_ops_t redis_ops = {
 static void on_channel_message(redisAsyncContext *ac, void *reply, void *priv);
 
 static void subscribe(parley_redis_t *r, radapter_t *ra) {
-    if (!r->sub.ready)
+    redisAsyncContext *sub = redis_conn_ctx(r->sub);
+    if (!sub)
         return; /* done on (re)connection */
-    if (redisAsyncCommand(r->sub.ac, on_channel_message, r, "PSUBSCRIBE %s*", ra->channel) !=
-            REDIS_OK ||
-        redisAsyncCommand(r->sub.ac, on_channel_message, r, "SUBSCRIBE %s %s %s", ra->req_channel,
+    if (redisAsyncCommand(sub, on_channel_message, r, "PSUBSCRIBE %s*", ra->channel) != REDIS_OK ||
+        redisAsyncCommand(sub, on_channel_message, r, "SUBSCRIBE %s %s %s", ra->req_channel,
                           ra->resp_channel, ra->own_channel) != REDIS_OK)
         LOG_WARN("redis", "cannot subscribe for namespace %s", ra->wrap.base.nsp->name);
 }
@@ -843,102 +831,14 @@ static void on_channel_message(redisAsyncContext *ac, void *reply, void *priv) {
 
 /* ---- connections ---- */
 
-static void rconn_retry_due(uv_timer_t *t) {
-    rconn_start(t->data);
+/* The subscribed connection (again): every namespace's channels. */
+static void sub_ready(redis_conn_t *c, void *arg) {
+    parley_redis_t *r = arg;
+    for (radapter_t *ra = r->adapters; ra; ra = ra->next)
+        subscribe(r, ra);
 }
 
-static void rconn_lost(rconn_t *c, const char *why) {
-    parley_redis_t *r = c->r;
-    bool was = c->ready;
-    c->ready = false;
-    c->ac = NULL;
-    if (r->detaching)
-        return;
-    if (was)
-        LOG_WARN("redis", "%s connection lost (%s); retrying",
-                 c->subscriber ? "subscriber" : "publisher", why);
-    else
-        LOG_LIMITED(LOG_LEVEL_WARN, "redis", "cannot connect to Redis (%s); retrying in %u ms", why,
-                    c->backoff_ms);
-    if (uv_timer_start(&c->retry, rconn_retry_due, c->backoff_ms, 0))
-        LOG_ERROR("redis", "cannot schedule a reconnection");
-    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
-}
-
-static void on_ready_reply(redisAsyncContext *ac, void *reply, void *priv) {
-    rconn_t *c = priv;
-    redisReply *rep = reply;
-    if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        LOG_LIMITED(LOG_LEVEL_ERROR, "redis", "Redis refused the connection's setup: %s",
-                    rep ? rep->str : "no reply");
-        redisAsyncDisconnect(ac);
-        return;
-    }
-    if (c->ready)
-        return;
-    c->ready = true;
-    c->backoff_ms = BACKOFF_MIN_MS;
-    LOG_INFO("redis", "%s connected", c->subscriber ? "subscriber" : "publisher");
-    if (c->subscriber)
-        for (radapter_t *ra = c->r->adapters; ra; ra = ra->next)
-            subscribe(c->r, ra);
-}
-
-static void on_connect(const redisAsyncContext *ac, int status) {
-    rconn_t *c = ac->data;
-    if (status != REDIS_OK) {
-        rconn_lost(c, ac->errstr);
-        return;
-    }
-    parley_redis_t *r = c->r;
-    redisAsyncContext *m = (redisAsyncContext *)ac;
-    int rc = REDIS_OK;
-    /* Authenticated (and the database chosen) before anything else; PING otherwise, so
-     * that readiness is one reply either way. */
-    if (r->password && r->user)
-        rc = redisAsyncCommand(m, on_ready_reply, c, "AUTH %s %s", r->user, r->password);
-    else if (r->password)
-        rc = redisAsyncCommand(m, on_ready_reply, c, "AUTH %s", r->password);
-    if (rc == REDIS_OK && r->db && !c->subscriber)
-        rc = redisAsyncCommand(m, on_ready_reply, c, "SELECT %d", r->db);
-    if (rc == REDIS_OK && !r->password && !(r->db && !c->subscriber))
-        rc = redisAsyncCommand(m, on_ready_reply, c, "PING");
-    if (rc != REDIS_OK)
-        redisAsyncDisconnect(m);
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status) {
-    rconn_t *c = ac->data;
-    rconn_lost(c, status == REDIS_OK ? "closed" : ac->errstr);
-    if (c->r->detaching)
-        maybe_free(c->r);
-}
-
-static void rconn_start(rconn_t *c) {
-    parley_redis_t *r = c->r;
-    redisAsyncContext *ac =
-        r->path ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
-    if (!ac) {
-        rconn_lost(c, "out of memory");
-        return;
-    }
-    if (ac->err) {
-        char why[128];
-        snprintf(why, sizeof why, "%s", ac->errstr);
-        redisAsyncFree(ac);
-        rconn_lost(c, why);
-        return;
-    }
-    ac->data = c;
-    if (redisLibuvAttach(ac, r->loop) != REDIS_OK) {
-        redisAsyncFree(ac);
-        rconn_lost(c, "cannot attach to the loop");
-        return;
-    }
-    c->ac = ac;
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-}
+static void pub_ready(redis_conn_t *c, void *arg) {}
 
 /* ---- the public side ---- */
 
@@ -947,69 +847,6 @@ void parley_redis_config_defaults(parley_redis_config_t *cfg) {
     cfg->url = "redis://127.0.0.1:6379";
     cfg->key = "socket.io";
     cfg->requests_timeout_ms = 5000;
-}
-
-static char *decode_part(const char *s, size_t len) {
-    char *out = malloc(len + 1);
-    size_t o = 0;
-    for (size_t i = 0; out && i < len; i++) {
-        if (s[i] == '%' && i + 2 < len + 0 &&
-            sscanf(s + i + 1, "%2hhx", (unsigned char *)&out[o]) == 1) {
-            o++;
-            i += 2;
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    if (out)
-        out[o] = '\0';
-    return out;
-}
-
-/* redis://[[user]:password@]host[:port][/db], unix:///path, or /path. */
-static int parse_url(parley_redis_t *r, const char *url) {
-    r->port = 6379;
-    if (url[0] == '/' || strncmp(url, "unix://", 7) == 0) {
-        r->path = strdup(url[0] == '/' ? url : url + 7);
-        return r->path && r->path[0] == '/' ? 0 : -EINVAL;
-    }
-    if (strncmp(url, "redis://", 8) != 0)
-        return -EINVAL;
-    const char *p = url + 8;
-    const char *at = strrchr(p, '@');
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon) {
-            if (colon > p)
-                r->user = decode_part(p, (size_t)(colon - p));
-            r->password = decode_part(colon + 1, (size_t)(at - colon - 1));
-        } else {
-            r->password = decode_part(p, (size_t)(at - p));
-        }
-        p = at + 1;
-    }
-    size_t hlen = strcspn(p, ":/");
-    if (hlen == 0 || !(r->host = strndup(p, hlen)))
-        return -EINVAL;
-    p += hlen;
-    if (*p == ':') {
-        char *end;
-        long port = strtol(p + 1, &end, 10);
-        if (end == p + 1 || port < 1 || port > 65535)
-            return -EINVAL;
-        r->port = (int)port;
-        p = end;
-    }
-    if (*p == '/' && p[1]) {
-        char *end;
-        long db = strtol(p + 1, &end, 10);
-        if (*end || db < 0 || db > 1000000)
-            return -EINVAL;
-        r->db = (int)db;
-    } else if (*p && strcmp(p, "/") != 0) {
-        return -EINVAL;
-    }
-    return 0;
 }
 
 static sio_adapter_t *wrap(sio_nsp_t *nsp, sio_adapter_t *local, void *arg) {
@@ -1046,10 +883,7 @@ static sio_adapter_t *wrap(sio_nsp_t *nsp, sio_adapter_t *local, void *arg) {
 
 static void free_config(parley_redis_t *r) {
     free(r->key);
-    free(r->host);
-    free(r->path);
-    free(r->user);
-    free(r->password);
+    redis_endpoint_free(&r->ep);
 }
 
 int parley_redis_attach(uv_loop_t *loop, sio_server_t *io, const parley_redis_config_t *cfg,
@@ -1064,47 +898,39 @@ int parley_redis_attach(uv_loop_t *loop, sio_server_t *io, const parley_redis_co
     new_uid(r->uid);
     int rc = (r->key = strdup(cfg->key ? cfg->key : "socket.io")) ? 0 : -ENOMEM;
     if (rc == 0)
-        rc = parse_url(r, cfg->url ? cfg->url : "redis://127.0.0.1:6379");
+        rc = redis_endpoint_parse(cfg->url ? cfg->url : "redis://127.0.0.1:6379", &r->ep);
     if (rc) {
         free_config(r);
         free(r);
         return rc;
     }
-    rconn_t *conns[] = {&r->pub, &r->sub};
-    for (int i = 0; i < 2; i++) {
-        conns[i]->r = r;
-        conns[i]->subscriber = i == 1;
-        conns[i]->backoff_ms = BACKOFF_MIN_MS;
-        uv_timer_init(loop, &conns[i]->retry);
-        conns[i]->retry.data = conns[i];
-        r->open_handles++;
-    }
-    if ((rc = sio_server_wrap_adapters(io, wrap, r))) {
+    static const redis_conn_cb_t pub_cb = {pub_ready, NULL}, sub_cb = {sub_ready, NULL};
+    if ((rc = sio_server_wrap_adapters(io, wrap, r)) ||
+        (rc = redis_conn_open(loop, &r->ep, "publisher", &pub_cb, r, &r->pub)) ||
+        (rc = redis_conn_open(loop, &r->ep, "subscriber", &sub_cb, r, &r->sub))) {
         parley_redis_detach(r);
         return rc;
     }
-    rconn_start(&r->pub);
-    rconn_start(&r->sub);
     *out = r;
     return 0;
 }
 
 bool parley_redis_connected(const parley_redis_t *r) {
-    return r->pub.ready && r->sub.ready;
+    return redis_conn_ctx(r->pub) && redis_conn_ctx(r->sub);
 }
 
-/* Freed when nothing refers to it any more: connections, timers, adapters. */
+/* Freed when nothing refers to it any more: connections and adapters. */
 static void maybe_free(parley_redis_t *r) {
-    if (r->open_handles == 0 && !r->pub.ac && !r->sub.ac && !r->adapters) {
+    if (r->open_conns == 0 && !r->adapters) {
         free_config(r);
         free(r);
     }
 }
 
-static void retry_closed(uv_handle_t *h) {
-    rconn_t *c = h->data;
-    c->r->open_handles--;
-    maybe_free(c->r);
+static void conn_closed(void *arg) {
+    parley_redis_t *r = arg;
+    r->open_conns--;
+    maybe_free(r);
 }
 
 void parley_redis_detach(parley_redis_t *r) {
@@ -1116,19 +942,14 @@ void parley_redis_detach(parley_redis_t *r) {
         all = q->next;
         req_end(q, -ETIMEDOUT);
     }
-    rconn_t *conns[] = {&r->pub, &r->sub};
+    redis_conn_t *conns[] = {r->pub, r->sub};
+    r->pub = r->sub = NULL;
+    r->open_conns++; /* held while closing, so that a synchronous close frees nothing yet */
     for (int i = 0; i < 2; i++) {
-        rconn_t *c = conns[i];
-        uv_timer_stop(&c->retry);
-        uv_close((uv_handle_t *)&c->retry, retry_closed);
-        redisAsyncContext *ac = c->ac;
-        if (!ac)
-            continue;
-        if (ac->c.flags & REDIS_CONNECTED) {
-            redisAsyncDisconnect(ac); /* on_disconnect follows, now or once replies are in */
-        } else {
-            c->ac = NULL; /* still connecting: freed at once, no callback */
-            redisAsyncFree(ac);
+        if (conns[i]) {
+            r->open_conns++;
+            redis_conn_close(conns[i], conn_closed, r);
         }
     }
+    conn_closed(r);
 }

@@ -18,8 +18,9 @@ async function freePort() {
   return port;
 }
 
-export async function startRedis(args = []) {
-  const port = await freePort();
+// port: the one to listen on (a restart of a stopped server), else a free one.
+export async function startRedis(args = [], { port: wanted } = {}) {
+  const port = wanted ?? (await freePort());
   const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...args], {
     stdio: ["ignore", "pipe", "pipe"],
   });

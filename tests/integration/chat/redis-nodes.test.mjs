@@ -1,0 +1,118 @@
+// Two parley nodes with --store redis on one real redis-server (chat/store_redis.c,
+// docs/CLUSTER.md): one seq order per room whatever node each sender is on, every
+// client of either node gets every message once and in order, history and `after` are
+// the same on both, receipts are checked against the shared ids, and an ack never comes
+// for a message that is not in Redis (Redis stopped: sends fail, nothing is acked).
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+
+import { createClient } from "redis";
+
+import { startRedis } from "../lib/redis.mjs";
+import { Clients, fullHistory, newRoom, newUser, startParley, waitUntil } from "./util.mjs";
+
+describe("two nodes, one Redis store", () => {
+  let redis, a, b, ca, cb;
+
+  before(async () => {
+    redis = await startRedis();
+    const args = ["--store", "redis", "--redis-url", redis.url, "--rate-burst", "1000", "--rate-per-sec", "1000"];
+    [a, b] = await Promise.all([startParley(args), startParley(args)]);
+    ca = new Clients(a);
+    cb = new Clients(b);
+  });
+
+  after(async () => {
+    ca?.closeAll();
+    cb?.closeAll();
+    await a?.stop();
+    await b?.stop();
+    await redis?.stop();
+  });
+
+  test("concurrent senders on both nodes: one gap-free seq order, seen the same everywhere", async () => {
+    const room = newRoom();
+    const readers = [await ca.connect(), await cb.connect(), await ca.connect(), await cb.connect()];
+    for (const r of readers) await r.join(room);
+    const senders = [readers[0], readers[1], readers[2], readers[3]];
+    const N = 40;
+    const acks = await Promise.all(senders.map((s, i) => Promise.all(Array.from({ length: N }, (_, k) => s.send(room, `s${i}-${k}`)))));
+    const seqs = acks.flat().map((x) => x.seq).sort((x, y) => x - y);
+    assert.deepEqual(seqs, Array.from({ length: 4 * N }, (_, i) => i + 1), "every seq once, no gap");
+    // Every reader, on either node, got every message once, in seq order.
+    for (const r of readers) {
+      await r.rec.waitCount("newMessage", 4 * N, 10000);
+      const got = r.rec.of("newMessage").filter((m) => m.roomId === room);
+      assert.deepEqual(got.map((m) => m.seq), seqs, `reader ${r.userId}`);
+    }
+    // The same text at the same seq everywhere, and in history from both nodes.
+    const order = readers[0].rec.of("newMessage").map((m) => `${m.seq}:${m.text}`);
+    for (const r of readers) assert.deepEqual(r.rec.of("newMessage").map((m) => `${m.seq}:${m.text}`), order);
+    const ha = await fullHistory(readers[0], room);
+    const hb = await fullHistory(readers[1], room);
+    assert.deepEqual(ha.map((m) => `${m.seq}:${m.text}`), order);
+    assert.deepEqual(hb, ha);
+  });
+
+  test("a sender gets its own message before its ack, on either node", async () => {
+    const room = newRoom();
+    const s = await cb.connect();
+    await s.join(room);
+    const ack = await s.send(room, "mine");
+    const got = s.rec.of("newMessage").filter((m) => m.roomId === room);
+    assert.deepEqual(got.map((m) => m.seq), [ack.seq], "announced before the ack came back");
+  });
+
+  test("receipts name messages stored by the other node", async () => {
+    const room = newRoom();
+    const [x, y] = [await ca.connect(), await cb.connect()];
+    await x.join(room);
+    await y.join(room);
+    const ack = await x.send(room, "read me");
+    await waitUntil(() => y.rec.of("newMessage").some((m) => m.id === ack.id), { what: "y got it" });
+    const r = await y.ask("markRead", { roomId: room, messageIds: [ack.id] });
+    assert.equal(r.ok, true, JSON.stringify(r));
+    const bad = await y.ask("markRead", { roomId: room, messageIds: ["00000000000000ff-1"] });
+    assert.equal(bad.ok, false, JSON.stringify(bad));
+  });
+
+  test("subscribers cut while the other node sends: what they missed is read back, in order", async () => {
+    const room = newRoom();
+    const [x, y] = [await ca.connect(), await cb.connect()];
+    await x.join(room);
+    await y.join(room);
+    await x.send(room, "first");
+    await y.rec.waitCount("newMessage", 1);
+    const admin = createClient({ url: redis.url });
+    await admin.connect();
+    try {
+      // Both nodes' subscribed connections drop; the sends go on from one node while they
+      // reconnect (after 100 ms), and nothing else is sent after them.
+      await admin.sendCommand(["CLIENT", "KILL", "TYPE", "pubsub"]);
+      for (let i = 0; i < 5; i++) await x.send(room, `during ${i}`);
+    } finally {
+      await admin.quit();
+    }
+    for (const c of [x, y]) {
+      await c.rec.waitCount("newMessage", 6, 10000);
+      assert.deepEqual(c.rec.of("newMessage").map((m) => m.seq), [1, 2, 3, 4, 5, 6]);
+    }
+  });
+
+  test("Redis stopped: sends are refused, never acked; back, they work again", async () => {
+    const room = newRoom();
+    const s = await ca.connect(newUser("Patient"));
+    await s.join(room);
+    await s.send(room, "before");
+    await redis.stop();
+    const refused = await s.ask("sendMessage", { roomId: room, text: "lost?" });
+    assert.notEqual(refused?.ok, true, JSON.stringify(refused));
+    const port = redis.port;
+    redis = await startRedis([], { port });
+    await waitUntil(async () => (await s.ask("sendMessage", { roomId: room, text: "after" }))?.ok === true, {
+      what: "sends accepted again",
+      timeoutMs: 15000,
+      intervalMs: 200,
+    });
+  });
+});
