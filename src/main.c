@@ -387,7 +387,7 @@ static void health_respond(app_t *app, http_conn_t *hc, json_t *counts) {
         body = NULL;
     }
     json_decref(counts);
-    chat_api_respond_json(hc, app->stopping || store_err ? 503 : 200, NULL, body);
+    chat_api_respond_json(hc, app->stopping ? 503 : 200, NULL, body);
 }
 
 typedef struct {
@@ -422,24 +422,60 @@ static void health_summed(int err, json_t *responses, void *arg) {
     free(hw);
 }
 
-/* GET or HEAD /healthz → {status, clients, sockets, sseStreams, longPolls}; 503 while
- * draining. Anything else is refused before any work: other methods 405, and a request
- * with a body 413 (the connection is then closed, since the body may not have been read:
- * over the server's own limit it never is). */
+/* Probes (/healthz, /readyz) take GET and HEAD without a body. Anything else is refused
+ * before any work (false): other methods 405, and a request with a body 413 (the
+ * connection is then closed, since the body may not have been read: over the server's
+ * own limit it never is). */
+static bool probe_request_ok(http_conn_t *hc, http_req_t *req, const char *path) {
+    char why[64];
+    if (!slice_eq(req->head.method, "GET") && !slice_eq(req->head.method, "HEAD")) {
+        snprintf(why, sizeof why, "%s answers GET and HEAD", path);
+        chat_api_respond_error(hc, 405, "Allow: GET, HEAD\r\n", "method_not_allowed", why);
+        return false;
+    }
+    if (req->head.content_length > 0 || req->head.chunked || req->body_too_large) {
+        http_conn_set_close(hc);
+        snprintf(why, sizeof why, "%s takes no body", path);
+        chat_api_respond_error(hc, 413, NULL, "too_large", why);
+        return false;
+    }
+    return true;
+}
+
+/* GET or HEAD /readyz: whether this node should get traffic (Kubernetes readiness, a
+ * load balancer's check): 200 {"status":"ready"}, or 503 {"status":"not_ready",
+ * "reasons":[...]} while draining, while the store refuses writes, or while Redis (when
+ * configured) is unreachable. /healthz stays 200 meanwhile: the process is alive. */
+static bool ready_route(http_conn_t *hc, http_req_t *req, void *arg) {
+    app_t *app = arg;
+    if (!slice_eq(req->head.path, "/readyz"))
+        return false;
+    if (!probe_request_ok(hc, req, "/readyz"))
+        return true;
+    json_t *reasons = json_array();
+    const char *store_why;
+    if (app->stopping)
+        json_array_append_new(reasons, json_string("draining"));
+    if (chat_store_health(app->store, &store_why))
+        json_array_append_new(reasons, json_sprintf("store: %s", store_why));
+    if (app->cfg.redis_url && (!app->redis || !parley_redis_connected(app->redis)))
+        json_array_append_new(reasons, json_string("redis: unreachable"));
+    bool ready = reasons && json_array_size(reasons) == 0;
+    chat_api_respond_json(hc, ready ? 200 : 503, NULL,
+                          json_pack("{s:s,s:o}", "status", ready ? "ready" : "not_ready", "reasons",
+                                    reasons ? reasons : json_array()));
+    return true;
+}
+
+/* GET or HEAD /healthz → {status, store, clients, sockets, sseStreams, longPolls}: the
+ * liveness probe. 200 while the process serves ("ok", or "degraded" while the store
+ * refuses writes: a restart would not help; /readyz says not ready then), 503 draining. */
 static bool health_route(http_conn_t *hc, http_req_t *req, void *arg) {
     app_t *app = arg;
     if (!slice_eq(req->head.path, "/healthz"))
         return false;
-    if (!slice_eq(req->head.method, "GET") && !slice_eq(req->head.method, "HEAD")) {
-        chat_api_respond_error(hc, 405, "Allow: GET, HEAD\r\n", "method_not_allowed",
-                               "/healthz answers GET and HEAD");
+    if (!probe_request_ok(hc, req, "/healthz"))
         return true;
-    }
-    if (req->head.content_length > 0 || req->head.chunked || req->body_too_large) {
-        http_conn_set_close(hc);
-        chat_api_respond_error(hc, 413, NULL, "too_large", "/healthz takes no body");
-        return true;
-    }
     json_t *counts = health_counts(app);
     if (app->worker && counts) {
         health_wait_t *hw = calloc(1, sizeof *hw);
@@ -768,6 +804,7 @@ static int start(app_t *app) {
         (rc =
              chat_api_new(app->http, app->io, app->chat, app->auth, app->feed, &acfg, &app->api)) ||
         (rc = http_server_route(app->http, "/healthz", health_route, app)) ||
+        (rc = http_server_route(app->http, "/readyz", ready_route, app)) ||
         (rc = http_server_route(app->http, "/socket.io/socket.io", client_route, app)) ||
         (rc = http_server_route(app->http, "", web_route, app)) ||
         (app->worker && (rc = parley_worker_attach(app->worker, &app->loop, app->io))) ||

@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { createClient } from "redis";
 
 import { startRedis } from "../lib/redis.mjs";
-import { Clients, fullHistory, newRoom, newUser, startParley, waitUntil } from "./util.mjs";
+import { Clients, fullHistory, newRoom, newUser, request, startParley, waitUntil } from "./util.mjs";
 
 describe("two nodes, one Redis store", () => {
   let redis, a, b, ca, cb;
@@ -107,6 +107,12 @@ describe("two nodes, one Redis store", () => {
     await redis.stop();
     const refused = await s.ask("sendMessage", { roomId: room, text: "lost?" });
     assert.notEqual(refused?.ok, true, JSON.stringify(refused));
+    // Alive, not ready.
+    const live = await request(`${a.url}/healthz`);
+    assert.equal(live.status, 200, live.text);
+    await waitUntil(async () => (await request(`${a.url}/readyz`)).status === 503, { what: "not ready" });
+    const ready = JSON.parse((await request(`${a.url}/readyz`)).text);
+    assert.ok(ready.reasons.includes("redis: unreachable"), JSON.stringify(ready));
     const port = redis.port;
     redis = await startRedis([], { port });
     await waitUntil(async () => (await s.ask("sendMessage", { roomId: room, text: "after" }))?.ok === true, {
@@ -114,5 +120,6 @@ describe("two nodes, one Redis store", () => {
       timeoutMs: 15000,
       intervalMs: 200,
     });
+    await waitUntil(async () => (await request(`${a.url}/readyz`)).status === 200, { what: "ready again" });
   });
 });

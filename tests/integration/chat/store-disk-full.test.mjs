@@ -8,7 +8,8 @@
 // sends must succeed again by themselves, without a restart. After a clean restart every
 // acknowledged message is in the history with its seq, none that was refused is, and each
 // room's seqs run from 1 without a gap (the refused messages' seqs were given again).
-// While the store is failing, GET /healthz answers 503 "degraded" with the store's error,
+// While the store is failing, GET /healthz answers 200 "degraded" with the store's error
+// (and /readyz 503 "not_ready"),
 // and a markRead of a real message is answered with an error (its read mark was not
 // stored), so no other member hears messagesRead; once sends work again, /healthz is 200
 // "ok" and markRead is acknowledged and announced again.
@@ -65,8 +66,8 @@ after(async () => {
 });
 
 // GET /healthz → {status (HTTP), body (parsed)}.
-async function healthz(srv) {
-  const r = await request(`${srv.url}/healthz`);
+async function healthz(srv, path = "/healthz") {
+  const r = await request(`${srv.url}${path}`);
   return { status: r.status, body: r.json() };
 }
 
@@ -148,9 +149,14 @@ test(
       c.ask("markRead", { roomId, messageIds: [acked[acked.length - 1].id] }, 10000),
     ]);
     t.diagnostic(`while full: /healthz ${sick.status} ${JSON.stringify(sick.body)}; markRead ${JSON.stringify(readAck)}`);
-    assert.equal(sick.status, 503, `/healthz while the store is failing: ${JSON.stringify(sick)}`);
+    // Alive (liveness: no restart would help), not ready (readiness: send traffic elsewhere).
+    assert.equal(sick.status, 200, `/healthz while the store is failing: ${JSON.stringify(sick)}`);
     assert.equal(sick.body.status, "degraded");
     assert.match(sick.body.store, /No space left/, "the store's health names the failure");
+    const unready = await healthz(live.srv, "/readyz");
+    assert.equal(unready.status, 503, JSON.stringify(unready));
+    assert.equal(unready.body.status, "not_ready");
+    assert.ok(unready.body.reasons.some((r) => /^store: .*No space left/.test(r)), JSON.stringify(unready.body));
     assert.notEqual(readAck?.ok, true, `markRead acknowledged while its mark could not be stored: ${JSON.stringify(readAck)}`);
     assert.deepEqual(readAck, { ok: false, error: "internal_error" });
     await watcher.flush();

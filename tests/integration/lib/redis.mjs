@@ -10,7 +10,8 @@ import net from "node:net";
 
 import { processExit } from "./server.mjs";
 
-async function freePort() {
+// A loopback port nobody listens on (for servers told which port to take).
+export async function freePort() {
   const srv = net.createServer();
   await new Promise((resolve) => srv.listen(0, "127.0.0.1", resolve));
   const { port } = srv.address();
