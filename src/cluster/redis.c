@@ -19,12 +19,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/proto.h"
 #include "cluster/redis_conn.h"
 #include "cluster/redis_msg.h"
 #include "parley/redis.h"
 #include "sio/internal.h"
 #include "util/log.h"
+#include "util/base64.h"
 #include "util/rand.h"
+#include "util/time.h"
 
 #define UID_SIZE 7 /* six characters, as uid2(6) */
 
@@ -40,6 +43,10 @@ enum {
     REQ_BROADCAST = 7,
     REQ_BROADCAST_CLIENT_COUNT = 8,
     REQ_BROADCAST_ACK = 9,
+    /* Parley's own, which Node nodes ignore: a recovery session asked of the others, and
+     * one given back. Only Parley nodes are counted for them (PARLEY_CHANNEL). */
+    REQ_PARLEY_RESTORE = 1000,
+    REQ_PARLEY_RETURN = 1001,
 };
 
 typedef struct radapter radapter_t;
@@ -64,10 +71,11 @@ struct radapter {
     sio_wrapper_t wrap; /* wrap.local: this node's in-process adapter */
     parley_redis_t *r;
     radapter_t *next;
-    char *channel;      /* "<key>#<nsp>#" */
-    char *req_channel;  /* "<key>-request#<nsp>#" */
-    char *resp_channel; /* "<key>-response#<nsp>#" */
-    char *own_channel;  /* "<key>-response#<nsp>#<uid>#" */
+    char *channel;        /* "<key>#<nsp>#" */
+    char *req_channel;    /* "<key>-request#<nsp>#" */
+    char *resp_channel;   /* "<key>-response#<nsp>#" */
+    char *own_channel;    /* "<key>-response#<nsp>#<uid>#" */
+    char *parley_channel; /* "<key>-parley#<nsp>#": subscribed only to count Parley nodes */
 };
 
 /* A request of ours waiting for the other nodes. */
@@ -75,23 +83,27 @@ struct rreq {
     rreq_t *next;
     parley_redis_t *r;
     radapter_t *ra;
-    char id[UID_SIZE];
-    int type;
     size_t expected, got; /* answers: expected once counted (numsub - 1) */
-    bool counted;
-    json_t *collected; /* sockets, or serverSideEmit answers */
+    json_t *collected;    /* sockets, or serverSideEmit answers */
     sio_fetch_fn fetch_done;
     sio_bcast_ack_fn emit_done;
+    /* recovery */
+    sio_socket_t *s; /* held by the caller until restore_done */
+    sio_restore_fn restore_done;
     /* broadcast with acks */
     sio_bcast_count_fn count;
     sio_ack_fn ack;
     void *arg;
-    bool last_told;
-    bool ended;
     buf_t msg; /* what to publish once counted */
+    uv_timer_t timer;
     /* Held by: the list until it ends, its timer until closed, a NUMSUB until answered. */
     int refs;
-    uv_timer_t timer;
+    int type;
+    char id[UID_SIZE];
+    bool counted;
+    bool lent; /* a node lent the session */
+    bool last_told;
+    bool ended;
     bool has_timer;
 };
 
@@ -162,6 +174,9 @@ static void req_end(rreq_t *q, int err) {
         q->fetch_done(err, q->collected, q->arg);
     if (q->emit_done)
         q->emit_done(err, q->collected, q->arg);
+    if (q->restore_done && !q->lent)
+        q->restore_done(q->s, NULL, NULL, 0, q->arg);
+    q->restore_done = NULL;
     if (q->count && !q->last_told) {
         q->last_told = true;
         q->count(0, true, q->arg);
@@ -239,16 +254,21 @@ static void counted(redisAsyncContext *ac, void *reply, void *priv) {
 }
 
 /* Sends q once the nodes are counted (its message is in q->msg). */
-static int req_send(rreq_t *q, uint32_t timeout_ms) {
+static int req_send_counting(rreq_t *q, uint32_t timeout_ms, const char *counted_on) {
     parley_redis_t *r = q->r;
     int rc = req_arm(q, timeout_ms ? timeout_ms : r->requests_timeout_ms);
     redisAsyncContext *ac = redis_conn_ctx(r->pub);
-    if (rc == 0 && (!ac || redisAsyncCommand(ac, counted, q, "PUBSUB NUMSUB %s",
-                                             q->ra->req_channel) != REDIS_OK))
+    if (rc == 0 &&
+        (!ac || redisAsyncCommand(ac, counted, q, "PUBSUB NUMSUB %s", counted_on) != REDIS_OK))
         rc = -EPIPE;
     if (rc == 0)
         q->refs++;
     return rc;
+}
+
+/* Sends q once the nodes subscribed to the request channel are counted. */
+static int req_send(rreq_t *q, uint32_t timeout_ms) {
+    return req_send_counting(q, timeout_ms, q->ra->req_channel);
 }
 
 /* ---- the adapter ---- */
@@ -428,6 +448,33 @@ static int ra_server_emit(sio_adapter_t *a, const char *event, const char *args_
     return 0;
 }
 
+/* Connection state recovery across nodes: a session that is not here is asked of every
+ * Parley node (Node nodes keep none to lend); the one that kept it lends it with the
+ * packets of its log the client missed, and gets it back if this node's application
+ * refuses it or the client left meanwhile. */
+static void ra_restore(sio_adapter_t *a, sio_socket_t *s, const char *pid, const char *offset,
+                       sio_restore_fn done, void *arg) {
+    radapter_t *ra = (radapter_t *)a;
+    rreq_t *q = NULL;
+    if (!map_get(&a->nsp->sessions, pid, strlen(pid)) && redis_conn_ctx(ra->r->pub) &&
+        (q = req_new(ra, REQ_PARLEY_RESTORE, arg))) {
+        q->s = s;
+        q->restore_done = done;
+        json_t *req = json_pack("{s:s,s:s,s:i,s:s,s:s?}", "uid", ra->r->uid, "requestId", q->id,
+                                "type", REQ_PARLEY_RESTORE, "pid", pid, "offset", offset);
+        char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        json_decref(req);
+        int rc = text ? buf_append_str(&q->msg, text) : -ENOMEM;
+        free(text);
+        if (rc == 0)
+            rc = req_send_counting(q, 0, ra->parley_channel);
+        if (rc)
+            req_end(q, rc); /* its restore_done: no session */
+        return;
+    }
+    sio_wrapped_restore(a, s, pid, offset, done, arg);
+}
+
 static size_t ra_server_count(sio_adapter_t *a) {
     return ((radapter_t *)a)->r->server_count;
 }
@@ -452,14 +499,15 @@ static void ra_free(sio_adapter_t *a) {
     redisAsyncContext *sub = redis_conn_ctx(r->sub);
     if (sub && !r->detaching) {
         redisAsyncCommand(sub, unsubscribed, NULL, "PUNSUBSCRIBE %s*", ra->channel);
-        redisAsyncCommand(sub, unsubscribed, NULL, "UNSUBSCRIBE %s %s %s", ra->req_channel,
-                          ra->resp_channel, ra->own_channel);
+        redisAsyncCommand(sub, unsubscribed, NULL, "UNSUBSCRIBE %s %s %s %s", ra->req_channel,
+                          ra->resp_channel, ra->own_channel, ra->parley_channel);
     }
     ra->wrap.local->ops->free(ra->wrap.local);
     free(ra->channel);
     free(ra->req_channel);
     free(ra->resp_channel);
     free(ra->own_channel);
+    free(ra->parley_channel);
     free(ra);
     if (r->detaching)
         maybe_free(r);
@@ -479,7 +527,7 @@ static const sio_adapter_ops_t redis_ops = {
     .server_emit = ra_server_emit,
     .room_size = sio_wrapped_room_size,
     .persist = sio_wrapped_persist,
-    .restore = sio_wrapped_restore,
+    .restore = ra_restore,
     .purge = sio_wrapped_purge,
     .server_count = ra_server_count,
     .free = ra_free,
@@ -494,16 +542,17 @@ static void subscribe(parley_redis_t *r, radapter_t *ra) {
     if (!sub)
         return; /* done on (re)connection */
     if (redisAsyncCommand(sub, on_channel_message, r, "PSUBSCRIBE %s*", ra->channel) != REDIS_OK ||
-        redisAsyncCommand(sub, on_channel_message, r, "SUBSCRIBE %s %s %s", ra->req_channel,
-                          ra->resp_channel, ra->own_channel) != REDIS_OK)
+        redisAsyncCommand(sub, on_channel_message, r, "SUBSCRIBE %s %s %s %s", ra->req_channel,
+                          ra->resp_channel, ra->own_channel, ra->parley_channel) != REDIS_OK)
         LOG_WARN("redis", "cannot subscribe for namespace %s", ra->wrap.base.nsp->name);
 }
 
 /* A broadcast from another node, on "<key>#<nsp>#" or "<key>#<nsp>#<room>#". */
 static void on_broadcast(radapter_t *ra, const char *channel, const char *msg, size_t len) {
     size_t prefix = strlen(ra->channel), clen = strlen(channel);
-    if (clen > prefix + 1) {
-        /* One room: nothing to do unless some socket here is in it. */
+    if (clen > prefix + 1 && !ra->wrap.base.nsp->io->cfg.recovery) {
+        /* One room: nothing to do unless some socket here is in it (with recovery, the
+         * log keeps it for the sessions of sockets that were). */
         char *room = strndup(channel + prefix, clen - prefix - 1);
         size_t here = room ? ra->wrap.local->ops->room_size(ra->wrap.local, room) : 0;
         free(room);
@@ -680,6 +729,98 @@ static void on_broadcast_request(radapter_t *ra, const char *msg, size_t len) {
     rmsg_bcast_free(&m);
 }
 
+/* A session's wire form (cluster/proto.h) as base64 text, or NULL. */
+static char *session_text(const sio_session_t *ss, sio_logged_t *const *missed, size_t n) {
+    buf_t b = {0};
+    char *text = NULL;
+    if (proto_session_encode(&b, ss, time_mono_ms(), missed, n) == 0 &&
+        (text = malloc(BASE64_ENCODED_LEN(b.len) + 1)))
+        text[base64_encode(b.data, b.len, text)] = '\0';
+    buf_free(&b);
+    return text;
+}
+
+static int session_read(const char *text, sio_session_t **ss, sio_logged_t ***missed, size_t *n) {
+    size_t len = strlen(text);
+    uint8_t *raw = malloc(BASE64_DECODED_MAX(len) + 1);
+    long got = raw ? base64_decode(text, len, raw) : -1;
+    int rc = -EINVAL;
+    if (got >= 0) {
+        wire_reader_t r = {raw, raw + got, 0, false};
+        rc = proto_session_decode(&r, time_mono_ms(), ss, missed, n);
+    }
+    free(raw);
+    return rc;
+}
+
+/* Another node asks for a session: lent if it is here (taken out of this node). */
+static void lend_session(radapter_t *ra, json_t *req) {
+    const char *pid = json_string_value(json_object_get(req, "pid"));
+    const char *offset = json_string_value(json_object_get(req, "offset"));
+    sio_logged_t **missed = NULL;
+    size_t n = 0;
+    sio_session_t *ss = pid ? sio_adapter_take(ra->wrap.base.nsp, pid, offset, &missed, &n) : NULL;
+    char *text = ss ? session_text(ss, missed, n) : NULL;
+    free(missed);
+    if (ss && !text) {
+        LOG_LIMITED(LOG_LEVEL_WARN, "redis", "a recovery session could not be lent");
+        sio_adapter_give_back(ra->wrap.base.nsp, ss);
+        ss = NULL;
+    } else if (ss) {
+        sio_session_free(ss);
+    }
+    respond(ra, json_pack("{s:i,s:O?,s:s,s:s?}", "type", REQ_PARLEY_RESTORE, "requestId",
+                          json_object_get(req, "requestId"), "uid", ra->r->uid, "session", text));
+    free(text);
+}
+
+static void take_back_session(radapter_t *ra, json_t *req) {
+    const char *to = json_string_value(json_object_get(req, "to"));
+    const char *text = json_string_value(json_object_get(req, "session"));
+    sio_session_t *ss = NULL;
+    sio_logged_t **missed = NULL;
+    size_t n = 0;
+    if (!to || strcmp(to, ra->r->uid) != 0 || !text)
+        return;
+    if (session_read(text, &ss, &missed, &n) == 0 && ss)
+        sio_adapter_give_back(ra->wrap.base.nsp, ss);
+    proto_missed_free(missed, n);
+}
+
+/* A lent session goes back to its node (the application refused it, or its client left). */
+static void give_back(radapter_t *ra, const char *lender, sio_session_t *ss) {
+    char *text = session_text(ss, NULL, 0);
+    if (text)
+        publish_json(ra->r, ra->req_channel,
+                     json_pack("{s:s,s:i,s:s,s:s}", "uid", ra->r->uid, "type", REQ_PARLEY_RETURN,
+                               "to", lender, "session", text));
+    else
+        LOG_LIMITED(LOG_LEVEL_WARN, "redis", "a recovery session could not be given back");
+    free(text);
+    sio_session_free(ss);
+}
+
+/* An answer to a recovery request of ours. */
+static void on_lent(rreq_t *q, json_t *resp) {
+    const char *text = json_string_value(json_object_get(resp, "session"));
+    const char *lender = json_string_value(json_object_get(resp, "uid"));
+    sio_session_t *ss = NULL;
+    sio_logged_t **missed = NULL;
+    size_t n = 0;
+    if (text && lender && session_read(text, &ss, &missed, &n))
+        LOG_LIMITED(LOG_LEVEL_ERROR, "redis", "recovery session from node %s not decoded", lender);
+    if (ss && (q->lent || !q->s->connecting || !sio_recovery_allowed(q->s, ss))) {
+        give_back(q->ra, lender, ss);
+        ss = NULL;
+    }
+    if (ss) {
+        q->lent = true;
+        LOG_DEBUG("redis", "session of node %s recovered here (%zu missed packets)", lender, n);
+        q->restore_done(q->s, ss, missed, n, q->arg);
+    }
+    proto_missed_free(missed, n);
+}
+
 static void on_request(radapter_t *ra, const char *msg, size_t len) {
     json_t *req;
     rmsg_bins_t bins = {0};
@@ -734,6 +875,10 @@ static void on_request(radapter_t *ra, const char *msg, size_t len) {
             json_decref(answer);
     } else if (type == REQ_BROADCAST) {
         on_broadcast_request(ra, msg, len);
+    } else if (type == REQ_PARLEY_RESTORE) {
+        lend_session(ra, req);
+    } else if (type == REQ_PARLEY_RETURN) {
+        take_back_session(ra, req);
     }
     json_decref(req);
     rmsg_bins_free(&bins);
@@ -771,6 +916,10 @@ static void on_response(radapter_t *ra, const char *msg, size_t len) {
         if (json_is_array(sockets))
             json_array_extend(q->collected, sockets);
         if (++q->got == q->expected)
+            req_end(q, 0);
+    } else if (q->type == REQ_PARLEY_RESTORE && type == REQ_PARLEY_RESTORE) {
+        on_lent(q, resp);
+        if (++q->got == q->expected || q->lent)
             req_end(q, 0);
     } else if (q->type == REQ_SERVER_SIDE_EMIT) {
         json_array_append(q->collected, json_object_get(resp, "data"));
@@ -855,15 +1004,14 @@ static sio_adapter_t *wrap(sio_nsp_t *nsp, sio_adapter_t *local, void *arg) {
     if (!ra)
         return NULL;
     size_t n = strlen(r->key) + strlen(nsp->name) + 32;
-    ra->channel = malloc(n);
-    ra->req_channel = malloc(n);
-    ra->resp_channel = malloc(n);
-    ra->own_channel = malloc(n);
-    if (!ra->channel || !ra->req_channel || !ra->resp_channel || !ra->own_channel) {
-        free(ra->channel);
-        free(ra->req_channel);
-        free(ra->resp_channel);
-        free(ra->own_channel);
+    char **names[] = {&ra->channel, &ra->req_channel, &ra->resp_channel, &ra->own_channel,
+                      &ra->parley_channel};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        ok = (*names[i] = malloc(n)) && ok;
+    if (!ok) {
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            free(*names[i]);
         free(ra);
         return NULL;
     }
@@ -871,6 +1019,7 @@ static sio_adapter_t *wrap(sio_nsp_t *nsp, sio_adapter_t *local, void *arg) {
     snprintf(ra->req_channel, n, "%s-request#%s#", r->key, nsp->name);
     snprintf(ra->resp_channel, n, "%s-response#%s#", r->key, nsp->name);
     snprintf(ra->own_channel, n, "%s-response#%s#%s#", r->key, nsp->name, r->uid);
+    snprintf(ra->parley_channel, n, "%s-parley#%s#", r->key, nsp->name);
     ra->wrap.base.ops = &redis_ops;
     ra->wrap.base.nsp = nsp;
     ra->wrap.local = local;
@@ -905,6 +1054,10 @@ int parley_redis_attach(uv_loop_t *loop, sio_server_t *io, const parley_redis_co
         return rc;
     }
     static const redis_conn_cb_t pub_cb = {pub_ready, NULL}, sub_cb = {sub_ready, NULL};
+    /* Offsets name this node: one node's offset is never looked up in another's log. */
+    char tag[UID_SIZE + 1];
+    snprintf(tag, sizeof tag, "%s-", r->uid);
+    sio_server_set_offset_tag(io, tag);
     if ((rc = sio_server_wrap_adapters(io, wrap, r)) ||
         (rc = redis_conn_open(loop, &r->ep, "publisher", &pub_cb, r, &r->pub)) ||
         (rc = redis_conn_open(loop, &r->ep, "subscriber", &sub_cb, r, &r->sub))) {

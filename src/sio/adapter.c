@@ -306,18 +306,17 @@ static sio_socket_t *single_socket(sio_nsp_t *nsp, const sio_target_t *to) {
 
 /* An offset as clients see it: with its server's tag first, when servers are told apart
  * by one, so that an offset of one server's log is never looked up in another's. */
-static void format_offset(const sio_nsp_t *nsp, uint64_t off, char out[24]) {
-    if (nsp->io->id_tag)
-        snprintf(out, 24, "%c%" PRIu64, nsp->io->id_tag, off);
-    else
-        snprintf(out, 24, "%" PRIu64, off);
+#define OFFSET_TEXT_MAX (SIO_OFFSET_TAG_MAX + 24)
+
+static void format_offset(const sio_nsp_t *nsp, uint64_t off, char out[OFFSET_TEXT_MAX]) {
+    snprintf(out, OFFSET_TEXT_MAX, "%s%" PRIu64, nsp->io->offset_tag, off);
 }
 
 static bool parse_offset(const sio_nsp_t *nsp, const char *offset, uint64_t *out) {
-    if (!offset)
+    size_t tag = strlen(nsp->io->offset_tag);
+    if (!offset || strncmp(offset, nsp->io->offset_tag, tag) != 0)
         return false;
-    if (nsp->io->id_tag && *offset++ != nsp->io->id_tag)
-        return false;
+    offset += tag;
     unsigned long long v;
     if (!slice_to_u64(slice_make(offset, strlen(offset)), &v))
         return false;
@@ -330,7 +329,7 @@ static int local_broadcast(sio_adapter_t *a, const sio_bcast_t *b) {
     bool logged = logs(nsp, &b->to);
     /* Taken for good only once encoding succeeded: offsets must stay consecutive. */
     uint64_t off = logged ? nsp->next_offset + 1 : 0;
-    char offset[24];
+    char offset[OFFSET_TEXT_MAX];
     if (logged)
         format_offset(nsp, off, offset);
     eio_msg_t **msgs;

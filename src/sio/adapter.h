@@ -146,6 +146,11 @@ int sio_server_wrap_adapters(sio_server_t *io, sio_adapter_wrap_fn wrap, void *a
 /* One of a group of servers: socket ids and recovery pids start with `tag` (a base64url
  * character), so that a socket's server can be told from its id. */
 void sio_server_set_id_tag(sio_server_t *io, char tag);
+/* One of a group of servers whose recovery logs differ: offsets start with `tag` (at most
+ * SIO_OFFSET_TAG_MAX base64url characters; set_id_tag makes it its tag), so that an
+ * offset is only ever looked up in the log it came from. */
+#define SIO_OFFSET_TAG_MAX 15
+void sio_server_set_offset_tag(sio_server_t *io, const char *tag);
 /* What an adapter that spans processes needs of the server below it. */
 http_server_t *sio_server_http(sio_server_t *io);
 struct eio_server *sio_server_eio(sio_server_t *io);

@@ -178,8 +178,9 @@ struct sio_server {
     json_t *empty; /* shared empty object (lean_handshake) */
     sio_matcher_t *matchers;
     size_t nmatchers;
-    sio_adapter_wrap_fn wrap; /* applied to each namespace's in-process adapter */
-    char id_tag;              /* first character of socket ids and pids, or '\0' */
+    sio_adapter_wrap_fn wrap;                /* applied to each namespace's in-process adapter */
+    char id_tag;                             /* first character of socket ids and pids, or '\0' */
+    char offset_tag[SIO_OFFSET_TAG_MAX + 1]; /* before every recovery offset, or "" */
     void *wrap_arg;
     sio_client_t *wait_head, *wait_tail;
     uv_timer_t connect_timer;

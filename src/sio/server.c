@@ -2,11 +2,13 @@
  * the namespaces, the recovery purge, and shutting down. Clients (one per Engine.IO
  * session) are client.c's. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "sio/internal.h"
+#include "util/assert.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -131,8 +133,15 @@ int sio_server_wrap_adapters(sio_server_t *io, sio_adapter_wrap_fn wrap, void *a
     return 0;
 }
 
+void sio_server_set_offset_tag(sio_server_t *io, const char *tag) {
+    PARLEY_ASSERT(strlen(tag) <= SIO_OFFSET_TAG_MAX);
+    snprintf(io->offset_tag, sizeof io->offset_tag, "%s", tag);
+}
+
 void sio_server_set_id_tag(sio_server_t *io, char tag) {
     io->id_tag = tag;
+    io->offset_tag[0] = tag;
+    io->offset_tag[1] = '\0';
 }
 
 http_server_t *sio_server_http(sio_server_t *io) {

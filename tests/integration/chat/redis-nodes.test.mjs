@@ -99,6 +99,35 @@ describe("two nodes, one Redis store", () => {
     }
   });
 
+  test("recovery on the other node: another user's token is refused there, the victim recovers there", async () => {
+    const room = newRoom();
+    const victimUser = newUser("Victim");
+    const victim = await ca.connect(victimUser);
+    await victim.join(room);
+    const other = await cb.connect();
+    await other.join(room);
+    await other.send(room, "before");
+    await victim.rec.waitCount("newMessage", 1);
+    const session = { pid: victim.s._pid, offset: victim.s._lastOffset, sid: victim.s.id };
+    assert.ok(session.pid && session.offset);
+    const held = (await request(`${a.url}/healthz`)).text;
+    victim.s.io.engine.transport.ws.terminate();
+    await waitUntil(async () => (await request(`${a.url}/healthz`)).text !== held, { what: "node A let go of it" });
+    // Mallory offers the victim's session to node B: refused there, given back to A.
+    const mallory = newUser("Mallory");
+    const m = await cb.connect(mallory, { auth: { token: mallory.token, pid: session.pid, offset: session.offset } });
+    assert.notEqual(m.s.id, session.sid, "not the victim's socket");
+    await other.send(room, "while away");
+    await m.flush();
+    assert.equal(m.rec.count("newMessage"), 0, "none of the victim's room messages");
+    // The victim comes back to node B with its session: restored there, with what it missed.
+    const back = await cb.connect(victimUser, { auth: { token: victimUser.token, pid: session.pid, offset: session.offset } });
+    assert.equal(back.s.id, session.sid, "the same socket, restored on the other node");
+    await back.rec.waitCount("newMessage", 1);
+    assert.equal(back.rec.of("newMessage")[0].text, "while away");
+    await back.send(room, "back, on node B");
+  });
+
   test("Redis stopped: sends are refused, never acked; back, they work again", async () => {
     const room = newRoom();
     const s = await ca.connect(newUser("Patient"));
