@@ -814,6 +814,11 @@ static int start(app_t *app) {
         return -1;
     }
     if (c->redis_url) {
+        if ((rc = chat_service_use_redis(app->chat, &app->loop, c->redis_url))) {
+            LOG_ERROR("main", "--redis-url %s: %s", c->redis_url,
+                      rc == -EINVAL ? "not a Redis URL" : uv_strerror(rc));
+            return -1;
+        }
         parley_redis_config_t rcfg;
         parley_redis_config_defaults(&rcfg);
         rcfg.url = c->redis_url;

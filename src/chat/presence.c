@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "chat/auth.h"
+#include "chat/presence_redis.h"
 #include "chat/service.h"
 #include "chat/store_remote.h"
 #include "cluster/wire.h"
@@ -31,8 +32,9 @@ struct chat_presence {
     sio_nsp_t *nsp;
     size_t limit;
     map_t local; /* room id → room_t: this process's connections */
-    map_t group; /* with workers: every worker's users, as the store owner reports them */
+    map_t group; /* with workers or Redis: every process's users, as reported to it */
     parley_worker_t *worker;
+    presence_redis_t *redis; /* with nodes over Redis */
     bool stopping;
 };
 
@@ -123,8 +125,10 @@ int chat_presence_new(sio_nsp_t *nsp, size_t limit, chat_presence_t **out) {
 
 void chat_presence_free(chat_presence_t *p) {
     rooms_free(&p->local);
-    if (p->worker)
+    if (p->worker || p->redis)
         rooms_free(&p->group);
+    if (p->redis)
+        presence_redis_close(p->redis);
     free(p);
 }
 
@@ -132,9 +136,19 @@ void chat_presence_stop(chat_presence_t *p) {
     p->stopping = true;
 }
 
-/* Where members are counted: the group's view with workers, else this process. */
+/* Where members are counted: the group's view with workers or Redis, else this process. */
 static map_t *members_of(chat_presence_t *p) {
-    return p->worker ? &p->group : &p->local;
+    return p->worker || p->redis ? &p->group : &p->local;
+}
+
+/* The group's view from news that says, not counts: present or not (idempotent). */
+static void group_set(chat_presence_t *p, const char *room, const char *user, bool present) {
+    room_t *r = room_get(&p->group, room, false);
+    bool there = r && map_get(&r->counts, user, strlen(user));
+    if (present && !there && count_add(&p->group, room, user) < 0)
+        LOG_WARN("chat", "member %s of %s not kept: out of memory", user, room);
+    else if (!present && there)
+        count_remove(&p->group, room, user);
 }
 
 size_t chat_presence_users(chat_presence_t *p, const char *room) {
@@ -177,6 +191,15 @@ static void announce(chat_presence_t *p, const char *room, bool joined, const ch
  * that is the room's news; with workers, the store owner decides. */
 static void changed(chat_presence_t *p, sio_socket_t *s, const char *room, bool joined,
                     const char *user, const char *username) {
+    if (p->redis) {
+        /* Seen at once in its own member list; others hear it from Redis. */
+        if (joined)
+            group_set(p, room, user, true);
+        if (presence_redis_change(p->redis, room, user, username, joined, sio_socket_id(s)))
+            LOG_LIMITED(LOG_LEVEL_WARN, "chat", "presence of %s in %s not reported: Redis away",
+                        user, room);
+        return;
+    }
     if (!p->worker) {
         announce(p, room, joined, user, username, sio_socket_id(s),
                  chat_presence_users(p, room) + (joined ? 0 : 1));
@@ -206,6 +229,9 @@ static void changed(chat_presence_t *p, sio_socket_t *s, const char *room, bool 
 
 int chat_presence_join(chat_presence_t *p, sio_socket_t *s, const char *room, const char *user,
                        const char *username) {
+    /* The first member here of a room: who is there on the other nodes. */
+    if (p->redis && !room_get(&p->local, room, false) && presence_redis_load(p->redis, room))
+        LOG_LIMITED(LOG_LEVEL_WARN, "chat", "members of %s not loaded: Redis away", room);
     int added = count_add(&p->local, room, user);
     if (added == 1)
         changed(p, s, room, true, user, username);
@@ -254,4 +280,23 @@ int chat_presence_use_workers(chat_presence_t *p, parley_worker_t *worker) {
         return -EIO;
     p->worker = worker;
     return cluster_worker_on_app(worker, CHAT_F_PRESENCE_EV, CHAT_F_PRESENCE_EV, on_event, p);
+}
+
+/* Cluster-wide news from Redis: kept for the member lists, announced to this node's
+ * sockets of the room (but the one that caused it). */
+static void on_redis_event(const char *room, const char *user, const char *username, bool joined,
+                           const char *sid, bool loaded, void *arg) {
+    chat_presence_t *p = arg;
+    group_set(p, room, user, joined);
+    if (!loaded)
+        announce(p, room, joined, user, username, sid, chat_presence_users(p, room) + !joined);
+}
+
+int chat_presence_use_redis(chat_presence_t *p, uv_loop_t *loop, const char *url) {
+    if (map_init(&p->group))
+        return -ENOMEM;
+    int rc = presence_redis_open(loop, url, on_redis_event, p, &p->redis);
+    if (rc)
+        map_free(&p->group);
+    return rc;
 }

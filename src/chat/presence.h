@@ -16,6 +16,7 @@
 
 #include "parley/cluster.h"
 #include "parley/sio.h"
+#include <uv.h>
 
 #define CHAT_MEMBERS_MAX 100 /* user ids a member list holds at most */
 
@@ -29,6 +30,10 @@ void chat_presence_free(chat_presence_t *p);
 void chat_presence_stop(chat_presence_t *p);
 /* Count with the other workers (see above). Call once, before serving. */
 int chat_presence_use_workers(chat_presence_t *p, parley_worker_t *worker);
+/* Count with the other nodes on the Redis at url (chat/presence_redis.h): userJoined and
+ * userLeft once per user cluster-wide, member lists of every node's users. Call once,
+ * before serving. Returns 0, -EINVAL or -ENOMEM. */
+int chat_presence_use_redis(chat_presence_t *p, uv_loop_t *loop, const char *url);
 
 /* Socket s of user (username) is in room now: counted, and announced when it is the
  * user's first there. Returns 0, or -ENOMEM (then not counted: the caller undoes the

@@ -137,6 +137,10 @@ int chat_service_use_workers(chat_service_t *svc, parley_worker_t *worker) {
     return chat_presence_use_workers(svc->presence, worker);
 }
 
+int chat_service_use_redis(chat_service_t *svc, uv_loop_t *loop, const char *url) {
+    return chat_presence_use_redis(svc->presence, loop, url);
+}
+
 /* ---- small helpers ---- */
 
 /* Answers the ack (when asked for) with obj, which it takes (NULL: out of memory). */

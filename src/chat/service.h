@@ -73,6 +73,9 @@ void chat_service_free(chat_service_t *svc);
  * owner (chat/store_remote.h); member lists and counts are the whole group's. Call once,
  * after chat_service_new and before serving. */
 int chat_service_use_workers(chat_service_t *svc, parley_worker_t *worker);
+/* With nodes over Redis (--redis-url): presence counted across nodes
+ * (chat_presence_use_redis). Call once, before serving. */
+int chat_service_use_redis(chat_service_t *svc, uv_loop_t *loop, const char *url);
 
 /* Distinct users present in a room (for the HTTP API). */
 size_t chat_service_room_users(chat_service_t *svc, const char *room_id);

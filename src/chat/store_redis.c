@@ -518,7 +518,7 @@ static void deliver_list(call_t *c, redisReply *list, int err) {
     size_t n = list ? list->elements : 0;
     chat_msg_t **msgs = n ? calloc(n, sizeof *msgs) : NULL;
     size_t got = 0;
-    for (size_t i = 0; msgs && i < n; i++) {
+    for (size_t i = 0; list && msgs && i < n; i++) {
         size_t at = c->reverse ? n - 1 - i : i;
         redisReply *e = list->element[at];
         if (e->type == REDIS_REPLY_STRING && msg_from_json(e->str, e->len, &msgs[got]) == 0)

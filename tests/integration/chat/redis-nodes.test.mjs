@@ -128,6 +128,53 @@ describe("two nodes, one Redis store", () => {
     await back.send(room, "back, on node B");
   });
 
+  test("presence across nodes: userJoined and userLeft once per user, member lists of both nodes", async () => {
+    const room = newRoom();
+    const watcher = await cb.connect(newUser("Watcher"));
+    await watcher.join(room);
+    const u = newUser("Roamer");
+    const onA = await ca.connect(u);
+    const onB = await cb.connect(u);
+    const joinA = await onA.join(room);
+    await onB.join(room);
+    await waitUntil(() => watcher.rec.count("userJoined") >= 1, { what: "userJoined" });
+    // A's member list has B's watcher: it was loaded from Redis when A's first member came.
+    const members = (await (await ca.connect()).join(room)).ack.members;
+    assert.ok(members.includes(watcher.userId) && members.includes(u.userId), JSON.stringify(members));
+    assert.ok(joinA.ack.members.includes(u.userId));
+    // One of the user's two connections leaves: still present. The other: gone, once.
+    ca.closeOne(onA);
+    await watcher.flush();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(watcher.rec.of("userLeft").filter((e) => e.userId === u.userId).length, 0, "still on node B");
+    cb.closeOne(onB);
+    await waitUntil(() => watcher.rec.of("userLeft").some((e) => e.userId === u.userId), { what: "userLeft" });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(watcher.rec.of("userJoined").filter((e) => e.userId === u.userId).length, 1, "joined once");
+    assert.equal(watcher.rec.of("userLeft").filter((e) => e.userId === u.userId).length, 1, "left once");
+  });
+
+  test("a node killed with SIGKILL leaves no ghosts: its users leave within the heartbeat's expiry", { timeout: 40000 }, async () => {
+    const room = newRoom();
+    const watcher = await ca.connect(newUser("Watcher"));
+    await watcher.join(room);
+    const c = await startParley(["--store", "redis", "--redis-url", redis.url]);
+    try {
+      const cc = new Clients(c);
+      const ghost = await cc.connect(newUser("Ghost"));
+      await ghost.join(room);
+      await waitUntil(() => watcher.rec.of("userJoined").some((e) => e.userId === ghost.userId), { what: "joined" });
+      c.process.kill("SIGKILL");
+      const t0 = Date.now();
+      await waitUntil(() => watcher.rec.of("userLeft").some((e) => e.userId === ghost.userId), { what: "the ghost left", timeoutMs: 30000, intervalMs: 200 });
+      assert.ok(Date.now() - t0 < 20000, `${Date.now() - t0} ms`);
+      cc.closeAll();
+    } finally {
+      if (c.process.exitCode === null && c.process.signalCode === null) await c.stop();
+      c.cleanup?.();
+    }
+  });
+
   test("Redis stopped: sends are refused, never acked; back, they work again", async () => {
     const room = newRoom();
     const s = await ca.connect(newUser("Patient"));
