@@ -1000,7 +1000,7 @@ typedef struct {
 static void post_done(int err, chat_msg_t *msg, void *arg) {
     post_t *p = arg;
     if (err == -EDQUOT) {
-        p->cb("rate_limited", NULL, p->arg); /* the owner's bucket (workers) */
+        p->cb("rate_limited", NULL, p->arg); /* the shared bucket (workers, Redis) */
         free(p);
         return;
     }
@@ -1016,8 +1016,9 @@ const char *chat_service_post(chat_service_t *svc, const char *room_id, const ch
     const char *err = check_text(text, svc->cfg.max_text);
     if (err)
         return err;
-    if (rate_limit && svc->worker) {
-        /* The user's posts may land on any worker: the store owner keeps the bucket. */
+    if (rate_limit) {
+        /* The user's posts may land on any worker or node: a store shared by them keeps
+         * the bucket (-ENOTSUP: this process counts its own, below). */
         post_t *p = malloc(sizeof *p);
         if (!p)
             return "internal_error";
@@ -1026,11 +1027,13 @@ const char *chat_service_post(chat_service_t *svc, const char *room_id, const ch
             svc->store, room_id, user->user_id, user->username, json_string_value(text),
             json_string_length(text), (uint32_t)svc->cfg.rate_burst,
             svc->cfg.rate_per_sec < 1 ? 1 : (uint32_t)svc->cfg.rate_per_sec, post_done, p);
-        if (rc) {
+        if (rc != -ENOTSUP) {
+            if (rc == 0)
+                return NULL;
             free(p);
             return "internal_error";
         }
-        return NULL;
+        free(p);
     }
     if (rate_limit) {
         bucket_t *b = user_bucket(svc, user->user_id);

@@ -13,6 +13,18 @@ int chat_store_append(chat_store_t *st, const char *room_id, const char *user_id
                                        out);
 }
 
+int chat_store_append_limited(chat_store_t *st, const char *room_id, const char *user_id,
+                              const char *username, const char *text, size_t text_len,
+                              uint32_t burst, uint32_t per_sec, chat_store_append_cb cb,
+                              void *arg) {
+    if (!st)
+        return -EINVAL;
+    if (!store_head(st)->ops->append_limited)
+        return -ENOTSUP;
+    return store_head(st)->ops->append_limited(st, room_id, user_id, username, text, text_len,
+                                               burst, per_sec, cb, arg);
+}
+
 int chat_store_history(chat_store_t *st, const char *room_id, uint64_t before_seq, size_t limit,
                        chat_store_history_cb cb, void *arg) {
     return st ? store_head(st)->ops->history(st, room_id, before_seq, limit, cb, arg) : -EINVAL;

@@ -123,6 +123,15 @@ int chat_store_append(chat_store_t *st, const char *room_id, const char *user_id
                       const char *username, const char *text, size_t text_len,
                       chat_store_append_cb cb, void *arg, chat_msg_t **out);
 
+/* chat_store_append for posts rate limited per user across every process that shares
+ * the store (a worker's remote store: the owner keeps the bucket; the Redis store: Redis
+ * does): the user's token bucket (burst, per_sec) is taken from where the append is made,
+ * and an empty one refuses the post with -EDQUOT (nothing stored). -ENOTSUP when the
+ * store keeps no shared buckets (the caller counts its own). */
+int chat_store_append_limited(chat_store_t *st, const char *room_id, const char *user_id,
+                              const char *username, const char *text, size_t text_len,
+                              uint32_t burst, uint32_t per_sec, chat_store_append_cb cb, void *arg);
+
 /* Messages of a room, oldest first: the `limit` newest (at most max_read) acknowledged
  * ones with seq < before_seq (0: newest overall). cb may run synchronously (window hit)
  * or later (worker read), exactly once when 0 is returned, never when an error is. msgs

@@ -44,6 +44,11 @@ typedef struct chat_store_ops {
     int (*append)(chat_store_t *st, const char *room_id, const char *user_id, const char *username,
                   const char *text, size_t text_len, chat_store_append_cb cb, void *arg,
                   chat_msg_t **out);
+    /* append with the user's token bucket kept where every process sees it (NULL: the
+     * store keeps none; chat_store_append_limited then returns -ENOTSUP). */
+    int (*append_limited)(chat_store_t *st, const char *room_id, const char *user_id,
+                          const char *username, const char *text, size_t text_len, uint32_t burst,
+                          uint32_t per_sec, chat_store_append_cb cb, void *arg);
     int (*history)(chat_store_t *st, const char *room_id, uint64_t before_seq, size_t limit,
                    chat_store_history_cb cb, void *arg);
     int (*after)(chat_store_t *st, const char *room_id, uint64_t after_seq, size_t limit,

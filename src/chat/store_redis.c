@@ -45,9 +45,20 @@
 /* Room ids kept in fixed buffers; the service allows 128 bytes. */
 #define ROOM_ID_MAX 256
 
-/* KEYS: seq, history, ids. ARGV: json before the seq, json after it, message id,
- * retention (0: all), channel. Returns the message's JSON and its seq. */
+/* KEYS: seq, history, ids, the user's post bucket. ARGV: json before the seq, json after
+ * it, message id, retention (0: all), channel, burst (0: no limit), per second, now (ms).
+ * Returns the message's JSON and its seq, or -1 when the user's bucket is empty. */
 static const char append_lua[] =
+    "local burst = tonumber(ARGV[6])\n"
+    "if burst > 0 then\n"
+    "  local rate, now = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+    "  local b = redis.call('HMGET', KEYS[4], 't', 'at')\n"
+    "  local t, at = tonumber(b[1] or burst), tonumber(b[2] or now)\n"
+    "  t = math.min(burst, t + math.max(0, now - at) * rate / 1000)\n"
+    "  if t < 1 then return -1 end\n"
+    "  redis.call('HSET', KEYS[4], 't', tostring(t - 1), 'at', tostring(now))\n"
+    "  redis.call('PEXPIRE', KEYS[4], math.ceil(burst * 1000 / rate) + 1000)\n"
+    "end\n"
     "local seq = redis.call('INCR', KEYS[1])\n"
     "local m = ARGV[1] .. seq .. ARGV[2]\n"
     "redis.call('ZADD', KEYS[2], seq, m)\n"
@@ -431,6 +442,8 @@ static void appended(redisAsyncContext *ac, void *reply, void *priv) {
     if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
         rep->element[0]->type == REDIS_REPLY_STRING)
         rc = msg_from_json(rep->element[0]->str, rep->element[0]->len, &m);
+    else if (rep && rep->type == REDIS_REPLY_INTEGER)
+        rc = -EDQUOT; /* the user's bucket is empty: nothing stored */
     else if (rep && rep->type == REDIS_REPLY_ERROR)
         LOG_LIMITED(LOG_LEVEL_ERROR, "chat", "Redis refused an append: %s", rep->str);
     if (rc) {
@@ -459,12 +472,9 @@ static void appended(redisAsyncContext *ac, void *reply, void *priv) {
     command_done(rs);
 }
 
-static int rs_append(chat_store_t *st, const char *room_id, const char *user_id,
-                     const char *username, const char *text, size_t text_len,
-                     chat_store_append_cb cb, void *arg, chat_msg_t **out) {
-    rstore_t *rs = rstore_of(st);
-    if (out)
-        *out = NULL;
+static int append(rstore_t *rs, const char *room_id, const char *user_id, const char *username,
+                  const char *text, size_t text_len, uint32_t burst, uint32_t per_sec,
+                  chat_store_append_cb cb, void *arg) {
     if (rs->closing)
         return -ECANCELED;
     if (!redis_conn_ctx(rs->cmd))
@@ -488,28 +498,42 @@ static int rs_append(chat_store_t *st, const char *room_id, const char *user_id,
         return cut ? -ENOMEM : -EINVAL;
     }
     c->append_cb = cb;
-    char kseq[KEY_MAX], khist[KEY_MAX], kids[KEY_MAX], keep[32];
+    char kseq[KEY_MAX], khist[KEY_MAX], kids[KEY_MAX], kbucket[KEY_MAX], keep[32], b[16], r[16],
+        now[32];
     key(kseq, room_id, "seq");
     key(khist, room_id, "history");
     key(kids, room_id, "ids");
+    snprintf(kbucket, sizeof kbucket, "chat:user:%s:posts", user_id);
     snprintf(keep, sizeof keep, "%zu", rs->cfg.memory_keep);
+    snprintf(b, sizeof b, "%" PRIu32, burst);
+    snprintf(r, sizeof r, "%" PRIu32, per_sec ? per_sec : 1);
+    snprintf(now, sizeof now, "%" PRId64, time_wall_ms());
     size_t before = (size_t)(cut - tmpl->json) + 7; /* through ,"seq": */
-    const char *argv[] = {"EVAL",     append_lua, "3", kseq, khist,  kids,
-                          tmpl->json, cut + 8,    id,  keep, CHANNEL};
-    size_t lens[] = {4,
-                     sizeof append_lua - 1,
-                     1,
-                     strlen(kseq),
-                     strlen(khist),
-                     strlen(kids),
-                     before,
-                     tmpl->json_len - before - 1,
-                     strlen(id),
-                     strlen(keep),
-                     sizeof CHANNEL - 1};
-    rc = send_call(rs, c, appended, 11, argv, lens);
+    const char *argv[] = {"EVAL",  append_lua, "4",  kseq,    khist, kids, kbucket, tmpl->json,
+                          cut + 8, id,         keep, CHANNEL, b,     r,    now};
+    size_t lens[15];
+    for (size_t i = 0; i < 15; i++)
+        lens[i] = strlen(argv[i]);
+    lens[7] = before;
+    lens[8] = tmpl->json_len - before - 1;
+    rc = send_call(rs, c, appended, 15, argv, lens);
     chat_msg_unref(tmpl);
     return rc;
+}
+
+static int rs_append(chat_store_t *st, const char *room_id, const char *user_id,
+                     const char *username, const char *text, size_t text_len,
+                     chat_store_append_cb cb, void *arg, chat_msg_t **out) {
+    if (out)
+        *out = NULL; /* the seq is Redis's to assign: known with the answer */
+    return append(rstore_of(st), room_id, user_id, username, text, text_len, 0, 0, cb, arg);
+}
+
+static int rs_append_limited(chat_store_t *st, const char *room_id, const char *user_id,
+                             const char *username, const char *text, size_t text_len,
+                             uint32_t burst, uint32_t per_sec, chat_store_append_cb cb, void *arg) {
+    return append(rstore_of(st), room_id, user_id, username, text, text_len, burst, per_sec, cb,
+                  arg);
 }
 
 /* ---- reads ---- */
@@ -739,6 +763,7 @@ static void rs_close(chat_store_t *st, void (*done)(void *arg), void *arg) {
 
 static const chat_store_ops_t redis_ops = {
     .append = rs_append,
+    .append_limited = rs_append_limited,
     .history = rs_history,
     .after = rs_after,
     .last_seq = rs_last_seq,

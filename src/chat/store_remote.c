@@ -253,12 +253,9 @@ static int r_append(chat_store_t *st, const char *room_id, const char *user_id,
     return send_append(remote_of(st), room_id, user_id, username, text, text_len, 0, 0, cb, arg);
 }
 
-int chat_store_append_limited(chat_store_t *st, const char *room_id, const char *user_id,
-                              const char *username, const char *text, size_t text_len,
-                              uint32_t burst, uint32_t per_sec, chat_store_append_cb cb,
-                              void *arg) {
-    if (!st || store_head(st)->ops != &remote_ops)
-        return -EINVAL;
+static int r_append_limited(chat_store_t *st, const char *room_id, const char *user_id,
+                            const char *username, const char *text, size_t text_len, uint32_t burst,
+                            uint32_t per_sec, chat_store_append_cb cb, void *arg) {
     return send_append(remote_of(st), room_id, user_id, username, text, text_len, burst, per_sec,
                        cb, arg);
 }
@@ -350,6 +347,7 @@ static void r_close(chat_store_t *st, void (*done)(void *arg), void *arg) {
 
 static const chat_store_ops_t remote_ops = {
     .append = r_append,
+    .append_limited = r_append_limited,
     .history = r_history,
     .after = r_after,
     .last_seq = r_last_seq,

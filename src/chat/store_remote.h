@@ -54,13 +54,6 @@ enum {
 /* In a worker: the store, through the worker's channel (opened here when needed). */
 int chat_store_open_remote(uv_loop_t *loop, parley_worker_t *w, chat_store_t **out);
 
-/* chat_store_append for posts rate limited per user across every worker: the owner
- * keeps the user's token bucket (burst, per_sec) and refuses with -EDQUOT when it is
- * empty (nothing stored). st must be a remote store. */
-int chat_store_append_limited(chat_store_t *st, const char *room_id, const char *user_id,
-                              const char *username, const char *text, size_t text_len,
-                              uint32_t burst, uint32_t per_sec, chat_store_append_cb cb, void *arg);
-
 /* In the supervisor: the service that owns the store. The configuration is borrowed for
  * the supervisor's lifetime. */
 typedef struct {

@@ -199,3 +199,34 @@ describe("two nodes, one Redis store", () => {
     await waitUntil(async () => (await request(`${a.url}/readyz`)).status === 200, { what: "ready again" });
   });
 });
+
+describe("two nodes, one Redis: a user's HTTP posts share one bucket", () => {
+  let redis, a, b;
+
+  before(async () => {
+    redis = await startRedis();
+    const args = ["--store", "redis", "--redis-url", redis.url, "--rate-burst", "3", "--rate-per-sec", "1"];
+    [a, b] = await Promise.all([startParley(args), startParley(args)]);
+  });
+
+  after(async () => {
+    await a?.stop();
+    await b?.stop();
+    await redis?.stop();
+  });
+
+  test("posts alternating between the nodes are counted together: the burst, then 429", async () => {
+    const room = newRoom();
+    const u = newUser("Poster");
+    const post = (srv, text) =>
+      request(`${srv.url}/api/rooms/${encodeURIComponent(room)}/messages`, {
+        method: "POST",
+        body: JSON.stringify({ text }),
+        headers: { "content-type": "application/json", authorization: `Bearer ${u.token}` },
+      });
+    const codes = [];
+    for (let i = 0; i < 4; i++) codes.push((await post(i % 2 ? b : a, `p${i}`)).status);
+    assert.deepEqual(codes.slice(0, 3).every((c) => c === 200 || c === 201), true, JSON.stringify(codes));
+    assert.equal(codes[3], 429, `the fourth post, across both nodes: ${JSON.stringify(codes)}`);
+  });
+});
