@@ -128,6 +128,26 @@ describe("two nodes, one Redis store", () => {
     await back.send(room, "back, on node B");
   });
 
+  test("typing and direct messages cross nodes: every connection of the recipient, once", async () => {
+    const room = newRoom();
+    const sender = await ca.connect(newUser("Sender"));
+    const to = newUser("Recipient");
+    const [r1, r2] = [await ca.connect(to), await cb.connect(to)];
+    await sender.join(room);
+    await r2.join(room);
+    assert.deepEqual(await sender.ask("typing", { roomId: room, isTyping: true }), { ok: true });
+    await waitUntil(() => r2.rec.count("userTyping") === 1, { what: "typing on node B" });
+    assert.equal(r2.rec.of("userTyping")[0].userId, sender.userId);
+    assert.deepEqual(await sender.ask("sendDirect", { toUserId: to.userId, text: "psst" }), { ok: true });
+    for (const r of [r1, r2]) {
+      await waitUntil(() => r.rec.count("directMessage") === 1, { what: "the direct message" });
+      assert.equal(r.rec.of("directMessage")[0].text, "psst");
+    }
+    await r1.flush();
+    await r2.flush();
+    assert.equal(r1.rec.count("directMessage") + r2.rec.count("directMessage"), 2, "once on each connection");
+  });
+
   test("presence across nodes: userJoined and userLeft once per user, member lists of both nodes", async () => {
     const room = newRoom();
     const watcher = await cb.connect(newUser("Watcher"));
