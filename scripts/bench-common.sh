@@ -1,4 +1,5 @@
-# scripts/bench-common.sh — what scripts/bench.sh and scripts/bench-workers.sh share:
+# scripts/bench-common.sh — what scripts/bench.sh, scripts/bench-workers.sh and
+# scripts/bench-redis.sh share:
 # the servers' command lines, starting and stopping a server (and every process it
 # started: the workers of parley --workers N), one parley-bench run recorded as a JSON
 # line, and the broadcast load ladder. Sourced, never run; sourcing sets the EXIT, INT
@@ -69,6 +70,20 @@ server_tree() { # pid
   local c
   echo "$1"
   for c in $(pgrep -P "$1" 2>/dev/null); do server_tree "$c"; done
+}
+
+# CPU (utime + stime, in clock ticks: getconf CLK_TCK) of a process and its descendants,
+# from /proc; 0 when none is alive. For processes parley-bench does not sample itself
+# (scripts/bench-redis.sh: Redis, nginx).
+tree_cpu_ticks() { # pid
+  local p sum=0 stat
+  for p in $(server_tree "$1"); do
+    stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    stat=${stat##*) } # after the command name, which may hold spaces
+    read -ra stat <<<"$stat"
+    sum=$((sum + stat[11] + stat[12])) # fields 14 and 15 of the whole line
+  done
+  echo "$sum"
 }
 
 # SIGTERM, STOP_POLLS × 50 ms to exit (its shutdown is not measured), then SIGKILL to

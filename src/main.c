@@ -477,7 +477,8 @@ static bool health_route(http_conn_t *hc, http_req_t *req, void *arg) {
     if (!probe_request_ok(hc, req, "/healthz"))
         return true;
     json_t *counts = health_counts(app);
-    if (app->worker && counts) {
+    /* With Redis each worker is a node and reports itself alone. */
+    if (app->worker && !app->cfg.redis_url && counts) {
         health_wait_t *hw = calloc(1, sizeof *hw);
         if (hw) {
             *hw = (health_wait_t){app, hc, counts};
@@ -569,8 +570,10 @@ static int start_workers(app_t *app, int argc, char **argv) {
     owner.kind = app->cfg.store;
     owner.data_dir = app->cfg.data_dir;
     int port = (int)app->cfg.port;
-    int rc = cluster_start(argc, argv, n, app->cfg.host, &port, &chat_owner_service, &owner,
-                           &app->worker);
+    /* With Redis every worker is a node of the cluster: it has its own store connection
+     * and no owner is needed in the supervisor. */
+    int rc = cluster_start(argc, argv, n, app->cfg.host, &port,
+                           app->cfg.redis_url ? NULL : &chat_owner_service, &owner, &app->worker);
     app->cfg.port = port;
     if (rc || (n > 1 && !app->worker))
         return rc;
@@ -758,7 +761,7 @@ static int start(app_t *app) {
         LOG_ERROR("main", "--output-limit / --send-timeout: %s", strerror(-rc));
         return -1;
     }
-    if (app->worker) {
+    if (app->worker && !c->redis_url) {
         /* The supervisor owns the store (chat/store_remote.h). */
         rc = chat_store_open_remote(&app->loop, app->worker, &app->store);
     } else if (strcmp(c->store, "memory") == 0) {
@@ -798,7 +801,7 @@ static int start(app_t *app) {
     }
     if ((rc = sio_server_new(app->http, &iocfg, &app->io)) ||
         (rc = chat_service_new(app->io, app->store, app->auth, &ccfg, &app->chat)) ||
-        (app->worker && (rc = chat_service_use_workers(app->chat, app->worker))) ||
+        (app->worker && !c->redis_url && (rc = chat_service_use_workers(app->chat, app->worker))) ||
         (rc = chat_feed_new(&app->loop, app->chat, app->store, &fcfg, &app->feed)) ||
         (rc = http_server_route(app->http, "/api/dev/token", dev_token_route, app)) ||
         (rc =
@@ -807,8 +810,11 @@ static int start(app_t *app) {
         (rc = http_server_route(app->http, "/readyz", ready_route, app)) ||
         (rc = http_server_route(app->http, "/socket.io/socket.io", client_route, app)) ||
         (rc = http_server_route(app->http, "", web_route, app)) ||
-        (app->worker && (rc = parley_worker_attach(app->worker, &app->loop, app->io))) ||
-        (app->worker &&
+        (app->worker && !c->redis_url &&
+         (rc = parley_worker_attach(app->worker, &app->loop, app->io))) ||
+        (app->worker && c->redis_url &&
+         (rc = parley_worker_attach_handoff(app->worker, &app->loop, app->io))) ||
+        (app->worker && !c->redis_url &&
          (rc = sio_nsp_on_server_event(sio_server_of(app->io, "/"), on_server_event, app)))) {
         LOG_ERROR("main", "cannot start the chat service: %s", uv_strerror(rc));
         return -1;
@@ -872,11 +878,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "parley: --store redis needs --redis-url\n");
         return 2;
     }
-    if (app.cfg.redis_url && strcmp(app.cfg.workers, "1") != 0) {
-        /* Each worker would be a node of its own, and the workers' own fan-out would
-         * deliver twice what Redis also brings: not built yet (docs/CLUSTER.md). */
-        fprintf(stderr, "parley: --redis-url runs one process per node (--workers 1); start "
-                        "one node per core behind the balancer instead\n");
+    if (app.cfg.redis_url && strcmp(app.cfg.workers, "1") != 0 &&
+        strcmp(app.cfg.store, "sqlite") == 0) {
+        /* With Redis each worker is a node, and nodes share no SQLite file. */
+        fprintf(stderr, "parley: --workers with --redis-url needs --store redis (or memory)\n");
         return 2;
     }
     int done = start_workers(&app, argc, argv);

@@ -65,6 +65,12 @@ unsigned parley_worker_count(const parley_worker_t *w);
  * sessions. Call once, after sio_server_new and before running the loop. */
 int parley_worker_attach(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io);
 
+/* parley_worker_attach without the cross-worker adapter: session ids name this worker
+ * and requests for other workers' sessions are handed to them, but broadcasts and the
+ * rest go through whatever adapter the program installs instead — each worker then being
+ * a node of its own, as when every worker joins a Redis cluster (parley/redis.h), where
+ * the workers' own fan-out would deliver a second time what Redis brings. */
+int parley_worker_attach_handoff(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io);
 /* Shutdown, first step, before sio_server_close: the worker stops applying the other
  * workers' operations and adopting connections handed to it (they are closed: their
  * clients retry elsewhere). Its channel stays open for what else the program sends. */

@@ -252,14 +252,16 @@ int cluster_worker_on_app(parley_worker_t *w, uint8_t first, uint8_t last, clust
     return 0;
 }
 
-int parley_worker_attach(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io) {
+static int attach(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io, bool fan_out) {
     w->io = io;
     int rc = cluster_worker_connect(w, loop);
     if (rc)
         return rc;
-    if ((rc = sio_server_wrap_adapters(io, cluster_adapter_wrap, w)))
-        return rc;
-    cluster_adapter_answer(w);
+    if (fan_out) {
+        if ((rc = sio_server_wrap_adapters(io, cluster_adapter_wrap, w)))
+            return rc;
+        cluster_adapter_answer(w);
+    }
     eio_server_set_group(sio_server_eio(io), cluster_worker_tag(w->id), foreign_request, w);
     sio_server_set_id_tag(io, cluster_worker_tag(w->id));
     buf_t b = {0};
@@ -273,6 +275,14 @@ int parley_worker_attach(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io) 
     }
     buf_free(&b);
     return rc;
+}
+
+int parley_worker_attach(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io) {
+    return attach(w, loop, io, true);
+}
+
+int parley_worker_attach_handoff(parley_worker_t *w, uv_loop_t *loop, sio_server_t *io) {
+    return attach(w, loop, io, false);
 }
 
 void parley_worker_detach_io(parley_worker_t *w) {

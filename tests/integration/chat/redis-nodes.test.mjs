@@ -110,9 +110,10 @@ describe("two nodes, one Redis store", () => {
     await victim.rec.waitCount("newMessage", 1);
     const session = { pid: victim.s._pid, offset: victim.s._lastOffset, sid: victim.s.id };
     assert.ok(session.pid && session.offset);
-    const held = (await request(`${a.url}/healthz`)).text;
     victim.s.io.engine.transport.ws.terminate();
-    await waitUntil(async () => (await request(`${a.url}/healthz`)).text !== held, { what: "node A let go of it" });
+    // Its node let go of it (and kept its session, in the same step) once the others hear
+    // that it left.
+    await waitUntil(() => other.rec.of("userLeft").some((e) => e.userId === victimUser.userId), { what: "node A let go of it" });
     // Mallory offers the victim's session to node B: refused there, given back to A.
     const mallory = newUser("Mallory");
     const m = await cb.connect(mallory, { auth: { token: mallory.token, pid: session.pid, offset: session.offset } });
