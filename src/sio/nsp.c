@@ -464,9 +464,14 @@ static void collector_timer_closed(uv_handle_t *h) {
         free(col);
 }
 
-static void collector_unref(collector_t *col) {
-    if (--col->refs == 0)
+static void collector_release(collector_t *col, uint32_t n) {
+    col->refs -= n;
+    if (col->refs == 0)
         free(col);
+}
+
+static void collector_unref(collector_t *col) {
+    collector_release(col, 1);
 }
 
 static void collector_finish(collector_t *col, int err) {
@@ -550,8 +555,7 @@ int sio_nsp_emit_with_ack(sio_nsp_t *nsp, const sio_target_t *to, uint32_t timeo
             uv_close((uv_handle_t *)&col->timer, collector_timer_closed);
         }
         /* A failed adapter never counted: its reference goes with this call's. */
-        collector_unref(col);
-        collector_unref(col);
+        collector_release(col, 2);
         return rc;
     }
     if (!col->finished && timeout_ms &&
