@@ -66,6 +66,7 @@ fuzz: test-deps
 bench: bench-deps build
 	@scripts/bench.sh
 	@scripts/bench-workers.sh
+	@scripts/bench-redis.sh
 
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD)

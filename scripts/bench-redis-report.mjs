@@ -174,8 +174,8 @@ L.push("- nginx (2 workers, `random` balancing, WebSocket upgrades passed throug
 L.push("");
 L.push("CPU per delivery is split: *nodes* is what parley-bench measures for the node processes (`--server-pid`, all " +
   "their threads) over its window ÷ deliveries; *Redis* (INFO used_cpu) and *nginx* (its processes, /proc) are sampled " +
-  "by the script at the start and the end of the window (it waits for parley-bench's “ready” line, then the 100 ms to " +
-  "GO and the warm-up) and divided by that window's deliveries at parley-bench's rate. Everything, load generator " +
+  "by the script at both ends of a window 0.15 s inside parley-bench's (it notices parley-bench's “ready” line; GO " +
+  "follows 100 ms later, then the warm-up) and divided by that window's deliveries at parley-bench's rate. Everything, load generator " +
   "(2 processes) included, shares the machine's 2 cores: these figures are costs per delivery and a ceiling on one " +
   "machine, not the throughput of a cluster of machines.");
 L.push("");
@@ -189,7 +189,9 @@ for (const s of servers) {
 }
 if (servers.some((s) => s !== "parley"))
   L.push("nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'   # upstream nodes { random; server 127.0.0.1:NODE_PORT; … }, listen reuseport, proxy_http_version 1.1, Upgrade/Connection headers (scripts/bench-redis.sh writes it)");
-L.push(`parley-bench broadcast --clients ${fmt(meta.clients ?? 10000).replace(/,/g, "")} --room-size ${roomSize} --rate LOAD/10000 --procs 2 --connect-rate 20000 --warmup 1 --duration ${meta.dur ?? 3} --drain 1 --port PORT --jwt-secret parley-bench-secret-0123456789abcdef --server-pid NODE_PIDS   # Node: --connect-rate 2000; PORT: nginx's, or the node's for 1 node without Redis`);
+const benchCmd = (recs.find((r) => r.server !== "parley" && !r.server.startsWith("node")) ?? recs[0])?.cmd;
+if (benchCmd)
+  L.push(`${benchCmd.replace(/--rate \S+/, `--rate LOAD/${meta.clients ?? 10000}`)}   # Node: --connect-rate 2000; PORT: nginx's, or the node's for 1 node without Redis; PIDS: the nodes'`);
 L.push("```");
 L.push("");
 L.push(`### Deliveries/s within p99 ≤ ${P99_LIMIT} ms, and CPU per delivery`);
