@@ -2,13 +2,18 @@
 // docs/CLUSTER.md): one seq order per room whatever node each sender is on, every
 // client of either node gets every message once and in order, history and `after` are
 // the same on both, receipts are checked against the shared ids, and an ack never comes
-// for a message that is not in Redis (Redis stopped: sends fail, nothing is acked).
+// for a message that is not in Redis (Redis stopped: sends fail, nothing is acked; with
+// appendfsync always, every acked message survives Redis killed with SIGKILL).
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import { createClient } from "redis";
 
 import { startRedis } from "../lib/redis.mjs";
+import { processExit } from "../lib/server.mjs";
 import { Clients, fullHistory, newRoom, newUser, request, startParley, waitUntil } from "./util.mjs";
 
 describe("two nodes, one Redis store", () => {
@@ -249,5 +254,38 @@ describe("two nodes, one Redis: a user's HTTP posts share one bucket", () => {
     for (let i = 0; i < 4; i++) codes.push((await post(i % 2 ? b : a, `p${i}`)).status);
     assert.deepEqual(codes.slice(0, 3).every((c) => c === 200 || c === 201), true, JSON.stringify(codes));
     assert.equal(codes[3], 429, `the fourth post, across both nodes: ${JSON.stringify(codes)}`);
+  });
+});
+
+describe("Redis with appendfsync always: what was acked survives Redis killed with SIGKILL", () => {
+  let redis, node, dir;
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "parley-aof-"));
+    redis = await startRedis(["--dir", dir, "--appendonly", "yes", "--appendfsync", "always"]);
+    node = await startParley(["--store", "redis", "--redis-url", redis.url, "--rate-burst", "100"]);
+  });
+
+  after(async () => {
+    await node?.stop();
+    await redis?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("acked messages are in the history after Redis comes back from a kill", async () => {
+    const clients = new Clients(node);
+    const room = newRoom();
+    const c = await clients.connect();
+    await c.join(room);
+    const acked = [];
+    for (let i = 0; i < 20; i++) acked.push(await c.send(room, `durable ${i}`));
+    redis.process.kill("SIGKILL");
+    await processExit(redis.process);
+    redis = await startRedis(["--dir", dir, "--appendonly", "yes", "--appendfsync", "always"], { port: redis.port });
+    await waitUntil(async () => (await request(`${node.url}/readyz`)).status === 200, { what: "ready again", timeoutMs: 15000 });
+    const history = await fullHistory(c, room);
+    assert.deepEqual(history.map((m) => m.seq), acked.map((a) => a.seq));
+    assert.deepEqual(history.map((m) => m.text), acked.map((_, i) => `durable ${i}`));
+    clients.closeAll();
   });
 });
