@@ -54,6 +54,7 @@ function side(rec) {
   const deliveries = r.deliveries_per_s * dt;
   const messages = (r.sent / r.window_s) * dt;
   const out = { dt, deliveries, messages };
+  if (rec.server === "parley") return Object.assign(out, { nginx_us: 0, redis_us: 0 }); // neither in its path
   out.nginx_us = a.nginx_ticks != null && b.nginx_ticks != null ? (((b.nginx_ticks - a.nginx_ticks) / s.clk_tck) * 1e6) / deliveries : 0;
   if (a.redis && b.redis) {
     const calls = {};
@@ -223,6 +224,10 @@ L.push(`Highest load within the limit (p99 ≤ ${P99_LIMIT} ms, ≤ 0.1% lost, b
     return b ? `${NAMES[s]} ${fmt(b.dps)} deliveries/s (offered ${fmt(b.load)}; CPU ${fmt(b.total, 2)} µs/delivery in all, ${fmt(b.nodes, 2)} in the nodes)`
       : `${NAMES[s]}: none`;
   }).join("; ") + ".");
+const short = servers.map((s) => [s, median(runs(s).map((r) => r.result?.connected))]).filter(([, c]) => c != null && c < (meta.clients ?? 10000));
+if (short.length)
+  L.push("Not every client connected: " + short.map(([s, c]) => `${NAMES[s]} ${fmt(c)} of ${fmt(meta.clients ?? 10000)} (median over its runs; the others' handshakes timed out, 30 s after the last was due)`).join("; ") +
+    ". Its runs went on with the clients that did, so a room had 9 or 10 members.");
 L.push("");
 
 // At each load every compared server ran: the ratios of CPU per delivery.
@@ -250,27 +255,30 @@ if (redisServers.length) {
   L.push("");
   L.push(`Counted by Redis (INFO: total_net_input_bytes, total_net_output_bytes, commandstats) over the window, divided ` +
     `by the chat messages sent in it (each has ${roomSize} deliveries) and by its deliveries; medians over every run of ` +
-    "the ladder at that load (within the limit or not: the traffic per message does not depend on the queues). " +
+    "the ladder at that load that stayed within the limit (past it, a node's queue grows and Redis runs at a rate " +
+    "other than the clients' sends). " +
     "Commands include those a Lua script runs (Redis counts them); “pub/sub out” is the publications × the connections " +
     "subscribed to their channel (Parley: `PUBSUB NUMSUB chat:messages`; Node: the connections with a pattern " +
     "subscription), as Redis 7.0 does not count the messages it pushes. The script's own INFO samples are left out.");
   L.push("");
-  L.push("| offered/s | server | messages/s | commands per message | PUBLISH per message | pub/sub out per message | bytes in per message | bytes out per message | Redis bytes per delivery (in + out) | Redis CPU µs per message |");
-  L.push("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+  L.push("| offered/s | server | runs | messages/s | commands per message | PUBLISH per message | pub/sub out per message | bytes in per message | bytes out per message | Redis bytes per delivery (in + out) | Redis CPU µs per message | Redis CPU, % of a core |");
+  L.push("| ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const l of allLoads) {
     for (const s of redisServers) {
-      if (!runs(s, l).length) continue;
-      const m = (f) => medSide(s, l, (x) => (x.bytes_in == null ? null : f(x)));
-      // the commands per message, by name, from the median run's breakdown
+      const w = within(s, l);
+      if (!w.length) continue;
+      const m = (f) => median(w.map((r) => { const x = side(r); return x && x.bytes_in != null ? f(x) : null; }));
+      // the commands per message, by name (medians of each)
       const names = new Set();
-      for (const r of runs(s, l)) for (const k of Object.keys(side(r)?.calls ?? {})) names.add(k);
+      for (const r of w) for (const k of Object.keys(side(r)?.calls ?? {})) names.add(k);
       const per = [...names].map((k) => [k, m((x) => (x.calls[k] ?? 0) / x.messages)]).filter(([, v]) => v >= 0.005)
         .sort((a, b) => b[1] - a[1]);
       const calls = per.map(([k, v]) => `${k.toUpperCase()} ${v.toFixed(2)}`).join(", ");
-      L.push(`| ${fmt(l)} | ${NAMES[s]} | ${fmt(m((x) => x.messages / x.dt))} | ${fmt(m((x) => x.commands / x.messages), 2)}` +
+      L.push(`| ${fmt(l)} | ${NAMES[s]} | ${w.length} | ${fmt(m((x) => x.messages / x.dt))} | ${fmt(m((x) => x.commands / x.messages), 2)}` +
         `${calls ? ` (${calls})` : ""} | ${fmt(m((x) => x.publish / x.messages), 2)} | ${fmt(m((x) => x.pubsub_out / x.messages), 2)} | ` +
         `${fmt(m((x) => x.bytes_in / x.messages))} | ${fmt(m((x) => x.bytes_out / x.messages))} | ` +
-        `${fmt(m((x) => (x.bytes_in + x.bytes_out) / x.deliveries))} | ${fmt(m((x) => x.redis_us * roomSize), 1)} |`);
+        `${fmt(m((x) => (x.bytes_in + x.bytes_out) / x.deliveries))} | ${fmt(m((x) => (x.redis_us * x.deliveries) / x.messages), 1)} | ` +
+        `${fmt(m((x) => (x.redis_us * x.deliveries) / x.dt / 1e4), 1)} |`);
     }
   }
   L.push("");

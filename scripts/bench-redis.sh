@@ -47,7 +47,6 @@ QUICK=${QUICK:-0}
 OUT=$BUILD/bench
 RESULTS=$OUT/redis.jsonl
 SECRET=parley-bench-secret-0123456789abcdef
-API_KEY=parley-bench-api-key-0123456789
 T0=$(date +%s)
 SERVERS=${SERVERS:-parley parley-redis1 parley-redis2 node-redis2}
 if ((QUICK)); then
@@ -59,7 +58,7 @@ else
   read -ra LOADS <<<"${LOADS:-10000 20000 30000 50000 75000}"
   DOC=${BENCH_DOC:-docs/BENCHMARKS.md}
 fi
-WARM=1 DRAIN=1 IDLE_HOLD=3
+WARM=1 DRAIN=1
 CLIENTS=10000 ROOM=10                # as scripts/bench.sh: 1,000 rooms, one sender each
 FAST_CONNECT=20000 NODE_CONNECT=2000 # setup pace only (not measured)
 RUN_TIMEOUT=120
@@ -216,7 +215,7 @@ kind_cmd() { # kind
 # Starts a kind: its node(s), and nginx unless it is the direct single node. Sets
 # NODE_PIDS, TARGET_PORT (where parley-bench connects).
 cluster_start() { # kind run-name
-  local kind=$1 n i cmd
+  local kind=$1 n i p cmd
   NODE_PIDS=() NODE_PORTS=() TARGET_PORT=""
   if [[ $kind == parley ]]; then
     start_server parley || return 1
