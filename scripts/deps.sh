@@ -17,9 +17,10 @@ build_pkgs=(build-essential cmake ninja-build pkg-config
   libuv1-dev libssl-dev libsqlite3-dev libjansson-dev libjwt-dev libhiredis-dev libmsgpack-dev
   nodejs npm)
 # clang and its runtime for the fuzzers, cmocka for the unit tests, curl and chromium
-# for the integration and browser suites, redis-server for the cluster suites; for the
+# for the integration and browser suites, redis-server and nginx for the cluster suites;
+# for the
 # benchmarks gnuplot (plots), and redis-server, nginx and curl (nodes over Redis).
-test_pkgs=(clang libclang-rt-14-dev libcmocka-dev curl chromium redis-server)
+test_pkgs=(clang libclang-rt-14-dev libcmocka-dev curl chromium redis-server nginx-light)
 lint_pkgs=(clang-format clang-tidy cppcheck)
 bench_pkgs=(gnuplot-nox redis-server nginx-light curl)
 
