@@ -18,8 +18,7 @@ build_pkgs=(build-essential cmake ninja-build pkg-config
   nodejs npm)
 # clang and its runtime for the fuzzers, cmocka for the unit tests, curl and chromium
 # for the integration and browser suites, redis-server and nginx for the cluster suites;
-# for the
-# benchmarks gnuplot (plots), and redis-server, nginx and curl (nodes over Redis).
+# for the benchmarks gnuplot (plots), and redis-server, nginx and curl (nodes over Redis).
 test_pkgs=(clang libclang-rt-14-dev libcmocka-dev curl chromium redis-server nginx-light)
 lint_pkgs=(clang-format clang-tidy cppcheck)
 bench_pkgs=(gnuplot-nox redis-server nginx-light curl)
