@@ -28,6 +28,7 @@
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,9 +120,15 @@ struct pending {
     void *arg;
 };
 
+/* The scripts, loaded into Redis when the connection is made and run by their SHA1
+ * (EVALSHA: an append sends its arguments, not its script). */
+enum { SCRIPT_APPEND, SCRIPT_MARK, SCRIPT_AFTER, SCRIPTS };
+static const char *const scripts[SCRIPTS] = {append_lua, mark_lua, after_lua};
+
 typedef struct {
     store_head_t head; /* first: see store_internal.h */
     uv_loop_t *loop;
+    char sha[SCRIPTS][41];
     chat_store_config_t cfg;
     redis_endpoint_t ep;
     redis_conn_t *cmd, *sub;
@@ -509,8 +516,14 @@ static int append(rstore_t *rs, const char *room_id, const char *user_id, const 
     snprintf(r, sizeof r, "%" PRIu32, per_sec ? per_sec : 1);
     snprintf(now, sizeof now, "%" PRId64, time_wall_ms());
     size_t before = (size_t)(cut - tmpl->json) + 7; /* through ,"seq": */
-    const char *argv[] = {"EVAL",  append_lua, "4",  kseq,    khist, kids, kbucket, tmpl->json,
-                          cut + 8, id,         keep, CHANNEL, b,     r,    now};
+    const char *argv[] = {"EVALSHA", rs->sha[SCRIPT_APPEND],
+                          "4",       kseq,
+                          khist,     kids,
+                          kbucket,   tmpl->json,
+                          cut + 8,   id,
+                          keep,      CHANNEL,
+                          b,         r,
+                          now};
     size_t lens[15];
     for (size_t i = 0; i < 15; i++)
         lens[i] = strlen(argv[i]);
@@ -630,9 +643,10 @@ static int rs_after(chat_store_t *st, const char *room_id, uint64_t after_seq, s
     key(khist, room_id, "history");
     snprintf(after, sizeof after, "%" PRIu64, after_seq);
     snprintf(count, sizeof count, "%zu", capped(rs, limit));
-    const char *argv[] = {"EVAL", after_lua, "2", kseq, khist, after, count};
-    size_t lens[] = {
-        4, sizeof after_lua - 1, 1, strlen(kseq), strlen(khist), strlen(after), strlen(count)};
+    const char *argv[] = {"EVALSHA", rs->sha[SCRIPT_AFTER], "2", kseq, khist, after, count};
+    size_t lens[7];
+    for (size_t i = 0; i < 7; i++)
+        lens[i] = strlen(argv[i]);
     return send_call(rs, c, after_read, 7, argv, lens);
 }
 
@@ -679,13 +693,13 @@ static int rs_mark_read(chat_store_t *st, const char *room_id, const char *user_
     key(kids, room_id, "ids");
     key(kreads, room_id, "reads");
     snprintf(at, sizeof at, "%" PRId64, time_wall_ms());
-    const char *head[] = {"EVAL", mark_lua, "2", kids, kreads, user_id, at};
+    const char *head[] = {"EVALSHA", rs->sha[SCRIPT_MARK], "2", kids, kreads, user_id, at};
     for (size_t i = 0; i < 7; i++)
         argv[i] = head[i];
     for (size_t i = 0; i < n; i++)
         argv[7 + i] = message_ids[i];
     for (size_t i = 0; i < n + 7; i++)
-        lens[i] = i == 1 ? sizeof mark_lua - 1 : strlen(argv[i]);
+        lens[i] = strlen(argv[i]);
     int rc = send_call(rs, c, marked, (int)(n + 7), argv, lens);
     free(argv);
     free(lens);
@@ -806,7 +820,20 @@ static void sub_ready(redis_conn_t *c, void *arg) {
     }
 }
 
-static void cmd_ready(redis_conn_t *c, void *arg) {}
+static void script_loaded(redisAsyncContext *ac, void *reply, void *priv) {
+    redisReply *rep = reply;
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        LOG_ERROR("chat", "Redis did not load a script: %s", rep->str);
+}
+
+/* Before anything else on the connection: the commands after it find their scripts. A
+ * SCRIPT FLUSH meanwhile fails them (NOSCRIPT, logged) until the next reconnection. */
+static void cmd_ready(redis_conn_t *c, void *arg) {
+    for (int i = 0; i < SCRIPTS; i++)
+        if (redisAsyncCommand(redis_conn_ctx(c), script_loaded, NULL, "SCRIPT LOAD %s",
+                              scripts[i]) != REDIS_OK)
+            LOG_ERROR("chat", "cannot load a script into Redis");
+}
 
 int chat_store_open_redis(uv_loop_t *loop, const char *url, const chat_store_config_t *cfg,
                           chat_store_t **out) {
@@ -821,6 +848,12 @@ int chat_store_open_redis(uv_loop_t *loop, const char *url, const chat_store_con
         chat_store_config_defaults(&rs->cfg);
     if (!rs->cfg.memory_keep)
         rs->cfg.memory_keep = CHAT_REDIS_KEEP;
+    for (int i = 0; i < SCRIPTS; i++) {
+        unsigned char md[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)scripts[i], strlen(scripts[i]), md);
+        for (int j = 0; j < SHA_DIGEST_LENGTH; j++)
+            snprintf(rs->sha[i] + 2 * j, 3, "%02x", md[j]);
+    }
     uint8_t prefix[8];
     int rc = rand_bytes(prefix, sizeof prefix) ? -EIO : 0;
     for (size_t i = 0; rc == 0 && i < sizeof prefix; i++)
