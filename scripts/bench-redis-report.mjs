@@ -14,6 +14,8 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
+import { cpuModel, minsec, startedAt } from "./bench-doc.mjs";
+
 const BEGIN = "<!-- redis:begin -->";
 const READING = "<!-- redis:reading -->";
 const END = "<!-- redis:end -->";
@@ -123,15 +125,8 @@ const pkgVersion = (p) => {
     return "?";
   }
 };
-const model = (() => {
-  try {
-    return /model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "?";
-  } catch {
-    return "?";
-  }
-})();
-const minsec = (s) => (s == null ? "?" : `${Math.floor(s / 60)} min ${s % 60} s`);
-const when = new Date((meta.t0 ?? Date.now() / 1000) * 1000).toISOString().slice(0, 16).replace("T", " ");
+const model = cpuModel();
+const when = startedAt(meta);
 const command = `${meta.quick ? "QUICK=1 " : ""}scripts/bench-redis.sh`;
 const cmdOf = (s) => runs(s)[0]?.server_cmd?.replace(/^\S*\/parley /, "build/parley ");
 

@@ -10,6 +10,8 @@ import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
+import { cpuModel, minsec, startedAt } from "./bench-doc.mjs";
+
 const BEGIN = "<!-- workers:begin -->";
 const END = "<!-- workers:end -->";
 const P99_LIMIT = 100; // ms, as scripts/bench-report.mjs
@@ -42,15 +44,8 @@ try {
   const dir = path.dirname(meta.node_server ?? "bench/node/server.mjs");
   sio = JSON.parse(readFileSync(path.join(dir, "node_modules/socket.io/package.json"), "utf8")).version;
 } catch {}
-const model = (() => {
-  try {
-    return /model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "?";
-  } catch {
-    return "?";
-  }
-})();
-const minsec = (s) => (s == null ? "?" : `${Math.floor(s / 60)} min ${s % 60} s`);
-const when = new Date((meta.t0 ?? Date.now() / 1000) * 1000).toISOString().slice(0, 16).replace("T", " ");
+const model = cpuModel();
+const when = startedAt(meta);
 const command = `${meta.quick ? "QUICK=1 " : ""}scripts/bench-workers.sh`;
 
 const L = [];
