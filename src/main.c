@@ -302,6 +302,10 @@ typedef struct {
     uv_signal_t sigint, sigterm;
     parley_worker_t *worker; /* --workers N: this worker (NULL: one process) */
     parley_redis_t *redis;   /* --redis-url: this node's link to the others */
+    /* With workers: the /healthz requests waiting for the sum being made (one at a time:
+     * /healthz answers anyone, and a sum asks every worker), and that sum. */
+    struct health_wait *health_waiting;
+    json_t *health_sum;
     char **origins, **proxies;
     size_t norigins, nproxies;
     char secret[64];
@@ -390,10 +394,9 @@ static void health_respond(app_t *app, http_conn_t *hc, json_t *counts) {
     chat_api_respond_json(hc, app->stopping ? 503 : 200, NULL, body);
 }
 
-typedef struct {
-    app_t *app;
+typedef struct health_wait {
+    struct health_wait *next;
     http_conn_t *hc; /* NULL once the client left */
-    json_t *counts;
 } health_wait_t;
 
 static void health_abort(http_conn_t *hc, void *arg) {
@@ -401,13 +404,13 @@ static void health_abort(http_conn_t *hc, void *arg) {
 }
 
 static void health_summed(int err, json_t *responses, void *arg) {
-    health_wait_t *hw = arg;
+    app_t *app = arg;
     size_t i;
     json_t *r;
     json_array_foreach(responses, i, r) {
         const char *key;
         json_t *v;
-        json_object_foreach(hw->counts, key, v) {
+        json_object_foreach(app->health_sum, key, v) {
             json_int_t more = json_integer_value(json_object_get(r, key));
             if (json_integer_set(v, json_integer_value(v) + more))
                 LOG_WARN("main", "health: %s not summed", key);
@@ -415,11 +418,40 @@ static void health_summed(int err, json_t *responses, void *arg) {
     }
     if (err)
         LOG_LIMITED(LOG_LEVEL_WARN, "main", "health: not every worker answered: %d", err);
-    if (hw->hc)
-        health_respond(hw->app, hw->hc, hw->counts);
-    else
-        json_decref(hw->counts);
-    free(hw);
+    health_wait_t *all = app->health_waiting;
+    json_t *sum = app->health_sum;
+    app->health_waiting = NULL;
+    app->health_sum = NULL;
+    while (all) {
+        health_wait_t *hw = all;
+        all = hw->next;
+        if (hw->hc)
+            health_respond(app, hw->hc, json_deep_copy(sum));
+        free(hw);
+    }
+    json_decref(sum);
+}
+
+/* With workers: this request waits for the sum in progress, or starts one. */
+static bool health_wait_sum(app_t *app, http_conn_t *hc) {
+    health_wait_t *hw = calloc(1, sizeof *hw);
+    if (!hw)
+        return false;
+    hw->hc = hc;
+    http_conn_hold(hc, health_abort, hw);
+    hw->next = app->health_waiting;
+    app->health_waiting = hw;
+    if (app->health_sum)
+        return true;
+    if (!(app->health_sum = health_counts(app))) {
+        health_summed(-ENOMEM, NULL, app);
+        return true;
+    }
+    int rc = sio_nsp_server_emit(sio_server_of(app->io, "/"), HEALTH_EVENT, NULL, HEALTH_ASK_MS,
+                                 health_summed, app);
+    if (rc)
+        health_summed(rc, NULL, app);
+    return true;
 }
 
 /* Probes (/healthz, /readyz) take GET and HEAD without a body. Anything else is refused
@@ -476,20 +508,10 @@ static bool health_route(http_conn_t *hc, http_req_t *req, void *arg) {
         return false;
     if (!probe_request_ok(hc, req, "/healthz"))
         return true;
-    json_t *counts = health_counts(app);
     /* With Redis each worker is a node and reports itself alone. */
-    if (app->worker && !app->cfg.redis_url && counts) {
-        health_wait_t *hw = calloc(1, sizeof *hw);
-        if (hw) {
-            *hw = (health_wait_t){app, hc, counts};
-            http_conn_hold(hc, health_abort, hw);
-            int rc = sio_nsp_server_emit(sio_server_of(app->io, "/"), HEALTH_EVENT, NULL,
-                                         HEALTH_ASK_MS, health_summed, hw);
-            if (rc)
-                health_summed(rc, NULL, hw);
-            return true;
-        }
-    }
+    if (app->worker && !app->cfg.redis_url && health_wait_sum(app, hc))
+        return true;
+    json_t *counts = health_counts(app);
     health_respond(app, hc, counts);
     return true;
 }
