@@ -49,7 +49,7 @@
 typedef struct {
     const char *host, *jwt_secret, *jwt_alg, *jwt_public_key, *api_key, *data_dir, *store;
     const char *cors_origins, *log_level, *web_root, *client_dir, *room_claim, *trusted_proxies;
-    const char *workers, *redis_url, *redis_key;
+    const char *workers, *redis_url, *redis_key, *redis_mode;
     long port, max_text, rate_burst, rate_per_sec, presence_limit, max_body, sse_heartbeat;
     long event_burst, event_rate, flood_limit, max_rooms, output_limit, send_timeout;
     long max_per_ip, handshake_rate, handshake_burst;
@@ -134,6 +134,10 @@ static const option_t options[] = {
      OPT_STR, O(redis_url), "one node alone", 0, 0},
     {"redis-key", "PARLEY_REDIS_KEY", "the Redis channels' prefix (the adapter's key option)",
      OPT_STR, O(redis_key), NULL, 0, 0},
+    {"redis-mode", "PARLEY_REDIS_MODE",
+     "classic (createAdapter), sharded (createShardedAdapter: a channel per room, Redis 7) or "
+     "sharded-static (one channel per namespace); the same on every node",
+     OPT_STR, O(redis_mode), NULL, 0, 0},
     {"recovery", "PARLEY_RECOVERY", "connection state recovery", OPT_BOOL, O(recovery), NULL, 0, 0},
     {"web-root", "PARLEY_WEB_ROOT", "directory of the web page", OPT_STR, O(web_root), NULL, 0, 0},
     {"client-dir", "PARLEY_CLIENT_DIR", "directory of socket.io-client's dist files", OPT_STR,
@@ -187,6 +191,7 @@ static void config_defaults(config_t *cfg) {
         .recovery = true, /* off in socket.io and sio_config_defaults; the chat wants it */
         .workers = "1",
         .redis_key = "socket.io",
+        .redis_mode = "classic",
         .web_root = default_dir(PARLEY_SOURCE_DIR "/web", PARLEY_DATA_DIR_INSTALLED "/web"),
         .client_dir = default_dir(PARLEY_SOURCE_DIR "/assets/node_modules/socket.io-client/dist",
                                   PARLEY_DATA_DIR_INSTALLED "/client"),
@@ -851,6 +856,8 @@ static int start(app_t *app) {
         parley_redis_config_defaults(&rcfg);
         rcfg.url = c->redis_url;
         rcfg.key = c->redis_key;
+        if (parley_redis_mode_parse(c->redis_mode, &rcfg.mode))
+            return -1; /* checked before start */
         if ((rc = parley_redis_attach(&app->loop, app->io, &rcfg, &app->redis))) {
             LOG_ERROR("main", "--redis-url %s: %s", c->redis_url,
                       rc == -EINVAL ? "not a Redis URL" : uv_strerror(rc));
@@ -894,6 +901,11 @@ int main(int argc, char **argv) {
         strcmp(app.cfg.store, "redis") != 0) {
         fprintf(stderr, "parley: --store must be sqlite, memory or redis, not '%s'\n",
                 app.cfg.store);
+        return 2;
+    }
+    parley_redis_mode_t mode;
+    if (parley_redis_mode_parse(app.cfg.redis_mode, &mode)) {
+        fprintf(stderr, "parley: --redis-mode must be classic, sharded or sharded-static\n");
         return 2;
     }
     if (strcmp(app.cfg.store, "redis") == 0 && !app.cfg.redis_url) {

@@ -245,6 +245,10 @@ sio_socket_t *sio_nsp_find_socket(sio_nsp_t *nsp, const char *id);
 
 /* ---- sockets ---- */
 
+/* A socket id is SIO_SOCKET_ID_LEN base64url characters (120 random bits), as socket.io's:
+ * peers that tell a socket's own room by its length (the Redis adapter's sharded mode)
+ * see one. */
+#define SIO_SOCKET_ID_LEN 20
 const char *sio_socket_id(const sio_socket_t *s);
 sio_nsp_t *sio_socket_nsp(const sio_socket_t *s);
 bool sio_socket_connected(const sio_socket_t *s);

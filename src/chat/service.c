@@ -167,15 +167,15 @@ static void user_room(char out[USER_ROOM_SIZE], const char *user_id) {
     snprintf(out, USER_ROOM_SIZE, USER_ROOM_PREFIX "%s", user_id);
 }
 
-/* With workers, whether room has the shape of a socket id of one of them (RAND_ID_SIZE
- * - 1 base64url characters starting with a worker's letter, cluster/hub.h): the socket
- * may live in another process, where this one cannot look it up. */
+/* With workers, whether room has the shape of a socket id of one of them
+ * (SIO_SOCKET_ID_LEN base64url characters starting with a worker's letter, cluster/hub.h): the
+ * socket may live in another process, where this one cannot look it up. */
 static bool worker_socket_id(chat_service_t *svc, const char *room) {
     if (!svc->worker)
         return false;
     size_t n = strspn(room, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
     unsigned w = cluster_tag_worker(room[0]);
-    return n == RAND_ID_SIZE - 1 && room[n] == '\0' && w >= 1 &&
+    return n == SIO_SOCKET_ID_LEN && room[n] == '\0' && w >= 1 &&
            w <= parley_worker_count(svc->worker);
 }
 

@@ -5,10 +5,21 @@
  * reaches sockets by room is done locally and published; what comes from another node
  * is applied locally with SIO_LOCAL. The bytes are the Node adapter's (redis_msg.h).
  *
- * Requests (cluster/redis.h lists them) are answered on the common response channel,
- * which every Node node listens to whether or not it also listens to its own. A request
- * of ours counts the nodes first (PUBSUB NUMSUB on the request channel, ourselves
+ * Requests (the REQ_ types below) are answered on the common response channel, which
+ * every Node node listens to whether or not it also listens to its own. A request of
+ * ours counts the nodes first (PUBSUB NUMSUB on the request channel, ourselves
  * included), then waits for that many answers less one, or its timeout.
+ *
+ * Sharded mode (createShardedAdapter's): the same operations in socket.io-adapter's
+ * cluster protocol ({uid, nsp, type, data}), over SPUBLISH and SSUBSCRIBE on
+ * "<key>#<nsp>#", answers on "<key>#<nsp>#<uid>#" of the asker, nodes counted with
+ * PUBSUB SHARDNUMSUB. Everything here is written in the classic form and translated at
+ * the edges (to_cluster, from_cluster), so that both modes share one implementation of
+ * each operation. In the dynamic subscription mode a room with members here has its own
+ * channel "<key>#<nsp>#<room>#", subscribed while it has them (with connection state
+ * recovery, for the maximum disconnection duration after: the sessions kept here still
+ * log what the room gets). The subscribed connection is redis_sub.h's, as Debian's
+ * hiredis cannot take sharded pushes.
  *
  * Reconnection: a connection that drops is made again after 100 ms, doubling to 5 s;
  * the subscribed one subscribes again to every namespace's channels. */
@@ -22,11 +33,13 @@
 #include "cluster/proto.h"
 #include "cluster/redis_conn.h"
 #include "cluster/redis_msg.h"
+#include "cluster/redis_sub.h"
 #include "parley/redis.h"
 #include "sio/internal.h"
 #include "util/log.h"
 #include "util/base64.h"
 #include "util/rand.h"
+#include "util/map.h"
 #include "util/time.h"
 
 #define UID_SIZE 7 /* six characters, as uid2(6) */
@@ -59,11 +72,14 @@ struct parley_redis {
     char uid[UID_SIZE];
     uint32_t requests_timeout_ms;
     redis_endpoint_t ep;
-    redis_conn_t *pub, *sub; /* publishing and asking; subscribed */
-    int open_conns;          /* not yet closed (detaching) */
+    redis_conn_t *pub, *sub; /* publishing and asking; subscribed (classic mode) */
+    redis_sub_t *ssub;       /* subscribed (sharded mode) */
+    bool sharded, dynamic;
+    int open_conns; /* not yet closed (detaching) */
     radapter_t *adapters;
     rreq_t *reqs;
     size_t server_count; /* as last counted */
+    parley_redis_stats_t stats;
     bool detaching;
 };
 
@@ -76,7 +92,15 @@ struct radapter {
     char *resp_channel;   /* "<key>-response#<nsp>#" */
     char *own_channel;    /* "<key>-response#<nsp>#<uid>#" */
     char *parley_channel; /* "<key>-parley#<nsp>#": subscribed only to count Parley nodes */
+    /* Sharded dynamic mode with recovery: rooms without members here whose channel is
+     * kept until a time (name → lingering_t). */
+    map_t lingering;
 };
+
+typedef struct {
+    uint64_t until_ms;
+    char name[];
+} lingering_t;
 
 /* A request of ours waiting for the other nodes. */
 struct rreq {
@@ -108,6 +132,8 @@ struct rreq {
 };
 
 static void maybe_free(parley_redis_t *r);
+static void ssub(radapter_t *ra, const char *verb, const char *channel, const char *room);
+static void ra_purge(sio_adapter_t *a, uint64_t now_ms);
 
 /* Six random characters, as the Node adapter's uid2(6). */
 static void new_uid(char out[UID_SIZE]) {
@@ -128,21 +154,151 @@ static void published(redisAsyncContext *ac, void *reply, void *priv) {
 
 static void publish(parley_redis_t *r, const char *channel, const void *msg, size_t len) {
     redisAsyncContext *ac = redis_conn_ctx(r->pub);
+    r->stats.published++;
+    r->stats.published_bytes += len;
     if (!ac ||
-        redisAsyncCommand(ac, published, NULL, "PUBLISH %s %b", channel, msg, len) != REDIS_OK)
+        redisAsyncCommand(ac, published, NULL, r->sharded ? "SPUBLISH %s %b" : "PUBLISH %s %b",
+                          channel, msg, len) != REDIS_OK)
         LOG_LIMITED(LOG_LEVEL_WARN, "redis",
                     "not connected: a message for the other nodes is lost");
 }
 
-static void publish_json(parley_redis_t *r, const char *channel, json_t *msg) {
-    char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
-    if (text)
-        publish(r, channel, text, strlen(text));
+/* ---- the cluster protocol (sharded mode) ---- */
+
+/* Each classic type with its cluster types as a request and as an answer (0: none). */
+static const struct {
+    int classic, request, response;
+} cluster_types[] = {
+    {REQ_REMOTE_JOIN, RMSG_CLUSTER_SOCKETS_JOIN, 0},
+    {REQ_REMOTE_LEAVE, RMSG_CLUSTER_SOCKETS_LEAVE, 0},
+    {REQ_REMOTE_DISCONNECT, RMSG_CLUSTER_DISCONNECT_SOCKETS, 0},
+    {REQ_REMOTE_FETCH, RMSG_CLUSTER_FETCH_SOCKETS, RMSG_CLUSTER_FETCH_SOCKETS_RESPONSE},
+    {REQ_SERVER_SIDE_EMIT, RMSG_CLUSTER_SERVER_SIDE_EMIT, RMSG_CLUSTER_SERVER_SIDE_EMIT_RESPONSE},
+    {REQ_BROADCAST, RMSG_CLUSTER_BROADCAST, 0},
+    {REQ_BROADCAST_CLIENT_COUNT, 0, RMSG_CLUSTER_BROADCAST_CLIENT_COUNT},
+    {REQ_BROADCAST_ACK, 0, RMSG_CLUSTER_BROADCAST_ACK},
+    {REQ_PARLEY_RESTORE, REQ_PARLEY_RESTORE, REQ_PARLEY_RESTORE},
+    {REQ_PARLEY_RETURN, REQ_PARLEY_RETURN, 0},
+};
+
+/* Moves field `from` of o to `to` (serverSideEmit's arguments are "data" in one
+ * protocol and "packet" in the other). */
+static void rename_field(json_t *o, const char *from, const char *to) {
+    json_t *v = json_object_get(o, from);
+    if (v && json_object_set(o, to, v) == 0)
+        json_object_del(o, from);
+}
+
+/* A classic message of ours (taken over) in the cluster form {uid, nsp, type, data}. */
+static json_t *to_cluster(radapter_t *ra, int type, bool response, json_t *classic) {
+    int ctype = 0;
+    for (size_t i = 0; i < sizeof cluster_types / sizeof cluster_types[0]; i++)
+        if (cluster_types[i].classic == type)
+            ctype = response ? cluster_types[i].response : cluster_types[i].request;
+    if (!ctype || !json_is_object(classic)) {
+        json_decref(classic);
+        return NULL;
+    }
+    json_object_del(classic, "uid");
+    json_object_del(classic, "type");
+    if (type == REQ_SERVER_SIDE_EMIT)
+        rename_field(classic, "data", "packet");
+    return json_pack("{s:s,s:s,s:i,s:o}", "uid", ra->r->uid, "nsp", ra->wrap.base.nsp->name, "type",
+                     ctype, "data", classic);
+}
+
+/* A cluster message (borrowed) in the classic form (new), or NULL when it is not one of
+ * the operations (heartbeats: Parley counts nodes with SHARDNUMSUB). */
+static json_t *from_cluster(json_t *msg, bool *response) {
+    json_int_t ctype = json_integer_value(json_object_get(msg, "type"));
+    json_t *data = json_object_get(msg, "data");
+    json_t *uid = json_object_get(msg, "uid");
+    int type = -1;
+    for (size_t i = 0; i < sizeof cluster_types / sizeof cluster_types[0]; i++) {
+        if (ctype && cluster_types[i].request == ctype) {
+            type = cluster_types[i].classic;
+            *response = false;
+        } else if (ctype && cluster_types[i].response == ctype) {
+            type = cluster_types[i].classic;
+            *response = true;
+        }
+    }
+    if (type < 0 || !json_is_object(data) || !json_is_string(uid))
+        return NULL;
+    json_t *classic = json_deep_copy(data);
+    if (!classic || json_object_set(classic, "uid", uid) ||
+        json_object_set_new(classic, "type", json_integer(type))) {
+        json_decref(classic);
+        return NULL;
+    }
+    if (type == REQ_SERVER_SIDE_EMIT)
+        rename_field(classic, "packet", "data");
+    return classic;
+}
+
+/* Where requests and broadcasts with acks go: the request channel, or in sharded mode
+ * the namespace's channel (whose subscribers are also the nodes counted). */
+static const char *request_channel(radapter_t *ra) {
+    return ra->r->sharded ? ra->channel : ra->req_channel;
+}
+
+/* A request (a classic message, taken over) as its bytes for request_channel. */
+static int request_bytes(radapter_t *ra, int type, json_t *req, buf_t *out) {
+    if (ra->r->sharded)
+        req = to_cluster(ra, type, false, req);
+    char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    int rc = text ? buf_append_str(out, text) : -ENOMEM;
+    free(text);
+    return rc;
+}
+
+/* A request that awaits no answer. */
+static void send_request(radapter_t *ra, int type, json_t *req) {
+    buf_t b = {0};
+    if (req && request_bytes(ra, type, req, &b) == 0)
+        publish(ra->r, request_channel(ra), b.data, b.len);
     else
         LOG_LIMITED(LOG_LEVEL_WARN, "redis",
                     "out of memory: a message for the other nodes is lost");
-    free(text);
-    json_decref(msg);
+    buf_free(&b);
+}
+
+/* An answer (classic form, taken over) to node `to` for a request of type `type`: on the
+ * common response channel, or in sharded mode in the cluster form on the asker's
+ * channel; binary attachments make it MessagePack. */
+static void respond_with(radapter_t *ra, const char *to, int type, json_t *msg,
+                         const sio_bin_t *bins, size_t nbins) {
+    buf_t b = {0};
+    int rc;
+    if (!ra->r->sharded) {
+        /* The Node adapter sends acknowledgements in MessagePack, the rest in JSON. */
+        rc = !msg                                 ? -ENOMEM
+             : nbins || type == REQ_BROADCAST_ACK ? rmsg_pack(&b, msg, bins, nbins)
+                                                  : rmsg_encode(&b, msg, NULL, 0);
+        json_decref(msg);
+        if (rc == 0)
+            publish(ra->r, ra->resp_channel, b.data, b.len);
+    } else {
+        json_t *c = msg ? to_cluster(ra, type, true, msg) : NULL;
+        rc = c && to ? rmsg_encode(&b, c, bins, nbins) : -ENOMEM;
+        json_decref(c);
+        size_t n = strlen(ra->channel) + (to ? strlen(to) : 0) + 2;
+        char *ch = rc == 0 ? malloc(n) : NULL;
+        if (ch) {
+            snprintf(ch, n, "%s%s#", ra->channel, to);
+            publish(ra->r, ch, b.data, b.len);
+        }
+        rc = rc ? rc : ch ? 0 : -ENOMEM;
+        free(ch);
+    }
+    if (rc)
+        LOG_LIMITED(LOG_LEVEL_WARN, "redis", "an answer to node %s is lost: %d", to ? to : "?", rc);
+    buf_free(&b);
+}
+
+static void respond(radapter_t *ra, const char *to, int type, json_t *msg) {
+    respond_with(ra, to, type, msg, NULL, 0);
 }
 
 /* ---- requests of ours ---- */
@@ -248,7 +404,7 @@ static void counted(redisAsyncContext *ac, void *reply, void *priv) {
     if (q->expected == 0)
         req_end(q, rep ? 0 : -EPIPE);
     else
-        publish(r, q->ra->req_channel, q->msg.data, q->msg.len);
+        publish(r, request_channel(q->ra), q->msg.data, q->msg.len);
     buf_free(&q->msg);
     req_unref(q);
 }
@@ -259,7 +415,9 @@ static int req_send_counting(rreq_t *q, uint32_t timeout_ms, const char *counted
     int rc = req_arm(q, timeout_ms ? timeout_ms : r->requests_timeout_ms);
     redisAsyncContext *ac = redis_conn_ctx(r->pub);
     if (rc == 0 &&
-        (!ac || redisAsyncCommand(ac, counted, q, "PUBSUB NUMSUB %s", counted_on) != REDIS_OK))
+        (!ac || redisAsyncCommand(ac, counted, q,
+                                  r->sharded ? "PUBSUB SHARDNUMSUB %s" : "PUBSUB NUMSUB %s",
+                                  counted_on) != REDIS_OK))
         rc = -EPIPE;
     if (rc == 0)
         q->refs++;
@@ -268,7 +426,7 @@ static int req_send_counting(rreq_t *q, uint32_t timeout_ms, const char *counted
 
 /* Sends q once the nodes subscribed to the request channel are counted. */
 static int req_send(rreq_t *q, uint32_t timeout_ms) {
-    return req_send_counting(q, timeout_ms, q->ra->req_channel);
+    return req_send_counting(q, timeout_ms, request_channel(q->ra));
 }
 
 /* ---- the adapter ---- */
@@ -291,9 +449,13 @@ static int ra_broadcast(sio_adapter_t *a, const sio_bcast_t *b) {
     if (rc || (b->to.flags & SIO_LOCAL))
         return rc;
     buf_t m = {0};
-    int prc = rmsg_pack_bcast(&m, ra->r->uid, a->nsp->name, b, NULL);
+    int prc = ra->r->sharded ? rmsg_pack_cluster_bcast(&m, ra->r->uid, a->nsp->name, b, NULL)
+                             : rmsg_pack_bcast(&m, ra->r->uid, a->nsp->name, b, NULL);
     if (prc == 0) {
-        if (b->to.nrooms == 1) {
+        /* One room: its own channel, but in sharded mode only where its subscribers are
+         * (the dynamic mode's, and not a socket's own room, which has none). */
+        if (b->to.nrooms == 1 &&
+            (!ra->r->sharded || (ra->r->dynamic && strlen(b->to.rooms[0]) != SIO_SOCKET_ID_LEN))) {
             size_t len = strlen(ra->channel) + strlen(b->to.rooms[0]) + 2;
             char *ch = malloc(len);
             if (ch) {
@@ -326,7 +488,8 @@ static int ra_broadcast_with_ack(sio_adapter_t *a, const sio_bcast_t *b, uint64_
     if (q) {
         q->count = count;
         q->ack = ack;
-        rc = rmsg_pack_bcast(&q->msg, ra->r->uid, a->nsp->name, b, q->id);
+        rc = ra->r->sharded ? rmsg_pack_cluster_bcast(&q->msg, ra->r->uid, a->nsp->name, b, q->id)
+                            : rmsg_pack_bcast(&q->msg, ra->r->uid, a->nsp->name, b, q->id);
         /* Counting waits for the requests timeout at most; the answers, for the emitter's. */
         if (rc == 0)
             rc = req_send(q, ra->r->requests_timeout_ms);
@@ -352,7 +515,7 @@ static void remote_op(radapter_t *ra, int type, const sio_target_t *which, const
         json_object_set_new(req, "rooms", json_pack("[s]", room));
     if (req && type == REQ_REMOTE_DISCONNECT)
         json_object_set_new(req, "close", json_boolean(close));
-    publish_json(ra->r, ra->req_channel, req);
+    send_request(ra, type, req);
 }
 
 static int ra_sockets_join(sio_adapter_t *a, const sio_target_t *which, const char *room) {
@@ -395,10 +558,7 @@ static int ra_fetch_all(sio_adapter_t *a, const sio_target_t *which, uint32_t ti
     q->fetch_done = done;
     json_t *req = json_pack("{s:s,s:s,s:i,s:o}", "uid", ra->r->uid, "requestId", q->id, "type",
                             REQ_REMOTE_FETCH, "opts", opts_json(which));
-    char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
-    json_decref(req);
-    rc = text ? buf_append_str(&q->msg, text) : -ENOMEM;
-    free(text);
+    rc = req ? request_bytes(ra, REQ_REMOTE_FETCH, req, &q->msg) : -ENOMEM;
     if (rc == 0)
         rc = req_send(q, timeout_ms);
     if (rc) {
@@ -425,7 +585,7 @@ static int ra_server_emit(sio_adapter_t *a, const char *event, const char *args_
     if (!req)
         return -ENOMEM;
     if (!done) {
-        publish_json(ra->r, ra->req_channel, req);
+        send_request(ra, REQ_SERVER_SIDE_EMIT, req);
         return 0;
     }
     rreq_t *q = req_new(ra, REQ_SERVER_SIDE_EMIT, arg);
@@ -437,10 +597,7 @@ static int ra_server_emit(sio_adapter_t *a, const char *event, const char *args_
     }
     q->emit_done = done;
     json_object_set_new(req, "requestId", json_string(q->id));
-    char *text = json_dumps(req, JSON_COMPACT);
-    json_decref(req);
-    int rc = text ? buf_append_str(&q->msg, text) : -ENOMEM;
-    free(text);
+    int rc = request_bytes(ra, REQ_SERVER_SIDE_EMIT, req, &q->msg);
     if (rc == 0)
         rc = req_send(q, timeout_ms);
     if (rc)
@@ -462,10 +619,7 @@ static void ra_restore(sio_adapter_t *a, sio_socket_t *s, const char *pid, const
         q->restore_done = done;
         json_t *req = json_pack("{s:s,s:s,s:i,s:s,s:s?}", "uid", ra->r->uid, "requestId", q->id,
                                 "type", REQ_PARLEY_RESTORE, "pid", pid, "offset", offset);
-        char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
-        json_decref(req);
-        int rc = text ? buf_append_str(&q->msg, text) : -ENOMEM;
-        free(text);
+        int rc = req ? request_bytes(ra, REQ_PARLEY_RESTORE, req, &q->msg) : -ENOMEM;
         if (rc == 0)
             rc = req_send_counting(q, 0, ra->parley_channel);
         if (rc)
@@ -502,6 +656,22 @@ static void ra_free(sio_adapter_t *a) {
         redisAsyncCommand(sub, unsubscribed, NULL, "UNSUBSCRIBE %s %s %s %s", ra->req_channel,
                           ra->resp_channel, ra->own_channel, ra->parley_channel);
     }
+    sio_nsp_t *nsp = a->nsp;
+    if (r->sharded && !r->detaching) {
+        const char *own[] = {ra->channel, ra->own_channel, ra->parley_channel};
+        for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+            ssub(ra, "SUNSUBSCRIBE", own[i], NULL);
+        map_entry_t *e;
+        for (size_t pos = 0; r->dynamic && map_next(&nsp->rooms, &pos, &e);)
+            ssub(ra, "SUNSUBSCRIBE", ra->channel, ((sio_room_t *)e->value)->name);
+        for (size_t pos = 0; map_next(&ra->lingering, &pos, &e);)
+            ssub(ra, "SUNSUBSCRIBE", ra->channel, e->key);
+    }
+    sio_nsp_on_room(nsp, NULL, NULL);
+    map_entry_t *e;
+    for (size_t pos = 0; map_next(&ra->lingering, &pos, &e);)
+        free(e->value);
+    map_free(&ra->lingering);
     ra->wrap.local->ops->free(ra->wrap.local);
     free(ra->channel);
     free(ra->req_channel);
@@ -528,7 +698,7 @@ static const sio_adapter_ops_t redis_ops = {
     .room_size = sio_wrapped_room_size,
     .persist = sio_wrapped_persist,
     .restore = ra_restore,
-    .purge = sio_wrapped_purge,
+    .purge = ra_purge,
     .server_count = ra_server_count,
     .free = ra_free,
 };
@@ -536,8 +706,13 @@ static const sio_adapter_ops_t redis_ops = {
 /* ---- what other nodes send ---- */
 
 static void on_channel_message(redisAsyncContext *ac, void *reply, void *priv);
+static void sharded_subscribe(radapter_t *ra);
 
 static void subscribe(parley_redis_t *r, radapter_t *ra) {
+    if (r->sharded) {
+        sharded_subscribe(ra);
+        return;
+    }
     redisAsyncContext *sub = redis_conn_ctx(r->sub);
     if (!sub)
         return; /* done on (re)connection */
@@ -547,34 +722,30 @@ static void subscribe(parley_redis_t *r, radapter_t *ra) {
         LOG_WARN("redis", "cannot subscribe for namespace %s", ra->wrap.base.nsp->name);
 }
 
-/* A broadcast from another node, on "<key>#<nsp>#" or "<key>#<nsp>#<room>#". */
-static void on_broadcast(radapter_t *ra, const char *channel, const char *msg, size_t len) {
+/* Whether a broadcast on channel, "<key>#<nsp>#" or "<key>#<nsp>#<room>#", is for this
+ * node: one room's is not unless some socket here is in it (with recovery, the log
+ * keeps it for the sessions of sockets that were). */
+static bool wanted(radapter_t *ra, const char *channel) {
     size_t prefix = strlen(ra->channel), clen = strlen(channel);
-    if (clen > prefix + 1 && !ra->wrap.base.nsp->io->cfg.recovery) {
-        /* One room: nothing to do unless some socket here is in it (with recovery, the
-         * log keeps it for the sessions of sockets that were). */
-        char *room = strndup(channel + prefix, clen - prefix - 1);
-        size_t here = room ? ra->wrap.local->ops->room_size(ra->wrap.local, room) : 0;
-        free(room);
-        if (!here)
-            return;
-    }
-    rmsg_bcast_t m;
-    int rc = rmsg_bcast_decode(msg, len, &m);
-    if (rc) {
-        LOG_LIMITED(LOG_LEVEL_WARN, "redis", "malformed broadcast on %s ignored", channel);
-        return;
-    }
-    if (strcmp(m.uid, ra->r->uid) != 0 && strcmp(m.nsp, ra->wrap.base.nsp->name) == 0) {
-        m.b.to.flags |= SIO_LOCAL;
-        if ((rc = ra->wrap.local->ops->broadcast(ra->wrap.local, &m.b)))
-            LOG_LIMITED(LOG_LEVEL_WARN, "redis", "broadcast from another node failed: %d", rc);
-    }
-    rmsg_bcast_free(&m);
+    if (clen <= prefix + 1 || ra->wrap.base.nsp->io->cfg.recovery)
+        return true;
+    char *room = strndup(channel + prefix, clen - prefix - 1);
+    size_t here = room ? ra->wrap.local->ops->room_size(ra->wrap.local, room) : 0;
+    free(room);
+    return here > 0;
 }
 
-static void respond(radapter_t *ra, json_t *msg) {
-    publish_json(ra->r, ra->resp_channel, msg);
+/* A broadcast from another node, applied here (m is freed). */
+static void on_broadcast(radapter_t *ra, rmsg_bcast_t *m) {
+    if (strcmp(m->uid, ra->r->uid) == 0) {
+        ra->r->stats.unused++;
+    } else if (strcmp(m->nsp, ra->wrap.base.nsp->name) == 0) {
+        m->b.to.flags |= SIO_LOCAL;
+        int rc = ra->wrap.local->ops->broadcast(ra->wrap.local, &m->b);
+        if (rc)
+            LOG_LIMITED(LOG_LEVEL_WARN, "redis", "broadcast from another node failed: %d", rc);
+    }
+    rmsg_bcast_free(m);
 }
 
 static void add_id(sio_socket_t *s, void *arg) {
@@ -665,13 +836,15 @@ static void on_remote_op(radapter_t *ra, int type, json_t *req) {
         sio_socket_leave(s, room);
     else if (type == REQ_REMOTE_DISCONNECT)
         sio_socket_disconnect(s, close);
-    respond(ra, json_pack("{s:O?}", "requestId", json_object_get(req, "requestId")));
+    respond(ra, json_string_value(json_object_get(req, "uid")), type,
+            json_pack("{s:O?}", "requestId", json_object_get(req, "requestId")));
 }
 
 /* What a broadcast with acks from another node owes it: the count, then each answer. */
 typedef struct {
     radapter_t *ra;
     char id[64];
+    char to[64]; /* the asking node's uid */
     size_t expected, received;
     bool counted;
 } remote_acks_t;
@@ -682,8 +855,9 @@ static void remote_count(size_t n, bool last, void *arg) {
     if (!last)
         return;
     ra_->counted = true;
-    respond(ra_->ra, json_pack("{s:i,s:s,s:I}", "type", REQ_BROADCAST_CLIENT_COUNT, "requestId",
-                               ra_->id, "clientCount", (json_int_t)ra_->expected));
+    respond(ra_->ra, ra_->to, REQ_BROADCAST_CLIENT_COUNT,
+            json_pack("{s:i,s:s,s:I}", "type", REQ_BROADCAST_CLIENT_COUNT, "requestId", ra_->id,
+                      "clientCount", (json_int_t)ra_->expected));
     if (ra_->received == ra_->expected)
         free(ra_);
 }
@@ -694,29 +868,25 @@ static void remote_ack(sio_socket_t *s, int err, const sio_payload_t *p, void *a
     /* socket.io passes on an answer's first argument; a recipient that left says nothing. */
     if (err == 0 && p) {
         json_t *first = json_array_get(p->args, 0);
-        json_t *msg = json_pack("{s:i,s:s,s:O?}", "type", REQ_BROADCAST_ACK, "requestId", st->id,
-                                "packet", first);
-        buf_t b = {0};
-        if (msg && rmsg_pack(&b, msg, p->bins, p->nbins) == 0)
-            publish(st->ra->r, st->ra->resp_channel, b.data, b.len);
-        buf_free(&b);
-        json_decref(msg);
+        respond_with(st->ra, st->to, REQ_BROADCAST_ACK,
+                     json_pack("{s:i,s:s,s:O?}", "type", REQ_BROADCAST_ACK, "requestId", st->id,
+                               "packet", first),
+                     p->bins, p->nbins);
     }
     if (st->counted && st->received == st->expected)
         free(st);
 }
 
-static void on_broadcast_request(radapter_t *ra, const char *msg, size_t len) {
-    rmsg_bcast_t m;
-    if (rmsg_bcast_decode(msg, len, &m)) {
-        LOG_LIMITED(LOG_LEVEL_WARN, "redis", "malformed broadcast request ignored");
-        return;
-    }
+/* A broadcast with acks from another node (m: read from the request, freed here). */
+static void on_broadcast_request(radapter_t *ra, const rmsg_bcast_t *m_) {
+    rmsg_bcast_t m = *m_;
     remote_acks_t *st = NULL;
     if (strcmp(m.uid, ra->r->uid) != 0 && strcmp(m.nsp, ra->wrap.base.nsp->name) == 0 &&
-        strlen(m.request_id) < sizeof st->id && (st = calloc(1, sizeof *st))) {
+        strlen(m.request_id) < sizeof st->id && strlen(m.uid) < sizeof st->to &&
+        (st = calloc(1, sizeof *st))) {
         st->ra = ra;
         snprintf(st->id, sizeof st->id, "%s", m.request_id);
+        snprintf(st->to, sizeof st->to, "%s", m.uid);
         m.b.to.flags |= SIO_LOCAL;
         sio_nsp_t *nsp = ra->wrap.base.nsp;
         int rc = ra->wrap.local->ops->broadcast_with_ack(ra->wrap.local, &m.b, nsp->next_ack_id++,
@@ -769,8 +939,9 @@ static void lend_session(radapter_t *ra, json_t *req) {
     } else if (ss) {
         sio_session_free(ss);
     }
-    respond(ra, json_pack("{s:i,s:O?,s:s,s:s?}", "type", REQ_PARLEY_RESTORE, "requestId",
-                          json_object_get(req, "requestId"), "uid", ra->r->uid, "session", text));
+    respond(ra, json_string_value(json_object_get(req, "uid")), REQ_PARLEY_RESTORE,
+            json_pack("{s:i,s:O?,s:s,s:s?}", "type", REQ_PARLEY_RESTORE, "requestId",
+                      json_object_get(req, "requestId"), "uid", ra->r->uid, "session", text));
     free(text);
 }
 
@@ -791,7 +962,7 @@ static void take_back_session(radapter_t *ra, json_t *req) {
 static void give_back(radapter_t *ra, const char *lender, sio_session_t *ss) {
     char *text = session_text(ss, NULL, 0);
     if (text)
-        publish_json(ra->r, ra->req_channel,
+        send_request(ra, REQ_PARLEY_RETURN,
                      json_pack("{s:s,s:i,s:s,s:s}", "uid", ra->r->uid, "type", REQ_PARLEY_RETURN,
                                "to", lender, "session", text));
     else
@@ -821,19 +992,12 @@ static void on_lent(rreq_t *q, json_t *resp) {
     proto_missed_free(missed, n);
 }
 
-static void on_request(radapter_t *ra, const char *msg, size_t len) {
-    json_t *req;
-    rmsg_bins_t bins = {0};
-    if (len && msg[0] == '{')
-        req = json_loadb(msg, len, 0, NULL);
-    else
-        req = rmsg_unpack(msg, len, &bins);
+/* A request from another node (classic form; req and bins borrowed). */
+static void on_request(radapter_t *ra, json_t *req, rmsg_bins_t *bins) {
     json_t *type_j = json_object_get(req, "type");
     const char *uid = json_string_value(json_object_get(req, "uid"));
     if (!json_is_integer(type_j)) {
         LOG_LIMITED(LOG_LEVEL_WARN, "redis", "malformed request ignored");
-        json_decref(req);
-        rmsg_bins_free(&bins);
         return;
     }
     int type = (int)json_integer_value(type_j);
@@ -843,10 +1007,11 @@ static void on_request(radapter_t *ra, const char *msg, size_t len) {
     if (mine) {
         /* Our own requests come back to us too. */
     } else if (type == REQ_SOCKETS) {
-        respond(ra, json_pack("{s:O?,s:o}", "requestId", rid, "sockets",
-                              local_ids(ra, json_object_get(req, "rooms"))));
+        respond(ra, uid, type,
+                json_pack("{s:O?,s:o}", "requestId", rid, "sockets",
+                          local_ids(ra, json_object_get(req, "rooms"))));
     } else if (type == REQ_ALL_ROOMS) {
-        respond(ra, json_pack("{s:O?,s:o}", "requestId", rid, "rooms", local_rooms(ra)));
+        respond(ra, uid, type, json_pack("{s:O?,s:o}", "requestId", rid, "rooms", local_rooms(ra)));
     } else if (type == REQ_REMOTE_JOIN || type == REQ_REMOTE_LEAVE ||
                type == REQ_REMOTE_DISCONNECT) {
         on_remote_op(ra, type, req);
@@ -857,8 +1022,9 @@ static void on_request(radapter_t *ra, const char *msg, size_t len) {
             ra->wrap.local->ops->fetch_all(ra->wrap.local, &t, 0, keep_local, &sockets);
             target_free(&t);
         }
-        respond(ra, json_pack("{s:O?,s:o}", "requestId", rid, "sockets",
-                              sockets ? sockets : json_array()));
+        respond(
+            ra, uid, type,
+            json_pack("{s:O?,s:o}", "requestId", rid, "sockets", sockets ? sockets : json_array()));
     } else if (type == REQ_SERVER_SIDE_EMIT) {
         json_t *data = json_object_get(req, "data");
         const char *event = json_string_value(json_array_get(data, 0));
@@ -869,32 +1035,30 @@ static void on_request(radapter_t *ra, const char *msg, size_t len) {
         json_decref(args);
         /* Asked for an answer: one, even without a handler (null), or the asker waits. */
         if (rid)
-            respond(ra, json_pack("{s:i,s:O,s:o}", "type", REQ_SERVER_SIDE_EMIT, "requestId", rid,
-                                  "data", answer ? answer : json_null()));
+            respond(ra, uid, type,
+                    json_pack("{s:i,s:O,s:o}", "type", REQ_SERVER_SIDE_EMIT, "requestId", rid,
+                              "data", answer ? answer : json_null()));
         else
             json_decref(answer);
     } else if (type == REQ_BROADCAST) {
-        on_broadcast_request(ra, msg, len);
+        rmsg_bcast_t m;
+        if (rmsg_bcast_from(json_incref(req), bins, &m) == 0)
+            on_broadcast_request(ra, &m);
+        else
+            LOG_LIMITED(LOG_LEVEL_WARN, "redis", "malformed broadcast request ignored");
     } else if (type == REQ_PARLEY_RESTORE) {
         lend_session(ra, req);
     } else if (type == REQ_PARLEY_RETURN) {
         take_back_session(ra, req);
     }
-    json_decref(req);
-    rmsg_bins_free(&bins);
 }
 
-/* An answer to a request of ours (or of another node's: not found, ignored). */
-static void on_response(radapter_t *ra, const char *msg, size_t len) {
-    rmsg_bins_t bins = {0};
-    json_t *resp =
-        len && msg[0] == '{' ? json_loadb(msg, len, 0, NULL) : rmsg_unpack(msg, len, &bins);
+/* An answer to a request of ours (or of another node's: not found, ignored); classic
+ * form, resp and bins borrowed. */
+static void on_response(radapter_t *ra, json_t *resp, const rmsg_bins_t *bins) {
     rreq_t *q = req_find(ra->r, json_string_value(json_object_get(resp, "requestId")));
-    if (!q || q->ra != ra) {
-        json_decref(resp);
-        rmsg_bins_free(&bins);
+    if (!q || q->ra != ra)
         return;
-    }
     int type = (int)json_integer_value(json_object_get(resp, "type"));
     if (q->type == REQ_BROADCAST && q->count) {
         if (type == REQ_BROADCAST_CLIENT_COUNT) {
@@ -907,7 +1071,7 @@ static void on_response(radapter_t *ra, const char *msg, size_t len) {
         } else if (type == REQ_BROADCAST_ACK) {
             /* Parley's answers are argument lists: socket.io's one value becomes [value]. */
             json_t *args = json_pack("[O?]", json_object_get(resp, "packet"));
-            sio_payload_t p = {args, bins.v, bins.n};
+            sio_payload_t p = {args, bins->v, bins->n};
             q->ack(NULL, 0, &p, q->arg);
             json_decref(args);
         }
@@ -926,8 +1090,6 @@ static void on_response(radapter_t *ra, const char *msg, size_t len) {
         if (++q->got == q->expected)
             req_end(q, 0);
     }
-    json_decref(resp);
-    rmsg_bins_free(&bins);
 }
 
 static radapter_t *adapter_for(parley_redis_t *r, const char *channel, int *kind) {
@@ -966,16 +1128,179 @@ static void on_channel_message(redisAsyncContext *ac, void *reply, void *priv) {
     }
     if (ch->type != REDIS_REPLY_STRING || body->type != REDIS_REPLY_STRING)
         return;
+    r->stats.received++;
+    r->stats.received_bytes += body->len;
     int kind;
     radapter_t *ra = adapter_for(r, ch->str, &kind);
-    if (!ra)
+    if (!ra || (kind == 0 && !wanted(ra, ch->str))) {
+        r->stats.unused++;
         return;
-    if (kind == 0)
-        on_broadcast(ra, ch->str, body->str, body->len);
-    else if (kind == 1)
-        on_request(ra, body->str, body->len);
+    }
+    if (kind == 0) {
+        rmsg_bcast_t m;
+        if (rmsg_bcast_decode(body->str, body->len, &m) == 0)
+            on_broadcast(ra, &m);
+        else
+            LOG_LIMITED(LOG_LEVEL_WARN, "redis", "malformed broadcast on %s ignored", ch->str);
+        return;
+    }
+    rmsg_bins_t bins;
+    json_t *msg = rmsg_decode(body->str, body->len, &bins);
+    if (kind == 1)
+        on_request(ra, msg, &bins);
     else
-        on_response(ra, body->str, body->len);
+        on_response(ra, msg, &bins);
+    json_decref(msg);
+    rmsg_bins_free(&bins);
+}
+
+/* ---- sharded mode: subscriptions and what comes on them ---- */
+
+/* SSUBSCRIBE or SUNSUBSCRIBE of channel, or of "<channel><room>#" when room is given. */
+static void ssub(radapter_t *ra, const char *verb, const char *channel, const char *room) {
+    if (!redis_sub_ready(ra->r->ssub))
+        return; /* all subscribed again on (re)connection */
+    char *name = NULL;
+    if (room) {
+        size_t n = strlen(channel) + strlen(room) + 2;
+        if ((name = malloc(n)))
+            snprintf(name, n, "%s%s#", channel, room);
+    }
+    const char *argv[] = {verb, room ? name : channel};
+    size_t lens[] = {strlen(verb), argv[1] ? strlen(argv[1]) : 0};
+    int rc = argv[1] ? redis_sub_send(ra->r->ssub, 2, argv, lens) : -ENOMEM;
+    if (rc)
+        LOG_LIMITED(LOG_LEVEL_WARN, "redis", "%s %s%s: %d", verb, channel, room ? room : "", rc);
+    free(name);
+}
+
+/* The namespace's channels, and in the dynamic mode each room's that has members here
+ * or lingers. */
+static void sharded_subscribe(radapter_t *ra) {
+    const char *own[] = {ra->channel, ra->own_channel, ra->parley_channel};
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        ssub(ra, "SSUBSCRIBE", own[i], NULL);
+    if (!ra->r->dynamic)
+        return;
+    map_entry_t *e;
+    sio_nsp_t *nsp = ra->wrap.base.nsp;
+    for (size_t pos = 0; map_next(&nsp->rooms, &pos, &e);)
+        ssub(ra, "SSUBSCRIBE", ra->channel, ((sio_room_t *)e->value)->name);
+    for (size_t pos = 0; map_next(&ra->lingering, &pos, &e);)
+        ssub(ra, "SSUBSCRIBE", ra->channel, e->key);
+}
+
+/* A room came or went here (dynamic mode): its channel follows. */
+static void on_room(sio_nsp_t *nsp, const char *room, bool exists, void *arg) {
+    radapter_t *ra = arg;
+    size_t len = strlen(room);
+    lingering_t *l = map_get(&ra->lingering, room, len);
+    if (exists) {
+        if (l) /* still subscribed */
+            free(map_del(&ra->lingering, room, len));
+        else
+            ssub(ra, "SSUBSCRIBE", ra->channel, room);
+        return;
+    }
+    if (!nsp->io->cfg.recovery) {
+        ssub(ra, "SUNSUBSCRIBE", ra->channel, room);
+        return;
+    }
+    if (!l && (l = malloc(sizeof *l + len + 1))) {
+        memcpy(l->name, room, len + 1);
+        if (map_put(&ra->lingering, l->name, len, l)) {
+            free(l);
+            l = NULL;
+        }
+    }
+    if (l)
+        l->until_ms = time_mono_ms() + nsp->io->cfg.recovery_max_disconnection;
+    else
+        ssub(ra, "SUNSUBSCRIBE", ra->channel, room);
+}
+
+/* Lingering rooms whose time is up are unsubscribed. */
+static void ra_purge(sio_adapter_t *a, uint64_t now_ms) {
+    radapter_t *ra = (radapter_t *)a;
+    sio_wrapped_purge(a, now_ms);
+    size_t n = 0;
+    lingering_t **due = malloc((ra->lingering.count + 1) * sizeof *due);
+    map_entry_t *e;
+    for (size_t pos = 0; due && map_next(&ra->lingering, &pos, &e);)
+        if (((lingering_t *)e->value)->until_ms <= now_ms)
+            due[n++] = e->value;
+    for (size_t i = 0; i < n; i++) {
+        map_del(&ra->lingering, due[i]->name, strlen(due[i]->name));
+        ssub(ra, "SUNSUBSCRIBE", ra->channel, due[i]->name);
+        free(due[i]);
+    }
+    free(due);
+}
+
+/* A message on a sharded channel: a broadcast, a request, or an answer to us. */
+static void on_smessage(parley_redis_t *r, const char *channel, const char *body, size_t len) {
+    radapter_t *ra = r->adapters;
+    r->stats.received++;
+    r->stats.received_bytes += len;
+    while (ra && strncmp(channel, ra->channel, strlen(ra->channel)) != 0)
+        ra = ra->next;
+    bool to_us = ra && strcmp(channel, ra->own_channel) == 0;
+    if (!ra || (!to_us && !wanted(ra, channel))) {
+        r->stats.unused++;
+        return;
+    }
+    rmsg_bins_t bins;
+    json_t *msg = rmsg_decode(body, len, &bins);
+    json_t *data = json_object_get(msg, "data");
+    if (!json_is_object(data) || !json_is_string(json_object_get(msg, "uid"))) {
+        LOG_LIMITED(LOG_LEVEL_WARN, "redis", "malformed message on %s ignored", channel);
+        json_decref(msg);
+        rmsg_bins_free(&bins);
+        return;
+    }
+    if (!to_us && json_integer_value(json_object_get(msg, "type")) == RMSG_CLUSTER_BROADCAST &&
+        !json_object_get(data, "requestId")) {
+        rmsg_bcast_t m;
+        if (rmsg_bcast_from(msg, &bins, &m) == 0)
+            on_broadcast(ra, &m);
+        else
+            LOG_LIMITED(LOG_LEVEL_WARN, "redis", "malformed broadcast on %s ignored", channel);
+        return;
+    }
+    bool response = false;
+    json_t *classic = from_cluster(msg, &response);
+    const char *nsp = json_string_value(json_object_get(msg, "nsp"));
+    if (classic && nsp && strcmp(nsp, ra->wrap.base.nsp->name) == 0) {
+        if (to_us || response)
+            on_response(ra, classic, &bins);
+        else
+            on_request(ra, classic, &bins);
+    }
+    json_decref(classic);
+    json_decref(msg);
+    rmsg_bins_free(&bins);
+}
+
+static void on_push(redis_sub_t *sub, const redisReply *rep, void *arg) {
+    parley_redis_t *r = arg;
+    if (r->detaching)
+        return;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        LOG_LIMITED(LOG_LEVEL_WARN, "redis", "subscriber: %s", rep->str);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+        rep->element[0]->type != REDIS_REPLY_STRING ||
+        strcmp(rep->element[0]->str, "smessage") != 0 ||
+        rep->element[1]->type != REDIS_REPLY_STRING || rep->element[2]->type != REDIS_REPLY_STRING)
+        return; /* (un)subscription confirmations */
+    on_smessage(r, rep->element[1]->str, rep->element[2]->str, rep->element[2]->len);
+}
+
+static void ssub_ready(redis_sub_t *sub, void *arg) {
+    parley_redis_t *r = arg;
+    for (radapter_t *ra = r->adapters; ra; ra = ra->next)
+        sharded_subscribe(ra);
 }
 
 /* ---- connections ---- */
@@ -996,6 +1321,20 @@ void parley_redis_config_defaults(parley_redis_config_t *cfg) {
     cfg->url = "redis://127.0.0.1:6379";
     cfg->key = "socket.io";
     cfg->requests_timeout_ms = 5000;
+    cfg->mode = PARLEY_REDIS_CLASSIC;
+}
+
+int parley_redis_mode_parse(const char *name, parley_redis_mode_t *out) {
+    static const char *const mode_names[] = {"classic", "sharded", "sharded-static"};
+    static const parley_redis_mode_t modes[] = {PARLEY_REDIS_CLASSIC, PARLEY_REDIS_SHARDED,
+                                                PARLEY_REDIS_SHARDED_STATIC};
+    for (size_t i = 0; name && i < sizeof mode_names / sizeof mode_names[0]; i++) {
+        if (strcmp(name, mode_names[i]) == 0) {
+            *out = modes[i];
+            return 0;
+        }
+    }
+    return -EINVAL;
 }
 
 static sio_adapter_t *wrap(sio_nsp_t *nsp, sio_adapter_t *local, void *arg) {
@@ -1018,8 +1357,19 @@ static sio_adapter_t *wrap(sio_nsp_t *nsp, sio_adapter_t *local, void *arg) {
     snprintf(ra->channel, n, "%s#%s#", r->key, nsp->name);
     snprintf(ra->req_channel, n, "%s-request#%s#", r->key, nsp->name);
     snprintf(ra->resp_channel, n, "%s-response#%s#", r->key, nsp->name);
-    snprintf(ra->own_channel, n, "%s-response#%s#%s#", r->key, nsp->name, r->uid);
+    if (r->sharded)
+        snprintf(ra->own_channel, n, "%s#%s#%s#", r->key, nsp->name, r->uid);
+    else
+        snprintf(ra->own_channel, n, "%s-response#%s#%s#", r->key, nsp->name, r->uid);
     snprintf(ra->parley_channel, n, "%s-parley#%s#", r->key, nsp->name);
+    if (map_init(&ra->lingering)) {
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            free(*names[i]);
+        free(ra);
+        return NULL;
+    }
+    if (r->sharded && r->dynamic)
+        sio_nsp_on_room(nsp, on_room, ra);
     ra->wrap.base.ops = &redis_ops;
     ra->wrap.base.nsp = nsp;
     ra->wrap.local = local;
@@ -1043,6 +1393,8 @@ int parley_redis_attach(uv_loop_t *loop, sio_server_t *io, const parley_redis_co
     r->loop = loop;
     r->io = io;
     r->requests_timeout_ms = cfg->requests_timeout_ms ? cfg->requests_timeout_ms : 5000;
+    r->sharded = cfg->mode != PARLEY_REDIS_CLASSIC;
+    r->dynamic = cfg->mode == PARLEY_REDIS_SHARDED;
     r->server_count = 1;
     new_uid(r->uid);
     int rc = (r->key = strdup(cfg->key ? cfg->key : "socket.io")) ? 0 : -ENOMEM;
@@ -1054,13 +1406,15 @@ int parley_redis_attach(uv_loop_t *loop, sio_server_t *io, const parley_redis_co
         return rc;
     }
     static const redis_conn_cb_t pub_cb = {pub_ready, NULL}, sub_cb = {sub_ready, NULL};
+    static const redis_sub_cb_t ssub_cb = {ssub_ready, on_push, NULL};
     /* Offsets name this node: one node's offset is never looked up in another's log. */
     char tag[UID_SIZE + 1];
     snprintf(tag, sizeof tag, "%s-", r->uid);
     sio_server_set_offset_tag(io, tag);
     if ((rc = sio_server_wrap_adapters(io, wrap, r)) ||
         (rc = redis_conn_open(loop, &r->ep, "publisher", &pub_cb, r, &r->pub)) ||
-        (rc = redis_conn_open(loop, &r->ep, "subscriber", &sub_cb, r, &r->sub))) {
+        (rc = r->sharded ? redis_sub_open(loop, &r->ep, "subscriber", &ssub_cb, r, &r->ssub)
+                         : redis_conn_open(loop, &r->ep, "subscriber", &sub_cb, r, &r->sub))) {
         parley_redis_detach(r);
         return rc;
     }
@@ -1068,8 +1422,13 @@ int parley_redis_attach(uv_loop_t *loop, sio_server_t *io, const parley_redis_co
     return 0;
 }
 
+void parley_redis_stats(const parley_redis_t *r, parley_redis_stats_t *out) {
+    *out = r->stats;
+}
+
 bool parley_redis_connected(const parley_redis_t *r) {
-    return redis_conn_ctx(r->pub) && redis_conn_ctx(r->sub);
+    return redis_conn_ctx(r->pub) &&
+           (r->sharded ? redis_sub_ready(r->ssub) : redis_conn_ctx(r->sub) != NULL);
 }
 
 /* Freed when nothing refers to it any more: connections and adapters. */
@@ -1103,6 +1462,11 @@ void parley_redis_detach(parley_redis_t *r) {
             r->open_conns++;
             redis_conn_close(conns[i], conn_closed, r);
         }
+    }
+    if (r->ssub) {
+        r->open_conns++;
+        redis_sub_close(r->ssub, conn_closed, r);
+        r->ssub = NULL;
     }
     conn_closed(r);
 }

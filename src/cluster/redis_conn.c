@@ -10,9 +10,6 @@
 
 #include "util/log.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
-
 struct redis_conn {
     uv_loop_t *loop;
     redis_endpoint_t ep;
@@ -109,7 +106,7 @@ int redis_endpoint_parse(const char *url, redis_endpoint_t *out) {
     return rc;
 }
 
-static int endpoint_copy(const redis_endpoint_t *from, redis_endpoint_t *to) {
+int redis_endpoint_copy(const redis_endpoint_t *from, redis_endpoint_t *to) {
     *to = (redis_endpoint_t){.port = from->port, .db = from->db};
     if ((from->host && !(to->host = strdup(from->host))) ||
         (from->path && !(to->path = strdup(from->path))) ||
@@ -157,7 +154,8 @@ static void lost(redis_conn_t *c, const char *why) {
         c->cb.lost(c, c->arg);
     if (uv_timer_start(&c->retry, retry_due, c->backoff_ms, 0))
         LOG_ERROR("redis", "%s: cannot schedule a reconnection", c->name);
-    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+    c->backoff_ms =
+        c->backoff_ms * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
 static void set_up(redisAsyncContext *ac, void *reply, void *priv) {
@@ -174,7 +172,7 @@ static void set_up(redisAsyncContext *ac, void *reply, void *priv) {
     if (c->ready || c->closing)
         return;
     c->ready = true;
-    c->backoff_ms = BACKOFF_MIN_MS;
+    c->backoff_ms = REDIS_BACKOFF_MIN_MS;
     LOG_INFO("redis", "%s connected", c->name);
     c->cb.ready(c, c->arg);
 }
@@ -234,7 +232,7 @@ static void start(redis_conn_t *c) {
 int redis_conn_open(uv_loop_t *loop, const redis_endpoint_t *ep, const char *name,
                     const redis_conn_cb_t *cb, void *arg, redis_conn_t **out) {
     redis_conn_t *c = calloc(1, sizeof *c);
-    if (!c || endpoint_copy(ep, &c->ep)) {
+    if (!c || redis_endpoint_copy(ep, &c->ep)) {
         free(c);
         return -ENOMEM;
     }
@@ -242,7 +240,7 @@ int redis_conn_open(uv_loop_t *loop, const redis_endpoint_t *ep, const char *nam
     snprintf(c->name, sizeof c->name, "%s", name);
     c->cb = *cb;
     c->arg = arg;
-    c->backoff_ms = BACKOFF_MIN_MS;
+    c->backoff_ms = REDIS_BACKOFF_MIN_MS;
     if (uv_timer_init(loop, &c->retry)) {
         redis_endpoint_free(&c->ep);
         free(c);

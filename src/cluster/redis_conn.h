@@ -25,6 +25,14 @@ typedef struct {
 /* Returns 0, -EINVAL (not such a URL) or -ENOMEM. */
 int redis_endpoint_parse(const char *url, redis_endpoint_t *out);
 void redis_endpoint_free(redis_endpoint_t *ep);
+/* A copy of from in to (free with redis_endpoint_free). Returns 0 or -ENOMEM. */
+int redis_endpoint_copy(const redis_endpoint_t *from, redis_endpoint_t *to);
+
+/* Reconnection backoff of the Redis connections (this one and cluster/redis_sub.h): the
+ * first retry after REDIS_BACKOFF_MIN_MS, doubling up to REDIS_BACKOFF_MAX_MS, back to the
+ * minimum once a connection is set up. Milliseconds. */
+#define REDIS_BACKOFF_MIN_MS 100
+#define REDIS_BACKOFF_MAX_MS 5000
 
 typedef struct redis_conn redis_conn_t;
 

@@ -354,8 +354,9 @@ static json_t *names(const char *const *list, size_t n) {
     return a;
 }
 
-int rmsg_pack_bcast(buf_t *out, const char *uid, const char *nsp, const sio_bcast_t *b,
-                    const char *request_id) {
+/* A broadcast's packet {type: 2, data: [event, ...args], nsp} and opts {rooms, except,
+ * flags}, as both protocols carry them. */
+static int bcast_parts(const sio_bcast_t *b, const char *nsp, json_t **packet, json_t **opts) {
     json_t *args = json_loadb(b->args_json, b->args_len, 0, NULL);
     if (!json_is_array(args)) {
         json_decref(args);
@@ -373,18 +374,63 @@ int rmsg_pack_bcast(buf_t *out, const char *uid, const char *nsp, const sio_bcas
         json_object_set_new(flags, "volatile", json_true());
     if (flags && b->ack_timeout_ms)
         json_object_set_new(flags, "timeout", json_integer(b->ack_timeout_ms));
-    json_t *msg;
-    json_t *packet = json_pack("{s:i,s:o,s:s}", "type", 2, "data", data, "nsp", nsp);
-    json_t *opts = json_pack("{s:o,s:o,s:o}", "rooms", names(b->to.rooms, b->to.nrooms), "except",
-                             names(b->to.except, b->to.nexcept), "flags", flags);
+    *packet = json_pack("{s:i,s:o,s:s}", "type", 2, "data", data, "nsp", nsp);
+    *opts = json_pack("{s:o,s:o,s:o}", "rooms", names(b->to.rooms, b->to.nrooms), "except",
+                      names(b->to.except, b->to.nexcept), "flags", flags);
+    if (!*packet || !*opts) {
+        json_decref(*packet);
+        json_decref(*opts);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int rmsg_pack_bcast(buf_t *out, const char *uid, const char *nsp, const sio_bcast_t *b,
+                    const char *request_id) {
+    json_t *packet, *opts, *msg;
+    int rc = bcast_parts(b, nsp, &packet, &opts);
+    if (rc)
+        return rc;
     if (request_id)
         msg = json_pack("{s:s,s:s,s:i,s:o,s:o}", "uid", uid, "requestId", request_id, "type", 7,
                         "packet", packet, "opts", opts);
     else
         msg = json_pack("[s,o,o]", uid, packet, opts);
-    int rc = msg ? rmsg_pack(out, msg, b->bins, b->nbins) : -ENOMEM;
+    rc = msg ? rmsg_pack(out, msg, b->bins, b->nbins) : -ENOMEM;
     json_decref(msg);
     return rc;
+}
+
+int rmsg_encode(buf_t *out, const json_t *msg, const sio_bin_t *bins, size_t nbins) {
+    if (nbins)
+        return rmsg_pack(out, msg, bins, nbins);
+    char *text = json_dumps(msg, JSON_COMPACT);
+    int rc = text ? buf_append_str(out, text) : -ENOMEM;
+    free(text);
+    return rc;
+}
+
+int rmsg_pack_cluster_bcast(buf_t *out, const char *uid, const char *nsp, const sio_bcast_t *b,
+                            const char *request_id) {
+    json_t *packet, *opts;
+    int rc = bcast_parts(b, nsp, &packet, &opts);
+    if (rc)
+        return rc;
+    json_t *data = json_pack("{s:o,s:o}", "packet", packet, "opts", opts);
+    if (data && request_id)
+        json_object_set_new(data, "requestId", json_string(request_id));
+    json_t *msg = json_pack("{s:s,s:s,s:i,s:o}", "uid", uid, "nsp", nsp, "type",
+                            RMSG_CLUSTER_BROADCAST, "data", data);
+    rc = msg ? rmsg_encode(out, msg, b->bins, b->nbins) : -ENOMEM;
+    json_decref(msg);
+    return rc;
+}
+
+json_t *rmsg_decode(const void *data, size_t len, rmsg_bins_t *bins) {
+    memset(bins, 0, sizeof *bins);
+    if (len && *(const char *)data == '{')
+        return json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+    return rmsg_unpack(data, len, bins);
 }
 
 int rmsg_rooms(json_t *list, const char ***out, size_t *n) {
@@ -469,17 +515,34 @@ static int renumber(json_t *v, rmsg_bins_t *all, rmsg_bins_t *mine) {
 }
 
 int rmsg_bcast_decode(const void *data, size_t len, rmsg_bcast_t *out) {
-    memset(out, 0, sizeof *out);
-    rmsg_bins_t all = {0};
-    json_t *msg = rmsg_unpack(data, len, &all);
-    if (!msg)
+    rmsg_bins_t all;
+    json_t *msg = rmsg_decode(data, len, &all);
+    if (!msg) {
+        memset(out, 0, sizeof *out);
         return -EINVAL;
+    }
+    return rmsg_bcast_from(msg, &all, out);
+}
+
+int rmsg_bcast_from(json_t *msg, rmsg_bins_t *bins, rmsg_bcast_t *out) {
+    memset(out, 0, sizeof *out);
+    rmsg_bins_t all = *bins;
+    memset(bins, 0, sizeof *bins);
     out->msg = msg;
     json_t *uid, *packet, *opts;
+    json_t *data = json_object_get(msg, "data");
     if (json_is_array(msg)) {
         uid = json_array_get(msg, 0);
         packet = json_array_get(msg, 1);
         opts = json_array_get(msg, 2);
+    } else if (json_is_object(data)) {
+        /* The cluster protocol's {uid, nsp, type: 3, data: {packet, opts, requestId?}}. */
+        uid = json_object_get(msg, "uid");
+        packet = json_object_get(data, "packet");
+        opts = json_object_get(data, "opts");
+        out->request_id = (char *)json_string_value(json_object_get(data, "requestId"));
+        if (json_integer_value(json_object_get(msg, "type")) != RMSG_CLUSTER_BROADCAST)
+            goto bad;
     } else {
         uid = json_object_get(msg, "uid");
         packet = json_object_get(msg, "packet");

@@ -62,6 +62,37 @@ int rmsg_pack(buf_t *out, const json_t *v, const sio_bin_t *bins, size_t nbins);
 int rmsg_pack_bcast(buf_t *out, const char *uid, const char *nsp, const sio_bcast_t *b,
                     const char *request_id);
 
+/* The cluster protocol of socket.io-adapter (ClusterAdapter), which the Redis adapter's
+ * sharded mode speaks: every message is {uid, nsp, type, data}, JSON unless it holds
+ * binary, then MessagePack. Its types: */
+enum {
+    RMSG_CLUSTER_INITIAL_HEARTBEAT = 1,
+    RMSG_CLUSTER_HEARTBEAT = 2,
+    RMSG_CLUSTER_BROADCAST = 3,
+    RMSG_CLUSTER_SOCKETS_JOIN = 4,
+    RMSG_CLUSTER_SOCKETS_LEAVE = 5,
+    RMSG_CLUSTER_DISCONNECT_SOCKETS = 6,
+    RMSG_CLUSTER_FETCH_SOCKETS = 7,
+    RMSG_CLUSTER_FETCH_SOCKETS_RESPONSE = 8,
+    RMSG_CLUSTER_SERVER_SIDE_EMIT = 9,
+    RMSG_CLUSTER_SERVER_SIDE_EMIT_RESPONSE = 10,
+    RMSG_CLUSTER_BROADCAST_CLIENT_COUNT = 11,
+    RMSG_CLUSTER_BROADCAST_ACK = 12,
+    RMSG_CLUSTER_ADAPTER_CLOSE = 13,
+};
+
+/* A broadcast in the cluster protocol: {uid, nsp, type: 3, data: {packet, opts,
+ * requestId?}}, JSON text unless it has attachments. */
+int rmsg_pack_cluster_bcast(buf_t *out, const char *uid, const char *nsp, const sio_bcast_t *b,
+                            const char *request_id);
+
+/* msg as JSON text when there are no attachments, else as MessagePack (as rmsg_pack). */
+int rmsg_encode(buf_t *out, const json_t *msg, const sio_bin_t *bins, size_t nbins);
+
+/* A message that is JSON text when its first byte is '{' (a key given twice is refused),
+ * else MessagePack (as rmsg_unpack; *bins set either way). NULL when malformed. */
+json_t *rmsg_decode(const void *data, size_t len, rmsg_bins_t *bins);
+
 /* A broadcast read back: its parts (strings owned by `arena`), in sio_bcast_t form. */
 typedef struct {
     char *uid;
@@ -74,9 +105,13 @@ typedef struct {
     rmsg_bins_t bins; /* b.bins */
 } rmsg_bcast_t;
 
-/* Reads a broadcast ([uid, packet, opts]) or, when it is a map, a BROADCAST request.
+/* Reads a broadcast ([uid, packet, opts]) or, when it is a map, a BROADCAST request, or
+ * a cluster protocol BROADCAST (with or without requestId), JSON or MessagePack.
  * Returns 0, -EINVAL (not one: the reason is logged by the caller) or -ENOMEM. */
 int rmsg_bcast_decode(const void *data, size_t len, rmsg_bcast_t *out);
+/* The same from a message already decoded (rmsg_decode): msg and *bins are taken over
+ * (out holds them; both freed by rmsg_bcast_free, also on failure). */
+int rmsg_bcast_from(json_t *msg, rmsg_bins_t *bins, rmsg_bcast_t *out);
 void rmsg_bcast_free(rmsg_bcast_t *m);
 
 /* The rooms of a JSON array (strings, or integers: made their decimal text in place) as

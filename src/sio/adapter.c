@@ -53,6 +53,8 @@ sio_room_t *sio_room_get(sio_nsp_t *nsp, const char *name, bool create) {
 static void room_drop_if_empty(sio_nsp_t *nsp, sio_room_t *r) {
     if (r->count)
         return;
+    if (r->cap && nsp->room_fn) /* had members: it was told of */
+        nsp->room_fn(nsp, r->name, false, nsp->room_arg);
     map_del(&nsp->rooms, r->name, strlen(r->name));
     free(r->members);
     free(r);
@@ -95,8 +97,14 @@ static int local_join(sio_adapter_t *a, sio_socket_t *s, const char *name) {
     PARLEY_ASSERT(r->count < r->cap && s->nrooms < s->caprooms);
     r->members[r->count] = s;
     s->rooms[s->nrooms++] = (sio_membership_t){r, r->count};
-    r->count++;
+    if (r->count++ == 0 && nsp->room_fn)
+        nsp->room_fn(nsp, r->name, true, nsp->room_arg);
     return 0;
+}
+
+void sio_nsp_on_room(sio_nsp_t *nsp, sio_room_fn fn, void *arg) {
+    nsp->room_fn = fn;
+    nsp->room_arg = arg;
 }
 
 /* Removes membership i of s: swap-remove in the room, then in the socket. */

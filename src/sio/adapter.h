@@ -119,6 +119,14 @@ sio_session_t *sio_adapter_take(sio_nsp_t *nsp, const char *pid, const char *off
 void sio_adapter_give_back(sio_nsp_t *nsp, sio_session_t *session);
 json_t *sio_nsp_server_event(sio_nsp_t *nsp, const char *event, json_t *args);
 
+/* Rooms as they come and go on this node: `exists` true when `room` got its first
+ * member here, false when its last left (a socket's own room is not one of them). An
+ * adapter that subscribes per room (Redis's sharded mode) follows them. One per
+ * namespace; fn NULL stops it. The room name is borrowed for the call; fn must not make
+ * sockets join or leave. */
+typedef void (*sio_room_fn)(sio_nsp_t *nsp, const char *room, bool exists, void *arg);
+void sio_nsp_on_room(sio_nsp_t *nsp, sio_room_fn fn, void *arg);
+
 /* An adapter that wraps another starts with this. The sio_wrapped_* operations pass the
  * call on to the wrapped one: a wrapper uses them for what it leaves to it. */
 typedef struct {

@@ -106,7 +106,9 @@ struct sio_nsp {
     uint32_t nsockets, capsockets;
     map_t by_id; /* socket id → socket */
     /* The in-process adapter's state. */
-    map_t rooms; /* name → sio_room_t */
+    map_t rooms;         /* name → sio_room_t */
+    sio_room_fn room_fn; /* told of rooms made and dropped (adapter.h) */
+    void *room_arg;
     uint64_t next_ack_id;
     /* Recovery. */
     map_t sessions; /* pid → sio_session_t */

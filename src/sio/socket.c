@@ -42,6 +42,7 @@ sio_socket_t *sio_socket_new(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
         free(s);
         return NULL;
     }
+    s->id[SIO_SOCKET_ID_LEN] = '\0';
     if (nsp->io->id_tag) {
         s->id[0] = nsp->io->id_tag;
         if (nsp->io->cfg.recovery)

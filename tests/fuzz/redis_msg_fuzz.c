@@ -2,8 +2,9 @@
  *
  * The input is what another node could publish in Redis. Read as MessagePack
  * (rmsg_unpack), a value that decodes is packed again and that must decode to the same
- * JSON with the same attachments; read as a broadcast (rmsg_bcast_decode), one that
- * decodes is packed again as Parley would publish it and must read back the same. Any
+ * JSON with the same attachments; read as a broadcast (rmsg_bcast_decode: the classic
+ * forms, or the cluster protocol's in JSON or MessagePack), one that decodes is packed
+ * again as Parley would publish it, in both protocols, and must read back the same. Any
  * mismatch aborts; ASan sees any read past the exact-size copy. */
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +47,14 @@ static void bcast_round_trip(const uint8_t *data, size_t size) {
     rmsg_bcast_t m;
     if (rmsg_bcast_decode(data, size, &m))
         return;
-    buf_t out = {0};
-    if (rmsg_pack_bcast(&out, m.uid, m.nsp, &m.b, m.request_id) == 0) {
+    for (int cluster = 0; cluster < 2; cluster++) {
+        buf_t out = {0};
+        int rc = cluster ? rmsg_pack_cluster_bcast(&out, m.uid, m.nsp, &m.b, m.request_id)
+                         : rmsg_pack_bcast(&out, m.uid, m.nsp, &m.b, m.request_id);
+        if (rc) {
+            buf_free(&out);
+            continue;
+        }
         rmsg_bcast_t again;
         CHECK(rmsg_bcast_decode(out.data, out.len, &again) == 0);
         CHECK(strcmp(m.uid, again.uid) == 0 && strcmp(m.nsp, again.nsp) == 0);
@@ -55,10 +62,11 @@ static void bcast_round_trip(const uint8_t *data, size_t size) {
         CHECK(m.b.to.nrooms == again.b.to.nrooms && m.b.to.nexcept == again.b.to.nexcept);
         for (size_t i = 0; i < m.b.to.nrooms; i++)
             CHECK(strcmp(m.b.to.rooms[i], again.b.to.rooms[i]) == 0);
+        CHECK((m.request_id == NULL) == (again.request_id == NULL));
         same_bins(&m.bins, &again.bins);
         rmsg_bcast_free(&again);
+        buf_free(&out);
     }
-    buf_free(&out);
     rmsg_bcast_free(&m);
 }
 

@@ -457,11 +457,22 @@ static json_t *local_stats(void) {
     sio_stats_t st;
     sio_server_stats(app.io, &st);
     /* The disconnects are copied: the sum of several workers' adds to them. */
-    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:o}", "clients", (json_int_t)st.clients, "sockets",
-                     (json_int_t)st.sockets, "recoverySessions", (json_int_t)st.recovery_sessions,
-                     "recoveryPackets", (json_int_t)st.recovery_packets, "connections",
-                     (json_int_t)net_loop_conn_count(app.nl), "disconnects",
-                     json_copy(app.disconnects));
+    json_t *o = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:o}", "clients", (json_int_t)st.clients, "sockets",
+        (json_int_t)st.sockets, "recoverySessions", (json_int_t)st.recovery_sessions,
+        "recoveryPackets", (json_int_t)st.recovery_packets, "connections",
+        (json_int_t)net_loop_conn_count(app.nl), "disconnects", json_copy(app.disconnects));
+    if (o && app.redis) {
+        parley_redis_stats_t rs;
+        parley_redis_stats(app.redis, &rs);
+        json_object_set_new(
+            o, "redis",
+            json_pack("{s:I,s:I,s:I,s:I,s:I}", "published", (json_int_t)rs.published,
+                      "publishedBytes", (json_int_t)rs.published_bytes, "received",
+                      (json_int_t)rs.received, "receivedBytes", (json_int_t)rs.received_bytes,
+                      "unused", (json_int_t)rs.unused));
+    }
+    return o;
 }
 
 static void respond_json(http_conn_t *hc, json_t *o) {
@@ -556,15 +567,21 @@ int main(int argc, char **argv) {
         {"log-level", 1, 0, 'l'},
         {"workers", 1, 0, 'w'},
         {"redis-url", 1, 0, 'R'},
+        {"redis-mode", 1, 0, 'M'},
         {0, 0, 0, 0},
     };
     int o;
     unsigned workers = 1;
     const char *redis_url = NULL;
+    parley_redis_mode_t redis_mode = PARLEY_REDIS_CLASSIC;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
         case 'R':
             redis_url = optarg;
+            break;
+        case 'M':
+            if (parley_redis_mode_parse(optarg, &redis_mode))
+                return 2;
             break;
         case 'w':
             workers = (unsigned)atoi(optarg);
@@ -621,6 +638,7 @@ int main(int argc, char **argv) {
         parley_redis_config_t rcfg;
         parley_redis_config_defaults(&rcfg);
         rcfg.url = redis_url;
+        rcfg.mode = redis_mode;
         if (parley_redis_attach(&app.loop, app.io, &rcfg, &app.redis)) {
             fprintf(stderr, "--redis-url %s: not a Redis URL\n", redis_url);
             return 1;

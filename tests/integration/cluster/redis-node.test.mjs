@@ -1,24 +1,26 @@
 // A Parley node and a Node.js socket.io 4.8 node with @socket.io/redis-adapter 8 in one
 // real redis-server (parley/redis.h): every operation both ways, binary included, and no
 // Node call waiting for its 5 s requests timeout (each is bounded well below it). Also
-// @socket.io/redis-emitter publishing from outside both.
+// @socket.io/redis-emitter publishing from outside both. With PARLEY_TEST_REDIS_MODE=sharded
+// (or sharded-static) both nodes use the sharded adapter (createShardedAdapter, SPUBLISH /
+// SSUBSCRIBE) in that subscription mode instead.
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { Emitter } from "@socket.io/redis-emitter";
-import { createAdapter } from "@socket.io/redis-adapter";
 import { createClient } from "redis";
 import { Server } from "socket.io";
 import { io } from "socket.io-client";
 
-import { startRedis } from "../lib/redis.mjs";
-import { startServer } from "../lib/server.mjs";
+import { nodeAdapter, startRedis } from "../lib/redis.mjs";
+import { redisMode, startServer } from "../lib/server.mjs";
 import { connected, Recorder } from "../lib/sio.mjs";
 import { waitUntil, withTimeout } from "../lib/wait.mjs";
 
 const T = { timeout: 60000 };
 // Well below the adapter's 5 s: an answer that only comes by timeout fails the test.
 const FAST = 2000;
+const sharded = redisMode !== "classic";
 
 describe("Parley and Node.js socket.io nodes over Redis", () => {
   let redis, parley, node, nodeUrl, pub, sub, emitterClient;
@@ -31,7 +33,7 @@ describe("Parley and Node.js socket.io nodes over Redis", () => {
     emitterClient = pub.duplicate();
     await Promise.all([pub.connect(), sub.connect(), emitterClient.connect()]);
     const http = createServer();
-    node = new Server(http, { adapter: createAdapter(pub, sub) });
+    node = new Server(http, { adapter: nodeAdapter(pub, sub) });
     node.on("connection", (s) => {
       s.on("join", (room, cb) => {
         s.join(room);
@@ -93,6 +95,36 @@ describe("Parley and Node.js socket.io nodes over Redis", () => {
     assert.deepEqual(rp2.argsOf("fromParley"), []);
   });
 
+  it("a socket's own room reaches it from the other node, both ways", T, async () => {
+    const [p, n] = await Promise.all([onParley(), onNode()]);
+    const [rp, rn] = [new Recorder(p), new Recorder(n)];
+    node.to(p.id).emit("toParleySocket", "from node");
+    assert.equal(await ask(p, "broadcast", { event: "toNodeSocket", args: ["from parley"], rooms: [n.id] }), true);
+    assert.deepEqual(await rp.next("toParleySocket"), ["from node"]);
+    assert.deepEqual(await rn.next("toNodeSocket"), ["from parley"]);
+  });
+
+  it("in the dynamic sharded mode a room's channel is subscribed while it has members on the node", { ...T, skip: redisMode !== "sharded" && "dynamic sharded mode only" }, async () => {
+    const r = room();
+    const channel = `socket.io#/#${r}#`;
+    const subscribers = async () => (await pub.sendCommand(["PUBSUB", "SHARDNUMSUB", channel]))[1];
+    assert.equal(await subscribers(), 0);
+    const [p1, p2] = await Promise.all([onParley(), onParley()]);
+    await Promise.all([ask(p1, "join", r), ask(p2, "join", r)]);
+    // Subscribed on another connection than the one the ack came on: waited for.
+    await waitUntil(async () => (await subscribers()) === 1, { what: "the room's channel subscribed" });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(await subscribers(), 1, "one subscription for the node, whatever its members");
+    // A broadcast from Node to the room travels on the room's channel and reaches them.
+    const rec = new Recorder(p1);
+    node.to(r).emit("inRoom", 1);
+    assert.deepEqual(await rec.next("inRoom"), [1]);
+    await ask(p1, "leave", r);
+    assert.equal(await subscribers(), 1, "p2 is still in it");
+    p2.disconnect();
+    await waitUntil(async () => (await subscribers()) === 0, { what: "unsubscribed once empty" });
+  });
+
   it("Node's fetchSockets, allRooms and serverSideEmit are answered by Parley at once", T, async () => {
     const r = room();
     const p = await onParley();
@@ -108,8 +140,11 @@ describe("Parley and Node.js socket.io nodes over Redis", () => {
     const all = await node.fetchSockets();
     assert.ok(n.connected);
     assert.deepEqual(new Set(all.map((s) => s.id)), new Set(clients.filter((c) => c.connected).map((c) => c.id)), "every socket of both nodes");
-    const rooms = await node.of("/").adapter.allRooms();
-    assert.ok(rooms.has(r) && rooms.has(p.id));
+    if (!sharded) {
+      // The sharded adapter's allRooms is its own node's only.
+      const rooms = await node.of("/").adapter.allRooms();
+      assert.ok(rooms.has(r) && rooms.has(p.id));
+    }
     const answers = await node.serverSideEmitWithAck("hello", { x: 1 });
     assert.equal(answers.length, 1);
     assert.equal(answers[0].event, "hello");
@@ -172,7 +207,7 @@ describe("Parley and Node.js socket.io nodes over Redis", () => {
     assert.equal(await gone2, "io server disconnect");
   });
 
-  it("@socket.io/redis-emitter reaches Parley's sockets", T, async () => {
+  it("@socket.io/redis-emitter reaches Parley's sockets", { ...T, skip: sharded && "the emitter publishes in classic mode only" }, async () => {
     const r = room();
     const p = await onParley();
     await ask(p, "join", r);

@@ -7,12 +7,11 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
-import { createAdapter } from "@socket.io/redis-adapter";
 import { createClient } from "redis";
 import { Server } from "socket.io";
 import { io } from "socket.io-client";
 
-import { startRedis } from "../lib/redis.mjs";
+import { nodeAdapter, startRedis } from "../lib/redis.mjs";
 import { startServer } from "../lib/server.mjs";
 import { connected, Recorder } from "../lib/sio.mjs";
 import { waitUntil } from "../lib/wait.mjs";
@@ -28,7 +27,7 @@ describe("recovery across Parley nodes over Redis", () => {
     pub = createClient({ url: redis.url });
     sub = pub.duplicate();
     await Promise.all([pub.connect(), sub.connect()]);
-    node = new Server(createServer(), { adapter: createAdapter(pub, sub) });
+    node = new Server(createServer(), { adapter: nodeAdapter(pub, sub) });
     const args = ["--recovery", "--redis-url", redis.url, "--ping-interval", "300", "--ping-timeout", "300"];
     [a, b] = await Promise.all([startServer("sio_test_server", args), startServer("sio_test_server", args)]);
     await waitUntil(async () => (await node.of("/").adapter.serverCount()) === 3, { what: "three nodes" });

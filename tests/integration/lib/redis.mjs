@@ -8,7 +8,16 @@
 import { spawn } from "node:child_process";
 import net from "node:net";
 
-import { processExit } from "./server.mjs";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
+
+import { processExit, redisMode } from "./server.mjs";
+
+// The adapter of a Node.js socket.io node in the suite's mode (PARLEY_TEST_REDIS_MODE):
+// createAdapter, or createShardedAdapter in the dynamic or static subscription mode.
+export function nodeAdapter(pub, sub) {
+  if (redisMode === "classic") return createAdapter(pub, sub);
+  return createShardedAdapter(pub, sub, { subscriptionMode: redisMode === "sharded" ? "dynamic" : "static" });
+}
 
 // A loopback port nobody listens on (for servers told which port to take).
 export async function freePort() {

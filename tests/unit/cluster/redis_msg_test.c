@@ -60,6 +60,53 @@ static void test_broadcast_both_ways(void **state) {
     rmsg_bcast_free(&m);
 }
 
+/* The cluster protocol (sharded mode): notepack.encode({uid: "abcdef", nsp: "/", type: 3,
+ * data: {packet: <as above>, opts: <as above>}}) when there is binary, JSON text when not. */
+static const char golden_cluster_bcast[] =
+    "84a3756964a6616263646566a36e7370a12fa47479706503a46461746182a67061636b657483a47479706502a4"
+    "6461746193a568656c6c6f01c40107a36e7370a12fa46f70747383a5726f6f6d7391a27231a6657863657074"
+    "90a5666c61677380";
+
+static void test_cluster_broadcast(void **state) {
+    uint8_t bytes[256];
+    size_t n = unhex(golden_cluster_bcast, bytes);
+    rmsg_bcast_t m;
+    assert_int_equal(rmsg_bcast_decode(bytes, n, &m), 0);
+    assert_string_equal(m.uid, "abcdef");
+    assert_null(m.request_id);
+    assert_string_equal(m.b.event, "hello");
+    assert_string_equal(m.b.args_json, "[1,{\"_placeholder\":true,\"num\":0}]");
+    assert_int_equal(m.b.nbins, 1);
+    assert_string_equal(m.b.to.rooms[0], "r1");
+    buf_t out = {0};
+    assert_int_equal(rmsg_pack_cluster_bcast(&out, "abcdef", "/", &m.b, NULL), 0);
+    assert_int_equal(out.len, n);
+    assert_memory_equal(out.data, bytes, n);
+    buf_free(&out);
+    /* Without binary, with acks: JSON, as JSON.stringify writes it. */
+    m.b.args_json = "[1]";
+    m.b.args_len = 3;
+    m.b.nbins = 0;
+    assert_int_equal(rmsg_pack_cluster_bcast(&out, "abcdef", "/", &m.b, "q1"), 0);
+    const char *json =
+        "{\"uid\":\"abcdef\",\"nsp\":\"/\",\"type\":3,\"data\":{\"packet\":{\"type\":2,"
+        "\"data\":[\"hello\",1],\"nsp\":\"/\"},\"opts\":{\"rooms\":[\"r1\"],\"except\":[],"
+        "\"flags\":{}},\"requestId\":\"q1\"}}";
+    assert_int_equal(out.len, strlen(json));
+    assert_memory_equal(out.data, json, out.len);
+    rmsg_bcast_t again;
+    assert_int_equal(rmsg_bcast_decode(out.data, out.len, &again), 0);
+    assert_string_equal(again.request_id, "q1");
+    assert_string_equal(again.b.args_json, "[1]");
+    rmsg_bcast_free(&again);
+    buf_free(&out);
+    rmsg_bcast_free(&m);
+    /* Another cluster message type is not a broadcast. */
+    const char *fetch = "{\"uid\":\"a\",\"nsp\":\"/\",\"type\":7,\"data\":{\"packet\":{\"type\":2,"
+                        "\"data\":[\"x\"]},\"opts\":{}}}";
+    assert_int_equal(rmsg_bcast_decode(fetch, strlen(fetch), &m), -EINVAL);
+}
+
 static void test_request_and_date(void **state) {
     const uint8_t bin[] = {1, 2};
     const char *except[] = {"x"};
@@ -137,6 +184,7 @@ static void test_malformed(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_broadcast_both_ways),
+        cmocka_unit_test(test_cluster_broadcast),
         cmocka_unit_test(test_request_and_date),
         cmocka_unit_test(test_malformed),
     };
