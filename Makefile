@@ -67,6 +67,7 @@ bench: bench-deps build
 	@scripts/bench.sh
 	@scripts/bench-workers.sh
 	@scripts/bench-redis.sh
+	@scripts/bench-redis-modes.sh
 
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD)

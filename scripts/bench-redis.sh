@@ -10,7 +10,7 @@
 #   parley-redis2  two Parley nodes, --redis-url and --store redis, behind nginx
 #   node-redis2    two Node.js socket.io nodes with @socket.io/redis-adapter 8
 #                  (bench/node/server-redis.mjs), behind nginx
-# Classic mode only (PUBLISH / PSUBSCRIBE): Parley has no sharded mode yet.
+# Classic mode (PUBLISH / PSUBSCRIBE); sharded mode's Redis traffic: bench-redis-modes.sh.
 #
 # Why --store redis: parley-bench's clients send chat messages; with --store memory a
 # node announces a message only to its own clients (docs/CLUSTER.md), so members on the
