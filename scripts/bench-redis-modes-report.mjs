@@ -7,15 +7,13 @@
 // The section lies between the redis-modes markers; what follows
 // "<!-- redis-modes:reading -->" inside it is written by hand and kept as it is. Node's
 // standard library only.
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-import { cpuModel, minsec, startedAt } from "./bench-doc.mjs";
+import { cpuModel, minsec, startedAt, writeSection } from "./bench-doc.mjs";
 
 const BEGIN = "<!-- redis-modes:begin -->";
-const READING = "<!-- redis-modes:reading -->";
-const END = "<!-- redis-modes:end -->";
 const LAYOUTS = ["local", "spread"];
 const SERVERS = ["parley", "node"];
 const MODES = ["classic", "sharded", "sharded-static"];
@@ -193,18 +191,6 @@ if (rows.length) {
   L.push("");
 }
 
-// The hand-written reading, kept from the document as it was.
-let doc = existsSync(docPath) ? readFileSync(docPath, "utf8") : "";
-const i = doc.indexOf(BEGIN), j = doc.indexOf(END);
-let reading = "";
-if (i >= 0 && j > i) {
-  const k = doc.indexOf(READING, i);
-  if (k >= 0 && k < j) reading = doc.slice(k, j).trimEnd() + "\n";
-}
-L.push(reading || `${READING}\n`);
-L.push(END);
-const section = L.join("\n") + "\n";
-if (i >= 0 && j > i) doc = doc.slice(0, i) + section + doc.slice(j + END.length).replace(/^\n/, "");
-else doc = (doc ? doc.replace(/\n*$/, "\n\n") : "") + section;
-writeFileSync(docPath, doc);
+// The hand-written reading is kept from the document as it was.
+writeSection(docPath, "redis-modes", L);
 console.log(`bench-redis-modes: wrote ${docPath}`);

@@ -10,15 +10,13 @@
 // record's "within", decided by scripts/bench-report.mjs line when it was made. Node's
 // standard library only.
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-import { cpuModel, minsec, startedAt } from "./bench-doc.mjs";
+import { cpuModel, minsec, startedAt, writeSection } from "./bench-doc.mjs";
 
 const BEGIN = "<!-- redis:begin -->";
-const READING = "<!-- redis:reading -->";
-const END = "<!-- redis:end -->";
 const P99_LIMIT = 100; // ms, as scripts/bench-report.mjs
 const ORDER = ["parley", "parley-redis1", "parley-redis2", "node-redis2"];
 const NAMES = {
@@ -278,18 +276,6 @@ if (redisServers.length) {
   L.push("");
 }
 
-// The hand-written reading, kept from the document as it was.
-let doc = existsSync(docPath) ? readFileSync(docPath, "utf8") : "";
-const i = doc.indexOf(BEGIN), j = doc.indexOf(END);
-let reading = "";
-if (i >= 0 && j > i) {
-  const k = doc.indexOf(READING, i);
-  if (k >= 0 && k < j) reading = doc.slice(k, j).trimEnd() + "\n";
-}
-L.push(reading || `${READING}\n`);
-L.push(END);
-const section = L.join("\n") + "\n";
-if (i >= 0 && j > i) doc = doc.slice(0, i) + section + doc.slice(j + END.length).replace(/^\n/, "");
-else doc = (doc ? doc.replace(/\n*$/, "\n\n") : "") + section;
-writeFileSync(docPath, doc);
+// The hand-written reading is kept from the document as it was.
+writeSection(docPath, "redis", L);
 console.log(`bench-redis: wrote ${docPath}`);

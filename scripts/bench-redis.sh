@@ -88,42 +88,6 @@ if [[ $SERVERS == *node-redis* && ! -d $(dirname "$NODE_REDIS_SERVER")/node_modu
   exit 1
 fi
 
-# A free loopback TCP port (the kernel's pick, released at once: a small race, retried
-# by the callers that bind it).
-free_port() {
-  node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'
-}
-
-rcli() { redis-cli -p "$RPORT" "$@"; }
-
-redis_start() {
-  local try log=$OUT/logs/redis-server.log
-  mkdir -p "$OUT/redis"
-  for try in 1 2 3 4 5; do
-    RPORT=$(free_port)
-    "$REDIS_SERVER" --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
-      --dir "$OUT/redis" >"$log" 2>&1 &
-    REDIS_PID=$!
-    for _ in $(seq 100); do
-      [[ $(rcli ping 2>/dev/null) == PONG ]] && return 0
-      kill -0 "$REDIS_PID" 2>/dev/null || break
-      sleep 0.05
-    done
-    kill "$REDIS_PID" 2>/dev/null || true
-    wait "$REDIS_PID" 2>/dev/null || true
-    echo "bench-redis: redis-server on port $RPORT, try $try: $(tail -n 2 "$log")" >&2
-  done
-  REDIS_PID=""
-  return 1
-}
-
-redis_stop() {
-  [[ -n $REDIS_PID ]] || return 0
-  rcli shutdown nosave >/dev/null 2>&1 || kill "$REDIS_PID" 2>/dev/null || true
-  wait "$REDIS_PID" 2>/dev/null || true
-  REDIS_PID=""
-}
-
 # One node of a cluster: started with its log, its port read back from its
 # "listening HOST:PORT" line; appends to NODE_PIDS and NODE_PORTS.
 start_node() { # log command...
