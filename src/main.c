@@ -49,11 +49,11 @@
 typedef struct {
     const char *host, *jwt_secret, *jwt_alg, *jwt_public_key, *api_key, *data_dir, *store;
     const char *cors_origins, *log_level, *web_root, *client_dir, *room_claim, *trusted_proxies;
-    const char *workers, *redis_url, *redis_key, *redis_mode;
+    const char *workers, *redis_url, *redis_key, *redis_mode, *chat_redis_url, *node_name;
     long port, max_text, rate_burst, rate_per_sec, presence_limit, max_body, sse_heartbeat;
     long event_burst, event_rate, flood_limit, max_rooms, output_limit, send_timeout;
     long max_per_ip, handshake_rate, handshake_burst;
-    bool dev_login, recovery;
+    bool dev_login, recovery, redis_cluster;
 } config_t;
 
 enum opt_type { OPT_STR, OPT_LONG, OPT_BOOL };
@@ -138,6 +138,17 @@ static const option_t options[] = {
      "classic (createAdapter), sharded (createShardedAdapter: a channel per room, Redis 7) or "
      "sharded-static (one channel per namespace); the same on every node",
      OPT_STR, O(redis_mode), NULL, 0, 0},
+    {"node-name", "PARLEY_NODE_NAME",
+     "1 to 4 letters or digits ending this node's session ids, for a balancer that routes by "
+     "sid (docs/deploy/nginx-sid.conf)",
+     OPT_STR, O(node_name), "none", 0, 0},
+    {"redis-cluster", "PARLEY_REDIS_CLUSTER",
+     "--redis-url is a master of a Redis Cluster (sharded modes; needs --chat-redis-url)", OPT_BOOL,
+     O(redis_cluster), NULL, 0, 0},
+    {"chat-redis-url", "PARLEY_CHAT_REDIS_URL",
+     "the Redis of the chat's shared state (--store redis, presence across nodes) when it is "
+     "not --redis-url's",
+     OPT_STR, O(chat_redis_url), "--redis-url", 0, 0},
     {"recovery", "PARLEY_RECOVERY", "connection state recovery", OPT_BOOL, O(recovery), NULL, 0, 0},
     {"web-root", "PARLEY_WEB_ROOT", "directory of the web page", OPT_STR, O(web_root), NULL, 0, 0},
     {"client-dir", "PARLEY_CLIENT_DIR", "directory of socket.io-client's dist files", OPT_STR,
@@ -653,6 +664,11 @@ static char *read_text_file(const char *path, size_t *len) {
     return buf;
 }
 
+/* Where the chat keeps what nodes share: its own Redis, or the adapter's. */
+static const char *chat_redis_url(const config_t *c) {
+    return c->chat_redis_url ? c->chat_redis_url : c->redis_url;
+}
+
 static int setup_auth(app_t *app) {
     const config_t *c = &app->cfg;
     if (strcmp(c->jwt_alg, "HS256") == 0) {
@@ -746,6 +762,7 @@ static int start(app_t *app) {
     sio_config_t iocfg;
     sio_config_defaults(&iocfg);
     iocfg.recovery = c->recovery;
+    iocfg.sid_suffix = c->node_name;
     iocfg.lean_handshake = true; /* the chat reads only auth.token, in its middleware */
     /* Recovered connections show their token again: the middleware checks it and makes
      * the connection's state; then the chat allows the restore only to the session's own
@@ -795,7 +812,7 @@ static int start(app_t *app) {
         rc = chat_store_open_memory(&app->loop, &scfg, &app->store);
     } else if (strcmp(c->store, "redis") == 0) {
         scfg.memory_keep = 0; /* the store's own retention per room */
-        rc = chat_store_open_redis(&app->loop, c->redis_url, &scfg, &app->store);
+        rc = chat_store_open_redis(&app->loop, chat_redis_url(c), &scfg, &app->store);
     } else if (strcmp(c->store, "sqlite") == 0) {
         if (mkdir(c->data_dir, 0700) && errno != EEXIST) {
             LOG_ERROR("main", "cannot create %s: %s", c->data_dir, strerror(errno));
@@ -847,8 +864,8 @@ static int start(app_t *app) {
         return -1;
     }
     if (c->redis_url) {
-        if ((rc = chat_service_use_redis(app->chat, &app->loop, c->redis_url))) {
-            LOG_ERROR("main", "--redis-url %s: %s", c->redis_url,
+        if ((rc = chat_service_use_redis(app->chat, &app->loop, chat_redis_url(c)))) {
+            LOG_ERROR("main", "Redis %s: %s", chat_redis_url(c),
                       rc == -EINVAL ? "not a Redis URL" : uv_strerror(rc));
             return -1;
         }
@@ -856,6 +873,7 @@ static int start(app_t *app) {
         parley_redis_config_defaults(&rcfg);
         rcfg.url = c->redis_url;
         rcfg.key = c->redis_key;
+        rcfg.cluster = c->redis_cluster;
         if (parley_redis_mode_parse(c->redis_mode, &rcfg.mode))
             return -1; /* checked before start */
         if ((rc = parley_redis_attach(&app->loop, app->io, &rcfg, &app->redis))) {
@@ -906,6 +924,21 @@ int main(int argc, char **argv) {
     parley_redis_mode_t mode;
     if (parley_redis_mode_parse(app.cfg.redis_mode, &mode)) {
         fprintf(stderr, "parley: --redis-mode must be classic, sharded or sharded-static\n");
+        return 2;
+    }
+    const char *name = app.cfg.node_name;
+    if (name && (strlen(name) < 1 || strlen(name) > EIO_SID_SUFFIX_MAX ||
+                 strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") !=
+                     strlen(name))) {
+        fprintf(stderr, "parley: --node-name must be 1 to %d letters or digits\n",
+                EIO_SID_SUFFIX_MAX);
+        return 2;
+    }
+    if (app.cfg.redis_cluster && (mode == PARLEY_REDIS_CLASSIC || !app.cfg.chat_redis_url)) {
+        /* The chat's scripts span a room's keys and every node's presence: one Redis. */
+        fprintf(stderr, "parley: --redis-cluster needs --redis-mode sharded (or "
+                        "sharded-static) and --chat-redis-url (a Redis that is not a cluster, "
+                        "for the chat's shared state)\n");
         return 2;
     }
     if (strcmp(app.cfg.store, "redis") == 0 && !app.cfg.redis_url) {

@@ -54,6 +54,8 @@ typedef struct {
     size_t trusted_proxy_count;
 } eio_limits_t;
 
+#define EIO_SID_SUFFIX_MAX 4
+
 typedef struct {
     const char *path;                /* "/engine.io/" */
     uint32_t ping_interval;          /* ms (25000) */
@@ -65,7 +67,11 @@ typedef struct {
     bool allow_polling;              /* accept long-polling (true) */
     const char *const *cors_origins; /* allowed Origins, "*" for any; NULL/0: no CORS */
     size_t cors_origin_count;
-    bool cookie;       /* Set-Cookie io=<sid> on the handshake, for sticky LBs */
+    bool cookie; /* Set-Cookie io=<sid> on the handshake, for sticky LBs */
+    /* Ends every session id (1 to EIO_SID_SUFFIX_MAX base64url characters), so that a
+     * balancer can send the requests of a session to the node that made it by its `sid`
+     * (docs/deploy/nginx-sid.conf). NULL: none. */
+    const char *sid_suffix;
     bool peer_address; /* look the client's address up for on_open (true); false: "" */
     eio_limits_t limits;
 } eio_config_t;

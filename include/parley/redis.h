@@ -63,6 +63,12 @@ typedef struct {
     /* Which of the Node adapter's protocols (PARLEY_REDIS_CLASSIC). Every node of a
      * cluster must use the same. */
     parley_redis_mode_t mode;
+    /* url is one master of a Redis Cluster (sharded modes only: attach refuses classic
+     * mode, whose PUBLISH every master would relay to every other): each channel is
+     * published and subscribed on the master that owns its slot, the masters found with
+     * CLUSTER SLOTS and again when a MOVED reply or a moved subscription says the map
+     * changed. */
+    bool cluster;
 } parley_redis_config_t;
 
 void parley_redis_config_defaults(parley_redis_config_t *cfg);
@@ -71,14 +77,17 @@ void parley_redis_config_defaults(parley_redis_config_t *cfg);
 int parley_redis_mode_parse(const char *name, parley_redis_mode_t *out);
 
 /* Makes io a node of the cluster on `url`: every namespace's adapter (those that exist
- * and those made later) goes through Redis. Returns 0, -EINVAL for a URL it cannot read,
- * or -ENOMEM; Redis itself need not be up yet (it is retried). cfg is copied. */
+ * and those made later) goes through Redis. Returns 0, -EINVAL for a URL it cannot read
+ * (or cluster with classic mode), or -ENOMEM; Redis itself need not be up yet (it is retried). cfg
+ * is copied. */
 int parley_redis_attach(uv_loop_t *loop, sio_server_t *io, const parley_redis_config_t *cfg,
                         parley_redis_t **out);
 
 /* What crossed this node's link to Redis since it was attached: messages published
  * (and their bytes), messages received on its subscriptions (and their bytes), and of
- * those the ones it had no use for (its own, or a room's with no member here). */
+ * those the ones it dropped unread or as its own (a broadcast on a room's channel with
+ * no member here, its own broadcasts; not those on the namespace's channel that match
+ * no socket here, which are only known to be useless once applied). */
 typedef struct {
     uint64_t published, published_bytes;
     uint64_t received, received_bytes, unused;

@@ -69,7 +69,8 @@ typedef struct {
     const char *const *cors_origins; /* see eio_config_t; NULL: none */
     size_t cors_origin_count;
     bool cookie;
-    eio_limits_t limits; /* Origin check and per-address limits (parley/eio.h) */
+    const char *sid_suffix; /* see eio_config_t */
+    eio_limits_t limits;    /* Origin check and per-address limits (parley/eio.h) */
     /* Connection state recovery (socket.io 4.6+). */
     bool recovery;
     uint32_t recovery_max_disconnection; /* ms (120000) */

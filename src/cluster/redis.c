@@ -33,6 +33,7 @@
 #include "cluster/proto.h"
 #include "cluster/redis_conn.h"
 #include "cluster/redis_msg.h"
+#include "cluster/redis_shards.h"
 #include "cluster/redis_sub.h"
 #include "parley/redis.h"
 #include "sio/internal.h"
@@ -74,6 +75,8 @@ struct parley_redis {
     redis_endpoint_t ep;
     redis_conn_t *pub, *sub; /* publishing and asking; subscribed (classic mode) */
     redis_sub_t *ssub;       /* subscribed (sharded mode) */
+    redis_shards_t *shards;  /* sharded mode on a Redis Cluster: both, per master */
+    int only_shard;          /* >= 0 while that master's subscriptions are made again */
     bool sharded, dynamic;
     int open_conns; /* not yet closed (detaching) */
     radapter_t *adapters;
@@ -146,19 +149,33 @@ static void new_uid(char out[UID_SIZE]) {
 
 /* ---- publishing ---- */
 
+/* The connection to publish or ask on about `channel`: on a Redis Cluster, the
+ * connection to the master that owns the channel's slot. */
+static redisAsyncContext *pub_ctx(parley_redis_t *r, const char *channel) {
+    if (r->shards)
+        return redis_shards_ctx(r->shards, redis_shards_owner(r->shards, channel, strlen(channel)));
+    return redis_conn_ctx(r->pub);
+}
+
+/* An error reply: on a Redis Cluster, MOVED or ASK means the slot map changed. */
+static void reply_error(parley_redis_t *r, const char *what, const redisReply *rep) {
+    LOG_LIMITED(LOG_LEVEL_WARN, "redis", "%s: %s", what, rep->str);
+    if (r->shards && (strncmp(rep->str, "MOVED ", 6) == 0 || strncmp(rep->str, "ASK ", 4) == 0))
+        redis_shards_refresh(r->shards);
+}
+
 static void published(redisAsyncContext *ac, void *reply, void *priv) {
     redisReply *rep = reply;
     if (rep && rep->type == REDIS_REPLY_ERROR)
-        LOG_LIMITED(LOG_LEVEL_WARN, "redis", "PUBLISH: %s", rep->str);
+        reply_error(priv, "PUBLISH", rep);
 }
 
 static void publish(parley_redis_t *r, const char *channel, const void *msg, size_t len) {
-    redisAsyncContext *ac = redis_conn_ctx(r->pub);
+    redisAsyncContext *ac = pub_ctx(r, channel);
     r->stats.published++;
     r->stats.published_bytes += len;
-    if (!ac ||
-        redisAsyncCommand(ac, published, NULL, r->sharded ? "SPUBLISH %s %b" : "PUBLISH %s %b",
-                          channel, msg, len) != REDIS_OK)
+    if (!ac || redisAsyncCommand(ac, published, r, r->sharded ? "SPUBLISH %s %b" : "PUBLISH %s %b",
+                                 channel, msg, len) != REDIS_OK)
         LOG_LIMITED(LOG_LEVEL_WARN, "redis",
                     "not connected: a message for the other nodes is lost");
 }
@@ -394,6 +411,8 @@ static void counted(redisAsyncContext *ac, void *reply, void *priv) {
         return;
     }
     size_t numsub = 0;
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        reply_error(r, "PUBSUB", rep);
     if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
         rep->element[1]->type == REDIS_REPLY_INTEGER && rep->element[1]->integer > 0)
         numsub = (size_t)rep->element[1]->integer;
@@ -413,7 +432,7 @@ static void counted(redisAsyncContext *ac, void *reply, void *priv) {
 static int req_send_counting(rreq_t *q, uint32_t timeout_ms, const char *counted_on) {
     parley_redis_t *r = q->r;
     int rc = req_arm(q, timeout_ms ? timeout_ms : r->requests_timeout_ms);
-    redisAsyncContext *ac = redis_conn_ctx(r->pub);
+    redisAsyncContext *ac = pub_ctx(r, counted_on);
     if (rc == 0 &&
         (!ac || redisAsyncCommand(ac, counted, q,
                                   r->sharded ? "PUBSUB SHARDNUMSUB %s" : "PUBSUB NUMSUB %s",
@@ -613,7 +632,7 @@ static void ra_restore(sio_adapter_t *a, sio_socket_t *s, const char *pid, const
                        sio_restore_fn done, void *arg) {
     radapter_t *ra = (radapter_t *)a;
     rreq_t *q = NULL;
-    if (!map_get(&a->nsp->sessions, pid, strlen(pid)) && redis_conn_ctx(ra->r->pub) &&
+    if (!map_get(&a->nsp->sessions, pid, strlen(pid)) && pub_ctx(ra->r, ra->parley_channel) &&
         (q = req_new(ra, REQ_PARLEY_RESTORE, arg))) {
         q->s = s;
         q->restore_done = done;
@@ -1158,7 +1177,8 @@ static void on_channel_message(redisAsyncContext *ac, void *reply, void *priv) {
 
 /* SSUBSCRIBE or SUNSUBSCRIBE of channel, or of "<channel><room>#" when room is given. */
 static void ssub(radapter_t *ra, const char *verb, const char *channel, const char *room) {
-    if (!redis_sub_ready(ra->r->ssub))
+    parley_redis_t *r = ra->r;
+    if (!r->shards && !redis_sub_ready(r->ssub))
         return; /* all subscribed again on (re)connection */
     char *name = NULL;
     if (room) {
@@ -1168,7 +1188,18 @@ static void ssub(radapter_t *ra, const char *verb, const char *channel, const ch
     }
     const char *argv[] = {verb, room ? name : channel};
     size_t lens[] = {strlen(verb), argv[1] ? strlen(argv[1]) : 0};
-    int rc = argv[1] ? redis_sub_send(ra->r->ssub, 2, argv, lens) : -ENOMEM;
+    int rc = -ENOMEM;
+    if (argv[1] && r->shards) {
+        /* On a Redis Cluster, on the master that owns the channel (when its
+         * subscriber is down, it subscribes everything again once back). */
+        int owner = redis_shards_owner(r->shards, argv[1], lens[1]);
+        rc = r->only_shard >= 0 && owner != r->only_shard
+                 ? 0
+                 : redis_shards_sub_send(r->shards, owner, 2, argv, lens);
+        rc = rc == -EPIPE ? 0 : rc;
+    } else if (argv[1]) {
+        rc = redis_sub_send(r->ssub, 2, argv, lens);
+    }
     if (rc)
         LOG_LIMITED(LOG_LEVEL_WARN, "redis", "%s %s%s: %d", verb, channel, room ? room : "", rc);
     free(name);
@@ -1281,26 +1312,69 @@ static void on_smessage(parley_redis_t *r, const char *channel, const char *body
     rmsg_bins_free(&bins);
 }
 
+/* Whether this node wants to hear `channel`: a namespace's own channels, or a room's
+ * that has members here or lingers. */
+static bool channel_wanted(parley_redis_t *r, const char *channel) {
+    for (radapter_t *ra = r->adapters; ra; ra = ra->next) {
+        size_t prefix = strlen(ra->channel), len = strlen(channel);
+        if (strcmp(channel, ra->channel) == 0 || strcmp(channel, ra->own_channel) == 0 ||
+            strcmp(channel, ra->parley_channel) == 0)
+            return true;
+        if (len > prefix + 1 && strncmp(channel, ra->channel, prefix) == 0 && r->dynamic) {
+            const char *room = channel + prefix;
+            size_t rlen = len - prefix - 1;
+            char *name = strndup(room, rlen);
+            bool here = name && (map_get(&ra->wrap.base.nsp->rooms, name, rlen) ||
+                                 map_get(&ra->lingering, name, rlen));
+            free(name);
+            if (here)
+                return true;
+        }
+    }
+    return false;
+}
+
 static void on_push(redis_sub_t *sub, const redisReply *rep, void *arg) {
     parley_redis_t *r = arg;
     if (r->detaching)
         return;
     if (rep->type == REDIS_REPLY_ERROR) {
         LOG_LIMITED(LOG_LEVEL_WARN, "redis", "subscriber: %s", rep->str);
+        if (r->shards && strncmp(rep->str, "MOVED ", 6) == 0)
+            redis_shards_refresh(r->shards);
         return;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
-        rep->element[0]->type != REDIS_REPLY_STRING ||
-        strcmp(rep->element[0]->str, "smessage") != 0 ||
-        rep->element[1]->type != REDIS_REPLY_STRING || rep->element[2]->type != REDIS_REPLY_STRING)
-        return; /* (un)subscription confirmations */
-    on_smessage(r, rep->element[1]->str, rep->element[2]->str, rep->element[2]->len);
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
+        return;
+    const char *what = rep->element[0]->str, *channel = rep->element[1]->str;
+    if (strcmp(what, "smessage") == 0 && rep->element[2]->type == REDIS_REPLY_STRING) {
+        on_smessage(r, channel, rep->element[2]->str, rep->element[2]->len);
+    } else if (strcmp(what, "sunsubscribe") == 0 && r->shards && channel_wanted(r, channel)) {
+        /* Not asked for: Redis took the subscription away because its slot moved to
+         * another master. */
+        LOG_INFO("redis", "%s moved to another master", channel);
+        redis_shards_refresh(r->shards);
+    }
 }
 
 static void ssub_ready(redis_sub_t *sub, void *arg) {
     parley_redis_t *r = arg;
     for (radapter_t *ra = r->adapters; ra; ra = ra->next)
         sharded_subscribe(ra);
+}
+
+/* On a Redis Cluster: one master's subscriber (again), its channels only. */
+static void shard_ready(redis_shards_t *sh, int shard, void *arg) {
+    parley_redis_t *r = arg;
+    r->only_shard = shard;
+    for (radapter_t *ra = r->adapters; ra; ra = ra->next)
+        sharded_subscribe(ra);
+    r->only_shard = -1;
+}
+
+static void shard_push(redis_shards_t *sh, int shard, const redisReply *rep, void *arg) {
+    on_push(NULL, rep, arg);
 }
 
 /* ---- connections ---- */
@@ -1395,6 +1469,11 @@ int parley_redis_attach(uv_loop_t *loop, sio_server_t *io, const parley_redis_co
     r->requests_timeout_ms = cfg->requests_timeout_ms ? cfg->requests_timeout_ms : 5000;
     r->sharded = cfg->mode != PARLEY_REDIS_CLASSIC;
     r->dynamic = cfg->mode == PARLEY_REDIS_SHARDED;
+    r->only_shard = -1;
+    if (cfg->cluster && !r->sharded) {
+        free(r);
+        return -EINVAL; /* classic mode on a Redis Cluster: not supported (redis.h) */
+    }
     r->server_count = 1;
     new_uid(r->uid);
     int rc = (r->key = strdup(cfg->key ? cfg->key : "socket.io")) ? 0 : -ENOMEM;
@@ -1407,14 +1486,18 @@ int parley_redis_attach(uv_loop_t *loop, sio_server_t *io, const parley_redis_co
     }
     static const redis_conn_cb_t pub_cb = {pub_ready, NULL}, sub_cb = {sub_ready, NULL};
     static const redis_sub_cb_t ssub_cb = {ssub_ready, on_push, NULL};
+    static const redis_shards_cb_t shards_cb = {shard_ready, shard_push};
     /* Offsets name this node: one node's offset is never looked up in another's log. */
     char tag[UID_SIZE + 1];
     snprintf(tag, sizeof tag, "%s-", r->uid);
     sio_server_set_offset_tag(io, tag);
-    if ((rc = sio_server_wrap_adapters(io, wrap, r)) ||
-        (rc = redis_conn_open(loop, &r->ep, "publisher", &pub_cb, r, &r->pub)) ||
-        (rc = r->sharded ? redis_sub_open(loop, &r->ep, "subscriber", &ssub_cb, r, &r->ssub)
-                         : redis_conn_open(loop, &r->ep, "subscriber", &sub_cb, r, &r->sub))) {
+    rc = sio_server_wrap_adapters(io, wrap, r);
+    if (rc == 0 && cfg->cluster)
+        rc = redis_shards_open(loop, &r->ep, &shards_cb, r, &r->shards);
+    else if (rc == 0 && (rc = redis_conn_open(loop, &r->ep, "publisher", &pub_cb, r, &r->pub)) == 0)
+        rc = r->sharded ? redis_sub_open(loop, &r->ep, "subscriber", &ssub_cb, r, &r->ssub)
+                        : redis_conn_open(loop, &r->ep, "subscriber", &sub_cb, r, &r->sub);
+    if (rc) {
         parley_redis_detach(r);
         return rc;
     }
@@ -1427,6 +1510,8 @@ void parley_redis_stats(const parley_redis_t *r, parley_redis_stats_t *out) {
 }
 
 bool parley_redis_connected(const parley_redis_t *r) {
+    if (r->shards)
+        return redis_shards_ready(r->shards);
     return redis_conn_ctx(r->pub) &&
            (r->sharded ? redis_sub_ready(r->ssub) : redis_conn_ctx(r->sub) != NULL);
 }
@@ -1467,6 +1552,11 @@ void parley_redis_detach(parley_redis_t *r) {
         r->open_conns++;
         redis_sub_close(r->ssub, conn_closed, r);
         r->ssub = NULL;
+    }
+    if (r->shards) {
+        r->open_conns++;
+        redis_shards_close(r->shards, conn_closed, r);
+        r->shards = NULL;
     }
     conn_closed(r);
 }

@@ -68,6 +68,7 @@ struct eio_server {
     eio_msg_t *ping, *noop, *close, *pong_probe;
     eio_guard_t *guard; /* per-address limits, NULL when none are set */
     char group_tag;     /* first character of this server's session ids, or '\0' */
+    char sid_suffix[EIO_SID_SUFFIX_MAX + 1]; /* last characters of them (cfg.sid_suffix) */
     eio_foreign_fn foreign;
     void *foreign_arg;
     bool closing;

@@ -222,6 +222,15 @@ static bool route(http_conn_t *hc, http_req_t *req, void *arg) {
 
 static int copy_config(eio_server_t *srv, const eio_config_t *cfg) {
     srv->cfg = *cfg;
+    srv->cfg.sid_suffix = NULL;
+    if (cfg->sid_suffix) {
+        size_t n = strlen(cfg->sid_suffix);
+        const char *b64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        if (n == 0 || n > EIO_SID_SUFFIX_MAX || strspn(cfg->sid_suffix, b64url) != n)
+            return -EINVAL;
+        memcpy(srv->sid_suffix, cfg->sid_suffix, n + 1);
+        srv->cfg.sid_suffix = srv->sid_suffix;
+    }
     srv->path = strdup(cfg->path ? cfg->path : "/engine.io/");
     if (!srv->path)
         return -ENOMEM;

@@ -112,6 +112,10 @@ eio_session_t *eio_session_create(eio_server_t *srv, eio_transport_t transport,
     int rc = rand_id(s->sid);
     if (rc == 0 && srv->group_tag)
         s->sid[0] = srv->group_tag;
+    if (rc == 0 && srv->cfg.sid_suffix) {
+        size_t n = strlen(srv->cfg.sid_suffix);
+        memcpy(s->sid + sizeof s->sid - 1 - n, srv->cfg.sid_suffix, n);
+    }
     if (rc || map_put(&srv->sessions, s->sid, strlen(s->sid), s)) {
         if (guard)
             eio_guard_leave(srv->guard, guard);

@@ -80,6 +80,7 @@ int sio_server_new(http_server_t *http, const sio_config_t *cfg, sio_server_t **
     ecfg.cors_origins = cfg->cors_origins;
     ecfg.cors_origin_count = cfg->cors_origin_count;
     ecfg.cookie = cfg->cookie;
+    ecfg.sid_suffix = cfg->sid_suffix;
     ecfg.limits = cfg->limits;
     ecfg.peer_address = !cfg->lean_handshake;
     eio_callbacks_t cb;

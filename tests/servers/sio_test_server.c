@@ -568,12 +568,14 @@ int main(int argc, char **argv) {
         {"workers", 1, 0, 'w'},
         {"redis-url", 1, 0, 'R'},
         {"redis-mode", 1, 0, 'M'},
+        {"redis-cluster", 0, 0, 'C'},
         {0, 0, 0, 0},
     };
     int o;
     unsigned workers = 1;
     const char *redis_url = NULL;
     parley_redis_mode_t redis_mode = PARLEY_REDIS_CLASSIC;
+    bool redis_cluster = false;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
         case 'R':
@@ -582,6 +584,9 @@ int main(int argc, char **argv) {
         case 'M':
             if (parley_redis_mode_parse(optarg, &redis_mode))
                 return 2;
+            break;
+        case 'C':
+            redis_cluster = true;
             break;
         case 'w':
             workers = (unsigned)atoi(optarg);
@@ -639,6 +644,7 @@ int main(int argc, char **argv) {
         parley_redis_config_defaults(&rcfg);
         rcfg.url = redis_url;
         rcfg.mode = redis_mode;
+        rcfg.cluster = redis_cluster;
         if (parley_redis_attach(&app.loop, app.io, &rcfg, &app.redis)) {
             fprintf(stderr, "--redis-url %s: not a Redis URL\n", redis_url);
             return 1;

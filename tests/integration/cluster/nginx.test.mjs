@@ -2,7 +2,9 @@
 // parley nodes that share a real redis-server (--redis-url, --store redis): websocket and
 // long-polling clients through nginx land on both nodes and hear each other; a node killed
 // with SIGKILL loses only its own connections, whose clients come back through nginx to
-// the other node and find every acknowledged message in the history.
+// the other node and find every acknowledged message in the history. Then the same nodes
+// behind docs/deploy/nginx-sid.conf (sticky by session id): long-polling clients all from
+// one address land on both nodes and every request of a session finds its node.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -22,16 +24,28 @@ const T = { timeout: 90000 };
 
 // docs/deploy/nginx.conf with this test's nodes, port and paths; the whole client
 // address as the key, since every client here is on 127.0.0.0/24.
-async function startNginx(nodePorts) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "parley-nginx-"));
-  fs.chmodSync(dir, 0o777);
-  const port = await freePort();
+function addressSite(nodePorts) {
   let site = fs.readFileSync(path.join(here, "../../../docs/deploy/nginx.conf"), "utf8");
   site = site.replace(/^\s*ip_hash;/m, "    hash $remote_addr consistent;");
   site = site.replace(/^\s*server 127\.0\.0\.1:300\d[^\n]*\n/gm, "");
   site = site.replace("keepalive 64;", `${nodePorts.map((p) => `server 127.0.0.1:${p} max_fails=1 fail_timeout=5s;`).join("\n    ")}\n    keepalive 64;`);
-  site = site.replace("listen 80;", `listen 127.0.0.1:${port};`);
   assert.ok(site.includes("hash $remote_addr consistent") && site.includes(`127.0.0.1:${nodePorts[1]}`), "the documented file changed shape");
+  return site;
+}
+
+// docs/deploy/nginx-sid.conf with this test's nodes (n1, n2 in order).
+function sidSite(nodePorts) {
+  let site = fs.readFileSync(path.join(here, "../../../docs/deploy/nginx-sid.conf"), "utf8");
+  site = site.replaceAll("127.0.0.1:3001", `127.0.0.1:${nodePorts[0]}`).replaceAll("127.0.0.1:3002", `127.0.0.1:${nodePorts[1]}`);
+  assert.ok(site.includes(`127.0.0.1:${nodePorts[1]}`) && site.includes("~n2$"), "the documented file changed shape");
+  return site;
+}
+
+async function startNginx(site) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "parley-nginx-"));
+  fs.chmodSync(dir, 0o777);
+  const port = await freePort();
+  site = site.replace("listen 80;", `listen 127.0.0.1:${port};`);
   const temps = ["body", "proxy", "fastcgi", "uwsgi", "scgi"].map((t) => `${t === "body" ? "client_body" : t}_temp_path ${dir}/${t};`);
   fs.writeFileSync(
     path.join(dir, "nginx.conf"),
@@ -65,7 +79,7 @@ describe("nginx in front of two nodes over Redis", () => {
     redis = await startRedis();
     const args = ["--redis-url", redis.url, "--store", "redis", "--rate-burst", "100"];
     nodes = await Promise.all([startParley(args), startParley(args)]);
-    nginx = await startNginx(nodes.map((n) => n.port));
+    nginx = await startNginx(addressSite(nodes.map((n) => n.port)));
     clients = new Clients(nginx);
   });
 
@@ -130,3 +144,46 @@ describe("nginx in front of two nodes over Redis", () => {
   });
 });
 
+describe("nginx sticky by session id in front of two nodes", () => {
+  let redis, nodes, nginx, clients;
+
+  before(async () => {
+    redis = await startRedis();
+    const args = ["--redis-url", redis.url, "--store", "redis", "--rate-burst", "100"];
+    nodes = await Promise.all([startParley([...args, "--node-name", "n1"]), startParley([...args, "--node-name", "n2"])]);
+    nginx = await startNginx(sidSite(nodes.map((n) => n.port)));
+    clients = new Clients(nginx);
+  });
+
+  after(async () => {
+    clients?.closeAll();
+    await nginx?.stop();
+    for (const n of nodes ?? []) await n.stop();
+    await redis?.stop();
+  });
+
+  const sockets = async (node) => JSON.parse((await request(`${node.url}/healthz`)).text).sockets;
+
+  it("long-polling clients from one address land on both nodes and keep their sessions", T, async () => {
+    const room = newRoom();
+    const all = [];
+    // Long-polling only, and long-polling upgraded to WebSocket (the upgrade carries the sid too).
+    for (let i = 0; i < 8; i++) {
+      const opts = i % 2 ? POLLING.opts : { transports: ["polling", "websocket"] };
+      const c = await clients.connect(newUser(), { ...opts, agent: new http.Agent({ keepAlive: true }) });
+      assert.match(c.s.io.engine.id, /n[12]$/, "a session id with its node's name");
+      await c.join(room);
+      all.push(c);
+    }
+    const [on1, on2] = [await sockets(nodes[0]), await sockets(nodes[1])];
+    assert.ok(on1 > 0 && on2 > 0, `clients on both nodes (${on1}, ${on2}) although all come from 127.0.0.1`);
+    assert.equal(on1 + on2, all.length);
+    const acked = [];
+    for (const c of all) acked.push(await c.send(room, `from ${c.userId}`));
+    for (const c of all) {
+      await c.rec.waitCount("newMessage", acked.length, 10000);
+      assert.deepEqual(c.rec.of("newMessage").map((m) => m.seq), acked.map((a) => a.seq).sort((x, y) => x - y));
+    }
+    assert.ok(all.every((c) => c.s.connected), "no session lost its node");
+  });
+});

@@ -7,11 +7,10 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
-import { createClient } from "redis";
 import { Server } from "socket.io";
 import { io } from "socket.io-client";
 
-import { nodeAdapter, startRedis } from "../lib/redis.mjs";
+import { nodeAdapter, redisClient, shardNumSub, startRedisForSuite } from "../lib/redis.mjs";
 import { startServer } from "../lib/server.mjs";
 import { connected, Recorder } from "../lib/sio.mjs";
 import { waitUntil } from "../lib/wait.mjs";
@@ -23,8 +22,8 @@ describe("recovery across Parley nodes over Redis", () => {
   const clients = [];
 
   before(async () => {
-    redis = await startRedis();
-    pub = createClient({ url: redis.url });
+    redis = await startRedisForSuite();
+    pub = redisClient(redis.url);
     sub = pub.duplicate();
     await Promise.all([pub.connect(), sub.connect()]);
     node = new Server(createServer(), { adapter: nodeAdapter(pub, sub) });

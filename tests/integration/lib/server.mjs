@@ -10,7 +10,8 @@
 // The binary is looked up in PARLEY_BUILD_DIR (set by ctest), else ../../../build.
 // It must print "listening <host>:<port>" on stdout once it accepts connections.
 // PARLEY_TEST_REDIS_MODE=sharded (or sharded-static) runs every node started with
-// --redis-url in that mode (ctest registers the Redis suites again so).
+// --redis-url in that mode (ctest registers the Redis suites again so); "cluster" in the
+// sharded mode over a Redis Cluster (--redis-cluster).
 // waitUntil and sleep (./wait.mjs) are re-exported here for the suites that import them
 // with the server (tests/browser).
 import { spawn } from "node:child_process";
@@ -27,7 +28,9 @@ export const redisMode = process.env.PARLEY_TEST_REDIS_MODE || "classic";
 
 export async function startServer(name, args = [], { env = {}, timeoutMs = 10000 } = {}) {
   const bin = path.join(buildDir, name);
-  if (args.includes("--redis-url") && !args.includes("--redis-mode") && redisMode !== "classic") args = [...args, "--redis-mode", redisMode];
+  if (args.includes("--redis-url") && !args.includes("--redis-mode") && redisMode !== "classic") {
+    args = [...args, ...(redisMode === "cluster" ? ["--redis-mode", "sharded", "--redis-cluster"] : ["--redis-mode", redisMode])];
+  }
   const child = spawn(bin, ["--port", "0", ...args], {
     env: {
       ...process.env,
