@@ -276,14 +276,21 @@ describe("Redis with appendfsync always: what was acked survives Redis killed wi
     const clients = new Clients(node);
     const room = newRoom();
     const c = await clients.connect();
-    await c.join(room);
+    // With workers, the one serving c may still be connecting to Redis.
+    await waitUntil(() => c.join(room).then(() => true, () => false), { what: "joined", timeoutMs: 10000 });
     const acked = [];
     for (let i = 0; i < 20; i++) acked.push(await c.send(room, `durable ${i}`));
     redis.process.kill("SIGKILL");
     await processExit(redis.process);
     redis = await startRedis(["--dir", dir, "--appendonly", "yes", "--appendfsync", "always"], { port: redis.port });
     await waitUntil(async () => (await request(`${node.url}/readyz`)).status === 200, { what: "ready again", timeoutMs: 15000 });
-    const history = await fullHistory(c, room);
+    // With workers, /readyz is the answering worker's: the one serving c may reconnect
+    // to Redis a moment later.
+    let history;
+    await waitUntil(async () => (history = await fullHistory(c, room).catch(() => undefined)) !== undefined, {
+      what: "the history readable again",
+      timeoutMs: 15000,
+    });
     assert.deepEqual(history.map((m) => m.seq), acked.map((a) => a.seq));
     assert.deepEqual(history.map((m) => m.text), acked.map((_, i) => `durable ${i}`));
     clients.closeAll();
