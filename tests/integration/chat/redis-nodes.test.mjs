@@ -13,6 +13,7 @@ import { after, before, describe, test } from "node:test";
 import { createClient } from "redis";
 
 import { startRedis } from "../lib/redis.mjs";
+import { SseStream } from "./sse.mjs";
 import { processExit } from "../lib/server.mjs";
 import { Clients, fullHistory, newRoom, newUser, request, startParley, waitUntil } from "./util.mjs";
 
@@ -57,6 +58,36 @@ describe("two nodes, one Redis store", () => {
     const hb = await fullHistory(readers[1], room);
     assert.deepEqual(ha.map((m) => `${m.seq}:${m.text}`), order);
     assert.deepEqual(hb, ha);
+  });
+
+  test("SSE and long-poll readers on either node get every message, and resume on the other", async () => {
+    const room = newRoom();
+    const reader = newUser("Reader");
+    const auth = { authorization: `Bearer ${reader.token}` };
+    const url = (srv, rest) => `${srv.url}/api/rooms/${encodeURIComponent(room)}${rest}`;
+    const sender = await ca.connect();
+    await sender.join(room);
+    // A stream on node b and a held long-poll on node b, for messages sent on node a.
+    const stream = await SseStream.open(url(b, "/events"), auth);
+    assert.equal(stream.status, 200, stream.body);
+    const held = request(url(b, "/messages?after=0&wait=10"), { headers: auth, timeoutMs: 15000 });
+    const first = await sender.send(room, "one");
+    const polled = await held;
+    assert.equal(polled.status, 200, polled.text);
+    assert.deepEqual(JSON.parse(polled.text).map((m) => m.seq), [first.seq]);
+    await stream.waitMessages(1);
+    stream.close();
+    // Sent while the stream is away; it resumes on node a with its Last-Event-ID.
+    const missed = [await sender.send(room, "two"), await sender.send(room, "three")];
+    const resumed = await SseStream.open(url(a, "/events"), { ...auth, "last-event-id": String(first.seq) });
+    await resumed.waitMessages(2);
+    const after = await sender.send(room, "four");
+    await resumed.waitMessages(3);
+    assert.deepEqual(resumed.messages().map((m) => m.seq), [...missed, after].map((m) => m.seq), "no gap, no duplicate");
+    resumed.close();
+    // A long-poll on node a from the last seq it saw gets exactly what came after.
+    const rest = await request(url(a, `/messages?after=${missed[0].seq}&wait=1`), { headers: auth });
+    assert.deepEqual(JSON.parse(rest.text).map((m) => m.text), ["three", "four"]);
   });
 
   test("a sender gets its own message before its ack, on either node", async () => {
