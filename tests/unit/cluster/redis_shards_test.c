@@ -17,219 +17,62 @@
  * redis_shards_ready false, and closing from inside `ready` is safe. Against a Redis that
  * is not a cluster nothing is ever ready; closing at once or while nothing answers frees
  * everything. Every wait is bounded by a timer; the servers are killed in the teardown
- * (also after a failure) and die with this process otherwise (PR_SET_PDEATHSIG). */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
-
-#include <arpa/inet.h>
-#include <dirent.h>
+ * (also after a failure) and die with this process otherwise (PR_SET_PDEATHSIG): the
+ * servers, the waits, the synchronous connections and the fake are redis_harness.c's. */
 #include <errno.h>
-#include <fcntl.h>
-#include <hiredis/hiredis.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-#include <uv.h>
 
 #include "cluster/redis_shards.h"
+#include "redis_harness.h"
 
-#define MAX_SERVERS 4
 #define MAX_SHARDS 8
 #define MAX_PUSH 32
-#define MAX_ELEMENTS 4
-#define MAX_FAKE_CONNS 4
 #define MAX_SCRIPT 8
-#define STR_MAX 64
-/* How long a server may take to accept, the cluster to form, and every other wait. */
-#define SERVER_START_MS 3000
+/* How long the cluster may take to form, and every other wait. */
 #define CLUSTER_FORM_MS 20000
 #define WAIT_MS 3000
 
+/* A push, copied out of its callback, and the shard it came on. */
 typedef struct {
-    int type;
-    long long integer;
-    size_t len;
-    char str[STR_MAX];
-} value_t;
+    int shard;
+    rh_reply_t r;
+} push_t;
 
-/* A reply copied out of a callback (they are borrowed there). */
 typedef struct {
-    int shard; /* for a push: the shard it came on */
-    bool got;
-    value_t top;
-    size_t elements;
-    value_t el[MAX_ELEMENTS];
-} reply_t;
-
-typedef struct ctx ctx_t;
-
-/* A connection to the fake control node. */
-typedef struct {
-    uv_tcp_t tcp;
-    redisReader *reader;
-    ctx_t *c;
-} fake_conn_t;
-
-struct ctx {
-    uv_loop_t loop;
-    uv_timer_t deadline;
-    bool expired;
-    pid_t servers[MAX_SERVERS];
-    int ports[MAX_SERVERS];
-    int nservers;
-    char dir[64]; /* the cluster's files, when made */
+    rh_env_t env; /* the loop, the servers, the fake */
     redis_shards_t *sh;
     bool closed, done;
     int ready[MAX_SHARDS];
     bool close_in_ready;
-    reply_t push[MAX_PUSH];
+    push_t push[MAX_PUSH];
     int npush;
-    /* The fake control node: answers PING, and CLUSTER SLOTS from the script (the last
-     * entry again once the script is spent). */
-    uv_tcp_t fake;
-    bool fake_open;
-    int fake_port;
-    fake_conn_t fake_conns[MAX_FAKE_CONNS];
-    int fake_nconns;
-    int fake_err;
+    /* For env.fake, the control node: it answers PING and AUTH, and CLUSTER SLOTS from the
+     * script (the last entry again once the script is spent). */
     char script[MAX_SCRIPT][512];
     int nscript;
     int slots_asked;
-};
+} ctx_t;
 
-/* ---- redis-server ---- */
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    assert_int_equal(close(fd), 0);
-    return ntohs(sa.sin_port);
-}
-
-static bool accepts(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-    assert_int_equal(close(fd), 0);
-    return rc == 0;
-}
-
-static void sleep_ms(long ms) {
-    nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000}, NULL);
-}
-
-/* Runs argv in a child that dies with us, its output to `out` (or /dev/null). */
-static pid_t spawn(const char **argv, const char *out) {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) || fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-            _exit(126);
-        execvp(argv[0], (char **)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* redis-server on 127.0.0.1:<a free port>, a cluster node when c->dir is set, requiring
- * `password` when not NULL; returns once it accepts connections. */
-static int server_start(ctx_t *c, const char *password) {
-    assert_true(c->nservers < MAX_SERVERS);
-    int port = free_port();
-    char port_s[16], bus_s[16], conf[128];
-    snprintf(port_s, sizeof port_s, "%d", port);
-    /* The bus port would be port + 10000, past 65535 for a high ephemeral port. */
-    snprintf(bus_s, sizeof bus_s, "%d", free_port());
-    snprintf(conf, sizeof conf, "%s/nodes-%d.conf", c->dir, port);
-    const char *argv[20] = {"redis-server", "--port", port_s,         "--bind", "127.0.0.1",
-                            "--save",       "",       "--appendonly", "no"};
-    if (c->dir[0]) {
-        const char *more[] = {"--cluster-enabled",     "yes", "--cluster-port", bus_s,
-                              "--cluster-config-file", conf,  "--dir",          c->dir};
-        memcpy(&argv[9], more, sizeof more); /* argv stays NULL-terminated */
-    } else if (password) {
-        argv[9] = "--requirepass";
-        argv[10] = password;
-    }
-    pid_t pid = spawn(argv, NULL);
-    c->servers[c->nservers] = pid;
-    c->ports[c->nservers++] = port;
-    for (int i = 0; i < SERVER_START_MS / 10; i++) {
-        if (accepts(port))
-            return port;
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            c->nservers--; /* reaped: not for the teardown to kill */
-            fail_msg("redis-server exited (status %d)", status);
-        }
-        sleep_ms(10);
-    }
-    fail_msg("redis-server did not accept connections within %d ms", SERVER_START_MS);
-    return -1;
-}
-
-static void server_kill(ctx_t *c, int port) {
-    for (int i = 0; i < c->nservers; i++) {
-        if (c->ports[i] != port)
-            continue;
-        assert_int_equal(kill(c->servers[i], SIGKILL), 0);
-        assert_int_equal(waitpid(c->servers[i], NULL, 0), c->servers[i]);
-        c->nservers--;
-        c->servers[i] = c->servers[c->nservers];
-        c->ports[i] = c->ports[c->nservers];
-        return;
-    }
-    fail_msg("no server on %d", port);
-}
-
-/* A command on a plain synchronous connection; the caller frees the reply. */
-static redisReply *sync_command(int port, const char *fmt, ...) {
-    const struct timeval tv = {.tv_sec = 2};
-    redisContext *rc = redisConnectWithTimeout("127.0.0.1", port, tv);
-    assert_non_null(rc);
-    assert_int_equal(rc->err, 0);
-    assert_int_equal(redisSetTimeout(rc, tv), REDIS_OK);
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    assert_non_null(r);
-    redisFree(rc);
-    return r;
-}
+/* ---- the cluster ---- */
 
 /* Makes the three nodes one cluster and waits until every node says it is ok. */
 static void cluster_create(ctx_t *c) {
     char addr[3][32], log[128];
     for (int i = 0; i < 3; i++)
-        snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", c->ports[i]);
-    snprintf(log, sizeof log, "%s/create.log", c->dir);
+        snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", c->env.srv.ports[i]);
+    rh_servers_file(&c->env.srv, "create.log", log, sizeof log);
     const char *argv[] = {"redis-cli", "--cluster",          "create", addr[0],         addr[1],
                           addr[2],     "--cluster-replicas", "0",      "--cluster-yes", NULL};
-    pid_t pid = spawn(argv, log);
+    pid_t pid = rh_spawn(argv, log);
     int status = -1;
     for (int i = 0; i < CLUSTER_FORM_MS / 10 && waitpid(pid, &status, WNOHANG) != pid; i++)
-        sleep_ms(10);
+        rh_sleep_ms(10);
     if (status == -1) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -239,21 +82,21 @@ static void cluster_create(ctx_t *c) {
         fail_msg("redis-cli --cluster create failed (status %d): see %s", status, log);
     for (int i = 0; i < 3; i++) {
         for (int t = 0;; t += 20) {
-            redisReply *r = sync_command(c->ports[i], "CLUSTER INFO");
+            redisReply *r = rh_command(c->env.srv.ports[i], NULL, "CLUSTER INFO");
             bool ok = r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok");
             freeReplyObject(r);
             if (ok)
                 break;
             if (t >= CLUSTER_FORM_MS)
-                fail_msg("node %d not ok after %d ms", c->ports[i], CLUSTER_FORM_MS);
-            sleep_ms(20);
+                fail_msg("node %d not ok after %d ms", c->env.srv.ports[i], CLUSTER_FORM_MS);
+            rh_sleep_ms(20);
         }
     }
 }
 
 /* The port of the master that CLUSTER SLOTS (asked of `port`) names for slot. */
 static int slot_port(int port, int slot) {
-    redisReply *r = sync_command(port, "CLUSTER SLOTS");
+    redisReply *r = rh_command(port, NULL, "CLUSTER SLOTS");
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     int found = -1;
     for (size_t i = 0; i < r->elements; i++) {
@@ -265,63 +108,7 @@ static int slot_port(int port, int slot) {
     return found;
 }
 
-/* ---- the loop ---- */
-
-static void on_deadline(uv_timer_t *t) {
-    ctx_t *c = t->data;
-    c->expired = true;
-}
-
-static void wait_begin(ctx_t *c, uint64_t ms) {
-    c->expired = false;
-    /* The loop's clock stood still while the cluster was made without it. */
-    uv_update_time(&c->loop);
-    assert_int_equal(uv_timer_start(&c->deadline, on_deadline, ms, 0), 0);
-}
-
-static void wait_end(ctx_t *c) {
-    assert_int_equal(uv_timer_stop(&c->deadline), 0);
-}
-
-/* Runs the loop until cond holds; fails the test after ms. */
-#define WAIT_FOR(c, cond, ms)                                                                      \
-    do {                                                                                           \
-        wait_begin((c), (ms));                                                                     \
-        while (!(cond) && !(c)->expired)                                                           \
-            uv_run(&(c)->loop, UV_RUN_ONCE);                                                       \
-        wait_end(c);                                                                               \
-        if (!(cond))                                                                               \
-            fail_msg("timed out after %d ms waiting for %s", (int)(ms), #cond);                    \
-    } while (0)
-
-static void run_for(ctx_t *c, uint64_t ms) {
-    wait_begin(c, ms);
-    while (!c->expired)
-        uv_run(&c->loop, UV_RUN_ONCE);
-    wait_end(c);
-}
-
 /* ---- callbacks: they only record; the tests assert ---- */
-
-static void copy_value(value_t *v, const redisReply *r) {
-    v->type = r->type;
-    v->integer = r->integer;
-    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS ||
-        r->type == REDIS_REPLY_ERROR) {
-        v->len = r->len;
-        memcpy(v->str, r->str, r->len < STR_MAX ? r->len : STR_MAX - 1);
-    }
-}
-
-static void copy_reply(reply_t *out, const redisReply *r) {
-    out->got = true;
-    copy_value(&out->top, r);
-    if (r->type == REDIS_REPLY_ARRAY) {
-        out->elements = r->elements;
-        for (size_t i = 0; i < r->elements && i < MAX_ELEMENTS; i++)
-            copy_value(&out->el[i], r->element[i]);
-    }
-}
 
 static void on_done(void *arg) {
     ctx_t *c = arg;
@@ -341,17 +128,17 @@ static void on_ready(redis_shards_t *sh, int shard, void *arg) {
 static void on_push(redis_shards_t *sh, int shard, const redisReply *reply, void *arg) {
     ctx_t *c = arg;
     assert_true(c->npush < MAX_PUSH);
-    reply_t *p = &c->push[c->npush++];
+    push_t *p = &c->push[c->npush++];
     p->shard = shard;
-    copy_reply(p, reply);
+    rh_reply_copy(&p->r, reply);
 }
 
 static const redis_shards_cb_t shards_cb = {on_ready, on_push};
 
 static void on_command(redisAsyncContext *ac, void *r, void *priv) {
-    reply_t *out = priv;
+    rh_reply_t *out = priv;
     assert_non_null(r);
-    copy_reply(out, r);
+    rh_reply_copy(out, r);
 }
 
 /* With the password in the URL when not NULL; the database is ignored (SELECT would be
@@ -363,7 +150,7 @@ static void shards_open(ctx_t *c, int port, const char *password) {
     redis_endpoint_t ep;
     assert_int_equal(redis_endpoint_parse(url, &ep), 0);
     c->closed = c->done = false;
-    assert_int_equal(redis_shards_open(&c->loop, &ep, &shards_cb, c, &c->sh), 0);
+    assert_int_equal(redis_shards_open(&c->env.loop, &ep, &shards_cb, c, &c->sh), 0);
     redis_endpoint_free(&ep); /* copied */
 }
 
@@ -371,7 +158,7 @@ static void shards_close(ctx_t *c) {
     c->closed = true;
     redis_shards_close(c->sh, on_done, c);
     assert_false(c->done); /* never before it returns */
-    WAIT_FOR(c, c->done, WAIT_MS);
+    RH_WAIT_FOR(&c->env, c->done, WAIT_MS);
 }
 
 static int total_ready(const ctx_t *c) {
@@ -393,122 +180,48 @@ static int shard_port(const ctx_t *c, int shard) {
 }
 
 /* SSUBSCRIBE (or another command on the channel) on shard's subscriber; returns the push. */
-static const reply_t *sub_command(ctx_t *c, int shard, const char *cmd, const char *ch) {
+static const rh_reply_t *sub_command(ctx_t *c, int shard, const char *cmd, const char *ch) {
     const char *argv[] = {cmd, ch};
     int before = c->npush;
     assert_int_equal(redis_shards_sub_send(c->sh, shard, 2, argv, NULL), 0);
-    WAIT_FOR(c, c->npush == before + 1, WAIT_MS);
+    RH_WAIT_FOR(&c->env, c->npush == before + 1, WAIT_MS);
     assert_int_equal(c->push[before].shard, shard);
-    return &c->push[before];
-}
-
-static void assert_array3(const reply_t *p, const char *kind, const char *ch) {
-    assert_int_equal(p->top.type, REDIS_REPLY_ARRAY);
-    assert_int_equal(p->elements, 3);
-    assert_string_equal(p->el[0].str, kind);
-    assert_string_equal(p->el[1].str, ch);
+    return &c->push[before].r;
 }
 
 /* SPUBLISH through the owner's context: one receiver, and the smessage comes on the
  * owner's subscriber. */
 static void publish_through_owner(ctx_t *c, const char *ch, const char *msg) {
     int shard = owner_of(c, ch);
-    reply_t rep = {0};
+    rh_reply_t rep = {0};
     int before = c->npush;
     assert_int_equal(redisAsyncCommand(redis_shards_ctx(c->sh, shard), on_command, &rep,
                                        "SPUBLISH %s %s", ch, msg),
                      REDIS_OK);
-    WAIT_FOR(c, rep.got && c->npush == before + 1, WAIT_MS);
+    RH_WAIT_FOR(&c->env, rep.got && c->npush == before + 1, WAIT_MS);
     assert_int_equal(rep.top.type, REDIS_REPLY_INTEGER);
     assert_int_equal(rep.top.integer, 1);
     assert_int_equal(c->push[before].shard, shard);
-    assert_array3(&c->push[before], "smessage", ch);
-    assert_string_equal(c->push[before].el[2].str, msg);
+    rh_assert_push(&c->push[before].r, "smessage", ch);
+    assert_string_equal(c->push[before].r.el[2].str, msg);
 }
 
 /* ---- the fake control node ---- */
 
-static void fake_conn_closed(uv_handle_t *h) {
-    fake_conn_t *f = h->data;
-    redisReaderFree(f->reader);
-    f->reader = NULL;
-}
-
-static void fake_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    static char mem[4096];
-    *buf = uv_buf_init(mem, sizeof mem);
-}
-
-static void fake_reply(fake_conn_t *f, const char *out) {
-    uv_buf_t b = uv_buf_init((char *)out, (unsigned)strlen(out));
-    int rc = uv_try_write((uv_stream_t *)&f->tcp, &b, 1);
-    if (rc != (int)b.len)
-        f->c->fake_err = rc < 0 ? rc : -EAGAIN;
-}
-
-static void fake_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
-    fake_conn_t *f = st->data;
-    ctx_t *c = f->c;
-    if (nread < 0) {
-        if (!uv_is_closing((uv_handle_t *)st))
-            uv_close((uv_handle_t *)st, fake_conn_closed);
-        return;
+static void fake_command(rh_fake_conn_t *conn, const redisReply *cmd) {
+    ctx_t *c = conn->fake->data;
+    const char *name = cmd->type == REDIS_REPLY_ARRAY && cmd->elements ? cmd->element[0]->str : "";
+    if (strcasecmp(name, "PING") == 0) {
+        rh_fake_reply(conn, "+PONG\r\n");
+    } else if (strcasecmp(name, "AUTH") == 0) {
+        rh_fake_reply(conn, "+OK\r\n");
+    } else if (strcasecmp(name, "CLUSTER") == 0) {
+        int i = c->slots_asked < c->nscript ? c->slots_asked : c->nscript - 1;
+        c->slots_asked++;
+        rh_fake_reply(conn, c->script[i]);
+    } else {
+        rh_fake_reply(conn, "-ERR unknown command\r\n");
     }
-    if (redisReaderFeed(f->reader, buf->base, (size_t)nread) != REDIS_OK) {
-        c->fake_err = -EPROTO;
-        return;
-    }
-    void *r;
-    while (redisReaderGetReply(f->reader, &r) == REDIS_OK && r) {
-        const redisReply *cmd = r;
-        const char *name =
-            cmd->type == REDIS_REPLY_ARRAY && cmd->elements ? cmd->element[0]->str : "";
-        if (strcasecmp(name, "PING") == 0) {
-            fake_reply(f, "+PONG\r\n");
-        } else if (strcasecmp(name, "AUTH") == 0) {
-            fake_reply(f, "+OK\r\n");
-        } else if (strcasecmp(name, "CLUSTER") == 0) {
-            int i = c->slots_asked < c->nscript ? c->slots_asked : c->nscript - 1;
-            c->slots_asked++;
-            fake_reply(f, c->script[i]);
-        } else {
-            fake_reply(f, "-ERR unknown command\r\n");
-        }
-        freeReplyObject(r);
-    }
-}
-
-static void fake_on_conn(uv_stream_t *l, int status) {
-    ctx_t *c = l->data;
-    if (status < 0 || c->fake_nconns == MAX_FAKE_CONNS) {
-        c->fake_err = status < 0 ? status : -ENOSPC;
-        return;
-    }
-    fake_conn_t *f = &c->fake_conns[c->fake_nconns];
-    int rc = uv_tcp_init(&c->loop, &f->tcp);
-    if (rc) {
-        c->fake_err = rc;
-        return;
-    }
-    c->fake_nconns++;
-    f->c = c;
-    f->tcp.data = f;
-    f->reader = redisReaderCreate();
-    if (!f->reader || (rc = uv_accept(l, (uv_stream_t *)&f->tcp)) ||
-        (rc = uv_read_start((uv_stream_t *)&f->tcp, fake_alloc, fake_read)))
-        c->fake_err = rc ? rc : -ENOMEM;
-}
-
-static void fake_start(ctx_t *c) {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int len = sizeof sa;
-    assert_int_equal(uv_tcp_init(&c->loop, &c->fake), 0);
-    c->fake_open = true;
-    c->fake.data = c;
-    assert_int_equal(uv_tcp_bind(&c->fake, (struct sockaddr *)&sa, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&c->fake, 8, fake_on_conn), 0);
-    assert_int_equal(uv_tcp_getsockname(&c->fake, (struct sockaddr *)&sa, &len), 0);
-    c->fake_port = ntohs(sa.sin_port);
 }
 
 /* A CLUSTER SLOTS reply entry: [start, end, [ip, port, id]], in RESP. */
@@ -522,31 +235,15 @@ static void resp_range(char *out, size_t size, int start, int end, const char *i
 
 static int setup(void **state) {
     ctx_t *c = calloc(1, sizeof *c);
-    if (!c || uv_loop_init(&c->loop) || uv_timer_init(&c->loop, &c->deadline))
+    if (!c || rh_env_init(&c->env)) {
+        free(c);
         return -1;
-    c->deadline.data = c;
+    }
     *state = c;
     return 0;
 }
 
-static int remove_dir(const char *path) {
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    int rc = 0;
-    const struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char file[512];
-        snprintf(file, sizeof file, "%s/%s", path, e->d_name);
-        rc |= unlink(file);
-    }
-    closedir(d);
-    return rc | rmdir(path);
-}
-
-/* Also after a failed test: closes what is open, kills the servers, removes the files. */
+/* Also after a failed test: closes what is open, kills the servers, removes their files. */
 static int teardown(void **state) {
     ctx_t *c = *state;
     int rc = 0;
@@ -555,26 +252,10 @@ static int teardown(void **state) {
         c->closed = true;
         redis_shards_close(c->sh, on_done, c);
     }
-    wait_begin(c, WAIT_MS);
-    while (c->sh && !c->done && !c->expired)
-        uv_run(&c->loop, UV_RUN_ONCE);
-    wait_end(c);
+    RH_RUN_UNTIL(&c->env, !c->sh || c->done, WAIT_MS);
     if (c->sh && !c->done)
         rc = -1;
-    for (int i = 0; i < c->nservers; i++) {
-        if (kill(c->servers[i], SIGKILL) || waitpid(c->servers[i], NULL, 0) != c->servers[i])
-            rc = -1;
-    }
-    if (c->dir[0] && remove_dir(c->dir))
-        rc = -1;
-    if (c->fake_open)
-        uv_close((uv_handle_t *)&c->fake, NULL);
-    for (int i = 0; i < c->fake_nconns; i++) {
-        if (!uv_is_closing((uv_handle_t *)&c->fake_conns[i].tcp))
-            uv_close((uv_handle_t *)&c->fake_conns[i].tcp, fake_conn_closed);
-    }
-    uv_close((uv_handle_t *)&c->deadline, NULL);
-    if (uv_run(&c->loop, UV_RUN_DEFAULT) || uv_loop_close(&c->loop))
+    if (rh_env_close(&c->env))
         rc = -1;
     free(c);
     return rc;
@@ -605,19 +286,17 @@ static void test_slot(void **state) {
 
 static void test_cluster(void **state) {
     ctx_t *c = *state;
-    snprintf(c->dir, sizeof c->dir, "/tmp/parley-shards-XXXXXX");
-    assert_non_null(mkdtemp(c->dir));
     for (int i = 0; i < 3; i++)
-        server_start(c, NULL);
+        rh_server_start(&c->env.srv, &(rh_server_opts_t){.cluster = true});
     cluster_create(c);
-    int seed = c->ports[0];
+    int seed = c->env.srv.ports[0];
 
     /* redis_slot is Redis's: CLUSTER KEYSLOT agrees, tags and bytes included. */
     static const char *keys[] = {
         "foo",       "{user1000}.following", "foo{}{bar}", "foo{{bar}}zap",
         "parley#/#", "parley#/#room-1#",     "",           "\xff\x01{\x02}"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        redisReply *r = sync_command(seed, "CLUSTER KEYSLOT %b", keys[i], strlen(keys[i]));
+        redisReply *r = rh_command(seed, NULL, "CLUSTER KEYSLOT %b", keys[i], strlen(keys[i]));
         assert_int_equal(r->type, REDIS_REPLY_INTEGER);
         assert_int_equal(r->integer, redis_slot(keys[i], strlen(keys[i])));
         freeReplyObject(r);
@@ -631,7 +310,7 @@ static void test_cluster(void **state) {
     assert_int_equal(redis_shards_sub_send(c->sh, -1, 2, sub, NULL), -EPIPE);
     assert_int_equal(redis_shards_sub_send(c->sh, 0, 2, sub, NULL), -EPIPE);
     assert_false(redis_shards_ready(c->sh));
-    WAIT_FOR(c, redis_shards_ready(c->sh) && total_ready(c) == 3, WAIT_MS);
+    RH_WAIT_FOR(&c->env, redis_shards_ready(c->sh) && total_ready(c) == 3, WAIT_MS);
 
     /* A channel on each master; each shard is the master CLUSTER SLOTS names. */
     char ch[3][32];
@@ -662,22 +341,22 @@ static void test_cluster(void **state) {
 
     /* Subscribed through the owner: confirmed; through another master: MOVED. */
     for (int k = 0; k < 3; k++) {
-        const reply_t *p = sub_command(c, shard[k], "SSUBSCRIBE", ch[k]);
-        assert_array3(p, "ssubscribe", ch[k]);
+        const rh_reply_t *p = sub_command(c, shard[k], "SSUBSCRIBE", ch[k]);
+        rh_assert_push(p, "ssubscribe", ch[k]);
         assert_int_equal(p->el[2].integer, 1);
     }
-    const reply_t *moved = sub_command(c, shard[1], "SSUBSCRIBE", ch[0]);
+    const rh_reply_t *moved = sub_command(c, shard[1], "SSUBSCRIBE", ch[0]);
     assert_int_equal(moved->top.type, REDIS_REPLY_ERROR);
     assert_memory_equal(moved->top.str, "MOVED ", 6);
 
     /* Published through the owner: delivered on its shard, counted there. */
     for (int k = 0; k < 3; k++) {
         publish_through_owner(c, ch[k], "hello");
-        reply_t rep = {0};
+        rh_reply_t rep = {0};
         assert_int_equal(redisAsyncCommand(redis_shards_ctx(c->sh, shard[k]), on_command, &rep,
                                            "PUBSUB SHARDNUMSUB %s", ch[k]),
                          REDIS_OK);
-        WAIT_FOR(c, rep.got, WAIT_MS);
+        RH_WAIT_FOR(&c->env, rep.got, WAIT_MS);
         assert_int_equal(rep.top.type, REDIS_REPLY_ARRAY);
         assert_int_equal(rep.elements, 2);
         assert_string_equal(rep.el[0].str, ch[k]);
@@ -689,21 +368,22 @@ static void test_cluster(void **state) {
     memset(c->ready, 0, sizeof c->ready);
     redis_shards_refresh(c->sh);
     redis_shards_refresh(c->sh);
-    WAIT_FOR(c, c->ready[shard[0]] && c->ready[shard[1]] && c->ready[shard[2]], WAIT_MS);
+    RH_WAIT_FOR(&c->env, c->ready[shard[0]] && c->ready[shard[1]] && c->ready[shard[2]], WAIT_MS);
     for (int k = 0; k < 3; k++)
         assert_int_equal(owner_of(c, ch[k]), shard[k]);
     assert_true(redis_shards_ready(c->sh));
 
     /* The seed's master dies: its slots are lost (no replica to fail over to). The others
      * still publish and deliver; a refresh goes through one of their publishers. */
-    server_kill(c, seed);
-    WAIT_FOR(c, !redis_shards_ready(c->sh) && !redis_shards_ctx(c->sh, shard[killed]), WAIT_MS);
+    rh_server_kill(&c->env.srv, seed);
+    RH_WAIT_FOR(&c->env, !redis_shards_ready(c->sh) && !redis_shards_ctx(c->sh, shard[killed]),
+                WAIT_MS);
     memset(c->ready, 0, sizeof c->ready);
     redis_shards_refresh(c->sh);
     for (int k = 0; k < 3; k++) {
         if (k == killed)
             continue;
-        WAIT_FOR(c, c->ready[shard[k]] >= 1, WAIT_MS);
+        RH_WAIT_FOR(&c->env, c->ready[shard[k]] >= 1, WAIT_MS);
         publish_through_owner(c, ch[k], "still");
     }
     assert_int_equal(c->ready[shard[killed]], 0);
@@ -715,8 +395,10 @@ static void test_cluster(void **state) {
  * work on them without cluster mode) that require the seed's password. */
 static void test_map_changes(void **state) {
     ctx_t *c = *state;
-    int pa = server_start(c, "s3cret"), pb = server_start(c, "s3cret");
-    fake_start(c);
+    const rh_server_opts_t with_password = {.password = "s3cret"};
+    int pa = rh_server_start(&c->env.srv, &with_password);
+    int pb = rh_server_start(&c->env.srv, &with_password);
+    rh_fake_start(&c->env.fake, &c->env.loop, NULL, fake_command, c);
     /* 0: a master that is not an array; 1: A (by an empty ip: the seed's host) and B with
      * a replica; 2: all on B; 3: an error; 4: slot 0 uncovered; 5: as 1 again. */
     snprintf(c->script[0], sizeof c->script[0], "*1\r\n*3\r\n:0\r\n:16383\r\n:%d\r\n", pa);
@@ -736,26 +418,27 @@ static void test_map_changes(void **state) {
     memcpy(c->script[5], c->script[1], sizeof c->script[1]);
     c->nscript = 6;
 
-    shards_open(c, c->fake_port, "s3cret"); /* every master needs it */
-    WAIT_FOR(c, c->slots_asked == 1, WAIT_MS);
-    run_for(c, 100);
+    shards_open(c, c->env.fake.port, "s3cret"); /* every master needs it */
+    RH_WAIT_FOR(&c->env, c->slots_asked == 1, WAIT_MS);
+    rh_run_for(&c->env, 100);
     assert_int_equal(owner_of(c, "foo"), -1); /* malformed: nothing used */
     assert_int_equal(total_ready(c), 0);
-    WAIT_FOR(c, redis_shards_ready(c->sh) && total_ready(c) == 2, REDIS_SHARDS_RETRY_MS + WAIT_MS);
+    RH_WAIT_FOR(&c->env, redis_shards_ready(c->sh) && total_ready(c) == 2,
+                REDIS_SHARDS_RETRY_MS + WAIT_MS);
     assert_int_equal(c->slots_asked, 2);
     int a = owner_of(c, "bar"), b = owner_of(c, "foo"); /* slots 5061 and 12182 */
     assert_true(a >= 0 && b >= 0 && a != b);
     assert_int_equal(shard_port(c, a), pa);
     assert_int_equal(shard_port(c, b), pb);
-    assert_array3(sub_command(c, a, "SSUBSCRIBE", "bar"), "ssubscribe", "bar");
-    assert_array3(sub_command(c, b, "SSUBSCRIBE", "foo"), "ssubscribe", "foo");
+    rh_assert_push(sub_command(c, a, "SSUBSCRIBE", "bar"), "ssubscribe", "bar");
+    rh_assert_push(sub_command(c, b, "SSUBSCRIBE", "foo"), "ssubscribe", "foo");
     publish_through_owner(c, "bar", "to A");
     publish_through_owner(c, "foo", "to B");
 
     /* A leaves: closed; B keeps its index and is told to subscribe again. */
     memset(c->ready, 0, sizeof c->ready);
     redis_shards_refresh(c->sh);
-    WAIT_FOR(c, c->slots_asked == 3 && c->ready[b] == 1, WAIT_MS);
+    RH_WAIT_FOR(&c->env, c->slots_asked == 3 && c->ready[b] == 1, WAIT_MS);
     assert_int_equal(owner_of(c, "bar"), b);
     assert_int_equal(owner_of(c, "foo"), b);
     assert_null(redis_shards_ctx(c->sh, a));
@@ -770,36 +453,37 @@ static void test_map_changes(void **state) {
      * covered (A back, as a new shard). */
     memset(c->ready, 0, sizeof c->ready);
     redis_shards_refresh(c->sh);
-    WAIT_FOR(c, c->slots_asked == 4, WAIT_MS);
-    run_for(c, 100);
+    RH_WAIT_FOR(&c->env, c->slots_asked == 4, WAIT_MS);
+    rh_run_for(&c->env, 100);
     assert_int_equal(owner_of(c, "foo"), b);
     assert_true(redis_shards_ready(c->sh));
     assert_int_equal(total_ready(c), 0);
     redis_shards_refresh(c->sh);
-    WAIT_FOR(c, c->slots_asked == 5 && c->ready[b] == 1, WAIT_MS);
+    RH_WAIT_FOR(&c->env, c->slots_asked == 5 && c->ready[b] == 1, WAIT_MS);
     assert_int_equal(owner_of(c, ""), -1);
     assert_int_equal(owner_of(c, "foo"), b);
     assert_false(redis_shards_ready(c->sh));
-    WAIT_FOR(c, c->slots_asked == 6 && redis_shards_ready(c->sh), REDIS_SHARDS_RETRY_MS + WAIT_MS);
+    RH_WAIT_FOR(&c->env, c->slots_asked == 6 && redis_shards_ready(c->sh),
+                REDIS_SHARDS_RETRY_MS + WAIT_MS);
     int a2 = owner_of(c, "bar");
     assert_true(a2 >= 0 && a2 != b);
     assert_int_equal(owner_of(c, "foo"), b);
     assert_int_equal(shard_port(c, a2), pa);
-    WAIT_FOR(c, c->ready[a2] == 1, WAIT_MS);
+    RH_WAIT_FOR(&c->env, c->ready[a2] == 1, WAIT_MS);
     publish_through_owner(c, "foo", "B again");
 
     /* Closing from inside `ready` while the others are still being told. */
     c->close_in_ready = true;
     redis_shards_refresh(c->sh);
-    WAIT_FOR(c, c->done, WAIT_MS);
-    assert_int_equal(c->fake_err, 0);
+    RH_WAIT_FOR(&c->env, c->done, WAIT_MS);
+    assert_int_equal(c->env.fake.err, 0);
 }
 
 static void test_not_a_cluster(void **state) {
     ctx_t *c = *state;
-    int port = server_start(c, NULL);
+    int port = rh_server_start(&c->env.srv, NULL);
     shards_open(c, port, NULL);
-    run_for(c, REDIS_SHARDS_RETRY_MS + 300); /* the error, then one retry */
+    rh_run_for(&c->env, REDIS_SHARDS_RETRY_MS + 300); /* the error, then one retry */
     assert_false(redis_shards_ready(c->sh));
     assert_int_equal(owner_of(c, "foo"), -1);
     assert_null(redis_shards_ctx(c->sh, 0));
@@ -809,8 +493,8 @@ static void test_not_a_cluster(void **state) {
     /* Closed at once, and while nobody answers. */
     shards_open(c, port, NULL);
     shards_close(c);
-    shards_open(c, free_port(), NULL);
-    run_for(c, 250);
+    shards_open(c, rh_free_port(), NULL);
+    rh_run_for(&c->env, 250);
     shards_close(c);
     assert_int_equal(total_ready(c) + c->npush, 0);
 }
