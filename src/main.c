@@ -24,6 +24,7 @@
 #include "chat/api.h"
 #include "chat/auth.h"
 #include "chat/feed.h"
+#include "chat/metrics.h"
 #include "chat/service.h"
 #include "chat/store.h"
 #include "chat/store_remote.h"
@@ -318,10 +319,8 @@ typedef struct {
     uv_signal_t sigint, sigterm;
     parley_worker_t *worker; /* --workers N: this worker (NULL: one process) */
     parley_redis_t *redis;   /* --redis-url: this node's link to the others */
-    /* With workers: the /healthz requests waiting for the sum being made (one at a time:
-     * /healthz answers anyone, and a sum asks every worker), and that sum. */
-    struct health_wait *health_waiting;
-    json_t *health_sum;
+    /* With workers: the sums over every worker that /healthz and /metrics answer with. */
+    struct worker_sum *health_sum, *metrics_sum;
     char **origins, **proxies;
     size_t norigins, nproxies;
     char secret[64];
@@ -385,13 +384,37 @@ static json_t *health_counts(app_t *app) {
                      (json_int_t)polls);
 }
 
-/* With workers, /healthz counts the connections of all of them: the others are asked
- * with a serverSideEmit (the store and draining state are this worker's own). */
+/* With workers, /healthz and /metrics show the figures of all of them: each sum asks the
+ * others with a serverSideEmit, and the requests that come while one is made share it
+ * (one at a time: these routes answer anyone, and a sum asks every worker). */
 #define HEALTH_EVENT "parley:health"
-#define HEALTH_ASK_MS 2000
+#define METRICS_EVENT "parley:metrics"
+#define SUM_ASK_MS 2000
+
+typedef struct sum_wait {
+    struct sum_wait *next;
+    http_conn_t *hc; /* NULL once the client left */
+} sum_wait_t;
+
+typedef struct worker_sum {
+    app_t *app;
+    const char *event;
+    json_t *(*mine)(app_t *app);                               /* this worker's part (new) */
+    int (*add)(json_t *sum, const json_t *other);              /* another worker's part, into sum */
+    void (*respond)(app_t *app, http_conn_t *hc, json_t *sum); /* takes sum over */
+    sum_wait_t *waiting;
+    json_t *sum; /* while one is made */
+} worker_sum_t;
+
+static json_t *metrics_json(app_t *app);
 
 static json_t *on_server_event(sio_nsp_t *nsp, const char *event, json_t *args, void *arg) {
-    return strcmp(event, HEALTH_EVENT) == 0 ? health_counts(arg) : NULL;
+    app_t *app = arg;
+    if (strcmp(event, HEALTH_EVENT) == 0)
+        return health_counts(app);
+    if (strcmp(event, METRICS_EVENT) == 0)
+        return metrics_json(app);
+    return NULL;
 }
 
 static void health_respond(app_t *app, http_conn_t *hc, json_t *counts) {
@@ -410,63 +433,149 @@ static void health_respond(app_t *app, http_conn_t *hc, json_t *counts) {
     chat_api_respond_json(hc, app->stopping ? 503 : 200, NULL, body);
 }
 
-typedef struct health_wait {
-    struct health_wait *next;
-    http_conn_t *hc; /* NULL once the client left */
-} health_wait_t;
-
-static void health_abort(http_conn_t *hc, void *arg) {
-    ((health_wait_t *)arg)->hc = NULL;
+/* Health counts are integers: summed member by member. */
+static int health_add(json_t *sum, const json_t *other) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(sum, key, v) {
+        json_int_t more = json_integer_value(json_object_get(other, key));
+        if (json_integer_set(v, json_integer_value(v) + more))
+            return -EINVAL;
+    }
+    return 0;
 }
 
-static void health_summed(int err, json_t *responses, void *arg) {
-    app_t *app = arg;
+static void sum_abort(http_conn_t *hc, void *arg) {
+    ((sum_wait_t *)arg)->hc = NULL;
+}
+
+static void worker_summed(int err, json_t *responses, void *arg) {
+    worker_sum_t *ws = arg;
     size_t i;
     json_t *r;
     json_array_foreach(responses, i, r) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(app->health_sum, key, v) {
-            json_int_t more = json_integer_value(json_object_get(r, key));
-            if (json_integer_set(v, json_integer_value(v) + more))
-                LOG_WARN("main", "health: %s not summed", key);
-        }
+        if (ws->sum && ws->add(ws->sum, r))
+            LOG_LIMITED(LOG_LEVEL_WARN, "main", "%s: a worker's figures not summed", ws->event);
     }
     if (err)
-        LOG_LIMITED(LOG_LEVEL_WARN, "main", "health: not every worker answered: %d", err);
-    health_wait_t *all = app->health_waiting;
-    json_t *sum = app->health_sum;
-    app->health_waiting = NULL;
-    app->health_sum = NULL;
+        LOG_LIMITED(LOG_LEVEL_WARN, "main", "%s: not every worker answered: %d", ws->event, err);
+    sum_wait_t *all = ws->waiting;
+    json_t *sum = ws->sum;
+    ws->waiting = NULL;
+    ws->sum = NULL;
     while (all) {
-        health_wait_t *hw = all;
-        all = hw->next;
-        if (hw->hc)
-            health_respond(app, hw->hc, json_deep_copy(sum));
-        free(hw);
+        sum_wait_t *w = all;
+        all = w->next;
+        if (w->hc)
+            ws->respond(ws->app, w->hc, json_deep_copy(sum));
+        free(w);
     }
     json_decref(sum);
 }
 
 /* With workers: this request waits for the sum in progress, or starts one. */
-static bool health_wait_sum(app_t *app, http_conn_t *hc) {
-    health_wait_t *hw = calloc(1, sizeof *hw);
-    if (!hw)
+static bool worker_sum_wait(worker_sum_t *ws, http_conn_t *hc) {
+    sum_wait_t *w = calloc(1, sizeof *w);
+    if (!w)
         return false;
-    hw->hc = hc;
-    http_conn_hold(hc, health_abort, hw);
-    hw->next = app->health_waiting;
-    app->health_waiting = hw;
-    if (app->health_sum)
+    w->hc = hc;
+    http_conn_hold(hc, sum_abort, w);
+    w->next = ws->waiting;
+    ws->waiting = w;
+    if (ws->sum)
         return true;
-    if (!(app->health_sum = health_counts(app))) {
-        health_summed(-ENOMEM, NULL, app);
+    if (!(ws->sum = ws->mine(ws->app))) {
+        worker_summed(-ENOMEM, NULL, ws);
         return true;
     }
-    int rc = sio_nsp_server_emit(sio_server_of(app->io, "/"), HEALTH_EVENT, NULL, HEALTH_ASK_MS,
-                                 health_summed, app);
+    int rc = sio_nsp_server_emit(sio_server_of(ws->app->io, "/"), ws->event, NULL, SUM_ASK_MS,
+                                 worker_summed, ws);
     if (rc)
-        health_summed(rc, NULL, app);
+        worker_summed(rc, NULL, ws);
+    return true;
+}
+
+static worker_sum_t *worker_sum_new(app_t *app, const char *event, json_t *(*mine)(app_t *),
+                                    int (*add)(json_t *, const json_t *),
+                                    void (*respond)(app_t *, http_conn_t *, json_t *)) {
+    worker_sum_t *ws = calloc(1, sizeof *ws);
+    if (ws)
+        *ws = (worker_sum_t){app, event, mine, add, respond, NULL, NULL};
+    return ws;
+}
+
+/* ---- /metrics ---- */
+
+/* This process's samples (chat/metrics.h) as a set; NULL when out of memory. */
+static prom_set_t *metrics_set(app_t *app) {
+    chat_metrics_src_t src = {app->nl, app->io, app->chat, app->feed, app->redis};
+    prom_set_t *set = prom_set_new();
+    if (set && chat_metrics_collect(&src, set)) {
+        prom_set_free(set);
+        set = NULL;
+    }
+    return set;
+}
+
+static json_t *metrics_json(app_t *app) {
+    prom_set_t *set = metrics_set(app);
+    json_t *j = set ? prom_set_to_json(set) : NULL;
+    prom_set_free(set);
+    return j;
+}
+
+/* Another worker's samples into sum (both in prom_set_to_json's form). */
+static int metrics_add(json_t *sum, const json_t *other) {
+    prom_set_t *a = NULL, *b = NULL;
+    int rc = prom_set_from_json(sum, &a);
+    if (rc == 0)
+        rc = prom_set_from_json(other, &b);
+    if (rc == 0)
+        rc = prom_set_merge(a, b);
+    json_t *merged = rc == 0 ? prom_set_to_json(a) : NULL;
+    if (rc == 0)
+        rc = merged && json_object_update(sum, merged) == 0 ? 0 : -ENOMEM;
+    json_decref(merged);
+    prom_set_free(a);
+    prom_set_free(b);
+    return rc;
+}
+
+static void metrics_respond_set(http_conn_t *hc, const prom_set_t *set) {
+    buf_t b = {0};
+    if (!set || chat_metrics_render(set, &b)) {
+        chat_api_respond_error(hc, 500, NULL, "internal_error", "out of memory");
+    } else if (http_respond(hc, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
+                            (const char *)b.data, b.len)) {
+        LOG_WARN("main", "/metrics not sent");
+    }
+    buf_free(&b);
+}
+
+static void metrics_respond(app_t *app, http_conn_t *hc, json_t *sum) {
+    prom_set_t *set = NULL;
+    if (sum && prom_set_from_json(sum, &set))
+        set = NULL;
+    metrics_respond_set(hc, set);
+    prom_set_free(set);
+    json_decref(sum);
+}
+
+static bool probe_request_ok(http_conn_t *hc, http_req_t *req, const char *path);
+
+/* GET or HEAD /metrics: the Prometheus text format (chat/metrics.h), of every worker
+ * summed (with Redis, each worker is a node of its own and shows itself). */
+static bool metrics_route(http_conn_t *hc, http_req_t *req, void *arg) {
+    app_t *app = arg;
+    if (!slice_eq(req->head.path, "/metrics"))
+        return false;
+    if (!probe_request_ok(hc, req, "/metrics"))
+        return true;
+    if (app->worker && !app->cfg.redis_url && worker_sum_wait(app->metrics_sum, hc))
+        return true;
+    prom_set_t *set = metrics_set(app);
+    metrics_respond_set(hc, set);
+    prom_set_free(set);
     return true;
 }
 
@@ -525,7 +634,7 @@ static bool health_route(http_conn_t *hc, http_req_t *req, void *arg) {
     if (!probe_request_ok(hc, req, "/healthz"))
         return true;
     /* With Redis each worker is a node and reports itself alone. */
-    if (app->worker && !app->cfg.redis_url && health_wait_sum(app, hc))
+    if (app->worker && !app->cfg.redis_url && worker_sum_wait(app->health_sum, hc))
         return true;
     json_t *counts = health_counts(app);
     health_respond(app, hc, counts);
@@ -566,6 +675,9 @@ static void store_closed(void *arg) {
     app_t *app = arg;
     chat_api_free(app->api);
     chat_service_free(app->chat);
+    free(app->health_sum);
+    free(app->metrics_sum);
+    app->health_sum = app->metrics_sum = NULL;
     if (app->worker)
         parley_worker_detach(app->worker);
     app->worker = NULL;
@@ -843,6 +955,13 @@ static int start(app_t *app) {
         LOG_ERROR("main", "static files: out of memory");
         return -1;
     }
+    app->health_sum = worker_sum_new(app, HEALTH_EVENT, health_counts, health_add, health_respond);
+    app->metrics_sum =
+        worker_sum_new(app, METRICS_EVENT, metrics_json, metrics_add, metrics_respond);
+    if (!app->health_sum || !app->metrics_sum) {
+        LOG_ERROR("main", "out of memory");
+        return -1;
+    }
     if ((rc = sio_server_new(app->http, &iocfg, &app->io)) ||
         (rc = chat_service_new(app->io, app->store, app->auth, &ccfg, &app->chat)) ||
         (app->worker && !c->redis_url && (rc = chat_service_use_workers(app->chat, app->worker))) ||
@@ -852,6 +971,7 @@ static int start(app_t *app) {
              chat_api_new(app->http, app->io, app->chat, app->auth, app->feed, &acfg, &app->api)) ||
         (rc = http_server_route(app->http, "/healthz", health_route, app)) ||
         (rc = http_server_route(app->http, "/readyz", ready_route, app)) ||
+        (rc = http_server_route(app->http, "/metrics", metrics_route, app)) ||
         (rc = http_server_route(app->http, "/socket.io/socket.io", client_route, app)) ||
         (rc = http_server_route(app->http, "", web_route, app)) ||
         (app->worker && !c->redis_url &&

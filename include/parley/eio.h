@@ -99,6 +99,31 @@ int eio_server_new(http_server_t *http, const eio_config_t *cfg, const eio_callb
 void eio_server_close(eio_server_t *srv);
 size_t eio_server_session_count(const eio_server_t *srv);
 
+/* Why sessions ended, as counted (the reasons Engine.IO gives; anything else is OTHER). */
+typedef enum {
+    EIO_END_TRANSPORT_CLOSE,
+    EIO_END_TRANSPORT_ERROR,
+    EIO_END_PING_TIMEOUT,
+    EIO_END_PARSE_ERROR,
+    EIO_END_FORCED_CLOSE,
+    EIO_END_SERVER_SHUTTING_DOWN,
+    EIO_END_OTHER,
+    EIO_END_REASONS
+} eio_end_reason_t;
+/* The reason's text ("transport close", …, "other"). */
+const char *eio_end_reason_name(eio_end_reason_t r);
+
+/* Counters since the server started, and the sessions as they are now (walked: call it
+ * once per scrape, not per message). */
+typedef struct {
+    uint64_t handshakes; /* sessions opened */
+    uint64_t upgrades;   /* polling sessions moved to WebSocket */
+    uint64_t ended[EIO_END_REASONS];
+    size_t polling, websocket; /* open sessions by transport */
+    size_t polls_held;         /* long-polling GETs waiting */
+} eio_stats_t;
+void eio_server_stats(const eio_server_t *srv, eio_stats_t *out);
+
 /* Sends a message packet with a copy of data. Returns 0, -EPIPE when the session is
  * closed, or -ENOMEM. */
 int eio_session_send_message(eio_session_t *s, const void *data, size_t len, bool binary);

@@ -35,6 +35,14 @@ void net_loop_config_defaults(net_loop_config_t *cfg);
 int net_loop_configure(net_loop_t *nl, const net_loop_config_t *cfg);
 /* Open connections on this loop. */
 size_t net_loop_conn_count(const net_loop_t *nl);
+/* Totals since the loop started, and the output waiting now (summed over the
+ * connections: once per scrape, not per message). */
+typedef struct {
+    uint64_t bytes_in, bytes_out; /* taken from and handed to the kernel */
+    uint64_t stalled_closed;      /* connections closed for send_timeout */
+    size_t queued_bytes;          /* output not yet taken by the kernel */
+} net_loop_stats_t;
+void net_loop_stats(const net_loop_t *nl, net_loop_stats_t *out);
 /* Shutdown, in this order: close the servers (http_server_close and the ones above
  * it), then net_loop_close, which closes the loop's own handles once the last
  * connection is gone; run the loop until it has no handles; then net_loop_free. */

@@ -118,12 +118,16 @@ typedef void (*sio_nsp_setup_fn)(sio_nsp_t *nsp, void *arg);
 int sio_server_of_match(sio_server_t *io, sio_nsp_match_fn match, sio_nsp_setup_fn setup,
                         void *arg);
 
-/* Counters for metrics and tests. */
+/* Counters for metrics and tests: the state now, and totals since the start. */
 typedef struct {
-    size_t clients;           /* Engine.IO connections */
-    size_t sockets;           /* connected sockets, all namespaces */
-    size_t recovery_sessions; /* disconnected sessions kept for recovery */
-    size_t recovery_packets;  /* packets kept for recovery */
+    size_t clients;                          /* Engine.IO connections */
+    size_t sockets;                          /* connected sockets, all namespaces */
+    size_t recovery_sessions;                /* disconnected sessions kept for recovery */
+    size_t recovery_packets;                 /* packets kept for recovery */
+    uint64_t packets_received, packets_sent; /* Socket.IO packets, any kind */
+    uint64_t deliveries;       /* packets queued to a socket by an emit or broadcast */
+    uint64_t volatile_dropped; /* volatile packets a socket could not take at once */
+    uint64_t slow_clients_cut; /* clients closed for what they left unread */
 } sio_stats_t;
 void sio_server_stats(const sio_server_t *io, sio_stats_t *out);
 

@@ -67,6 +67,7 @@ enum {
     GATE_UNKNOWN,
     GATES
 };
+_Static_assert(GATES == CHAT_EVENT_KINDS, "one counter per gate");
 
 struct chat_service {
     sio_server_t *io;
@@ -80,6 +81,7 @@ struct chat_service {
     chat_observer_fn observer;
     void *observer_arg;
     gate_t gates[GATES];
+    chat_service_stats_t stats;
     bool stopping;
 };
 
@@ -301,8 +303,10 @@ static void note_refused(sio_socket_t *s, chat_conn_t *c) {
  * the flood limit, so it may disconnect s (c is gone then). */
 static void refuse_message(sio_socket_t *s, chat_conn_t *c, int64_t ack, const char *err) {
     ack_error(s, ack, err);
-    if (strcmp(err, "rate_limited") == 0)
+    if (strcmp(err, "rate_limited") == 0) {
+        c->svc->stats.rate_limited++;
         note_refused(s, c);
+    }
 }
 
 /* The text rules (checked by chat_payload_parse), then the message bucket: a rejected
@@ -386,7 +390,8 @@ typedef struct {
     chat_service_t *svc;
     sio_socket_t *s;
     int64_t ack;
-    json_t *ids; /* markRead: the messageIds as sent (a reference), for messagesRead */
+    uint64_t since_ns; /* uv_hrtime() when the work was asked for */
+    json_t *ids;       /* markRead: the messageIds as sent (a reference), for messagesRead */
     char room[CHAT_ROOM_ID_MAX + 1];
 } pending_t;
 
@@ -397,6 +402,7 @@ static pending_t *pending_new(chat_service_t *svc, sio_socket_t *s, int64_t ack,
     p->svc = svc;
     p->s = s;
     p->ack = ack;
+    p->since_ns = uv_hrtime();
     snprintf(p->room, sizeof p->room, "%s", room ? room : "");
     sio_socket_ref(s);
     return p;
@@ -505,10 +511,12 @@ static void publish(chat_msg_t *msg, void *arg) {
         chat_event_t ev = {.room = msg->room_id, .name = "newMessage", .msg = msg};
         svc->observer(&ev, svc->observer_arg);
     }
+    prom_histogram_observe(&svc->stats.delivery, (double)(uv_hrtime() - msg->made_ns) / 1e9);
 }
 
 static void append_done(int err, chat_msg_t *msg, void *arg) {
     pending_t *p = arg;
+    prom_histogram_observe(&p->svc->stats.store_append, (double)(uv_hrtime() - p->since_ns) / 1e9);
     if (p->svc->stopping) {
         pending_free(p);
         return;
@@ -523,6 +531,7 @@ static void append_done(int err, chat_msg_t *msg, void *arg) {
     ack_obj(p->s, p->ack,
             json_pack("{s:b,s:s,s:I,s:I}", "ok", 1, "id", msg->id, "seq", (json_int_t)msg->seq,
                       "timestamp", (json_int_t)msg->timestamp));
+    prom_histogram_observe(&p->svc->stats.ack, (double)(uv_hrtime() - p->since_ns) / 1e9);
     pending_free(p);
 }
 
@@ -697,7 +706,9 @@ static void gate_event(sio_socket_t *s, const char *ev, const sio_payload_t *pl,
     PARLEY_ASSERT(c != NULL); /* set by the middleware, cleared only on disconnect */
     if (!c)
         return;
+    g->svc->stats.events[g - g->svc->gates]++;
     if (!take_token(&c->events, g->svc->cfg.event_burst, g->svc->cfg.event_rate)) {
+        g->svc->stats.rate_limited++;
         if (g->fn != on_unknown)
             ack_error(s, ack, "rate_limited");
         note_refused(s, c);
@@ -876,6 +887,17 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *arg) {
     conn_free(c);
 }
 
+/* The events the service answers, each through its gate (gate_event). */
+static const struct {
+    const char *name; /* NULL: every event without a handler of its own */
+    sio_event_fn fn;
+} gate_events[GATES] = {
+    [GATE_JOIN] = {"joinRoom", on_join},      [GATE_SEND] = {"sendMessage", on_send},
+    [GATE_TYPING] = {"typing", on_typing},    [GATE_READ] = {"markRead", on_mark_read},
+    [GATE_LEAVE] = {"leaveRoom", on_leave},   [GATE_DIRECT] = {"sendDirect", on_direct},
+    [GATE_HISTORY] = {"history", on_history}, [GATE_UNKNOWN] = {NULL, on_unknown},
+};
+
 int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *auth,
                      const chat_config_t *cfg, chat_service_t **out) {
     chat_service_t *svc = calloc(1, sizeof *svc);
@@ -898,15 +920,6 @@ int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *a
         svc->cfg.event_burst = svc->cfg.rate_burst;
     if (svc->cfg.event_rate < svc->cfg.rate_per_sec)
         svc->cfg.event_rate = svc->cfg.rate_per_sec;
-    static const struct {
-        const char *name; /* NULL: every event without a handler of its own */
-        sio_event_fn fn;
-    } events[GATES] = {
-        [GATE_JOIN] = {"joinRoom", on_join},      [GATE_SEND] = {"sendMessage", on_send},
-        [GATE_TYPING] = {"typing", on_typing},    [GATE_READ] = {"markRead", on_mark_read},
-        [GATE_LEAVE] = {"leaveRoom", on_leave},   [GATE_DIRECT] = {"sendDirect", on_direct},
-        [GATE_HISTORY] = {"history", on_history}, [GATE_UNKNOWN] = {NULL, on_unknown},
-    };
     int rc = svc->nsp ? 0 : -ENOMEM;
     if (rc == 0)
         rc = sio_nsp_use(svc->nsp, auth_middleware, svc);
@@ -921,9 +934,10 @@ int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *a
     if (rc == 0)
         chat_store_on_stored(store, publish, svc);
     for (size_t i = 0; rc == 0 && i < GATES; i++) {
-        svc->gates[i] = (gate_t){svc, events[i].fn};
-        rc = events[i].name ? sio_nsp_on(svc->nsp, events[i].name, gate_event, &svc->gates[i])
-                            : sio_nsp_on_any(svc->nsp, gate_event, &svc->gates[i]);
+        svc->gates[i] = (gate_t){svc, gate_events[i].fn};
+        rc = gate_events[i].name
+                 ? sio_nsp_on(svc->nsp, gate_events[i].name, gate_event, &svc->gates[i])
+                 : sio_nsp_on_any(svc->nsp, gate_event, &svc->gates[i]);
     }
     if (rc) {
         chat_service_free(svc);
@@ -1059,4 +1073,12 @@ const char *chat_service_post(chat_service_t *svc, const char *room_id, const ch
         return "internal_error";
     }
     return NULL;
+}
+
+const char *chat_service_event_name(size_t i) {
+    return i < GATES && gate_events[i].name ? gate_events[i].name : "other";
+}
+
+void chat_service_stats(const chat_service_t *svc, chat_service_stats_t *out) {
+    *out = svc->stats;
 }

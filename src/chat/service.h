@@ -18,6 +18,7 @@
 #include "chat/store.h"
 #include "parley/cluster.h"
 #include "parley/sio.h"
+#include "util/prom.h"
 
 /* Room ids: 1 to this many bytes of UTF-8 without control or format characters
  * (chat_id_valid). */
@@ -142,6 +143,22 @@ void chat_service_observe(chat_service_t *svc, chat_observer_fn fn, void *arg);
  * calling cb: invalid_payload, too_long, rate_limited (*retry_after_s: whole seconds until a token
  * is back), internal_error. text is borrowed for the call. */
 typedef void (*chat_post_cb)(const char *error, chat_msg_t *msg, void *arg);
+
+/* What the service counted since it started, for /metrics: events received by name (the
+ * chat's own; every other name is "other"), events and messages refused for a rate limit,
+ * and three latencies: the store's appends (from the call to its answer: committed, or
+ * Redis replied), acknowledgements (sendMessage received → its ack queued), and delivery
+ * (a message made in this process — appended here, or come from another node — → queued to
+ * every local member of its room, the Socket.IO ones and the observers). */
+#define CHAT_EVENT_KINDS 8
+typedef struct {
+    uint64_t events[CHAT_EVENT_KINDS];
+    uint64_t rate_limited;
+    prom_histogram_t store_append, ack, delivery;
+} chat_service_stats_t;
+/* The name of events[i] ("joinRoom", …, "other"). */
+const char *chat_service_event_name(size_t i);
+void chat_service_stats(const chat_service_t *svc, chat_service_stats_t *out);
 /* With workers the bucket is the store owner's and a refused post learns it later:
  * cb("rate_limited", NULL, arg); this is the wait to suggest then (whole seconds until a
  * token comes back to an empty bucket). */

@@ -57,6 +57,7 @@ typedef struct chat_msg {
     char *json; /* the message as compact JSON {id,seq,roomId,userId,username,text,timestamp},
                    made once (for broadcast and history); NUL-terminated */
     size_t json_len;
+    uint64_t made_ns; /* uv_hrtime() when this process made it (appended, read or received) */
 } chat_msg_t;
 
 void chat_msg_ref(chat_msg_t *m);

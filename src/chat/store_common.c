@@ -142,6 +142,7 @@ int store_msg_new(const store_msg_fields_t *f, bool validate, chat_msg_t **out) 
     m->refs = 1;
     m->seq = f->seq;
     m->timestamp = f->timestamp;
+    m->made_ns = uv_hrtime();
     m->id = put_str(&p, f->id, f->id_len);
     m->room_id = put_str(&p, f->room_id, f->room_id_len);
     m->user_id = put_str(&p, f->user_id, f->user_id_len);

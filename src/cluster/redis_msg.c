@@ -214,8 +214,9 @@ static json_t *to_json(const msgpack_object *o, rmsg_bins_t *bins) {
         /* JSON has no NaN or infinity: JSON.stringify writes null. */
         return isfinite(o->via.f64) ? json_real(o->via.f64) : json_null();
     case MSGPACK_OBJECT_STR:
-        return o->via.str.size ? json_stringn_nocheck(o->via.str.ptr, o->via.str.size)
-                               : json_string("");
+        /* Checked: a string goes on to clients in WebSocket text frames, which must be
+         * UTF-8 (a client closes the connection on anything else). */
+        return o->via.str.size ? json_stringn(o->via.str.ptr, o->via.str.size) : json_string("");
     case MSGPACK_OBJECT_BIN: {
         json_t *p = NULL;
         return add_bin(bins, o->via.bin.ptr, o->via.bin.size, &p) == 0 ? p : NULL;

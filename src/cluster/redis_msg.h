@@ -47,8 +47,9 @@ void rmsg_bins_free(rmsg_bins_t *b);
  * ext values become null, except the timestamp extension (a JavaScript Date), which
  * becomes its ISO 8601 text as JSON.stringify writes it. Map keys that are numbers
  * become their decimal text. Returns a new reference, or NULL when data is not exactly
- * one well-formed MessagePack value, holds a map with a "_placeholder" key (it would
- * take an attachment's place) or a key twice, or out of memory. */
+ * one well-formed MessagePack value, holds a string that is not UTF-8, a map with a
+ * "_placeholder" key (it would take an attachment's place) or a key twice, or out of
+ * memory. */
 json_t *rmsg_unpack(const void *data, size_t len, rmsg_bins_t *bins);
 
 /* JSON → MessagePack, appended to out: placeholders become bin values taken from bins

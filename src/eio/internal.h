@@ -72,7 +72,11 @@ struct eio_server {
     eio_foreign_fn foreign;
     void *foreign_arg;
     bool closing;
+    uint64_t handshakes, upgrades, ended[EIO_END_REASONS]; /* eio_stats_t */
 };
+
+/* server.c: the counted reason of a session's end. */
+eio_end_reason_t eio_end_reason_of(const char *reason);
 
 /* session.c */
 /* guard: the client address's entry the session takes over (NULL when limits are off). */

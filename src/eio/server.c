@@ -353,3 +353,38 @@ void eio_server_set_group(eio_server_t *srv, char tag, eio_foreign_fn foreign, v
 size_t eio_server_session_count(const eio_server_t *srv) {
     return srv->sessions.count;
 }
+
+static const char *const end_reasons[EIO_END_REASONS] = {
+    "transport close", "transport error",      "ping timeout", "parse error",
+    "forced close",    "server shutting down", "other",
+};
+
+const char *eio_end_reason_name(eio_end_reason_t r) {
+    return r < EIO_END_REASONS ? end_reasons[r] : end_reasons[EIO_END_OTHER];
+}
+
+eio_end_reason_t eio_end_reason_of(const char *reason) {
+    for (int r = 0; r < EIO_END_OTHER; r++)
+        if (strcmp(reason, end_reasons[r]) == 0)
+            return (eio_end_reason_t)r;
+    return EIO_END_OTHER;
+}
+
+void eio_server_stats(const eio_server_t *srv, eio_stats_t *out) {
+    memset(out, 0, sizeof *out);
+    out->handshakes = srv->handshakes;
+    out->upgrades = srv->upgrades;
+    memcpy(out->ended, srv->ended, sizeof out->ended);
+    map_entry_t *e;
+    for (size_t pos = 0; map_next(&srv->sessions, &pos, &e);) {
+        const eio_session_t *s = e->value;
+        if (!s->opened)
+            continue;
+        if (s->transport == EIO_TRANSPORT_WEBSOCKET)
+            out->websocket++;
+        else
+            out->polling++;
+        if (s->get)
+            out->polls_held++;
+    }
+}

@@ -146,6 +146,7 @@ void eio_session_start(eio_session_t *s, const http_req_t *req, http_conn_t *hc)
     }
     LOG_DEBUG("eio", "session %s open (%s)", s->sid, eio_session_transport(s));
     s->opened = true;
+    s->srv->handshakes++;
     if (s->srv->cb.on_open)
         s->srv->cb.on_open(s, req, address, s->srv->arg);
 }
@@ -311,6 +312,8 @@ static void end_session(eio_session_t *s, const char *reason, bool notify_client
     s->closed = true;
     eio_server_t *srv = s->srv;
     LOG_DEBUG("eio", "session %s closed: %s", s->sid, reason);
+    if (s->opened)
+        srv->ended[eio_end_reason_of(reason)]++;
     /* A server-side close over polling with packets still queued (a DISCONNECT, say):
      * deliver them first and send the close packet with the next poll, as the reference
      * server does, so that the client handles them before it sees the transport close. */

@@ -94,6 +94,7 @@ static void complete_upgrade(eio_session_t *s) {
         }
     }
     eio_session_queue_drop(s, s->qlen - s->qhead);
+    s->srv->upgrades++;
     LOG_DEBUG("eio", "session %s upgraded to websocket", s->sid);
 }
 

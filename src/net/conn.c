@@ -52,7 +52,8 @@ struct net_loop {
         void *arg;
     } hooks[NET_LOOP_MAX_HOOKS];
     net_loop_config_t cfg;
-    size_t writing; /* connections with a uv_write in flight (their output is stuck) */
+    size_t writing;          /* connections with a uv_write in flight (their output is stuck) */
+    net_loop_stats_t totals; /* its counters (the queued bytes are summed when asked) */
     unsigned sweeps;
     bool rbuf_busy;
     bool closing; /* net_loop_close called: close the handles once no connection is left */
@@ -141,6 +142,13 @@ void net_loop_off_flush(net_loop_t *nl, void (*fn)(void *), void *arg) {
     }
 }
 
+void net_loop_stats(const net_loop_t *nl, net_loop_stats_t *out) {
+    *out = nl->totals;
+    out->queued_bytes = 0;
+    for (const net_conn_t *c = nl->all; c; c = c->all_next)
+        out->queued_bytes += c->tx_bytes;
+}
+
 size_t net_loop_conn_count(const net_loop_t *nl) {
     return nl->conn_count;
 }
@@ -223,6 +231,7 @@ static void sweep_stalled(net_loop_t *nl) {
             LOG_LIMITED(LOG_LEVEL_INFO, "net",
                         "output stalled for %u ms (%zu bytes queued): closing the connection",
                         nl->cfg.send_timeout, tx_cost(c));
+            nl->totals.stalled_closed++;
             close_now(c);
         }
     }
@@ -372,8 +381,11 @@ static void write_cb(uv_write_t *req, int status) {
     c->nl->writing--;
     c->stall_checks = 0;
     tx_release(c, c->tx_head, c->tx_head + c->tx_inflight);
-    for (uint32_t i = c->tx_head; i < c->tx_head + c->tx_inflight; i++)
+    for (uint32_t i = c->tx_head; i < c->tx_head + c->tx_inflight; i++) {
         c->tx_bytes -= c->tx[i].len;
+        if (status >= 0)
+            c->nl->totals.bytes_out += c->tx[i].len;
+    }
     c->tx_head += c->tx_inflight;
     c->tx_inflight = 0;
     if (status < 0) {
@@ -415,6 +427,7 @@ static void conn_flush(net_conn_t *c) {
         }
         size_t left = (size_t)w;
         c->tx_bytes -= left;
+        c->nl->totals.bytes_out += left;
         while (left > 0) {
             net_chunk_t *ch = &c->tx[c->tx_head];
             if (ch->len <= left) {
@@ -547,6 +560,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         return; /* lingering: discard until the peer closes */
     uint8_t *data = (uint8_t *)buf->base;
     size_t len = (size_t)nread;
+    c->nl->totals.bytes_in += len;
     if (c->rx.len) {
         keep_rest(c, data, len);
         if (!(c->flags & (CONN_CLOSED | CONN_TX_FULL)))

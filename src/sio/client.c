@@ -78,6 +78,7 @@ void sio_client_remove_socket(sio_client_t *c, sio_socket_t *s) {
 }
 
 void sio_client_send(sio_client_t *c, eio_msg_t *const *msgs, size_t n) {
+    c->io->totals.packets_sent++;
     for (size_t i = 0; i < n; i++) {
         if (eio_session_send(c->eio, msgs[i])) {
             sio_client_close(c, "transport error");
@@ -88,6 +89,7 @@ void sio_client_send(sio_client_t *c, eio_msg_t *const *msgs, size_t n) {
     if (eio_session_buffered(c->eio) > SIO_SLOW_CLIENT_FACTOR * c->io->cfg.backpressure_bytes) {
         LOG_WARN("sio", "client %s: %zu bytes waiting; closing a slow consumer",
                  eio_session_id(c->eio), eio_session_buffered(c->eio));
+        c->io->totals.slow_clients_cut++;
         sio_client_close(c, "transport error");
     }
 }
@@ -243,6 +245,7 @@ static void client_message(eio_session_t *es, uint8_t *data, size_t len, bool bi
         return;
     }
     if (r == SIO_DECODE_PACKET) {
+        c->io->totals.packets_received++;
         handle_packet(c, &p);
         sio_packet_clear(&p);
     }

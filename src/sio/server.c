@@ -154,7 +154,8 @@ eio_server_t *sio_server_eio(sio_server_t *io) {
 }
 
 void sio_server_stats(const sio_server_t *io, sio_stats_t *out) {
-    memset(out, 0, sizeof *out);
+    *out = io->totals;
+    out->recovery_sessions = out->recovery_packets = 0;
     out->clients = io->nclients;
     out->sockets = io->nsockets;
     map_entry_t *e;

@@ -234,8 +234,12 @@ static bool writable(sio_socket_t *s) {
 void sio_socket_send(sio_socket_t *s, eio_msg_t *const *msgs, size_t n, bool is_volatile) {
     if (!s->connected)
         return;
-    if (is_volatile && !writable(s))
+    sio_stats_t *totals = &s->client->io->totals;
+    if (is_volatile && !writable(s)) {
+        totals->volatile_dropped++;
         return;
+    }
+    totals->deliveries++;
     sio_client_send(s->client, msgs, n);
 }
 

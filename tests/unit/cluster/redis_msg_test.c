@@ -148,6 +148,7 @@ static void test_request_and_date(void **state) {
 
 static void test_malformed(void **state) {
     rmsg_bins_t bins = {0};
+    json_t *v;
     /* An array of 16 M elements in five bytes; a map of 4 G entries. */
     const uint8_t big_array[] = {0xdd, 0x00, 0xff, 0xff, 0xff};
     const uint8_t big_map[] = {0xdf, 0xff, 0xff, 0xff, 0xff};
@@ -160,11 +161,19 @@ static void test_malformed(void **state) {
     assert_null(rmsg_unpack(long_str, sizeof long_str, &bins));
     assert_null(rmsg_unpack(trailing, sizeof trailing, &bins));
     assert_null(rmsg_unpack(unused, sizeof unused, &bins));
+    /* A string that is not UTF-8 (it would reach clients in a text frame); NUL is UTF-8. */
+    const uint8_t latin1[] = {0xa3, 'g', 0xe9, 'l'};
+    const uint8_t with_nul[] = {0xa3, 'a', 0x00, 'b'};
+    assert_null(rmsg_unpack(latin1, sizeof latin1, &bins));
+    v = rmsg_unpack(with_nul, sizeof with_nul, &bins);
+    assert_non_null(v);
+    assert_int_equal(json_string_length(v), 3);
+    json_decref(v);
     /* Nesting: at the bound it reads, one past it does not. */
     uint8_t deep[RMSG_DEPTH_MAX + 2];
     memset(deep, 0x91, sizeof deep);
     deep[RMSG_DEPTH_MAX] = 0x01;
-    json_t *v = rmsg_unpack(deep, RMSG_DEPTH_MAX + 1, &bins);
+    v = rmsg_unpack(deep, RMSG_DEPTH_MAX + 1, &bins);
     assert_non_null(v);
     json_decref(v);
     deep[RMSG_DEPTH_MAX] = 0x91;
