@@ -49,7 +49,8 @@
 
 typedef struct {
     const char *host, *jwt_secret, *jwt_alg, *jwt_public_key, *api_key, *data_dir, *store;
-    const char *cors_origins, *log_level, *web_root, *client_dir, *room_claim, *trusted_proxies;
+    const char *cors_origins, *log_level, *log_format, *web_root, *client_dir, *room_claim,
+        *trusted_proxies;
     const char *workers, *redis_url, *redis_key, *redis_mode, *chat_redis_url, *node_name;
     long port, max_text, rate_burst, rate_per_sec, presence_limit, max_body, sse_heartbeat;
     long event_burst, event_rate, flood_limit, max_rooms, output_limit, send_timeout;
@@ -91,6 +92,9 @@ static const option_t options[] = {
      O(cors_origins), "none", 0, 0},
     {"log-level", "PARLEY_LOG_LEVEL", "debug, info, warn or error", OPT_STR, O(log_level), NULL, 0,
      0},
+    {"log-format", "PARLEY_LOG_FORMAT",
+     "text, or json (one object per line: time, level, module, role, msg)", OPT_STR, O(log_format),
+     NULL, 0, 0},
     {"dev-login", "PARLEY_DEV_LOGIN", "enable POST /api/dev/token", OPT_BOOL, O(dev_login), NULL, 0,
      0},
     {"max-text", "PARLEY_MAX_TEXT", "code points per message", OPT_LONG, O(max_text), NULL, 0, 0},
@@ -188,6 +192,7 @@ static void config_defaults(config_t *cfg) {
         .data_dir = "./data",
         .store = "sqlite",
         .log_level = "info",
+        .log_format = "text",
         .max_text = (long)ccfg.max_text,
         .rate_burst = (long)ccfg.rate_burst,
         .rate_per_sec = (long)ccfg.rate_per_sec,
@@ -1031,6 +1036,11 @@ int main(int argc, char **argv) {
     }
     if (parse_config(argc, argv, &app.cfg))
         return 2;
+    if (log_set_format(app.cfg.log_format)) {
+        fprintf(stderr, "parley: --log-format must be text or json, not '%s'\n",
+                app.cfg.log_format);
+        return 2;
+    }
     if (log_level_parse(app.cfg.log_level, &log_threshold)) {
         fprintf(stderr, "parley: bad log level '%s'\n", app.cfg.log_level);
         return 2;

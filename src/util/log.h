@@ -1,9 +1,10 @@
 /* util/log.h — one logging macro family for every module.
  *
  * LOG_INFO("eio", "session %s closed: %s", sid, reason). Lines go to stderr with a
- * timestamp, level and the module's tag. The level is process-wide and set once at
- * start-up (it is read-only afterwards, so worker threads may log freely). Nothing on
- * a per-message path logs above debug. */
+ * timestamp, level and the module's tag, as text or as one JSON object per line
+ * ({"time", "level", "module", "role" when set, "msg"}: for log collectors). The level
+ * and format are process-wide and set once at start-up (read-only afterwards, so worker
+ * threads may log freely). Nothing on a per-message path logs above debug. */
 #ifndef PARLEY_UTIL_LOG_H
 #define PARLEY_UTIL_LOG_H
 
@@ -19,6 +20,8 @@ extern log_level_t log_threshold;
 void log_set_role(const char *role);
 /* Parses "debug", "info", "warn" or "error"; returns -1 for anything else. */
 int log_level_parse(const char *name, log_level_t *out);
+/* "text" (the default) or "json"; returns -1 for anything else. */
+int log_set_format(const char *name);
 void log_write(log_level_t level, const char *tag, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
