@@ -52,6 +52,7 @@ typedef struct {
     const char *cors_origins, *log_level, *log_format, *web_root, *client_dir, *room_claim,
         *trusted_proxies;
     const char *workers, *redis_url, *redis_key, *redis_mode, *chat_redis_url, *node_name;
+    const char *config_file;
     long port, max_text, rate_burst, rate_per_sec, presence_limit, max_body, sse_heartbeat;
     long event_burst, event_rate, flood_limit, max_rooms, output_limit, send_timeout;
     long max_per_ip, handshake_rate, handshake_burst;
@@ -70,7 +71,7 @@ typedef struct {
 
 #define O(field) offsetof(config_t, field)
 static const option_t options[] = {
-    {"port", "PARLEY_PORT", "TCP port", OPT_LONG, O(port), NULL, 0, 0},
+    {"port", "PARLEY_PORT", "TCP port", OPT_LONG, O(port), NULL, 0, 65535},
     {"host", "PARLEY_HOST", "listen address", OPT_STR, O(host), NULL, 0, 0},
     {"jwt-secret", "PARLEY_JWT_SECRET", "HS256 secret", OPT_STR, O(jwt_secret), "random per start",
      0, 0},
@@ -90,6 +91,9 @@ static const option_t options[] = {
      NULL, 0, 0},
     {"cors-origins", "PARLEY_CORS_ORIGINS", "comma-separated allowed origins, * for any", OPT_STR,
      O(cors_origins), "none", 0, 0},
+    {"config", "PARLEY_CONFIG",
+     "a JSON file of options: {\"flag-name\": value, ...} (environment and flags win)", OPT_STR,
+     O(config_file), "none", 0, 0},
     {"log-level", "PARLEY_LOG_LEVEL", "debug, info, warn or error", OPT_STR, O(log_level), NULL, 0,
      0},
     {"log-format", "PARLEY_LOG_FORMAT",
@@ -218,8 +222,9 @@ static void config_defaults(config_t *cfg) {
 static void usage(FILE *out) {
     config_t def;
     config_defaults(&def);
-    fprintf(out, "usage: parley [options]\n\nEvery option is also an environment variable; "
-                 "flags win. Defaults in parentheses.\n\n");
+    fprintf(out, "usage: parley [options]\n\nEvery option is also an environment variable and "
+                 "a key of the --config file;\nflags win over the environment, which wins over "
+                 "the file. Defaults in parentheses.\n\n");
     for (size_t i = 0; i < NOPTIONS; i++) {
         const option_t *o = &options[i];
         const void *field = (const char *)&def + o->offset;
@@ -267,8 +272,58 @@ static int set_option(config_t *cfg, const option_t *o, const char *value) {
     return -1;
 }
 
+/* The --config file (or PARLEY_CONFIG's), before the environment and the flags:
+ * {"flag-name": value} with a string, number or boolean as the option takes, every name
+ * one of the options. Its strings stay for the life of the process (*keep). */
+static int apply_file(int argc, char **argv, config_t *cfg, json_t **keep) {
+    const char *path = getenv("PARLEY_CONFIG");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            path = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+    }
+    if (!path)
+        return 0;
+    json_error_t err;
+    json_t *file = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (!json_is_object(file)) {
+        fprintf(stderr, "parley: --config %s: %s (line %d)\n", path,
+                file ? "not a JSON object" : err.text, err.line);
+        json_decref(file);
+        return -1;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(file, key, v) {
+        const option_t *o = NULL;
+        for (size_t i = 0; i < NOPTIONS && !o; i++)
+            if (strcmp(options[i].flag, key) == 0 && strcmp(key, "config") != 0)
+                o = &options[i];
+        char num[32];
+        const char *text = json_string_value(v);
+        if (o && o->type == OPT_LONG && json_is_integer(v)) {
+            snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+            text = num;
+        } else if (o && o->type == OPT_BOOL && json_is_boolean(v)) {
+            text = json_is_true(v) ? "1" : "0";
+        }
+        if (!o || !text || set_option(cfg, o, text)) {
+            fprintf(stderr, "parley: --config %s: %s: %s\n", path, key,
+                    o ? "a value of the wrong type or out of range" : "no such option");
+            json_decref(file);
+            return -1;
+        }
+    }
+    *keep = file;
+    return 0;
+}
+
 static int parse_config(int argc, char **argv, config_t *cfg) {
     config_defaults(cfg);
+    static json_t *file; /* its strings are the config's */
+    if (apply_file(argc, argv, cfg, &file))
+        return -1;
     size_t n = NOPTIONS;
     for (size_t i = 0; i < n; i++) {
         const char *v = getenv(options[i].env);
