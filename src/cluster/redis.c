@@ -77,6 +77,10 @@ struct parley_redis {
     redis_sub_t *ssub;       /* subscribed (sharded mode) */
     redis_shards_t *shards;  /* sharded mode on a Redis Cluster: both, per master */
     int only_shard;          /* >= 0 while that master's subscriptions are made again */
+    /* On a Redis Cluster, the SUNSUBSCRIBEs sent and not yet confirmed, per channel
+     * (name → unsub_t): a confirmation that matches none is Redis ending a subscription
+     * itself, because its slot moved. */
+    map_t unsubs;
     bool sharded, dynamic;
     int open_conns; /* not yet closed (detaching) */
     radapter_t *adapters;
@@ -104,6 +108,11 @@ typedef struct {
     uint64_t until_ms;
     char name[];
 } lingering_t;
+
+typedef struct {
+    unsigned pending;
+    char name[];
+} unsub_t;
 
 /* A request of ours waiting for the other nodes. */
 struct rreq {
@@ -157,10 +166,11 @@ static redisAsyncContext *pub_ctx(parley_redis_t *r, const char *channel) {
     return redis_conn_ctx(r->pub);
 }
 
-/* An error reply: on a Redis Cluster, MOVED or ASK means the slot map changed. */
+/* An error reply: on a Redis Cluster, MOVED means the slot map changed (ASK is a slot in
+ * migration: the map changes once it is done, with MOVED). */
 static void reply_error(parley_redis_t *r, const char *what, const redisReply *rep) {
     LOG_LIMITED(LOG_LEVEL_WARN, "redis", "%s: %s", what, rep->str);
-    if (r->shards && (strncmp(rep->str, "MOVED ", 6) == 0 || strncmp(rep->str, "ASK ", 4) == 0))
+    if (r->shards && strncmp(rep->str, "MOVED ", 6) == 0)
         redis_shards_refresh(r->shards);
 }
 
@@ -172,12 +182,14 @@ static void published(redisAsyncContext *ac, void *reply, void *priv) {
 
 static void publish(parley_redis_t *r, const char *channel, const void *msg, size_t len) {
     redisAsyncContext *ac = pub_ctx(r, channel);
-    r->stats.published++;
-    r->stats.published_bytes += len;
     if (!ac || redisAsyncCommand(ac, published, r, r->sharded ? "SPUBLISH %s %b" : "PUBLISH %s %b",
-                                 channel, msg, len) != REDIS_OK)
+                                 channel, msg, len) != REDIS_OK) {
         LOG_LIMITED(LOG_LEVEL_WARN, "redis",
                     "not connected: a message for the other nodes is lost");
+        return;
+    }
+    r->stats.published++;
+    r->stats.published_bytes += len;
 }
 
 /* ---- the cluster protocol (sharded mode) ---- */
@@ -1175,6 +1187,45 @@ static void on_channel_message(redisAsyncContext *ac, void *reply, void *priv) {
 
 /* ---- sharded mode: subscriptions and what comes on them ---- */
 
+/* A SUNSUBSCRIBE on its way (Redis Cluster). Out of memory, it is not counted: its
+ * confirmation then reads as a moved slot, which costs one read of the map. */
+static void unsub_sent(parley_redis_t *r, const char *name, size_t len) {
+    unsub_t *u = map_get(&r->unsubs, name, len);
+    if (!u && (u = calloc(1, sizeof *u + len + 1))) {
+        memcpy(u->name, name, len);
+        if (map_put(&r->unsubs, u->name, len, u)) {
+            free(u);
+            u = NULL;
+        }
+    }
+    if (u)
+        u->pending++;
+}
+
+/* A sunsubscribe confirmation: whether it answers one of ours. */
+static bool unsub_confirmed(parley_redis_t *r, const char *name) {
+    size_t len = strlen(name);
+    unsub_t *u = map_get(&r->unsubs, name, len);
+    if (!u)
+        return false;
+    if (--u->pending == 0)
+        free(map_del(&r->unsubs, name, len));
+    return true;
+}
+
+/* A master's subscriber (again): what it had on its way is gone with the connection. */
+static void unsubs_forget(parley_redis_t *r, int shard) {
+    unsub_t **gone = malloc((r->unsubs.count + 1) * sizeof *gone);
+    size_t n = 0;
+    map_entry_t *e;
+    for (size_t pos = 0; gone && map_next(&r->unsubs, &pos, &e);)
+        if (redis_shards_owner(r->shards, e->key, e->klen) == shard)
+            gone[n++] = e->value;
+    for (size_t i = 0; i < n; i++)
+        free(map_del(&r->unsubs, gone[i]->name, strlen(gone[i]->name)));
+    free(gone);
+}
+
 /* SSUBSCRIBE or SUNSUBSCRIBE of channel, or of "<channel><room>#" when room is given. */
 static void ssub(radapter_t *ra, const char *verb, const char *channel, const char *room) {
     parley_redis_t *r = ra->r;
@@ -1200,6 +1251,8 @@ static void ssub(radapter_t *ra, const char *verb, const char *channel, const ch
     } else if (argv[1]) {
         rc = redis_sub_send(r->ssub, 2, argv, lens);
     }
+    if (rc == 0 && argv[1] && r->shards && strcmp(verb, "SUNSUBSCRIBE") == 0)
+        unsub_sent(r, argv[1], lens[1]);
     if (rc)
         LOG_LIMITED(LOG_LEVEL_WARN, "redis", "%s %s%s: %d", verb, channel, room ? room : "", rc);
     free(name);
@@ -1350,7 +1403,8 @@ static void on_push(redis_sub_t *sub, const redisReply *rep, void *arg) {
     const char *what = rep->element[0]->str, *channel = rep->element[1]->str;
     if (strcmp(what, "smessage") == 0 && rep->element[2]->type == REDIS_REPLY_STRING) {
         on_smessage(r, channel, rep->element[2]->str, rep->element[2]->len);
-    } else if (strcmp(what, "sunsubscribe") == 0 && r->shards && channel_wanted(r, channel)) {
+    } else if (strcmp(what, "sunsubscribe") == 0 && r->shards && !unsub_confirmed(r, channel) &&
+               channel_wanted(r, channel)) {
         /* Not asked for: Redis took the subscription away because its slot moved to
          * another master. */
         LOG_INFO("redis", "%s moved to another master", channel);
@@ -1367,6 +1421,7 @@ static void ssub_ready(redis_sub_t *sub, void *arg) {
 /* On a Redis Cluster: one master's subscriber (again), its channels only. */
 static void shard_ready(redis_shards_t *sh, int shard, void *arg) {
     parley_redis_t *r = arg;
+    unsubs_forget(r, shard);
     r->only_shard = shard;
     for (radapter_t *ra = r->adapters; ra; ra = ra->next)
         sharded_subscribe(ra);
@@ -1454,9 +1509,14 @@ static sio_adapter_t *wrap(sio_nsp_t *nsp, sio_adapter_t *local, void *arg) {
     return &ra->wrap.base;
 }
 
+/* What attach made besides connections and adapters. */
 static void free_config(parley_redis_t *r) {
     free(r->key);
     redis_endpoint_free(&r->ep);
+    map_entry_t *e;
+    for (size_t pos = 0; map_next(&r->unsubs, &pos, &e);)
+        free(e->value);
+    map_free(&r->unsubs);
 }
 
 int parley_redis_attach(uv_loop_t *loop, sio_server_t *io, const parley_redis_config_t *cfg,
@@ -1476,7 +1536,9 @@ int parley_redis_attach(uv_loop_t *loop, sio_server_t *io, const parley_redis_co
     }
     r->server_count = 1;
     new_uid(r->uid);
-    int rc = (r->key = strdup(cfg->key ? cfg->key : "socket.io")) ? 0 : -ENOMEM;
+    int rc = map_init(&r->unsubs) ? -ENOMEM : 0;
+    if (rc == 0 && !(r->key = strdup(cfg->key ? cfg->key : "socket.io")))
+        rc = -ENOMEM;
     if (rc == 0)
         rc = redis_endpoint_parse(cfg->url ? cfg->url : "redis://127.0.0.1:6379", &r->ep);
     if (rc) {

@@ -173,6 +173,28 @@ static void sub_push(redis_sub_t *sub, const redisReply *reply, void *arg) {
     s->sh->cb.push(s->sh, s->index, reply, s->sh->arg);
 }
 
+static void schedule_retry(redis_shards_t *sh);
+
+/* A master's connection dropped: it may have failed over to a replica elsewhere, which
+ * only a new map says (nothing is sent to the dead one, so no MOVED would come). */
+static void pub_lost(redis_conn_t *c, void *arg) {
+    schedule_retry(((shard_t *)arg)->sh);
+}
+
+static void sub_lost(redis_sub_t *sub, void *arg) {
+    schedule_retry(((shard_t *)arg)->sh);
+}
+
+/* Whether every master of the map has both its connections up. */
+static bool all_up(const redis_shards_t *sh) {
+    for (int i = 0; i < sh->nshards; i++) {
+        const shard_t *s = sh->shards[i];
+        if (s->used && !s->leaving && (!redis_conn_ctx(s->pub) || !redis_sub_ready(s->sub)))
+            return false;
+    }
+    return true;
+}
+
 /* A free index (one whose connections are released), or a new one. NULL when out of
  * memory or when owner[] could not hold the index. */
 static shard_t *shard_alloc(redis_shards_t *sh) {
@@ -198,8 +220,8 @@ static shard_t *shard_alloc(redis_shards_t *sh) {
 /* Opens the connections of master m. Returns its index, or -ENOMEM (then nothing of it
  * stays but connections already closing). */
 static int shard_open(redis_shards_t *sh, const master_t *m) {
-    static const redis_conn_cb_t pub_cb = {pub_ready, NULL};
-    static const redis_sub_cb_t sub_cb = {sub_ready, sub_push, NULL};
+    static const redis_conn_cb_t pub_cb = {pub_ready, pub_lost};
+    static const redis_sub_cb_t sub_cb = {sub_ready, sub_push, sub_lost};
     shard_t *s = shard_alloc(sh);
     if (!s)
         return -ENOMEM;
@@ -377,7 +399,7 @@ static bool apply(redis_shards_t *sh, master_t *ms, int nms) {
     return changed;
 }
 
-/* Parses and applies a reply that is not an error. Returns whether the map was used. */
+/* Parses and applies a reply that is not an error. Returns whether the map changed. */
 static bool use_map(redis_shards_t *sh, const redisReply *reply) {
     /* Ranges are disjoint: more than one per slot is not a map (and scratch's master
      * numbers must fit an int16_t). */
@@ -400,14 +422,16 @@ static bool use_map(redis_shards_t *sh, const redisReply *reply) {
     if (sh->failing)
         LOG_INFO("redis", "cluster map read");
     sh->failing = false;
-    if (apply(sh, ms, nms))
+    bool changed = apply(sh, ms, nms);
+    if (changed)
         LOG_AT(sh->covered == REDIS_SLOTS ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, "redis",
                "cluster map: %d masters, %d of %d slots covered", nms, sh->covered, REDIS_SLOTS);
     free(ms);
-    /* Until every slot has a master, nothing else would tell us that one has one now. */
-    if (sh->covered < REDIS_SLOTS)
+    /* Until every slot has a master that answers, nothing else would tell us that the
+     * map changed (a failover to a replica at another address, say). */
+    if (sh->covered < REDIS_SLOTS || !all_up(sh))
         schedule_retry(sh);
-    return true;
+    return changed;
 }
 
 static void on_slots(redisAsyncContext *ac, void *r, void *priv) {
@@ -416,7 +440,7 @@ static void on_slots(redisAsyncContext *ac, void *r, void *priv) {
     sh->reading = false;
     if (sh->closing)
         return;
-    bool used = false;
+    bool changed = false;
     if (!reply) {
         /* Its connection dropped, which that connection logs; the retry asks whichever
          * connection is up then. */
@@ -425,12 +449,12 @@ static void on_slots(redisAsyncContext *ac, void *r, void *priv) {
     } else if (reply->type == REDIS_REPLY_ERROR) {
         read_failed(sh, "%s", reply->str);
     } else {
-        used = use_map(sh, reply);
+        changed = use_map(sh, reply);
     }
     start_read(sh); /* asked for during this one */
     /* The owner may close everything from a callback: sh stays allocated until the
      * timer's close callback, on a later iteration. */
-    for (int i = 0; used && i < sh->nshards && !sh->closing; i++) {
+    for (int i = 0; changed && i < sh->nshards && !sh->closing; i++) {
         const shard_t *s = sh->shards[i];
         if (s->used && !s->leaving && redis_sub_ready(s->sub))
             sh->cb.ready(sh, i, sh->arg);

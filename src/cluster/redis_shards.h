@@ -6,15 +6,16 @@
  * control connection to the seed) and, per master, one publishing connection
  * (cluster/redis_conn.h, "publisher <host:port>") and one subscriber
  * (cluster/redis_sub.h, "subscriber <host:port>"). Replicas are ignored: reads and
- * failovers are Redis's business; after a failover the owner sees MOVED and calls
- * redis_shards_refresh.
+ * failovers are Redis's business; a failover is noticed by the loss of the old master's
+ * connections, after which the map is read again until every master answers.
  *
  * A master is a shard, numbered by a small index that stays the same while the master
  * stays in the map; an index is reused for another master only once the connections of
  * the one before are released. The map is read when the control connection is (again)
  * set up and on redis_shards_refresh; a read that fails (an error reply, a malformed
  * reply, a lost connection) is tried again after REDIS_SHARDS_RETRY_MS, and so is one
- * that leaves slots uncovered (a cluster being created gets its slots in steps).
+ * that leaves slots uncovered (a cluster being created gets its slots in steps) or a
+ * master unreachable.
  * Nothing here follows MOVED or ASK itself: the owner refreshes and sends again.
  *
  * Ownership: the owner keeps sh until redis_shards_close's done has run. The hiredis
@@ -43,8 +44,8 @@
 typedef struct redis_shards redis_shards_t;
 
 typedef struct {
-    /* Shard `shard`'s subscriber connected (again), or the map was read again (then
-     * called for every shard whose subscriber is up, whether or not its publisher is):
+    /* Shard `shard`'s subscriber connected (again), or a new map was read (then called
+     * for every shard whose subscriber is up, whether or not its publisher is):
      * the owner (re)subscribes there every channel that shard owns (re-subscribing a
      * channel already subscribed is harmless in Redis). redis_shards_ready may still be
      * false then (another master, or this one's publisher, not up yet). Required. */
@@ -83,8 +84,10 @@ bool redis_shards_ready(const redis_shards_t *sh);
  * subscription away because its slot moved): read CLUSTER SLOTS again, on the control
  * connection, or on any connected publisher while the control is down. One read at a
  * time: calls during a read ask for one more read after it. When the reply is a usable
- * map, masters that left are closed, new ones opened, and `ready` is called for every
- * shard whose subscriber is up; otherwise the map stays as it was. */
+ * map that differs, masters that left are closed, new ones opened, and `ready` is called
+ * for every shard whose subscriber is up; otherwise the map stays as it was. The map is
+ * also read again, every REDIS_SHARDS_RETRY_MS, while a slot has no master or a
+ * master's connection is down (a failover to a replica elsewhere sends no MOVED). */
 void redis_shards_refresh(redis_shards_t *sh);
 /* Closes everything: no callback runs after this (except done). done(arg) (may be NULL)
  * runs on the loop once every connection is released and sh is freed, never before this

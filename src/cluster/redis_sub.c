@@ -29,6 +29,11 @@
 /* Bytes read per read callback. hiredis copies them into its own buffer, so this only
  * bounds one read; it lives inline (a process has a handful of these connections). */
 #define SUB_READ_BUF 16384
+/* A subscribed connection only listens: a Redis that vanished (a host down, a network
+ * cut) would go unnoticed for as long as TCP keepalive takes (minutes). A PING every
+ * SUB_PING_MS, and a connection with no answer by the next one is dropped: it is known
+ * dead within two periods, and made again. */
+#define SUB_PING_MS 5000
 
 struct redis_sub {
     uv_loop_t *loop;
@@ -57,7 +62,10 @@ struct redis_sub {
     uint32_t backoff_ms;
     uv_timer_t retry;
     bool retry_open;
-    bool closing; /* redis_sub_close called */
+    uv_timer_t ping; /* every SUB_PING_MS: a PING, or the drop of a silent connection */
+    bool ping_open;
+    bool ping_due; /* a PING went out and nothing came back since */
+    bool closing;  /* redis_sub_close called */
     void (*done)(void *arg);
     void *done_arg;
     char rbuf[SUB_READ_BUF];
@@ -78,7 +86,7 @@ static void attempt_failed(redis_sub_t *s, const char *fmt, ...)
 static void drop(redis_sub_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void maybe_done(redis_sub_t *s) {
-    if (!s->closing || s->retry_open || s->resolving || s->io_open)
+    if (!s->closing || s->retry_open || s->ping_open || s->resolving || s->io_open)
         return;
     PARLEY_ASSERT(!s->ai && !s->reader);
     void (*done)(void *) = s->done;
@@ -216,9 +224,18 @@ static int send_setup(redis_sub_t *s) {
 
 /* ---- reading ---- */
 
+/* The answer to our PING: "+PONG", or ["pong", ""] once subscribed. */
+static bool is_pong(const redisReply *rep) {
+    if (rep->type == REDIS_REPLY_STATUS)
+        return strcmp(rep->str, "PONG") == 0;
+    return rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+           rep->element[0]->type == REDIS_REPLY_STRING && strcmp(rep->element[0]->str, "pong") == 0;
+}
+
 static void on_reply(redis_sub_t *s, const redisReply *rep) {
     if (!s->setup_left) {
-        s->cb.push(s, rep, s->arg);
+        if (!is_pong(rep))
+            s->cb.push(s, rep, s->arg);
         return;
     }
     if (rep->type == REDIS_REPLY_ERROR) {
@@ -230,6 +247,7 @@ static void on_reply(redis_sub_t *s, const redisReply *rep) {
     if (--s->setup_left)
         return;
     s->ready = true;
+    s->ping_due = false;
     s->backoff_ms = REDIS_BACKOFF_MIN_MS;
     LOG_INFO("redis", "%s connected", s->name);
     s->cb.ready(s, s->arg);
@@ -246,6 +264,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
         drop(s, "%s", nread == UV_EOF ? "closed by the server" : uv_strerror((int)nread));
         return;
     }
+    s->ping_due = false;
     if (redisReaderFeed(s->reader, buf->base, (size_t)nread) != REDIS_OK) {
         drop(s, "%s", s->reader->errstr);
         return;
@@ -354,6 +373,22 @@ static void start(redis_sub_t *s) {
     s->resolving = true;
 }
 
+static void ping_tick(uv_timer_t *t) {
+    redis_sub_t *s = t->data;
+    if (!s->ready)
+        return;
+    if (s->ping_due) {
+        drop(s, "no answer to PING within %d ms", SUB_PING_MS);
+        return;
+    }
+    const char *argv[] = {"PING"};
+    int rc = send_argv(s, 1, argv, NULL);
+    if (rc)
+        drop(s, "cannot send PING: %s", strerror(-rc));
+    else
+        s->ping_due = true;
+}
+
 /* ---- the interface ---- */
 
 int redis_sub_open(uv_loop_t *loop, const redis_endpoint_t *ep, const char *name,
@@ -367,7 +402,8 @@ int redis_sub_open(uv_loop_t *loop, const redis_endpoint_t *ep, const char *name
         free(s);
         return -ENOMEM;
     }
-    if (uv_timer_init(loop, &s->retry)) {
+    /* uv_timer_init only fails for a bad loop: the first one tells. */
+    if (uv_timer_init(loop, &s->retry) || uv_timer_init(loop, &s->ping)) {
         redis_endpoint_free(&s->ep);
         free(s);
         return -ENOMEM;
@@ -379,11 +415,16 @@ int redis_sub_open(uv_loop_t *loop, const redis_endpoint_t *ep, const char *name
     s->backoff_ms = REDIS_BACKOFF_MIN_MS;
     s->retry.data = s;
     s->retry_open = true;
+    s->ping.data = s;
+    s->ping_open = true;
+    if (uv_timer_start(&s->ping, ping_tick, SUB_PING_MS, SUB_PING_MS))
+        LOG_ERROR("redis", "%s: no liveness checks (the timer did not start)", s->name);
     s->gai.data = s;
     *out = s;
     start(s);
     return 0;
 }
+
 
 bool redis_sub_ready(const redis_sub_t *s) {
     return s && s->ready;
@@ -402,12 +443,19 @@ static void retry_closed(uv_handle_t *h) {
     maybe_done(s);
 }
 
+static void ping_closed(uv_handle_t *h) {
+    redis_sub_t *s = h->data;
+    s->ping_open = false;
+    maybe_done(s);
+}
+
 void redis_sub_close(redis_sub_t *s, void (*done)(void *arg), void *arg) {
     PARLEY_ASSERT(!s->closing);
     s->closing = true;
     s->done = done;
     s->done_arg = arg;
     uv_close((uv_handle_t *)&s->retry, retry_closed); /* stops it too */
+    uv_close((uv_handle_t *)&s->ping, ping_closed);
     if (s->resolving) {
         int rc = uv_cancel((uv_req_t *)&s->gai);
         if (rc)

@@ -321,6 +321,24 @@ static void test_protocol_error(void **state) {
     assert_int_equal(c->env.fake.err, 0);
 }
 
+/* A Redis that answers the setup, then nothing (a host gone silent): the PINGs go
+ * unanswered and the connection is dropped within two periods (5 s each), then made
+ * again; the PINGs' own answers never reach `push`. */
+static void test_silent_server(void **state) {
+    ctx_t *c = *state;
+    rh_fake_start(&c->env.fake, &c->env.loop, "+PONG\r\n", NULL, NULL);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", c->env.fake.port);
+    sub_rec_t *r = sub_open(c, url);
+    RH_WAIT_FOR(&c->env, r->ready == 1, WAIT_MS);
+    rh_run_for(&c->env, 4000);
+    assert_int_equal(r->lost, 0); /* one period: the PING is not late yet */
+    RH_WAIT_FOR(&c->env, r->lost == 1, 8000);
+    assert_int_equal(r->npush, 0);
+    RH_WAIT_FOR(&c->env, r->ready == 2, WAIT_MS);
+    assert_int_equal(c->env.fake.err, 0);
+}
+
 static void test_close_early(void **state) {
     ctx_t *c = *state;
     char url[300];
@@ -353,6 +371,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_password, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
         cmocka_unit_test_setup_teardown(test_protocol_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_early, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
