@@ -425,7 +425,6 @@ int redis_sub_open(uv_loop_t *loop, const redis_endpoint_t *ep, const char *name
     return 0;
 }
 
-
 bool redis_sub_ready(const redis_sub_t *s) {
     return s && s->ready;
 }

@@ -109,7 +109,7 @@ static void json_escape(char *out, size_t cap, size_t *n, const char *s) {
 static void put(char *out, size_t cap, size_t *n, const char *s) {
     size_t len = strlen(s);
     if (*n + len < cap) {
-        memcpy(out + *n, s, len);
+        memcpy(out + *n, s, len + 1); /* its NUL is overwritten by what follows */
         *n += len;
     }
 }
@@ -144,8 +144,8 @@ void log_write(log_level_t level, const char *tag, const char *fmt, ...) {
         }
         put(line, cap, &n, "\",\"msg\":\"");
         json_escape(line, cap, &n, msg);
-        memcpy(line + n, "\"}", 2);
-        n += 2;
+        line[n++] = '"';
+        line[n++] = '}';
     } else {
         int w = snprintf(line, sizeof line, "%s %-5s %s%s%-5s %s", stamp, level_names[level],
                          log_role, log_role[0] ? " " : "", tag, msg);
