@@ -60,7 +60,10 @@ fuzz: test-deps
 	  name=$$(basename $$f); corpus=tests/fuzz/corpus/$${name%_fuzz}; \
 	  work=$(FUZZ_BUILD)/corpus/$${name%_fuzz}; mkdir -p $$work; \
 	  echo "== fuzz $$name for $(FUZZ_TIME)s"; \
-	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 -timeout=10 $$work $$corpus 2>&1 | tail -n 12; \
+	  rc=0; $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 -timeout=10 $$work $$corpus \
+	    > $$work.log 2>&1 || rc=$$?; \
+	  tail -n 12 $$work.log; \
+	  if [ $$rc -ne 0 ]; then echo "== $$name failed ($$rc): $$work.log"; exit $$rc; fi; \
 	done
 
 bench: bench-deps build
