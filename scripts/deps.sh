@@ -10,16 +10,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# What the code links: libuv, jansson, OpenSSL's libcrypto, hiredis and msgpack-c (the
-# library; the last two for the Redis adapter), SQLite and libjwt (the chat service).
+# What the code links: libuv, jansson, OpenSSL (libssl for TLS, libcrypto), hiredis and
+# msgpack-c (the library; the last two for the Redis adapter), SQLite and libjwt (the
+# chat service).
 # Node and npm fetch the page's client bundle at build time.
 build_pkgs=(build-essential cmake ninja-build pkg-config
   libuv1-dev libssl-dev libsqlite3-dev libjansson-dev libjwt-dev libhiredis-dev libmsgpack-dev
   nodejs npm)
 # clang and its runtime for the fuzzers, cmocka for the unit tests, curl and chromium
-# for the integration and browser suites, redis-server and nginx for the cluster suites;
+# for the integration and browser suites (certutil, of libnss3-tools, gives the browser
+# the TLS suite's test CA), redis-server and nginx for the cluster suites;
 # for the benchmarks gnuplot (plots), and redis-server, nginx and curl (nodes over Redis).
-test_pkgs=(clang libclang-rt-14-dev libcmocka-dev curl chromium redis-server nginx-light)
+test_pkgs=(clang libclang-rt-14-dev libcmocka-dev curl openssl chromium libnss3-tools redis-server
+  nginx-light)
 lint_pkgs=(clang-format clang-tidy cppcheck)
 bench_pkgs=(gnuplot-nox redis-server nginx-light curl)
 

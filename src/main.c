@@ -33,6 +33,7 @@
 #include "parley/loop.h"
 #include "parley/redis.h"
 #include "parley/sio.h"
+#include "parley/tls.h"
 #include "util/log.h"
 #include "util/rand.h"
 #include "util/time.h"
@@ -52,7 +53,7 @@ typedef struct {
     const char *cors_origins, *log_level, *log_format, *web_root, *client_dir, *room_claim,
         *trusted_proxies;
     const char *workers, *redis_url, *redis_key, *redis_mode, *chat_redis_url, *node_name;
-    const char *config_file;
+    const char *config_file, *tls_cert, *tls_key;
     long port, max_text, rate_burst, rate_per_sec, presence_limit, max_body, sse_heartbeat;
     long event_burst, event_rate, flood_limit, max_rooms, output_limit, send_timeout;
     long max_per_ip, handshake_rate, handshake_burst;
@@ -162,6 +163,10 @@ static const option_t options[] = {
     {"web-root", "PARLEY_WEB_ROOT", "directory of the web page", OPT_STR, O(web_root), NULL, 0, 0},
     {"client-dir", "PARLEY_CLIENT_DIR", "directory of socket.io-client's dist files", OPT_STR,
      O(client_dir), NULL, 0, 0},
+    {"tls-cert", "PARLEY_TLS_CERT",
+     "PEM certificate chain: serve https and wss (with --tls-key; SIGHUP reloads both)", OPT_STR,
+     O(tls_cert), "plain http", 0, 0},
+    {"tls-key", "PARLEY_TLS_KEY", "PEM private key of --tls-cert", OPT_STR, O(tls_key), NULL, 0, 0},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -376,7 +381,8 @@ typedef struct {
     chat_feed_t *feed;
     chat_api_t *api;
     http_static_t *web, *client;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
+    net_tls_t *tls;          /* --tls-cert: the certificate (NULL: plain http) */
     parley_worker_t *worker; /* --workers N: this worker (NULL: one process) */
     parley_redis_t *redis;   /* --redis-url: this node's link to the others */
     /* With workers: the sums over every worker that /healthz and /metrics answer with. */
@@ -807,6 +813,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
     http_server_close(app->http);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
+    uv_close((uv_handle_t *)&app->sighup, NULL);
     chat_store_close(app->store, store_closed, app);
 }
 
@@ -929,6 +936,7 @@ static int start(app_t *app) {
     hcfg.host = c->host;
     hcfg.port = (int)c->port;
     hcfg.reuse_port = app->worker != NULL;
+    hcfg.tls = app->tls;
     if (acfg.max_body > hcfg.max_body_size)
         hcfg.max_body_size = acfg.max_body; /* the API answers 413 above its own limit */
     sio_config_t iocfg;
@@ -1067,15 +1075,30 @@ static int start(app_t *app) {
     return 0;
 }
 
-/* SIGINT and SIGTERM start the shutdown (on_signal). */
+/* SIGHUP: the certificate and key are read again; open connections keep theirs. */
+static void on_sighup(uv_signal_t *sig, int signum) {
+    app_t *app = sig->data;
+    if (!app->tls) {
+        LOG_INFO("main", "SIGHUP: nothing to reload (no --tls-cert)");
+        return;
+    }
+    if (net_tls_reload(app->tls))
+        LOG_ERROR("main", "SIGHUP: the certificate was not reloaded; the previous one stays");
+    else
+        LOG_INFO("main", "SIGHUP: certificate %s reloaded", app->cfg.tls_cert);
+}
+
+/* SIGINT and SIGTERM start the shutdown (on_signal); SIGHUP reloads the certificate. */
 static int watch_signals(app_t *app) {
     int rc;
-    app->sigint.data = app->sigterm.data = app;
+    app->sigint.data = app->sigterm.data = app->sighup.data = app;
     if ((rc = uv_signal_init(&app->loop, &app->sigint)) ||
         (rc = uv_signal_init(&app->loop, &app->sigterm)) ||
+        (rc = uv_signal_init(&app->loop, &app->sighup)) ||
         (rc = uv_signal_start(&app->sigint, on_signal, SIGINT)) ||
-        (rc = uv_signal_start(&app->sigterm, on_signal, SIGTERM))) {
-        LOG_ERROR("main", "cannot watch SIGINT/SIGTERM: %s", uv_strerror(rc));
+        (rc = uv_signal_start(&app->sigterm, on_signal, SIGTERM)) ||
+        (rc = uv_signal_start(&app->sighup, on_sighup, SIGHUP))) {
+        LOG_ERROR("main", "cannot watch SIGINT/SIGTERM/SIGHUP: %s", uv_strerror(rc));
         return -1;
     }
     return 0;
@@ -1136,6 +1159,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "parley: --workers with --redis-url needs --store redis (or memory)\n");
         return 2;
     }
+    if (!app.cfg.tls_cert != !app.cfg.tls_key) {
+        fprintf(stderr, "parley: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (app.cfg.tls_cert && worker_count(app.cfg.workers) > 1) {
+        /* A connection's TLS state cannot follow a request to the worker of its session. */
+        fprintf(stderr, "parley: --tls-cert needs --workers 1: terminate TLS in front of the "
+                        "workers (docs/OPERATIONS.md, TLS)\n");
+        return 2;
+    }
     int done = start_workers(&app, argc, argv);
     if (done >= 0)
         return done;
@@ -1148,6 +1181,11 @@ int main(int argc, char **argv) {
         LOG_ERROR("main", "cannot make the network loop: out of memory");
         return 1;
     }
+    if (app.cfg.tls_cert && net_tls_new(app.cfg.tls_cert, app.cfg.tls_key, &app.tls)) {
+        LOG_ERROR("main", "--tls-cert %s / --tls-key %s: unusable (see above)", app.cfg.tls_cert,
+                  app.cfg.tls_key);
+        return 1;
+    }
     if (setup_auth(&app) ||
         split_list(app.cfg.cors_origins, "cors-origins", &app.origins, &app.norigins) ||
         split_list(app.cfg.trusted_proxies, "trusted-proxies", &app.proxies, &app.nproxies) ||
@@ -1158,11 +1196,13 @@ int main(int argc, char **argv) {
     if (!app.worker && (printf("listening %s:%d\n", app.cfg.host, http_server_port(app.http)) < 0 ||
                         fflush(stdout)))
         LOG_WARN("main", "cannot write the listening line to stdout");
-    LOG_INFO("main", "serving the chat at http://%s:%d/", app.cfg.host, http_server_port(app.http));
+    LOG_INFO("main", "serving the chat at %s://%s:%d/", app.tls ? "https" : "http", app.cfg.host,
+             http_server_port(app.http));
     uv_run(&app.loop, UV_RUN_DEFAULT);
     http_static_free(app.web);
     http_static_free(app.client);
     chat_auth_free(app.auth);
+    net_tls_free(app.tls);
     free_list(app.origins, app.norigins);
     free_list(app.proxies, app.nproxies);
     net_loop_free(app.nl);

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "parley/loop.h"
+#include "parley/tls.h"
 
 #pragma GCC visibility push(default)
 
@@ -34,6 +35,7 @@ typedef struct {
     uint32_t request_timeout;   /* ms from a request's first byte to its last; 408 (10000) */
     uint32_t keepalive_timeout; /* ms an idle keep-alive connection is kept (30000) */
     bool reuse_port;            /* SO_REUSEPORT: several processes on one port (parley/cluster.h) */
+    net_tls_t *tls; /* borrowed: connections speak TLS (parley/tls.h); NULL: plain TCP */
 } http_server_config_t;
 
 void http_server_config_defaults(http_server_config_t *cfg);

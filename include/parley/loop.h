@@ -40,6 +40,8 @@ size_t net_loop_conn_count(const net_loop_t *nl);
 typedef struct {
     uint64_t bytes_in, bytes_out; /* taken from and handed to the kernel */
     uint64_t stalled_closed;      /* connections closed for send_timeout */
+    uint64_t tls_handshakes;      /* TLS handshakes completed */
+    uint64_t tls_errors;          /* connections closed for a TLS error (bad input) */
     size_t queued_bytes;          /* output not yet taken by the kernel */
 } net_loop_stats_t;
 void net_loop_stats(const net_loop_t *nl, net_loop_stats_t *out);

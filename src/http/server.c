@@ -208,6 +208,7 @@ int http_server_new(net_loop_t *nl, const http_server_config_t *cfg, http_server
         free(srv);
         return rc;
     }
+    net_listener_set_tls(srv->listener, cfg->tls);
     *out = srv;
     return 0;
 }
@@ -239,6 +240,8 @@ int http_server_adopt(http_server_t *srv, int (*take)(uv_tcp_t *tcp, void *arg),
 
 int http_conn_handoff(http_conn_t *hc, const http_req_t *req, buf_t *out, uv_tcp_t **tcp) {
     PARLEY_ASSERT(hc->state == HC_DISPATCHED);
+    if (http_conn_net(hc)->tls)
+        return -EPROTO; /* its TLS state cannot be handed over */
     const http_request_t *h = &req->head;
     int rc = buf_printf(out, "%.*s %.*s HTTP/1.1\r\n", (int)h->method.len, h->method.base,
                         (int)h->target.len, h->target.base);

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "net/tls.h"
 #include "util/assert.h"
 #include "util/log.h"
 
@@ -67,6 +68,7 @@ struct net_listener {
     const net_conn_ops_t *ops;
     net_open_fn on_open;
     void *arg;
+    net_tls_t *tls; /* NULL: plain TCP */
 };
 
 static void flush_all(net_loop_t *nl);
@@ -380,6 +382,20 @@ static void write_cb(uv_write_t *req, int status) {
     c->flags &= ~CONN_WRITING;
     c->nl->writing--;
     c->stall_checks = 0;
+    if (c->tls) {
+        buf_t *fly = &c->tls->flying;
+        c->tx_bytes -= fly->len;
+        if (status >= 0)
+            c->nl->totals.bytes_out += fly->len;
+        buf_free(fly);
+        if (status < 0) {
+            LOG_DEBUG("net", "write failed: %s", uv_strerror(status));
+            close_now(c);
+            return;
+        }
+        conn_flush(c);
+        return;
+    }
     tx_release(c, c->tx_head, c->tx_head + c->tx_inflight);
     for (uint32_t i = c->tx_head; i < c->tx_head + c->tx_inflight; i++) {
         c->tx_bytes -= c->tx[i].len;
@@ -405,10 +421,100 @@ static void tx_shrink(net_conn_t *c) {
     }
 }
 
+/* After the queue is written: the idle connection gives its memory back, reading
+ * resumes if it was stopped, and a graceful close goes on. */
+static void flushed(net_conn_t *c) {
+    c->tx_head = c->tx_len = 0;
+    tx_shrink(c);
+    tx_check_resume(c);
+    if (c->flags & CONN_CLOSED)
+        return;
+    if ((c->flags & CONN_CLOSING) && !(c->flags & CONN_SHUTDOWN))
+        start_shutdown(c);
+}
+
+/* TLS output: the queued plaintext is encrypted a batch at a time, only as fast as the
+ * kernel takes the ciphertext, so a slow reader's queue stays shared plaintext (encoded
+ * packets queued on many connections) rather than ciphertext of its own. */
+#define TLS_WIRE_BATCH (4 * NET_TLS_RECORD)
+
+static void tls_flush(net_conn_t *c) {
+    net_tls_conn_t *tc = c->tls;
+    buf_t *out = &tc->out;
+    for (;;) {
+        while (tc->established && c->tx_head < c->tx_len && out->len < TLS_WIRE_BATCH) {
+            net_chunk_t *ch = &c->tx[c->tx_head];
+            size_t before = out->len;
+            int n = net_tls_conn_write(tc, ch->base, ch->len);
+            if (n < 0) {
+                LOG_LIMITED(LOG_LEVEL_WARN, "net", "TLS write: %s", strerror(-n));
+                close_now(c);
+                return;
+            }
+            c->tx_bytes += out->len - before;
+            c->tx_bytes -= (size_t)n;
+            ch->base += n;
+            ch->len -= (size_t)n;
+            if (ch->len == 0) {
+                ref_release(ch->owner);
+                c->tx_head++;
+            }
+        }
+        if (out->len == 0 && c->tx_head == c->tx_len && (c->flags & CONN_CLOSING) &&
+            !tc->notified) {
+            size_t before = out->len;
+            net_tls_conn_shutdown(tc);
+            c->tx_bytes += out->len - before;
+        }
+        if (out->len == 0)
+            break;
+        uv_buf_t b = uv_buf_init((char *)out->data, (unsigned)out->len);
+        int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (w == UV_EAGAIN)
+            w = 0;
+        if (w < 0) {
+            LOG_DEBUG("net", "write failed: %s", uv_strerror(w));
+            close_now(c);
+            return;
+        }
+        buf_consume(out, (size_t)w);
+        c->tx_bytes -= (size_t)w;
+        c->nl->totals.bytes_out += (size_t)w;
+        if (out->len == 0)
+            continue;
+        /* The kernel buffer is full: the rest flies with one uv_write, and what OpenSSL
+         * writes meanwhile (a handshake answer) collects in out. */
+        tc->flying = *out;
+        *out = (buf_t){0};
+        b = uv_buf_init((char *)tc->flying.data, (unsigned)tc->flying.len);
+        if (!c->wreq && !(c->wreq = malloc(sizeof *c->wreq))) {
+            close_now(c);
+            return;
+        }
+        c->wreq->data = c;
+        if (uv_write(c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb)) {
+            close_now(c);
+            return;
+        }
+        c->flags |= CONN_WRITING;
+        c->nl->writing++;
+        tx_check_resume(c);
+        return;
+    }
+    buf_free(out);
+    if (c->tx_head < c->tx_len)
+        return; /* the handshake is not done: the answer waits for it */
+    flushed(c);
+}
+
 /* Writes as much as the kernel takes now; hands the rest to one uv_write. */
 static void conn_flush(net_conn_t *c) {
     if (c->flags & (CONN_CLOSED | CONN_WRITING))
         return;
+    if (c->tls) {
+        tls_flush(c);
+        return;
+    }
     while (c->tx_head < c->tx_len) {
         uv_buf_t iov[TX_IOV_MAX];
         uint32_t n = 0;
@@ -462,13 +568,7 @@ static void conn_flush(net_conn_t *c) {
         tx_check_resume(c);
         return;
     }
-    c->tx_head = c->tx_len = 0;
-    tx_shrink(c);
-    tx_check_resume(c);
-    if (c->flags & CONN_CLOSED)
-        return;
-    if ((c->flags & CONN_CLOSING) && !(c->flags & CONN_SHUTDOWN))
-        start_shutdown(c);
+    flushed(c);
 }
 
 /* Flushing runs twice per iteration: after the I/O callbacks (check) and before the
@@ -545,6 +645,51 @@ static void drain_rx(net_conn_t *c) {
         buf_free(&c->rx);
 }
 
+/* Input for the protocol (decrypted already, with TLS). */
+static void plain_input(net_conn_t *c, uint8_t *data, size_t len) {
+    if (c->rx.len) {
+        keep_rest(c, data, len);
+        if (!(c->flags & (CONN_CLOSED | CONN_TX_FULL)))
+            drain_rx(c);
+        return;
+    }
+    size_t used = feed(c, data, len);
+    if (!(c->flags & CONN_CLOSING))
+        keep_rest(c, data + used, len - used);
+}
+
+static int tls_plain(void *arg, uint8_t *data, size_t len) {
+    net_conn_t *c = arg;
+    plain_input(c, data, len);
+    return (c->flags & (CONN_CLOSING | CONN_CLOSED)) != 0;
+}
+
+static void tls_input(net_conn_t *c, const uint8_t *data, size_t len) {
+    net_tls_conn_t *tc = c->tls;
+    bool was = tc->established;
+    size_t before = tc->out.len;
+    int rc = net_tls_conn_read(tc, data, len, tls_plain, c);
+    if (c->flags & CONN_CLOSED)
+        return;
+    if (!was && tc->established)
+        c->nl->totals.tls_handshakes++;
+    if (rc == -EPROTO) {
+        c->nl->totals.tls_errors++;
+        /* The alert OpenSSL wrote says why, if the kernel takes it at once. */
+        uv_buf_t alert = uv_buf_init((char *)tc->out.data, (unsigned)tc->out.len);
+        if (tc->out.len && uv_try_write((uv_stream_t *)&c->tcp, &alert, 1) < 0)
+            LOG_DEBUG("net", "the TLS alert was not sent");
+    }
+    if (rc) {
+        close_now(c);
+        return;
+    }
+    if (tc->out.len > before) {
+        c->tx_bytes += tc->out.len - before; /* queued until written, as plaintext is */
+        mark_dirty(c);
+    }
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     net_conn_t *c = s->data;
     c->nl->rbuf_busy = false;
@@ -561,15 +706,10 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     uint8_t *data = (uint8_t *)buf->base;
     size_t len = (size_t)nread;
     c->nl->totals.bytes_in += len;
-    if (c->rx.len) {
-        keep_rest(c, data, len);
-        if (!(c->flags & (CONN_CLOSED | CONN_TX_FULL)))
-            drain_rx(c);
-        return;
-    }
-    size_t used = feed(c, data, len);
-    if (!(c->flags & CONN_CLOSING))
-        keep_rest(c, data + used, len - used);
+    if (c->tls)
+        tls_input(c, data, len);
+    else
+        plain_input(c, data, len);
 }
 
 void net_conn_resume(net_conn_t *c) {
@@ -599,6 +739,7 @@ static void conn_free_cb(uv_handle_t *h) {
         c->all_next->all_prev = c->all_prev;
     buf_free(&c->rx);
     tx_shrink(c);
+    net_tls_conn_free(c->tls); /* here: a cancelled write's buffer lives until now */
     free(c->wreq);
     free(c);
 }
@@ -646,6 +787,8 @@ static const net_conn_ops_t released_ops = {released_data, NULL, released_close}
 
 uv_tcp_t *net_conn_release(net_conn_t *c) {
     PARLEY_ASSERT(!(c->flags & CONN_CLOSED));
+    if (c->tls)
+        return NULL; /* its TLS state cannot go with it */
     dl_unlink(c);
     c->ops = &released_ops;
     /* Stopping cannot fail on a TCP handle; the data callback drops anything anyway. */
@@ -686,6 +829,11 @@ static net_conn_t *conn_new(net_listener_t *l, int (*take)(uv_tcp_t *tcp, void *
         return NULL;
     }
     c->tcp.data = c;
+    if (l->tls && !(c->tls = net_tls_conn_new(l->tls))) {
+        uv_close((uv_handle_t *)&c->tcp, NULL);
+        free(c);
+        return NULL;
+    }
     l->nl->conn_count++;
     c->all_next = l->nl->all;
     if (c->all_next)
@@ -720,6 +868,8 @@ static void on_connection(uv_stream_t *server, int status) {
 
 int net_listener_adopt(net_listener_t *l, int (*take)(uv_tcp_t *tcp, void *arg), void *arg,
                        uint8_t *data, size_t len) {
+    if (l->tls)
+        return -EPROTO; /* a connection's TLS state is not handed over */
     net_conn_t *c = conn_new(l, take, arg);
     if (!c)
         return -ECONNABORTED;
@@ -779,6 +929,10 @@ int net_listener_open(net_loop_t *nl, const char *host, int port, bool reuse_por
     }
     *out = l;
     return 0;
+}
+
+void net_listener_set_tls(net_listener_t *l, net_tls_t *tls) {
+    l->tls = tls;
 }
 
 int net_listener_port(const net_listener_t *l) {

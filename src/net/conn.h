@@ -34,6 +34,7 @@
 #include <uv.h>
 
 #include "parley/loop.h"
+#include "parley/tls.h"
 #include "util/buf.h"
 #include "util/ref.h"
 
@@ -83,8 +84,9 @@ struct net_conn {
     net_conn_t *all_prev, *all_next; /* every open connection of the loop */
     uint64_t deadline;               /* loop time in ms, 0 for none */
     uint16_t flags;
-    uint16_t stall_checks; /* stalled-output checks in a row that saw no progress */
-    uint32_t stall_wq;     /* libuv's write queue size at the last of them */
+    uint16_t stall_checks;    /* stalled-output checks in a row that saw no progress */
+    uint32_t stall_wq;        /* libuv's write queue size at the last of them */
+    struct net_tls_conn *tls; /* NULL: plain TCP */
     size_t ext_size;
     _Alignas(max_align_t) uint8_t ext[];
 };
@@ -116,6 +118,9 @@ int net_listener_open(net_loop_t *nl, const char *host, int port, bool reuse_por
  * its first input. Returns 0 or a negative error (the connection is then closed). */
 int net_listener_adopt(net_listener_t *l, int (*take)(uv_tcp_t *tcp, void *arg), void *arg,
                        uint8_t *data, size_t len);
+/* Connections accepted from now on speak TLS with tls's certificate (borrowed: it
+ * outlives the listener); NULL: plain TCP. Such a listener adopts nothing. */
+void net_listener_set_tls(net_listener_t *l, net_tls_t *tls);
 /* The port actually bound. */
 int net_listener_port(const net_listener_t *l);
 /* Stops accepting and frees the listener (asynchronously). */
@@ -159,7 +164,8 @@ void net_conn_close(net_conn_t *c);
 void net_conn_abort(net_conn_t *c);
 /* Stops reading and switches to ops that ignore everything, for a connection about to be
  * handed to another process: its handle (returned) is sent with uv_write2, then the
- * connection is closed here with net_conn_abort (the other process keeps its copy). */
+ * connection is closed here with net_conn_abort (the other process keeps its copy).
+ * NULL for a TLS connection, which cannot be handed over: nothing is changed. */
 uv_tcp_t *net_conn_release(net_conn_t *c);
 
 /* The peer's address as text ("127.0.0.1"), into out (INET6_ADDRSTRLEN bytes). */

@@ -20,12 +20,14 @@ export function freshArtifacts(prefix) {
 
 export const CHROMIUM = process.env.PARLEY_CHROMIUM || "/usr/bin/chromium";
 
-export function launchChromium() {
+// env: the browser's environment, when not the tests' (HOME holds its certificate store).
+export function launchChromium({ env } = {}) {
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (scripts/deps.sh test)`);
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     timeout: 20000,
+    ...(env ? { env } : {}),
     args: [
       "--no-sandbox",
       "--disable-gpu",
