@@ -28,6 +28,7 @@
 #include "chat/service.h"
 #include "chat/store.h"
 #include "chat/store_remote.h"
+#include "http/access.h"
 #include "http/server.h"
 #include "http/static.h"
 #include "parley/loop.h"
@@ -53,7 +54,7 @@ typedef struct {
     const char *cors_origins, *log_level, *log_format, *web_root, *client_dir, *room_claim,
         *trusted_proxies;
     const char *workers, *redis_url, *redis_key, *redis_mode, *chat_redis_url, *node_name;
-    const char *config_file, *tls_cert, *tls_key;
+    const char *config_file, *tls_cert, *tls_key, *access_log;
     long port, max_text, rate_burst, rate_per_sec, presence_limit, max_body, sse_heartbeat;
     long event_burst, event_rate, flood_limit, max_rooms, output_limit, send_timeout;
     long max_per_ip, handshake_rate, handshake_burst;
@@ -167,6 +168,10 @@ static const option_t options[] = {
      "PEM certificate chain: serve https and wss (with --tls-key; SIGHUP reloads both)", OPT_STR,
      O(tls_cert), "plain http", 0, 0},
     {"tls-key", "PARLEY_TLS_KEY", "PEM private key of --tls-cert", OPT_STR, O(tls_key), NULL, 0, 0},
+    {"access-log", "PARLEY_ACCESS_LOG",
+     "a line per HTTP request to this file (- for stdout), in --log-format; never the query "
+     "string",
+     OPT_STR, O(access_log), "none", 0, 0},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -382,9 +387,10 @@ typedef struct {
     chat_api_t *api;
     http_static_t *web, *client;
     uv_signal_t sigint, sigterm, sighup;
-    net_tls_t *tls;          /* --tls-cert: the certificate (NULL: plain http) */
-    parley_worker_t *worker; /* --workers N: this worker (NULL: one process) */
-    parley_redis_t *redis;   /* --redis-url: this node's link to the others */
+    net_tls_t *tls;                /* --tls-cert: the certificate (NULL: plain http) */
+    http_access_log_t *access_log; /* --access-log (NULL: none); outlives the connections */
+    parley_worker_t *worker;       /* --workers N: this worker (NULL: one process) */
+    parley_redis_t *redis;         /* --redis-url: this node's link to the others */
     /* With workers: the sums over every worker that /healthz and /metrics answer with. */
     struct worker_sum *health_sum, *metrics_sum;
     char **origins, **proxies;
@@ -1011,6 +1017,14 @@ static int start(app_t *app) {
         LOG_ERROR("main", "cannot listen on %s:%ld: %s", c->host, c->port, uv_strerror(rc));
         return -1;
     }
+    if (c->access_log) {
+        if ((rc = http_access_log_open(&app->loop, c->access_log,
+                                       strcmp(c->log_format, "json") == 0, &app->access_log))) {
+            LOG_ERROR("main", "--access-log %s: %s", c->access_log, strerror(-rc));
+            return -1;
+        }
+        http_server_on_access(app->http, http_access_log_write, app->access_log);
+    }
     if (!is_dir(c->web_root))
         LOG_WARN("main", "web root %s is not a directory: the page will answer 404", c->web_root);
     if (!is_dir(c->client_dir))
@@ -1199,6 +1213,10 @@ int main(int argc, char **argv) {
     LOG_INFO("main", "serving the chat at %s://%s:%d/", app.tls ? "https" : "http", app.cfg.host,
              http_server_port(app.http));
     uv_run(&app.loop, UV_RUN_DEFAULT);
+    if (app.access_log) {
+        http_access_log_close(app.access_log); /* its timer goes in one more turn */
+        uv_run(&app.loop, UV_RUN_DEFAULT);
+    }
     http_static_free(app.web);
     http_static_free(app.client);
     chat_auth_free(app.auth);

@@ -51,6 +51,24 @@ int http_server_new(net_loop_t *nl, const http_server_config_t *cfg, http_server
 int http_server_route(http_server_t *srv, const char *prefix, http_route_fn fn, void *arg);
 /* The port actually bound. */
 int http_server_port(const http_server_t *srv);
+
+/* One answered request, for an access log. Strings are NUL-terminated and valid during
+ * the call; the query string is never included (it may carry tokens). */
+typedef struct {
+    const char *remote;     /* the peer's address ("" when unknown) */
+    const char *method;     /* cut at 15 bytes */
+    const char *path;       /* up to '?', cut at 255 bytes */
+    const char *user_agent; /* cut at 127 bytes; "" when absent */
+    int status;             /* 101: switched protocols; 499: the client left unanswered */
+    int64_t length;         /* the answer's Content-Length; -1 for a stream or none */
+    uint64_t duration_ms;   /* from the complete request to the end of its answer */
+} http_access_t;
+typedef void (*http_access_fn)(const http_access_t *entry, void *arg);
+/* fn is called once per request a route took, when its answer ends (a long-poll when
+ * answered, a stream when it closes, an upgrade at once), possibly after the server is
+ * closed: arg must outlive the server's connections. NULL: none (the default). A request
+ * costs one small allocation while fn is set, none otherwise. */
+void http_server_on_access(http_server_t *srv, http_access_fn fn, void *arg);
 /* Stops listening and closes every connection; the server is freed once they are gone
  * (run the loop until it has no handles). Close the servers attached to it first. */
 void http_server_close(http_server_t *srv);

@@ -28,8 +28,21 @@ enum conn_state {
     HC_STREAMING,  /* head sent, body until the connection closes */
 };
 
+/* The request being answered, kept for the access log while one is set. It has the
+ * callback of its own: a connection may close after its server is gone. */
+typedef struct {
+    http_access_fn fn;
+    void *arg;
+    uv_loop_t *loop;
+    uint64_t started; /* loop time (ms) of dispatch */
+    int64_t length;
+    int status;
+    char method[16], path[256], user_agent[128];
+} access_rec_t;
+
 struct http_conn {
     http_server_t *srv;
+    access_rec_t *access;
     void (*on_abort)(http_conn_t *, void *);
     void (*on_hold_timeout)(http_conn_t *, void *);
     void *abort_arg;
@@ -60,6 +73,8 @@ struct http_server {
     route_t *routes;
     size_t nroutes;
     http_limits_t limits;
+    http_access_fn access;
+    void *access_arg;
 };
 
 static ssize_t hc_on_data(net_conn_t *c, uint8_t *data, size_t len);
@@ -229,6 +244,59 @@ int http_server_route(http_server_t *srv, const char *prefix, http_route_fn fn, 
     return 0;
 }
 
+void http_server_on_access(http_server_t *srv, http_access_fn fn, void *arg) {
+    srv->access = fn;
+    srv->access_arg = arg;
+}
+
+static void slice_copy(char *out, size_t size, slice_t s) {
+    size_t n = s.len < size - 1 ? s.len : size - 1;
+    if (n)
+        memcpy(out, s.base, n);
+    out[n] = '\0';
+}
+
+static access_rec_t *access_begin(http_conn_t *hc, const http_req_t *req) {
+    access_rec_t *a = malloc(sizeof *a);
+    if (!a) {
+        LOG_LIMITED(LOG_LEVEL_WARN, "http", "access log: out of memory");
+        return NULL;
+    }
+    a->fn = hc->srv->access;
+    a->arg = hc->srv->access_arg;
+    a->loop = net_loop_uv(hc->srv->nl);
+    a->started = uv_now(a->loop);
+    a->length = -1;
+    a->status = 0;
+    slice_copy(a->method, sizeof a->method, req->head.method);
+    slice_copy(a->path, sizeof a->path, req->head.path);
+    const slice_t *ua = http_request_header(&req->head, "user-agent");
+    slice_copy(a->user_agent, sizeof a->user_agent, ua ? *ua : slice_make(NULL, 0));
+    return a;
+}
+
+/* Reports and frees a (NULL: nothing to do). */
+static void access_end(net_conn_t *c, access_rec_t *a, int status) {
+    if (!a)
+        return;
+    char remote[64] = "";
+    if (net_conn_peer(c, remote, sizeof remote))
+        remote[0] = '\0';
+    http_access_t e = {
+        .remote = remote,
+        .method = a->method,
+        .path = a->path,
+        .user_agent = a->user_agent,
+        .status = status,
+        .length = a->length,
+        .duration_ms = uv_now(a->loop) - a->started,
+    };
+    http_access_fn fn = a->fn;
+    void *arg = a->arg;
+    free(a);
+    fn(&e, arg);
+}
+
 int http_server_port(const http_server_t *srv) {
     return net_listener_port(srv->listener);
 }
@@ -242,6 +310,8 @@ int http_conn_handoff(http_conn_t *hc, const http_req_t *req, buf_t *out, uv_tcp
     PARLEY_ASSERT(hc->state == HC_DISPATCHED);
     if (http_conn_net(hc)->tls)
         return -EPROTO; /* its TLS state cannot be handed over */
+    free(hc->access);   /* the worker that answers logs it */
+    hc->access = NULL;
     const http_request_t *h = &req->head;
     int rc = buf_printf(out, "%.*s %.*s HTTP/1.1\r\n", (int)h->method.len, h->method.base,
                         (int)h->target.len, h->target.base);
@@ -312,6 +382,10 @@ int http_send_head(http_conn_t *hc, int status, const char *extra, int64_t conte
     net_conn_set_deadline(http_conn_net(hc), 0);
     /* 1xx, 204 and 304 answers carry no Content-Length (RFC 9110 §8.6). */
     bool no_length = status < 200 || status == 204 || status == 304;
+    if (hc->access) {
+        hc->access->status = status;
+        hc->access->length = no_length ? -1 : content_length;
+    }
     return send_head(hc, status, extra, no_length ? -1 : content_length);
 }
 
@@ -325,6 +399,8 @@ int http_stream_begin(http_conn_t *hc, int status, const char *extra,
     hc->abort_arg = arg;
     hc->on_hold_timeout = NULL;
     net_conn_set_deadline(http_conn_net(hc), 0);
+    if (hc->access)
+        hc->access->status = status;
     return send_head(hc, status, extra, -1);
 }
 
@@ -354,6 +430,11 @@ void http_response_done(http_conn_t *hc) {
     if (hc->state != HC_RESPONDING)
         return;
     hc->state = HC_IDLE;
+    if (hc->access) {
+        access_rec_t *a = hc->access;
+        hc->access = NULL;
+        access_end(c, a, a->status);
+    }
     if (!hc->keep_alive) {
         net_conn_close(c);
         return;
@@ -429,14 +510,21 @@ static void dispatch(http_conn_t *hc, http_req_t *req) {
     hc->keep_alive = req->head.keep_alive && !req->body_too_large;
     hc->is_head_method = slice_eq(req->head.method, "HEAD");
     net_conn_set_deadline(http_conn_net(hc), 0);
+    PARLEY_ASSERT(!hc->access); /* the previous request's ended with its answer */
+    hc->access = srv->access ? access_begin(hc, req) : NULL;
+    access_rec_t *access = hc->access;
+    net_conn_t *c = http_conn_net(hc);
     for (size_t i = 0; i < srv->nroutes; i++) {
         route_t *r = &srv->routes[i];
         if (req->head.path.len < r->prefix_len ||
             memcmp(req->head.path.base, r->prefix, r->prefix_len) != 0)
             continue;
         if (r->fn(hc, req, r->arg)) {
-            if (http_conn_net(hc)->ops != &http_ops)
-                return; /* taken over: hc's memory belongs to the new protocol */
+            if (c->ops != &http_ops) {
+                /* Taken over: hc's memory belongs to the new protocol now. */
+                access_end(c, access, 101);
+                return;
+            }
             if (req->body_too_large && hc->state == HC_DISPATCHED)
                 http_respond_error(hc, 413, "request body too large");
             return;
@@ -551,6 +639,11 @@ static void hc_on_timeout(net_conn_t *c) {
 
 static void hc_on_close(net_conn_t *c) {
     http_conn_t *hc = hc_of(c);
+    if (hc->access) {
+        access_rec_t *a = hc->access;
+        hc->access = NULL;
+        access_end(c, a, hc->state == HC_HELD || !a->status ? 499 : a->status);
+    }
     if ((hc->state == HC_HELD || hc->state == HC_STREAMING) && hc->on_abort) {
         void (*fn)(http_conn_t *, void *) = hc->on_abort;
         hc->on_abort = NULL;

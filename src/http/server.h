@@ -25,7 +25,7 @@
 /* Bytes of protocol state inline in every connection: the HTTP state, and after an
  * upgrade the state of whatever protocol took the connection over (each such protocol
  * checks at compile time that it fits). */
-#define HTTP_CONN_EXT_SIZE 88
+#define HTTP_CONN_EXT_SIZE 96
 
 /* What a route sees (opaque in parley/http.h). Slices point into the connection's
  * input and are valid only during the route call. body_too_large: the body exceeded

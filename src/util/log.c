@@ -114,14 +114,18 @@ static void put(char *out, size_t cap, size_t *n, const char *s) {
     }
 }
 
-void log_write(log_level_t level, const char *tag, const char *fmt, ...) {
-    char line[1024], msg[1024], stamp[64];
+void log_timestamp(char out[LOG_TIMESTAMP_SIZE]) {
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+    snprintf(out, LOG_TIMESTAMP_SIZE, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
+void log_write(log_level_t level, const char *tag, const char *fmt, ...) {
+    char line[1024], msg[1024], stamp[LOG_TIMESTAMP_SIZE];
+    log_timestamp(stamp);
     va_list ap;
     va_start(ap, fmt);
     if (vsnprintf(msg, sizeof msg, fmt, ap) < 0)

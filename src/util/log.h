@@ -22,6 +22,9 @@ void log_set_role(const char *role);
 int log_level_parse(const char *name, log_level_t *out);
 /* "text" (the default) or "json"; returns -1 for anything else. */
 int log_set_format(const char *name);
+/* The time now as every line shows it: UTC with milliseconds, 2026-01-31T12:00:00.000Z. */
+#define LOG_TIMESTAMP_SIZE 64
+void log_timestamp(char out[LOG_TIMESTAMP_SIZE]);
 void log_write(log_level_t level, const char *tag, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
