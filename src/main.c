@@ -1247,7 +1247,8 @@ int main(int argc, char **argv) {
     uv_run(&app.loop, UV_RUN_DEFAULT);
     http_static_free(app.web);
     http_static_free(app.client);
-    http_static_free(app.admin_ui);
+    if (app.admin_ui)
+        http_static_free(app.admin_ui);
     chat_auth_free(app.auth);
     free_list(app.origins, app.norigins);
     free_list(app.proxies, app.nproxies);
