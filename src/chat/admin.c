@@ -801,12 +801,12 @@ void chat_admin_close(chat_admin_t *a) {
     uv_close((uv_handle_t *)&a->flush_timer, handle_closed);
 }
 
-static void set_server_id(chat_admin_t *a) {
+static void set_server_id(chat_admin_t *a, const char *id) {
     if (gethostname(a->hostname, sizeof a->hostname))
         snprintf(a->hostname, sizeof a->hostname, "localhost");
     a->hostname[sizeof a->hostname - 1] = '\0';
-    if (a->cfg.server_id)
-        snprintf(a->server_id, sizeof a->server_id, "%s", a->cfg.server_id);
+    if (id)
+        snprintf(a->server_id, sizeof a->server_id, "%s", id);
     else if (a->cfg.worker)
         snprintf(a->server_id, sizeof a->server_id, "%s#%ld", a->hostname, (long)getpid());
     else
@@ -833,8 +833,8 @@ int chat_admin_new(sio_server_t *io, uv_loop_t *loop, net_loop_t *nl,
     a->cfg.nsp = a->nsp_name;
     a->cfg.username = a->username;
     a->cfg.password_hash = a->hash;
-    a->cfg.server_id = NULL;
-    set_server_id(a);
+    a->cfg.server_id = NULL; /* not kept: copied into server_id */
+    set_server_id(a, cfg->server_id);
     if (!a->nsp_name || (cfg->username && (!a->username || !a->hash)) ||
         !(a->nsp = sio_server_of(io, a->nsp_name))) {
         free(a->nsp_name);
