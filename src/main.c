@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "chat/admin.h"
 #include "chat/api.h"
 #include "chat/auth.h"
 #include "chat/feed.h"
@@ -59,6 +60,8 @@ typedef struct {
     long event_burst, event_rate, flood_limit, max_rooms, output_limit, send_timeout;
     long max_per_ip, handshake_rate, handshake_burst;
     bool dev_login, recovery, redis_cluster;
+    const char *admin_username, *admin_password_hash, *admin_ui, *admin_server_id;
+    bool admin, admin_no_auth, admin_readonly, admin_production;
 } config_t;
 
 enum opt_type { OPT_STR, OPT_LONG, OPT_BOOL };
@@ -172,6 +175,29 @@ static const option_t options[] = {
      "a line per HTTP request to this file (- for stdout), in --log-format; never the query "
      "string",
      OPT_STR, O(access_log), "none", 0, 0},
+    {"admin", "PARLEY_ADMIN",
+     "the /admin namespace of @socket.io/admin-ui (needs --admin-username and "
+     "--admin-password-hash, or --admin-no-auth)",
+     OPT_BOOL, O(admin), NULL, 0, 0},
+    {"admin-username", "PARLEY_ADMIN_USERNAME", "the admin UI's user name", OPT_STR,
+     O(admin_username), "none", 0, 0},
+    {"admin-password-hash", "PARLEY_ADMIN_PASSWORD_HASH",
+     "bcrypt hash of the admin UI's password ($2b$..., e.g. from htpasswd -nbBC 10)", OPT_STR,
+     O(admin_password_hash), "none", 0, 0},
+    {"admin-no-auth", "PARLEY_ADMIN_NO_AUTH", "let --admin run without a password", OPT_BOOL,
+     O(admin_no_auth), NULL, 0, 0},
+    {"admin-readonly", "PARLEY_ADMIN_READONLY",
+     "the admin UI may look but not emit, join, leave or disconnect", OPT_BOOL, O(admin_readonly),
+     NULL, 0, 0},
+    {"admin-production", "PARLEY_ADMIN_PRODUCTION",
+     "the admin UI gets server stats only (no sockets, rooms or events)", OPT_BOOL,
+     O(admin_production), NULL, 0, 0},
+    {"admin-server-id", "PARLEY_ADMIN_SERVER_ID", "this server's name in the admin UI", OPT_STR,
+     O(admin_server_id), "host name; host#pid for a worker", 0, 0},
+    {"admin-ui", "PARLEY_ADMIN_UI",
+     "directory of the admin UI's static build (ui/dist of @socket.io/admin-ui), served at "
+     "/admin/",
+     OPT_STR, O(admin_ui), "none", 0, 0},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -386,6 +412,8 @@ typedef struct {
     chat_feed_t *feed;
     chat_api_t *api;
     http_static_t *web, *client;
+    chat_admin_t *admin;     /* --admin */
+    http_static_t *admin_ui; /* --admin-ui */
     uv_signal_t sigint, sigterm, sighup;
     net_tls_t *tls;                /* --tls-cert: the certificate (NULL: plain http) */
     http_access_log_t *access_log; /* --access-log (NULL: none); outlives the connections */
@@ -737,6 +765,23 @@ static bool client_route(http_conn_t *hc, http_req_t *req, void *arg) {
     "X-Frame-Options: DENY\r\n"                                                                    \
     "Referrer-Policy: no-referrer\r\n"
 
+/* /admin/...: the admin UI's static build (--admin-ui); /admin alone is sent to /admin/,
+ * since the page's links are relative. */
+static bool admin_ui_route(http_conn_t *hc, http_req_t *req, void *arg) {
+    app_t *app = arg;
+    slice_t p = req->head.path;
+    if (!app->admin_ui)
+        return false;
+    if (slice_eq(p, "/admin")) {
+        if (http_respond(hc, 301, "text/plain", "Location: /admin/\r\n", "", 0))
+            LOG_WARN("main", "/admin: redirect not sent");
+        return true;
+    }
+    if (p.len < 7 || memcmp(p.base, "/admin/", 7) != 0)
+        return false;
+    return http_static_serve(app->admin_ui, hc, req, p.base + 6, p.len - 6);
+}
+
 static bool web_route(http_conn_t *hc, http_req_t *req, void *arg) {
     app_t *app = arg;
     return app->web &&
@@ -809,6 +854,8 @@ static void on_signal(uv_signal_t *sig, int signum) {
     app->stopping = true;
     LOG_INFO("main", "signal %d: shutting down", signum);
     chat_service_stop(app->chat);
+    chat_admin_close(app->admin);
+    app->admin = NULL;
     chat_feed_close(app->feed);
     if (app->redis)
         parley_redis_detach(app->redis);
@@ -1055,6 +1102,7 @@ static int start(app_t *app) {
         (rc = http_server_route(app->http, "/readyz", ready_route, app)) ||
         (rc = http_server_route(app->http, "/metrics", metrics_route, app)) ||
         (rc = http_server_route(app->http, "/socket.io/socket.io", client_route, app)) ||
+        (rc = http_server_route(app->http, "/admin", admin_ui_route, app)) ||
         (rc = http_server_route(app->http, "", web_route, app)) ||
         (app->worker && !c->redis_url &&
          (rc = parley_worker_attach(app->worker, &app->loop, app->io))) ||
@@ -1081,6 +1129,28 @@ static int start(app_t *app) {
         if ((rc = parley_redis_attach(&app->loop, app->io, &rcfg, &app->redis))) {
             LOG_ERROR("main", "--redis-url %s: %s", c->redis_url,
                       rc == -EINVAL ? "not a Redis URL" : uv_strerror(rc));
+            return -1;
+        }
+    }
+    if (c->admin_ui && (!(app->admin_ui = http_static_new(c->admin_ui)) ||
+                        http_static_set_headers(app->admin_ui, "X-Content-Type-Options: nosniff\r\n"
+                                                               "X-Frame-Options: DENY\r\n"))) {
+        LOG_ERROR("main", "--admin-ui: out of memory");
+        return -1;
+    }
+    if (c->admin_ui && !is_dir(c->admin_ui))
+        LOG_WARN("main", "--admin-ui %s is not a directory: /admin/ will answer 404", c->admin_ui);
+    if (c->admin) {
+        chat_admin_config_t adcfg;
+        chat_admin_config_defaults(&adcfg);
+        adcfg.username = c->admin_username;
+        adcfg.password_hash = c->admin_password_hash;
+        adcfg.readonly = c->admin_readonly;
+        adcfg.production = c->admin_production;
+        adcfg.server_id = c->admin_server_id;
+        adcfg.worker = app->worker != NULL;
+        if ((rc = chat_admin_new(app->io, &app->loop, app->nl, &adcfg, &app->admin))) {
+            LOG_ERROR("main", "--admin: %s", strerror(-rc));
             return -1;
         }
     }
@@ -1183,6 +1253,21 @@ int main(int argc, char **argv) {
                         "workers (docs/OPERATIONS.md, TLS)\n");
         return 2;
     }
+    if (app.cfg.admin && !app.cfg.admin_no_auth &&
+        (!app.cfg.admin_username || !app.cfg.admin_password_hash)) {
+        fprintf(stderr, "parley: --admin needs --admin-username and --admin-password-hash "
+                        "(or --admin-no-auth)\n");
+        return 2;
+    }
+    if (!app.cfg.admin_username != !app.cfg.admin_password_hash) {
+        fprintf(stderr, "parley: --admin-username and --admin-password-hash go together\n");
+        return 2;
+    }
+    if (app.cfg.admin_password_hash && chat_admin_hash_valid(app.cfg.admin_password_hash)) {
+        fprintf(stderr, "parley: --admin-password-hash is not a bcrypt hash ($2a$, $2b$ or "
+                        "$2y$, 60 characters)\n");
+        return 2;
+    }
     int done = start_workers(&app, argc, argv);
     if (done >= 0)
         return done;
@@ -1219,6 +1304,8 @@ int main(int argc, char **argv) {
     }
     http_static_free(app.web);
     http_static_free(app.client);
+    if (app.admin_ui)
+        http_static_free(app.admin_ui);
     chat_auth_free(app.auth);
     net_tls_free(app.tls);
     free_list(app.origins, app.norigins);

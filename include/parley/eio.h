@@ -89,6 +89,8 @@ typedef struct {
     void (*on_message)(eio_session_t *s, uint8_t *data, size_t len, bool binary, void *arg);
     /* The session is over; it must not be used after this returns. */
     void (*on_close)(eio_session_t *s, const char *reason, void *arg);
+    /* The session moved from polling to WebSocket (may be NULL). */
+    void (*on_upgrade)(eio_session_t *s, void *arg);
 } eio_callbacks_t;
 
 /* Creates the server and registers its route on `http`. cfg and cb are copied. */

@@ -131,6 +131,41 @@ typedef struct {
 } sio_stats_t;
 void sio_server_stats(const sio_server_t *io, sio_stats_t *out);
 
+/* Every namespace that exists now: fn for each ("/" first is not promised). fn must not
+ * create or close namespaces. */
+void sio_server_each_nsp(sio_server_t *io, void (*fn)(sio_nsp_t *nsp, void *arg), void *arg);
+
+/* A monitor sees every socket of the server, in every namespace, as socket.io's
+ * admin instrumentation does through its listeners: for dashboards and audits. Each
+ * callback may be NULL. The callbacks run in the middle of the operation they report:
+ * they must not emit, join, leave or disconnect anything (copy what they need and act
+ * later, from the loop). Everything passed is borrowed for the call.
+ * - connect: the socket is connected and in its own room, before the namespace's
+ *   connection handlers run (so their joins are reported after it);
+ * - disconnect: before the namespace's disconnect handlers, while the socket is still in
+ *   its rooms; leaves for each of its rooms (its own not included) follow;
+ * - join, leave: a socket of this node entered or left a room (its own room is never
+ *   reported; a join of a room it is in already is not either);
+ * - event_in: an EVENT from a client, before its handler: `packet` is the array as
+ *   received, the event's name first (binary arguments as placeholders);
+ * - event_out: an event emitted to that socket alone (sio_socket_emit*, with or without
+ *   an ack), as socket.io's onAnyOutgoing: broadcasts and acks are not reported;
+ * - transport: the client of these sockets moved to another transport (an upgrade).
+ * One monitor per server; NULL stops it. While none is set, the sites that report
+ * cost a pointer test. */
+typedef struct {
+    void (*connect)(sio_socket_t *s, void *arg);
+    void (*disconnect)(sio_socket_t *s, const char *reason, void *arg);
+    void (*join)(sio_socket_t *s, const char *room, void *arg);
+    void (*leave)(sio_socket_t *s, const char *room, void *arg);
+    void (*event_in)(sio_socket_t *s, json_t *packet, void *arg);
+    void (*event_out)(sio_socket_t *s, const char *event, const char *args_json, size_t len,
+                      void *arg);
+    void (*transport)(sio_socket_t *s, const char *transport, void *arg);
+} sio_monitor_t;
+/* Sets (the table is copied) or, with NULL, removes the server's monitor. */
+void sio_server_monitor(sio_server_t *io, const sio_monitor_t *m, void *arg);
+
 /* ---- namespaces ---- */
 
 const char *sio_nsp_name(const sio_nsp_t *nsp);
@@ -257,6 +292,11 @@ sio_socket_t *sio_nsp_find_socket(sio_nsp_t *nsp, const char *id);
 const char *sio_socket_id(const sio_socket_t *s);
 sio_nsp_t *sio_socket_nsp(const sio_socket_t *s);
 bool sio_socket_connected(const sio_socket_t *s);
+/* Its Engine.IO session id (shared by the client's sockets of every namespace) and
+ * current transport ("polling" or "websocket"). Valid while the socket is connected;
+ * "" after. */
+const char *sio_socket_client_id(const sio_socket_t *s);
+const char *sio_socket_transport(const sio_socket_t *s);
 /* True when this socket was restored by connection state recovery. */
 bool sio_socket_recovered(const sio_socket_t *s);
 /* The socket as fetchSockets shows it on any server (socket.io's RemoteSocket): {id,

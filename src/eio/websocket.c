@@ -96,6 +96,8 @@ static void complete_upgrade(eio_session_t *s) {
     eio_session_queue_drop(s, s->qlen - s->qhead);
     s->srv->upgrades++;
     LOG_DEBUG("eio", "session %s upgraded to websocket", s->sid);
+    if (s->srv->cb.on_upgrade)
+        s->srv->cb.on_upgrade(s, s->srv->arg);
 }
 
 static void probe_message(eio_session_t *s, const eio_packet_t *p) {

@@ -99,6 +99,8 @@ static int local_join(sio_adapter_t *a, sio_socket_t *s, const char *name) {
     s->rooms[s->nrooms++] = (sio_membership_t){r, r->count};
     if (r->count++ == 0 && nsp->room_fn)
         nsp->room_fn(nsp, r->name, true, nsp->room_arg);
+    if (nsp->io->monitor.join)
+        nsp->io->monitor.join(s, r->name, nsp->io->monitor_arg);
     return 0;
 }
 
@@ -123,6 +125,9 @@ static void leave_at(sio_socket_t *s, uint32_t i) {
         }
     }
     s->rooms[i] = s->rooms[--s->nrooms];
+    sio_server_t *io = s->nsp->io;
+    if (io->monitor.leave)
+        io->monitor.leave(s, r->name, io->monitor_arg);
     room_drop_if_empty(s->nsp, r);
 }
 

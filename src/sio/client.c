@@ -274,7 +274,19 @@ static void client_close(eio_session_t *es, const char *reason, void *arg) {
     io->nclients--;
 }
 
+static void client_upgrade(eio_session_t *es, void *arg) {
+    sio_server_t *io = arg;
+    sio_client_t *c = eio_session_data(es);
+    if (!c || !io->monitor.transport)
+        return;
+    for (uint32_t i = 0; i < c->nsockets; i++)
+        if (c->sockets[i]->connected)
+            io->monitor.transport(c->sockets[i], eio_session_transport(es), io->monitor_arg);
+}
+
 void sio_client_callbacks(eio_callbacks_t *cb) {
-    *cb = (eio_callbacks_t){
-        .on_open = client_open, .on_message = client_message, .on_close = client_close};
+    *cb = (eio_callbacks_t){.on_open = client_open,
+                            .on_message = client_message,
+                            .on_close = client_close,
+                            .on_upgrade = client_upgrade};
 }

@@ -184,6 +184,8 @@ struct sio_server {
     char id_tag;                             /* first character of socket ids and pids, or '\0' */
     char offset_tag[SIO_OFFSET_TAG_MAX + 1]; /* before every recovery offset, or "" */
     sio_stats_t totals;                      /* the counters of sio_stats_t */
+    sio_monitor_t monitor;                   /* all NULL while none is set */
+    void *monitor_arg;
     void *wrap_arg;
     sio_client_t *wait_head, *wait_tail;
     uv_timer_t connect_timer;

@@ -229,6 +229,8 @@ static void finish(sio_socket_t *s, sio_session_t *restored, sio_logged_t *const
             sio_socket_send(s, missed[i]->msgs, missed[i]->nmsgs, false);
         LOG_DEBUG("sio", "socket %s joined %s%s", s->id, nsp->name, restored ? " (recovered)" : "");
         sio_socket_ref(s);
+        if (nsp->io->monitor.connect)
+            nsp->io->monitor.connect(s, nsp->io->monitor_arg);
         for (size_t i = 0; i < nsp->non_conn && s->connected; i++)
             nsp->on_conn[i].fn(s, nsp->on_conn[i].arg);
         if (nsp->io->cfg.lean_handshake && s->hs.auth != nsp->io->empty) {
@@ -369,6 +371,9 @@ void sio_nsp_dispatch(sio_socket_t *s, sio_packet_t *p) {
             snprintf(num, sizeof num, "%.17g", json_number_value(name));
             event = num;
         }
+        sio_server_t *io = s->nsp->io;
+        if (io->monitor.event_in)
+            io->monitor.event_in(s, p->data, io->monitor_arg);
         sio_handler_t *h = map_get(&s->nsp->handlers, event, strlen(event));
         if (!h)
             h = s->nsp->any;

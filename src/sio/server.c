@@ -153,6 +153,17 @@ eio_server_t *sio_server_eio(sio_server_t *io) {
     return io->eio;
 }
 
+void sio_server_monitor(sio_server_t *io, const sio_monitor_t *m, void *arg) {
+    io->monitor = m ? *m : (sio_monitor_t){0};
+    io->monitor_arg = m ? arg : NULL;
+}
+
+void sio_server_each_nsp(sio_server_t *io, void (*fn)(sio_nsp_t *nsp, void *arg), void *arg) {
+    map_entry_t *e;
+    for (size_t pos = 0; map_next(&io->nsps, &pos, &e);)
+        fn(e->value, arg);
+}
+
 void sio_server_stats(const sio_server_t *io, sio_stats_t *out) {
     *out = io->totals;
     out->recovery_sessions = out->recovery_packets = 0;

@@ -195,6 +195,8 @@ void sio_socket_onclose(sio_socket_t *s, const char *reason) {
     }
     sio_nsp_t *nsp = s->nsp;
     sio_socket_ref(s);
+    if (nsp->io->monitor.disconnect)
+        nsp->io->monitor.disconnect(s, reason, nsp->io->monitor_arg);
     for (size_t i = 0; i < nsp->non_disc; i++)
         nsp->on_disc[i].fn(s, reason, nsp->on_disc[i].arg);
     if (nsp->io->cfg.recovery && reason_recoverable(reason))
@@ -249,6 +251,9 @@ static int emit_encoded(sio_socket_t *s, const char *event, const char *json, si
                         const sio_bin_t *bins, size_t nbins, unsigned flags) {
     if (!s->connected)
         return -EPIPE;
+    sio_server_t *io = s->nsp->io;
+    if (io->monitor.event_out)
+        io->monitor.event_out(s, event, json, len, io->monitor_arg);
     const char *room = s->id;
     /* The socket is here: nothing for other processes (a room of that name elsewhere is
      * not this socket's). */
@@ -322,6 +327,9 @@ int sio_socket_emit_with_ack(sio_socket_t *s, uint32_t timeout_ms, const char *e
     int n = rc ? rc
                : sio_encode_event(s->nsp, SIO_EVENT, (int64_t)id, event, (const char *)b.data,
                                   b.len, p ? p->bins : NULL, p ? p->nbins : 0, NULL, &msgs);
+    sio_server_t *io = s->nsp->io;
+    if (n >= 0 && io->monitor.event_out)
+        io->monitor.event_out(s, event, (const char *)b.data, b.len, io->monitor_arg);
     buf_free(&b);
     if (n < 0)
         return n;
@@ -427,6 +435,14 @@ sio_nsp_t *sio_socket_nsp(const sio_socket_t *s) {
 
 bool sio_socket_connected(const sio_socket_t *s) {
     return s->connected;
+}
+
+const char *sio_socket_client_id(const sio_socket_t *s) {
+    return s->connected ? eio_session_id(s->client->eio) : "";
+}
+
+const char *sio_socket_transport(const sio_socket_t *s) {
+    return s->connected ? eio_session_transport(s->client->eio) : "";
 }
 
 bool sio_socket_recovered(const sio_socket_t *s) {
