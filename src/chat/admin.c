@@ -369,7 +369,7 @@ static json_t *aggregated(chat_admin_t *a) {
     counters_t now;
     read_counters(a, &now);
     json_t *list = json_array();
-    json_int_t ts = (json_int_t)(time_wall_ms() / 1000 * 1000);
+    json_int_t ts = (json_int_t)time_wall_ms() / 1000 * 1000; /* whole seconds, in ms */
     int rc = list ? 0 : -ENOMEM;
     if (rc == 0)
         rc = add_agg(list, ts, "rawConnection", NULL, now.handshakes - a->last.handshakes);
