@@ -71,6 +71,7 @@ bench: bench-deps build
 	@scripts/bench-workers.sh
 	@scripts/bench-redis.sh
 	@scripts/bench-redis-modes.sh
+	@scripts/bench-tls.sh
 
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD)

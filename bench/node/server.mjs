@@ -17,15 +17,24 @@
 // benchmarks do not use them. No connection state recovery (run Parley with
 // --no-recovery for the same wire traffic).
 //
-// usage: node server.mjs [--port N] [--host H]   (or PORT, HOST; JWT secret in
-//        PARLEY_JWT_SECRET or JWT_SECRET). Prints "listening HOST:PORT" once ready.
+// usage: node server.mjs [--port N] [--host H] [--tls-cert PEM --tls-key PEM]   (or PORT,
+//        HOST; JWT secret in PARLEY_JWT_SECRET or JWT_SECRET). Prints "listening
+//        HOST:PORT" once ready. With --tls-cert and --tls-key: https and wss
+//        (https.createServer with Node's defaults), as parley --tls-cert/--tls-key.
 import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import { parseArgs } from "node:util";
 import { Server } from "socket.io";
 
 const { values: args } = parseArgs({
-  options: { port: { type: "string" }, host: { type: "string" } },
+  options: {
+    port: { type: "string" },
+    host: { type: "string" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
+  },
 });
 const port = Number(args.port ?? process.env.PORT ?? 3000);
 const host = args.host ?? process.env.HOST ?? "127.0.0.1";
@@ -78,7 +87,13 @@ function room(roomId) {
   return r;
 }
 
-const httpServer = createServer();
+if (!args["tls-cert"] !== !args["tls-key"]) {
+  console.error("--tls-cert and --tls-key go together");
+  process.exit(2);
+}
+const httpServer = args["tls-cert"]
+  ? createTlsServer({ cert: readFileSync(args["tls-cert"]), key: readFileSync(args["tls-key"]) })
+  : createServer();
 const io = new Server(httpServer, { serveClient: false });
 
 io.use((socket, next) => {
