@@ -233,8 +233,9 @@ json_t *sio_mp_to_json(const msgpack_object *o, sio_mp_bins_t *bins) {
             char *key = key_text(&o->via.map.ptr[i].key);
             /* A key twice: no JavaScript object is written so (and its first value's
              * attachments would be left without a place). */
-            json_t *v =
-                key && !json_object_get(m, key) ? sio_mp_to_json(&o->via.map.ptr[i].val, bins) : NULL;
+            json_t *v = key && !json_object_get(m, key)
+                            ? sio_mp_to_json(&o->via.map.ptr[i].val, bins)
+                            : NULL;
             int rc = v ? json_object_set_new(m, key, v) : -1;
             free(key);
             if (rc) {
