@@ -129,7 +129,20 @@ bool sio_mp_check(const void *data, size_t len, int depth_max) {
 
 /* ---- MessagePack → JSON ---- */
 
-/* A timestamp (ext -1) as JavaScript's Date.prototype.toJSON writes it. */
+/* A time as JavaScript's Date.prototype.toJSON writes it; null where a Date cannot be. */
+static json_t *date_text(int64_t sec, uint32_t nsec) {
+    time_t t = (time_t)sec;
+    struct tm tm;
+    char text[64];
+    if (nsec >= 1000000000u || !gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999 ||
+        tm.tm_year + 1900 < 0)
+        return json_null();
+    snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, nsec / 1000000u);
+    return json_string(text);
+}
+
+/* A timestamp (ext -1) as a JavaScript Date. */
 static json_t *timestamp(const char *p, uint32_t size) {
     const uint8_t *u = (const uint8_t *)p;
     int64_t sec;
@@ -146,15 +159,7 @@ static json_t *timestamp(const char *p, uint32_t size) {
     } else {
         return json_null();
     }
-    time_t t = (time_t)sec;
-    struct tm tm;
-    char text[64];
-    if (nsec >= 1000000000u || !gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999 ||
-        tm.tm_year + 1900 < 0)
-        return json_null();
-    snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, nsec / 1000000u);
-    return json_string(text);
+    return date_text(sec, nsec);
 }
 
 /* A bin value: a slice into the input, and its placeholder. */
@@ -170,6 +175,48 @@ static int add_bin(sio_mp_bins_t *bins, const char *p, uint32_t size, json_t **o
     bins->n++;
     *out = sio_placeholder(bins->n - 1);
     return *out ? 0 : -ENOMEM;
+}
+
+/* Whether an extension value came as fixext `format` (0xd4: 1 byte, 0xd5: 2, 0xd6: 4,
+ * 0xd7: 8, 0xd8: 16): msgpack-c says only type and size, but notepack.io 2 gives fixext
+ * and ext of the same type different meanings. ptr points into the unpacked input (see
+ * sio_mp_to_json) after the type byte, so a fixext's format byte is just before that;
+ * an ext 8/16/32 has its length's last byte there, which only equals a fixext format
+ * when the length is not that format's. */
+static bool is_fixext(const msgpack_object *o, uint8_t format) {
+    static const uint32_t sizes[] = {1, 2, 4, 8, 16};
+    return format >= 0xd4 && format <= 0xd8 && o->via.ext.size == sizes[format - 0xd4] &&
+           (uint8_t)o->via.ext.ptr[-2] == format;
+}
+
+bool sio_mp_is_undefined(const msgpack_object *o) {
+    return o->type == MSGPACK_OBJECT_EXT && o->via.ext.type == 0 && is_fixext(o, 0xd4);
+}
+
+/* notepack.io 2 (socket.io-msgpack-parser 3): fixext 8 of type 0 a Date (milliseconds,
+ * big-endian signed), any other ext of type 0 an ArrayBuffer or typed array (binary as
+ * much as a bin is). notepack.io 3 (the Redis adapter's): the timestamp extension -1. */
+static json_t *ext_to_json(const msgpack_object *o, sio_mp_bins_t *bins) {
+    const char *p = o->via.ext.ptr;
+    uint32_t size = o->via.ext.size;
+    if (o->via.ext.type == -1)
+        return timestamp(p, size);
+    if (o->via.ext.type != 0)
+        return json_null();
+    if (is_fixext(o, 0xd4)) /* undefined, where JSON.stringify writes null (in an array) */
+        return json_null();
+    if (is_fixext(o, 0xd7)) {
+        /* Beyond what a Date holds (8.64e15 ms either way of 1970) is no Date. */
+        int64_t ms = (int64_t)be((const uint8_t *)p, 8);
+        if (ms > INT64_C(8640000000000000) || ms < -INT64_C(8640000000000000))
+            return json_null();
+        int64_t sec = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+        return date_text(sec, (uint32_t)(ms - sec * 1000) * 1000000u);
+    }
+    if (is_fixext(o, 0xd5) || is_fixext(o, 0xd6) || is_fixext(o, 0xd8))
+        return json_null();
+    json_t *ph = NULL;
+    return add_bin(bins, p, size, &ph) == 0 ? ph : NULL;
 }
 
 static char *key_text(const msgpack_object *k) {
@@ -215,7 +262,7 @@ json_t *sio_mp_to_json(const msgpack_object *o, sio_mp_bins_t *bins) {
         return add_bin(bins, o->via.bin.ptr, o->via.bin.size, &p) == 0 ? p : NULL;
     }
     case MSGPACK_OBJECT_EXT:
-        return o->via.ext.type == -1 ? timestamp(o->via.ext.ptr, o->via.ext.size) : json_null();
+        return ext_to_json(o, bins);
     case MSGPACK_OBJECT_ARRAY: {
         json_t *a = json_array();
         for (uint32_t i = 0; a && i < o->via.array.size; i++) {
@@ -230,6 +277,9 @@ json_t *sio_mp_to_json(const msgpack_object *o, sio_mp_bins_t *bins) {
     case MSGPACK_OBJECT_MAP: {
         json_t *m = json_object();
         for (uint32_t i = 0; m && i < o->via.map.size; i++) {
+            /* As JSON.stringify does with an undefined property. */
+            if (sio_mp_is_undefined(&o->via.map.ptr[i].val))
+                continue;
             char *key = key_text(&o->via.map.ptr[i].key);
             /* A key twice: no JavaScript object is written so (and its first value's
              * attachments would be left without a place). */

@@ -41,16 +41,24 @@ typedef struct {
  * (each element taking one byte at least). */
 bool sio_mp_check(const void *data, size_t len, int depth_max);
 
-/* MessagePack → JSON: nil null, booleans, integers (above INT64_MAX a real), floats (NaN
- * and infinities become null, as JSON.stringify writes them), strings (UTF-8 required;
- * NUL allowed), arrays, maps (keys strings without NUL, or integers made their decimal
- * text; a key twice or a "_placeholder" key refused: the latter would take an
- * attachment's place), bin values placeholders numbered in the order met (appended to
- * bins; more than bins->max refused), the timestamp extension (-1, a JavaScript Date)
- * its ISO 8601 text as Date.toJSON writes it, other extensions null (notepack's legacy
- * undefined, 0xd4 0x00, included). Returns a new reference or NULL (refused, or out of
- * memory). Only for an object that passed sio_mp_check's depth. */
+/* MessagePack → JSON, o being a value msgpack_unpack_next read from a buffer (its bin and
+ * ext values point into that buffer) and that passed sio_mp_check: nil null, booleans,
+ * integers (above INT64_MAX a real), floats (NaN and infinities null, as JSON.stringify
+ * writes them), strings (UTF-8 required; NUL allowed), arrays, maps (keys strings
+ * without NUL, or integers made their decimal text; a key twice or a "_placeholder" key
+ * refused: the latter would take an attachment's place). Binary values become
+ * placeholders numbered in the order met (appended to bins; more than bins->max
+ * refused): bin, and notepack.io 2's ext type 0 (an ArrayBuffer or typed array). Dates
+ * become their ISO 8601 text as Date.toJSON writes it: the timestamp extension (-1,
+ * notepack.io 3) and notepack.io 2's fixext 8 of type 0. notepack.io 2's undefined
+ * (fixext 1 of type 0) is left out of maps and null in arrays, as JSON.stringify does;
+ * other extensions are null. Returns a new reference or NULL (refused, or out of
+ * memory). */
 json_t *sio_mp_to_json(const msgpack_object *o, sio_mp_bins_t *bins);
+
+/* Whether o is notepack.io 2's undefined (0xd4 0x00 0x00): what it writes for a packet
+ * field set to undefined, which is then as good as absent. o as for sio_mp_to_json. */
+bool sio_mp_is_undefined(const msgpack_object *o);
 
 /* JSON → MessagePack: integers in their smallest encoding (as notepack.io writes a JS
  * integer), reals as float64, placeholders (exactly {"_placeholder":true,"num":N}) as

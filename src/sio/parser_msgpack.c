@@ -44,7 +44,9 @@ static bool read_fields(const msgpack_object_map *m, fields_t *f) {
     *f = (fields_t){0};
     for (uint32_t i = 0; i < m->size; i++) {
         for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
-            if (!key_is(&m->ptr[i].key, names[k]))
+            /* notepack.io 2 writes a field set to undefined ("data" of a CONNECT
+             * without auth): as good as absent. */
+            if (!key_is(&m->ptr[i].key, names[k]) || sio_mp_is_undefined(&m->ptr[i].val))
                 continue;
             if (*slots[k])
                 return false;

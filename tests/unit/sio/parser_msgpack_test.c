@@ -1,8 +1,9 @@
 /* tests/unit/sio/parser_msgpack_test.c — the msgpack parser (sio/parser_msgpack.c) and
  * the parser table (sio/parser.h).
  *
- * Bytes written by notepack.io 3 (socket.io-msgpack-parser's encoder) are decoded,
- * including the official client's "options" key; every packet type round-trips through
+ * Bytes written by socket.io-msgpack-parser 3.0.2's encoder (notepack.io 2.2) are
+ * decoded, the official client's "options" key, undefined, Dates and ArrayBuffers among
+ * them; every packet type round-trips through
  * encode and decode, with namespaces, ack ids and binary values; what encode writes for
  * a CONNECT reply is notepack's byte for byte; every way a message can be refused is
  * tried, each followed by a good packet on the same decoder. The table's event encoding
@@ -89,51 +90,112 @@ static void assert_data(const sio_packet_t *p, const char *json) {
     json_decref(want);
 }
 
-/* ---- what notepack.io writes ---- */
+/* ---- what socket.io-msgpack-parser 3.0.2 (notepack.io 2.2) writes ---- */
 
 static void test_notepack_client_event(void **state) {
     (void)state;
-    /* notepack.encode({type: 2, data: ["msg", {a: 1, b: undefined, c: 1.5}],
-     *                  options: {compress: true}, id: 3, nsp: "/chat"}) */
-    static const uint8_t in[] = {0x85, 0xa4, 0x74, 0x79, 0x70, 0x65, 0x02, 0xa4, 0x64, 0x61, 0x74,
-                                 0x61, 0x92, 0xa3, 0x6d, 0x73, 0x67, 0x82, 0xa1, 0x61, 0x01, 0xa1,
-                                 0x63, 0xcb, 0x3f, 0xf8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xa7,
-                                 0x6f, 0x70, 0x74, 0x69, 0x6f, 0x6e, 0x73, 0x81, 0xa8, 0x63, 0x6f,
-                                 0x6d, 0x70, 0x72, 0x65, 0x73, 0x73, 0xc3, 0xa2, 0x69, 0x64, 0x03,
-                                 0xa3, 0x6e, 0x73, 0x70, 0xa5, 0x2f, 0x63, 0x68, 0x61, 0x74};
+    /* new Encoder().encode({type: 2, data: ["msg", {a: 1, b: undefined, c: 1.5}],
+     *                       options: {compress: true}, id: 3, nsp: "/chat"}) */
+    static const uint8_t in[] = {
+        0x85, 0xa4, 0x74, 0x79, 0x70, 0x65, 0x02, 0xa4, 0x64, 0x61, 0x74, 0x61, 0x92, 0xa3,
+        0x6d, 0x73, 0x67, 0x83, 0xa1, 0x61, 0x01, 0xa1, 0x62, 0xd4, 0x00, 0x00, 0xa1, 0x63,
+        0xcb, 0x3f, 0xf8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xa7, 0x6f, 0x70, 0x74, 0x69,
+        0x6f, 0x6e, 0x73, 0x81, 0xa8, 0x63, 0x6f, 0x6d, 0x70, 0x72, 0x65, 0x73, 0x73, 0xc3,
+        0xa2, 0x69, 0x64, 0x03, 0xa3, 0x6e, 0x73, 0x70, 0xa5, 0x2f, 0x63, 0x68, 0x61, 0x74};
     sio_packet_t p;
     assert_int_equal(sio_msgpack_decode(&dec, in, sizeof in, true, &p), SIO_DECODE_PACKET);
     assert_int_equal(p.type, SIO_EVENT);
     assert_string_equal(p.nsp, "/chat");
     assert_int_equal(p.id, 3);
     assert_int_equal(p.nbins, 0);
+    /* The undefined property is left out, as JSON.stringify leaves it out. */
     assert_data(&p, "[\"msg\",{\"a\":1,\"c\":1.5}]");
     assert_true(json_is_integer(json_object_get(json_array_get(p.data, 1), "a")));
     sio_packet_clear(&p);
 }
 
-static void test_notepack_binary(void **state) {
+static void test_notepack_connect_undefined(void **state) {
     (void)state;
-    /* notepack.encode({type: 2, data: ["file", Buffer.from([1, 2, 3])], nsp: "/"}) */
-    static const uint8_t in[] = {0x83, 0xa4, 0x74, 0x79, 0x70, 0x65, 0x02, 0xa4, 0x64, 0x61,
-                                 0x74, 0x61, 0x92, 0xa4, 0x66, 0x69, 0x6c, 0x65, 0xc4, 0x03,
-                                 0x01, 0x02, 0x03, 0xa3, 0x6e, 0x73, 0x70, 0xa1, 0x2f};
+    /* A CONNECT without auth: encode({type: 0, data: undefined, nsp: "/"}). */
+    static const uint8_t in[] = {0x83, 0xa4, 0x74, 0x79, 0x70, 0x65, 0x00, 0xa4, 0x64, 0x61, 0x74,
+                                 0x61, 0xd4, 0x00, 0x00, 0xa3, 0x6e, 0x73, 0x70, 0xa1, 0x2f};
     sio_packet_t p;
     assert_int_equal(sio_msgpack_decode(&dec, in, sizeof in, true, &p), SIO_DECODE_PACKET);
-    /* Delivered as the json parser delivers binary: a BINARY_EVENT with placeholders. */
+    assert_int_equal(p.type, SIO_CONNECT);
+    assert_null(p.data);
+    sio_packet_clear(&p);
+}
+
+static void test_notepack_binary(void **state) {
+    (void)state;
+    /* encode({type: 2, data: ["file", Buffer.from([1, 2, 3]), new Uint8Array([4, 5]).buffer,
+     *         undefined, new Date(Date.UTC(2024, 1, 29, 12, 34, 56, 789))], nsp: "/"}) */
+    static const uint8_t in[] = {0x83, 0xa4, 0x74, 0x79, 0x70, 0x65, 0x02, 0xa4, 0x64, 0x61,
+                                 0x74, 0x61, 0x95, 0xa4, 0x66, 0x69, 0x6c, 0x65, 0xc4, 0x03,
+                                 0x01, 0x02, 0x03, 0xc7, 0x02, 0x00, 0x04, 0x05, 0xd4, 0x00,
+                                 0x00, 0xd7, 0x00, 0x00, 0x00, 0x01, 0x8d, 0xf4, 0xdc, 0x54,
+                                 0x95, 0xa3, 0x6e, 0x73, 0x70, 0xa1, 0x2f};
+    sio_packet_t p;
+    assert_int_equal(sio_msgpack_decode(&dec, in, sizeof in, true, &p), SIO_DECODE_PACKET);
+    /* Delivered as the json parser delivers binary: a BINARY_EVENT with placeholders; the
+     * ArrayBuffer (ext type 0) is binary as much as the Buffer (bin); undefined in an
+     * array is null and a Date its ISO text, as JSON.stringify makes them. */
     assert_int_equal(p.type, SIO_BINARY_EVENT);
     assert_string_equal(p.nsp, "/");
     assert_int_equal(p.id, -1);
-    assert_data(&p, "[\"file\",{\"_placeholder\":true,\"num\":0}]");
-    assert_int_equal(p.nbins, 1);
+    assert_data(&p, "[\"file\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,"
+                    "\"num\":1},null,\"2024-02-29T12:34:56.789Z\"]");
+    assert_int_equal(p.nbins, 2);
     assert_int_equal(p.bins[0]->len, 3);
     assert_memory_equal(p.bins[0]->data, "\x01\x02\x03", 3);
+    assert_int_equal(p.bins[1]->len, 2);
+    assert_memory_equal(p.bins[1]->data, "\x04\x05", 2);
     sio_packet_clear(&p);
+}
+
+static void test_ext_forms(void **state) {
+    (void)state;
+    /* {type: 2, nsp: "/", data: ["e", <x>]} for each x below. */
+    static const uint8_t head[] = {0x83, 0xa4, 't',  'y', 'p', 'e', 0x02, 0xa3, 'n',  's', 'p',
+                                   0xa1, '/',  0xa4, 'd', 'a', 't', 'a',  0x92, 0xa1, 'e'};
+    static const struct {
+        uint8_t bytes[16];
+        size_t len;
+        const char *json;
+    } cases[] = {
+        /* ext 8 of one byte, type 0: an ArrayBuffer of one byte, not undefined */
+        {{0xc7, 0x01, 0x00, 0x09}, 4, "{\"_placeholder\":true,\"num\":0}"},
+        /* ext 8 of eight bytes, type 0: an ArrayBuffer, not a Date */
+        {{0xc7, 0x08, 0x00, 1, 2, 3, 4, 5, 6, 7, 8}, 11, "{\"_placeholder\":true,\"num\":0}"},
+        /* a Date before 1970, and one beyond what a Date holds */
+        {{0xd7, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+         10,
+         "\"1969-12-31T23:59:59.999Z\""},
+        {{0xd7, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 10, "null"},
+        /* the timestamp extension (notepack.io 3), 32 bits */
+        {{0xd6, 0xff, 0x00, 0x00, 0x00, 0x3c}, 6, "\"1970-01-01T00:01:00.000Z\""},
+        /* other extensions and fixext of type 0 that notepack never writes */
+        {{0xd4, 0x05, 0x00}, 3, "null"},
+        {{0xd5, 0x00, 0x00, 0x00}, 4, "null"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        uint8_t in[sizeof head + 16];
+        memcpy(in, head, sizeof head);
+        memcpy(in + sizeof head, cases[i].bytes, cases[i].len);
+        sio_packet_t p;
+        assert_int_equal(sio_msgpack_decode(&dec, in, sizeof head + cases[i].len, true, &p),
+                         SIO_DECODE_PACKET);
+        json_t *want = json_loads(cases[i].json, JSON_DECODE_ANY, NULL);
+        assert_true(json_equal(json_array_get(p.data, 1), want));
+        json_decref(want);
+        sio_packet_clear(&p);
+    }
 }
 
 static void test_encode_as_notepack(void **state) {
     (void)state;
-    /* notepack.encode({type: 0, nsp: "/", data: {sid: "abc"}}) */
+    /* new Encoder().encode({type: 0, nsp: "/", data: {sid: "abc"}}): what socket.io
+     * sends as a CONNECT reply. */
     static const uint8_t want[] = {0x83, 0xa4, 0x74, 0x79, 0x70, 0x65, 0x00, 0xa3, 0x6e,
                                    0x73, 0x70, 0xa1, 0x2f, 0xa4, 0x64, 0x61, 0x74, 0x61,
                                    0x81, 0xa3, 0x73, 0x69, 0x64, 0xa3, 0x61, 0x62, 0x63};
@@ -529,7 +591,9 @@ static void test_encode_control_both(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_notepack_client_event, setup),
+        cmocka_unit_test_setup(test_notepack_connect_undefined, setup),
         cmocka_unit_test_setup(test_notepack_binary, setup),
+        cmocka_unit_test_setup(test_ext_forms, setup),
         cmocka_unit_test_setup(test_encode_as_notepack, setup),
         cmocka_unit_test_setup(test_round_trips, setup),
         cmocka_unit_test_setup(test_strings_and_numbers, setup),
