@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,7 +215,7 @@ static void test_encode_as_notepack(void **state) {
 static void round_trip(sio_packet_type_t type, const char *nsp, int64_t id, const char *json,
                        size_t nbins) {
     sio_packet_t p = {.type = type, .id = id};
-    strcpy(p.nsp, nsp);
+    snprintf(p.nsp, sizeof p.nsp, "%s", nsp);
     p.data = json ? json_loads(json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
     if (nbins) {
         p.bins = calloc(nbins, sizeof *p.bins);
@@ -470,9 +471,9 @@ static void test_encode_refused(void **state) {
     assert_int_equal(sio_msgpack_encode_packet(&b, &p), -EINVAL); /* buffers in a CONNECT */
     p.nbins = 0;
     p.bins = NULL;
-    strcpy(p.nsp, "chat");
+    snprintf(p.nsp, sizeof p.nsp, "%s", "chat");
     assert_int_equal(sio_msgpack_encode_packet(&b, &p), -EINVAL); /* no leading '/' */
-    strcpy(p.nsp, "/");
+    snprintf(p.nsp, sizeof p.nsp, "%s", "/");
     p.type = SIO_ACK;
     p.id = SIO_ID_MAX + 1;
     p.data = json_array();
@@ -533,7 +534,7 @@ static void test_encode_event_both(void **state) {
         assert_int_equal(msgs[0]->binary, k == 1);
         sio_decoder_t d;
         sio_decoder_init(&d, MAX_ATTACHMENTS);
-        sio_packet_t p;
+        sio_packet_t p = {0};
         sio_decode_result_t r = SIO_DECODE_MORE;
         for (int i = 0; i < n; i++)
             r = parsers[k]->decode(&d, eio_msg_payload(msgs[i]), payload_len(msgs[i]),
