@@ -56,6 +56,7 @@ typedef struct {
         *trusted_proxies;
     const char *workers, *redis_url, *redis_key, *redis_mode, *chat_redis_url, *node_name;
     const char *config_file, *tls_cert, *tls_key, *access_log;
+    const char *parser;
     long port, max_text, rate_burst, rate_per_sec, presence_limit, max_body, sse_heartbeat;
     long event_burst, event_rate, flood_limit, max_rooms, output_limit, send_timeout;
     long max_per_ip, handshake_rate, handshake_burst;
@@ -198,6 +199,9 @@ static const option_t options[] = {
      "directory of the admin UI's static build (ui/dist of @socket.io/admin-ui), served at "
      "/admin/",
      OPT_STR, O(admin_ui), "none", 0, 0},
+    {"parser", "PARLEY_PARSER",
+     "json, or msgpack (socket.io-msgpack-parser: every client must use it)", OPT_STR, O(parser),
+     NULL, 0, 0},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -249,6 +253,7 @@ static void config_defaults(config_t *cfg) {
         .workers = "1",
         .redis_key = "socket.io",
         .redis_mode = "classic",
+        .parser = "json",
         .web_root = default_dir(PARLEY_SOURCE_DIR "/web", PARLEY_DATA_DIR_INSTALLED "/web"),
         .client_dir = default_dir(PARLEY_SOURCE_DIR "/assets/node_modules/socket.io-client/dist",
                                   PARLEY_DATA_DIR_INSTALLED "/client"),
@@ -997,6 +1002,7 @@ static int start(app_t *app) {
     iocfg.recovery = c->recovery;
     iocfg.sid_suffix = c->node_name;
     iocfg.lean_handshake = true; /* the chat reads only auth.token, in its middleware */
+    iocfg.parser = strcmp(c->parser, "msgpack") == 0 ? SIO_PARSER_MSGPACK : SIO_PARSER_JSON;
     /* Recovered connections show their token again: the middleware checks it and makes
      * the connection's state; then the chat allows the restore only to the session's own
      * user (socket.data keeps who that is), never to whoever knows its pid. */
@@ -1211,6 +1217,10 @@ int main(int argc, char **argv) {
         strcmp(app.cfg.store, "redis") != 0) {
         fprintf(stderr, "parley: --store must be sqlite, memory or redis, not '%s'\n",
                 app.cfg.store);
+        return 2;
+    }
+    if (strcmp(app.cfg.parser, "json") != 0 && strcmp(app.cfg.parser, "msgpack") != 0) {
+        fprintf(stderr, "parley: --parser must be json or msgpack, not '%s'\n", app.cfg.parser);
         return 2;
     }
     parley_redis_mode_t mode;

@@ -59,6 +59,14 @@ typedef struct {
 
 /* ---- server ---- */
 
+/* The Socket.IO parsers: the default one (a text packet with JSON, binary attachments
+ * after it) and socket.io-msgpack-parser's (the whole packet one MessagePack map in one
+ * binary message, binary values inside it). */
+typedef enum {
+    SIO_PARSER_JSON = 0,
+    SIO_PARSER_MSGPACK = 1,
+} sio_parser_kind_t;
+
 typedef struct {
     const char *path;                /* "/socket.io/" */
     uint32_t ping_interval;          /* ms (25000) */
@@ -95,6 +103,9 @@ typedef struct {
      * its connection handlers ran (middleware and handlers see it; later it is empty). socket.io
      * keeps them all, hence off by default; saves ~2 KB per connection. */
     bool lean_handshake;
+    /* How packets are written on the wire, for every connection of the server (a client
+     * must use the same: socket.io-msgpack-parser for SIO_PARSER_MSGPACK). */
+    sio_parser_kind_t parser;
 } sio_config_t;
 
 void sio_config_defaults(sio_config_t *cfg);

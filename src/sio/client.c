@@ -1,11 +1,11 @@
 /* sio/client.c — Socket.IO clients: one per Engine.IO session.
  *
- * A client owns a packet decoder (binary packets wait there for their attachments), the
- * handshake data its sockets share, and its sockets, one per namespace. Packets are
- * decoded here and dispatched to the socket of their namespace. A client that has not
- * joined any namespace within connect_timeout is closed: clients waiting for that are a
- * FIFO list (same timeout for all) served by a single timer armed for the oldest
- * deadline. */
+ * A client owns a packet decoder (fed through the server's parser; with the json parser
+ * binary packets wait there for their attachments), the handshake data its sockets
+ * share, and its sockets, one per namespace. Packets are decoded here and dispatched to
+ * the socket of their namespace. A client that has not joined any namespace within
+ * connect_timeout is closed: clients waiting for that are a FIFO list (same timeout for
+ * all) served by a single timer armed for the oldest deadline. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -198,16 +198,16 @@ static void client_open(eio_session_t *es, const http_req_t *req, const char *ad
 }
 
 static void send_invalid_namespace(sio_client_t *c, const char *nsp) {
-    buf_t b = {0};
+    json_t *err = json_pack("{s:s}", "message", "Invalid namespace");
     eio_msg_t *m = NULL;
-    if (sio_encode_head(&b, SIO_CONNECT_ERROR, nsp, -1, 0) == 0 &&
-        buf_append_str(&b, "{\"message\":\"Invalid namespace\"}") == 0)
-        m = eio_msg_new(EIO_MESSAGE, false, b.data, b.len);
-    buf_free(&b);
-    if (m) {
-        sio_client_send(c, &m, 1);
-        eio_msg_release(m);
+    int rc = err ? sio_encode_control(c->io, SIO_CONNECT_ERROR, nsp, err, &m) : -ENOMEM;
+    json_decref(err);
+    if (rc) {
+        sio_client_close(c, "transport error");
+        return;
     }
+    sio_client_send(c, &m, 1);
+    eio_msg_release(m);
 }
 
 static void handle_packet(sio_client_t *c, sio_packet_t *p) {
@@ -236,8 +236,7 @@ static void client_message(eio_session_t *es, uint8_t *data, size_t len, bool bi
     if (!c || c->closing)
         return;
     sio_packet_t p;
-    sio_decode_result_t r = binary ? sio_decode_binary(&c->dec, data, len, &p)
-                                   : sio_decode_text(&c->dec, (const char *)data, len, &p);
+    sio_decode_result_t r = c->io->parser->decode(&c->dec, data, len, binary, &p);
     if (r == SIO_DECODE_ERROR) {
         LOG_LIMITED(LOG_LEVEL_WARN, "sio", "client %s: malformed packet; closing",
                     eio_session_id(es));

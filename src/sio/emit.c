@@ -1,6 +1,7 @@
 /* sio/emit.c — turning an event into Engine.IO messages, once per emit.
  *
- * An emit to any number of sockets is encoded here exactly once: the Socket.IO text
+ * An emit to any number of sockets is encoded here exactly once, by the server's parser
+ * (parser.h). This file is also the json parser's side of that table: the Socket.IO text
  * (type, attachment count, namespace, ack id, JSON) becomes one eio_msg_t, and each
  * binary attachment one more. The adapter then queues the same messages, by reference,
  * on every recipient. The argument array is spliced as JSON text (from jansson or from
@@ -67,17 +68,19 @@ void sio_msgs_release(eio_msg_t **msgs, size_t n) {
     free(msgs);
 }
 
-int sio_encode_event(const sio_nsp_t *nsp, sio_packet_type_t type, int64_t id, const char *event,
-                     const char *args_json, size_t args_len, const sio_bin_t *bins, size_t nbins,
-                     const char *offset, eio_msg_t ***out) {
+static int json_encode_event(const sio_event_out_t *e, eio_msg_t ***out) {
     const char *inner;
     size_t inner_len;
-    if (!array_inner(args_json, args_len, &inner, &inner_len))
+    if (!array_inner(e->args_json, e->args_len, &inner, &inner_len))
         return -EINVAL;
+    const char *event = e->event;
+    const char *offset = e->offset;
+    size_t nbins = e->nbins;
+    sio_packet_type_t type = e->type;
     if (nbins)
         type = type == SIO_ACK ? SIO_BINARY_ACK : SIO_BINARY_EVENT;
     buf_t b = {0};
-    int rc = sio_encode_head(&b, type, nsp->name, id, nbins);
+    int rc = sio_encode_head(&b, type, e->nsp, e->id, nbins);
     if (rc == 0)
         rc = buf_append(&b, "[", 1);
     if (rc == 0 && event)
@@ -92,7 +95,7 @@ int sio_encode_event(const sio_nsp_t *nsp, sio_packet_type_t type, int64_t id, c
     eio_msg_t **msgs = rc == 0 ? calloc(1 + nbins, sizeof *msgs) : NULL;
     if (!msgs) {
         buf_free(&b);
-        return -ENOMEM;
+        return rc == -EINVAL ? -EINVAL : -ENOMEM;
     }
     size_t n = 0;
     msgs[n] = eio_msg_new(EIO_MESSAGE, false, b.data, b.len);
@@ -100,7 +103,7 @@ int sio_encode_event(const sio_nsp_t *nsp, sio_packet_type_t type, int64_t id, c
     if (msgs[n])
         n++;
     for (size_t i = 0; n == i + 1 && i < nbins; i++)
-        if ((msgs[n] = eio_msg_new(EIO_MESSAGE, true, bins[i].data, bins[i].len)))
+        if ((msgs[n] = eio_msg_new(EIO_MESSAGE, true, e->bins[i].data, e->bins[i].len)))
             n++;
     if (n != 1 + nbins) {
         sio_msgs_release(msgs, n);
@@ -108,4 +111,60 @@ int sio_encode_event(const sio_nsp_t *nsp, sio_packet_type_t type, int64_t id, c
     }
     *out = msgs;
     return (int)n;
+}
+
+static int json_encode_control(sio_packet_type_t type, const char *nsp, const json_t *data,
+                               eio_msg_t **msg) {
+    buf_t b = {0};
+    int rc = sio_encode_head(&b, type, nsp, -1, 0);
+    /* sio_json_dump wants a non-const value; dumping does not modify it. */
+    if (rc == 0 && data)
+        rc = sio_json_dump((json_t *)data, &b);
+    if (rc == 0 && !(*msg = eio_msg_new(EIO_MESSAGE, false, b.data, b.len)))
+        rc = -ENOMEM;
+    buf_free(&b);
+    return rc;
+}
+
+static sio_decode_result_t json_decode(sio_decoder_t *d, const uint8_t *data, size_t len,
+                                       bool binary, sio_packet_t *out) {
+    return binary ? sio_decode_binary(d, data, len, out)
+                  : sio_decode_text(d, (const char *)data, len, out);
+}
+
+const sio_parser_t sio_parser_json = {
+    .name = "json",
+    .encode_event = json_encode_event,
+    .encode_control = json_encode_control,
+    .decode = json_decode,
+};
+
+const sio_parser_t *sio_parser_of(sio_parser_kind_t kind) {
+    switch (kind) {
+    case SIO_PARSER_JSON:
+        return &sio_parser_json;
+    case SIO_PARSER_MSGPACK:
+        return &sio_parser_msgpack;
+    }
+    return NULL;
+}
+
+int sio_encode_event(const sio_nsp_t *nsp, sio_packet_type_t type, int64_t id, const char *event,
+                     const char *args_json, size_t args_len, const sio_bin_t *bins, size_t nbins,
+                     const char *offset, eio_msg_t ***out) {
+    sio_event_out_t e = {.type = type,
+                         .nsp = nsp->name,
+                         .id = id,
+                         .event = event,
+                         .args_json = args_json,
+                         .args_len = args_len,
+                         .bins = bins,
+                         .nbins = nbins,
+                         .offset = offset};
+    return nsp->io->parser->encode_event(&e, out);
+}
+
+int sio_encode_control(const sio_server_t *io, sio_packet_type_t type, const char *nsp,
+                       const json_t *data, eio_msg_t **msg) {
+    return io->parser->encode_control(type, nsp, data, msg);
 }

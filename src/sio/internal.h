@@ -4,7 +4,8 @@
  *   client.c   clients (one per Engine.IO session): decoding, dispatch, connect timeout
  *   nsp.c      namespaces: handlers, middleware and the connect sequence
  *   socket.c   sockets: rooms, emit, acknowledgements, disconnect
- *   emit.c     encoding an event once into Engine.IO messages
+ *   emit.c     encoding an event once into Engine.IO messages (the json parser's
+ *              side of parser.h; parser_msgpack.c the msgpack one)
  *   adapter.c  the in-process adapter: rooms, broadcast, recovery log
  *
  * Rooms are indexed both ways: a room holds an array of its sockets, and each socket an
@@ -20,6 +21,7 @@
 #include "parley/sio.h"
 #include "sio/adapter.h"
 #include "sio/packet.h"
+#include "sio/parser.h"
 #include "util/map.h"
 #include "util/rand.h"
 
@@ -172,6 +174,7 @@ typedef struct {
 
 struct sio_server {
     sio_config_t cfg;
+    const sio_parser_t *parser; /* cfg.parser's table: every packet in and out */
     char *path;
     http_server_t *http;
     uv_loop_t *loop;
@@ -231,13 +234,18 @@ int sio_socket_expect_ack(sio_socket_t *s, uint64_t id, uint32_t timeout_ms, sio
 void sio_socket_send(sio_socket_t *s, eio_msg_t *const *msgs, size_t n, bool is_volatile);
 
 /* emit.c */
-/* Encodes an EVENT (id < 0: no ack) or ACK packet for nsp: the text Engine.IO message,
- * then one binary message per attachment. args_json is the argument array's JSON text;
- * event NULL for ACK packets; offset non-NULL appends it as a last string argument.
- * Returns the number of messages (>= 1) in msgs (caller releases each) or -ENOMEM. */
+/* Encodes an EVENT (id < 0: no ack) or ACK packet for nsp with the server's parser
+ * (sio_event_out_t says what each argument is): with the json parser the text Engine.IO
+ * message, then one binary message per attachment; with msgpack one binary message.
+ * Returns the number of messages (>= 1) in msgs (release with sio_msgs_release),
+ * -EINVAL or -ENOMEM. */
 int sio_encode_event(const sio_nsp_t *nsp, sio_packet_type_t type, int64_t id, const char *event,
                      const char *args_json, size_t args_len, const sio_bin_t *bins, size_t nbins,
                      const char *offset, eio_msg_t ***msgs);
+/* Encodes a CONNECT, DISCONNECT or CONNECT_ERROR (data borrowed, NULL for none) with
+ * io's parser into one new message *msg. 0, -EINVAL or -ENOMEM. */
+int sio_encode_control(const sio_server_t *io, sio_packet_type_t type, const char *nsp,
+                       const json_t *data, eio_msg_t **msg);
 /* Compact JSON text of a value (any type) appended to out. */
 int sio_json_dump(json_t *value, buf_t *out);
 /* The same for an argument array; -EINVAL when args is not an array. */

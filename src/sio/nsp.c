@@ -199,12 +199,8 @@ json_t *sio_error_new(const char *message, json_t *data) {
 /* ---- connecting ---- */
 
 static void send_connect_error(sio_client_t *c, const char *nsp, json_t *err) {
-    buf_t b = {0};
     eio_msg_t *m = NULL;
-    if (sio_encode_head(&b, SIO_CONNECT_ERROR, nsp, -1, 0) == 0 && sio_json_dump(err, &b) == 0)
-        m = eio_msg_new(EIO_MESSAGE, false, b.data, b.len);
-    buf_free(&b);
-    if (!m) {
+    if (sio_encode_control(c->io, SIO_CONNECT_ERROR, nsp, err, &m)) {
         sio_client_close(c, "transport error");
         return;
     }

@@ -21,9 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* An ack id has at most 15 digits, so it stays exact in a JavaScript number (< 2^53). */
 #define SIO_ID_DIGITS_MAX 15
-#define SIO_ID_MAX INT64_C(999999999999999)
 /* Containers the placeholder walk descends through: jansson's own parse limit, so every
  * tree it parses can be walked, while a deeper tree built in memory cannot exhaust the
  * stack. */

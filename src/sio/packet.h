@@ -11,9 +11,8 @@
  * same buffers reproduces the packet, so an application can forward binary payloads
  * untouched.
  *
- * Only the default (JSON) parser exists. A msgpack parser would sit beside it with the
- * same decode/encode shape; a table of functions can be drawn from the two once there
- * are two (none is declared yet). */
+ * This is the default (JSON) parser's codec; socket.io-msgpack-parser's sits beside it
+ * (sio/parser_msgpack.c) and the two are drawn into one table in sio/parser.h. */
 #ifndef PARLEY_SIO_PACKET_H
 #define PARLEY_SIO_PACKET_H
 
@@ -35,6 +34,8 @@ typedef enum {
 } sio_packet_type_t;
 
 #define SIO_NSP_MAX 256 /* bytes of a namespace name */
+/* An ack id has at most 15 digits, so it stays exact in a JavaScript number (< 2^53). */
+#define SIO_ID_MAX INT64_C(999999999999999)
 
 typedef struct {
     sio_packet_type_t type;

@@ -44,6 +44,11 @@ int sio_server_new(http_server_t *http, const sio_config_t *cfg, sio_server_t **
     if (!io)
         return -ENOMEM;
     io->cfg = *cfg;
+    io->parser = sio_parser_of(cfg->parser);
+    if (!io->parser) {
+        free(io);
+        return -EINVAL;
+    }
     io->path = strdup(cfg->path ? cfg->path : "/socket.io/");
     io->cfg.path = io->path;
     io->http = http;

@@ -72,15 +72,10 @@ void sio_socket_unref(sio_socket_t *s) {
         socket_free(s);
 }
 
-/* Sends a packet that has no payload but the namespace (CONNECT reply, DISCONNECT). */
-static void send_control(sio_socket_t *s, sio_packet_type_t type, const char *json) {
-    buf_t b = {0};
+/* Sends a packet without arguments (CONNECT reply, DISCONNECT); data borrowed. */
+static void send_control(sio_socket_t *s, sio_packet_type_t type, const json_t *data) {
     eio_msg_t *m = NULL;
-    if (sio_encode_head(&b, type, s->nsp->name, -1, 0) == 0 &&
-        (!json || buf_append_str(&b, json) == 0))
-        m = eio_msg_new(EIO_MESSAGE, false, b.data, b.len);
-    buf_free(&b);
-    if (!m) {
+    if (sio_encode_control(s->nsp->io, type, s->nsp->name, data, &m)) {
         sio_client_close(s->client, "transport error");
         return;
     }
@@ -133,12 +128,12 @@ int sio_socket_establish(sio_socket_t *s, const sio_session_t *restored) {
         rc = nsp->adapter->ops->join(nsp->adapter, s, restored->rooms[i]);
     if (rc)
         return rc;
-    char reply[96];
-    if (nsp->io->cfg.recovery)
-        snprintf(reply, sizeof reply, "{\"sid\":\"%s\",\"pid\":\"%s\"}", s->id, s->pid);
-    else
-        snprintf(reply, sizeof reply, "{\"sid\":\"%s\"}", s->id);
+    json_t *reply = nsp->io->cfg.recovery ? json_pack("{s:s,s:s}", "sid", s->id, "pid", s->pid)
+                                          : json_pack("{s:s}", "sid", s->id);
+    if (!reply)
+        return -ENOMEM;
     send_control(s, SIO_CONNECT, reply);
+    json_decref(reply);
     sio_client_stop_waiting(s->client);
     return 0;
 }

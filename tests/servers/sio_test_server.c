@@ -569,6 +569,7 @@ int main(int argc, char **argv) {
         {"redis-url", 1, 0, 'R'},
         {"redis-mode", 1, 0, 'M'},
         {"redis-cluster", 0, 0, 'C'},
+        {"parser", 1, 0, 'P'},
         {0, 0, 0, 0},
     };
     int o;
@@ -587,6 +588,12 @@ int main(int argc, char **argv) {
             break;
         case 'C':
             redis_cluster = true;
+            break;
+        case 'P':
+            if (strcmp(optarg, "msgpack") == 0)
+                cfg.parser = SIO_PARSER_MSGPACK;
+            else if (strcmp(optarg, "json") != 0)
+                return 2;
             break;
         case 'w':
             workers = (unsigned)atoi(optarg);
