@@ -95,6 +95,10 @@ typedef struct {
      * its connection handlers ran (middleware and handlers see it; later it is empty). socket.io
      * keeps them all, hence off by default; saves ~2 KB per connection. */
     bool lean_handshake;
+    /* permessage-deflate on WebSockets, off by default: see eio_config_t (parley/eio.h). */
+    bool ws_deflate;
+    size_t ws_deflate_threshold; /* bytes (1024) */
+    bool ws_deflate_client_context;
 } sio_config_t;
 
 void sio_config_defaults(sio_config_t *cfg);
