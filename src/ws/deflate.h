@@ -44,7 +44,7 @@ typedef struct {
     uint8_t server_window_bits;
 } ws_deflate_params_t;
 
-#define WS_DEFLATE_RESPONSE_MAX 128
+#define WS_DEFLATE_RESPONSE_MAX 192
 
 /* Parses one Sec-WebSocket-Extensions field value and accepts the first permessage-deflate
  * offer in it that is valid (RFC 7692 §7: known parameters only, each at most once, window

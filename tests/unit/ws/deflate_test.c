@@ -96,6 +96,13 @@ static void test_response_line(void **unused) {
     ws_deflate_response(&p, line);
     assert_string_equal(line, "Sec-WebSocket-Extensions: permessage-deflate; "
                               "server_no_context_takeover; server_max_window_bits=10\r\n");
+    /* The longest answer fits whole. */
+    p.client_no_context = true;
+    n = ws_deflate_response(&p, line);
+    assert_string_equal(line, "Sec-WebSocket-Extensions: permessage-deflate; "
+                              "server_no_context_takeover; client_no_context_takeover; "
+                              "server_max_window_bits=10\r\n");
+    assert_int_equal(n, strlen(line));
 }
 
 /* The request's fields, in order; offers are never joined across fields. */
