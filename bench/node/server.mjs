@@ -17,15 +17,16 @@
 // benchmarks do not use them. No connection state recovery (run Parley with
 // --no-recovery for the same wire traffic).
 //
-// usage: node server.mjs [--port N] [--host H]   (or PORT, HOST; JWT secret in
+// usage: node server.mjs [--port N] [--host H] [--deflate]   (or PORT, HOST; JWT secret in
 //        PARLEY_JWT_SECRET or JWT_SECRET). Prints "listening HOST:PORT" once ready.
+//        --deflate: engine.io's perMessageDeflate (threshold 1024, as parley --ws-deflate).
 import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
 import { Server } from "socket.io";
 
 const { values: args } = parseArgs({
-  options: { port: { type: "string" }, host: { type: "string" } },
+  options: { port: { type: "string" }, host: { type: "string" }, deflate: { type: "boolean" } },
 });
 const port = Number(args.port ?? process.env.PORT ?? 3000);
 const host = args.host ?? process.env.HOST ?? "127.0.0.1";
@@ -79,7 +80,7 @@ function room(roomId) {
 }
 
 const httpServer = createServer();
-const io = new Server(httpServer, { serveClient: false });
+const io = new Server(httpServer, { serveClient: false, ...(args.deflate ? { perMessageDeflate: { threshold: 1024 } } : {}) });
 
 io.use((socket, next) => {
   const claims = verifyJwt(socket.handshake.auth?.token);

@@ -81,8 +81,8 @@ typedef struct {
      * asked to do the same (client_no_context_takeover) unless ws_deflate_client_context
      * is set, which lets a client that does not offer it keep its context at the price of
      * an inflate stream (~40 KiB) per such connection. */
-    bool ws_deflate;
     size_t ws_deflate_threshold;
+    bool ws_deflate;
     bool ws_deflate_client_context;
 } eio_config_t;
 

@@ -97,8 +97,8 @@ typedef struct {
     bool lean_handshake;
     /* permessage-deflate on WebSockets, off by default: see eio_config_t (parley/eio.h). */
     bool ws_deflate;
-    size_t ws_deflate_threshold; /* bytes (1024) */
     bool ws_deflate_client_context;
+    size_t ws_deflate_threshold; /* bytes (1024) */
 } sio_config_t;
 
 void sio_config_defaults(sio_config_t *cfg);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define ZLIB_CONST /* next_in is const: no casts from our const input */
 #include <zlib.h>
 
 #include "util/buf.h"
@@ -38,6 +39,7 @@ struct ws_deflate {
     z_stream def, inf;
     bool def_ready, inf_ready;
     buf_t scratch; /* the last inflated message */
+    buf_t zbuf;    /* deflate output, before it is framed */
     ws_deflate_stats_t st;
 };
 
@@ -249,6 +251,7 @@ static void deflate_destroy(ref_t *ref) {
     if (d->inf_ready)
         inflateEnd(&d->inf);
     buf_free(&d->scratch);
+    buf_free(&d->zbuf);
     free(d);
 }
 
@@ -310,45 +313,46 @@ int ws_deflate_make(ws_deflate_t *d, uint8_t opcode, const uint8_t *payload, siz
         z->state = WS_DEFLATED_SKIP;
         return 0;
     }
-    /* Room for the header and for deflate's worst case plus the sync flush's empty block;
-     * a result that is not shorter than the input is thrown away. */
-    size_t room = deflateBound(&d->def, (uLong)len) + 16;
-    uint8_t *f = malloc(WS_FRAME_HEADER_MAX + room);
-    if (!f)
+    /* Only a result shorter than the input is kept, so the input's length (and the
+     * sync flush's trailer) is all the room deflate gets: running out of it means "not
+     * worth it". The scratch buffer is the server's, reused; the frame is then made at
+     * its exact size, header and body in one block (one write per recipient). */
+    buf_t *b = &d->zbuf;
+    b->len = 0;
+    if (buf_reserve(b, len + sizeof tail))
         return -ENOMEM;
-    uint8_t *body = f + WS_FRAME_HEADER_MAX;
-    d->def.next_in = (Bytef *)(uintptr_t)payload;
+    d->def.next_in = payload;
     d->def.avail_in = (uInt)len;
-    d->def.next_out = body;
-    d->def.avail_out = (uInt)room;
+    d->def.next_out = b->data;
+    d->def.avail_out = (uInt)(len + sizeof tail);
     int rc = deflate(&d->def, Z_SYNC_FLUSH);
-    size_t n = room - d->def.avail_out;
+    size_t n = len + sizeof tail - d->def.avail_out;
     d->st.messages_deflated++;
-    if (rc != Z_OK || d->def.avail_in != 0 || n < sizeof tail ||
-        memcmp(body + n - sizeof tail, tail, sizeof tail) != 0) {
-        /* Cannot happen with the room given; sending the message plain is still right. */
-        LOG_LIMITED(LOG_LEVEL_WARN, "ws", "deflate failed (%d); message sent uncompressed", rc);
-        free(f);
-        z->state = WS_DEFLATED_SKIP;
-        return 0;
+    z->state = WS_DEFLATED_SKIP;
+    if (rc == Z_OK && d->def.avail_out > 0 && d->def.avail_in == 0 && n >= sizeof tail &&
+        memcmp(b->data + n - sizeof tail, tail, sizeof tail) == 0 && n - sizeof tail < len) {
+        n -= sizeof tail;
+        uint8_t *f = malloc(WS_FRAME_HEADER_MAX + n);
+        if (!f) {
+            z->state = WS_DEFLATED_UNTRIED;
+            rc = -ENOMEM;
+        } else {
+            size_t hl = ws_frame_header(f, opcode, n);
+            f[0] |= RSV1;
+            memcpy(f + hl, b->data, n);
+            z->frame = f;
+            z->len = hl + n;
+            z->state = WS_DEFLATED_MADE;
+            d->st.bytes_before += len;
+            d->st.bytes_after += n;
+            rc = 0;
+        }
+    } else {
+        rc = 0; /* as long as the input, or longer: the message goes plain */
     }
-    n -= sizeof tail;
-    if (n >= len) {
-        free(f);
-        z->state = WS_DEFLATED_SKIP;
-        return 0;
-    }
-    d->st.bytes_before += len;
-    d->st.bytes_after += n;
-    /* Header and body in one block: the frame is one write. */
-    size_t hl = ws_frame_header(f, opcode, n);
-    f[0] |= RSV1;
-    memmove(f + hl, body, n);
-    uint8_t *shrunk = realloc(f, hl + n);
-    z->frame = shrunk ? shrunk : f;
-    z->len = hl + n;
-    z->state = WS_DEFLATED_MADE;
-    return 0;
+    if (b->cap > SCRATCH_KEEP)
+        buf_free(b);
+    return rc;
 }
 
 void ws_deflate_count_sent(ws_deflate_t *d, size_t n) {
@@ -389,7 +393,7 @@ enum { RUN_MORE = 0, RUN_END = 1 };
 /* Feeds in[0..len) to z, growing out up to max + 1 bytes. Returns RUN_MORE when all input
  * was used, RUN_END at the end of a stream (BFINAL), or a negative close code. */
 static int run(z_stream *z, const uint8_t *in, size_t len, size_t max, buf_t *out) {
-    z->next_in = (Bytef *)(uintptr_t)in;
+    z->next_in = in;
     z->avail_in = (uInt)len;
     size_t limit = max < SIZE_MAX ? max + 1 : max;
     for (;;) {
