@@ -25,7 +25,7 @@ const fmt = (x, d = 0) => (x == null ? "–" : x.toLocaleString("en-US", { maxim
 const reps = Math.max(0, ...recs.map((r) => r.rep));
 
 const L = [];
-L.push(`Medians of ${reps} run(s) per case, each on a fresh server; 1,000 clients, 5,000 offered deliveries/s.`);
+L.push(`Medians of ${reps} run(s) per case, each on a fresh server; 1,000 clients, 500 offered deliveries/s.`);
 for (const room of [10, 1000]) {
   for (const bytes of [100, 4000]) {
     const c = `broadcast-${room}-${bytes}`;
