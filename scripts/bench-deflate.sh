@@ -8,6 +8,9 @@
 #              CPU is compared at equal work; a warm-up of 4 s lets them be made): server
 #              CPU per delivery, bytes per newMessage frame on the wire, delivery latency
 #   idle       IDLE connections with the extension negotiated: server RSS per connection
+#   micro      bench/ws_deflate: CPU per delivery of compressing once per broadcast against
+#              once per recipient, in-process (the end-to-end CPU figures above are at the
+#              resolution of /proc's clock ticks: ~3 µs per delivery at this load)
 # parley-bench offers the extension as browsers do (permessage-deflate;
 # client_max_window_bits) in every run, and pads texts with pseudo-random words
 # (--text-words) rather than one repeated letter, which would compress unrealistically well.
@@ -37,7 +40,7 @@ SERVERS="parley parley-deflate node node-deflate"
 # shellcheck source=scripts/bench-common.sh
 source scripts/bench-common.sh
 
-for f in "$PARLEY_BIN" "$BENCH_BIN"; do
+for f in "$PARLEY_BIN" "$BENCH_BIN" "$BUILD/ws_deflate"; do
   [[ -x $f ]] || { echo "bench-deflate: $f missing (make build)" >&2; exit 1; }
 done
 [[ -d $(dirname "$NODE_SERVER")/node_modules/socket.io ]] ||
@@ -45,6 +48,9 @@ done
 mkdir -p "$OUT/logs"
 rm -f "$OUT"/logs/deflate-*.log
 : >"$RESULTS"
+
+echo "== deflate: in-process, compressing once per broadcast vs once per recipient"
+for rep in $(seq "$REPS"); do "$BUILD/ws_deflate" 3000; done | tee "$OUT/deflate-micro.txt" | grep -v '^{'
 
 for rep in $(seq "$REPS"); do
   for room in 10 1000; do
