@@ -155,8 +155,9 @@ bool ws_deflate_accept_offer(slice_t value, bool client_context, ws_deflate_para
         slice_t ext = read_token(&s);
         if (ext.len == 0)
             return false;
-        bool ours = slice_case_eq(ext, "permessage-deflate");
-        bool ok = ours;
+        /* Other extensions are parsed past; an offer of ours stays acceptable until one
+         * of its parameters declines it. */
+        bool ok = slice_case_eq(ext, "permessage-deflate");
         unsigned seen = 0;
         ws_deflate_params_t p = {.on = true};
         skip_ows(&s);
