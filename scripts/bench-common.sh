@@ -35,7 +35,8 @@ elapsed() { echo $(($(date +%s) - T0)); }
 
 # The command line of each server; --port 0: the kernel picks a free port, read back
 # from the "listening HOST:PORT" line every one of them prints once ready. Kinds:
-# parley (one process, the default), parley-wN (parley --workers N), node, echo.
+# parley (one process, the default), parley-wN (parley --workers N), node, echo, and
+# parley-deflate / node-deflate (permessage-deflate on: --ws-deflate / perMessageDeflate).
 server_cmd() { # kind [extra parley flags]
   case $1 in
     parley | parley-w*)
@@ -43,7 +44,11 @@ server_cmd() { # kind [extra parley flags]
       [[ $1 == parley-w* ]] && workers=" --workers ${1#parley-w}"
       echo "$PARLEY_BIN --port 0 --store memory --jwt-secret $SECRET --rate-burst 1000000" \
         "--rate-per-sec 1000000 --log-level warn --no-recovery$workers${2:+ $2}" ;;
+    parley-deflate)
+      echo "$PARLEY_BIN --port 0 --store memory --jwt-secret $SECRET --rate-burst 1000000" \
+        "--rate-per-sec 1000000 --log-level warn --no-recovery --ws-deflate${2:+ $2}" ;;
     node) echo "env PARLEY_JWT_SECRET=$SECRET node $NODE_SERVER --port 0" ;;
+    node-deflate) echo "env PARLEY_JWT_SECRET=$SECRET node $NODE_SERVER --port 0 --deflate" ;;
     echo) echo "$BUILD/echo_server --port 0" ;;
   esac
 }
@@ -123,7 +128,7 @@ run() {
   RUN_NO=$((RUN_NO + 1))
   [[ $case == sse || $case == longpoll ]] && extra="--api-key $API_KEY"
   local la json rate=$FAST_CONNECT
-  [[ $server == node ]] && rate=$NODE_CONNECT
+  [[ $server == node* ]] && rate=$NODE_CONNECT
   la=$(cut -d' ' -f1 /proc/loadavg)
   local t_run=$(($(date +%s) - T0))
   # the run's own options, then the defaults it does not set

@@ -63,6 +63,8 @@ typedef struct {
     bool dev_login, recovery, redis_cluster;
     const char *admin_username, *admin_password_hash, *admin_ui, *admin_server_id;
     bool admin, admin_no_auth, admin_readonly, admin_production;
+    long ws_deflate_threshold;
+    bool ws_deflate, ws_deflate_client_context;
 } config_t;
 
 enum opt_type { OPT_STR, OPT_LONG, OPT_BOOL };
@@ -202,6 +204,17 @@ static const option_t options[] = {
     {"parser", "PARLEY_PARSER",
      "json, or msgpack (socket.io-msgpack-parser: every client must use it)", OPT_STR, O(parser),
      NULL, 0, 0},
+    {"ws-deflate", "PARLEY_WS_DEFLATE",
+     "permessage-deflate on WebSockets whose client offers it (CPU for bandwidth; a broadcast "
+     "is compressed once)",
+     OPT_BOOL, O(ws_deflate), NULL, 0, 0},
+    {"ws-deflate-threshold", "PARLEY_WS_DEFLATE_THRESHOLD",
+     "bytes below which --ws-deflate sends a message uncompressed", OPT_LONG,
+     O(ws_deflate_threshold), NULL, 0, 1000000000},
+    {"ws-deflate-client-context", "PARLEY_WS_DEFLATE_CLIENT_CONTEXT",
+     "let clients keep their compression context (an inflate stream of ~40 KiB per such "
+     "connection)",
+     OPT_BOOL, O(ws_deflate_client_context), NULL, 0, 0},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -229,6 +242,8 @@ static void config_defaults(config_t *cfg) {
     chat_feed_config_defaults(&fcfg);
     net_loop_config_t ncfg;
     net_loop_config_defaults(&ncfg);
+    sio_config_t iocfg;
+    sio_config_defaults(&iocfg);
     *cfg = (config_t){
         .host = hcfg.host,
         .port = hcfg.port,
@@ -257,6 +272,7 @@ static void config_defaults(config_t *cfg) {
         .web_root = default_dir(PARLEY_SOURCE_DIR "/web", PARLEY_DATA_DIR_INSTALLED "/web"),
         .client_dir = default_dir(PARLEY_SOURCE_DIR "/assets/node_modules/socket.io-client/dist",
                                   PARLEY_DATA_DIR_INSTALLED "/client"),
+        .ws_deflate_threshold = (long)iocfg.ws_deflate_threshold,
     };
 }
 
@@ -1003,6 +1019,9 @@ static int start(app_t *app) {
     iocfg.sid_suffix = c->node_name;
     iocfg.lean_handshake = true; /* the chat reads only auth.token, in its middleware */
     iocfg.parser = strcmp(c->parser, "msgpack") == 0 ? SIO_PARSER_MSGPACK : SIO_PARSER_JSON;
+    iocfg.ws_deflate = c->ws_deflate;
+    iocfg.ws_deflate_threshold = (size_t)c->ws_deflate_threshold;
+    iocfg.ws_deflate_client_context = c->ws_deflate_client_context;
     /* Recovered connections show their token again: the middleware checks it and makes
      * the connection's state; then the chat allows the restore only to the session's own
      * user (socket.data keeps who that is), never to whoever knows its pid. */

@@ -17,10 +17,11 @@
 // benchmarks do not use them. No connection state recovery (run Parley with
 // --no-recovery for the same wire traffic).
 //
-// usage: node server.mjs [--port N] [--host H] [--tls-cert PEM --tls-key PEM]   (or PORT,
-//        HOST; JWT secret in PARLEY_JWT_SECRET or JWT_SECRET). Prints "listening
+// usage: node server.mjs [--port N] [--host H] [--tls-cert PEM --tls-key PEM] [--deflate]
+//        (or PORT, HOST; JWT secret in PARLEY_JWT_SECRET or JWT_SECRET). Prints "listening
 //        HOST:PORT" once ready. With --tls-cert and --tls-key: https and wss
 //        (https.createServer with Node's defaults), as parley --tls-cert/--tls-key.
+//        --deflate: engine.io's perMessageDeflate (threshold 1024, as parley --ws-deflate).
 import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -34,6 +35,7 @@ const { values: args } = parseArgs({
     host: { type: "string" },
     "tls-cert": { type: "string" },
     "tls-key": { type: "string" },
+    deflate: { type: "boolean" },
   },
 });
 const port = Number(args.port ?? process.env.PORT ?? 3000);
@@ -94,7 +96,7 @@ if (!args["tls-cert"] !== !args["tls-key"]) {
 const httpServer = args["tls-cert"]
   ? createTlsServer({ cert: readFileSync(args["tls-cert"]), key: readFileSync(args["tls-key"]) })
   : createServer();
-const io = new Server(httpServer, { serveClient: false });
+const io = new Server(httpServer, { serveClient: false, ...(args.deflate ? { perMessageDeflate: { threshold: 1024 } } : {}) });
 
 io.use((socket, next) => {
   const claims = verifyJwt(socket.handshake.auth?.token);

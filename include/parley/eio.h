@@ -74,6 +74,16 @@ typedef struct {
     const char *sid_suffix;
     bool peer_address; /* look the client's address up for on_open (true); false: "" */
     eio_limits_t limits;
+    /* permessage-deflate (RFC 7692) on WebSocket connections whose client offers it; off
+     * by default, as in engine.io (it costs CPU per message: see docs/DESIGN.md). The server
+     * compresses each message on its own (server_no_context_takeover), once however many
+     * sessions receive it, and only from ws_deflate_threshold bytes up (1024). Clients are
+     * asked to do the same (client_no_context_takeover) unless ws_deflate_client_context
+     * is set, which lets a client that does not offer it keep its context at the price of
+     * an inflate stream (~40 KiB) per such connection. */
+    size_t ws_deflate_threshold;
+    bool ws_deflate;
+    bool ws_deflate_client_context;
 } eio_config_t;
 
 void eio_config_defaults(eio_config_t *cfg);
@@ -123,6 +133,13 @@ typedef struct {
     uint64_t ended[EIO_END_REASONS];
     size_t polling, websocket; /* open sessions by transport */
     size_t polls_held;         /* long-polling GETs waiting */
+    /* permessage-deflate: deflate runs (one per message, however many sessions get it),
+     * compressed frames queued (one per session), the payload bytes before and after of
+     * what was deflated, compressed messages received, per-connection inflate streams
+     * and the bytes zlib holds now. */
+    uint64_t ws_deflated, ws_deflated_frames, ws_deflate_bytes_in, ws_deflate_bytes_out;
+    uint64_t ws_inflated;
+    size_t ws_inflaters, ws_zlib_bytes;
 } eio_stats_t;
 void eio_server_stats(const eio_server_t *srv, eio_stats_t *out);
 

@@ -106,6 +106,10 @@ typedef struct {
     /* How packets are written on the wire, for every connection of the server (a client
      * must use the same: socket.io-msgpack-parser for SIO_PARSER_MSGPACK). */
     sio_parser_kind_t parser;
+    /* permessage-deflate on WebSockets, off by default: see eio_config_t (parley/eio.h). */
+    bool ws_deflate;
+    bool ws_deflate_client_context;
+    size_t ws_deflate_threshold; /* bytes (1024) */
 } sio_config_t;
 
 void sio_config_defaults(sio_config_t *cfg);

@@ -55,6 +55,16 @@ static const prom_family_t families[] = {
     {"parley_redis_received_bytes_total", PROM_COUNTER, "Bytes received from Redis."},
     {"parley_redis_unused_total", PROM_COUNTER,
      "Messages received from Redis and dropped unread (own, or a room without members here)."},
+    {"parley_ws_deflate_messages_total", PROM_COUNTER,
+     "Messages compressed for permessage-deflate (once per message, whatever its recipients)."},
+    {"parley_ws_deflate_frames_total", PROM_COUNTER,
+     "Compressed WebSocket frames queued (once per recipient)."},
+    {"parley_ws_deflate_bytes_total", PROM_COUNTER,
+     "Payload bytes of the messages compressed, before (stage=in) and after (stage=out)."},
+    {"parley_ws_inflate_messages_total", PROM_COUNTER, "Compressed WebSocket messages received."},
+    {"parley_ws_inflaters", PROM_GAUGE,
+     "Connections keeping their own inflate stream (clients that keep their context)."},
+    {"parley_ws_zlib_bytes", PROM_GAUGE, "Memory held by zlib for permessage-deflate."},
     {"process_resident_memory_bytes", PROM_GAUGE, "Resident memory size in bytes."},
     {"process_cpu_seconds_total", PROM_COUNTER, "User and system CPU time spent in seconds."},
     {"process_open_fds", PROM_GAUGE, "Open file descriptors."},
@@ -140,10 +150,21 @@ int chat_metrics_collect(const chat_metrics_src_t *src, prom_set_t *out) {
         {"parley_recovery_sessions", (double)ss.recovery_sessions},
         {"parley_recovery_packets", (double)ss.recovery_packets},
         {"parley_rate_limited_total", (double)cs.rate_limited},
+        {"parley_ws_deflate_messages_total", (double)es.ws_deflated},
+        {"parley_ws_deflate_frames_total", (double)es.ws_deflated_frames},
+        {"parley_ws_inflate_messages_total", (double)es.ws_inflated},
+        {"parley_ws_inflaters", (double)es.ws_inflaters},
+        {"parley_ws_zlib_bytes", (double)es.ws_zlib_bytes},
     };
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof plain / sizeof plain[0]; i++)
         rc = prom_set_add(out, plain[i].name, plain[i].v, NULL);
+    if (rc == 0)
+        rc = prom_set_add(out, "parley_ws_deflate_bytes_total", (double)es.ws_deflate_bytes_in,
+                          "stage", "in", NULL);
+    if (rc == 0)
+        rc = prom_set_add(out, "parley_ws_deflate_bytes_total", (double)es.ws_deflate_bytes_out,
+                          "stage", "out", NULL);
     if (rc == 0)
         rc = prom_set_add(out, "parley_connections", (double)es.polling, "transport", "polling",
                           NULL);

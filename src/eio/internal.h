@@ -66,8 +66,9 @@ struct eio_server {
     uv_timer_t *due_timer; /* fires at the earliest head; its own allocation (closed async) */
     uint64_t due_timer_at; /* when it is set to fire, 0: stopped */
     eio_msg_t *ping, *noop, *close, *pong_probe;
-    eio_guard_t *guard; /* per-address limits, NULL when none are set */
-    char group_tag;     /* first character of this server's session ids, or '\0' */
+    eio_guard_t *guard;    /* per-address limits, NULL when none are set */
+    ws_deflate_t *deflate; /* permessage-deflate context (one reference), NULL when off */
+    char group_tag;        /* first character of this server's session ids, or '\0' */
     char sid_suffix[EIO_SID_SUFFIX_MAX + 1]; /* last characters of them (cfg.sid_suffix) */
     eio_foreign_fn foreign;
     void *foreign_arg;

@@ -73,6 +73,7 @@ int eio_payload_next(uint8_t *buf, size_t len, size_t *pos, eio_packet_t *out) {
 static void msg_destroy(ref_t *ref) {
     eio_msg_t *m = (eio_msg_t *)((char *)ref - offsetof(eio_msg_t, ref));
     free(m->polling);
+    ws_deflated_free(&m->deflated);
     free(m);
 }
 
@@ -91,6 +92,7 @@ eio_msg_t *eio_msg_alloc(eio_packet_type_t type, bool binary, size_t payload_len
     m->binary = binary;
     m->polling = NULL;
     m->polling_len = 0;
+    m->deflated = (ws_deflated_t){0};
     m->len = len;
     if (!binary)
         m->data[0] = (uint8_t)('0' + type);

@@ -7,7 +7,8 @@
  * Outgoing packets are eio_msg_t: encoded once, reference counted, and queued by
  * reference on every session that sends them. The WebSocket frame header is computed
  * when the message is made (one per message, not per recipient); the long-polling form
- * of a binary packet ("b" + base64) is computed on first use and cached. */
+ * of a binary packet ("b" + base64) and the permessage-deflate frame are computed on
+ * first use and cached. */
 #ifndef PARLEY_EIO_PACKET_H
 #define PARLEY_EIO_PACKET_H
 
@@ -16,6 +17,7 @@
 #include <stdint.h>
 
 #include "util/ref.h"
+#include "ws/deflate.h"
 #include "ws/frame.h"
 
 typedef enum {
@@ -57,7 +59,8 @@ typedef struct eio_msg {
     bool binary;
     uint8_t ws_header_len;
     uint8_t ws_header[WS_FRAME_HEADER_MAX];
-    char *polling; /* binary only: "b" + base64, made on first use; owned */
+    char *polling;          /* binary only: "b" + base64, made on first use; owned */
+    ws_deflated_t deflated; /* the compressed frame, made on first use (ws/deflate.h) */
     size_t polling_len;
     size_t len;     /* bytes in data */
     uint8_t data[]; /* text: the type digit then the payload; binary: the raw bytes */

@@ -28,6 +28,7 @@ void eio_config_defaults(eio_config_t *cfg) {
         .allow_websocket = true,
         .allow_polling = true,
         .peer_address = true,
+        .ws_deflate_threshold = 1024,
     };
 }
 
@@ -268,6 +269,7 @@ static void server_free(eio_server_t *srv) {
         eio_msg_release(srv->close);
     if (srv->pong_probe)
         eio_msg_release(srv->pong_probe);
+    ws_deflate_release(srv->deflate);
     free(srv);
 }
 
@@ -303,6 +305,10 @@ int eio_server_new(http_server_t *http, const eio_config_t *cfg, const eio_callb
         srv->pong_probe = eio_msg_new(EIO_PONG, false, "probe", 5);
         if (!srv->ping || !srv->noop || !srv->close || !srv->pong_probe)
             rc = -ENOMEM;
+    }
+    if (rc == 0 && cfg->ws_deflate) {
+        ws_deflate_config_t zc = {cfg->ws_deflate_threshold, cfg->ws_deflate_client_context};
+        rc = ws_deflate_new(&zc, &srv->deflate);
     }
     if (rc == 0)
         rc = net_loop_on_flush(srv->nl, eio_server_flush_hook, srv);
@@ -375,6 +381,17 @@ void eio_server_stats(const eio_server_t *srv, eio_stats_t *out) {
     out->handshakes = srv->handshakes;
     out->upgrades = srv->upgrades;
     memcpy(out->ended, srv->ended, sizeof out->ended);
+    if (srv->deflate) {
+        ws_deflate_stats_t z;
+        ws_deflate_stats(srv->deflate, &z);
+        out->ws_deflated = z.messages_deflated;
+        out->ws_deflated_frames = z.frames_sent;
+        out->ws_deflate_bytes_in = z.bytes_before;
+        out->ws_deflate_bytes_out = z.bytes_after;
+        out->ws_inflated = z.messages_inflated;
+        out->ws_inflaters = z.inflaters;
+        out->ws_zlib_bytes = z.zlib_bytes;
+    }
     map_entry_t *e;
     for (size_t pos = 0; map_next(&srv->sessions, &pos, &e);) {
         const eio_session_t *s = e->value;

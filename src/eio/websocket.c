@@ -25,7 +25,8 @@ static size_t max_message(const eio_server_t *srv) {
 int eio_websocket_send(ws_conn_t *ws, eio_msg_t *m) {
     if (!ws)
         return -EPIPE;
-    return ws_conn_send(ws, &m->ref, m->ws_header, m->ws_header_len, m->data, m->len);
+    return ws_conn_send_message(ws, &m->ref, &m->deflated, m->binary ? WS_OP_BINARY : WS_OP_TEXT,
+                                m->ws_header, m->ws_header_len, m->data, m->len);
 }
 
 void eio_websocket_handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
@@ -40,7 +41,7 @@ void eio_websocket_handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req
         snprintf(cookie, sizeof cookie, "Set-Cookie: io=%s; Path=/; HttpOnly; SameSite=Lax\r\n",
                  s->sid);
     ws_conn_t *ws;
-    if (ws_conn_accept(hc, req, &handler, s, max_message(srv), cookie, &ws)) {
+    if (ws_conn_accept(hc, req, &handler, s, max_message(srv), cookie, srv->deflate, &ws)) {
         eio_session_end(s, "transport error", false);
         return;
     }
@@ -57,7 +58,8 @@ void eio_websocket_handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req
 void eio_websocket_upgrade(eio_session_t *s, http_conn_t *hc, http_req_t *req) {
     bool refuse = s->transport != EIO_TRANSPORT_POLLING || s->probe;
     ws_conn_t *ws;
-    if (ws_conn_accept(hc, req, &handler, refuse ? NULL : s, max_message(s->srv), NULL, &ws))
+    if (ws_conn_accept(hc, req, &handler, refuse ? NULL : s, max_message(s->srv), NULL,
+                       s->srv->deflate, &ws))
         return;
     if (refuse) {
         /* As the reference server does: accept, then close the extra connection. */

@@ -24,6 +24,7 @@ void sio_config_defaults(sio_config_t *cfg) {
         .recovery_skip_middlewares = true,
         .recovery_max_bytes = 64u << 20,
         .backpressure_bytes = 262144,
+        .ws_deflate_threshold = 1024,
     };
 }
 
@@ -88,6 +89,9 @@ int sio_server_new(http_server_t *http, const sio_config_t *cfg, sio_server_t **
     ecfg.sid_suffix = cfg->sid_suffix;
     ecfg.limits = cfg->limits;
     ecfg.peer_address = !cfg->lean_handshake;
+    ecfg.ws_deflate = cfg->ws_deflate;
+    ecfg.ws_deflate_threshold = cfg->ws_deflate_threshold;
+    ecfg.ws_deflate_client_context = cfg->ws_deflate_client_context;
     eio_callbacks_t cb;
     sio_client_callbacks(&cb);
     rc = eio_server_new(http, &ecfg, &cb, io, &io->eio);

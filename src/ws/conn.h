@@ -9,7 +9,12 @@
  * close handshake is done with the right codes (see ws/frame.h).
  *
  * Sending: ws_conn_send() queues a frame header and payload by reference, so one
- * encoded message (its header computed once) goes to many connections without copies. */
+ * encoded message (its header computed once) goes to many connections without copies.
+ *
+ * permessage-deflate (ws/deflate.h), when the server offers a context and the client asks:
+ * ws_conn_send_message() sends a message's shared compressed frame, made by the first
+ * connection that needs it; received compressed messages are inflated (also when
+ * fragmented) under the same max_message limit as plain ones, counted after inflating. */
 #ifndef PARLEY_WS_CONN_H
 #define PARLEY_WS_CONN_H
 
@@ -19,6 +24,7 @@
 
 #include "http/server.h"
 #include "util/buf.h"
+#include "ws/deflate.h"
 #include "ws/frame.h"
 
 typedef struct ws_conn ws_conn_t;
@@ -42,19 +48,30 @@ struct ws_conn {
     uint16_t close_code;
     uint8_t frag_opcode; /* WS_OP_TEXT/BINARY while fragmented, else 0 */
     bool close_sent;
+    bool frag_compressed;    /* the open fragmented message is compressed */
+    ws_deflate_params_t zp;  /* what was agreed (zp.on: permessage-deflate is in use) */
+    ws_deflate_t *deflate;   /* a reference to the server's context, while zp.on */
+    ws_inflater_t *inflater; /* the client's kept context, if it keeps one */
 };
 
 /* Validates the upgrade (ws/handshake.h), answers 101 with `extra` header lines (or
- * NULL), and takes the connection over. On a bad request answers 400/426 itself and
- * returns a negative status; returns 0 and *out on success. */
+ * NULL), and takes the connection over. deflate (borrowed; NULL: off): the server's
+ * permessage-deflate context, used when the client offers the extension. On a bad request
+ * answers 400/426 itself and returns a negative status; returns 0 and *out on success. */
 int ws_conn_accept(http_conn_t *hc, const http_req_t *req, const ws_handler_t *handler, void *data,
-                   size_t max_message, const char *extra, ws_conn_t **out);
+                   size_t max_message, const char *extra, ws_deflate_t *deflate, ws_conn_t **out);
 
 /* Queues one frame: header bytes and payload, both owned by `owner` (retained until
  * written; NULL for static memory). Returns 0, -EPIPE once closing, or -ENOMEM. */
 int ws_conn_send(ws_conn_t *ws, ref_t *owner, const uint8_t *header, size_t header_len,
                  const void *payload, size_t len);
-/* Frames and copies a text or binary message. */
+/* ws_conn_send of a final text or binary frame (opcode) that may go compressed: when the
+ * connection negotiated permessage-deflate and the payload qualifies (ws_deflate_fits), z,
+ * the message's shared compressed frame (owned by `owner` too), is made if still untried
+ * and queued instead. */
+int ws_conn_send_message(ws_conn_t *ws, ref_t *owner, ws_deflated_t *z, uint8_t opcode,
+                         const uint8_t *header, size_t header_len, const void *payload, size_t len);
+/* Frames and copies a text or binary message (never compressed). */
 int ws_conn_send_copy(ws_conn_t *ws, uint8_t opcode, const void *payload, size_t len);
 
 /* Starts the close handshake with `code` (no reason text); on_close follows when the

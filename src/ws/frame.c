@@ -17,6 +17,7 @@
 
 #define FIN 0x80
 #define RSV_BITS 0x70
+#define RSV1 0x40
 #define OPCODE_BITS 0x0F
 #define MASK_BIT 0x80
 #define LEN7_BITS 0x7F
@@ -54,17 +55,21 @@ static void unmask(uint8_t *p, size_t len, const uint8_t key[MASK_KEY_LEN]) {
         p[i] ^= key[i % MASK_KEY_LEN];
 }
 
-ssize_t ws_frame_parse(uint8_t *in, size_t len, size_t max_payload, ws_frame_t *out) {
+static ssize_t parse(uint8_t *in, size_t len, size_t max_payload, bool rsv1_ok, ws_frame_t *out) {
     if (len < 2)
         return 0;
     uint8_t b0 = in[0];
     uint8_t b1 = in[1];
     bool fin = (b0 & FIN) != 0;
+    bool rsv1 = (b0 & RSV1) != 0;
     uint8_t opcode = b0 & OPCODE_BITS;
     uint8_t len7 = b1 & LEN7_BITS;
 
-    /* No extension is negotiated, so every reserved bit must be clear (§5.2). */
-    if ((b0 & RSV_BITS) != 0 || !opcode_known(opcode))
+    /* A reserved bit is an error unless an extension gave it a meaning (§5.2): only
+     * permessage-deflate's RSV1, and only on a message's first frame (RFC 7692 §6.1). */
+    if ((b0 & RSV_BITS & ~RSV1) != 0 || !opcode_known(opcode))
+        return -WS_CLOSE_PROTOCOL_ERROR;
+    if (rsv1 && (!rsv1_ok || (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY)))
         return -WS_CLOSE_PROTOCOL_ERROR;
     /* Clients must mask every frame (§5.1). */
     if ((b1 & MASK_BIT) == 0)
@@ -105,10 +110,19 @@ ssize_t ws_frame_parse(uint8_t *in, size_t len, size_t max_payload, ws_frame_t *
     uint8_t *payload = in + hdr;
     unmask(payload, (size_t)plen, in + hdr - MASK_KEY_LEN);
     out->fin = fin;
+    out->rsv1 = rsv1;
     out->opcode = opcode;
     out->payload = payload;
     out->len = (size_t)plen;
     return (ssize_t)(hdr + plen);
+}
+
+ssize_t ws_frame_parse(uint8_t *in, size_t len, size_t max_payload, ws_frame_t *out) {
+    return parse(in, len, max_payload, false, out);
+}
+
+ssize_t ws_frame_parse_rsv1(uint8_t *in, size_t len, size_t max_payload, ws_frame_t *out) {
+    return parse(in, len, max_payload, true, out);
 }
 
 size_t ws_frame_header(uint8_t *out, uint8_t opcode, uint64_t payload_len) {

@@ -44,6 +44,7 @@ enum {
 
 typedef struct {
     bool fin;
+    bool rsv1; /* "compressed" (RFC 7692); only from ws_frame_parse_rsv1 */
     uint8_t opcode;
     uint8_t *payload; /* into the input buffer, already unmasked */
     size_t len;
@@ -58,6 +59,10 @@ typedef struct {
  * modified (unmasked) when a whole frame is returned, so after 0 call again with more
  * bytes; a returned frame must not be parsed again, which would re-mask it. */
 ssize_t ws_frame_parse(uint8_t *in, size_t len, size_t max_payload, ws_frame_t *out);
+/* The same on a connection that negotiated permessage-deflate (RFC 7692 §6): RSV1 is
+ * allowed, and reported in out->rsv1, on a text or binary frame (the first of a message);
+ * on a continuation or control frame it is still -WS_CLOSE_PROTOCOL_ERROR. */
+ssize_t ws_frame_parse_rsv1(uint8_t *in, size_t len, size_t max_payload, ws_frame_t *out);
 
 /* Writes a final, unmasked frame header for `opcode` and `payload_len` into out
  * (WS_FRAME_HEADER_MAX bytes). Returns the header length (2, 4 or 10). */

@@ -48,6 +48,8 @@ typedef struct {
     uint32_t wait_s;     /* longpoll: the wait= of each request */
     char run_id[16];     /* prefix of this run's room names, so every run has fresh rooms */
     bool http_receivers; /* sse/longpoll: receivers are HTTP clients, senders extra sockets */
+    bool deflate;        /* offer permessage-deflate as browsers do; inflate what comes */
+    bool text_words;     /* pad texts with pseudo-random words, not 'x' (for compression) */
 } bench_config_t;
 
 /* The global index of sender s (clients [0, N) receive; for sse/longpoll the senders
@@ -81,15 +83,18 @@ typedef struct {
     uint64_t closed;          /* connections lost after they were ready */
     uint64_t t_first, t_last; /* first connect started, last handshake done (ns) */
     uint64_t sent, acked, ack_errors, unacked; /* sendMessage in the measured window */
-    uint64_t expected;      /* deliveries owed by the window's messages not refused */
-    uint64_t received;      /* deliveries of the window's messages */
-    uint64_t late_sends;    /* sent 50 ms or more after their schedule */
-    uint64_t stalled_sends; /* skipped: too many acks outstanding on that sender */
-    double cpu_s;           /* this worker's CPU in the measured window */
-    double window_s;        /* the measured window as this worker saw it */
-    hist_t connect;         /* connect start → handshake done */
-    hist_t delivery;        /* send timestamp → newMessage received */
-    hist_t ack;             /* sendMessage written → its ack read */
+    uint64_t expected;       /* deliveries owed by the window's messages not refused */
+    uint64_t received;       /* deliveries of the window's messages */
+    uint64_t late_sends;     /* sent 50 ms or more after their schedule */
+    uint64_t stalled_sends;  /* skipped: too many acks outstanding on that sender */
+    uint64_t msg_frames;     /* newMessage frames received (all, not only the window's) */
+    uint64_t msg_wire_bytes; /* their size on the wire: frame headers and payloads */
+    uint64_t msg_compressed; /* of them, compressed (RSV1) */
+    double cpu_s;            /* this worker's CPU in the measured window */
+    double window_s;         /* the measured window as this worker saw it */
+    hist_t connect;          /* connect start → handshake done */
+    hist_t delivery;         /* send timestamp → newMessage received */
+    hist_t ack;              /* sendMessage written → its ack read */
 } bench_report_t;
 
 /* CLOCK_MONOTONIC in ns: the same clock in every process of the machine, so a

@@ -108,6 +108,7 @@ void conn_close(worker_t *w, client_t *c, const char *why) {
     c->fd = -1;
     buf_free(&c->in);
     buf_free(&c->out);
+    wsio_closed(c);
     worker_client_closed(w, c, why);
     c->state = CONN_CLOSED;
 }

@@ -58,6 +58,8 @@ struct client {
     uint8_t scan_num;    /* which marker's number is being read, 0 none */
     uint64_t scan_val;
     uint64_t after_seq; /* longpoll: highest seq seen */
+    bool deflate;       /* permessage-deflate was agreed */
+    void *inflater;     /* z_stream of its own when the server keeps its context, else NULL */
 };
 
 /* Starts connecting c (c->id, proto, room filled) to the configured server from the

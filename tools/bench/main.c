@@ -62,6 +62,10 @@ static const char USAGE[] =
     "  --procs N            worker processes [ceil(connections / 18000)]\n"
     "  --per-addr N         connections per source address 127.0.0.2, .3, ... [10000]\n"
     "  --text-bytes B       message text length (it starts with \"T<send ns> \") [100]\n"
+    "  --text-words         pad the text with pseudo-random words instead of 'x' (what\n"
+    "                       compresses like chat text, not like a run of one letter)\n"
+    "  --deflate            offer permessage-deflate (as browsers: client_max_window_bits)\n"
+    "                       and inflate compressed frames; sends stay uncompressed\n"
     "  --wait S             longpoll: wait= of each request [30]\n"
     "  --server-pid LIST    comma-separated server PIDs: CPU and RSS of them and their\n"
     "                       descendants are sampled from /proc\n"
@@ -113,13 +117,29 @@ typedef struct {
 static int configure(int argc, char **argv, bench_config_t *cfg, procstat_t *srv,
                      const char **srv_list) {
     static const struct option opts[] = {
-        {"host", 1, 0, 'H'},         {"port", 1, 0, 'p'},       {"path", 1, 0, 'P'},
-        {"jwt-secret", 1, 0, 'j'},   {"clients", 1, 0, 'n'},    {"room-size", 1, 0, 'k'},
-        {"senders", 1, 0, 's'},      {"rate", 1, 0, 'm'},       {"window", 1, 0, 'W'},
-        {"connect-rate", 1, 0, 'r'}, {"warmup", 1, 0, 'u'},     {"duration", 1, 0, 'd'},
-        {"drain", 1, 0, 'D'},        {"timeout", 1, 0, 't'},    {"procs", 1, 0, 'N'},
-        {"per-addr", 1, 0, 'A'},     {"text-bytes", 1, 0, 'b'}, {"wait", 1, 0, 'w'},
-        {"server-pid", 1, 0, 'S'},   {"help", 0, 0, 'h'},       {0, 0, 0, 0},
+        {"host", 1, 0, 'H'},
+        {"port", 1, 0, 'p'},
+        {"path", 1, 0, 'P'},
+        {"jwt-secret", 1, 0, 'j'},
+        {"clients", 1, 0, 'n'},
+        {"room-size", 1, 0, 'k'},
+        {"senders", 1, 0, 's'},
+        {"rate", 1, 0, 'm'},
+        {"window", 1, 0, 'W'},
+        {"connect-rate", 1, 0, 'r'},
+        {"warmup", 1, 0, 'u'},
+        {"duration", 1, 0, 'd'},
+        {"drain", 1, 0, 'D'},
+        {"timeout", 1, 0, 't'},
+        {"procs", 1, 0, 'N'},
+        {"per-addr", 1, 0, 'A'},
+        {"text-bytes", 1, 0, 'b'},
+        {"wait", 1, 0, 'w'},
+        {"server-pid", 1, 0, 'S'},
+        {"help", 0, 0, 'h'},
+        {"deflate", 0, 0, 'Z'},
+        {"text-words", 0, 0, 'T'},
+        {0, 0, 0, 0},
     };
     if (argc < 2 || argv[1][0] == '-') {
         bool help = argc >= 2 && strcmp(argv[1], "--help") == 0;
@@ -187,6 +207,12 @@ static int configure(int argc, char **argv, bench_config_t *cfg, procstat_t *srv
             if (procstat_parse(srv, optarg))
                 return usage_error("bad --server-pid list");
             *srv_list = optarg;
+            break;
+        case 'Z':
+            cfg->deflate = true;
+            break;
+        case 'T':
+            cfg->text_words = true;
             break;
         case 'h':
             fputs(USAGE, stdout);
@@ -360,6 +386,9 @@ int main(int argc, char **argv) {
         t->received += rep.received;
         t->late_sends += rep.late_sends;
         t->stalled_sends += rep.stalled_sends;
+        t->msg_frames += rep.msg_frames;
+        t->msg_wire_bytes += rep.msg_wire_bytes;
+        t->msg_compressed += rep.msg_compressed;
         if (rep.t_first < t->t_first)
             t->t_first = rep.t_first;
         if (rep.t_last > t->t_last)

@@ -86,6 +86,11 @@ void summary_print(const bench_config_t *cfg, const summary_t *s) {
                deliveries / w, w);
         table_hist("delivery latency (ms)", &t->delivery);
         table_hist("ack latency (ms)", &t->ack);
+        if (t->msg_frames)
+            printf("  %-22s %.1f bytes per newMessage frame on the wire (%llu of %llu "
+                   "compressed)\n",
+                   "wire", (double)t->msg_wire_bytes / (double)t->msg_frames,
+                   (unsigned long long)t->msg_compressed, (unsigned long long)t->msg_frames);
     }
     if (s->have_server) {
         printf("  %-22s %.2f CPU-s (user %.2f) in %.2f s (%.0f%%)", "server", srv_cpu, srv_user, w,
@@ -125,6 +130,9 @@ void summary_print(const bench_config_t *cfg, const summary_t *s) {
     json_num("lost", sends, lost);
     json_num("deliveries_per_s", sends, deliveries / w);
     json_hist("delivery_ms", &t->delivery);
+    json_num("wire_bytes_per_delivery", t->msg_frames > 0,
+             (double)t->msg_wire_bytes / (double)(t->msg_frames ? t->msg_frames : 1));
+    json_num("compressed_deliveries", t->msg_frames > 0, (double)t->msg_compressed);
     json_hist("ack_ms", &t->ack);
     printf(",\"server_pids\":");
     if (s->have_server)

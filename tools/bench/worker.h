@@ -48,6 +48,10 @@ struct worker {
     uint32_t *room_ready; /* per room: ready receivers (own at READY, all after GO) */
     double cpu_at_start;
     bench_report_t rep;
+    void *inflater;        /* z_stream shared by connections whose server resets per message */
+    buf_t zout;            /* the last inflated message */
+    size_t frame_wire;     /* size of the frame being handled, header included */
+    bool frame_compressed; /* it had RSV1 */
 };
 
 /* Runs worker `index` over its socketpair end `ctl`; never returns. */

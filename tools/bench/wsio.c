@@ -2,7 +2,10 @@
 #include "wsio.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#define ZLIB_CONST /* next_in is const: no casts from our const input */
+#include <zlib.h>
 
 #include "jwt.h"
 #include "worker.h"
@@ -12,14 +15,17 @@
 
 int wsio_open(worker_t *w, client_t *c) {
     char req[512];
-    int n = snprintf(req, sizeof req,
-                     "GET %s?EIO=4&transport=websocket HTTP/1.1\r\n"
-                     "Host: %s:%u\r\n"
-                     "Upgrade: websocket\r\n"
-                     "Connection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: cGFybGV5LWJlbmNoLWtleQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     w->cfg->path, w->cfg->host, w->cfg->port);
+    int n = snprintf(
+        req, sizeof req,
+        "GET %s?EIO=4&transport=websocket HTTP/1.1\r\n"
+        "Host: %s:%u\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        "Sec-WebSocket-Key: cGFybGV5LWJlbmNoLWtleQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n%s\r\n",
+        w->cfg->path, w->cfg->host, w->cfg->port,
+        w->cfg->deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                        : "");
     return conn_open(w, c, req, (size_t)n);
 }
 
@@ -71,6 +77,21 @@ int wsio_send_message(worker_t *w, client_t *c, uint32_t ack, uint64_t stamp) {
                      w->cfg->run_id, c->room);
     size_t want = (size_t)n + w->cfg->text_bytes;
     n += snprintf(pkt + n, sizeof pkt - (size_t)n, "T%llu ", (unsigned long long)stamp);
+    if (w->cfg->text_words) {
+        /* Words of 2 to 9 lowercase letters from an LCG seeded by the stamp: text that
+         * deflate shrinks about as much as chat prose, unlike a run of one letter. */
+        uint32_t x = (uint32_t)stamp | 1;
+        while ((size_t)n < want && (size_t)n < sizeof pkt - 4) {
+            x = x * 1664525u + 1013904223u;
+            unsigned len = 2 + (x >> 28) % 8;
+            for (unsigned i = 0; i < len && (size_t)n < want; i++) {
+                x = x * 1664525u + 1013904223u;
+                pkt[n++] = "etaoinshrdlucmfwypvbgkjqxz"[(x >> 24) % 26 / (1 + (x >> 31))];
+            }
+            if ((size_t)n < want)
+                pkt[n++] = ' ';
+        }
+    }
     while ((size_t)n < want && (size_t)n < sizeof pkt - 4)
         pkt[n++] = 'x';
     static const char tail[3] = {'"', '}', ']'};
@@ -108,6 +129,9 @@ static int on_sio(worker_t *w, client_t *c, const uint8_t *p, size_t n, uint64_t
             memcmp(q, NEW_MESSAGE, sizeof NEW_MESSAGE - 1) == 0) {
             const uint8_t *m =
                 memmem(q, (size_t)(end - q), WSIO_STAMP_MARKER, strlen(WSIO_STAMP_MARKER));
+            w->rep.msg_frames++;
+            w->rep.msg_wire_bytes += w->frame_wire;
+            w->rep.msg_compressed += w->frame_compressed;
             if (m) {
                 uint64_t stamp = parse_u64(m + strlen(WSIO_STAMP_MARKER), end, &q);
                 if (!*now)
@@ -168,8 +192,68 @@ static ssize_t parse_head(worker_t *w, client_t *c, const uint8_t *data, size_t 
         conn_close(w, c, "upgrade refused");
         return -1;
     }
+    if (w->cfg->deflate && memmem(data, (size_t)(end - data), "permessage-deflate", 18)) {
+        c->deflate = true;
+        if (!memmem(data, (size_t)(end - data), "server_no_context_takeover", 26)) {
+            z_stream *z = calloc(1, sizeof *z);
+            if (!z || inflateInit2(z, -15) != Z_OK) {
+                free(z);
+                conn_close(w, c, "out of memory");
+                return -1;
+            }
+            c->inflater = z;
+        }
+    }
     c->state = CONN_OPENING;
     return end + 4 - data;
+}
+
+void wsio_closed(client_t *c) {
+    if (c->inflater) {
+        inflateEnd(c->inflater);
+        free(c->inflater);
+        c->inflater = NULL;
+    }
+}
+
+/* Inflates a compressed message (RFC 7692 §7.2.2) into w->zout; false on an error. */
+static bool inflate_message(worker_t *w, client_t *c, const uint8_t *p, size_t n) {
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    z_stream *z = c->inflater;
+    if (!z) {
+        if (!w->inflater) {
+            z_stream *s = calloc(1, sizeof *s);
+            if (!s || inflateInit2(s, -15) != Z_OK) {
+                free(s);
+                return false;
+            }
+            w->inflater = s;
+        } else if (inflateReset(w->inflater) != Z_OK) {
+            return false;
+        }
+        z = w->inflater;
+    }
+    w->zout.len = 0;
+    const uint8_t *in[2] = {p, tail};
+    size_t in_len[2] = {n, sizeof tail};
+    for (int i = 0; i < 2; i++) {
+        z->next_in = in[i];
+        z->avail_in = (uInt)in_len[i];
+        do {
+            if (buf_reserve(&w->zout, 4096))
+                return false;
+            z->next_out = w->zout.data + w->zout.len;
+            z->avail_out = (uInt)(w->zout.cap - w->zout.len);
+            size_t room = z->avail_out;
+            int rc = inflate(z, Z_SYNC_FLUSH);
+            w->zout.len += room - z->avail_out;
+            if (rc == Z_STREAM_END)
+                return true;
+            if (rc != Z_OK && rc != Z_BUF_ERROR)
+                return false;
+        } while (z->avail_in > 0 || z->avail_out == 0);
+    }
+    return true;
 }
 
 ssize_t wsio_parse(worker_t *w, client_t *c, uint8_t *data, size_t len) {
@@ -214,6 +298,16 @@ ssize_t wsio_parse(worker_t *w, client_t *c, uint8_t *data, size_t len) {
         if (!(p[0] & 0x80) || op == 0x0) {
             conn_close(w, c, "fragmented message");
             return -1;
+        }
+        w->frame_wire = h + (size_t)plen;
+        w->frame_compressed = (p[0] & 0x40) != 0;
+        if (w->frame_compressed) {
+            if (!c->deflate || !inflate_message(w, c, payload, (size_t)plen)) {
+                conn_close(w, c, "bad compressed frame");
+                return -1;
+            }
+            payload = w->zout.data;
+            plen = w->zout.len;
         }
         int rc = 0;
         if (op == 0x1)

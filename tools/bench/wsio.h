@@ -10,7 +10,12 @@
  * Frames are parsed in place from the read buffer, as many per read as it holds; a
  * delivery costs a scan for `"text":"T`, no JSON parse and no allocation. Outgoing
  * frames are masked (RFC 6455 client rule) with keys from a cheap per-worker PRNG.
- * Fragmented messages are not supported (neither server sends them). */
+ * Fragmented messages are not supported (neither server sends them).
+ *
+ * With --deflate the upgrade offers permessage-deflate as browsers do; compressed frames
+ * are inflated through one stream per worker when the server answered
+ * server_no_context_takeover (Parley), else through a stream per connection (Node's ws
+ * keeps its context by default). What the client sends stays uncompressed. */
 #ifndef PARLEY_BENCH_WSIO_H
 #define PARLEY_BENCH_WSIO_H
 
@@ -29,6 +34,9 @@ int wsio_join(worker_t *w, client_t *c, uint32_t ack);
 /* sendMessage {roomId, text} with ack id `ack`; the text is "T<stamp> " padded with 'x'
  * to the configured length. */
 int wsio_send_message(worker_t *w, client_t *c, uint32_t ack, uint64_t stamp);
+
+/* Frees what the connection held for permessage-deflate (conn.c, on close). */
+void wsio_closed(client_t *c);
 
 /* The marker before the send timestamp in a message's JSON (shared with httpsub.c). */
 #define WSIO_STAMP_MARKER "\"text\":\"T"

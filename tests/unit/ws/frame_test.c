@@ -249,6 +249,31 @@ static void test_reserved_bits_rejected(void **unused) {
     assert_int_equal(parse(in, n, &f), -WS_CLOSE_PROTOCOL_ERROR);
 }
 
+/* With permessage-deflate (RFC 7692 §6): RSV1 marks a compressed message's first frame;
+ * on a continuation or a control frame it is still an error, as RSV2 and RSV3 are. */
+static void test_rsv1_with_deflate(void **unused) {
+    (void)unused;
+    uint8_t in[16];
+    ws_frame_t f;
+    size_t n = client_frame(in, 0xc1, "hi", 2);
+    assert_int_equal(ws_frame_parse_rsv1(in, n, BIG, &f), (ssize_t)n);
+    assert_true(f.rsv1 && f.fin && f.opcode == WS_OP_TEXT);
+    n = client_frame(in, 0x40 | WS_OP_BINARY, "hi", 2);
+    assert_int_equal(ws_frame_parse_rsv1(in, n, BIG, &f), (ssize_t)n);
+    assert_true(f.rsv1 && !f.fin && f.opcode == WS_OP_BINARY);
+    n = client_frame(in, 0x81, "hi", 2);
+    assert_int_equal(ws_frame_parse_rsv1(in, n, BIG, &f), (ssize_t)n);
+    assert_false(f.rsv1);
+    const uint8_t bad[] = {0x80 | 0x40 | WS_OP_CONT,  0x40 | WS_OP_CONT,
+                           0x80 | 0x40 | WS_OP_PING,  0x80 | 0x40 | WS_OP_PONG,
+                           0x80 | 0x40 | WS_OP_CLOSE, 0x80 | 0x60 | WS_OP_TEXT,
+                           0x80 | 0x50 | WS_OP_TEXT,  0x80 | 0x20 | WS_OP_TEXT};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        n = client_frame(in, bad[i], "hi", 2);
+        assert_int_equal(ws_frame_parse_rsv1(in, n, BIG, &f), -WS_CLOSE_PROTOCOL_ERROR);
+    }
+}
+
 static void test_unknown_opcodes_rejected(void **unused) {
     (void)unused;
     uint8_t bad[] = {0x3, 0x4, 0x5, 0x6, 0x7, 0xb, 0xc, 0xd, 0xe, 0xf};
@@ -496,6 +521,7 @@ int main(void) {
         cmocka_unit_test(test_unmask_lengths_and_alignments),
         cmocka_unit_test(test_all_known_opcodes_accepted),
         cmocka_unit_test(test_reserved_bits_rejected),
+        cmocka_unit_test(test_rsv1_with_deflate),
         cmocka_unit_test(test_unknown_opcodes_rejected),
         cmocka_unit_test(test_unmasked_rejected),
         cmocka_unit_test(test_control_frame_rules),
