@@ -72,6 +72,7 @@ bench: bench-deps build
 	@scripts/bench-redis.sh
 	@scripts/bench-redis-modes.sh
 	@scripts/bench-tls.sh
+	@scripts/bench-deflate.sh
 
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
