@@ -437,10 +437,13 @@ static int owner_start(cluster_hub_t *hub, uv_loop_t *loop, void *arg) {
     owner.loop = loop;
     if (map_init(&owner.present) || map_init(&owner.buckets))
         return -EIO;
-    int rc =
-        strcmp(owner.cfg->kind, "memory") == 0
-            ? chat_store_open_memory(loop, &owner.cfg->store, &owner.store)
-            : chat_store_open_sqlite(loop, owner.cfg->data_dir, &owner.cfg->store, &owner.store);
+    int rc = strcmp(owner.cfg->kind, "memory") == 0
+                 ? chat_store_open_memory(loop, &owner.cfg->store, &owner.store)
+                 : chat_store_open_sqlite_wait(loop, owner.cfg->data_dir, &owner.cfg->store,
+                                               owner.cfg->lock_wait_ms, NULL, NULL, &owner.store);
+    if (rc == -EBUSY)
+        LOG_ERROR(STORE_TAG, "%s is in use by another process (--store-lock-wait is 0)",
+                  owner.cfg->data_dir);
     if (rc)
         return rc;
     chat_store_on_stored(owner.store, on_stored, NULL);

@@ -314,6 +314,9 @@ static void end_session(eio_session_t *s, const char *reason, bool notify_client
     LOG_DEBUG("eio", "session %s closed: %s", s->sid, reason);
     if (s->opened)
         srv->ended[eio_end_reason_of(reason)]++;
+    /* A server that goes away (a drain) says 1001: the client reconnects, to another
+     * process of the port. */
+    uint16_t code = srv->going_away || srv->closing ? WS_CLOSE_GOING_AWAY : WS_CLOSE_NORMAL;
     /* A server-side close over polling with packets still queued (a DISCONNECT, say):
      * deliver them first and send the close packet with the next poll, as the reference
      * server does, so that the client handles them before it sees the transport close. */
@@ -324,7 +327,7 @@ static void end_session(eio_session_t *s, const char *reason, bool notify_client
             ws_conn_t *ws = s->probe;
             s->probe = NULL;
             ws->data = NULL;
-            ws_conn_close(ws, WS_CLOSE_NORMAL);
+            ws_conn_close(ws, code);
         }
         if (s->get)
             eio_polling_flush(s);
@@ -339,13 +342,13 @@ static void end_session(eio_session_t *s, const char *reason, bool notify_client
         ws_conn_t *ws = s->ws;
         s->ws = NULL;
         ws->data = NULL;
-        ws_conn_close(ws, WS_CLOSE_NORMAL);
+        ws_conn_close(ws, code);
     }
     if (s->probe) {
         ws_conn_t *ws = s->probe;
         s->probe = NULL;
         ws->data = NULL;
-        ws_conn_close(ws, WS_CLOSE_NORMAL);
+        ws_conn_close(ws, code);
     }
     queue_clear(s);
     if (s->opened && srv->cb.on_close)

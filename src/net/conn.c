@@ -158,6 +158,12 @@ void net_loop_close_conns(net_loop_t *nl) {
         net_conn_close(c);
 }
 
+/* A closed connection stays on the list until its handle is closed (conn_free_cb). */
+void net_loop_abort_conns(net_loop_t *nl) {
+    for (net_conn_t *c = nl->all; c; c = c->all_next)
+        close_now(c);
+}
+
 static void close_handles(net_loop_t *nl) {
     uv_close((uv_handle_t *)&nl->flush_check, NULL);
     uv_close((uv_handle_t *)&nl->flush_prepare, NULL);
@@ -797,4 +803,25 @@ static void listener_free_cb(uv_handle_t *h) {
 
 void net_listener_close(net_listener_t *l) {
     uv_close((uv_handle_t *)&l->tcp, listener_free_cb);
+}
+
+static int take_fd(uv_tcp_t *tcp, void *arg) {
+    int rc = uv_tcp_open(tcp, *(int *)arg);
+    if (rc)
+        close(*(int *)arg);
+    return rc;
+}
+
+/* What the kernel queued for this listener would be reset by the close, not handed to
+ * another listener of the port (SO_REUSEPORT keeps one queue per socket): accepted here
+ * first. Connections whose handshake ends between the last accept and the close are
+ * still reset; their clients connect again. */
+void net_listener_stop(net_listener_t *l) {
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0) {
+        int conn;
+        while ((conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
+            conn_new(l, take_fd, &conn);
+    }
+    net_listener_close(l);
 }

@@ -99,6 +99,8 @@ int net_loop_on_flush(net_loop_t *nl, void (*fn)(void *arg), void *arg);
 void net_loop_off_flush(net_loop_t *nl, void (*fn)(void *arg), void *arg);
 /* Gracefully closes every open connection of the loop (net_conn_close). */
 void net_loop_close_conns(net_loop_t *nl);
+/* Closes every open connection at once (net_conn_abort): the end of a drain's time. */
+void net_loop_abort_conns(net_loop_t *nl);
 
 typedef struct net_listener net_listener_t;
 /* Accepted connections start with `ops` and ext_size bytes of zeroed ext; on_open is
@@ -120,6 +122,10 @@ int net_listener_adopt(net_listener_t *l, int (*take)(uv_tcp_t *tcp, void *arg),
 int net_listener_port(const net_listener_t *l);
 /* Stops accepting and frees the listener (asynchronously). */
 void net_listener_close(net_listener_t *l);
+/* net_listener_close for a process that goes on serving its open connections (a drain):
+ * first accepts the connections already queued for this socket, which closing it would
+ * reset. */
+void net_listener_stop(net_listener_t *l);
 
 static inline void *net_conn_ext(net_conn_t *c) {
     return c->ext;
