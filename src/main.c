@@ -909,7 +909,8 @@ static void drain_timeout_due(uv_timer_t *t) {
 static void drain(app_t *app) {
     app->stopping = true;
     http_server_stop_listening(app->http);
-    /* None of these may keep the process alive once everything else is closed. */
+    /* None of these may keep the process alive once everything else is closed (drain_step
+     * does, until finish stops it: the steps may be all that is left to run). */
     uv_unref((uv_handle_t *)&app->sigint);
     uv_unref((uv_handle_t *)&app->sigterm);
     int rc = uv_timer_start(&app->drain_timer, drain_timeout_due,
@@ -917,7 +918,6 @@ static void drain(app_t *app) {
     if (rc)
         LOG_WARN("main", "drain timeout not set: %s", uv_strerror(rc));
     uv_unref((uv_handle_t *)&app->drain_timer);
-    uv_unref((uv_handle_t *)&app->drain_step);
     chat_service_drain(app->chat, chat_drained, app);
 }
 
