@@ -212,8 +212,8 @@ int chat_store_open_sqlite_wait(uv_loop_t *loop, const char *dir, const chat_sto
     }
     LOG_WARN(STORE_TAG,
              "%s is locked by another process (a restart: it is draining?); serving now, the "
-             "store opens once the lock is free (at most %llu s)",
-             dir, (unsigned long long)(wait_ms / 1000));
+             "store opens once the lock is free (at most %g s)",
+             dir, (double)wait_ms / 1000);
     *out = (chat_store_t *)w;
     return 0;
 }
