@@ -432,6 +432,12 @@ int cluster_hub_send(cluster_hub_t *hub, unsigned to, const void *frame, size_t 
     return rc;
 }
 
+void cluster_hub_fail(cluster_hub_t *hub) {
+    hub->status = 1;
+    if (!hub->stopping)
+        stop_all(hub);
+}
+
 unsigned cluster_hub_count(const cluster_hub_t *hub) {
     return hub->n;
 }
