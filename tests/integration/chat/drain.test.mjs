@@ -15,7 +15,7 @@ import { io } from "socket.io-client";
 import WebSocket from "ws";
 import { RawConn } from "../lib/raw.mjs";
 import { Checks } from "../lib/wait.mjs";
-import { newRoom, newUser, processExit, request, rmTemp, sleep, startParley, tempDir, waitUntil, withTimeout } from "./util.mjs";
+import { health, newRoom, newUser, processExit, request, rmTemp, sleep, startParley, tempDir, waitUntil, withTimeout } from "./util.mjs";
 
 const FAST = ["--rate-burst", "100000", "--rate-per-sec", "100000", "--event-burst", "100000", "--event-rate", "100000"];
 
@@ -48,11 +48,20 @@ afterEach(async () => {
   live.dirs.clear();
 });
 
+// Resolves once the process has exited and its log has been read to the end (the exit
+// may be reported before the last of it).
+async function finished(srv) {
+  const r = await processExit(srv.process);
+  const err = srv.process.stderr;
+  if (!err.readableEnded) await new Promise((resolve) => err.once("end", resolve));
+  return r;
+}
+
 // SIGTERM, then how the process ended and how long it took.
 async function term(srv) {
   const t0 = Date.now();
   srv.process.kill("SIGTERM");
-  const { code, signal } = await withTimeout(processExit(srv.process), 30000, "exit after SIGTERM");
+  const { code, signal } = await withTimeout(finished(srv), 30000, "exit after SIGTERM");
   live.servers.delete(srv);
   return { code, signal, ms: Date.now() - t0 };
 }
@@ -125,8 +134,8 @@ function eventSource(url) {
 
 // One HTTP/1.1 request on a kept-alive raw connection (so that it reaches the process that
 // connection was accepted by, whatever else listens on the port).
-async function onConn(conn, method, path, body = "") {
-  conn.write(`${method} ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+async function onConn(conn, method, path, body = "", headers = "") {
+  conn.write(`${method} ${path} HTTP/1.1\r\nHost: x\r\n${headers}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   return conn.readResponse();
 }
 
@@ -157,14 +166,20 @@ describe("drain (SIGTERM)", () => {
     assert.equal(ready.status, 200, ready.text);
     const es = eventSource(`${a.url}/api/rooms/${encodeURIComponent(room)}/events?token=${user.token}`);
     await es.waitCount("open", 1);
+    // An HTTP API long-poll held for 30 s: answered (empty) by the drain, at once.
+    const held = request(`${a.url}/api/rooms/${encodeURIComponent(room)}/messages?after=0&wait=30`, {
+      headers: { authorization: `Bearer ${user.token}` },
+      timeoutMs: 20000,
+    });
+    await waitUntil(async () => (await health(a))?.longPolls === 1, { what: "the long-poll held" });
 
     // B on the same port and directory: serving, its store waiting for A's lock.
     const b = await start(["--port", String(a.port), "--drain-timeout", "10"], data);
-    assert.match(b.stderr(), /locked by another process/);
+    await waitUntil(() => /locked by another process/.test(b.stderr()), { what: "B's store waiting for the lock" });
 
     const t0 = Date.now();
     a.process.kill("SIGTERM");
-    const exited = processExit(a.process);
+    const exited = finished(a);
     // While A drains: not ready, on a connection it still serves.
     // (Asked again until the signal has arrived: with --workers, at this worker.)
     await waitUntil(() => /draining/.test(a.stderr()), { what: "A's drain started" });
@@ -175,6 +190,10 @@ describe("drain (SIGTERM)", () => {
     }
     assert.equal(draining.status, 503, draining.text);
     assert.deepEqual(JSON.parse(draining.text).reasons, ["draining"]);
+    // No new work: an HTTP API post is refused, to be sent again elsewhere.
+    const post = await onConn(poll, "POST", `/api/rooms/${encodeURIComponent(room)}/messages`, JSON.stringify({ text: "late" }), `Authorization: Bearer ${user.token}\r\nContent-Type: application/json\r\n`);
+    assert.equal(post.status, 503, post.text);
+    assert.equal(JSON.parse(post.text).error, "unavailable");
     // The poll gets what was queued (the connect error) first, then the close packet.
     const queued = await onConn(poll, "GET", `/socket.io/?EIO=4&transport=polling&sid=${sid}`);
     assert.equal(queued.status, 200);
@@ -182,6 +201,9 @@ describe("drain (SIGTERM)", () => {
     const closing = await onConn(poll, "GET", `/socket.io/?EIO=4&transport=polling&sid=${sid}`);
     assert.equal(closing.text, "1", "then the Engine.IO close packet");
     assert.equal(await withTimeout(rawClose, 5000, "ws close"), 1001, "WebSocket close code 1001 (going away)");
+    const answered = await held;
+    assert.equal(answered.status, 200, answered.text);
+    assert.deepEqual(JSON.parse(answered.text), [], "answered empty, long before its 30 s");
 
     const { code, signal } = await withTimeout(exited, 15000, "A's exit");
     live.servers.delete(a);
@@ -248,7 +270,7 @@ describe("drain (SIGTERM)", () => {
     const data = dir();
     const a = await start([], data);
     const b = await start(["--store-lock-wait", "1"], data);
-    const { code } = await withTimeout(processExit(b.process), 10000, "B gives up");
+    const { code } = await withTimeout(finished(b), 10000, "B gives up");
     live.servers.delete(b);
     assert.equal(code, 1, b.stderr());
     assert.match(b.stderr(), /its lock is still held by another process/);
@@ -286,7 +308,7 @@ describe("drain (SIGTERM)", () => {
     a.process.kill("SIGTERM");
     await sleep(200);
     a.process.kill("SIGTERM");
-    const { code, signal } = await withTimeout(processExit(a.process), 10000, "exit");
+    const { code, signal } = await withTimeout(finished(a), 10000, "exit");
     live.servers.delete(a);
     assertClean(a, { code, signal });
     assert.ok(Date.now() - t0 < 1500, `exited ${Date.now() - t0} ms after the first SIGTERM`);
