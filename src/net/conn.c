@@ -805,10 +805,13 @@ void net_listener_close(net_listener_t *l) {
     uv_close((uv_handle_t *)&l->tcp, listener_free_cb);
 }
 
+/* Takes the descriptor over (*arg becomes -1): the handle's, or closed. */
 static int take_fd(uv_tcp_t *tcp, void *arg) {
-    int rc = uv_tcp_open(tcp, *(int *)arg);
+    int fd = *(int *)arg;
+    *(int *)arg = -1;
+    int rc = uv_tcp_open(tcp, fd);
     if (rc)
-        close(*(int *)arg);
+        close(fd);
     return rc;
 }
 
@@ -820,8 +823,11 @@ void net_listener_stop(net_listener_t *l) {
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0) {
         int conn;
-        while ((conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
+        while ((conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
             conn_new(l, take_fd, &conn);
+            if (conn >= 0)
+                close(conn); /* conn_new failed before it took the descriptor */
+        }
     }
     net_listener_close(l);
 }
