@@ -225,8 +225,9 @@ static void config_defaults(config_t *cfg) {
         .recovery = true, /* off in socket.io and sio_config_defaults; the chat wants it */
         /* Closing every transport and committing what is queued takes well under a second,
          * and a graceful close of a connection is bounded by NET_LINGER_MS (2 s): 10 s
-         * leaves room for a slow disk, and stays under the 30 s Kubernetes and the 90 s
-         * systemd give a process after SIGTERM before they kill it. */
+         * leaves room for a slow disk, and stays under the 30 s that Kubernetes
+         * (terminationGracePeriodSeconds) and docs/deploy/parley.service (TimeoutStopSec)
+         * give a process after SIGTERM before they kill it. */
         .drain_timeout = 10,
         .reuse_port = true,
         /* A drain closes the old process's store within its first second or so, and at

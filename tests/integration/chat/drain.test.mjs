@@ -266,6 +266,12 @@ describe("drain (SIGTERM)", () => {
     assertClean(a, await term(a));
   });
 
+  test("--reuse-port=0 refuses a port another process listens on", async () => {
+    const a = await start([], dir());
+    await assert.rejects(start(["--port", String(a.port), "--reuse-port=0"], dir()), /address already in use/);
+    assertClean(a, await term(a));
+  });
+
   test("a lock still held after --store-lock-wait: the process stops, status 1", async () => {
     const data = dir();
     const a = await start([], data);
