@@ -406,6 +406,7 @@ typedef struct {
     uint64_t told_at;        /* uv_now() when the clients were told */
     int status;              /* the exit status: 1 when the store could not be opened */
     bool told, finished;     /* the drain's steps done (tell_clients, finish) */
+    bool store_closed;       /* its close finished (app->store is then NULL) */
     parley_worker_t *worker; /* --workers N: this worker (NULL: one process) */
     parley_redis_t *redis;   /* --redis-url: this node's link to the others */
     /* With workers: the sums over every worker that /healthz and /metrics answer with. */
@@ -700,11 +701,13 @@ static bool ready_route(http_conn_t *hc, http_req_t *req, void *arg) {
         return true;
     json_t *reasons = json_array();
     const char *store_why;
+    /* Draining says it all (the store closes during the drain, Redis is left). */
     if (app->stopping)
         json_array_append_new(reasons, json_string("draining"));
-    if (chat_store_health(app->store, &store_why))
+    else if (chat_store_health(app->store, &store_why))
         json_array_append_new(reasons, json_sprintf("store: %s", store_why));
-    if (app->cfg.redis_url && (!app->redis || !parley_redis_connected(app->redis)))
+    if (!app->stopping && app->cfg.redis_url &&
+        (!app->redis || !parley_redis_connected(app->redis)))
         json_array_append_new(reasons, json_string("redis: unreachable"));
     bool ready = reasons && json_array_size(reasons) == 0;
     chat_api_respond_json(hc, ready ? 200 : 503, NULL,
@@ -760,8 +763,8 @@ static bool web_route(http_conn_t *hc, http_req_t *req, void *arg) {
            http_static_serve(app->web, hc, req, req->head.path.base, req->head.path.len);
 }
 
-static void store_closed(void *arg) {
-    app_t *app = arg;
+/* The end of the drain: the store closed (tell_clients) and the servers (finish). */
+static void teardown(app_t *app) {
     chat_api_free(app->api);
     chat_service_free(app->chat);
     free(app->health_sum);
@@ -832,15 +835,26 @@ static int start_workers(app_t *app, int argc, char **argv) {
  *      (tell_clients): WebSockets close with 1001, a poll gets the Engine.IO close packet
  *      after what was queued for it, SSE streams end, API long-polls are answered. Never a
  *      Socket.IO DISCONNECT: socket.io-client does not reconnect after one;
+ *      The store flushes and closes at once (nothing can ask it for more): its directory's
+ *      lock is free for the next process from here;
  *   4. once every Engine.IO session is gone (a polling client fetches its last packets
- *      within a round trip; DRAIN_GRACE_MS at most), the servers close, the store flushes
- *      and closes (its directory's lock is then free for the next process), and the process
+ *      within a round trip; DRAIN_GRACE_MS at most), the servers close, and the process
  *      exits 0 when the last connection has closed (a graceful close lingers NET_LINGER_MS
  *      at most).
  * --drain-timeout bounds all of it: what is still open then is closed hard (cut), and the
  * store still flushes. A second signal cuts at once. */
 #define DRAIN_GRACE_MS 1000
 #define DRAIN_POLL_MS 20
+
+static void teardown(app_t *app);
+
+static void store_closed(void *arg) {
+    app_t *app = arg;
+    app->store = NULL; /* /readyz and /healthz: "no store" until the servers close */
+    app->store_closed = true;
+    if (app->finished)
+        teardown(app);
+}
 
 static void finish(app_t *app) {
     app->finished = true;
@@ -852,8 +866,10 @@ static void finish(app_t *app) {
     if (app->worker)
         parley_worker_detach_io(app->worker);
     sio_server_close(app->io);
+    chat_feed_close(app->feed);
     http_server_close(app->http);
-    chat_store_close(app->store, store_closed, app);
+    if (app->store_closed)
+        teardown(app);
 }
 
 static void drain_step_due(uv_timer_t *t);
@@ -863,7 +879,8 @@ static void tell_clients(app_t *app) {
     app->told_at = uv_now(&app->loop);
     chat_service_stop(app->chat);
     sio_server_drain(app->io);
-    chat_feed_close(app->feed);
+    chat_feed_drain(app->feed);
+    chat_store_close(app->store, store_closed, app);
     int rc = uv_timer_start(&app->drain_step, drain_step_due, DRAIN_POLL_MS, DRAIN_POLL_MS);
     if (rc) {
         LOG_WARN("main", "drain: %s; closing now", uv_strerror(rc));
@@ -1146,6 +1163,12 @@ static int start(app_t *app) {
         LOG_ERROR("main", "cannot listen on %s:%ld: %s", c->host, c->port, uv_strerror(rc));
         return -1;
     }
+    /* A restart's new process gets no connection while the old one still listens: a
+     * long-poll's next request of an old session would find no session here. (Workers
+     * share the load instead: theirs is spread, and handed to the right worker.) */
+    if (c->reuse_port && !app->worker && (rc = http_server_handover(app->http)))
+        LOG_WARN("main", "the port will be shared during a restart, not handed over: %s",
+                 uv_strerror(rc));
     if (!is_dir(c->web_root))
         LOG_WARN("main", "web root %s is not a directory: the page will answer 404", c->web_root);
     if (!is_dir(c->client_dir))

@@ -49,6 +49,10 @@ int http_server_new(net_loop_t *nl, const http_server_config_t *cfg, http_server
 int http_server_route(http_server_t *srv, const char *prefix, http_route_fn fn, void *arg);
 /* The port actually bound. */
 int http_server_port(const http_server_t *srv);
+/* With reuse_port, for a restart: new connections go to the process that listened on the
+ * port first; this one gets them once the older one stops listening (net_listener_handover).
+ * Returns 0 or a negative error. */
+int http_server_handover(http_server_t *srv);
 /* Stops listening (connections the kernel already queued are taken first) and keeps
  * serving the open connections: the start of a drain. http_server_port is -1 after it. */
 void http_server_stop_listening(http_server_t *srv);

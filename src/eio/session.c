@@ -319,8 +319,11 @@ static void end_session(eio_session_t *s, const char *reason, bool notify_client
     uint16_t code = srv->going_away || srv->closing ? WS_CLOSE_GOING_AWAY : WS_CLOSE_NORMAL;
     /* A server-side close over polling with packets still queued (a DISCONNECT, say):
      * deliver them first and send the close packet with the next poll, as the reference
-     * server does, so that the client handles them before it sees the transport close. */
-    if (graceful && s->transport == EIO_TRANSPORT_POLLING && s->qlen > s->qhead && !srv->closing &&
+     * server does, so that the client handles them before it sees the transport close.
+     * A server going away does so for a session between two polls too: its next poll
+     * gets the close packet ("transport close") rather than an unknown session. */
+    if (graceful && s->transport == EIO_TRANSPORT_POLLING &&
+        (s->qlen > s->qhead || (srv->going_away && !s->get)) && !srv->closing &&
         due_set(s, EIO_DUE_DRAIN) == 0) {
         s->draining = true;
         if (s->probe) {

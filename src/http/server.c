@@ -269,6 +269,10 @@ net_loop_t *http_server_loop(const http_server_t *srv) {
     return srv->nl;
 }
 
+int http_server_handover(http_server_t *srv) {
+    return srv->listener ? net_listener_handover(srv->listener) : -EINVAL;
+}
+
 void http_server_stop_listening(http_server_t *srv) {
     if (srv->listener)
         net_listener_stop(srv->listener);

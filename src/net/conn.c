@@ -10,6 +10,7 @@
 #include "net/conn.h"
 
 #include <errno.h>
+#include <linux/filter.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -803,6 +804,24 @@ static void listener_free_cb(uv_handle_t *h) {
 
 void net_listener_close(net_listener_t *l) {
     uv_close((uv_handle_t *)&l->tcp, listener_free_cb);
+}
+
+/* A classic BPF program for the port's reuseport group that always picks the group's first
+ * socket ("return 0"). The kernel appends a joining socket at the end and moves the last
+ * one into the slot of one that leaves, so the first is the one that listened first until
+ * it stops; an index past the end (none) falls back to the kernel's hash. The program
+ * belongs to the group: the last process to attach it sets it, and each attaches the
+ * same. */
+int net_listener_handover(net_listener_t *l) {
+    static struct sock_filter first[] = {{BPF_RET | BPF_K, 0, 0, 0}};
+    struct sock_fprog prog = {.len = 1, .filter = first};
+    uv_os_fd_t fd;
+    int rc = uv_fileno((uv_handle_t *)&l->tcp, &fd);
+    if (rc)
+        return rc;
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog))
+        return uv_translate_sys_error(errno);
+    return 0;
 }
 
 /* Takes the descriptor over (*arg becomes -1): the handle's, or closed. */

@@ -122,6 +122,12 @@ int net_listener_adopt(net_listener_t *l, int (*take)(uv_tcp_t *tcp, void *arg),
 int net_listener_port(const net_listener_t *l);
 /* Stops accepting and frees the listener (asynchronously). */
 void net_listener_close(net_listener_t *l);
+/* With reuse_port: every new connection to the port goes to the process that listened on
+ * it first (the oldest), the others get them only once it stops listening — a restart's
+ * new process takes over the moment the old one closes its listener, and none of the old
+ * one's clients (a long-poll's next request) lands on the new one meanwhile. Not for
+ * processes that should share the load (workers). Returns 0 or a negative error. */
+int net_listener_handover(net_listener_t *l);
 /* net_listener_close for a process that goes on serving its open connections (a drain):
  * first accepts the connections already queued for this socket, which closing it would
  * reset. */

@@ -361,6 +361,15 @@ describe("zero-downtime restart (SO_REUSEPORT, one data directory)", () => {
     const b = await start(["--port", String(a.port)], data);
     await sleep(300);
     const beforeTerm = acked.size;
+    // While both listen, every new connection (a long-poll's next request included) goes
+    // to A, the first listener of the port: nobody was disconnected by B's arrival. (With
+    // --workers the port is shared, not handed over: docs/deploy/restart.md.)
+    if (!process.env.PARLEY_TEST_WORKERS) {
+      assert.deepEqual(
+        sockets.map((s) => s.reasons),
+        sockets.map(() => []),
+      );
+    }
     const { code, signal, ms } = await term(a);
     assertClean(a, { code, signal });
     assert.ok(ms < 10000, `A drained in ${ms} ms`);
@@ -373,7 +382,13 @@ describe("zero-downtime restart (SO_REUSEPORT, one data directory)", () => {
     running = false;
     await Promise.all(loops);
     assert.ok(acked.size > beforeTerm, "messages acknowledged after the restart");
-    for (const s of sockets) assert.ok(!s.reasons.includes("io server disconnect"), s.reasons.join());
+    for (const s of sockets) {
+      // One lost transport each (WebSocket 1001, the poll's close packet, or a poll's next
+      // request, on a new connection, meeting B, which does not know the session), never a
+      // Socket.IO disconnect, after which socket.io-client would not reconnect.
+      if (!process.env.PARLEY_TEST_WORKERS) assert.equal(s.reasons.length, 1, s.reasons.join());
+      for (const r of s.reasons) assert.match(r, /^transport (close|error)$/);
+    }
 
     // B's history: every acknowledged message, seqs 1..N without gaps or duplicates.
     const reader = chatSocket(b.url, ["websocket"], newUser("reader"), room);
