@@ -168,8 +168,8 @@ static const option_t options[] = {
      "seconds a drain (SIGTERM) may take before what is still open is closed hard", OPT_LONG,
      O(drain_timeout), NULL, 1, 86400},
     {"reuse-port", "PARLEY_REUSE_PORT",
-     "share the port with other processes (SO_REUSEPORT: a restart's new process binds "
-     "while the old one drains)",
+     "let another process listen on the port too (SO_REUSEPORT): a restart's new process, "
+     "which gets the new connections once this one stops listening",
      OPT_BOOL, O(reuse_port), NULL, 0, 0},
     {"store-lock-wait", "PARLEY_STORE_LOCK_WAIT",
      "seconds the SQLite store waits for another process's lock on --data-dir (a restart) "
