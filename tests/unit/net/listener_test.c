@@ -1,13 +1,13 @@
-/* tests/unit/net/listener_test.c — net_listener_stop and net_loop_abort_conns
- * (src/net/conn.c), the network side of a drain.
+/* tests/unit/net/listener_test.c — net_listener_stop, net_listener_handover and
+ * net_loop_abort_conns (src/net/conn.c), the network side of a drain and a restart.
  *
  * Connections the kernel completed for a listener but the loop has not accepted yet are
  * made here deterministically: the clients connect (loopback completes the handshake into
  * the listen queue) before the loop ever runs. net_listener_stop must take every one of
  * them — each is served (on_open, then its bytes), none is reset — and the port must be
  * closed afterwards. With SO_REUSEPORT a second listener of the port keeps taking new
- * connections after the first stopped. net_loop_abort_conns closes every connection at
- * once, output queued or not. */
+ * connections after the first stopped; with net_listener_handover it gets none before.
+ * net_loop_abort_conns closes every connection at once, output queued or not. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +30,7 @@
 typedef struct {
     int opened, closed;
     size_t bytes;
+    int by[2]; /* opened per listener (on_open's arg: 0 or 1) */
 } counts_t;
 
 static counts_t counts;
@@ -50,6 +51,8 @@ static const net_conn_ops_t ops = {on_data, NULL, on_close};
 
 static void on_open(net_conn_t *c, void *arg) {
     counts.opened++;
+    if (arg)
+        counts.by[*(int *)arg]++;
 }
 
 /* A blocking client connected to 127.0.0.1:port that sent "hi"; -1 when refused. */
@@ -136,10 +139,50 @@ static void test_stop_takes_queued(void **state) {
     net_loop_free(nl);
 }
 
+/* net_listener_handover: the first listener of a port takes every new connection while it
+ * listens; the second gets them once it stopped. */
+static void test_handover(void **state) {
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    net_loop_t *nl = net_loop_new(&loop);
+    assert_non_null(nl);
+    counts = (counts_t){0};
+    static int ids[2] = {0, 1};
+    net_listener_t *first, *second;
+    assert_int_equal(net_listener_open(nl, "127.0.0.1", 0, true, 0, &ops, on_open, &ids[0], &first),
+                     0);
+    assert_int_equal(net_listener_handover(first), 0);
+    int port = net_listener_port(first);
+    assert_int_equal(
+        net_listener_open(nl, "127.0.0.1", port, true, 0, &ops, on_open, &ids[1], &second), 0);
+    assert_int_equal(net_listener_handover(second), 0);
+    int fds[2 * CLIENTS];
+    for (int i = 0; i < CLIENTS; i++)
+        assert_true((fds[i] = client(port)) >= 0);
+    expect_served(&loop, fds, CLIENTS);
+    assert_int_equal(counts.by[0], CLIENTS); /* none to the second while the first listens */
+    assert_int_equal(counts.by[1], 0);
+    net_listener_stop(first);
+    for (int i = CLIENTS; i < 2 * CLIENTS; i++)
+        assert_true((fds[i] = client(port)) >= 0);
+    expect_served(&loop, fds + CLIENTS, CLIENTS);
+    assert_int_equal(counts.by[0], CLIENTS);
+    assert_int_equal(counts.by[1], CLIENTS);
+    net_loop_abort_conns(nl);
+    net_listener_close(second);
+    net_loop_close(nl);
+    for (int i = 0; i < 2 * CLIENTS; i++)
+        close(fds[i]);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    net_loop_free(nl);
+}
+
 int main(void) {
     log_threshold = LOG_LEVEL_WARN;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stop_takes_queued),
+        cmocka_unit_test(test_handover),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
