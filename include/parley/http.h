@@ -54,7 +54,8 @@ int http_server_port(const http_server_t *srv);
  * Returns 0 or a negative error. */
 int http_server_handover(http_server_t *srv);
 /* Stops listening (connections the kernel already queued are taken first) and keeps
- * serving the open connections: the start of a drain. http_server_port is -1 after it. */
+ * serving the open connections, and those handed over by other workers: the start of a
+ * drain. http_server_port is -1 after it. */
 void http_server_stop_listening(http_server_t *srv);
 /* Stops listening and closes every connection; the server is freed once they are gone
  * (run the loop until it has no handles). Close the servers attached to it first. */

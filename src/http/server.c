@@ -229,13 +229,11 @@ int http_server_route(http_server_t *srv, const char *prefix, http_route_fn fn, 
 }
 
 int http_server_port(const http_server_t *srv) {
-    return srv->listener ? net_listener_port(srv->listener) : -1;
+    return net_listener_port(srv->listener);
 }
 
 int http_server_adopt(http_server_t *srv, int (*take)(uv_tcp_t *tcp, void *arg), void *arg,
                       uint8_t *data, size_t len) {
-    if (!srv->listener)
-        return -ECONNABORTED; /* not listening any more (a drain): the client connects again */
     return net_listener_adopt(srv->listener, take, arg, data, len);
 }
 
@@ -270,18 +268,15 @@ net_loop_t *http_server_loop(const http_server_t *srv) {
 }
 
 int http_server_handover(http_server_t *srv) {
-    return srv->listener ? net_listener_handover(srv->listener) : -EINVAL;
+    return net_listener_handover(srv->listener);
 }
 
 void http_server_stop_listening(http_server_t *srv) {
-    if (srv->listener)
-        net_listener_stop(srv->listener);
-    srv->listener = NULL;
+    net_listener_stop(srv->listener);
 }
 
 void http_server_close(http_server_t *srv) {
-    if (srv->listener)
-        net_listener_close(srv->listener);
+    net_listener_close(srv->listener);
     net_loop_close_conns(srv->nl);
     for (size_t i = 0; i < srv->nroutes; i++)
         free(srv->routes[i].prefix);

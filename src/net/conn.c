@@ -68,6 +68,9 @@ struct net_listener {
     const net_conn_ops_t *ops;
     net_open_fn on_open;
     void *arg;
+    /* net_listener_stop: the socket is closed (or closing), the rest stays for adoption
+     * until net_listener_close. */
+    bool stopped, handle_closed, free_pending;
 };
 
 static void flush_all(net_loop_t *nl);
@@ -791,7 +794,7 @@ int net_listener_open(net_loop_t *nl, const char *host, int port, bool reuse_por
 int net_listener_port(const net_listener_t *l) {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len))
+    if (l->stopped || uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len))
         return -1;
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
@@ -803,7 +806,19 @@ static void listener_free_cb(uv_handle_t *h) {
 }
 
 void net_listener_close(net_listener_t *l) {
-    uv_close((uv_handle_t *)&l->tcp, listener_free_cb);
+    if (!l->stopped)
+        uv_close((uv_handle_t *)&l->tcp, listener_free_cb);
+    else if (l->handle_closed)
+        free(l);
+    else
+        l->free_pending = true; /* freed by listener_stopped_cb */
+}
+
+static void listener_stopped_cb(uv_handle_t *h) {
+    net_listener_t *l = h->data;
+    l->handle_closed = true;
+    if (l->free_pending)
+        free(l);
 }
 
 /* A classic BPF program for the port's reuseport group that always picks the group's first
@@ -839,6 +854,8 @@ static int take_fd(uv_tcp_t *tcp, void *arg) {
  * first. Connections whose handshake ends between the last accept and the close are
  * still reset; their clients connect again. */
 void net_listener_stop(net_listener_t *l) {
+    if (l->stopped)
+        return;
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0) {
         int conn;
@@ -848,5 +865,6 @@ void net_listener_stop(net_listener_t *l) {
                 close(conn); /* conn_new failed before it took the descriptor */
         }
     }
-    net_listener_close(l);
+    l->stopped = true;
+    uv_close((uv_handle_t *)&l->tcp, listener_stopped_cb);
 }

@@ -128,9 +128,11 @@ void net_listener_close(net_listener_t *l);
  * one's clients (a long-poll's next request) lands on the new one meanwhile. Not for
  * processes that should share the load (workers). Returns 0 or a negative error. */
 int net_listener_handover(net_listener_t *l);
-/* net_listener_close for a process that goes on serving its open connections (a drain):
+/* Stops listening, for a process that goes on serving its open connections (a drain):
  * first accepts the connections already queued for this socket, which closing it would
- * reset. */
+ * reset, then closes the socket. The listener stays for net_listener_adopt (a worker's
+ * sessions keep getting their requests from the other workers) until net_listener_close,
+ * which still frees it; net_listener_port is -1 after this. */
 void net_listener_stop(net_listener_t *l);
 
 static inline void *net_conn_ext(net_conn_t *c) {

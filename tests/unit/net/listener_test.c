@@ -55,6 +55,12 @@ static void on_open(net_conn_t *c, void *arg) {
         counts.by[*(int *)arg]++;
 }
 
+/* net_listener_adopt's take: one end of a socket pair stands in for a handed-over TCP
+ * connection (libuv's tcp handle takes any stream socket). */
+static int take_pipe(uv_tcp_t *tcp, void *arg) {
+    return uv_tcp_open(tcp, *(int *)arg);
+}
+
 /* A blocking client connected to 127.0.0.1:port that sent "hi"; -1 when refused. */
 static int client(int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -113,6 +119,15 @@ static void test_stop_takes_queued(void **state) {
         uv_run(&loop, UV_RUN_NOWAIT);
     int late = client(port);
     assert_int_equal(late, -1);
+    assert_int_equal(net_listener_port(l), -1);
+    /* Stopped, it still adopts (a worker's hand-off): the connection is served. */
+    int pair[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    int before_opened = counts.opened;
+    assert_int_equal(net_listener_adopt(l, take_pipe, &pair[0], (uint8_t *)"hi", 2), 0);
+    assert_int_equal(counts.opened, before_opened + 1);
+    expect_served(&loop, &pair[1], 1);
+    net_listener_close(l);
 
     /* A second listener sharing a port goes on taking connections once the first
      * stopped. */
@@ -121,6 +136,7 @@ static void test_stop_takes_queued(void **state) {
     assert_int_equal(net_listener_open(nl, "127.0.0.1", port, true, 0, &ops, on_open, NULL, &other),
                      0);
     net_listener_stop(l);
+    net_listener_close(l);
     int next = client(port);
     assert_true(next >= 0);
     expect_served(&loop, &next, 1);
@@ -128,12 +144,13 @@ static void test_stop_takes_queued(void **state) {
     /* Abort closes every connection at once. */
     int before = counts.closed;
     net_loop_abort_conns(nl);
-    assert_int_equal(counts.closed - before, CLIENTS + 1);
+    assert_int_equal(counts.closed - before, CLIENTS + 2);
     net_listener_close(other);
     net_loop_close(nl);
     for (int i = 0; i < CLIENTS; i++)
         close(fds[i]);
     close(next);
+    close(pair[1]);
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(uv_loop_close(&loop), 0);
     net_loop_free(nl);
@@ -163,6 +180,7 @@ static void test_handover(void **state) {
     assert_int_equal(counts.by[0], CLIENTS); /* none to the second while the first listens */
     assert_int_equal(counts.by[1], 0);
     net_listener_stop(first);
+    net_listener_close(first);
     for (int i = CLIENTS; i < 2 * CLIENTS; i++)
         assert_true((fds[i] = client(port)) >= 0);
     expect_served(&loop, fds + CLIENTS, CLIENTS);
