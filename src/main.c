@@ -4,8 +4,8 @@
  * wins); the table below is the single list of them, and `--help` prints it. Start-up
  * wires the layers together: net loop → HTTP server → Socket.IO server → store → chat
  * service, plus the HTTP routes of this program (the web page, the client bundle, the
- * development token endpoint, health). SIGINT/SIGTERM close everything in reverse and
- * let the store flush before exiting.
+ * development token endpoint, health). SIGINT/SIGTERM drain the process (see "drain"
+ * below) and let the store flush before exiting.
  *
  * Defaults: the modules' own (their *_config_defaults) wherever an option feeds a module;
  * only what is this program's choice is written here (config_defaults), and `--help`
@@ -65,6 +65,8 @@ typedef struct {
     bool admin, admin_no_auth, admin_readonly, admin_production;
     long ws_deflate_threshold;
     bool ws_deflate, ws_deflate_client_context;
+    long drain_timeout, store_lock_wait; /* seconds (see the drain, below) */
+    bool reuse_port;
 } config_t;
 
 enum opt_type { OPT_STR, OPT_LONG, OPT_BOOL };
@@ -215,6 +217,17 @@ static const option_t options[] = {
      "let clients keep their compression context (an inflate stream of ~40 KiB per such "
      "connection)",
      OPT_BOOL, O(ws_deflate_client_context), NULL, 0, 0},
+    {"drain-timeout", "PARLEY_DRAIN_TIMEOUT",
+     "seconds a drain (SIGTERM) may take before what is still open is closed hard", OPT_LONG,
+     O(drain_timeout), NULL, 1, 86400},
+    {"reuse-port", "PARLEY_REUSE_PORT",
+     "let another process listen on the port too (SO_REUSEPORT): a restart's new process, "
+     "which gets the new connections once this one stops listening",
+     OPT_BOOL, O(reuse_port), NULL, 0, 0},
+    {"store-lock-wait", "PARLEY_STORE_LOCK_WAIT",
+     "seconds the SQLite store waits for another process's lock on --data-dir (a restart) "
+     "before it gives up (0: refuse to start)",
+     OPT_LONG, O(store_lock_wait), NULL, 0, 86400},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -265,6 +278,17 @@ static void config_defaults(config_t *cfg) {
         .max_body = (long)acfg.max_body,
         .sse_heartbeat = (long)(fcfg.heartbeat_ms / 1000),
         .recovery = true, /* off in socket.io and sio_config_defaults; the chat wants it */
+        /* Closing every transport and committing what is queued takes well under a second,
+         * and a graceful close of a connection is bounded by NET_LINGER_MS (2 s): 10 s
+         * leaves room for a slow disk, and stays under the 30 s that Kubernetes
+         * (terminationGracePeriodSeconds) and docs/deploy/parley.service (TimeoutStopSec)
+         * give a process after SIGTERM before they kill it. */
+        .drain_timeout = 10,
+        .reuse_port = true,
+        /* A drain closes the old process's store within its first second or so, and at
+         * worst within its --drain-timeout: 60 s covers that with room to spare and still
+         * stops a misconfiguration (two processes on one directory) within a minute. */
+        .store_lock_wait = 60,
         .workers = "1",
         .redis_key = "socket.io",
         .redis_mode = "classic",
@@ -436,6 +460,12 @@ typedef struct {
     chat_admin_t *admin;     /* --admin */
     http_static_t *admin_ui; /* --admin-ui */
     uv_signal_t sigint, sigterm, sighup;
+    uv_timer_t drain_timer;        /* --drain-timeout */
+    uv_timer_t drain_step;         /* the drain's next step, outside the callback that allows it */
+    uint64_t told_at;              /* uv_now() when the clients were told */
+    int status;                    /* the exit status: 1 when the store could not be opened */
+    bool told, finished;           /* the drain's steps done (tell_clients, finish) */
+    bool store_closed;             /* its close finished (app->store is then NULL) */
     net_tls_t *tls;                /* --tls-cert: the certificate (NULL: plain http) */
     http_access_log_t *access_log; /* --access-log (NULL: none); outlives the connections */
     parley_worker_t *worker;       /* --workers N: this worker (NULL: one process) */
@@ -732,11 +762,13 @@ static bool ready_route(http_conn_t *hc, http_req_t *req, void *arg) {
         return true;
     json_t *reasons = json_array();
     const char *store_why;
+    /* Draining says it all (the store closes during the drain, Redis is left). */
     if (app->stopping)
         json_array_append_new(reasons, json_string("draining"));
-    if (chat_store_health(app->store, &store_why))
+    else if (chat_store_health(app->store, &store_why))
         json_array_append_new(reasons, json_sprintf("store: %s", store_why));
-    if (app->cfg.redis_url && (!app->redis || !parley_redis_connected(app->redis)))
+    if (!app->stopping && app->cfg.redis_url &&
+        (!app->redis || !parley_redis_connected(app->redis)))
         json_array_append_new(reasons, json_string("redis: unreachable"));
     bool ready = reasons && json_array_size(reasons) == 0;
     chat_api_respond_json(hc, ready ? 200 : 503, NULL,
@@ -809,8 +841,8 @@ static bool web_route(http_conn_t *hc, http_req_t *req, void *arg) {
            http_static_serve(app->web, hc, req, req->head.path.base, req->head.path.len);
 }
 
-static void store_closed(void *arg) {
-    app_t *app = arg;
+/* The end of the drain: the store closed (tell_clients) and the servers (finish). */
+static void teardown(app_t *app) {
     chat_api_free(app->api);
     chat_service_free(app->chat);
     free(app->health_sum);
@@ -857,6 +889,7 @@ static int start_workers(app_t *app, int argc, char **argv) {
     chat_store_config_defaults(&owner.store);
     owner.kind = app->cfg.store;
     owner.data_dir = app->cfg.data_dir;
+    owner.lock_wait_ms = (uint64_t)app->cfg.store_lock_wait * 1000;
     int port = (int)app->cfg.port;
     /* With Redis every worker is a node of the cluster: it has its own store connection
      * and no owner is needed in the supervisor. */
@@ -868,27 +901,147 @@ static int start_workers(app_t *app, int argc, char **argv) {
     return -1;
 }
 
-static void on_signal(uv_signal_t *sig, int signum) {
-    app_t *app = sig->data;
-    if (app->stopping)
-        return;
-    app->stopping = true;
-    LOG_INFO("main", "signal %d: shutting down", signum);
-    chat_service_stop(app->chat);
-    chat_admin_close(app->admin);
-    app->admin = NULL;
-    chat_feed_close(app->feed);
+/* ---- drain (SIGTERM, SIGINT) ----
+ *
+ * The first signal drains the process, in this order:
+ *   1. the listener closes (what the kernel had queued for it is taken first): with
+ *      --reuse-port another process of the port gets every new connection; /readyz and
+ *      /healthz answer 503 "draining" on the connections still open;
+ *   2. the chat takes no new work (chat_service_drain) and waits until the store work
+ *      under way has been answered: appends committed, their acks queued;
+ *   3. the clients are told, each in the way that makes the official clients reconnect
+ *      (tell_clients): WebSockets close with 1001, a poll gets the Engine.IO close packet
+ *      after what was queued for it, SSE streams end, API long-polls are answered. Never a
+ *      Socket.IO DISCONNECT: socket.io-client does not reconnect after one;
+ *      The store flushes and closes at once (nothing can ask it for more): its directory's
+ *      lock is free for the next process from here;
+ *   4. once every Engine.IO session is gone (a polling client fetches its last packets
+ *      within a round trip; DRAIN_GRACE_MS at most), the servers close, and the process
+ *      exits 0 when the last connection has closed (a graceful close lingers NET_LINGER_MS
+ *      at most).
+ * --drain-timeout bounds all of it: what is still open then is closed hard (cut), and the
+ * store still flushes. A second signal cuts at once. */
+#define DRAIN_GRACE_MS 1000
+#define DRAIN_POLL_MS 20
+
+static void teardown(app_t *app);
+
+static void store_closed(void *arg) {
+    app_t *app = arg;
+    app->store = NULL; /* /readyz and /healthz: "no store" until the servers close */
+    app->store_closed = true;
+    if (app->finished)
+        teardown(app);
+}
+
+static void finish(app_t *app) {
+    app->finished = true;
+    if (uv_timer_stop(&app->drain_step))
+        LOG_DEBUG("main", "drain step timer not stopped");
     if (app->redis)
         parley_redis_detach(app->redis);
     app->redis = NULL;
     if (app->worker)
         parley_worker_detach_io(app->worker);
     sio_server_close(app->io);
+    chat_feed_close(app->feed);
     http_server_close(app->http);
-    uv_close((uv_handle_t *)&app->sigint, NULL);
-    uv_close((uv_handle_t *)&app->sigterm, NULL);
-    uv_close((uv_handle_t *)&app->sighup, NULL);
+    if (app->store_closed)
+        teardown(app);
+}
+
+static void drain_step_due(uv_timer_t *t);
+
+static void tell_clients(app_t *app) {
+    app->told = true;
+    app->told_at = uv_now(&app->loop);
+    chat_service_stop(app->chat);
+    chat_admin_close(app->admin); /* its sessions go with the rest; NULL: none */
+    app->admin = NULL;
+    sio_server_drain(app->io);
+    chat_feed_drain(app->feed);
     chat_store_close(app->store, store_closed, app);
+    int rc = uv_timer_start(&app->drain_step, drain_step_due, DRAIN_POLL_MS, DRAIN_POLL_MS);
+    if (rc) {
+        LOG_WARN("main", "drain: %s; closing now", uv_strerror(rc));
+        finish(app);
+    }
+}
+
+static void drain_step_due(uv_timer_t *t) {
+    app_t *app = t->data;
+    if (!app->told)
+        tell_clients(app);
+    else if (!app->finished &&
+             (sio_server_drained(app->io) || uv_now(&app->loop) - app->told_at >= DRAIN_GRACE_MS))
+        finish(app);
+}
+
+/* The chat's store work is answered: the clients are told on the next loop iteration (this
+ * may run inside a store callback, where closing the servers is not safe). */
+static void chat_drained(void *arg) {
+    app_t *app = arg;
+    if (app->told)
+        return;
+    int rc = uv_timer_start(&app->drain_step, drain_step_due, 0, 0);
+    if (rc) {
+        LOG_WARN("main", "drain: %s; telling the clients now", uv_strerror(rc));
+        tell_clients(app);
+    }
+}
+
+/* --drain-timeout, or a second signal: whatever is still open closes now. */
+static void cut(app_t *app, const char *why) {
+    LOG_WARN("main", "%s: closing what is still open", why);
+    if (!app->told)
+        tell_clients(app);
+    if (!app->finished)
+        finish(app);
+    net_loop_abort_conns(app->nl);
+}
+
+static void drain_timeout_due(uv_timer_t *t) {
+    cut(t->data, "drain timeout");
+}
+
+static void drain(app_t *app) {
+    app->stopping = true;
+    http_server_stop_listening(app->http);
+    /* None of these may keep the process alive once everything else is closed (drain_step
+     * does, until finish stops it: the steps may be all that is left to run). */
+    uv_unref((uv_handle_t *)&app->sigint);
+    uv_unref((uv_handle_t *)&app->sigterm);
+    uv_unref((uv_handle_t *)&app->sighup);
+    int rc = uv_timer_start(&app->drain_timer, drain_timeout_due,
+                            (uint64_t)app->cfg.drain_timeout * 1000, 0);
+    if (rc)
+        LOG_WARN("main", "drain timeout not set: %s", uv_strerror(rc));
+    uv_unref((uv_handle_t *)&app->drain_timer);
+    chat_service_drain(app->chat, chat_drained, app);
+}
+
+static void on_signal(uv_signal_t *sig, int signum) {
+    app_t *app = sig->data;
+    if (app->stopping) {
+        cut(app, "second signal");
+        return;
+    }
+    LOG_INFO("main", "signal %d: draining (at most %ld s)", signum, app->cfg.drain_timeout);
+    drain(app);
+}
+
+/* The SQLite store waited for another process's lock (a restart) and opened, or gave up:
+ * then this process cannot keep its promise (acks mean durable) and goes away. */
+static void store_opened(int err, void *arg) {
+    app_t *app = arg;
+    if (err == 0) {
+        LOG_INFO("main", "the store is open: ready");
+        return;
+    }
+    LOG_ERROR("main", "no store (%s): stopping", strerror(-err));
+    app->status = 1;
+    if (!app->stopping)
+        drain(app);
 }
 
 #define KEY_FILE_MAX 65535 /* bytes of a PEM key file */
@@ -1009,7 +1162,7 @@ static int start(app_t *app) {
     http_server_config_defaults(&hcfg);
     hcfg.host = c->host;
     hcfg.port = (int)c->port;
-    hcfg.reuse_port = app->worker != NULL;
+    hcfg.reuse_port = app->worker != NULL || c->reuse_port;
     hcfg.tls = app->tls;
     if (acfg.max_body > hcfg.max_body_size)
         hcfg.max_body_size = acfg.max_body; /* the API answers 413 above its own limit */
@@ -1076,7 +1229,14 @@ static int start(app_t *app) {
             LOG_ERROR("main", "cannot create %s: %s", c->data_dir, strerror(errno));
             return -1;
         }
-        rc = chat_store_open_sqlite(&app->loop, c->data_dir, &scfg, &app->store);
+        rc = chat_store_open_sqlite_wait(&app->loop, c->data_dir, &scfg,
+                                         (uint64_t)c->store_lock_wait * 1000, store_opened, app,
+                                         &app->store);
+        if (rc == -EBUSY) {
+            LOG_ERROR("main", "%s is in use by another process (--store-lock-wait is 0)",
+                      c->data_dir);
+            return -1;
+        }
     } else {
         LOG_ERROR("main", "--store must be sqlite, memory or redis, not '%s'", c->store);
         return -1;
@@ -1097,6 +1257,12 @@ static int start(app_t *app) {
         }
         http_server_on_access(app->http, http_access_log_write, app->access_log);
     }
+    /* A restart's new process gets no connection while the old one still listens: a
+     * long-poll's next request of an old session would find no session here. (Workers
+     * share the load instead: theirs is spread, and handed to the right worker.) */
+    if (c->reuse_port && !app->worker && (rc = http_server_handover(app->http)))
+        LOG_WARN("main", "the port will be shared during a restart, not handed over: %s",
+                 uv_strerror(rc));
     if (!is_dir(c->web_root))
         LOG_WARN("main", "web root %s is not a directory: the page will answer 404", c->web_root);
     if (!is_dir(c->client_dir))
@@ -1197,11 +1363,14 @@ static void on_sighup(uv_signal_t *sig, int signum) {
         LOG_INFO("main", "SIGHUP: certificate %s reloaded", app->cfg.tls_cert);
 }
 
-/* SIGINT and SIGTERM start the shutdown (on_signal); SIGHUP reloads the certificate. */
+/* SIGINT and SIGTERM start the drain (on_signal); SIGHUP reloads the certificate. */
 static int watch_signals(app_t *app) {
     int rc;
     app->sigint.data = app->sigterm.data = app->sighup.data = app;
-    if ((rc = uv_signal_init(&app->loop, &app->sigint)) ||
+    app->drain_timer.data = app->drain_step.data = app;
+    if ((rc = uv_timer_init(&app->loop, &app->drain_timer)) ||
+        (rc = uv_timer_init(&app->loop, &app->drain_step)) ||
+        (rc = uv_signal_init(&app->loop, &app->sigint)) ||
         (rc = uv_signal_init(&app->loop, &app->sigterm)) ||
         (rc = uv_signal_init(&app->loop, &app->sighup)) ||
         (rc = uv_signal_start(&app->sigint, on_signal, SIGINT)) ||
@@ -1297,6 +1466,11 @@ int main(int argc, char **argv) {
                         "$2y$, 60 characters)\n");
         return 2;
     }
+    if (!app.cfg.reuse_port && strcmp(app.cfg.workers, "1") != 0) {
+        fprintf(stderr, "parley: --workers shares the port between the workers: it needs "
+                        "--reuse-port\n");
+        return 2;
+    }
     int done = start_workers(&app, argc, argv);
     if (done >= 0)
         return done;
@@ -1327,10 +1501,14 @@ int main(int argc, char **argv) {
     LOG_INFO("main", "serving the chat at %s://%s:%d/", app.tls ? "https" : "http", app.cfg.host,
              http_server_port(app.http));
     uv_run(&app.loop, UV_RUN_DEFAULT);
-    if (app.access_log) {
-        http_access_log_close(app.access_log); /* its timer goes in one more turn */
-        uv_run(&app.loop, UV_RUN_DEFAULT);
-    }
+    http_access_log_close(app.access_log); /* NULL: none */
+    /* What the drain left open, unreferenced so as not to hold the loop. */
+    uv_close((uv_handle_t *)&app.sigint, NULL);
+    uv_close((uv_handle_t *)&app.sigterm, NULL);
+    uv_close((uv_handle_t *)&app.sighup, NULL);
+    uv_close((uv_handle_t *)&app.drain_timer, NULL);
+    uv_close((uv_handle_t *)&app.drain_step, NULL);
+    uv_run(&app.loop, UV_RUN_DEFAULT);
     http_static_free(app.web);
     http_static_free(app.client);
     if (app.admin_ui)
@@ -1340,5 +1518,5 @@ int main(int argc, char **argv) {
     free_list(app.origins, app.norigins);
     free_list(app.proxies, app.nproxies);
     net_loop_free(app.nl);
-    return uv_loop_close(&app.loop) == 0 ? 0 : 3;
+    return uv_loop_close(&app.loop) == 0 ? app.status : 3;
 }

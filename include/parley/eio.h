@@ -106,9 +106,16 @@ typedef struct {
 /* Creates the server and registers its route on `http`. cfg and cb are copied. */
 int eio_server_new(http_server_t *http, const eio_config_t *cfg, const eio_callbacks_t *cb,
                    void *arg, eio_server_t **out);
-/* Closes every session ("server shutting down") and frees the server once their
+/* Closes every session ("server shutting down"): a WebSocket gets close code 1001 (going
+ * away), a held poll the close packet; no packet of the layers above is sent, so clients
+ * take it for a lost transport and reconnect. Frees the server once their
  * handles are closed (run the loop). The HTTP server is not closed. */
 void eio_server_close(eio_server_t *srv);
+/* The start of a drain: no new sessions (a handshake is answered 503), and every session
+ * ends ("server shutting down") as eio_server_close ends them, except that a polling
+ * session's queued packets (acks) still go out with its next poll, before the close
+ * packet. Sessions still draining so are ended by eio_server_close. */
+void eio_server_drain(eio_server_t *srv);
 size_t eio_server_session_count(const eio_server_t *srv);
 
 /* Why sessions ended, as counted (the reasons Engine.IO gives; anything else is OTHER). */

@@ -69,6 +69,15 @@ typedef void (*http_access_fn)(const http_access_t *entry, void *arg);
  * closed: arg must outlive the server's connections. NULL: none (the default). A request
  * costs one small allocation while fn is set, none otherwise. */
 void http_server_on_access(http_server_t *srv, http_access_fn fn, void *arg);
+
+/* With reuse_port, for a restart: new connections go to the process that listened on the
+ * port first; this one gets them once the older one stops listening (net_listener_handover).
+ * Returns 0 or a negative error. */
+int http_server_handover(http_server_t *srv);
+/* Stops listening (connections the kernel already queued are taken first) and keeps
+ * serving the open connections, and those handed over by other workers: the start of a
+ * drain. http_server_port is -1 after it. */
+void http_server_stop_listening(http_server_t *srv);
 /* Stops listening and closes every connection; the server is freed once they are gone
  * (run the loop until it has no handles). Close the servers attached to it first. */
 void http_server_close(http_server_t *srv);

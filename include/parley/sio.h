@@ -119,6 +119,15 @@ int sio_server_new(http_server_t *http, const sio_config_t *cfg, sio_server_t **
 /* Disconnects every socket ("server shutting down"), closes every connection, and frees
  * the server once the loop has run its close callbacks. */
 void sio_server_close(sio_server_t *io);
+/* The start of a drain (before sio_server_close): every client's transport is closed so
+ * that the official clients reconnect (eio_server_drain: WebSocket close 1001, the
+ * Engine.IO close packet to a poll, after the packets queued for it). No DISCONNECT
+ * packet is sent: socket.io-client does not reconnect after one. Sockets disconnect here
+ * with "server shutting down". No new connections are taken. */
+void sio_server_drain(sio_server_t *io);
+/* Whether every Engine.IO session is gone (a drained polling session is gone once its
+ * client fetched what was queued for it). */
+bool sio_server_drained(const sio_server_t *io);
 /* The namespace `name`, created on first use ("/" always exists). NULL when out of
  * memory or when the name is not a valid namespace. */
 sio_nsp_t *sio_server_of(sio_server_t *io, const char *name);

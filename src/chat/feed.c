@@ -69,6 +69,7 @@ struct chat_feed {
     size_t polls;      /* attached polls */
     size_t subs;       /* allocated subscribers; the feed is freed after the last */
     bool closed;
+    bool draining; /* chat_feed_drain: no new streams or polls */
     int timers_open;
 };
 
@@ -343,7 +344,7 @@ static void stream_replay(sub_t *s) {
 
 int chat_feed_stream(chat_feed_t *f, http_conn_t *hc, const char *room, bool resume, uint64_t after,
                      const char *extra) {
-    if (f->closed)
+    if (f->closed || f->draining)
         return -ECANCELED;
     sub_t *s = sub_new(f, hc, room, true);
     if (!s)
@@ -460,7 +461,7 @@ static void poll_replayed(sub_t *s, int err, chat_msg_t *const *msgs, size_t n) 
 
 int chat_feed_poll(chat_feed_t *f, http_conn_t *hc, const char *room, uint64_t after, size_t limit,
                    uint32_t wait_ms, const char *extra) {
-    if (f->closed)
+    if (f->closed || f->draining)
         return -ECANCELED;
     sub_t *s = sub_new(f, hc, room, false);
     if (!s)
@@ -629,11 +630,8 @@ int chat_feed_new(uv_loop_t *loop, chat_service_t *svc, chat_store_t *store,
     return 0;
 }
 
-void chat_feed_close(chat_feed_t *f) {
-    if (f->closed)
-        return;
-    f->closed = true;
-    chat_service_observe(f->svc, NULL, NULL);
+/* Ends every stream and answers every poll. */
+static void end_subs(chat_feed_t *f) {
     map_entry_t *e;
     /* Every subscriber leaves its room (and the last one frees the room): restart the
      * walk after each, the map changes under it. */
@@ -650,6 +648,19 @@ void chat_feed_close(chat_feed_t *f) {
             poll_answer_empty(s);
         }
     }
+}
+
+void chat_feed_drain(chat_feed_t *f) {
+    f->draining = true;
+    end_subs(f);
+}
+
+void chat_feed_close(chat_feed_t *f) {
+    if (f->closed)
+        return;
+    f->closed = true;
+    chat_service_observe(f->svc, NULL, NULL);
+    end_subs(f);
     while (f->paused)
         unpause(f->paused);
     uv_close((uv_handle_t *)&f->heartbeat, on_timer_closed);

@@ -43,6 +43,11 @@ int chat_feed_new(uv_loop_t *loop, chat_service_t *svc, chat_store_t *store,
                   const chat_feed_config_t *cfg, chat_feed_t **out);
 /* Ends every stream, answers every held poll with an empty list, stops observing. */
 void chat_feed_close(chat_feed_t *f);
+/* The drain (SIGTERM): ends every stream (an EventSource reconnects, elsewhere) and
+ * answers every held poll with an empty list, as chat_feed_close does, and refuses new
+ * ones (-ECANCELED), but the feed stays until chat_feed_close: the HTTP API still calls
+ * it. */
+void chat_feed_drain(chat_feed_t *f);
 
 /* Streams room's events on hc as text/event-stream. resume: replay the messages after
  * seq `after` first (Last-Event-ID); otherwise only what happens from now on. `extra`:

@@ -82,6 +82,11 @@ struct chat_service {
     void *observer_arg;
     gate_t gates[GATES];
     chat_service_stats_t stats;
+    /* chat_service_drain: no new work; drained(drained_arg) once inflight is 0. */
+    size_t inflight; /* store work asked for and not answered (pending_t, post_t) */
+    void (*drained)(void *arg);
+    void *drained_arg;
+    bool draining;
     bool stopping;
 };
 
@@ -385,6 +390,17 @@ const char *chat_payload_parse(const char *event, json_t *payload, size_t max_te
     return "invalid_payload";
 }
 
+/* One piece of store work answered: the drain may be over. */
+static void work_done(chat_service_t *svc) {
+    PARLEY_ASSERT(svc->inflight > 0);
+    svc->inflight--;
+    if (svc->draining && svc->inflight == 0 && svc->drained) {
+        void (*fn)(void *) = svc->drained;
+        svc->drained = NULL;
+        fn(svc->drained_arg);
+    }
+}
+
 /* Work waiting for the store: the socket (referenced), the ack id and the room. */
 typedef struct {
     chat_service_t *svc;
@@ -405,13 +421,16 @@ static pending_t *pending_new(chat_service_t *svc, sio_socket_t *s, int64_t ack,
     p->since_ns = uv_hrtime();
     snprintf(p->room, sizeof p->room, "%s", room ? room : "");
     sio_socket_ref(s);
+    svc->inflight++;
     return p;
 }
 
 static void pending_free(pending_t *p) {
+    chat_service_t *svc = p->svc;
     sio_socket_unref(p->s);
     json_decref(p->ids);
     free(p);
+    work_done(svc);
 }
 
 /* The store refused the work (rc; -ENOMEM with p NULL when there was no memory for it):
@@ -707,6 +726,12 @@ static void gate_event(sio_socket_t *s, const char *ev, const sio_payload_t *pl,
     if (!c)
         return;
     g->svc->stats.events[g - g->svc->gates]++;
+    if (g->svc->draining) {
+        /* Not answered: the connection is closed soon (chat_service_drain) and the client
+         * sends again once it reconnected, to a process that serves. */
+        LOG_DEBUG("chat", "socket %s: '%s' while draining, dropped", sio_socket_id(s), ev);
+        return;
+    }
     if (!take_token(&c->events, g->svc->cfg.event_burst, g->svc->cfg.event_rate)) {
         g->svc->stats.rate_limited++;
         if (g->fn != on_unknown)
@@ -947,6 +972,17 @@ int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *a
     return 0;
 }
 
+void chat_service_drain(chat_service_t *svc, void (*drained)(void *arg), void *arg) {
+    PARLEY_ASSERT(!svc->draining);
+    svc->draining = true;
+    svc->drained = drained;
+    svc->drained_arg = arg;
+    if (svc->inflight == 0) {
+        svc->drained = NULL;
+        drained(arg);
+    }
+}
+
 void chat_service_stop(chat_service_t *svc) {
     svc->stopping = true;
     chat_presence_stop(svc->presence);
@@ -1013,20 +1049,23 @@ typedef struct {
 
 static void post_done(int err, chat_msg_t *msg, void *arg) {
     post_t *p = arg;
+    chat_service_t *svc = p->svc;
     if (err == -EDQUOT) {
         p->cb("rate_limited", NULL, p->arg); /* the shared bucket (workers, Redis) */
-        free(p);
-        return;
+    } else {
+        if (err)
+            LOG_WARN("chat", "posted message not stored: %s", strerror(-err));
+        p->cb(err ? "internal_error" : NULL, err ? NULL : msg, p->arg);
     }
-    if (err)
-        LOG_WARN("chat", "posted message not stored: %s", strerror(-err));
-    p->cb(err ? "internal_error" : NULL, err ? NULL : msg, p->arg);
     free(p);
+    work_done(svc);
 }
 
 const char *chat_service_post(chat_service_t *svc, const char *room_id, const chat_user_t *user,
                               json_t *text, bool rate_limit, unsigned *retry_after_s,
                               chat_post_cb cb, void *arg) {
+    if (svc->draining)
+        return "unavailable"; /* the HTTP API answers 503: post to a process that serves */
     const char *err = check_text(text, svc->cfg.max_text);
     if (err)
         return err;
@@ -1042,8 +1081,10 @@ const char *chat_service_post(chat_service_t *svc, const char *room_id, const ch
             json_string_length(text), (uint32_t)svc->cfg.rate_burst,
             svc->cfg.rate_per_sec < 1 ? 1 : (uint32_t)svc->cfg.rate_per_sec, post_done, p);
         if (rc != -ENOTSUP) {
-            if (rc == 0)
+            if (rc == 0) {
+                svc->inflight++;
                 return NULL;
+            }
             free(p);
             return "internal_error";
         }
@@ -1072,6 +1113,7 @@ const char *chat_service_post(chat_service_t *svc, const char *room_id, const ch
         free(p);
         return "internal_error";
     }
+    svc->inflight++;
     return NULL;
 }
 

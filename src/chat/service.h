@@ -64,6 +64,13 @@ typedef struct chat_service chat_service_t;
  * it is closed (see the shutdown order below). */
 int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *auth,
                      const chat_config_t *cfg, chat_service_t **out);
+/* Drain (SIGTERM), before chat_service_stop: from now on client events are dropped
+ * unanswered (the client sends them again after it reconnected elsewhere) and
+ * chat_service_post refuses with "unavailable"; drained(arg) runs once every piece of store
+ * work asked for before (appends, receipts, reads) has been answered and its ack queued to
+ * the client — at once, from inside this call, when none is pending. Announcements go on
+ * meanwhile. Call once. */
+void chat_service_drain(chat_service_t *svc, void (*drained)(void *arg), void *arg);
 /* Shutdown, first step: from now on nothing is announced (stores still finishing their
  * work call back into the service, which then only releases what it holds). Then close
  * the Socket.IO server, then the store, then chat_service_free. */
@@ -141,7 +148,8 @@ void chat_service_observe(chat_service_t *svc, chat_observer_fn fn, void *arg);
  * when the message was queued — then cb(NULL, msg, arg) runs once it is durable and
  * announced, or cb("internal_error" or "rate_limited", NULL, arg) — or an error code without
  * calling cb: invalid_payload, too_long, rate_limited (*retry_after_s: whole seconds until a token
- * is back), internal_error. text is borrowed for the call. */
+ * is back), internal_error, unavailable (draining: chat_service_drain). text is borrowed for
+ * the call. */
 typedef void (*chat_post_cb)(const char *error, chat_msg_t *msg, void *arg);
 
 /* What the service counted since it started, for /metrics: events received by name (the

@@ -92,11 +92,25 @@ void chat_store_config_defaults(chat_store_config_t *cfg);
 
 /* Opens (creating it and its schema on first run, migrating older versions) the SQLite
  * store in `dir` (file dir/parley.db; dir is created when missing and locked with flock
- * against a second process: -EBUSY). Runs synchronously on the caller's thread — it is
+ * against a second process: -EBUSY, not logged). Runs synchronously on the caller's thread — it is
  * start-up, before anything is served. cfg is copied; NULL means defaults. Returns 0 or
  * a negative errno; logs why. */
 int chat_store_open_sqlite(uv_loop_t *loop, const char *dir, const chat_store_config_t *cfg,
                            chat_store_t **out);
+/* chat_store_open_sqlite for a restart on the same directory: when another process holds
+ * its lock (-EBUSY), and wait_ms > 0, returns 0 at once with a store that waits for the
+ * lock (tried every CHAT_STORE_LOCK_RETRY_MS, store_wait.c) while it takes every call:
+ * they are queued in order (at most max_pending) and go to the SQLite store once it is
+ * open, where seqs are assigned. Until then chat_store_health reports -EBUSY ("waiting for
+ * its lock"), chat_store_last_seq 0, and append's *out is NULL. opened(err, arg) runs
+ * when the wait ends: 0 open, or the error (-EBUSY: still locked after wait_ms), after
+ * which every queued and later call fails with it. opened is not called when the store
+ * opened at once (or the open failed at once: the error is returned). The observer of
+ * chat_store_on_stored is handed on at open: set it before. */
+#define CHAT_STORE_LOCK_RETRY_MS 50
+int chat_store_open_sqlite_wait(uv_loop_t *loop, const char *dir, const chat_store_config_t *cfg,
+                                uint64_t wait_ms, void (*opened)(int err, void *arg), void *arg,
+                                chat_store_t **out);
 int chat_store_open_memory(uv_loop_t *loop, const chat_store_config_t *cfg, chat_store_t **out);
 /* The history in Redis at url, shared by every node that opens it (store_redis.c: the
  * layout, the order across nodes, what an ack means). Opens at once; Redis need not be up

@@ -431,16 +431,29 @@ static void owner_frame(cluster_hub_t *hub, unsigned from, const uint8_t *frame,
     }
 }
 
+/* The store waited for another process's lock (a restart) and gave up: the supervisor
+ * stops, as a single process does (src/main.c). */
+static void owner_store_opened(int err, void *arg) {
+    if (err) {
+        LOG_ERROR(STORE_TAG, "no store (%s): stopping", strerror(-err));
+        cluster_hub_fail(owner.hub);
+    }
+}
+
 static int owner_start(cluster_hub_t *hub, uv_loop_t *loop, void *arg) {
     owner.hub = hub;
     owner.cfg = arg;
     owner.loop = loop;
     if (map_init(&owner.present) || map_init(&owner.buckets))
         return -EIO;
-    int rc =
-        strcmp(owner.cfg->kind, "memory") == 0
-            ? chat_store_open_memory(loop, &owner.cfg->store, &owner.store)
-            : chat_store_open_sqlite(loop, owner.cfg->data_dir, &owner.cfg->store, &owner.store);
+    int rc = strcmp(owner.cfg->kind, "memory") == 0
+                 ? chat_store_open_memory(loop, &owner.cfg->store, &owner.store)
+                 : chat_store_open_sqlite_wait(loop, owner.cfg->data_dir, &owner.cfg->store,
+                                               owner.cfg->lock_wait_ms, owner_store_opened, NULL,
+                                               &owner.store);
+    if (rc == -EBUSY)
+        LOG_ERROR(STORE_TAG, "%s is in use by another process (--store-lock-wait is 0)",
+                  owner.cfg->data_dir);
     if (rc)
         return rc;
     chat_store_on_stored(owner.store, on_stored, NULL);

@@ -57,8 +57,9 @@ int chat_store_open_remote(uv_loop_t *loop, parley_worker_t *w, chat_store_t **o
 /* In the supervisor: the service that owns the store. The configuration is borrowed for
  * the supervisor's lifetime. */
 typedef struct {
-    const char *kind;     /* "sqlite" or "memory" */
-    const char *data_dir; /* sqlite */
+    const char *kind;      /* "sqlite" or "memory" */
+    const char *data_dir;  /* sqlite */
+    uint64_t lock_wait_ms; /* sqlite: chat_store_open_sqlite_wait (a restart) */
     chat_store_config_t store;
 } chat_owner_config_t;
 

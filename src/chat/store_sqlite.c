@@ -844,8 +844,11 @@ static int lock_dir(sq_store_t *sq, const char *dir) {
         return err;
     }
     if (flock(sq->dir_fd, LOCK_EX | LOCK_NB)) {
-        int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        LOG_ERROR(STORE_TAG, "%s is in use by another store (%s)", dir, strerror(errno));
+        /* In use: the caller says what it does about it (waits, or stops). */
+        if (errno == EWOULDBLOCK)
+            return -EBUSY;
+        int err = -errno;
+        LOG_ERROR(STORE_TAG, "cannot lock %s: %s", dir, strerror(errno));
         return err;
     }
     return 0;

@@ -47,6 +47,9 @@ int cluster_start(int argc, char **argv, unsigned nworkers, const char *host, in
  * to is 0. Returns 0 or a negative error (a worker that is not running is skipped). */
 int cluster_hub_send(cluster_hub_t *hub, unsigned to, const void *frame, size_t len);
 unsigned cluster_hub_count(const cluster_hub_t *hub);
+/* From the service: it cannot go on (its store could not be opened). The supervisor stops
+ * as on SIGTERM (every worker drains, then the service's stop) and exits with status 1. */
+void cluster_hub_fail(cluster_hub_t *hub);
 
 /* The worker (1..PARLEY_WORKERS_MAX) whose letter tag is (session and socket ids of a
  * worker start with it), or 0. */

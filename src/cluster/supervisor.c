@@ -7,7 +7,8 @@
  *
  * It then relays frames between workers (cluster/proto.h), restarts a worker that exits
  * unasked (backoff: 100 ms, doubling while it keeps dying within 10 s of its start, at
- * most 10 s), forwards SIGTERM/SIGINT to every worker and returns when all are gone. It
+ * most 10 s), forwards SIGTERM/SIGINT to every worker (each drains; a second signal is
+ * forwarded too and cuts their drains short) and returns when all are gone. It
  * prints "listening HOST:PORT" once every worker reported READY (the first time). */
 #include <errno.h>
 #include <netinet/in.h>
@@ -379,8 +380,13 @@ static void stop_all(supervisor_t *sup) {
 
 static void on_stop_signal(uv_signal_t *s, int signum) {
     supervisor_t *sup = s->data;
-    if (sup->stopping)
+    if (sup->stopping) {
+        /* A second signal: the workers cut their drains short (they stop at once). */
+        for (unsigned i = 0; i < sup->n; i++)
+            if (sup->members[i].running && uv_process_kill(&sup->members[i].proc, SIGTERM))
+                LOG_WARN("cluster", "worker %u did not take SIGTERM", sup->members[i].id);
         return;
+    }
     LOG_INFO("cluster", "signal %d: stopping %u workers", signum, sup->running);
     stop_all(sup);
 }
@@ -424,6 +430,12 @@ int cluster_hub_send(cluster_hub_t *hub, unsigned to, const void *frame, size_t 
         }
     }
     return rc;
+}
+
+void cluster_hub_fail(cluster_hub_t *hub) {
+    hub->status = 1;
+    if (!hub->stopping)
+        stop_all(hub);
 }
 
 unsigned cluster_hub_count(const cluster_hub_t *hub) {

@@ -73,6 +73,7 @@ struct eio_server {
     eio_foreign_fn foreign;
     void *foreign_arg;
     bool closing;
+    bool going_away; /* eio_server_drain: no new sessions; WebSockets close with 1001 */
     uint64_t handshakes, upgrades, ended[EIO_END_REASONS]; /* eio_stats_t */
 };
 

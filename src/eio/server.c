@@ -179,6 +179,10 @@ static bool route(http_conn_t *hc, http_req_t *req, void *arg) {
     char transport_buf[16], sid_buf[64], eio_buf[8];
     query_param(req, "transport", transport_buf, sizeof transport_buf, &transport_name);
     bool has_sid = query_param(req, "sid", sid_buf, sizeof sid_buf, &sid) != 0;
+    if (srv->going_away && !has_sid) {
+        http_respond_error(hc, 503, "shutting down"); /* the client tries again, elsewhere */
+        return true;
+    }
     eio_transport_t transport;
     if (slice_eq(transport_name, "polling") && srv->cfg.allow_polling)
         transport = EIO_TRANSPORT_POLLING;
@@ -348,6 +352,22 @@ void eio_server_close(eio_server_t *srv) {
     eio_server_flush_hook(srv);
     net_loop_off_flush(srv->nl, eio_server_flush_hook, srv);
     server_free(srv);
+}
+
+void eio_server_drain(eio_server_t *srv) {
+    srv->going_away = true;
+    size_t n = 0;
+    map_entry_t *e;
+    eio_session_t **all = malloc((srv->sessions.count + 1) * sizeof *all);
+    if (!all) {
+        LOG_ERROR("eio", "drain: out of memory; the sessions end with the server");
+        return;
+    }
+    for (size_t pos = 0; map_next(&srv->sessions, &pos, &e);)
+        all[n++] = e->value;
+    for (size_t i = 0; i < n; i++)
+        eio_session_close_reason(all[i], "server shutting down");
+    free(all);
 }
 
 void eio_server_set_group(eio_server_t *srv, char tag, eio_foreign_fn foreign, void *arg) {

@@ -314,17 +314,23 @@ static void end_session(eio_session_t *s, const char *reason, bool notify_client
     LOG_DEBUG("eio", "session %s closed: %s", s->sid, reason);
     if (s->opened)
         srv->ended[eio_end_reason_of(reason)]++;
+    /* A server that goes away (a drain) says 1001: the client reconnects, to another
+     * process of the port. */
+    uint16_t code = srv->going_away || srv->closing ? WS_CLOSE_GOING_AWAY : WS_CLOSE_NORMAL;
     /* A server-side close over polling with packets still queued (a DISCONNECT, say):
      * deliver them first and send the close packet with the next poll, as the reference
-     * server does, so that the client handles them before it sees the transport close. */
-    if (graceful && s->transport == EIO_TRANSPORT_POLLING && s->qlen > s->qhead && !srv->closing &&
+     * server does, so that the client handles them before it sees the transport close.
+     * A server going away does so for a session between two polls too: its next poll
+     * gets the close packet ("transport close") rather than an unknown session. */
+    if (graceful && s->transport == EIO_TRANSPORT_POLLING &&
+        (s->qlen > s->qhead || (srv->going_away && !s->get)) && !srv->closing &&
         due_set(s, EIO_DUE_DRAIN) == 0) {
         s->draining = true;
         if (s->probe) {
             ws_conn_t *ws = s->probe;
             s->probe = NULL;
             ws->data = NULL;
-            ws_conn_close(ws, WS_CLOSE_NORMAL);
+            ws_conn_close(ws, code);
         }
         if (s->get)
             eio_polling_flush(s);
@@ -339,13 +345,13 @@ static void end_session(eio_session_t *s, const char *reason, bool notify_client
         ws_conn_t *ws = s->ws;
         s->ws = NULL;
         ws->data = NULL;
-        ws_conn_close(ws, WS_CLOSE_NORMAL);
+        ws_conn_close(ws, code);
     }
     if (s->probe) {
         ws_conn_t *ws = s->probe;
         s->probe = NULL;
         ws->data = NULL;
-        ws_conn_close(ws, WS_CLOSE_NORMAL);
+        ws_conn_close(ws, code);
     }
     queue_clear(s);
     if (s->opened && srv->cb.on_close)

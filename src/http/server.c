@@ -340,6 +340,14 @@ net_loop_t *http_server_loop(const http_server_t *srv) {
     return srv->nl;
 }
 
+int http_server_handover(http_server_t *srv) {
+    return net_listener_handover(srv->listener);
+}
+
+void http_server_stop_listening(http_server_t *srv) {
+    net_listener_stop(srv->listener);
+}
+
 void http_server_close(http_server_t *srv) {
     net_listener_close(srv->listener);
     net_loop_close_conns(srv->nl);

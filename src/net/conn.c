@@ -10,6 +10,7 @@
 #include "net/conn.h"
 
 #include <errno.h>
+#include <linux/filter.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -69,6 +70,9 @@ struct net_listener {
     net_open_fn on_open;
     void *arg;
     net_tls_t *tls; /* NULL: plain TCP */
+    /* net_listener_stop: the socket is closed (or closing), the rest stays for adoption
+     * until net_listener_close. */
+    bool stopped, handle_closed, free_pending;
 };
 
 static void flush_all(net_loop_t *nl);
@@ -158,6 +162,12 @@ size_t net_loop_conn_count(const net_loop_t *nl) {
 void net_loop_close_conns(net_loop_t *nl) {
     for (net_conn_t *c = nl->all; c; c = c->all_next)
         net_conn_close(c);
+}
+
+/* A closed connection stays on the list until its handle is closed (conn_free_cb). */
+void net_loop_abort_conns(net_loop_t *nl) {
+    for (net_conn_t *c = nl->all; c; c = c->all_next)
+        close_now(c);
 }
 
 static void close_handles(net_loop_t *nl) {
@@ -938,7 +948,7 @@ void net_listener_set_tls(net_listener_t *l, net_tls_t *tls) {
 int net_listener_port(const net_listener_t *l) {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len))
+    if (l->stopped || uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len))
         return -1;
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
@@ -950,5 +960,65 @@ static void listener_free_cb(uv_handle_t *h) {
 }
 
 void net_listener_close(net_listener_t *l) {
-    uv_close((uv_handle_t *)&l->tcp, listener_free_cb);
+    if (!l->stopped)
+        uv_close((uv_handle_t *)&l->tcp, listener_free_cb);
+    else if (l->handle_closed)
+        free(l);
+    else
+        l->free_pending = true; /* freed by listener_stopped_cb */
+}
+
+static void listener_stopped_cb(uv_handle_t *h) {
+    net_listener_t *l = h->data;
+    l->handle_closed = true;
+    if (l->free_pending)
+        free(l);
+}
+
+/* A classic BPF program for the port's reuseport group that always picks the group's first
+ * socket ("return 0"). The kernel appends a joining socket at the end and moves the last
+ * one into the slot of one that leaves, so the first is the one that listened first until
+ * it stops; an index past the end (none) falls back to the kernel's hash. The program
+ * belongs to the group: the last process to attach it sets it, and each attaches the
+ * same. */
+int net_listener_handover(net_listener_t *l) {
+    static struct sock_filter first[] = {{BPF_RET | BPF_K, 0, 0, 0}};
+    struct sock_fprog prog = {.len = 1, .filter = first};
+    uv_os_fd_t fd;
+    int rc = uv_fileno((uv_handle_t *)&l->tcp, &fd);
+    if (rc)
+        return rc;
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog))
+        return uv_translate_sys_error(errno);
+    return 0;
+}
+
+/* Takes the descriptor over (*arg becomes -1): the handle's, or closed. */
+static int take_fd(uv_tcp_t *tcp, void *arg) {
+    int fd = *(int *)arg;
+    *(int *)arg = -1;
+    int rc = uv_tcp_open(tcp, fd);
+    if (rc)
+        close(fd);
+    return rc;
+}
+
+/* What the kernel queued for this listener would be reset by the close, not handed to
+ * another listener of the port (SO_REUSEPORT keeps one queue per socket): accepted here
+ * first. Connections whose handshake ends between the last accept and the close are
+ * still reset; their clients connect again. */
+void net_listener_stop(net_listener_t *l) {
+    if (l->stopped)
+        return;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0) {
+        int conn;
+        while ((conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+            conn_new(l, take_fd, &conn);
+            if (conn >= 0)
+                close(conn); /* conn_new failed before it took the descriptor */
+        }
+    }
+    l->stopped = true;
+    uv_close((uv_handle_t *)&l->tcp, listener_stopped_cb);
 }

@@ -101,6 +101,8 @@ int net_loop_on_flush(net_loop_t *nl, void (*fn)(void *arg), void *arg);
 void net_loop_off_flush(net_loop_t *nl, void (*fn)(void *arg), void *arg);
 /* Gracefully closes every open connection of the loop (net_conn_close). */
 void net_loop_close_conns(net_loop_t *nl);
+/* Closes every open connection at once (net_conn_abort): the end of a drain's time. */
+void net_loop_abort_conns(net_loop_t *nl);
 
 typedef struct net_listener net_listener_t;
 /* Accepted connections start with `ops` and ext_size bytes of zeroed ext; on_open is
@@ -125,6 +127,18 @@ void net_listener_set_tls(net_listener_t *l, net_tls_t *tls);
 int net_listener_port(const net_listener_t *l);
 /* Stops accepting and frees the listener (asynchronously). */
 void net_listener_close(net_listener_t *l);
+/* With reuse_port: every new connection to the port goes to the process that listened on
+ * it first (the oldest), the others get them only once it stops listening — a restart's
+ * new process takes over the moment the old one closes its listener, and none of the old
+ * one's clients (a long-poll's next request) lands on the new one meanwhile. Not for
+ * processes that should share the load (workers). Returns 0 or a negative error. */
+int net_listener_handover(net_listener_t *l);
+/* Stops listening, for a process that goes on serving its open connections (a drain):
+ * first accepts the connections already queued for this socket, which closing it would
+ * reset, then closes the socket. The listener stays for net_listener_adopt (a worker's
+ * sessions keep getting their requests from the other workers) until net_listener_close,
+ * which still frees it; net_listener_port is -1 after this. */
+void net_listener_stop(net_listener_t *l);
 
 static inline void *net_conn_ext(net_conn_t *c) {
     return c->ext;

@@ -129,6 +129,15 @@ void sio_server_close(sio_server_t *io) {
     uv_close((uv_handle_t *)&io->purge_timer, server_free_cb);
 }
 
+void sio_server_drain(sio_server_t *io) {
+    if (io->eio)
+        eio_server_drain(io->eio);
+}
+
+bool sio_server_drained(const sio_server_t *io) {
+    return !io->eio || eio_server_session_count(io->eio) == 0;
+}
+
 int sio_server_wrap_adapters(sio_server_t *io, sio_adapter_wrap_fn wrap, void *arg) {
     io->wrap = wrap;
     io->wrap_arg = arg;

@@ -4,9 +4,10 @@
 // Two users in two browser contexts log in, join one room and chat both ways; typing
 // indicators, read receipts, direct messages and ack errors show; a server restart on
 // the same port and data directory shows the reconnect banner, clears it, and loses no
-// message. Every page must stay free of console errors, uncaught exceptions and failed
-// requests (chromium.mjs: pageProblems), except those a test provokes and names. Screenshots
-// go to tests/artifacts/ (gitignored).
+// message; a zero-downtime restart (a second server on the port, then the first drained)
+// does the same without a single failed request. Every page must stay free of console
+// errors, uncaught exceptions and failed requests (chromium.mjs: pageProblems), except those
+// a test provokes and names. Screenshots go to tests/artifacts/ (gitignored).
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -407,6 +408,38 @@ test("server restart: banner shown then cleared, no message lost", { timeout: 40
   await alice.reload();
   await message(alice, "after restart 2").waitFor();
   assert.deepEqual(await bodies(alice), afterAlice);
+});
+
+test("zero-downtime restart: a second server on the port, the first drained; no failed request, no message lost", { timeout: 40000 }, async () => {
+  const alice = users.Alice.page;
+  const bob = users.Bob.page;
+  const beforeAlice = await bodies(alice);
+  const port = srv.port;
+  // The new server beside the old one (SO_REUSEPORT, the same data directory: its store
+  // waits for the old one's lock), then SIGTERM to the old one (docs/deploy/restart.md).
+  // No problem is allowed: the pages never meet a refused or failed request.
+  const next = await startServer("parley", [...serverArgs, "--port", String(port)]);
+  await srv.stop();
+  srv = next;
+  for (const p of [alice, bob]) {
+    await waitUntil(async () => (await p.evaluate(() => window.parley.connected)) && (await p.locator("#conn-banner").textContent()) === "", {
+      timeoutMs: 15000,
+      what: "reconnected to the new server",
+    });
+  }
+  await send(alice, "after drain 1");
+  await message(bob, "after drain 1").waitFor();
+  await send(bob, "after drain 2");
+  await message(alice, "after drain 2").waitFor();
+  assert.deepEqual(await bodies(alice), [...beforeAlice, "after drain 1", "after drain 2"]);
+  for (const p of [alice, bob]) {
+    const seqs = await p.evaluate((room) => window.parley.seqs(room), ROOM);
+    assert.deepEqual(
+      seqs,
+      seqs.map((_, i) => i + 1),
+      "seqs 1..n without gaps or duplicates",
+    );
+  }
 });
 
 test("phone width (360x740)", { timeout: 20000 }, async () => {

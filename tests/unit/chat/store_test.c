@@ -16,7 +16,9 @@
  * failed commit (a conflicting row written behind the store's back; a real write error
  * from RLIMIT_FSIZE) failing its batch and what was queued behind it, the health it
  * reports, the retries that end it and the seqs that go on without a gap (defect 5), and
- * the WAL staying bounded under continuous writes. */
+ * the WAL staying bounded under continuous writes; a store opened with
+ * chat_store_open_sqlite_wait while another holds the lock (calls queued, replayed in order
+ * and numbered after the other's seqs once it closes; giving up; closed while waiting). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1285,6 +1287,130 @@ static void test_wal_bounded(void **state) {
     assert_int_equal(chat_store_last_seq(fx->st, "a"), 4000);
 }
 
+/* ---- a store that waits for another's lock (chat_store_open_sqlite_wait) ---- */
+
+typedef struct {
+    int calls, err;
+    uint64_t seqs[8];
+    int errs[8];
+    size_t n;
+} waited_t;
+
+static void on_waited_open(int err, void *arg) {
+    waited_t *w = arg;
+    w->calls++;
+    w->err = err;
+}
+
+static void on_waited_append(int err, chat_msg_t *msg, void *arg) {
+    waited_t *w = arg;
+    if (in_store_call)
+        off_loop = true;
+    assert_true(w->n < 8);
+    w->errs[w->n] = err;
+    w->seqs[w->n++] = err ? 0 : msg->seq;
+}
+
+static chat_store_t *open_waiting(fx_t *fx, uint64_t wait_ms, waited_t *w) {
+    chat_store_t *st = NULL;
+    assert_int_equal(
+        chat_store_open_sqlite_wait(&fx->loop, fx->dir, &fx->cfg, wait_ms, on_waited_open, w, &st),
+        0);
+    assert_non_null(st);
+    const char *why = NULL;
+    assert_int_equal(chat_store_health(st, &why), -EBUSY);
+    assert_non_null(strstr(why, "waiting for its lock"));
+    return st;
+}
+
+static void waited_append(chat_store_t *st, const char *text, waited_t *w, int expect) {
+    chat_msg_t *m = (chat_msg_t *)1;
+    in_store_call = true;
+    int err = chat_store_append(st, "a", "u1", "Ann", text, strlen(text), on_waited_append, w, &m);
+    in_store_call = false;
+    assert_int_equal(err, expect);
+    assert_null(m); /* not numbered yet */
+}
+
+/* A restart: the second store takes calls while the first holds the lock, and once the
+ * first closes it opens, replays them in order and numbers them after the first's seqs. */
+static void test_lock_wait(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    fill(fx, "a", 2);
+    waited_t w = {0};
+    chat_store_t *st = open_waiting(fx, 10000, &w);
+    waited_append(st, "three", &w, 0);
+    waited_append(st, "four", &w, 0);
+    hist_t h = {0};
+    in_store_call = true;
+    assert_int_equal(chat_store_history(st, "a", 0, 10, on_history, &h), 0);
+    in_store_call = false;
+    assert_int_equal(chat_store_last_seq(st, "a"), 0);
+    for (int i = 0; i < 5; i++)
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    assert_int_equal(w.calls, 0);
+    assert_int_equal(w.n, 0);
+    assert_false(h.called);
+    close_store(fx); /* the lock is free */
+    fx->st = st;
+    while (w.n < 2 || !h.called)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(w.calls, 1);
+    assert_int_equal(w.err, 0);
+    assert_false(off_loop);
+    assert_int_equal(w.errs[0], 0);
+    assert_int_equal(w.errs[1], 0);
+    assert_int_equal(w.seqs[0], 3);
+    assert_int_equal(w.seqs[1], 4);
+    assert_int_equal(h.err, 0);
+    assert_true(h.n >= 2); /* at least what the first store committed */
+    hist_free(&h);
+    assert_int_equal(chat_store_health(st, NULL), 0);
+    assert_int_equal(chat_store_last_seq(st, "a"), 4);
+    history(fx, &h, "a", 0, 10);
+    expect_range(&h, 1, 4);
+}
+
+/* Still locked after wait_ms: the store fails for good, queued and later calls alike. */
+static void test_lock_wait_gives_up(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    waited_t w = {0};
+    chat_store_t *st = open_waiting(fx, 100, &w);
+    waited_append(st, "queued", &w, 0);
+    while (w.calls == 0)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(w.err, -EBUSY);
+    assert_int_equal(w.n, 1);
+    assert_int_equal(w.errs[0], -EBUSY);
+    waited_append(st, "later", &w, -EBUSY);
+    assert_int_equal(chat_store_health(st, NULL), -EBUSY);
+    bool closed = false;
+    chat_store_close(st, on_closed, &closed);
+    run_until(fx, &closed);
+    assert_false(off_loop);
+}
+
+/* Closed while waiting: the queued calls get -ECANCELED, after the close call returned. */
+static void test_lock_wait_closed(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    waited_t w = {0};
+    chat_store_t *st = open_waiting(fx, 10000, &w);
+    waited_append(st, "queued", &w, 0);
+    bool closed = false;
+    in_store_call = true;
+    chat_store_close(st, on_closed, &closed);
+    in_store_call = false;
+    assert_int_equal(w.n, 0);
+    run_until(fx, &closed);
+    assert_int_equal(w.n, 1);
+    assert_int_equal(w.errs[0], -ECANCELED);
+    assert_int_equal(w.calls, 0); /* no open to report */
+    assert_false(off_loop);
+}
+
 #define BOTH(t)                                                                                    \
     cmocka_unit_test_setup_teardown(t, setup_sqlite, teardown),                                    \
         cmocka_unit_test_setup_teardown(t, setup_memory, teardown)
@@ -1314,6 +1440,9 @@ int main(void) {
         SQLITE(test_failed_commit),
         SQLITE(test_write_error),
         SQLITE(test_wal_bounded),
+        SQLITE(test_lock_wait),
+        SQLITE(test_lock_wait_gives_up),
+        SQLITE(test_lock_wait_closed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
