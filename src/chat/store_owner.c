@@ -432,7 +432,7 @@ static void owner_frame(cluster_hub_t *hub, unsigned from, const uint8_t *frame,
 }
 
 /* The store waited for another process's lock (a restart) and gave up: the supervisor
- * stops, as a single process does (src/main.c). */
+ * stops, as a single process does (src/main/). */
 static void owner_store_opened(int err, void *arg) {
     if (err) {
         LOG_ERROR(STORE_TAG, "no store (%s): stopping", strerror(-err));

@@ -1,4 +1,4 @@
-// Configuration (src/main.c, docs/CONFIG.md): a --config JSON file, the environment and
+// Configuration (src/main/, docs/CONFIG.md): a --config JSON file, the environment and
 // flags, in that order of strength; files that name no option, give a wrong type or are
 // not JSON are refused at start; and docs/CONFIG.md lists exactly the flags that
 // `parley --help` lists.

@@ -1,6 +1,6 @@
 // Helpers shared by the chat service suites (tests/integration/chat/*.test.mjs).
 //
-// They drive the `parley` server (src/main.c) against its contract, docs/CHAT-API.md, with
+// They drive the `parley` server (src/main/) against its contract, docs/CHAT-API.md, with
 // the official socket.io-client. Tokens come from the development login or are signed here
 // (HS256 with node:crypto) against the --jwt-secret the server was started with.
 // What is not chat-specific (HTTP requests, waits, socket.io-client helpers, the Recorder)
