@@ -5,7 +5,7 @@
  * The layers, each its own header: the loop glue (parley/loop.h), the HTTP/1.1 server
  * (parley/http.h), Engine.IO v4 (parley/eio.h), Socket.IO v5 (parley/sio.h), worker
  * processes on one port (parley/cluster.h) and nodes joined over Redis (parley/redis.h),
- * next to Node.js socket.io nodes. Every
+ * next to Node.js socket.io nodes; TLS certificates for the HTTP server (parley/tls.h). Every
  * function returns 0 or a negative errno/libuv code unless its comment says otherwise.
  *
  * The library writes to sockets whose peers may be gone: the process must ignore
@@ -30,6 +30,7 @@
 #include "parley/loop.h"
 #include "parley/redis.h"
 #include "parley/sio.h"
+#include "parley/tls.h"
 
 #pragma GCC visibility push(default)
 

@@ -264,6 +264,9 @@ describe("two nodes, one Redis: a user's HTTP posts share one bucket", () => {
     redis = await startRedis();
     const args = ["--store", "redis", "--redis-url", redis.url, "--rate-burst", "3", "--rate-per-sec", "1"];
     [a, b] = await Promise.all([startParley(args), startParley(args)]);
+    // A node answers 503 until its Redis connections are up, as /readyz says (a balancer
+    // would not send it traffic before): the bucket is what this test is about.
+    for (const srv of [a, b]) await waitUntil(async () => (await request(`${srv.url}/readyz`)).status === 200, { what: "ready" });
   });
 
   after(async () => {

@@ -46,7 +46,7 @@ test("installs the server, both libraries with a versioned soname, the headers a
   assert.ok(libs.some((f) => /^libparley\.so\.\d+$/.test(f)), libs.join(" "));
   assert.ok(libs.some((f) => /^libparley\.so\.\d+\.\d+\.\d+$/.test(f)), libs.join(" "));
   const headers = await readdir(path.join(root, "include", "parley"));
-  assert.deepEqual(headers.sort(), ["cluster.h", "eio.h", "http.h", "loop.h", "parley.h", "redis.h", "sio.h"]);
+  assert.deepEqual(headers.sort(), ["cluster.h", "eio.h", "http.h", "loop.h", "parley.h", "redis.h", "sio.h", "tls.h"]);
   const share = await readdir(path.join(root, "share", "parley"));
   assert.deepEqual(share.sort(), ["client", "web"]);
 
