@@ -63,6 +63,7 @@ typedef struct {
     bool dev_login, recovery, redis_cluster;
     const char *admin_username, *admin_password_hash, *admin_ui, *admin_server_id;
     bool admin, admin_no_auth, admin_readonly, admin_production;
+    bool allow_eio3;
 } config_t;
 
 enum opt_type { OPT_STR, OPT_LONG, OPT_BOOL };
@@ -202,6 +203,10 @@ static const option_t options[] = {
     {"parser", "PARLEY_PARSER",
      "json, or msgpack (socket.io-msgpack-parser: every client must use it)", OPT_STR, O(parser),
      NULL, 0, 0},
+    {"allow-eio3", "PARLEY_ALLOW_EIO3",
+     "accept socket.io 2 clients (Engine.IO v3); they pass the token as the query parameter "
+     "token",
+     OPT_BOOL, O(allow_eio3), NULL, 0, 0},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -1002,6 +1007,7 @@ static int start(app_t *app) {
     iocfg.recovery = c->recovery;
     iocfg.sid_suffix = c->node_name;
     iocfg.lean_handshake = true; /* the chat reads only auth.token, in its middleware */
+    iocfg.allow_eio3 = c->allow_eio3;
     iocfg.parser = strcmp(c->parser, "msgpack") == 0 ? SIO_PARSER_MSGPACK : SIO_PARSER_JSON;
     /* Recovered connections show their token again: the middleware checks it and makes
      * the connection's state; then the chat allows the restore only to the session's own

@@ -57,6 +57,11 @@ typedef struct eio_msg {
     bool binary;
     uint8_t ws_header_len;
     uint8_t ws_header[WS_FRAME_HEADER_MAX];
+    /* Binary only: the frame header an Engine.IO v3 client gets (eio/packet3.h), which
+     * counts the leading type byte 4, and that byte as its last byte. */
+    uint8_t ws3_header_len;
+    uint8_t ws3_header[WS_FRAME_HEADER_MAX + 1];
+    size_t utf16_len; /* text, v3 polling: data's JavaScript length; SIZE_MAX until used */
     char *polling; /* binary only: "b" + base64, made on first use; owned */
     size_t polling_len;
     size_t len;     /* bytes in data */

@@ -12,15 +12,81 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eio/packet3.h"
 #include "util/log.h"
 
 static const uint8_t separator = EIO_RECORD_SEPARATOR;
 
 #define POLL_CONTENT_TYPE "Content-Type: text/plain; charset=UTF-8\r\n"
 
+/* The per-packet prefixes of one v3 response, one allocation that the connection's
+ * write queue holds by reference like the messages. */
+typedef struct {
+    ref_t ref;
+    uint8_t bytes[];
+} prefixes_t;
+
+static void prefixes_destroy(ref_t *r) {
+    free(r);
+}
+
+/* The v3 form of respond(): each packet framed with its length (eio/packet3.h), as
+ * binary when one of them is binary and the client did not ask for base64. */
+static int respond3(eio_session_t *s, http_conn_t *hc, eio_msg_t *const *msgs, uint32_t n,
+                    uint32_t *sent) {
+    bool binary = false;
+    for (uint32_t i = 0; i < n && !s->b64; i++)
+        binary = binary || msgs[i]->binary;
+    prefixes_t *pre = malloc(sizeof *pre + (size_t)n * EIO3_PREFIX_MAX);
+    if (!pre)
+        return -1;
+    ref_init(&pre->ref, prefixes_destroy);
+    size_t total = 0;
+    uint32_t used = 0;
+    const uint8_t *bodies[n ? n : 1];
+    size_t pre_lens[n ? n : 1], body_lens[n ? n : 1];
+    for (; used < n; used++) {
+        uint8_t *p = pre->bytes + (size_t)used * EIO3_PREFIX_MAX;
+        if (eio3_frame(msgs[used], binary, p, &pre_lens[used], &bodies[used], &body_lens[used]))
+            break;
+        size_t size = pre_lens[used] + body_lens[used];
+        if (used > 0 && total + size > s->srv->cfg.max_payload)
+            break;
+        total += size;
+    }
+    char lines[1100];
+    int l = snprintf(lines, sizeof lines, "%s%s",
+                     binary ? "Content-Type: application/octet-stream\r\n" : POLL_CONTENT_TYPE,
+                     s->get_headers ? s->get_headers : "");
+    int rc = l > 0 && used > 0 ? http_send_head(hc, 200, lines, (int64_t)total) : -1;
+    for (uint32_t i = 0; rc == 0 && i < used; i++) {
+        rc = http_send_body(hc, &pre->ref, pre->bytes + (size_t)i * EIO3_PREFIX_MAX, pre_lens[i]);
+        if (rc == 0)
+            rc = http_send_body(hc, &msgs[i]->ref, bodies[i], body_lens[i]);
+    }
+    ref_release(&pre->ref);
+    *sent = used;
+    return rc;
+}
+
 /* Writes the response for the held GET: msgs[0..n), then releases the GET. */
 static void respond(eio_session_t *s, eio_msg_t *const *msgs, uint32_t n) {
     http_conn_t *hc = s->get;
+    if (s->protocol == 3) {
+        s->get = NULL;
+        uint32_t used = 0;
+        int rc = respond3(s, hc, msgs, n, &used);
+        free(s->get_headers);
+        s->get_headers = NULL;
+        if (rc) {
+            net_conn_abort(http_conn_net(hc));
+            return;
+        }
+        if (msgs == s->queue + s->qhead)
+            eio_session_queue_drop(s, used);
+        http_response_done(hc);
+        return;
+    }
     s->get = NULL;
     size_t total = 0;
     uint32_t used = 0;
@@ -121,7 +187,12 @@ static void handle_post(eio_session_t *s, http_conn_t *hc, http_req_t *req) {
     eio_packet_t p;
     size_t pos = 0;
     int rc = 0;
-    while (!s->closed && (rc = eio_payload_next(body, req->body.len, &pos, &p)) == 1)
+    /* v3 payloads are binary when the client says so (engine.io-client 3's XHR). */
+    const slice_t *type = http_request_header(&req->head, "content-type");
+    bool binary = s->protocol == 3 && type && slice_eq(*type, "application/octet-stream");
+    while (!s->closed &&
+           (rc = s->protocol == 3 ? eio3_payload_next(body, req->body.len, binary, &pos, &p)
+                                  : eio_payload_next(body, req->body.len, &pos, &p)) == 1)
         eio_session_on_packet(s, &p);
     if (!s->closed && rc < 0) {
         LOG_LIMITED(LOG_LEVEL_INFO, "eio", "session %s: malformed payload", s->sid);

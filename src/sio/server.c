@@ -88,6 +88,7 @@ int sio_server_new(http_server_t *http, const sio_config_t *cfg, sio_server_t **
     ecfg.sid_suffix = cfg->sid_suffix;
     ecfg.limits = cfg->limits;
     ecfg.peer_address = !cfg->lean_handshake;
+    ecfg.allow_eio3 = cfg->allow_eio3;
     eio_callbacks_t cb;
     sio_client_callbacks(&cb);
     rc = eio_server_new(http, &ecfg, &cb, io, &io->eio);
