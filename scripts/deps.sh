@@ -12,10 +12,11 @@ cd "$(dirname "$0")/.."
 
 # What the code links: libuv, jansson, OpenSSL (libssl for TLS, libcrypto), hiredis and
 # msgpack-c (the library; the last two for the Redis adapter), SQLite and libjwt (the
-# chat service), libxcrypt (bcrypt, for the admin UI's login).
+# chat service), libxcrypt (bcrypt, for the admin UI's login), zlib (compressed polling).
 # Node and npm fetch the page's client bundle at build time.
 build_pkgs=(build-essential cmake ninja-build pkg-config
   libuv1-dev libssl-dev libsqlite3-dev libjansson-dev libjwt-dev libhiredis-dev libmsgpack-dev
+  zlib1g-dev
   libcrypt-dev nodejs npm)
 # clang and its runtime for the fuzzers, cmocka for the unit tests, curl and chromium
 # for the integration and browser suites (certutil, of libnss3-tools, gives the browser

@@ -63,7 +63,7 @@ typedef struct {
     bool dev_login, recovery, redis_cluster;
     const char *admin_username, *admin_password_hash, *admin_ui, *admin_server_id;
     bool admin, admin_no_auth, admin_readonly, admin_production;
-    bool allow_eio3;
+    bool allow_eio3, polling_compression;
 } config_t;
 
 enum opt_type { OPT_STR, OPT_LONG, OPT_BOOL };
@@ -207,6 +207,9 @@ static const option_t options[] = {
      "accept socket.io 2 clients (Engine.IO v3); they pass the token as the query parameter "
      "token",
      OPT_BOOL, O(allow_eio3), NULL, 0, 0},
+    {"polling-compression", "PARLEY_POLLING_COMPRESSION",
+     "gzip or deflate for long-polling responses of 1 KiB or more, as the client accepts", OPT_BOOL,
+     O(polling_compression), NULL, 0, 0},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -259,6 +262,7 @@ static void config_defaults(config_t *cfg) {
         .redis_key = "socket.io",
         .redis_mode = "classic",
         .parser = "json",
+        .polling_compression = true, /* as engine.io's httpCompression */
         .web_root = default_dir(PARLEY_SOURCE_DIR "/web", PARLEY_DATA_DIR_INSTALLED "/web"),
         .client_dir = default_dir(PARLEY_SOURCE_DIR "/assets/node_modules/socket.io-client/dist",
                                   PARLEY_DATA_DIR_INSTALLED "/client"),
@@ -1008,6 +1012,8 @@ static int start(app_t *app) {
     iocfg.sid_suffix = c->node_name;
     iocfg.lean_handshake = true; /* the chat reads only auth.token, in its middleware */
     iocfg.allow_eio3 = c->allow_eio3;
+    if (!c->polling_compression)
+        iocfg.http_compression_threshold = 0;
     iocfg.parser = strcmp(c->parser, "msgpack") == 0 ? SIO_PARSER_MSGPACK : SIO_PARSER_JSON;
     /* Recovered connections show their token again: the middleware checks it and makes
      * the connection's state; then the chat allows the restore only to the session's own

@@ -77,6 +77,10 @@ typedef struct {
     /* Accept Engine.IO v3 clients (socket.io 2; engine.io's allowEIO3): the client sends
      * the pings, v3 polling framing (eio/packet3.h). Off: EIO=3 is refused (code 5). */
     bool allow_eio3;
+    /* Long-polling responses of at least this many bytes are compressed with gzip or
+     * deflate when the request's Accept-Encoding allows (engine.io's httpCompression, on
+     * by default there too). 0: never. (1024) */
+    size_t http_compression_threshold;
 } eio_config_t;
 
 void eio_config_defaults(eio_config_t *cfg);

@@ -114,6 +114,7 @@ typedef struct {
      * as the reference does. Socket ids stay Parley's own (socket.io gives such clients
      * their Engine.IO id), and connection state recovery is not offered to them. */
     bool allow_eio3;
+    size_t http_compression_threshold; /* see eio_config_t (1024; 0: never) */
 } sio_config_t;
 
 void sio_config_defaults(sio_config_t *cfg);

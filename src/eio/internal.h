@@ -28,9 +28,10 @@ struct eio_session {
     uint32_t qhead, qlen, qcap;
     size_t qbytes; /* memory the queued messages stand for (payload and overhead) */
     uint8_t transport;
-    uint8_t protocol; /* Engine.IO revision: 4, or 3 (cfg.allow_eio3) */
-    bool b64;         /* v3 polling: the client asked for text payloads only (b64=1) */
-    bool opened;      /* the application was told (on_open) */
+    uint8_t protocol;     /* Engine.IO revision: 4, or 3 (cfg.allow_eio3) */
+    bool b64;             /* v3 polling: the client asked for text payloads only (b64=1) */
+    uint8_t get_encoding; /* the held GET's answer: an eio_encoding_t (eio/compress.h) */
+    bool opened;          /* the application was told (on_open) */
     bool closed;
     bool draining; /* closed, but queued packets still go out with the next poll */
     bool probed;   /* "2probe" seen on the probe transport */

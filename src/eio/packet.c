@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eio/compress.h"
 #include "util/base64.h"
 
 /* A text packet: a type digit and the payload after it, which may be empty ("2"). */
@@ -72,6 +73,9 @@ int eio_payload_next(uint8_t *buf, size_t len, size_t *pos, eio_packet_t *out) {
 
 static void msg_destroy(ref_t *ref) {
     eio_msg_t *m = (eio_msg_t *)((char *)ref - offsetof(eio_msg_t, ref));
+    for (int i = 0; i < 2; i++)
+        if (m->zipped[i])
+            ref_release(&m->zipped[i]->ref);
     free(m->polling);
     free(m);
 }
@@ -91,6 +95,7 @@ eio_msg_t *eio_msg_alloc(eio_packet_type_t type, bool binary, size_t payload_len
     m->binary = binary;
     m->polling = NULL;
     m->polling_len = 0;
+    m->zipped[0] = m->zipped[1] = NULL;
     m->len = len;
     if (!binary)
         m->data[0] = (uint8_t)('0' + type);

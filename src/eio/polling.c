@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eio/compress.h"
 #include "eio/packet3.h"
 #include "util/log.h"
 
@@ -28,6 +29,26 @@ typedef struct {
 
 static void prefixes_destroy(ref_t *r) {
     free(r);
+}
+
+/* Whether this response is compressed: the client accepts an encoding and the body is at
+ * least the threshold (engine.io's httpCompression). */
+static bool compress_wanted(const eio_session_t *s, size_t total) {
+    size_t threshold = s->srv->cfg.http_compression_threshold;
+    return s->get_encoding != EIO_ENC_NONE && threshold > 0 && total >= threshold;
+}
+
+/* The response head: the content type, the held GET's own lines, the encoding. */
+static int send_head(eio_session_t *s, http_conn_t *hc, const char *content_type,
+                     const eio_zbuf_t *zb, size_t total) {
+    char lines[1200];
+    int l =
+        snprintf(lines, sizeof lines, "%s%s%s%s%s", content_type,
+                 s->get_headers ? s->get_headers : "", zb ? "Content-Encoding: " : "",
+                 zb ? eio_encoding_name((eio_encoding_t)s->get_encoding) : "", zb ? "\r\n" : "");
+    if (l <= 0 || (size_t)l >= sizeof lines)
+        return -1;
+    return http_send_head(hc, 200, lines, (int64_t)(zb ? zb->len : total));
 }
 
 /* The v3 form of respond(): each packet framed with its length (eio/packet3.h), as
@@ -54,12 +75,27 @@ static int respond3(eio_session_t *s, http_conn_t *hc, eio_msg_t *const *msgs, u
             break;
         total += size;
     }
-    char lines[1100];
-    int l = snprintf(lines, sizeof lines, "%s%s",
-                     binary ? "Content-Type: application/octet-stream\r\n" : POLL_CONTENT_TYPE,
-                     s->get_headers ? s->get_headers : "");
-    int rc = l > 0 && used > 0 ? http_send_head(hc, 200, lines, (int64_t)total) : -1;
-    for (uint32_t i = 0; rc == 0 && i < used; i++) {
+    eio_zbuf_t *zb = NULL;
+    if (used > 0 && compress_wanted(s, total)) {
+        eio_deflate_t d;
+        eio_deflate_begin(&d, (eio_encoding_t)s->get_encoding, total);
+        for (uint32_t i = 0; i < used; i++) {
+            eio_deflate_add(&d, pre->bytes + (size_t)i * EIO3_PREFIX_MAX, pre_lens[i]);
+            eio_deflate_add(&d, bodies[i], body_lens[i]);
+        }
+        zb = eio_deflate_end(&d); /* NULL: answered uncompressed */
+    }
+    int rc = used > 0 ? send_head(s, hc,
+                                  binary ? "Content-Type: application/octet-stream\r\n"
+                                         : POLL_CONTENT_TYPE,
+                                  zb, total)
+                      : -1;
+    if (zb) { /* every packet is in the compressed body */
+        if (rc == 0)
+            rc = http_send_body(hc, &zb->ref, zb->data, zb->len);
+        ref_release(&zb->ref);
+    }
+    for (uint32_t i = 0; !zb && rc == 0 && i < used; i++) {
         rc = http_send_body(hc, &pre->ref, pre->bytes + (size_t)i * EIO3_PREFIX_MAX, pre_lens[i]);
         if (rc == 0)
             rc = http_send_body(hc, &msgs[i]->ref, bodies[i], body_lens[i]);
@@ -100,13 +136,35 @@ static void respond(eio_session_t *s, eio_msg_t *const *msgs, uint32_t n) {
             break;
         total += lens[used] + (used > 0);
     }
-    char lines[1100];
-    int l = snprintf(lines, sizeof lines, "%s%s", POLL_CONTENT_TYPE,
-                     s->get_headers ? s->get_headers : "");
+    /* A response of one message uses that message's own compressed form (made once for
+     * every session that polls it); several are compressed together, here. */
+    eio_zbuf_t *zb = NULL;
+    bool owned = false;
+    if (used > 0 && compress_wanted(s, total)) {
+        if (used == 1) {
+            zb = eio_msg_compressed(msgs[0], (eio_encoding_t)s->get_encoding);
+        } else {
+            eio_deflate_t d;
+            eio_deflate_begin(&d, (eio_encoding_t)s->get_encoding, total);
+            for (uint32_t i = 0; i < used; i++) {
+                if (i > 0)
+                    eio_deflate_add(&d, &separator, 1);
+                eio_deflate_add(&d, parts[i], lens[i]);
+            }
+            zb = eio_deflate_end(&d);
+            owned = zb != NULL;
+        }
+    }
+    int rc = send_head(s, hc, POLL_CONTENT_TYPE, zb, total);
     free(s->get_headers);
     s->get_headers = NULL;
-    int rc = l > 0 ? http_send_head(hc, 200, lines, (int64_t)total) : -1;
-    for (uint32_t i = 0; rc == 0 && i < used; i++) {
+    if (zb) {
+        if (rc == 0)
+            rc = http_send_body(hc, &zb->ref, zb->data, zb->len);
+        if (owned)
+            ref_release(&zb->ref);
+    }
+    for (uint32_t i = 0; !zb && rc == 0 && i < used; i++) {
         if (i > 0)
             rc = http_send_body(hc, NULL, &separator, 1);
         if (rc == 0)
@@ -152,6 +210,16 @@ static void handle_get(eio_session_t *s, http_conn_t *hc, http_req_t *req) {
     }
     char cors[1024];
     size_t cl = eio_cors_headers(s->srv, &req->head, cors, sizeof cors);
+    s->get_encoding = EIO_ENC_NONE;
+    if (s->srv->cfg.http_compression_threshold > 0) {
+        /* Any poll's answer may be compressed: caches must tell them apart. */
+        static const char vary[] = "Vary: Accept-Encoding\r\n";
+        if (cl + sizeof vary <= sizeof cors) {
+            memcpy(cors + cl, vary, sizeof vary - 1);
+            cl += sizeof vary - 1;
+        }
+        s->get_encoding = (uint8_t)eio_accepted_encoding(&req->head);
+    }
     if (cl) {
         cors[cl] = '\0';
         s->get_headers = strdup(cors);

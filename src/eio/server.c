@@ -28,6 +28,7 @@ void eio_config_defaults(eio_config_t *cfg) {
         .allow_websocket = true,
         .allow_polling = true,
         .peer_address = true,
+        .http_compression_threshold = 1024,
     };
 }
 

@@ -24,6 +24,7 @@ void sio_config_defaults(sio_config_t *cfg) {
         .recovery_skip_middlewares = true,
         .recovery_max_bytes = 64u << 20,
         .backpressure_bytes = 262144,
+        .http_compression_threshold = 1024,
     };
 }
 
@@ -89,6 +90,7 @@ int sio_server_new(http_server_t *http, const sio_config_t *cfg, sio_server_t **
     ecfg.limits = cfg->limits;
     ecfg.peer_address = !cfg->lean_handshake;
     ecfg.allow_eio3 = cfg->allow_eio3;
+    ecfg.http_compression_threshold = cfg->http_compression_threshold;
     eio_callbacks_t cb;
     sio_client_callbacks(&cb);
     rc = eio_server_new(http, &ecfg, &cb, io, &io->eio);
