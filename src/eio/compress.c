@@ -115,7 +115,7 @@ void eio_deflate_begin(eio_deflate_t *d, eio_encoding_t enc, size_t total_in) {
 static void run(eio_deflate_t *d, const void *data, size_t len, int flush) {
     if (d->failed)
         return;
-    d->z.next_in = (Bytef *)(uintptr_t)data;
+    d->z.next_in = data;
     d->z.avail_in = (uInt)len;
     int rc = deflate(&d->z, flush);
     /* The output was sized with deflateBound: all input is taken at once. */
@@ -145,15 +145,13 @@ eio_zbuf_t *eio_deflate_end(eio_deflate_t *d) {
 
 eio_zbuf_t *eio_msg_compressed(eio_msg_t *m, eio_encoding_t enc) {
     eio_zbuf_t **slot = &m->zipped[enc == EIO_ENC_GZIP ? 0 : 1];
-    if (*slot)
-        return *slot;
     const uint8_t *body;
     size_t len;
-    if (eio_msg_polling(m, &body, &len))
-        return NULL;
-    eio_deflate_t d;
-    eio_deflate_begin(&d, enc, len);
-    eio_deflate_add(&d, body, len);
-    *slot = eio_deflate_end(&d);
+    if (!*slot && eio_msg_polling(m, &body, &len) == 0) {
+        eio_deflate_t d;
+        eio_deflate_begin(&d, enc, len);
+        eio_deflate_add(&d, body, len);
+        *slot = eio_deflate_end(&d);
+    }
     return *slot;
 }
