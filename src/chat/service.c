@@ -728,7 +728,9 @@ static void conn_free(void *value) {
 
 /* A socket.io 2 client (Engine.IO v3) sends no auth payload: its token is the `token`
  * parameter of the handshake query, percent-decoded into a copy the caller frees. NULL
- * when absent or malformed. The token is a credential: it is never logged. */
+ * when absent or malformed. The token is a credential: it is never logged, and it leaves
+ * the handshake once read (this client's own query object, kept only for v3 clients), so
+ * that fetchSockets, other nodes and the admin UI never see it. */
 static char *query_token(const sio_handshake_t *hs) {
     const char *raw = json_string_value(json_object_get(hs->query, "token"));
     if (hs->protocol != 3 || !raw)
@@ -736,11 +738,14 @@ static char *query_token(const sio_handshake_t *hs) {
     size_t len = strlen(raw);
     char *out = malloc(len + 1);
     ssize_t n = out ? http_percent_decode(slice_make(raw, len), out) : -1;
-    if (n < 0 || memchr(out, '\0', (size_t)n)) {
+    if (n >= 0 && !memchr(out, '\0', (size_t)n))
+        out[n] = '\0';
+    else {
         free(out);
-        return NULL;
+        out = NULL;
     }
-    out[n] = '\0';
+    if (json_object_del(hs->query, "token"))
+        LOG_WARN("chat", "cannot drop the token from a handshake");
     return out;
 }
 
