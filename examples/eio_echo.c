@@ -71,7 +71,8 @@ static void usage(void) {
                     "  [--cors-origin ORIGIN]... [--check-origin] [--cookie] [--static DIR]\n"
                     "  [--output-limit BYTES] [--send-timeout MS] [--max-connections-per-ip N]\n"
                     "  [--handshake-rate N] [--handshake-burst N] [--trusted-proxy IP]...\n"
-                    "  [--log-level LEVEL]\n");
+                    "  [--log-level LEVEL] [--allow-eio3]\n"
+                    "  [--no-http-compression]\n");
 }
 
 int main(int argc, char **argv) {
@@ -106,6 +107,8 @@ int main(int argc, char **argv) {
         {"handshake-rate", 1, 0, 'R'},
         {"handshake-burst", 1, 0, 'B'},
         {"trusted-proxy", 1, 0, 'X'},
+        {"allow-eio3", 0, 0, '3'},
+        {"no-http-compression", 0, 0, 'z'},
         {0, 0, 0, 0},
     };
     int o;
@@ -165,6 +168,12 @@ int main(int argc, char **argv) {
             break;
         case 'B':
             ecfg.limits.handshake_burst = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case '3':
+            ecfg.allow_eio3 = true;
+            break;
+        case 'z':
+            ecfg.http_compression_threshold = 0;
             break;
         case 'X':
             if (nproxies < 16)

@@ -11,8 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # What the code links: libuv, jansson, OpenSSL (libssl for TLS, libcrypto), hiredis and
-# msgpack-c (the library; the last two for the Redis adapter), zlib (permessage-deflate),
-# SQLite and libjwt (the chat service), libxcrypt (bcrypt, for the admin UI's login).
+# msgpack-c (the library; the last two for the Redis adapter), zlib (permessage-deflate,
+# compressed long-polling), SQLite and libjwt (the chat service), libxcrypt (bcrypt, for
+# the admin UI's login).
 # Node and npm fetch the page's client bundle at build time.
 build_pkgs=(build-essential cmake ninja-build pkg-config
   libuv1-dev libssl-dev libsqlite3-dev libjansson-dev libjwt-dev libhiredis-dev libmsgpack-dev

@@ -84,6 +84,13 @@ typedef struct {
     size_t ws_deflate_threshold;
     bool ws_deflate;
     bool ws_deflate_client_context;
+    /* Accept Engine.IO v3 clients (socket.io 2; engine.io's allowEIO3): the client sends
+     * the pings, v3 polling framing (eio/packet3.h). Off: EIO=3 is refused (code 5). */
+    bool allow_eio3;
+    /* Long-polling responses of at least this many bytes are compressed with gzip or
+     * deflate when the request's Accept-Encoding allows (engine.io's httpCompression, on
+     * by default there too). 0: never. (1024) */
+    size_t http_compression_threshold;
 } eio_config_t;
 
 void eio_config_defaults(eio_config_t *cfg);
@@ -161,6 +168,8 @@ void *eio_session_data(const eio_session_t *s);
 void eio_session_set_data(eio_session_t *s, void *data);
 /* "polling" or "websocket". */
 const char *eio_session_transport(const eio_session_t *s);
+/* The protocol revision the client speaks: 4, or 3 (allow_eio3). */
+int eio_session_protocol(const eio_session_t *s);
 /* Bytes written to the transport but not yet taken by the kernel, plus the memory of
  * the packets queued for the next poll (payload and per-packet overhead): the
  * backpressure signal. */

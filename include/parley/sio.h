@@ -110,6 +110,15 @@ typedef struct {
     bool ws_deflate;
     bool ws_deflate_client_context;
     size_t ws_deflate_threshold; /* bytes (1024) */
+    /* Accept socket.io 2 clients (Engine.IO v3; socket.io's allowEIO3). They join "/" as
+     * soon as they connect, without a CONNECT packet and so without an auth payload (their
+     * credentials come in the handshake query, kept for them even with lean_handshake); a
+     * CONNECT to another namespace carries its query as the auth object. Their CONNECT
+     * reply has no payload and a CONNECT_ERROR carries the error's data, else its message,
+     * as the reference does. Socket ids stay Parley's own (socket.io gives such clients
+     * their Engine.IO id), and connection state recovery is not offered to them. */
+    bool allow_eio3;
+    size_t http_compression_threshold; /* see eio_config_t (1024; 0: never) */
 } sio_config_t;
 
 void sio_config_defaults(sio_config_t *cfg);
@@ -340,6 +349,7 @@ typedef struct {
     const char *url;
     int64_t time_ms; /* when the Engine.IO connection opened (Unix ms) */
     bool secure;
+    uint8_t protocol; /* the client's Engine.IO revision: 4, or 3 (allow_eio3) */
 } sio_handshake_t;
 const sio_handshake_t *sio_socket_handshake(const sio_socket_t *s);
 

@@ -22,6 +22,7 @@
 
 #include "chat/presence.h"
 #include "chat/store_remote.h"
+#include "http/parser.h"
 #include "util/assert.h"
 #include "util/buf.h"
 #include "util/log.h"
@@ -750,14 +751,43 @@ static void conn_free(void *value) {
     free(c);
 }
 
+/* A socket.io 2 client (Engine.IO v3) sends no auth payload: its token is the `token`
+ * parameter of the handshake query, percent-decoded into a copy the caller frees. NULL
+ * when absent or malformed. The token is a credential: it is never logged, and it leaves
+ * the handshake once read (this client's own query object, kept only for v3 clients), so
+ * that fetchSockets, other nodes and the admin UI never see it. */
+static char *query_token(const sio_handshake_t *hs) {
+    const char *raw = json_string_value(json_object_get(hs->query, "token"));
+    if (hs->protocol != 3 || !raw)
+        return NULL;
+    size_t len = strlen(raw);
+    char *out = malloc(len + 1);
+    ssize_t n = out ? http_percent_decode(slice_make(raw, len), out) : -1;
+    if (n >= 0 && !memchr(out, '\0', (size_t)n))
+        out[n] = '\0';
+    else {
+        free(out);
+        out = NULL;
+    }
+    if (json_object_del(hs->query, "token"))
+        LOG_WARN("chat", "cannot drop the token from a handshake");
+    return out;
+}
+
 static void auth_middleware(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
     chat_service_t *svc = arg;
     const sio_handshake_t *hs = sio_socket_handshake(s);
     const char *token = json_string_value(json_object_get(hs->auth, "token"));
+    char *from_query = token ? NULL : query_token(hs);
+    if (from_query)
+        token = from_query;
     chat_user_t user;
     json_t *rooms = NULL;
-    if (!token ||
-        chat_auth_verify(svc->auth, token, (long)(time_wall_ms() / 1000), &user, &rooms)) {
+    int verify =
+        token ? chat_auth_verify(svc->auth, token, (long)(time_wall_ms() / 1000), &user, &rooms)
+              : -1;
+    free(from_query);
+    if (verify) {
         json_t *err = sio_error_new("Authentication failed", NULL);
         sio_next(ctx, err);
         json_decref(err);

@@ -28,7 +28,10 @@ struct eio_session {
     uint32_t qhead, qlen, qcap;
     size_t qbytes; /* memory the queued messages stand for (payload and overhead) */
     uint8_t transport;
-    bool opened; /* the application was told (on_open) */
+    uint8_t protocol;     /* Engine.IO revision: 4, or 3 (cfg.allow_eio3) */
+    bool b64;             /* v3 polling: the client asked for text payloads only (b64=1) */
+    uint8_t get_encoding; /* the held GET's answer: an eio_encoding_t (eio/compress.h) */
+    bool opened;          /* the application was told (on_open) */
     bool closed;
     bool draining; /* closed, but queued packets still go out with the next poll */
     bool probed;   /* "2probe" seen on the probe transport */
@@ -46,7 +49,7 @@ struct eio_session {
 
 /* The deadlines a session can wait for. Each has a fixed duration per server, so each
  * list is in deadline order when sessions are appended at its tail. */
-enum { EIO_DUE_PING, EIO_DUE_PONG, EIO_DUE_DRAIN, EIO_DUE_LISTS };
+enum { EIO_DUE_PING, EIO_DUE_PONG, EIO_DUE_DRAIN, EIO_DUE_CLIENT_PING, EIO_DUE_LISTS };
 
 typedef struct {
     eio_session_t *head, *tail;
@@ -65,7 +68,7 @@ struct eio_server {
     eio_due_list_t due[EIO_DUE_LISTS];
     uv_timer_t *due_timer; /* fires at the earliest head; its own allocation (closed async) */
     uint64_t due_timer_at; /* when it is set to fire, 0: stopped */
-    eio_msg_t *ping, *noop, *close, *pong_probe;
+    eio_msg_t *ping, *noop, *close, *pong_probe, *pong; /* pong: answers v3 clients' pings */
     eio_guard_t *guard;    /* per-address limits, NULL when none are set */
     ws_deflate_t *deflate; /* permessage-deflate context (one reference), NULL when off */
     char group_tag;        /* first character of this server's session ids, or '\0' */
@@ -107,10 +110,12 @@ void eio_polling_flush(eio_session_t *s);
 void eio_polling_release(eio_session_t *s, eio_msg_t *m);
 
 /* websocket.c */
+/* protocol: the Engine.IO revision the client asked for (3 or 4). */
 void eio_websocket_handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
-                             eio_guard_ip_t *guard);
+                             eio_guard_ip_t *guard, uint8_t protocol);
 void eio_websocket_upgrade(eio_session_t *s, http_conn_t *hc, http_req_t *req);
-int eio_websocket_send(ws_conn_t *ws, eio_msg_t *m);
+/* Sends m on ws (the session's transport or its probe) as a client of `protocol` reads it. */
+int eio_websocket_send(ws_conn_t *ws, eio_msg_t *m, uint8_t protocol);
 
 /* server.c */
 /* CORS response lines for this request's Origin, into out; returns their length (0

@@ -53,14 +53,24 @@ int eio_packet_decode_ws(uint8_t *data, size_t len, bool binary, eio_packet_t *o
  * separator and two separators in a row are all malformed (an empty packet). */
 int eio_payload_next(uint8_t *buf, size_t len, size_t *pos, eio_packet_t *out);
 
+typedef struct eio_zbuf eio_zbuf_t; /* eio/compress.h */
+
 typedef struct eio_msg {
     ref_t ref;
     uint8_t type;
     bool binary;
     uint8_t ws_header_len;
     uint8_t ws_header[WS_FRAME_HEADER_MAX];
+    /* Binary only: the frame header an Engine.IO v3 client gets (eio/packet3.h), which
+     * counts the leading type byte 4, and that byte as its last byte. */
+    uint8_t ws3_header_len;
+    uint8_t ws3_header[WS_FRAME_HEADER_MAX + 1];
+    size_t utf16_len;       /* text, v3 polling: data's JavaScript length; SIZE_MAX until used */
     char *polling;          /* binary only: "b" + base64, made on first use; owned */
     ws_deflated_t deflated; /* the compressed frame, made on first use (ws/deflate.h) */
+    /* The polling form gzipped and deflated (eio/compress.h), made on first use; one
+     * reference each. */
+    eio_zbuf_t *zipped[2];
     size_t polling_len;
     size_t len;     /* bytes in data */
     uint8_t data[]; /* text: the type digit then the payload; binary: the raw bytes */

@@ -3,7 +3,7 @@
  * Request checks follow the reference server's order so clients see the same errors:
  * transport name (0), then for an existing sid: unknown sid (1) or a transport that
  * does not match and is not an upgrade (3); for a handshake: method (2), protocol
- * version (5), the allow_request hook (4). */
+ * version (5: anything but 4, and 3 unless allow_eio3), the allow_request hook (4). */
 #include "eio/internal.h"
 
 #include <errno.h>
@@ -29,6 +29,7 @@ void eio_config_defaults(eio_config_t *cfg) {
         .allow_polling = true,
         .peer_address = true,
         .ws_deflate_threshold = 1024,
+        .http_compression_threshold = 1024,
     };
 }
 
@@ -90,7 +91,7 @@ static bool origin_allowed(const eio_server_t *srv, const http_request_t *req) {
 }
 
 static void handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
-                      eio_transport_t transport) {
+                      eio_transport_t transport, uint8_t protocol) {
     if (srv->cb.allow_request) {
         int code = srv->cb.allow_request(req, srv->arg);
         if (code) {
@@ -114,7 +115,7 @@ static void handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
         }
     }
     if (transport == EIO_TRANSPORT_WEBSOCKET) {
-        eio_websocket_handshake(srv, hc, req, guard);
+        eio_websocket_handshake(srv, hc, req, guard, protocol);
         return;
     }
     eio_session_t *s = eio_session_create(srv, EIO_TRANSPORT_POLLING, guard);
@@ -122,8 +123,19 @@ static void handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
         http_respond_error(hc, 503, "cannot create session");
         return;
     }
+    s->protocol = protocol;
+    s->b64 = slice_query_get(req->head.query, "b64", &(slice_t){0});
     char open[256];
-    size_t n = eio_session_open_packet(s, open, sizeof open);
+    size_t n = 0;
+    if (protocol == 3) {
+        /* A v3 payload of one text packet: its length (ASCII: bytes are units) first. */
+        char packet[224];
+        size_t pn = eio_session_open_packet(s, packet, sizeof packet);
+        int m = pn ? snprintf(open, sizeof open, "%zu:%s", pn, packet) : 0;
+        n = m > 0 && (size_t)m < sizeof open ? (size_t)m : 0;
+    } else {
+        n = eio_session_open_packet(s, open, sizeof open);
+    }
     char lines[1024];
     size_t cl = eio_cors_headers(srv, &req->head, lines, sizeof lines);
     if (srv->cfg.cookie) {
@@ -217,11 +229,18 @@ static bool route(http_conn_t *hc, http_req_t *req, void *arg) {
         eio_respond_error(srv, hc, req, EIO_ERR_BAD_HANDSHAKE_METHOD);
         return true;
     }
-    if (query_param(req, "EIO", eio_buf, sizeof eio_buf, &eio) != 1 || !slice_eq(eio, "4")) {
+    uint8_t protocol = 0;
+    if (query_param(req, "EIO", eio_buf, sizeof eio_buf, &eio) == 1) {
+        if (slice_eq(eio, "4"))
+            protocol = 4;
+        else if (slice_eq(eio, "3") && srv->cfg.allow_eio3)
+            protocol = 3;
+    }
+    if (!protocol) {
         eio_respond_error(srv, hc, req, EIO_ERR_UNSUPPORTED_PROTOCOL_VERSION);
         return true;
     }
-    handshake(srv, hc, req, transport);
+    handshake(srv, hc, req, transport, protocol);
     return true;
 }
 
@@ -274,6 +293,8 @@ static void server_free(eio_server_t *srv) {
     if (srv->pong_probe)
         eio_msg_release(srv->pong_probe);
     ws_deflate_release(srv->deflate);
+    if (srv->pong)
+        eio_msg_release(srv->pong);
     free(srv);
 }
 
@@ -307,7 +328,8 @@ int eio_server_new(http_server_t *http, const eio_config_t *cfg, const eio_callb
         srv->noop = eio_msg_new(EIO_NOOP, false, NULL, 0);
         srv->close = eio_msg_new(EIO_CLOSE, false, NULL, 0);
         srv->pong_probe = eio_msg_new(EIO_PONG, false, "probe", 5);
-        if (!srv->ping || !srv->noop || !srv->close || !srv->pong_probe)
+        srv->pong = eio_msg_new(EIO_PONG, false, NULL, 0);
+        if (!srv->ping || !srv->noop || !srv->close || !srv->pong_probe || !srv->pong)
             rc = -ENOMEM;
     }
     if (rc == 0 && cfg->ws_deflate) {

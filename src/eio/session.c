@@ -41,6 +41,8 @@ static void due_clear(eio_session_t *s) {
 }
 
 static uint32_t due_duration(const eio_server_t *srv, int list) {
+    if (list == EIO_DUE_CLIENT_PING) /* v3: the client's next ping, with its slack */
+        return srv->cfg.ping_interval + srv->cfg.ping_timeout;
     return list == EIO_DUE_PING ? srv->cfg.ping_interval : srv->cfg.ping_timeout;
 }
 
@@ -87,6 +89,8 @@ void eio_server_due(uv_timer_t *t) {
             due_clear(s);
             if (i == EIO_DUE_DRAIN)
                 eio_session_finish_drain(s);
+            else if (i == EIO_DUE_CLIENT_PING)
+                eio_session_end(s, "ping timeout", true);
             else
                 on_ping_due(s);
         }
@@ -108,6 +112,7 @@ eio_session_t *eio_session_create(eio_server_t *srv, eio_transport_t transport,
     s->guard = guard;
     s->srv = srv;
     s->transport = (uint8_t)transport;
+    s->protocol = 4;
     s->due_list = -1;
     int rc = rand_id(s->sid);
     if (rc == 0 && srv->group_tag)
@@ -140,7 +145,8 @@ void eio_session_start(eio_session_t *s, const http_req_t *req, http_conn_t *hc)
     char address[64] = "";
     if (s->srv->cfg.peer_address && net_conn_peer(http_conn_net(hc), address, sizeof address))
         address[0] = '\0';
-    if (due_set(s, EIO_DUE_PING)) {
+    /* v4: the server pings; v3: the client does, and the server waits for it. */
+    if (due_set(s, s->protocol == 3 ? EIO_DUE_CLIENT_PING : EIO_DUE_PING)) {
         eio_session_end(s, "transport error", true);
         return;
     }
@@ -161,6 +167,12 @@ static void on_ping_due(eio_session_t *s) {
         eio_session_end(s, "transport error", true);
 }
 
+/* v3: the client's ping is answered and pushes the deadline for the next one. */
+static void on_client_ping(eio_session_t *s) {
+    if (eio_session_send(s, s->srv->pong) || due_set(s, EIO_DUE_CLIENT_PING))
+        eio_session_end(s, "transport error", true);
+}
+
 static void on_pong(eio_session_t *s) {
     if (!s->awaiting_pong)
         return;
@@ -174,7 +186,12 @@ void eio_session_on_packet(eio_session_t *s, const eio_packet_t *p) {
         return;
     switch (p->type) {
     case EIO_PONG:
-        on_pong(s);
+        if (s->protocol == 3) { /* the heartbeat's wrong direction, as for v4's ping */
+            LOG_DEBUG("eio", "session %s: pong from a v3 client", s->sid);
+            eio_session_end(s, "transport error", true);
+        } else {
+            on_pong(s);
+        }
         break;
     case EIO_MESSAGE:
         if (s->srv->cb.on_message)
@@ -185,6 +202,10 @@ void eio_session_on_packet(eio_session_t *s, const eio_packet_t *p) {
         break;
     case EIO_PING:
         /* v4 pings go server → client only; probes are handled by websocket.c. */
+        if (s->protocol == 3) {
+            on_client_ping(s);
+            break;
+        }
         LOG_DEBUG("eio", "session %s: ping from client", s->sid);
         eio_session_end(s, "transport error", true);
         break;
@@ -247,7 +268,7 @@ int eio_session_send(eio_session_t *s, eio_msg_t *m) {
     if (s->closed)
         return -EPIPE;
     if (s->transport == EIO_TRANSPORT_WEBSOCKET)
-        return eio_websocket_send(s->ws, m);
+        return eio_websocket_send(s->ws, m, s->protocol);
     int rc = queue_push(s, m);
     if (rc == 0 && s->get)
         eio_session_schedule_flush(s);
@@ -422,6 +443,10 @@ void *eio_session_data(const eio_session_t *s) {
 
 void eio_session_set_data(eio_session_t *s, void *data) {
     s->data = data;
+}
+
+int eio_session_protocol(const eio_session_t *s) {
+    return s->protocol;
 }
 
 const char *eio_session_transport(const eio_session_t *s) {

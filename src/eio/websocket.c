@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "eio/packet3.h"
 #include "util/log.h"
 
 static void ws_message(ws_conn_t *ws, uint8_t *data, size_t len, bool binary);
@@ -22,20 +23,25 @@ static size_t max_message(const eio_server_t *srv) {
     return srv->cfg.ws_max_message ? srv->cfg.ws_max_message : srv->cfg.max_payload;
 }
 
-int eio_websocket_send(ws_conn_t *ws, eio_msg_t *m) {
+int eio_websocket_send(ws_conn_t *ws, eio_msg_t *m, uint8_t protocol) {
     if (!ws)
         return -EPIPE;
+    /* v3 binary messages lead with the type byte, which ends their own header; they go
+     * uncompressed (the shared compressed twin is of the v4 form). */
+    if (protocol == 3 && m->binary)
+        return ws_conn_send(ws, &m->ref, m->ws3_header, m->ws3_header_len, m->data, m->len);
     return ws_conn_send_message(ws, &m->ref, &m->deflated, m->binary ? WS_OP_BINARY : WS_OP_TEXT,
                                 m->ws_header, m->ws_header_len, m->data, m->len);
 }
 
 void eio_websocket_handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
-                             eio_guard_ip_t *guard) {
+                             eio_guard_ip_t *guard, uint8_t protocol) {
     eio_session_t *s = eio_session_create(srv, EIO_TRANSPORT_WEBSOCKET, guard);
     if (!s) {
         http_respond_error(hc, 503, "cannot create session");
         return;
     }
+    s->protocol = protocol;
     char cookie[96] = "";
     if (srv->cfg.cookie)
         snprintf(cookie, sizeof cookie, "Set-Cookie: io=%s; Path=/; HttpOnly; SameSite=Lax\r\n",
@@ -90,7 +96,7 @@ static void complete_upgrade(eio_session_t *s) {
     eio_polling_release(s, s->srv->noop);
     /* Everything queued while the client switched goes out first, in order. */
     for (uint32_t i = s->qhead; i < s->qlen; i++) {
-        if (eio_websocket_send(ws, s->queue[i])) {
+        if (eio_websocket_send(ws, s->queue[i], s->protocol)) {
             eio_session_end(s, "transport error", false);
             return;
         }
@@ -104,7 +110,7 @@ static void complete_upgrade(eio_session_t *s) {
 
 static void probe_message(eio_session_t *s, const eio_packet_t *p) {
     if (p->type == EIO_PING && p->len == 5 && memcmp(p->data, "probe", 5) == 0) {
-        if (eio_websocket_send(s->probe, s->srv->pong_probe)) {
+        if (eio_websocket_send(s->probe, s->srv->pong_probe, s->protocol)) {
             drop_probe(s, "write failed");
             return;
         }
@@ -123,7 +129,9 @@ static void ws_message(ws_conn_t *ws, uint8_t *data, size_t len, bool binary) {
     if (!s)
         return;
     eio_packet_t p;
-    if (eio_packet_decode_ws(data, len, binary, &p)) {
+    int rc = s->protocol == 3 ? eio3_packet_decode_ws(data, len, binary, &p)
+                              : eio_packet_decode_ws(data, len, binary, &p);
+    if (rc) {
         LOG_LIMITED(LOG_LEVEL_INFO, "eio", "session %s: malformed packet", s->sid);
         if (ws == s->probe)
             drop_probe(s, "malformed packet");

@@ -183,6 +183,13 @@ static const option_t options[] = {
      "let another process listen on the port too (SO_REUSEPORT): a restart's new process, "
      "which gets the new connections once this one stops listening",
      OPT_BOOL, O(reuse_port), NULL, 0, 0},
+    {"allow-eio3", "PARLEY_ALLOW_EIO3",
+     "accept socket.io 2 clients (Engine.IO v3); they pass the token as the query parameter "
+     "token",
+     OPT_BOOL, O(allow_eio3), NULL, 0, 0},
+    {"polling-compression", "PARLEY_POLLING_COMPRESSION",
+     "gzip or deflate for long-polling responses of 1 KiB or more, as the client accepts", OPT_BOOL,
+     O(polling_compression), NULL, 0, 0},
     {"store-lock-wait", "PARLEY_STORE_LOCK_WAIT",
      "seconds the SQLite store waits for another process's lock on --data-dir (a restart) "
      "before it gives up (0: refuse to start)",
@@ -252,6 +259,7 @@ static void config_defaults(config_t *cfg) {
         .redis_key = "socket.io",
         .redis_mode = "classic",
         .parser = "json",
+        .polling_compression = true, /* as engine.io's httpCompression */
         .web_root = default_dir(PARLEY_SOURCE_DIR "/web", PARLEY_DATA_DIR_INSTALLED "/web"),
         .client_dir = default_dir(PARLEY_SOURCE_DIR "/assets/node_modules/socket.io-client/dist",
                                   PARLEY_DATA_DIR_INSTALLED "/client"),

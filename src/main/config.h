@@ -29,6 +29,7 @@ typedef struct {
     bool admin, admin_no_auth, admin_readonly, admin_production;
     long ws_deflate_threshold;
     bool ws_deflate, ws_deflate_client_context;
+    bool allow_eio3, polling_compression;
     long drain_timeout, store_lock_wait; /* seconds (see the drain, below) */
     bool reuse_port;
 } config_t;

@@ -312,6 +312,9 @@ static int start(app_t *app) {
     iocfg.recovery = c->recovery;
     iocfg.sid_suffix = c->node_name;
     iocfg.lean_handshake = true; /* the chat reads only auth.token, in its middleware */
+    iocfg.allow_eio3 = c->allow_eio3;
+    if (!c->polling_compression)
+        iocfg.http_compression_threshold = 0;
     iocfg.parser = strcmp(c->parser, "msgpack") == 0 ? SIO_PARSER_MSGPACK : SIO_PARSER_JSON;
     iocfg.ws_deflate = c->ws_deflate;
     iocfg.ws_deflate_threshold = (size_t)c->ws_deflate_threshold;

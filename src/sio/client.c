@@ -167,13 +167,11 @@ static void client_open(eio_session_t *es, const http_req_t *req, const char *ad
     }
     c->io = io;
     c->eio = es;
-    if (io->cfg.lean_handshake) {
-        c->headers = json_incref(io->empty);
-        c->query = json_incref(io->empty);
-    } else {
-        c->headers = headers_json(&req->head);
-        c->query = query_json(req->head.query);
-    }
+    c->protocol = (uint8_t)eio_session_protocol(es);
+    c->headers = io->cfg.lean_handshake ? json_incref(io->empty) : headers_json(&req->head);
+    /* A v3 client's credentials can only be in its query: kept for it even when lean. */
+    c->query = io->cfg.lean_handshake && c->protocol != 3 ? json_incref(io->empty)
+                                                          : query_json(req->head.query);
     c->url = io->cfg.lean_handshake ? NULL : strndup(req->head.target.base, req->head.target.len);
     c->time_ms = time_wall_ms();
     c->address = *address && !io->cfg.lean_handshake ? strdup(address) : NULL;
@@ -195,10 +193,14 @@ static void client_open(eio_session_t *es, const http_req_t *req, const char *ad
     io->wait_tail = c;
     if (io->wait_head == c)
         arm_connect_timer(io);
+    /* socket.io 2 clients are in "/" from the start: they send no CONNECT for it. */
+    if (c->protocol == 3)
+        sio_nsp_connect(sio_server_find(io, "/"), c, NULL);
 }
 
 static void send_invalid_namespace(sio_client_t *c, const char *nsp) {
-    json_t *err = json_pack("{s:s}", "message", "Invalid namespace");
+    json_t *err = c->protocol == 3 ? json_string("Invalid namespace")
+                                   : json_pack("{s:s}", "message", "Invalid namespace");
     eio_msg_t *m = NULL;
     int rc = err ? sio_encode_control(c->io, SIO_CONNECT_ERROR, nsp, err, &m) : -ENOMEM;
     json_decref(err);
@@ -210,7 +212,25 @@ static void send_invalid_namespace(sio_client_t *c, const char *nsp) {
     eio_msg_release(m);
 }
 
+/* socket.io 2 clients put the query of a namespace's URL after its name
+ * ("/admin?token=…"); socket.io reads it as the CONNECT's auth object. */
+static int split_v3_query(sio_packet_t *p) {
+    char *q = strchr(p->nsp, '?');
+    if (!q)
+        return 0;
+    *q++ = '\0';
+    if (p->type != SIO_CONNECT)
+        return 0;
+    json_decref(p->data);
+    p->data = query_json(slice_make(q, strlen(q)));
+    return p->data ? 0 : -ENOMEM;
+}
+
 static void handle_packet(sio_client_t *c, sio_packet_t *p) {
+    if (c->protocol == 3 && split_v3_query(p)) {
+        sio_client_close(c, "transport error");
+        return;
+    }
     if (p->type == SIO_CONNECT) {
         sio_nsp_t *nsp = sio_nsp_find_or_match(c->io, p->nsp, p->data);
         if (!nsp) {

@@ -156,6 +156,7 @@ struct sio_client {
     sio_socket_t **sockets; /* one per namespace joined (or joining) */
     uint32_t nsockets;
     json_t *headers, *query;
+    uint8_t protocol; /* Engine.IO revision (eio_session_protocol) */
     char *url;
     int64_t time_ms;
     uint64_t connect_deadline;

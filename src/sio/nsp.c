@@ -200,7 +200,12 @@ json_t *sio_error_new(const char *message, json_t *data) {
 
 static void send_connect_error(sio_client_t *c, const char *nsp, json_t *err) {
     eio_msg_t *m = NULL;
-    if (sio_encode_control(c->io, SIO_CONNECT_ERROR, nsp, err, &m)) {
+    /* A v3 client gets the error's data, or else its message, alone (socket.io 2 emits
+     * it as the socket's "error" event). */
+    json_t *data = json_object_get(err, "data");
+    if (c->protocol == 3 && json_is_object(err))
+        err = data ? data : json_object_get(err, "message");
+    if (!err || sio_encode_control(c->io, SIO_CONNECT_ERROR, nsp, err, &m)) {
         sio_client_close(c, "transport error");
         return;
     }
@@ -343,7 +348,8 @@ void sio_nsp_connect(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
         return;
     }
     sio_server_t *io = nsp->io;
-    bool offers_recovery = io->cfg.recovery && json_is_string(json_object_get(auth, "pid"));
+    bool offers_recovery =
+        io->cfg.recovery && c->protocol != 3 && json_is_string(json_object_get(auth, "pid"));
     if (offers_recovery && io->cfg.recovery_skip_middlewares) {
         sio_socket_ref(s);
         nsp->adapter->ops->restore(nsp->adapter, s, json_string_value(json_object_get(auth, "pid")),

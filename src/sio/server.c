@@ -25,6 +25,7 @@ void sio_config_defaults(sio_config_t *cfg) {
         .recovery_max_bytes = 64u << 20,
         .backpressure_bytes = 262144,
         .ws_deflate_threshold = 1024,
+        .http_compression_threshold = 1024,
     };
 }
 
@@ -92,6 +93,8 @@ int sio_server_new(http_server_t *http, const sio_config_t *cfg, sio_server_t **
     ecfg.ws_deflate = cfg->ws_deflate;
     ecfg.ws_deflate_threshold = cfg->ws_deflate_threshold;
     ecfg.ws_deflate_client_context = cfg->ws_deflate_client_context;
+    ecfg.allow_eio3 = cfg->allow_eio3;
+    ecfg.http_compression_threshold = cfg->http_compression_threshold;
     eio_callbacks_t cb;
     sio_client_callbacks(&cb);
     rc = eio_server_new(http, &ecfg, &cb, io, &io->eio);

@@ -53,6 +53,7 @@ sio_socket_t *sio_socket_new(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
     s->hs.address = c->address ? c->address : "";
     s->hs.url = c->url ? c->url : "";
     s->hs.time_ms = c->time_ms;
+    s->hs.protocol = c->protocol;
     return s;
 }
 
@@ -128,9 +129,11 @@ int sio_socket_establish(sio_socket_t *s, const sio_session_t *restored) {
         rc = nsp->adapter->ops->join(nsp->adapter, s, restored->rooms[i]);
     if (rc)
         return rc;
-    json_t *reply = nsp->io->cfg.recovery ? json_pack("{s:s,s:s}", "sid", s->id, "pid", s->pid)
-                                          : json_pack("{s:s}", "sid", s->id);
-    if (!reply)
+    /* v3 clients take no payload in the reply (socket.io 2 named sockets itself). */
+    json_t *reply = s->client->protocol == 3 ? NULL
+                    : nsp->io->cfg.recovery  ? json_pack("{s:s,s:s}", "sid", s->id, "pid", s->pid)
+                                             : json_pack("{s:s}", "sid", s->id);
+    if (!reply && s->client->protocol != 3)
         return -ENOMEM;
     send_control(s, SIO_CONNECT, reply);
     json_decref(reply);

@@ -570,6 +570,7 @@ int main(int argc, char **argv) {
         {"redis-mode", 1, 0, 'M'},
         {"redis-cluster", 0, 0, 'C'},
         {"parser", 1, 0, 'P'},
+        {"allow-eio3", 0, 0, '3'},
         {0, 0, 0, 0},
     };
     int o;
@@ -588,6 +589,9 @@ int main(int argc, char **argv) {
             break;
         case 'C':
             redis_cluster = true;
+            break;
+        case '3':
+            cfg.allow_eio3 = true;
             break;
         case 'P':
             if (strcmp(optarg, "msgpack") == 0)
