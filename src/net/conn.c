@@ -431,6 +431,39 @@ static void tx_shrink(net_conn_t *c) {
     }
 }
 
+/* Writes what the kernel takes of bufs now. Returns the bytes taken (counted as
+ * written), or -1 after closing c. */
+static ssize_t try_write(net_conn_t *c, const uv_buf_t *bufs, unsigned n) {
+    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (w == UV_EAGAIN)
+        w = 0;
+    if (w < 0) {
+        LOG_DEBUG("net", "write failed: %s", uv_strerror(w));
+        close_now(c);
+        return -1;
+    }
+    c->tx_bytes -= (size_t)w;
+    c->nl->totals.bytes_out += (size_t)w;
+    return w;
+}
+
+/* The kernel buffer is full: bufs fly with one uv_write (write_cb). Returns 0, or -1
+ * after closing c. */
+static int start_write(net_conn_t *c, const uv_buf_t *bufs, unsigned n) {
+    if (!c->wreq && !(c->wreq = malloc(sizeof *c->wreq))) {
+        close_now(c);
+        return -1;
+    }
+    c->wreq->data = c;
+    if (uv_write(c->wreq, (uv_stream_t *)&c->tcp, bufs, n, write_cb)) {
+        close_now(c);
+        return -1;
+    }
+    c->flags |= CONN_WRITING;
+    c->nl->writing++;
+    return 0;
+}
+
 /* After the queue is written: the idle connection gives its memory back, reading
  * resumes if it was stopped, and a graceful close goes on. */
 static void flushed(net_conn_t *c) {
@@ -479,17 +512,10 @@ static void tls_flush(net_conn_t *c) {
         if (out->len == 0)
             break;
         uv_buf_t b = uv_buf_init((char *)out->data, (unsigned)out->len);
-        int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (w == UV_EAGAIN)
-            w = 0;
-        if (w < 0) {
-            LOG_DEBUG("net", "write failed: %s", uv_strerror(w));
-            close_now(c);
+        ssize_t w = try_write(c, &b, 1);
+        if (w < 0)
             return;
-        }
         buf_consume(out, (size_t)w);
-        c->tx_bytes -= (size_t)w;
-        c->nl->totals.bytes_out += (size_t)w;
         if (out->len == 0)
             continue;
         /* The kernel buffer is full: the rest flies with one uv_write, and what OpenSSL
@@ -497,18 +523,8 @@ static void tls_flush(net_conn_t *c) {
         tc->flying = *out;
         *out = (buf_t){0};
         b = uv_buf_init((char *)tc->flying.data, (unsigned)tc->flying.len);
-        if (!c->wreq && !(c->wreq = malloc(sizeof *c->wreq))) {
-            close_now(c);
-            return;
-        }
-        c->wreq->data = c;
-        if (uv_write(c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb)) {
-            close_now(c);
-            return;
-        }
-        c->flags |= CONN_WRITING;
-        c->nl->writing++;
-        tx_check_resume(c);
+        if (start_write(c, &b, 1) == 0)
+            tx_check_resume(c);
         return;
     }
     buf_free(out);
@@ -533,17 +549,10 @@ static void conn_flush(net_conn_t *c) {
             iov[n] = uv_buf_init((char *)c->tx[i].base, (unsigned)c->tx[i].len);
             total += c->tx[i].len;
         }
-        int w = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
-        if (w == UV_EAGAIN)
-            w = 0;
-        if (w < 0) {
-            LOG_DEBUG("net", "write failed: %s", uv_strerror(w));
-            close_now(c);
+        ssize_t w = try_write(c, iov, n);
+        if (w < 0)
             return;
-        }
         size_t left = (size_t)w;
-        c->tx_bytes -= left;
-        c->nl->totals.bytes_out += left;
         while (left > 0) {
             net_chunk_t *ch = &c->tx[c->tx_head];
             if (ch->len <= left) {
@@ -562,18 +571,8 @@ static void conn_flush(net_conn_t *c) {
         n = 0;
         for (uint32_t i = c->tx_head; i < c->tx_len && n < TX_IOV_MAX; i++, n++)
             iov[n] = uv_buf_init((char *)c->tx[i].base, (unsigned)c->tx[i].len);
-        if (!c->wreq && !(c->wreq = malloc(sizeof *c->wreq))) {
-            close_now(c);
+        if (start_write(c, iov, n))
             return;
-        }
-        c->wreq->data = c;
-        int rc = uv_write(c->wreq, (uv_stream_t *)&c->tcp, iov, n, write_cb);
-        if (rc) {
-            close_now(c);
-            return;
-        }
-        c->flags |= CONN_WRITING;
-        c->nl->writing++;
         c->tx_inflight = n;
         tx_check_resume(c);
         return;
