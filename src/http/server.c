@@ -291,10 +291,8 @@ static void access_end(net_conn_t *c, access_rec_t *a, int status) {
         .length = a->length,
         .duration_ms = uv_now(a->loop) - a->started,
     };
-    http_access_fn fn = a->fn;
-    void *arg = a->arg;
+    a->fn(&e, a->arg); /* e's strings are a's */
     free(a);
-    fn(&e, arg);
 }
 
 int http_server_port(const http_server_t *srv) {
