@@ -69,20 +69,12 @@ typedef enum {
 
 typedef struct {
     const char *path;                /* "/socket.io/" */
-    uint32_t ping_interval;          /* ms (25000) */
-    uint32_t ping_timeout;           /* ms (20000) */
-    uint32_t connect_timeout;        /* ms a connection may stay without a namespace (45000) */
     size_t max_payload;              /* bytes (1000000) */
     size_t max_attachments;          /* binary attachments per packet (10) */
     const char *const *cors_origins; /* see eio_config_t; NULL: none */
     size_t cors_origin_count;
-    bool cookie;
     const char *sid_suffix; /* see eio_config_t */
     eio_limits_t limits;    /* Origin check and per-address limits (parley/eio.h) */
-    /* Connection state recovery (socket.io 4.6+). */
-    bool recovery;
-    uint32_t recovery_max_disconnection; /* ms (120000) */
-    bool recovery_skip_middlewares;      /* true, as socket.io */
     /* Bytes of packets the recovery log of a namespace keeps at most (oldest dropped
      * first; a client whose missed packets are gone gets a fresh session). (64 MiB) */
     size_t recovery_max_bytes;
@@ -98,18 +90,27 @@ typedef struct {
      * earlier, whenever the transport cannot take them at once (no poll held, or 64 KiB
      * already waiting on the WebSocket). */
     size_t backpressure_bytes;
+    size_t ws_deflate_threshold;         /* bytes (1024): see ws_deflate */
+    size_t http_compression_threshold;   /* see eio_config_t (1024; 0: never) */
+    uint32_t ping_interval;              /* ms (25000) */
+    uint32_t ping_timeout;               /* ms (20000) */
+    uint32_t connect_timeout;            /* ms a connection may stay without a namespace (45000) */
+    uint32_t recovery_max_disconnection; /* ms (120000) */
+    /* How packets are written on the wire, for every connection of the server (a client
+     * must use the same: socket.io-msgpack-parser for SIO_PARSER_MSGPACK). */
+    sio_parser_kind_t parser;
+    bool cookie;
+    /* Connection state recovery (socket.io 4.6+). */
+    bool recovery;
+    bool recovery_skip_middlewares; /* true, as socket.io */
     /* Memory per connection: when set, handshake headers, query, url and address are not
      * kept (every handshake shows empty objects and "") and a socket's auth object is released once
      * its connection handlers ran (middleware and handlers see it; later it is empty). socket.io
      * keeps them all, hence off by default; saves ~2 KB per connection. */
     bool lean_handshake;
-    /* How packets are written on the wire, for every connection of the server (a client
-     * must use the same: socket.io-msgpack-parser for SIO_PARSER_MSGPACK). */
-    sio_parser_kind_t parser;
     /* permessage-deflate on WebSockets, off by default: see eio_config_t (parley/eio.h). */
     bool ws_deflate;
     bool ws_deflate_client_context;
-    size_t ws_deflate_threshold; /* bytes (1024) */
     /* Accept socket.io 2 clients (Engine.IO v3; socket.io's allowEIO3). They join "/" as
      * soon as they connect, without a CONNECT packet and so without an auth payload (their
      * credentials come in the handshake query, kept for them even with lean_handshake); a
@@ -118,7 +119,6 @@ typedef struct {
      * as the reference does. Socket ids stay Parley's own (socket.io gives such clients
      * their Engine.IO id), and connection state recovery is not offered to them. */
     bool allow_eio3;
-    size_t http_compression_threshold; /* see eio_config_t (1024; 0: never) */
 } sio_config_t;
 
 void sio_config_defaults(sio_config_t *cfg);

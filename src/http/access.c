@@ -130,7 +130,12 @@ static void on_closed(uv_handle_t *h) {
 void http_access_log_close(http_access_log_t *al) {
     if (!al)
         return;
-    if (al->own_file ? fclose(al->f) : fflush(al->f))
+    int rc;
+    if (al->own_file)
+        rc = fclose(al->f);
+    else
+        rc = fflush(al->f); /* stdout stays open */
+    if (rc)
         LOG_WARN("http", "access log: closing: %s", strerror(errno));
     uv_close((uv_handle_t *)&al->timer, on_closed);
 }
