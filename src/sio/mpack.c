@@ -112,6 +112,8 @@ static bool check(const uint8_t *d, size_t len, size_t *pos, int depth, int dept
             return false; /* 0xc1: never used */
         }
     }
+    if (depth >= depth_max)
+        return false; /* msgpack-c takes no deeper container, not even an empty one */
     if (n > (len - *pos) / per)
         return false;
     for (uint64_t i = 0; i < n * per; i++)
@@ -333,6 +335,8 @@ static int pack_value(msgpack_packer *pk, const json_t *v, const sio_bin_t *bins
     case JSON_STRING:
         return pack_str(pk, json_string_value(v), json_string_length(v));
     case JSON_ARRAY: {
+        if (depth >= depth_max)
+            return -EINVAL; /* what sio_mp_check would refuse */
         int rc = msgpack_pack_array(pk, json_array_size(v));
         for (size_t i = 0; rc == 0 && i < json_array_size(v); i++)
             rc = pack_value(pk, json_array_get(v, i), bins, nbins, depth + 1, depth_max);
@@ -348,6 +352,8 @@ static int pack_value(msgpack_packer *pk, const json_t *v, const sio_bin_t *bins
             int rc = msgpack_pack_bin(pk, bins[i].len);
             return rc ? rc : msgpack_pack_bin_body(pk, bins[i].data, bins[i].len);
         }
+        if (depth >= depth_max)
+            return -EINVAL;
         int rc = msgpack_pack_map(pk, json_object_size(v));
         const char *key;
         json_t *val;

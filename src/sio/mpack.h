@@ -26,7 +26,8 @@
 #include "util/buf.h"
 
 /* Nesting (arrays and maps) msgpack-c's unpacker takes: its stack has 32 entries
- * (MSGPACK_EMBED_STACK_SIZE), so sio_mp_check refuses more. */
+ * (MSGPACK_EMBED_STACK_SIZE), one per open container, an empty one included; so
+ * sio_mp_check and sio_mp_pack refuse a container inside 32 others. */
 #define SIO_MP_DEPTH_MAX 32
 
 /* The binary values met while converting, in order: slices into the unpacked input.
@@ -36,8 +37,8 @@ typedef struct {
     size_t n, max;
 } sio_mp_bins_t;
 
-/* Whether data is exactly one well-formed MessagePack value, nested at most depth_max
- * (<= SIO_MP_DEPTH_MAX) deep, whose every count and length fits in the bytes that follow
+/* Whether data is exactly one well-formed MessagePack value, its containers nested at most
+ * depth_max (<= SIO_MP_DEPTH_MAX) deep, whose every count and length fits in the bytes that follow
  * (each element taking one byte at least). */
 bool sio_mp_check(const void *data, size_t len, int depth_max);
 
