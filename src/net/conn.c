@@ -431,8 +431,8 @@ static void tx_shrink(net_conn_t *c) {
     }
 }
 
-/* Writes what the kernel takes of bufs now. Returns the bytes taken (counted as
- * written), or -1 after closing c. */
+/* Writes what the kernel takes of bufs now. Returns the bytes taken (counted in the
+ * loop's bytes_out; the caller drops them from its queue), or -1 after closing c. */
 static ssize_t try_write(net_conn_t *c, const uv_buf_t *bufs, unsigned n) {
     int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
     if (w == UV_EAGAIN)
@@ -442,7 +442,6 @@ static ssize_t try_write(net_conn_t *c, const uv_buf_t *bufs, unsigned n) {
         close_now(c);
         return -1;
     }
-    c->tx_bytes -= (size_t)w;
     c->nl->totals.bytes_out += (size_t)w;
     return w;
 }
@@ -481,27 +480,52 @@ static void flushed(net_conn_t *c) {
  * packets queued on many connections) rather than ciphertext of its own. */
 #define TLS_WIRE_BATCH (4 * NET_TLS_RECORD)
 
+/* Copies queued chunks into rec, up to a record, so that a frame header and its payload
+ * (two chunks) go in one TLS record: one encryption and one record's overhead rather
+ * than two. Returns the bytes copied. */
+static size_t tls_gather(const net_conn_t *c, uint8_t rec[NET_TLS_RECORD]) {
+    size_t n = 0;
+    for (uint32_t i = c->tx_head; i < c->tx_len && n < NET_TLS_RECORD; i++) {
+        size_t take = c->tx[i].len < NET_TLS_RECORD - n ? c->tx[i].len : NET_TLS_RECORD - n;
+        memcpy(rec + n, c->tx[i].base, take);
+        n += take;
+    }
+    return n;
+}
+
+/* Drops the first n queued bytes (written or encrypted), releasing the chunks done. */
+static void tx_consume(net_conn_t *c, size_t n) {
+    c->tx_bytes -= n;
+    while (n > 0) {
+        net_chunk_t *ch = &c->tx[c->tx_head];
+        if (ch->len <= n) {
+            n -= ch->len;
+            ref_release(ch->owner);
+            c->tx_head++;
+        } else {
+            ch->base += n;
+            ch->len -= n;
+            n = 0;
+        }
+    }
+}
+
 static void tls_flush(net_conn_t *c) {
     net_tls_conn_t *tc = c->tls;
     buf_t *out = &tc->out;
+    uint8_t record[NET_TLS_RECORD];
     for (;;) {
         while (tc->established && c->tx_head < c->tx_len && out->len < TLS_WIRE_BATCH) {
-            net_chunk_t *ch = &c->tx[c->tx_head];
             size_t before = out->len;
-            int n = net_tls_conn_write(tc, ch->base, ch->len);
-            if (n < 0) {
-                LOG_LIMITED(LOG_LEVEL_WARN, "net", "TLS write: %s", strerror(-n));
+            size_t n = tls_gather(c, record);
+            int rc = net_tls_conn_write(tc, record, n);
+            if (rc < 0) {
+                LOG_LIMITED(LOG_LEVEL_WARN, "net", "TLS write: %s", strerror(-rc));
                 close_now(c);
                 return;
             }
             c->tx_bytes += out->len - before;
-            c->tx_bytes -= (size_t)n;
-            ch->base += n;
-            ch->len -= (size_t)n;
-            if (ch->len == 0) {
-                ref_release(ch->owner);
-                c->tx_head++;
-            }
+            tx_consume(c, (size_t)rc);
         }
         if (out->len == 0 && c->tx_head == c->tx_len && (c->flags & CONN_CLOSING) &&
             !tc->notified) {
@@ -516,6 +540,7 @@ static void tls_flush(net_conn_t *c) {
         if (w < 0)
             return;
         buf_consume(out, (size_t)w);
+        c->tx_bytes -= (size_t)w;
         if (out->len == 0)
             continue;
         /* The kernel buffer is full: the rest flies with one uv_write, and what OpenSSL
@@ -552,19 +577,7 @@ static void conn_flush(net_conn_t *c) {
         ssize_t w = try_write(c, iov, n);
         if (w < 0)
             return;
-        size_t left = (size_t)w;
-        while (left > 0) {
-            net_chunk_t *ch = &c->tx[c->tx_head];
-            if (ch->len <= left) {
-                left -= ch->len;
-                ref_release(ch->owner);
-                c->tx_head++;
-            } else {
-                ch->base += left;
-                ch->len -= left;
-                left = 0;
-            }
-        }
+        tx_consume(c, (size_t)w);
         if ((size_t)w == total)
             continue;
         /* The kernel buffer is full: let libuv wait for writability. */

@@ -135,6 +135,14 @@ describe("TLS", () => {
     }
   });
 
+  test("a large body crosses many records intact (the client bundle, byte for byte)", async () => {
+    const { stdout } = await run("curl", ["-sS", "--cacert", path.join(dir, "ca.pem"), "-H", "Accept-Encoding: identity", "-o", path.join(dir, "bundle.js"), "-w", "%{http_code}", `${srv.httpsUrl}/socket.io/socket.io.js`]);
+    assert.equal(stdout, "200");
+    const want = fs.readFileSync(new URL("../../../assets/node_modules/socket.io-client/dist/socket.io.js", import.meta.url));
+    assert.ok(want.length > 4 * 16384, "larger than a few records");
+    assert.ok(fs.readFileSync(path.join(dir, "bundle.js")).equals(want));
+  });
+
   test("curl reads /metrics and /readyz over https", async () => {
     const { stdout: ready } = await run("curl", ["-sS", "--cacert", path.join(dir, "ca.pem"), `${srv.httpsUrl}/readyz`]);
     assert.equal(JSON.parse(ready).status, "ready");
