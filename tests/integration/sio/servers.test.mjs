@@ -12,10 +12,12 @@ for (const tr of ALL_TRANSPORTS) {
     const O = optsFor(tr);
     sioServerHooks((s, c) => ([, clients] = [s, c]));
 
-    // Enough sockets that, with workers, every worker has some (connections land by hash).
+    // At least n sockets and, with workers, until every worker has some (connections land
+    // by the kernel's hash: 12 alone miss a worker of 3 about 2% of the time); 60 at most.
     async function spread(n) {
       const all = [];
-      for (let i = 0; i < n; i++) {
+      const covered = () => new Set(all.map((x) => x.pid)).size >= WORKERS;
+      while (all.length < n || (!covered() && all.length < 60)) {
         const { s, rec } = await clients.connectRec("/", O());
         all.push({ s, rec, pid: (await ask(s, "whoami")).pid });
       }
