@@ -40,10 +40,31 @@ uint64_t chat_store_last_seq(chat_store_t *st, const char *room_id) {
 }
 
 int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
-                         const char *const *message_ids, size_t n, chat_store_done_cb cb,
-                         void *arg) {
-    return st ? store_head(st)->ops->mark_read(st, room_id, user_id, message_ids, n, cb, arg)
+                         const char *const *message_ids, size_t n, uint64_t upto_seq,
+                         chat_store_mark_cb cb, void *arg) {
+    return st ? store_head(st)->ops->mark_read(st, room_id, user_id, message_ids, n, upto_seq, cb,
+                                               arg)
               : -EINVAL;
+}
+
+int chat_store_join(chat_store_t *st, const char *room_id, const char *user_id,
+                    const char *username, chat_store_done_cb cb, void *arg) {
+    return st ? store_head(st)->ops->join(st, room_id, user_id, username, cb, arg) : -EINVAL;
+}
+
+int chat_store_forget(chat_store_t *st, const char *room_id, const char *user_id,
+                      chat_store_done_cb cb, void *arg) {
+    return st ? store_head(st)->ops->forget(st, room_id, user_id, cb, arg) : -EINVAL;
+}
+
+int chat_store_user_rooms(chat_store_t *st, const char *user_id, chat_store_user_rooms_cb cb,
+                          void *arg) {
+    return st ? store_head(st)->ops->user_rooms(st, user_id, cb, arg) : -EINVAL;
+}
+
+int chat_store_members(chat_store_t *st, const char *room_id, chat_store_members_cb cb,
+                       void *arg) {
+    return st ? store_head(st)->ops->members(st, room_id, cb, arg) : -EINVAL;
 }
 
 int chat_store_health(chat_store_t *st, const char **why) {

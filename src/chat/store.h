@@ -174,24 +174,73 @@ void chat_store_on_stored(chat_store_t *st, chat_store_stored_fn fn, void *arg);
  * remote store knows the last it saw (announced, or read). */
 uint64_t chat_store_last_seq(chat_store_t *st, const char *room_id);
 
-/* Read receipts: user has read these message ids of room. A receipt is a position, not a
- * set: the store keeps one read mark per (room, user), the highest seq among the ids that
- * name a message of that room, with its message id and the time it last moved; marks
- * never move back (reading up to seq N implies everything before it). Ids that name no
- * message of the room (unknown, malformed, or another room's) are ignored and never
- * stored, so receipts cannot grow the database beyond one row per (room, user) whatever
- * is sent.
+/* Read receipts: user has read these message ids of room, and everything up to and
+ * including upto_seq (0: none). A receipt is a position, not a set: the store keeps one
+ * read mark per (room, user), the highest seq among upto_seq (taken as the room's last
+ * acknowledged seq when beyond it) and the ids that name a message of that room, with
+ * the time it last moved; marks never move back (reading up to seq N implies everything
+ * before it). Ids that name no message of the room (unknown, malformed, or another
+ * room's) are ignored and never stored, so receipts cannot grow the database beyond one
+ * row per (room, user) whatever is sent.
  *
- * Queued and committed like appends, in the same order; cb (may be NULL) gets 0 when at
- * least one id named a message of the room (the mark now stands at or above it) or n was
- * 0, -ENOENT when none did (nothing stored; the caller should say so rather than ok), or
- * the error of a failed commit (nothing stored). The strings are copied. Returns 0 or a
- * negative errno as append. The memory store checks the ids against the messages it
- * keeps, with the same results, and keeps no marks. */
-typedef void (*chat_store_done_cb)(int err, void *arg);
+ * Queued and committed like appends, in the same order; cb (may be NULL) gets 0 and the
+ * mark as it stands after the call (which may be above what was asked: marks do not move
+ * back) when upto_seq or at least one id named a message of the room, or when nothing
+ * was asked (n 0, upto_seq 0); -ENOENT when nothing named a message (nothing stored; the
+ * caller should say so rather than ok); or the error of a failed commit (nothing
+ * stored). The strings are copied. Returns 0 or a negative errno as append. The memory
+ * store checks the ids against the messages it keeps, with the same results. */
+typedef void (*chat_store_mark_cb)(int err, uint64_t mark, void *arg);
 int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
-                         const char *const *message_ids, size_t n, chat_store_done_cb cb,
-                         void *arg);
+                         const char *const *message_ids, size_t n, uint64_t upto_seq,
+                         chat_store_mark_cb cb, void *arg);
+
+/* ---- membership ----
+ *
+ * A user is a member of a room from their first join until they forget it: a row
+ * (room, user, username at the latest join, time of the first join), kept however the
+ * user's connections come and go. Joins and forgets are writes, queued and committed
+ * like appends (the SQLite store writes them in the same group commit); their callback
+ * reports 0 once the row is durable, or the error (nothing changed). A forget keeps the
+ * user's read mark, so rejoining shows the same unread count. The local stores keep
+ * every membership and read mark in memory too (loaded at open), so the reads below
+ * cost no disk; the Redis store asks Redis, a worker's remote store asks its owner.
+ *
+ * Reads: cb runs exactly once when 0 is returned (maybe synchronously), never when an
+ * error is; the arrays and their strings are borrowed for the callback. */
+typedef void (*chat_store_done_cb)(int err, void *arg);
+
+/* Makes user a member of room (or renews the username of a member). */
+int chat_store_join(chat_store_t *st, const char *room_id, const char *user_id,
+                    const char *username, chat_store_done_cb cb, void *arg);
+/* Ends user's membership of room (0 too when they were not a member). */
+int chat_store_forget(chat_store_t *st, const char *room_id, const char *user_id,
+                      chat_store_done_cb cb, void *arg);
+
+/* A membership seen from its user (chat_store_user_rooms). */
+typedef struct {
+    const char *room_id;
+    uint64_t last_seq;      /* the room's last acknowledged seq */
+    uint64_t last_read_seq; /* the user's read mark there (0: none) */
+    int64_t joined_at;      /* Unix ms of the first join */
+} chat_user_room_t;
+typedef void (*chat_store_user_rooms_cb)(int err, const chat_user_room_t *rooms, size_t n,
+                                         void *arg);
+/* The rooms user is a member of, sorted by room id. */
+int chat_store_user_rooms(chat_store_t *st, const char *user_id, chat_store_user_rooms_cb cb,
+                          void *arg);
+
+/* A membership seen from its room (chat_store_members). */
+typedef struct {
+    const char *user_id;
+    const char *username;   /* at the latest join */
+    uint64_t last_read_seq; /* 0: none */
+    int64_t joined_at;      /* Unix ms of the first join */
+} chat_member_t;
+/* The members of room, sorted by user id; last_seq gets the room's last acknowledged seq. */
+typedef void (*chat_store_members_cb)(int err, const chat_member_t *members, size_t n,
+                                      uint64_t last_seq, void *arg);
+int chat_store_members(chat_store_t *st, const char *room_id, chat_store_members_cb cb, void *arg);
 
 /* Whether the store takes writes: 0, or the negative errno of the commit that failed
  * (-ENOSPC for a full disk, -EIO, ...) while the store is failing and retrying. *why (may

@@ -55,7 +55,15 @@ typedef struct chat_store_ops {
                  chat_store_history_cb cb, void *arg);
     uint64_t (*last_seq)(chat_store_t *st, const char *room_id);
     int (*mark_read)(chat_store_t *st, const char *room_id, const char *user_id,
-                     const char *const *message_ids, size_t n, chat_store_done_cb cb, void *arg);
+                     const char *const *message_ids, size_t n, uint64_t upto_seq,
+                     chat_store_mark_cb cb, void *arg);
+    int (*join)(chat_store_t *st, const char *room_id, const char *user_id, const char *username,
+                chat_store_done_cb cb, void *arg);
+    int (*forget)(chat_store_t *st, const char *room_id, const char *user_id,
+                  chat_store_done_cb cb, void *arg);
+    int (*user_rooms)(chat_store_t *st, const char *user_id, chat_store_user_rooms_cb cb,
+                      void *arg);
+    int (*members)(chat_store_t *st, const char *room_id, chat_store_members_cb cb, void *arg);
     int (*health)(chat_store_t *st, const char **why);
     void (*close)(chat_store_t *st, void (*done)(void *arg), void *arg);
 } chat_store_ops_t;
