@@ -3,8 +3,15 @@
  * Layout (so that other chat servers can share it): per room, "chat:room:<id>:seq" (the
  * INCR counter), "chat:room:<id>:history" (a sorted set: score seq, member the message's
  * JSON {id, seq, roomId, userId, username, text, timestamp}), "chat:room:<id>:ids" (a hash
- * message id → seq, for receipts) and "chat:room:<id>:reads" (a hash user → its read
- * mark). Messages are announced on the channel "chat:messages".
+ * message id → seq, for receipts), "chat:room:<id>:reads" (a hash user → its read mark
+ * {seq, id, at}) and "chat:room:<id>:members" (a hash user → its membership {at: first
+ * join, name: username at the latest}); per user, "chat:user:<id>:rooms" (a set of the
+ * rooms it is a member of). Messages are announced on the channel "chat:messages".
+ *
+ * Membership: a join or forget is one script that writes the room's hash and the user's
+ * set together, so the two never disagree; a forget keeps the read mark. The reads are
+ * one script each (one round trip): a user's rooms with each room's last seq and the
+ * user's mark there, or a room's members with their marks and the room's last seq.
  *
  * One order per room across nodes: an append is one Lua script — INCR, ZADD, HSET,
  * trimming to the retention, PUBLISH — which Redis runs atomically, so seqs are
@@ -39,6 +46,7 @@
 #include "util/map.h"
 #include "util/rand.h"
 #include "util/time.h"
+#include "util/utf8.h"
 
 #define CHANNEL "chat:messages"
 #define GAP_MS 200
@@ -74,23 +82,92 @@ static const char append_lua[] =
     "redis.call('PUBLISH', ARGV[5], m)\n"
     "return {m, seq}\n";
 
-/* KEYS: ids, reads. ARGV: user, read time, ids... Moves the user's mark to the highest
- * seq named, never back. Returns how many ids name a message of the room. */
-static const char mark_lua[] =
+/* A field of a JSON object kept in a hash (a read mark, a membership), or nil when the
+ * value is not such an object: a value another server wrote badly is passed over rather
+ * than failing the whole script. Prepended to the scripts that read them. */
+#define JSON_FIELD_LUA                                                                             \
+    "local function field(json, name)\n"                                                           \
+    "  if not json then return nil end\n"                                                          \
+    "  local ok, v = pcall(cjson.decode, json)\n"                                                  \
+    "  if ok and type(v) == 'table' then return v[name] end\n"                                     \
+    "  return nil\n"                                                                               \
+    "end\n"
+
+/* KEYS: ids, reads, seq, history. ARGV: user, read time, up to seq (0: none), ids...
+ * Moves the user's mark to the highest seq named (upto taken as the room's last seq
+ * when beyond it), never back. Returns {how many of upto and the ids name a message of
+ * the room, the mark as it stands after}. */
+static const char mark_lua[] = JSON_FIELD_LUA
     "local best, best_id, known = 0, nil, 0\n"
-    "for i = 3, #ARGV do\n"
+    "local upto = tonumber(ARGV[3])\n"
+    "if upto > 0 then\n"
+    "  local last = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
+    "  if upto > last then upto = last end\n"
+    "  if upto > 0 then\n"
+    "    known, best = 1, upto\n"
+    "    local m = redis.call('ZRANGEBYSCORE', KEYS[4], upto, upto)[1]\n"
+    "    best_id = field(m, 'id')\n"
+    "  end\n"
+    "end\n"
+    "for i = 4, #ARGV do\n"
     "  local s = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')\n"
     "  if s > 0 then known = known + 1 end\n"
     "  if s > best then best, best_id = s, ARGV[i] end\n"
     "end\n"
-    "if best > 0 then\n"
-    "  local cur = redis.call('HGET', KEYS[2], ARGV[1])\n"
-    "  if not cur or cjson.decode(cur).seq < best then\n"
-    "    redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({seq = best, id = best_id, at = "
+    "local mark = tonumber(field(redis.call('HGET', KEYS[2], ARGV[1]), 'seq')) or 0\n"
+    "if best > mark then\n"
+    "  redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({seq = best, id = best_id, at = "
     "tonumber(ARGV[2])}))\n"
+    "  mark = best\n"
+    "end\n"
+    "return {known, mark}\n";
+
+/* KEYS: the room's members, the user's rooms. ARGV: user, room, username, now (ms).
+ * Both sides of a membership in one script: they never disagree. The first join's time
+ * stays; the name is the latest. */
+static const char join_lua[] =
+    JSON_FIELD_LUA "local at = tonumber(field(redis.call('HGET', KEYS[1], ARGV[1]), 'at')) or "
+                   "tonumber(ARGV[4])\n"
+                   "redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({at = at, name = ARGV[3]}))\n"
+                   "redis.call('SADD', KEYS[2], ARGV[2])\n"
+                   "return 1\n";
+
+/* KEYS: the room's members, the user's rooms. ARGV: user, room. The read mark stays. */
+static const char forget_lua[] = "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+                                 "redis.call('SREM', KEYS[2], ARGV[2])\n"
+                                 "return 1\n";
+
+/* KEYS: the user's rooms. ARGV: user. For each room of the set that has the user among
+ * its members: {room, its last seq, the user's read mark there, joined at}, flat. The
+ * rooms' keys are made here from their ids (the layout above): the store is on one
+ * Redis, never a cluster (docs/CLUSTER.md). */
+static const char user_rooms_lua[] = JSON_FIELD_LUA
+    "local out = {}\n"
+    "for _, room in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  local k = 'chat:room:' .. room .. ':'\n"
+    "  local m = redis.call('HGET', k .. 'members', ARGV[1])\n"
+    "  if m then\n"
+    "    out[#out + 1] = room\n"
+    "    out[#out + 1] = tonumber(redis.call('GET', k .. 'seq') or '0')\n"
+    "    out[#out + 1] = tonumber(field(redis.call('HGET', k .. 'reads', ARGV[1]), 'seq')) or 0\n"
+    "    out[#out + 1] = tonumber(field(m, 'at')) or 0\n"
     "  end\n"
     "end\n"
-    "return known\n";
+    "return out\n";
+
+/* KEYS: the room's members, reads, seq. {last seq, then for each member: user, name,
+ * joined at, read mark}, flat. */
+static const char members_lua[] = JSON_FIELD_LUA
+    "local out = {tonumber(redis.call('GET', KEYS[3]) or '0')}\n"
+    "local h = redis.call('HGETALL', KEYS[1])\n"
+    "for i = 1, #h, 2 do\n"
+    "  local name = field(h[i + 1], 'name')\n"
+    "  out[#out + 1] = h[i]\n"
+    "  out[#out + 1] = type(name) == 'string' and name or ''\n"
+    "  out[#out + 1] = tonumber(field(h[i + 1], 'at')) or 0\n"
+    "  out[#out + 1] = tonumber(field(redis.call('HGET', KEYS[2], h[i]), 'seq')) or 0\n"
+    "end\n"
+    "return out\n";
 
 /* KEYS: seq, history. ARGV: after, limit. {last seq, messages after `after`}. */
 static const char after_lua[] =
@@ -122,8 +199,18 @@ struct pending {
 
 /* The scripts, loaded into Redis when the connection is made and run by their SHA1
  * (EVALSHA: an append sends its arguments, not its script). */
-enum { SCRIPT_APPEND, SCRIPT_MARK, SCRIPT_AFTER, SCRIPTS };
-static const char *const scripts[SCRIPTS] = {append_lua, mark_lua, after_lua};
+enum {
+    SCRIPT_APPEND,
+    SCRIPT_MARK,
+    SCRIPT_AFTER,
+    SCRIPT_JOIN,
+    SCRIPT_FORGET,
+    SCRIPT_USER_ROOMS,
+    SCRIPT_MEMBERS,
+    SCRIPTS
+};
+static const char *const scripts[SCRIPTS] = {append_lua, mark_lua,       after_lua,  join_lua,
+                                             forget_lua, user_rooms_lua, members_lua};
 
 typedef struct {
     store_head_t head; /* first: see store_internal.h */
@@ -152,10 +239,13 @@ typedef struct {
     chat_store_append_cb append_cb;
     chat_store_history_cb read_cb;
     chat_store_done_cb done_cb;
+    chat_store_mark_cb mark_cb;
+    chat_store_user_rooms_cb rooms_cb;
+    chat_store_members_cb members_cb;
     void *arg;
     bool reverse;   /* history: newest first from Redis */
     uint64_t after; /* after */
-    size_t asked;   /* mark_read: ids given */
+    bool asked;     /* mark_read: an upto seq or ids were given */
 } call_t;
 
 static const chat_store_ops_t redis_ops;
@@ -662,48 +752,245 @@ static void marked(redisAsyncContext *ac, void *reply, void *priv) {
     rstore_t *rs = c->rs;
     redisReply *rep = reply;
     int rc = -EIO;
-    if (rep && rep->type == REDIS_REPLY_INTEGER)
-        rc = rep->integer > 0 || c->asked == 0 ? 0 : -ENOENT;
-    if (c->done_cb)
-        c->done_cb(rc, c->arg);
+    uint64_t mark = 0;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER &&
+        rep->element[1]->type == REDIS_REPLY_INTEGER && rep->element[1]->integer >= 0) {
+        rc = rep->element[0]->integer > 0 || !c->asked ? 0 : -ENOENT;
+        mark = rc ? 0 : (uint64_t)rep->element[1]->integer;
+    } else if (rep && rep->type == REDIS_REPLY_ERROR) {
+        LOG_LIMITED(LOG_LEVEL_ERROR, "chat", "Redis refused a read mark: %s", rep->str);
+    }
+    if (c->mark_cb)
+        c->mark_cb(rc, mark, c->arg);
     free(c);
     command_done(rs);
 }
 
+/* Ids that fit in a key (the service allows far shorter ones). */
+static bool id_ok(const char *id) {
+    return id && strlen(id) < ROOM_ID_MAX;
+}
+
 static int rs_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
-                        const char *const *message_ids, size_t n, chat_store_done_cb cb,
-                        void *arg) {
+                        const char *const *message_ids, size_t n, uint64_t upto_seq,
+                        chat_store_mark_cb cb, void *arg) {
     rstore_t *rs = rstore_of(st);
     if (rs->closing)
         return -ECANCELED;
-    if (n > 1000)
+    if (n > 1000 || !id_ok(room_id) || !id_ok(user_id) || (n && !message_ids))
         return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!message_ids[i])
+            return -EINVAL;
     call_t *c = call_new(rs, room_id, arg);
-    const char **argv = calloc(n + 7, sizeof *argv);
-    size_t *lens = calloc(n + 7, sizeof *lens);
+    const char **argv = calloc(n + 10, sizeof *argv);
+    size_t *lens = calloc(n + 10, sizeof *lens);
     if (!c || !argv || !lens) {
         free(c);
         free(argv);
         free(lens);
         return -ENOMEM;
     }
-    c->done_cb = cb;
-    c->asked = n;
-    char kids[KEY_MAX], kreads[KEY_MAX], at[32];
+    c->mark_cb = cb;
+    c->asked = n || upto_seq;
+    char kids[KEY_MAX], kreads[KEY_MAX], kseq[KEY_MAX], khist[KEY_MAX], at[32], upto[32];
     key(kids, room_id, "ids");
     key(kreads, room_id, "reads");
+    key(kseq, room_id, "seq");
+    key(khist, room_id, "history");
     snprintf(at, sizeof at, "%" PRId64, time_wall_ms());
-    const char *head[] = {"EVALSHA", rs->sha[SCRIPT_MARK], "2", kids, kreads, user_id, at};
-    for (size_t i = 0; i < 7; i++)
+    snprintf(upto, sizeof upto, "%" PRIu64, upto_seq);
+    const char *head[] = {
+        "EVALSHA", rs->sha[SCRIPT_MARK], "4", kids, kreads, kseq, khist, user_id, at, upto};
+    for (size_t i = 0; i < 10; i++)
         argv[i] = head[i];
     for (size_t i = 0; i < n; i++)
-        argv[7 + i] = message_ids[i];
-    for (size_t i = 0; i < n + 7; i++)
+        argv[10 + i] = message_ids[i];
+    for (size_t i = 0; i < n + 10; i++)
         lens[i] = strlen(argv[i]);
-    int rc = send_call(rs, c, marked, (int)(n + 7), argv, lens);
+    int rc = send_call(rs, c, marked, (int)(n + 10), argv, lens);
     free(argv);
     free(lens);
     return rc;
+}
+
+/* ---- membership ---- */
+
+static void user_key(char out[KEY_MAX], const char *user, const char *what) {
+    snprintf(out, KEY_MAX, "chat:user:%s:%s", user, what);
+}
+
+static void membership_written(redisAsyncContext *ac, void *reply, void *priv) {
+    call_t *c = priv;
+    rstore_t *rs = c->rs;
+    redisReply *rep = reply;
+    int rc = rep && rep->type == REDIS_REPLY_INTEGER ? 0 : -EIO;
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        LOG_LIMITED(LOG_LEVEL_ERROR, "chat", "Redis refused a membership: %s", rep->str);
+    if (c->done_cb)
+        c->done_cb(rc, c->arg);
+    free(c);
+    command_done(rs);
+}
+
+/* A join (username set) or a forget: one script writes the room's and the user's side. */
+static int membership(rstore_t *rs, const char *room_id, const char *user_id, const char *username,
+                      chat_store_done_cb cb, void *arg) {
+    if (rs->closing)
+        return -ECANCELED;
+    if (!id_ok(room_id) || !id_ok(user_id) ||
+        !utf8_is_valid((const uint8_t *)room_id, strlen(room_id)) ||
+        !utf8_is_valid((const uint8_t *)user_id, strlen(user_id)) ||
+        (username && !utf8_is_valid((const uint8_t *)username, strlen(username))))
+        return -EINVAL;
+    call_t *c = call_new(rs, room_id, arg);
+    if (!c)
+        return -ENOMEM;
+    c->done_cb = cb;
+    char kmembers[KEY_MAX], krooms[KEY_MAX], now[32];
+    key(kmembers, room_id, "members");
+    user_key(krooms, user_id, "rooms");
+    snprintf(now, sizeof now, "%" PRId64, time_wall_ms());
+    const char *argv[] = {"EVALSHA", rs->sha[username ? SCRIPT_JOIN : SCRIPT_FORGET],
+                          "2",       kmembers,
+                          krooms,    user_id,
+                          room_id,   username,
+                          now};
+    int argc = username ? 9 : 7;
+    size_t lens[9];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    return send_call(rs, c, membership_written, argc, argv, lens);
+}
+
+static int rs_join(chat_store_t *st, const char *room_id, const char *user_id, const char *username,
+                   chat_store_done_cb cb, void *arg) {
+    if (!username)
+        return -EINVAL;
+    return membership(rstore_of(st), room_id, user_id, username, cb, arg);
+}
+
+static int rs_forget(chat_store_t *st, const char *room_id, const char *user_id,
+                     chat_store_done_cb cb, void *arg) {
+    return membership(rstore_of(st), room_id, user_id, NULL, cb, arg);
+}
+
+/* An integer of a script's reply (Lua numbers come as integers), or -1. */
+static long long reply_int(const redisReply *r) {
+    return r->type == REDIS_REPLY_INTEGER && r->integer >= 0 ? r->integer : -1;
+}
+
+static int cmp_user_room(const void *a, const void *b) {
+    return strcmp(((const chat_user_room_t *)a)->room_id, ((const chat_user_room_t *)b)->room_id);
+}
+
+static int cmp_member(const void *a, const void *b) {
+    return strcmp(((const chat_member_t *)a)->user_id, ((const chat_member_t *)b)->user_id);
+}
+
+/* The reply's strings are NUL-terminated by hiredis and live until the callback returns:
+ * the lists point into them. An element of the wrong shape fails the whole read. */
+static void user_rooms_read(redisAsyncContext *ac, void *reply, void *priv) {
+    call_t *c = priv;
+    rstore_t *rs = c->rs;
+    redisReply *rep = reply;
+    int rc = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements % 4 == 0 ? 0 : -EIO;
+    size_t n = rc ? 0 : rep->elements / 4;
+    chat_user_room_t *rooms = n ? calloc(n, sizeof *rooms) : NULL;
+    if (n && !rooms)
+        rc = -ENOMEM;
+    for (size_t i = 0; rooms && rc == 0 && i < n; i++) {
+        redisReply *const *e = rep->element + 4 * i;
+        long long last = reply_int(e[1]), read = reply_int(e[2]), at = reply_int(e[3]);
+        if (e[0]->type != REDIS_REPLY_STRING || last < 0 || read < 0 || at < 0) {
+            rc = -EIO;
+            break;
+        }
+        rooms[i] = (chat_user_room_t){e[0]->str, (uint64_t)last, (uint64_t)read, at};
+    }
+    if (rc == -EIO && rep && rep->type == REDIS_REPLY_ERROR)
+        LOG_LIMITED(LOG_LEVEL_ERROR, "chat", "Redis refused a rooms read: %s", rep->str);
+    if (rc == 0 && n > 1)
+        qsort(rooms, n, sizeof *rooms, cmp_user_room);
+    c->rooms_cb(rc, rc ? NULL : rooms, rc ? 0 : n, c->arg);
+    free(rooms);
+    free(c);
+    command_done(rs);
+}
+
+static int rs_user_rooms(chat_store_t *st, const char *user_id, chat_store_user_rooms_cb cb,
+                         void *arg) {
+    rstore_t *rs = rstore_of(st);
+    if (rs->closing)
+        return -ECANCELED;
+    if (!id_ok(user_id) || !cb)
+        return -EINVAL;
+    call_t *c = call_new(rs, "", arg);
+    if (!c)
+        return -ENOMEM;
+    c->rooms_cb = cb;
+    char krooms[KEY_MAX];
+    user_key(krooms, user_id, "rooms");
+    const char *argv[] = {"EVALSHA", rs->sha[SCRIPT_USER_ROOMS], "1", krooms, user_id};
+    size_t lens[5];
+    for (size_t i = 0; i < 5; i++)
+        lens[i] = strlen(argv[i]);
+    return send_call(rs, c, user_rooms_read, 5, argv, lens);
+}
+
+static void members_read(redisAsyncContext *ac, void *reply, void *priv) {
+    call_t *c = priv;
+    rstore_t *rs = c->rs;
+    redisReply *rep = reply;
+    int rc = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements % 4 == 1 &&
+                     reply_int(rep->element[0]) >= 0
+                 ? 0
+                 : -EIO;
+    size_t n = rc ? 0 : rep->elements / 4;
+    uint64_t last = rc ? 0 : (uint64_t)rep->element[0]->integer;
+    chat_member_t *members = n ? calloc(n, sizeof *members) : NULL;
+    if (n && !members)
+        rc = -ENOMEM;
+    for (size_t i = 0; members && rc == 0 && i < n; i++) {
+        redisReply *const *e = rep->element + 1 + 4 * i;
+        long long at = reply_int(e[2]), read = reply_int(e[3]);
+        if (e[0]->type != REDIS_REPLY_STRING || e[1]->type != REDIS_REPLY_STRING || at < 0 ||
+            read < 0) {
+            rc = -EIO;
+            break;
+        }
+        members[i] = (chat_member_t){e[0]->str, e[1]->str, (uint64_t)read, at};
+    }
+    if (rc == -EIO && rep && rep->type == REDIS_REPLY_ERROR)
+        LOG_LIMITED(LOG_LEVEL_ERROR, "chat", "Redis refused a members read: %s", rep->str);
+    if (rc == 0 && n > 1)
+        qsort(members, n, sizeof *members, cmp_member);
+    c->members_cb(rc, rc ? NULL : members, rc ? 0 : n, rc ? 0 : last, c->arg);
+    free(members);
+    free(c);
+    command_done(rs);
+}
+
+static int rs_members(chat_store_t *st, const char *room_id, chat_store_members_cb cb, void *arg) {
+    rstore_t *rs = rstore_of(st);
+    if (rs->closing)
+        return -ECANCELED;
+    if (!id_ok(room_id) || !cb)
+        return -EINVAL;
+    call_t *c = call_new(rs, room_id, arg);
+    if (!c)
+        return -ENOMEM;
+    c->members_cb = cb;
+    char kmembers[KEY_MAX], kreads[KEY_MAX], kseq[KEY_MAX];
+    key(kmembers, room_id, "members");
+    key(kreads, room_id, "reads");
+    key(kseq, room_id, "seq");
+    const char *argv[] = {"EVALSHA", rs->sha[SCRIPT_MEMBERS], "3", kmembers, kreads, kseq};
+    size_t lens[6];
+    for (size_t i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    return send_call(rs, c, members_read, 6, argv, lens);
 }
 
 /* ---- health and closing ---- */
@@ -782,6 +1069,10 @@ static const chat_store_ops_t redis_ops = {
     .after = rs_after,
     .last_seq = rs_last_seq,
     .mark_read = rs_mark_read,
+    .join = rs_join,
+    .forget = rs_forget,
+    .user_rooms = rs_user_rooms,
+    .members = rs_members,
     .health = rs_health,
     .close = rs_close,
 };
