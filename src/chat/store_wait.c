@@ -10,6 +10,14 @@
  * straight through. Seqs are assigned by the real store as the calls are replayed, from the
  * counters it loaded: nothing is numbered before the old process's last commit is known.
  *
+ * Membership: joins and forgets are writes, queued in order with the appends and receipts.
+ * The membership reads (user_rooms, members) are queued too, like history, rather than
+ * refused with -EBUSY: a client that connects during a restart asks for its rooms once
+ * (myRooms) and would otherwise see none; queued, it hears of them once the store opens
+ * (an -EBUSY would leave the caller to retry, for a wait it can neither see nor bound).
+ * They are replayed in call order, and then behave as on the open store (a read answers
+ * from what is durable, not waiting for the writes queued before it).
+ *
  * Why a timer on the loop rather than a thread blocked in flock: a try costs one system
  * call, the interval bounds what a restart adds to the wait (tens of ms), and the open
  * itself (migrations, the rooms' seqs) runs on the loop as it does at start-up. The lock
@@ -30,21 +38,33 @@
 #include "util/assert.h"
 #include "util/log.h"
 
-typedef enum { W_APPEND, W_MARK, W_HISTORY, W_AFTER } wait_kind_t;
+typedef enum {
+    W_APPEND,
+    W_MARK,
+    W_HISTORY,
+    W_AFTER,
+    W_JOIN,
+    W_FORGET,
+    W_USER_ROOMS,
+    W_MEMBERS
+} wait_kind_t;
 
 /* A call made before the store opened, with copies of its strings. */
 typedef struct wait_op {
     struct wait_op *next;
     wait_kind_t kind;
-    char *room_id, *user_id, *username, *text;
+    char *room_id, *user_id, *username, *text; /* as the call has them (NULL: none) */
     size_t text_len;
-    uint64_t seq; /* history: before_seq; after: after_seq */
+    uint64_t seq; /* history: before_seq; after: after_seq; mark_read: upto_seq */
     size_t limit;
     char **ids; /* mark_read */
     size_t nids;
     chat_store_append_cb append_cb;
-    chat_store_done_cb done_cb;
+    chat_store_done_cb done_cb; /* join, forget */
+    chat_store_mark_cb mark_cb;
     chat_store_history_cb read_cb;
+    chat_store_user_rooms_cb rooms_cb;
+    chat_store_members_cb members_cb;
     void *arg;
 } wait_op_t;
 
@@ -92,12 +112,23 @@ static void op_fail(wait_op_t *op, int err) {
             op->append_cb(err, NULL, op->arg);
         break;
     case W_MARK:
-        if (op->done_cb)
-            op->done_cb(err, op->arg);
+        if (op->mark_cb)
+            op->mark_cb(err, 0, op->arg);
         break;
     case W_HISTORY:
     case W_AFTER:
         op->read_cb(err, NULL, 0, op->arg);
+        break;
+    case W_JOIN:
+    case W_FORGET:
+        if (op->done_cb)
+            op->done_cb(err, op->arg);
+        break;
+    case W_USER_ROOMS:
+        op->rooms_cb(err, NULL, 0, op->arg);
+        break;
+    case W_MEMBERS:
+        op->members_cb(err, NULL, 0, 0, op->arg);
         break;
     }
 }
@@ -117,13 +148,27 @@ static void replay(wait_store_t *w) {
             break;
         case W_MARK:
             rc = chat_store_mark_read(w->real, op->room_id, op->user_id,
-                                      (const char *const *)op->ids, op->nids, op->done_cb, op->arg);
+                                      (const char *const *)op->ids, op->nids, op->seq, op->mark_cb,
+                                      op->arg);
             break;
         case W_HISTORY:
             rc = chat_store_history(w->real, op->room_id, op->seq, op->limit, op->read_cb, op->arg);
             break;
         case W_AFTER:
             rc = chat_store_after(w->real, op->room_id, op->seq, op->limit, op->read_cb, op->arg);
+            break;
+        case W_JOIN:
+            rc = chat_store_join(w->real, op->room_id, op->user_id, op->username, op->done_cb,
+                                 op->arg);
+            break;
+        case W_FORGET:
+            rc = chat_store_forget(w->real, op->room_id, op->user_id, op->done_cb, op->arg);
+            break;
+        case W_USER_ROOMS:
+            rc = chat_store_user_rooms(w->real, op->user_id, op->rooms_cb, op->arg);
+            break;
+        case W_MEMBERS:
+            rc = chat_store_members(w->real, op->room_id, op->members_cb, op->arg);
             break;
         }
         if (rc)
@@ -220,19 +265,22 @@ int chat_store_open_sqlite_wait(uv_loop_t *loop, const char *dir, const chat_sto
 
 /* ---- the operations ---- */
 
-/* A new queued call, or the error to return instead (closing, failed, queue full). */
-static int enqueue(wait_store_t *w, wait_kind_t kind, const char *room_id, wait_op_t **out) {
+/* A new queued call with copies of its room and user (each NULL when the kind has none:
+ * user_rooms has no room; history, after and members have no user), or the error to
+ * return instead (closing, failed, queue full). */
+static int enqueue(wait_store_t *w, wait_kind_t kind, const char *room_id, const char *user_id,
+                   wait_op_t **out) {
     if (w->closing)
         return -ECANCELED;
     if (w->err)
         return w->err;
     if (w->cfg.max_pending && w->nops >= w->cfg.max_pending)
         return -EAGAIN;
-    if (!room_id)
-        return -EINVAL;
     wait_op_t *op = calloc(1, sizeof *op);
-    if (!op || !(op->room_id = strdup(room_id))) {
-        free(op);
+    if (!op || (room_id && !(op->room_id = strdup(room_id))) ||
+        (user_id && !(op->user_id = strdup(user_id)))) {
+        if (op)
+            op_free(op);
         return -ENOMEM;
     }
     op->kind = kind;
@@ -257,16 +305,15 @@ static int w_append(chat_store_t *st, const char *room_id, const char *user_id,
         return chat_store_append(w->real, room_id, user_id, username, text, text_len, cb, arg, out);
     if (out)
         *out = NULL; /* numbered only once the store is open */
-    if (!user_id || !username || (!text && text_len))
+    if (!room_id || !user_id || !username || (!text && text_len))
         return -EINVAL;
     wait_op_t *op;
-    int rc = enqueue(w, W_APPEND, room_id, &op);
+    int rc = enqueue(w, W_APPEND, room_id, user_id, &op);
     if (rc)
         return rc;
-    op->user_id = strdup(user_id);
     op->username = strdup(username);
     op->text = malloc(text_len + 1);
-    if (!op->user_id || !op->username || !op->text) {
+    if (!op->username || !op->text) {
         op_free(op);
         return -ENOMEM;
     }
@@ -286,10 +333,10 @@ static int w_read(chat_store_t *st, wait_kind_t kind, const char *room_id, uint6
     if (w->real)
         return kind == W_HISTORY ? chat_store_history(w->real, room_id, seq, limit, cb, arg)
                                  : chat_store_after(w->real, room_id, seq, limit, cb, arg);
-    if (!cb)
+    if (!room_id || !cb)
         return -EINVAL;
     wait_op_t *op;
-    int rc = enqueue(w, kind, room_id, &op);
+    int rc = enqueue(w, kind, room_id, NULL, &op);
     if (rc)
         return rc;
     op->seq = seq;
@@ -317,19 +364,20 @@ static uint64_t w_last_seq(chat_store_t *st, const char *room_id) {
 }
 
 static int w_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
-                       const char *const *message_ids, size_t n, chat_store_done_cb cb, void *arg) {
+                       const char *const *message_ids, size_t n, uint64_t upto_seq,
+                       chat_store_mark_cb cb, void *arg) {
     wait_store_t *w = wait_of(st);
     if (w->real)
-        return chat_store_mark_read(w->real, room_id, user_id, message_ids, n, cb, arg);
-    if (!user_id || (n && !message_ids))
+        return chat_store_mark_read(w->real, room_id, user_id, message_ids, n, upto_seq, cb, arg);
+    if (!room_id || !user_id || (n && !message_ids))
         return -EINVAL;
     wait_op_t *op;
-    int rc = enqueue(w, W_MARK, room_id, &op);
+    int rc = enqueue(w, W_MARK, room_id, user_id, &op);
     if (rc)
         return rc;
-    op->user_id = strdup(user_id);
+    op->seq = upto_seq;
     op->ids = calloc(n ? n : 1, sizeof *op->ids);
-    if (!op->user_id || !op->ids) {
+    if (!op->ids) {
         op_free(op);
         return -ENOMEM;
     }
@@ -340,7 +388,78 @@ static int w_mark_read(chat_store_t *st, const char *room_id, const char *user_i
             return rc;
         }
     }
+    op->mark_cb = cb;
+    op->arg = arg;
+    push(w, op);
+    return 0;
+}
+
+static int w_join(chat_store_t *st, const char *room_id, const char *user_id, const char *username,
+                  chat_store_done_cb cb, void *arg) {
+    wait_store_t *w = wait_of(st);
+    if (w->real)
+        return chat_store_join(w->real, room_id, user_id, username, cb, arg);
+    if (!room_id || !user_id || !username)
+        return -EINVAL;
+    wait_op_t *op;
+    int rc = enqueue(w, W_JOIN, room_id, user_id, &op);
+    if (rc)
+        return rc;
+    if (!(op->username = strdup(username))) {
+        op_free(op);
+        return -ENOMEM;
+    }
     op->done_cb = cb;
+    op->arg = arg;
+    push(w, op);
+    return 0;
+}
+
+static int w_forget(chat_store_t *st, const char *room_id, const char *user_id,
+                    chat_store_done_cb cb, void *arg) {
+    wait_store_t *w = wait_of(st);
+    if (w->real)
+        return chat_store_forget(w->real, room_id, user_id, cb, arg);
+    if (!room_id || !user_id)
+        return -EINVAL;
+    wait_op_t *op;
+    int rc = enqueue(w, W_FORGET, room_id, user_id, &op);
+    if (rc)
+        return rc;
+    op->done_cb = cb;
+    op->arg = arg;
+    push(w, op);
+    return 0;
+}
+
+static int w_user_rooms(chat_store_t *st, const char *user_id, chat_store_user_rooms_cb cb,
+                        void *arg) {
+    wait_store_t *w = wait_of(st);
+    if (w->real)
+        return chat_store_user_rooms(w->real, user_id, cb, arg);
+    if (!user_id || !cb)
+        return -EINVAL;
+    wait_op_t *op;
+    int rc = enqueue(w, W_USER_ROOMS, NULL, user_id, &op);
+    if (rc)
+        return rc;
+    op->rooms_cb = cb;
+    op->arg = arg;
+    push(w, op);
+    return 0;
+}
+
+static int w_members(chat_store_t *st, const char *room_id, chat_store_members_cb cb, void *arg) {
+    wait_store_t *w = wait_of(st);
+    if (w->real)
+        return chat_store_members(w->real, room_id, cb, arg);
+    if (!room_id || !cb)
+        return -EINVAL;
+    wait_op_t *op;
+    int rc = enqueue(w, W_MEMBERS, room_id, NULL, &op);
+    if (rc)
+        return rc;
+    op->members_cb = cb;
     op->arg = arg;
     push(w, op);
     return 0;
@@ -395,6 +514,10 @@ static const chat_store_ops_t wait_ops = {
     .after = w_after,
     .last_seq = w_last_seq,
     .mark_read = w_mark_read,
+    .join = w_join,
+    .forget = w_forget,
+    .user_rooms = w_user_rooms,
+    .members = w_members,
     .health = w_health,
     .close = w_close,
 };
