@@ -197,9 +197,90 @@ static void append_done(int err, chat_msg_t *m, void *arg) {
     free(t);
 }
 
-static void mark_done(int err, void *arg) {
+static void send_marked(unsigned worker, uint32_t req, int err, uint64_t mark) {
+    buf_t b = {0};
+    size_t start;
+    int rc = wire_begin(&b, CHAT_F_MARKED, &start);
+    if (rc == 0)
+        rc = wire_u32(&b, req);
+    if (rc == 0)
+        rc = wire_u32(&b, (uint32_t)err);
+    if (rc == 0)
+        rc = wire_u64(&b, mark);
+    send_to(worker, &b, start, rc);
+    health_check();
+}
+
+static void mark_done(int err, uint64_t mark, void *arg) {
+    ticket_t *t = arg;
+    send_marked(t->worker, t->req, err, mark);
+    free(t);
+}
+
+static void membership_done(int err, void *arg) {
     ticket_t *t = arg;
     send_done(t->worker, t->req, err, NULL);
+    free(t);
+}
+
+static void send_rooms(unsigned worker, uint32_t req, int err, const chat_user_room_t *rooms,
+                       size_t n) {
+    buf_t b = {0};
+    size_t start;
+    int rc = wire_begin(&b, CHAT_F_ROOMS, &start);
+    if (rc == 0)
+        rc = wire_u32(&b, req);
+    if (rc == 0)
+        rc = wire_u32(&b, (uint32_t)err);
+    if (rc == 0)
+        rc = wire_u32(&b, (uint32_t)n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = wire_str(&b, rooms[i].room_id);
+        if (rc == 0)
+            rc = wire_u64(&b, rooms[i].last_seq);
+        if (rc == 0)
+            rc = wire_u64(&b, rooms[i].last_read_seq);
+        if (rc == 0)
+            rc = wire_u64(&b, (uint64_t)rooms[i].joined_at);
+    }
+    send_to(worker, &b, start, rc);
+}
+
+static void rooms_done(int err, const chat_user_room_t *rooms, size_t n, void *arg) {
+    ticket_t *t = arg;
+    send_rooms(t->worker, t->req, err, rooms, n);
+    free(t);
+}
+
+static void send_member_list(unsigned worker, uint32_t req, int err, const chat_member_t *members,
+                             size_t n, uint64_t last_seq) {
+    buf_t b = {0};
+    size_t start;
+    int rc = wire_begin(&b, CHAT_F_MEMBER_LIST, &start);
+    if (rc == 0)
+        rc = wire_u32(&b, req);
+    if (rc == 0)
+        rc = wire_u32(&b, (uint32_t)err);
+    if (rc == 0)
+        rc = wire_u64(&b, last_seq);
+    if (rc == 0)
+        rc = wire_u32(&b, (uint32_t)n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = wire_str(&b, members[i].user_id);
+        if (rc == 0)
+            rc = wire_str(&b, members[i].username);
+        if (rc == 0)
+            rc = wire_u64(&b, members[i].last_read_seq);
+        if (rc == 0)
+            rc = wire_u64(&b, (uint64_t)members[i].joined_at);
+    }
+    send_to(worker, &b, start, rc);
+}
+
+static void members_done(int err, const chat_member_t *members, size_t n, uint64_t last_seq,
+                         void *arg) {
+    ticket_t *t = arg;
+    send_member_list(t->worker, t->req, err, members, n, last_seq);
     free(t);
 }
 
@@ -252,6 +333,7 @@ static void on_append(unsigned from, wire_reader_t *r) {
 static void on_mark(unsigned from, wire_reader_t *r) {
     uint32_t req = wire_get_u32(r);
     char *room = get_str(r), *user = get_str(r);
+    uint64_t upto = wire_get_u64(r);
     uint32_t n = wire_get_u32(r);
     if (n > OWNER_IDS_MAX)
         r->bad = true;
@@ -261,11 +343,11 @@ static void on_mark(unsigned from, wire_reader_t *r) {
     ticket_t *t = NULL;
     int rc = !wire_done(r) || !ids ? -EPROTO : !(t = ticket_new(from, req)) ? -ENOMEM : 0;
     if (rc == 0)
-        rc = chat_store_mark_read(owner.store, room, user, (const char *const *)ids, n, mark_done,
-                                  t);
+        rc = chat_store_mark_read(owner.store, room, user, (const char *const *)ids, n, upto,
+                                  mark_done, t);
     if (rc) {
         free(t);
-        send_done(from, req, rc, NULL);
+        send_marked(from, req, rc, 0);
     }
     for (uint32_t i = 0; ids && i < n; i++)
         free(ids[i]);
@@ -287,6 +369,52 @@ static void on_read(unsigned from, wire_reader_t *r, bool history) {
     if (rc) {
         free(t);
         send_msgs(from, req, rc, NULL, 0);
+    }
+    free(room);
+}
+
+/* A JOIN (with a username) or a FORGET. */
+static void on_membership(unsigned from, wire_reader_t *r, bool join) {
+    uint32_t req = wire_get_u32(r);
+    char *room = get_str(r), *user = get_str(r), *name = join ? get_str(r) : NULL;
+    ticket_t *t = NULL;
+    int rc = !wire_done(r) ? -EPROTO : !(t = ticket_new(from, req)) ? -ENOMEM : 0;
+    if (rc == 0)
+        rc = join ? chat_store_join(owner.store, room, user, name, membership_done, t)
+                  : chat_store_forget(owner.store, room, user, membership_done, t);
+    if (rc) {
+        free(t);
+        send_done(from, req, rc, NULL);
+    }
+    free(room);
+    free(user);
+    free(name);
+}
+
+static void on_user_rooms(unsigned from, wire_reader_t *r) {
+    uint32_t req = wire_get_u32(r);
+    char *user = get_str(r);
+    ticket_t *t = NULL;
+    int rc = !wire_done(r) ? -EPROTO : !(t = ticket_new(from, req)) ? -ENOMEM : 0;
+    if (rc == 0)
+        rc = chat_store_user_rooms(owner.store, user, rooms_done, t);
+    if (rc) {
+        free(t);
+        send_rooms(from, req, rc, NULL, 0);
+    }
+    free(user);
+}
+
+static void on_members(unsigned from, wire_reader_t *r) {
+    uint32_t req = wire_get_u32(r);
+    char *room = get_str(r);
+    ticket_t *t = NULL;
+    int rc = !wire_done(r) ? -EPROTO : !(t = ticket_new(from, req)) ? -ENOMEM : 0;
+    if (rc == 0)
+        rc = chat_store_members(owner.store, room, members_done, t);
+    if (rc) {
+        free(t);
+        send_member_list(from, req, rc, NULL, 0, 0);
     }
     free(room);
 }
@@ -425,6 +553,16 @@ static void owner_frame(cluster_hub_t *hub, unsigned from, const uint8_t *frame,
     case CHAT_F_HISTORY:
     case CHAT_F_AFTER:
         on_read(from, &r, r.type == CHAT_F_HISTORY);
+        return;
+    case CHAT_F_JOIN:
+    case CHAT_F_FORGET:
+        on_membership(from, &r, r.type == CHAT_F_JOIN);
+        return;
+    case CHAT_F_USER_ROOMS:
+        on_user_rooms(from, &r);
+        return;
+    case CHAT_F_MEMBERS:
+        on_members(from, &r);
         return;
     default:
         LOG_ERROR(STORE_TAG, "unexpected frame %u from worker %u", r.type, from);

@@ -18,17 +18,32 @@
 #include "cluster/wire.h"
 #include "util/log.h"
 
-typedef enum { REQ_APPEND, REQ_MARK, REQ_READ } req_kind_t;
+/* What a request waits for: its kind says which answer frame and which callback. */
+typedef enum { REQ_APPEND, REQ_MARK, REQ_READ, REQ_MEMBERSHIP, REQ_ROOMS, REQ_MEMBERS } req_kind_t;
 
 typedef struct req {
     struct req *next;
     uint32_t id;
     req_kind_t kind;
     chat_store_append_cb append_cb;
-    chat_store_done_cb done_cb;
+    chat_store_mark_cb mark_cb;
     chat_store_history_cb read_cb;
+    chat_store_done_cb done_cb; /* join, forget */
+    chat_store_user_rooms_cb rooms_cb;
+    chat_store_members_cb members_cb;
     void *arg;
 } req_t;
+
+/* An answer as decoded from its frame, for any kind of request (the fields its kind has;
+ * the arrays borrowed for the callback). */
+typedef struct {
+    int err;
+    chat_msg_t *const *msgs; /* APPEND (at most one), READ */
+    size_t n;                /* msgs, rooms or members */
+    uint64_t seq;            /* MARK: the mark; MEMBERS: the room's last seq */
+    const chat_user_room_t *rooms;
+    const chat_member_t *members;
+} answer_t;
 
 typedef struct room_seq {
     uint64_t seq;
@@ -184,22 +199,40 @@ static void maybe_finish(remote_t *rs) {
         LOG_ERROR(STORE_TAG, "remote store not closed cleanly");
 }
 
-static void req_answer(remote_t *rs, req_t *q, int err, chat_msg_t *const *msgs, size_t n) {
+/* q's callback with answer a (with an error, nothing but the error is passed on). */
+static void req_answer(remote_t *rs, req_t *q, const answer_t *a) {
+    int err = a->err;
+    size_t n = err ? 0 : a->n;
     switch (q->kind) {
     case REQ_APPEND:
         if (q->append_cb)
-            q->append_cb(err, n ? msgs[0] : NULL, q->arg);
+            q->append_cb(err, n ? a->msgs[0] : NULL, q->arg);
         break;
     case REQ_MARK:
+        if (q->mark_cb)
+            q->mark_cb(err, err ? 0 : a->seq, q->arg);
+        break;
+    case REQ_READ:
+        q->read_cb(err, n ? a->msgs : NULL, n, q->arg);
+        break;
+    case REQ_MEMBERSHIP:
         if (q->done_cb)
             q->done_cb(err, q->arg);
         break;
-    case REQ_READ:
-        q->read_cb(err, err ? NULL : msgs, err ? 0 : n, q->arg);
+    case REQ_ROOMS:
+        q->rooms_cb(err, n ? a->rooms : NULL, n, q->arg);
+        break;
+    case REQ_MEMBERS:
+        q->members_cb(err, n ? a->members : NULL, n, err ? 0 : a->seq, q->arg);
         break;
     }
     free(q);
     maybe_finish(rs);
+}
+
+static void req_fail(remote_t *rs, req_t *q, int err) {
+    answer_t a = {.err = err};
+    req_answer(rs, q, &a);
 }
 
 static void seen(remote_t *rs, const chat_msg_t *m) {
@@ -298,7 +331,8 @@ static uint64_t r_last_seq(chat_store_t *st, const char *room_id) {
 }
 
 static int r_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
-                       const char *const *message_ids, size_t n, chat_store_done_cb cb, void *arg) {
+                       const char *const *message_ids, size_t n, uint64_t upto_seq,
+                       chat_store_mark_cb cb, void *arg) {
     remote_t *rs = remote_of(st);
     if (!room_id || !user_id || (n && !message_ids) || n > UINT32_MAX)
         return -EINVAL;
@@ -308,15 +342,82 @@ static int r_mark_read(chat_store_t *st, const char *room_id, const char *user_i
     int rc = req_begin(rs, REQ_MARK, CHAT_F_MARK, arg, &q, &b, &start);
     if (!q)
         return rc;
-    q->done_cb = cb;
+    q->mark_cb = cb;
     if (rc == 0)
         rc = wire_str(&b, room_id);
     if (rc == 0)
         rc = wire_str(&b, user_id);
     if (rc == 0)
+        rc = wire_u64(&b, upto_seq);
+    if (rc == 0)
         rc = wire_u32(&b, (uint32_t)n);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = wire_str(&b, message_ids[i]);
+    return req_send(rs, q, &b, start, rc);
+}
+
+/* A JOIN (username set) or FORGET. */
+static int r_membership(chat_store_t *st, uint8_t type, const char *room_id, const char *user_id,
+                        const char *username, chat_store_done_cb cb, void *arg) {
+    remote_t *rs = remote_of(st);
+    if (!room_id || !user_id || (type == CHAT_F_JOIN && !username))
+        return -EINVAL;
+    req_t *q = NULL;
+    buf_t b = {0};
+    size_t start = 0;
+    int rc = req_begin(rs, REQ_MEMBERSHIP, type, arg, &q, &b, &start);
+    if (!q)
+        return rc;
+    q->done_cb = cb;
+    if (rc == 0)
+        rc = wire_str(&b, room_id);
+    if (rc == 0)
+        rc = wire_str(&b, user_id);
+    if (rc == 0 && type == CHAT_F_JOIN)
+        rc = wire_str(&b, username);
+    return req_send(rs, q, &b, start, rc);
+}
+
+static int r_join(chat_store_t *st, const char *room_id, const char *user_id, const char *username,
+                  chat_store_done_cb cb, void *arg) {
+    return r_membership(st, CHAT_F_JOIN, room_id, user_id, username, cb, arg);
+}
+
+static int r_forget(chat_store_t *st, const char *room_id, const char *user_id,
+                    chat_store_done_cb cb, void *arg) {
+    return r_membership(st, CHAT_F_FORGET, room_id, user_id, NULL, cb, arg);
+}
+
+static int r_user_rooms(chat_store_t *st, const char *user_id, chat_store_user_rooms_cb cb,
+                        void *arg) {
+    remote_t *rs = remote_of(st);
+    if (!user_id || !cb)
+        return -EINVAL;
+    req_t *q = NULL;
+    buf_t b = {0};
+    size_t start = 0;
+    int rc = req_begin(rs, REQ_ROOMS, CHAT_F_USER_ROOMS, arg, &q, &b, &start);
+    if (!q)
+        return rc;
+    q->rooms_cb = cb;
+    if (rc == 0)
+        rc = wire_str(&b, user_id);
+    return req_send(rs, q, &b, start, rc);
+}
+
+static int r_members(chat_store_t *st, const char *room_id, chat_store_members_cb cb, void *arg) {
+    remote_t *rs = remote_of(st);
+    if (!room_id || !cb)
+        return -EINVAL;
+    req_t *q = NULL;
+    buf_t b = {0};
+    size_t start = 0;
+    int rc = req_begin(rs, REQ_MEMBERS, CHAT_F_MEMBERS, arg, &q, &b, &start);
+    if (!q)
+        return rc;
+    q->members_cb = cb;
+    if (rc == 0)
+        rc = wire_str(&b, room_id);
     return req_send(rs, q, &b, start, rc);
 }
 
@@ -337,10 +438,8 @@ static void r_close(chat_store_t *st, void (*done)(void *arg), void *arg) {
     /* Answers still due come from the owner, which outlives its workers; without a
      * channel they cannot: they fail now. */
     if (!cluster_worker_connected(rs->w)) {
-        while (rs->reqs) {
-            req_t *q = req_take(rs, rs->reqs->id);
-            req_answer(rs, q, -EPIPE, NULL, 0);
-        }
+        while (rs->reqs)
+            req_fail(rs, req_take(rs, rs->reqs->id), -EPIPE);
     }
     maybe_finish(rs);
 }
@@ -352,11 +451,52 @@ static const chat_store_ops_t remote_ops = {
     .after = r_after,
     .last_seq = r_last_seq,
     .mark_read = r_mark_read,
+    .join = r_join,
+    .forget = r_forget,
+    .user_rooms = r_user_rooms,
+    .members = r_members,
     .health = r_health,
     .close = r_close,
 };
 
 /* ---- answers from the owner ---- */
+
+/* The request an answer of frame type `type` is for, taken from the waiting ones; NULL
+ * (logged) when none waits under that number. An answer of another kind than the request
+ * asked for is a confused owner: the request fails with -EPROTO, here, and NULL. */
+static req_t *answer_take(remote_t *rs, uint32_t id, uint8_t type) {
+    req_t *q = req_take(rs, id);
+    if (!q) {
+        LOG_ERROR(STORE_TAG, "an answer (frame %u) of the store owner was not understood", type);
+        return NULL;
+    }
+    uint8_t want;
+    switch (q->kind) {
+    case REQ_APPEND:
+    case REQ_MEMBERSHIP:
+        want = CHAT_F_DONE;
+        break;
+    case REQ_MARK:
+        want = CHAT_F_MARKED;
+        break;
+    case REQ_READ:
+        want = CHAT_F_MSGS;
+        break;
+    case REQ_ROOMS:
+        want = CHAT_F_ROOMS;
+        break;
+    case REQ_MEMBERS:
+    default:
+        want = CHAT_F_MEMBER_LIST;
+        break;
+    }
+    if (want == type)
+        return q;
+    LOG_ERROR(STORE_TAG, "the store owner answered frame %u to a request of frame %u", type,
+              (unsigned)want);
+    req_fail(rs, q, -EPROTO);
+    return NULL;
+}
 
 static void on_done(remote_t *rs, wire_reader_t *r) {
     uint32_t id = wire_get_u32(r);
@@ -365,14 +505,16 @@ static void on_done(remote_t *rs, wire_reader_t *r) {
     chat_msg_t *m = NULL;
     if (has_msg && chat_wire_get_msg(r, &m))
         r->bad = true;
-    req_t *q = r->bad || !wire_done(r) ? NULL : req_take(rs, id);
-    if (!q) {
+    bool ok = wire_done(r);
+    if (!ok)
         LOG_ERROR(STORE_TAG, "an answer of the store owner was not understood");
-        if (m)
-            chat_msg_unref(m);
-        return;
+    req_t *q = answer_take(rs, id, CHAT_F_DONE);
+    if (q) {
+        /* A membership is answered without a message; a message there is not for it. */
+        answer_t a = {
+            ok ? err : -EPROTO, &m, ok && m && q->kind == REQ_APPEND ? 1 : 0, 0, NULL, NULL};
+        req_answer(rs, q, &a);
     }
-    req_answer(rs, q, err, &m, m ? 1 : 0);
     if (m)
         chat_msg_unref(m);
 }
@@ -388,20 +530,127 @@ static void on_msgs(remote_t *rs, wire_reader_t *r) {
     for (; msgs && got < n && !r->bad; got++)
         if (chat_wire_get_msg(r, &msgs[got]))
             r->bad = true;
-    req_t *q = req_take(rs, id);
-    if (!q) {
-        LOG_ERROR(STORE_TAG, "a read answer of the store owner was not understood");
-    } else {
+    req_t *q = answer_take(rs, id, CHAT_F_MSGS);
+    if (q) {
         if (r->bad || !wire_done(r))
             err = err ? err : -EPROTO;
         for (size_t i = 0; !err && i < got; i++)
             seen(rs, msgs[i]);
-        req_answer(rs, q, err, msgs, got);
+        answer_t a = {err, msgs, got, 0, NULL, NULL};
+        req_answer(rs, q, &a);
     }
     for (size_t i = 0; i < got; i++)
         if (msgs[i])
             chat_msg_unref(msgs[i]);
     free(msgs);
+}
+
+static void on_marked(remote_t *rs, wire_reader_t *r) {
+    uint32_t id = wire_get_u32(r);
+    int err = (int32_t)wire_get_u32(r);
+    uint64_t mark = wire_get_u64(r);
+    int rc = wire_done(r) ? err : -EPROTO;
+    req_t *q = answer_take(rs, id, CHAT_F_MARKED);
+    if (q) {
+        answer_t a = {rc, NULL, 0, mark, NULL, NULL};
+        req_answer(rs, q, &a);
+    }
+}
+
+/* A string field of a list, copied NUL-terminated into the list's arena at *at (which
+ * has room: the arena is as large as the frame's rest plus two bytes per entry, at most
+ * two strings each). NULL and r bad when the field is missing or holds a NUL (it could
+ * not be a C string). */
+static const char *list_str(wire_reader_t *r, char **at) {
+    slice_t s = wire_get_bytes(r);
+    if (r->bad || (s.len && memchr(s.base, '\0', s.len))) {
+        r->bad = true;
+        return NULL;
+    }
+    char *out = *at;
+    if (s.len)
+        memcpy(out, s.base, s.len);
+    out[s.len] = '\0';
+    *at += s.len + 1;
+    return out;
+}
+
+/* Room for a list of n entries of at least min_size bytes each that the frame's rest
+ * (what r has left) can hold, with its strings: the entries (size each) and one arena
+ * for the strings, in *arena. n larger than the frame could carry marks r bad (no
+ * allocation sized by a count that lies). NULL when bad, empty or out of memory (then
+ * *nomem). */
+static void *list_alloc(wire_reader_t *r, uint32_t n, size_t min_size, size_t size, char **arena,
+                        bool *nomem) {
+    size_t left = (size_t)(r->end - r->p);
+    if (r->bad || n > left / min_size) {
+        r->bad = true;
+        return NULL;
+    }
+    if (n == 0)
+        return NULL;
+    void *list = calloc(n, size);
+    *arena = malloc(left + 2 * (size_t)n);
+    if (!list || !*arena) {
+        free(list);
+        free(*arena);
+        *arena = NULL;
+        *nomem = true;
+        return NULL;
+    }
+    return list;
+}
+
+/* A user's rooms: room (u32 length + bytes) and three u64 each, 28 bytes at least. */
+static void on_rooms(remote_t *rs, wire_reader_t *r) {
+    uint32_t id = wire_get_u32(r);
+    int err = (int32_t)wire_get_u32(r);
+    uint32_t n = wire_get_u32(r);
+    char *arena = NULL;
+    bool nomem = false;
+    chat_user_room_t *rooms = list_alloc(r, n, 28, sizeof *rooms, &arena, &nomem);
+    char *at = arena;
+    for (uint32_t i = 0; rooms && i < n && !r->bad; i++) {
+        rooms[i].room_id = list_str(r, &at);
+        rooms[i].last_seq = wire_get_u64(r);
+        rooms[i].last_read_seq = wire_get_u64(r);
+        rooms[i].joined_at = (int64_t)wire_get_u64(r);
+    }
+    int rc = nomem ? -ENOMEM : wire_done(r) ? err : -EPROTO;
+    req_t *q = answer_take(rs, id, CHAT_F_ROOMS);
+    if (q) {
+        answer_t a = {rc, NULL, n, 0, rooms, NULL};
+        req_answer(rs, q, &a);
+    }
+    free(rooms);
+    free(arena);
+}
+
+/* A room's members: user and username (u32 length + bytes each) and two u64 each, 24
+ * bytes at least. */
+static void on_member_list(remote_t *rs, wire_reader_t *r) {
+    uint32_t id = wire_get_u32(r);
+    int err = (int32_t)wire_get_u32(r);
+    uint64_t last = wire_get_u64(r);
+    uint32_t n = wire_get_u32(r);
+    char *arena = NULL;
+    bool nomem = false;
+    chat_member_t *members = list_alloc(r, n, 24, sizeof *members, &arena, &nomem);
+    char *at = arena;
+    for (uint32_t i = 0; members && i < n && !r->bad; i++) {
+        members[i].user_id = list_str(r, &at);
+        members[i].username = list_str(r, &at);
+        members[i].last_read_seq = wire_get_u64(r);
+        members[i].joined_at = (int64_t)wire_get_u64(r);
+    }
+    int rc = nomem ? -ENOMEM : wire_done(r) ? err : -EPROTO;
+    req_t *q = answer_take(rs, id, CHAT_F_MEMBER_LIST);
+    if (q) {
+        answer_t a = {rc, NULL, n, last, NULL, members};
+        req_answer(rs, q, &a);
+    }
+    free(members);
+    free(arena);
 }
 
 static void on_frame(const uint8_t *frame, size_t size, void *arg) {
@@ -410,10 +659,8 @@ static void on_frame(const uint8_t *frame, size_t size, void *arg) {
         /* The owner is gone: nothing asked of it will be answered, nothing can be stored. */
         rs->health = -EPIPE;
         snprintf(rs->why, sizeof rs->why, "lost the store owner");
-        while (rs->reqs) {
-            req_t *q = req_take(rs, rs->reqs->id);
-            req_answer(rs, q, -EPIPE, NULL, 0);
-        }
+        while (rs->reqs)
+            req_fail(rs, req_take(rs, rs->reqs->id), -EPIPE);
         return;
     }
     wire_reader_t r;
@@ -436,6 +683,15 @@ static void on_frame(const uint8_t *frame, size_t size, void *arg) {
         return;
     case CHAT_F_MSGS:
         on_msgs(rs, &r);
+        return;
+    case CHAT_F_MARKED:
+        on_marked(rs, &r);
+        return;
+    case CHAT_F_ROOMS:
+        on_rooms(rs, &r);
+        return;
+    case CHAT_F_MEMBER_LIST:
+        on_member_list(rs, &r);
         return;
     case CHAT_F_HEALTH:
         rs->health = (int32_t)wire_get_u32(&r);

@@ -3,25 +3,35 @@
  * With --workers, the supervisor owns the store (store_owner.c, a cluster/hub.h service):
  * one SQLite writer, so one seq order per room and one place where writes are
  * acknowledged. Each worker opens a remote store (store_remote.c): a chat_store_t whose
- * appends, receipts and reads are requests to the owner over the worker's channel. The
- * owner answers the requester once its store did, and sends every stored message to
- * every worker (STORED), in the order its store stored them, before it answers the
- * message's sender: so every worker announces every message once, each room in seq
- * order, and a sender sees its own message announced before its ack, as with one
+ * appends, receipts, memberships and reads are requests to the owner over the worker's
+ * channel. The owner answers the requester once its store did, and sends every stored
+ * message to every worker (STORED), in the order its store stored them, before it
+ * answers the message's sender: so every worker announces every message once, each room
+ * in seq order, and a sender sees its own message announced before its ack, as with one
  * process. The owner also tells every worker its store's health.
  *
  * Frames (cluster/wire.h, types from CLUSTER_APP_TYPE; fields in order):
  *   HELLO    w→o  —                                      (the owner answers HEALTH)
  *   APPEND   w→o  u32 req, room, user, username, text, u32 burst, u32 per second
  *                 (a post limited per user, across workers: 0, 0 for none)
- *   MARK     w→o  u32 req, room, user, u32 n, n ids
+ *   MARK     w→o  u32 req, room, user, u64 up to seq (0: none), u32 n, n ids
  *   HISTORY  w→o  u32 req, room, u64 before, u32 limit
  *   AFTER    w→o  u32 req, room, u64 after, u32 limit
- *   DONE     o→w  u32 req, i32 err, u8 has message, [message]   (APPEND, MARK)
+ *   JOIN     w→o  u32 req, room, user, username
+ *   FORGET   w→o  u32 req, room, user
+ *   USER_ROOMS  w→o  u32 req, user
+ *   MEMBERS  w→o  u32 req, room
+ *   DONE     o→w  u32 req, i32 err, u8 has message, [message]   (APPEND, JOIN, FORGET)
  *   MSGS     o→w  u32 req, i32 err, u32 n, n messages           (HISTORY, AFTER)
+ *   MARKED   o→w  u32 req, i32 err, u64 mark                    (MARK)
+ *   ROOMS    o→w  u32 req, i32 err, u32 n, n × (room, u64 last seq, u64 read seq,
+ *                 u64 joined at)                                 (USER_ROOMS)
+ *   MEMBER_LIST  o→w  u32 req, i32 err, u64 last seq, u32 n, n × (user, username,
+ *                 u64 read seq, u64 joined at)                   (MEMBERS)
  *   STORED   o→all  message
  *   HEALTH   o→all  i32 err, why
- * A message is: id, u64 seq, u64 timestamp, room, user, username, text.
+ * A message is: id, u64 seq, u64 timestamp, room, user, username, text. An answer of
+ * another kind than its request asked for fails that request (-EPROTO).
  *
  * Presence (the owner counts, in each room, which workers have each user): a worker
  * says PRESENCE when a user's first connection in a room arrives on it or its last one
@@ -43,8 +53,16 @@ enum {
     CHAT_F_MARK,
     CHAT_F_HISTORY,
     CHAT_F_AFTER,
+    CHAT_F_JOIN,
+    CHAT_F_FORGET,
+    CHAT_F_USER_ROOMS,
+    CHAT_F_MEMBERS,
+    /* The remote store receives CHAT_F_DONE..CHAT_F_HEALTH: keep its frames between. */
     CHAT_F_DONE,
     CHAT_F_MSGS,
+    CHAT_F_MARKED,
+    CHAT_F_ROOMS,
+    CHAT_F_MEMBER_LIST,
     CHAT_F_STORED,
     CHAT_F_HEALTH,
     CHAT_F_PRESENCE,    /* w→o  u8 joined, room, user, username, socket id */
