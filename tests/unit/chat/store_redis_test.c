@@ -230,6 +230,19 @@ static int setup(void **state) {
     return 0;
 }
 
+/* One answered call on each node: every command a node sent on connecting (its scripts)
+ * has been answered too. A server killed with commands unread resets the connections
+ * (RST), which the hiredis 0.14 libuv adapter never reports (it drops poll errors): the
+ * nodes would wait on them for ever. */
+static void settle(ctx_t *c) {
+    chat_store_t *nodes[] = {c->a, c->b};
+    for (size_t i = 0; i < 2; i++) {
+        list_t l = {0};
+        assert_int_equal(chat_store_members(nodes[i], "settle", on_members, &l), 0);
+        RH_WAIT_FOR(&c->env, l.done, WAIT_MS);
+    }
+}
+
 static int teardown(void **state) {
     ctx_t *c = *state;
     int rc = 0;
@@ -406,6 +419,7 @@ static void test_foreign_values(void **state) {
     freeReplyObject(rh_command(c->port, NULL, "HSET chat:room:odd:members mallory %s", "nope"));
     freeReplyObject(rh_command(c->port, NULL, "HSET chat:room:odd:reads mallory %s", "[1"));
     freeReplyObject(rh_command(c->port, NULL, "SADD chat:user:mallory:rooms %s", "ghost"));
+    freeReplyObject(rh_command(c->port, NULL, "SADD chat:user:mallory:rooms %s", "odd"));
     join(c, c->a, "odd", "zed", "Zed");
     list_t m = members(c, c->a, "odd");
     assert_int_equal(m.n, 2);
@@ -443,8 +457,11 @@ static void test_refused(void **state) {
     assert_int_equal(chat_store_user_rooms(c->a, long_id, on_rooms, &l), -EINVAL);
 
     /* Redis gone: -EIO at once, no callback. */
+    settle(c);
     rh_server_kill(&c->env.srv, c->port);
-    RH_WAIT_FOR(&c->env, chat_store_health(c->a, NULL) == -EIO, WAIT_MS);
+    RH_WAIT_FOR(&c->env,
+                chat_store_health(c->a, NULL) == -EIO && chat_store_health(c->b, NULL) == -EIO,
+                WAIT_MS);
     assert_int_equal(chat_store_join(c->a, "r", "u", "U", on_done, &r), -EIO);
     assert_int_equal(chat_store_forget(c->a, "r", "u", on_done, &r), -EIO);
     assert_int_equal(chat_store_user_rooms(c->a, "u", on_rooms, &l), -EIO);
