@@ -18,7 +18,8 @@
  * reports, the retries that end it and the seqs that go on without a gap (defect 5), and
  * the WAL staying bounded under continuous writes; a store opened with
  * chat_store_open_sqlite_wait while another holds the lock (calls queued, replayed in order
- * and numbered after the other's seqs once it closes; giving up; closed while waiting). */
+ * and numbered after the other's seqs once it closes; joins, forgets, receipts up to a seq
+ * and the membership reads queued alike; giving up; closed while waiting). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1423,6 +1424,107 @@ static void test_lock_wait_closed(void **state) {
     assert_false(off_loop);
 }
 
+/* The membership reads of a waiting store, recorded. */
+typedef struct {
+    int rooms_calls, rooms_err, members_calls, members_err;
+    size_t rooms_n, members_n;
+    uint64_t read_seq, last_seq; /* of the first room or member */
+    char first[16];              /* its room id or user id */
+} waited_reads_t;
+
+static void on_waited_rooms(int err, const chat_user_room_t *rooms, size_t n, void *arg) {
+    waited_reads_t *r = arg;
+    if (in_store_call)
+        off_loop = true;
+    r->rooms_calls++;
+    r->rooms_err = err;
+    r->rooms_n = n;
+    if (n) {
+        snprintf(r->first, sizeof r->first, "%s", rooms[0].room_id);
+        r->read_seq = rooms[0].last_read_seq;
+        r->last_seq = rooms[0].last_seq;
+    }
+}
+
+static void on_waited_members(int err, const chat_member_t *members, size_t n, uint64_t last_seq,
+                              void *arg) {
+    waited_reads_t *r = arg;
+    if (in_store_call)
+        off_loop = true;
+    r->members_calls++;
+    r->members_err = err;
+    r->members_n = n;
+    r->last_seq = last_seq;
+    if (n) {
+        snprintf(r->first, sizeof r->first, "%s", members[0].user_id);
+        r->read_seq = members[0].last_read_seq;
+    }
+}
+
+/* Memberships while waiting: joins, forgets and receipts (up to a seq) are queued in
+ * order and replayed once the lock is free; the membership reads are queued too, not
+ * refused, and answered once the store is open. */
+static void test_lock_wait_membership(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    fill(fx, "a", 2);
+    done_calls = done_err = 0;
+    assert_int_equal(chat_store_join(fx->st, "a", "u0", "Old", on_done, NULL), 0);
+    while (done_calls < 1)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(done_err, 0);
+
+    waited_t w = {0};
+    chat_store_t *st = open_waiting(fx, 10000, &w);
+    done_calls = 0;
+    int one = 1, two = 2, three = 3;
+    waited_reads_t queued = {0};
+    in_store_call = true;
+    assert_int_equal(chat_store_join(st, "a", "u1", "Ann", on_done, &one), 0);
+    assert_int_equal(chat_store_forget(st, "a", "u0", on_done, &two), 0);
+    assert_int_equal(chat_store_mark_read(st, "a", "u1", NULL, 0, 9, on_marked, &three), 0);
+    assert_int_equal(chat_store_user_rooms(st, "u1", on_waited_rooms, &queued), 0);
+    assert_int_equal(chat_store_members(st, "a", on_waited_members, &queued), 0);
+    assert_int_equal(chat_store_join(st, "a", "u1", NULL, on_done, NULL), -EINVAL);
+    assert_int_equal(chat_store_forget(st, "a", NULL, on_done, NULL), -EINVAL);
+    assert_int_equal(chat_store_user_rooms(st, NULL, on_waited_rooms, &queued), -EINVAL);
+    assert_int_equal(chat_store_members(st, "a", NULL, &queued), -EINVAL);
+    in_store_call = false;
+    for (int i = 0; i < 5; i++)
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    assert_int_equal(done_calls, 0);
+    assert_int_equal(queued.rooms_calls + queued.members_calls, 0);
+
+    close_store(fx); /* the lock is free */
+    fx->st = st;
+    while (done_calls < 3 || !queued.rooms_calls || !queued.members_calls)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(w.err, 0);
+    assert_int_equal(done_err, 0);
+    assert_int_equal(last_mark, 2); /* up to 9: the room's last seq */
+    assert_int_equal(queued.rooms_err, 0);
+    assert_int_equal(queued.members_err, 0);
+    assert_int_equal(queued.last_seq, 2);
+    assert_false(off_loop);
+
+    /* What the replayed writes left. */
+    waited_reads_t now = {0};
+    assert_int_equal(chat_store_user_rooms(st, "u1", on_waited_rooms, &now), 0);
+    while (!now.rooms_calls)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(now.rooms_n, 1);
+    assert_string_equal(now.first, "a");
+    assert_int_equal(now.read_seq, 2);
+    assert_int_equal(now.last_seq, 2);
+    now = (waited_reads_t){0};
+    assert_int_equal(chat_store_members(st, "a", on_waited_members, &now), 0);
+    while (!now.members_calls)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(now.members_n, 1);
+    assert_string_equal(now.first, "u1");
+    assert_int_equal(now.read_seq, 2);
+}
+
 /* ---- membership ---- */
 
 static void join(fx_t *fx, const char *room, const char *user, const char *name) {
@@ -1621,6 +1723,7 @@ int main(void) {
         SQLITE(test_lock_wait),
         SQLITE(test_lock_wait_gives_up),
         SQLITE(test_lock_wait_closed),
+        SQLITE(test_lock_wait_membership),
         BOTH(test_membership),
         SQLITE(test_membership_failing),
     };
