@@ -283,25 +283,105 @@ static void get_messages(call_t *c, const principal_t *who) {
         fail(c, 503, "unavailable", "cannot read history now");
 }
 
-/* GET /api/rooms/{room}/members */
-static void get_members(call_t *c, const principal_t *who) {
-    if (!may_use_room(c, who))
-        return;
-    answer_obj(c, 200, NULL,
-               json_pack("{s:s,s:I,s:o}", "roomId", c->room, "count",
-                         (json_int_t)chat_service_room_users(c->api->svc, c->room), "members",
-                         chat_service_members(c->api->svc, c->room)));
-}
-
-/* A POST waiting for its message to be durable. */
+/* A request waiting for the store (a durable post, a membership read). */
 typedef struct {
     http_conn_t *hc; /* NULL once its connection is gone */
     chat_service_t *svc;
     char cors[512];
+    char room[CHAT_ROOM_ID_MAX + 1]; /* members: the room */
+    bool starting; /* a read is being started: an answer now is given within the route call */
+    bool answered; /* ... and it was */
 } post_wait_t;
 
 static void post_abort(http_conn_t *hc, void *arg) {
     ((post_wait_t *)arg)->hc = NULL;
+}
+
+static post_wait_t *wait_new(call_t *c) {
+    post_wait_t *w = calloc(1, sizeof *w);
+    if (!w) {
+        fail(c, 500, "internal_error", "out of memory");
+        return NULL;
+    }
+    w->hc = c->hc;
+    w->svc = c->api->svc;
+    snprintf(w->cors, sizeof w->cors, "%s", c->cors);
+    snprintf(w->room, sizeof w->room, "%s", c->room);
+    w->starting = true;
+    return w;
+}
+
+/* Answers a membership read (obj taken; NULL: the store could not answer). */
+static void read_done(post_wait_t *w, json_t *obj) {
+    if (w->hc) {
+        http_req_t done = {.head = {.method = SLICE_LIT("GET"), .path = SLICE_LIT("(read)")}};
+        call_t c = {.hc = w->hc, .req = &done};
+        snprintf(c.cors, sizeof c.cors, "%s", w->cors);
+        if (obj)
+            answer_obj(&c, 200, NULL, obj);
+        else
+            fail(&c, 503, "unavailable", "cannot read memberships now");
+    } else {
+        json_decref(obj);
+    }
+    if (w->starting)
+        w->answered = true;
+    else
+        free(w);
+}
+
+/* After a membership read was started (rc from the service): answers at once when it
+ * failed, holds the request when the answer comes later. */
+static void read_started(call_t *c, post_wait_t *w, int rc) {
+    if (rc)
+        fail(c, 503, "unavailable", "cannot read memberships now");
+    if (rc || w->answered) {
+        free(w);
+        return;
+    }
+    w->starting = false;
+    http_conn_hold(c->hc, post_abort, w);
+}
+
+static void members_done(json_t *result, void *arg) {
+    post_wait_t *w = arg;
+    json_t *present = json_pack("{s:s,s:I,s:o}", "roomId", w->room, "count",
+                                (json_int_t)chat_service_room_users(w->svc, w->room), "members",
+                                chat_service_members(w->svc, w->room));
+    json_t *all = result ? json_object_get(result, "members") : NULL;
+    json_t *obj = NULL;
+    if (present && all && json_object_set(present, "memberships", all) == 0 &&
+        json_object_set(present, "lastSeq", json_object_get(result, "lastSeq")) == 0)
+        obj = json_incref(present);
+    json_decref(present);
+    json_decref(result);
+    read_done(w, obj);
+}
+
+/* GET /api/rooms/{room}/members: who is present, and every member, present or away. */
+static void get_members(call_t *c, const principal_t *who) {
+    if (!may_use_room(c, who))
+        return;
+    post_wait_t *w = wait_new(c);
+    if (w)
+        read_started(c, w, chat_service_memberships(c->api->svc, c->room, members_done, w));
+}
+
+static void my_rooms_done(json_t *result, void *arg) {
+    read_done(arg, result ? json_pack("{s:o}", "rooms", result) : NULL);
+}
+
+/* GET /api/users/me/rooms: the token's user's rooms, as myRooms lists them. */
+static void get_my_rooms(call_t *c, const principal_t *who) {
+    if (who->api_key) {
+        fail(c, 400, "invalid_payload", "a user's token names the user; an API key does not");
+        return;
+    }
+    post_wait_t *w = wait_new(c);
+    if (w)
+        read_started(
+            c, w,
+            chat_service_user_rooms(c->api->svc, who->user.user_id, who->rooms, my_rooms_done, w));
 }
 
 static void post_done(const char *error, chat_msg_t *msg, void *arg) {
@@ -478,6 +558,11 @@ static int pick(call_t *c, slice_t path, slice_t method, handler_fn *out, const 
         *out = post_emit;
         return post ? 0 : 405;
     }
+    if (slice_eq(path, "/api/users/me/rooms")) {
+        *allow = "GET";
+        *out = get_my_rooms;
+        return get ? 0 : 405;
+    }
     if (path.len <= sizeof rooms - 1 || memcmp(path.base, rooms, sizeof rooms - 1) != 0)
         return 404;
     const char *id = path.base + sizeof rooms - 1;
@@ -551,7 +636,7 @@ static bool api_route(http_conn_t *hc, http_req_t *req, void *arg) {
         fail(&c, 404, "not_found", "no such API route");
         return true;
     }
-    if (fn != post_emit) {
+    if (fn != post_emit && fn != get_my_rooms) {
         int rc = chat_service_check_room(api->svc, c.room, c.room_len);
         if (rc == -EINVAL) {
             fail(&c, 400, "invalid_payload",

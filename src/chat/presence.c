@@ -156,6 +156,11 @@ size_t chat_presence_users(chat_presence_t *p, const char *room) {
     return r ? r->users : 0;
 }
 
+bool chat_presence_has(chat_presence_t *p, const char *room, const char *user) {
+    room_t *r = map_get(members_of(p), room, strlen(room));
+    return r && map_get(&r->counts, user, strlen(user));
+}
+
 json_t *chat_presence_members(chat_presence_t *p, const char *room) {
     json_t *a = json_array();
     room_t *r = room_get(members_of(p), room, false);

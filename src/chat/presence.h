@@ -46,6 +46,8 @@ void chat_presence_leave(chat_presence_t *p, sio_socket_t *s, const char *room, 
 
 /* Distinct users present in room. */
 size_t chat_presence_users(chat_presence_t *p, const char *room);
+/* Whether user is present in room (on any worker or node, as counted above). */
+bool chat_presence_has(chat_presence_t *p, const char *room, const char *user);
 /* Their ids (at most CHAT_MEMBERS_MAX) as a new JSON array; NULL when out of memory. */
 json_t *chat_presence_members(chat_presence_t *p, const char *room);
 

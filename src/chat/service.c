@@ -65,6 +65,7 @@ enum {
     GATE_LEAVE,
     GATE_DIRECT,
     GATE_HISTORY,
+    GATE_JOIN_ROOMS,
     GATE_UNKNOWN,
     GATES
 };
@@ -339,9 +340,50 @@ static bool int_member(json_t *obj, const char *name, json_int_t min, json_int_t
     return true;
 }
 
+/* joinRooms {roomIds?}: absent or null (every membership), or an array of valid ids. */
+static const char *parse_room_ids(json_t *payload, chat_payload_t *out) {
+    json_t *ids = json_object_get(payload, "roomIds");
+    if (!ids || json_is_null(ids))
+        return payload == NULL || json_is_object(payload) ? NULL : "invalid_payload";
+    size_t i;
+    json_t *v;
+    if (!json_is_array(ids) || json_array_size(ids) > CHAT_JOIN_ROOMS_MAX)
+        return "invalid_payload";
+    json_array_foreach(ids, i, v) {
+        const char *id = json_string_value(v);
+        if (!chat_id_valid(id, id ? json_string_length(v) : 0, CHAT_ROOM_ID_MAX))
+            return "invalid_payload";
+    }
+    out->room_ids = ids;
+    return NULL;
+}
+
+/* markRead {roomId, messageIds?, seq?}: at least one of the two. */
+static const char *parse_read(json_t *payload, chat_payload_t *out) {
+    json_t *ids = json_object_get(payload, "messageIds");
+    json_int_t seq;
+    if (!int_member(payload, "seq", 0, INT64_MAX, 0, &seq))
+        return "invalid_payload";
+    out->seq = (uint64_t)seq;
+    if (!ids || json_is_null(ids))
+        return seq > 0 ? NULL : "invalid_payload";
+    size_t i;
+    json_t *v;
+    if (!json_is_array(ids) || json_array_size(ids) > CHAT_READ_IDS_MAX)
+        return "invalid_payload";
+    json_array_foreach(ids, i, v) {
+        if (!json_is_string(v))
+            return "invalid_payload";
+    }
+    out->message_ids = ids;
+    return NULL;
+}
+
 const char *chat_payload_parse(const char *event, json_t *payload, size_t max_text,
                                chat_payload_t *out) {
     *out = (chat_payload_t){0};
+    if (strcmp(event, "joinRooms") == 0)
+        return parse_room_ids(payload, out);
     bool direct = strcmp(event, "sendDirect") == 0;
     if (direct) {
         json_t *to = json_object_get(payload, "toUserId");
@@ -360,25 +402,21 @@ const char *chat_payload_parse(const char *event, json_t *payload, size_t max_te
         out->text = json_object_get(payload, "text");
         return check_text(out->text, max_text);
     }
-    if (strcmp(event, "joinRoom") == 0 || strcmp(event, "leaveRoom") == 0)
+    if (strcmp(event, "joinRoom") == 0)
         return NULL;
+    if (strcmp(event, "leaveRoom") == 0) {
+        json_t *forget = json_object_get(payload, "forget");
+        if (forget && !json_is_boolean(forget) && !json_is_null(forget))
+            return "invalid_payload";
+        out->forget = json_is_true(forget);
+        return NULL;
+    }
     if (strcmp(event, "typing") == 0) {
         out->is_typing = json_is_true(json_object_get(payload, "isTyping"));
         return NULL;
     }
-    if (strcmp(event, "markRead") == 0) {
-        json_t *ids = json_object_get(payload, "messageIds");
-        size_t i;
-        json_t *v;
-        if (!json_is_array(ids) || json_array_size(ids) > CHAT_READ_IDS_MAX)
-            return "invalid_payload";
-        json_array_foreach(ids, i, v) {
-            if (!json_is_string(v))
-                return "invalid_payload";
-        }
-        out->message_ids = ids;
-        return NULL;
-    }
+    if (strcmp(event, "markRead") == 0)
+        return parse_read(payload, out);
     if (strcmp(event, "history") == 0) {
         json_int_t before, limit;
         if (!int_member(payload, "beforeSeq", 0, INT64_MAX, 0, &before) ||
@@ -402,13 +440,19 @@ static void work_done(chat_service_t *svc) {
     }
 }
 
+typedef struct join_batch join_batch_t;
+
 /* Work waiting for the store: the socket (referenced), the ack id and the room. */
 typedef struct {
     chat_service_t *svc;
     sio_socket_t *s;
     int64_t ack;
-    uint64_t since_ns; /* uv_hrtime() when the work was asked for */
-    json_t *ids;       /* markRead: the messageIds as sent (a reference), for messagesRead */
+    uint64_t since_ns;   /* uv_hrtime() when the work was asked for */
+    json_t *ids;         /* markRead: the messageIds as sent (a reference), for messagesRead */
+    json_t *claim;       /* myRooms: the room claim to list by (a reference), or NULL */
+    join_batch_t *batch; /* a join of joinRooms: the batch it answers into */
+    size_t index;        /* ... at this index */
+    bool to_user;        /* myRooms: to every connection of the user, not just s */
     char room[CHAT_ROOM_ID_MAX + 1];
 } pending_t;
 
@@ -430,6 +474,7 @@ static void pending_free(pending_t *p) {
     chat_service_t *svc = p->svc;
     sio_socket_unref(p->s);
     json_decref(p->ids);
+    json_decref(p->claim);
     free(p);
     work_done(svc);
 }
@@ -445,6 +490,180 @@ static void pending_refused(sio_socket_t *s, int64_t ack, pending_t *p, int rc) 
 
 /* ---- events ---- */
 
+/* ---- membership ---- */
+
+/* The rooms of a user as `myRooms` lists them: [{roomId, lastSeq, lastReadSeq, unread}],
+ * only those the claim grants (--room-claim). NULL when out of memory. */
+static json_t *my_rooms_json(const chat_service_t *svc, const json_t *claim,
+                             const chat_user_room_t *rooms, size_t n) {
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n; i++) {
+        const chat_user_room_t *r = &rooms[i];
+        if (!chat_auth_room_allowed(svc->auth, claim, r->room_id))
+            continue;
+        uint64_t unread = r->last_seq > r->last_read_seq ? r->last_seq - r->last_read_seq : 0;
+        if (json_array_append_new(list, json_pack("{s:s,s:I,s:I,s:I}", "roomId", r->room_id,
+                                                  "lastSeq", (json_int_t)r->last_seq, "lastReadSeq",
+                                                  (json_int_t)r->last_read_seq, "unread",
+                                                  (json_int_t)unread))) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    return list;
+}
+
+static void my_rooms_read(int err, const chat_user_room_t *rooms, size_t n, void *arg) {
+    pending_t *p = arg;
+    chat_service_t *svc = p->svc;
+    json_t *list = err ? NULL : my_rooms_json(svc, p->claim, rooms, n);
+    json_t *args = list ? json_pack("[o]", list) : NULL;
+    char *text = args ? json_dumps(args, JSON_COMPACT) : NULL;
+    int rc = -ENOMEM;
+    if (!text) {
+        if (err)
+            LOG_WARN("chat", "rooms of %s not read: %s", p->room, strerror(-err));
+    } else if (p->to_user) {
+        char mine[USER_ROOM_SIZE];
+        user_room(mine, p->room);
+        const char *targets[1] = {mine};
+        sio_target_t to = {.rooms = targets, .nrooms = 1};
+        rc = svc->stopping ? 0 : sio_nsp_emit_json(svc->nsp, &to, "myRooms", text, strlen(text));
+    } else if (sio_socket_connected(p->s)) {
+        rc = sio_socket_emit_json(p->s, "myRooms", text, strlen(text), SIO_NO_RECOVERY);
+    } else {
+        rc = 0;
+    }
+    if (text && rc)
+        LOG_DEBUG("chat", "myRooms of %s not sent", p->room);
+    free(text);
+    json_decref(args);
+    pending_free(p);
+}
+
+/* Sends myRooms to s, or (to_user) to every connection of s's user, whichever process
+ * holds it. */
+static void send_my_rooms(chat_service_t *svc, sio_socket_t *s, const chat_conn_t *c,
+                          bool to_user) {
+    pending_t *pd = pending_new(svc, s, -1, c->user_id);
+    if (pd) {
+        pd->claim = json_incref(c->rooms);
+        pd->to_user = to_user;
+    }
+    int rc = pd ? chat_store_user_rooms(svc->store, c->user_id, my_rooms_read, pd) : -ENOMEM;
+    if (rc) {
+        LOG_WARN("chat", "rooms of %s not read: %s", c->user_id, strerror(-rc));
+        if (pd)
+            pending_free(pd);
+    }
+}
+
+bool chat_service_online(chat_service_t *svc, const char *room_id, const char *user_id) {
+    return chat_presence_has(svc->presence, room_id, user_id);
+}
+
+/* A membership read for another front end (chat_service_user_rooms, _memberships). */
+typedef struct {
+    chat_service_t *svc;
+    json_t *claim;
+    chat_json_cb cb;
+    void *arg;
+    char room[CHAT_ROOM_ID_MAX + 1];
+} json_read_t;
+
+static json_read_t *json_read_new(chat_service_t *svc, const json_t *claim, const char *room,
+                                  chat_json_cb cb, void *arg) {
+    json_read_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    *r = (json_read_t){.svc = svc, .claim = json_incref((json_t *)claim), .cb = cb, .arg = arg};
+    snprintf(r->room, sizeof r->room, "%s", room ? room : "");
+    return r;
+}
+
+static void json_read_free(json_read_t *r) {
+    json_decref(r->claim);
+    free(r);
+}
+
+static void user_rooms_read(int err, const chat_user_room_t *rooms, size_t n, void *arg) {
+    json_read_t *r = arg;
+    r->cb(err ? NULL : my_rooms_json(r->svc, r->claim, rooms, n), r->arg);
+    json_read_free(r);
+}
+
+int chat_service_user_rooms(chat_service_t *svc, const char *user_id, const json_t *claim,
+                            chat_json_cb cb, void *arg) {
+    json_read_t *r = json_read_new(svc, claim, NULL, cb, arg);
+    int rc = r ? chat_store_user_rooms(svc->store, user_id, user_rooms_read, r) : -ENOMEM;
+    if (rc && r)
+        json_read_free(r);
+    return rc;
+}
+
+static void members_read(int err, const chat_member_t *members, size_t n, uint64_t last_seq,
+                         void *arg) {
+    json_read_t *r = arg;
+    json_t *list = err ? NULL : json_array();
+    for (size_t i = 0; list && i < n; i++) {
+        const chat_member_t *m = &members[i];
+        if (json_array_append_new(
+                list,
+                json_pack("{s:s,s:s,s:b,s:I,s:I}", "userId", m->user_id, "username", m->username,
+                          "online", chat_presence_has(r->svc->presence, r->room, m->user_id),
+                          "lastReadSeq", (json_int_t)m->last_read_seq, "joinedAt",
+                          (json_int_t)m->joined_at))) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    r->cb(list ? json_pack("{s:I,s:o}", "lastSeq", (json_int_t)last_seq, "members", list) : NULL,
+          r->arg);
+    json_read_free(r);
+}
+
+int chat_service_memberships(chat_service_t *svc, const char *room_id, chat_json_cb cb, void *arg) {
+    json_read_t *r = json_read_new(svc, NULL, room_id, cb, arg);
+    int rc = r ? chat_store_members(svc->store, room_id, members_read, r) : -ENOMEM;
+    if (rc && r)
+        json_read_free(r);
+    return rc;
+}
+
+/* joinRooms: the joins of one event, answered together once the last one is. */
+struct join_batch {
+    pending_t *p;    /* the event's ack */
+    json_t *results; /* one ack object per room, in order */
+    size_t waiting;
+};
+
+/* One join of the batch is answered with obj (taken; NULL: nothing to say, the socket is
+ * gone), or index SIZE_MAX: the batch's own count. The last one answers the event. */
+static void batch_settle(join_batch_t *b, size_t index, json_t *obj) {
+    if (index != SIZE_MAX && obj && json_array_set_new(b->results, index, obj))
+        LOG_DEBUG("chat", "a joinRooms result was lost (out of memory)");
+    if (--b->waiting)
+        return;
+    ack_obj(b->p->s, b->p->ack, json_pack("{s:b,s:O}", "ok", 1, "rooms", b->results));
+    json_decref(b->results);
+    pending_free(b->p);
+    free(b);
+}
+
+/* The answer of one join: to its own ack (joinRoom), or into its batch (joinRooms). obj is
+ * taken. */
+static void join_answer(pending_t *p, json_t *obj) {
+    if (p->batch)
+        batch_settle(p->batch, p->index, obj);
+    else
+        ack_obj(p->s, p->ack, obj);
+}
+
+static void join_failed(pending_t *p, const char *error) {
+    join_answer(p, json_pack("{s:b,s:s,s:s}", "ok", 0, "roomId", p->room, "error", error));
+    pending_free(p);
+}
+
 static void join_history_done(int err, chat_msg_t *const *msgs, size_t n, void *arg) {
     pending_t *p = arg;
     sio_socket_t *s = p->s;
@@ -457,9 +676,10 @@ static void join_history_done(int err, chat_msg_t *const *msgs, size_t n, void *
                                       SIO_NO_RECOVERY))
             LOG_DEBUG("chat", "messageHistory to %s not sent", sio_socket_id(s));
         buf_free(&b);
-        ack_obj(s, p->ack,
-                json_pack("{s:b,s:s,s:o}", "ok", 1, "roomId", p->room, "members",
-                          chat_service_members(p->svc, p->room)));
+        join_answer(p, json_pack("{s:b,s:s,s:o}", "ok", 1, "roomId", p->room, "members",
+                                 chat_service_members(p->svc, p->room)));
+    } else if (p->batch) {
+        join_answer(p, NULL);
     }
     pending_free(p);
 }
@@ -472,42 +692,171 @@ static size_t chat_room_count(sio_socket_t *s, const chat_conn_t *c) {
     return n - (n > 0 && sio_socket_in(s, mine));
 }
 
+/* The room's rules for s: NULL when s may be in it (or is), else the error. */
+static const char *join_check(chat_service_t *svc, sio_socket_t *s, const chat_conn_t *c,
+                              const char *room) {
+    if (!is_chat_room(svc, room) || !chat_auth_room_allowed(svc->auth, c->rooms, room))
+        return "forbidden";
+    if (!sio_socket_in(s, room) && chat_room_count(s, c) >= svc->cfg.max_rooms)
+        return "too_many_rooms";
+    return NULL;
+}
+
+/* The membership is durable: s enters the room (live) and gets its history. */
+static void join_stored(int err, void *arg) {
+    pending_t *p = arg;
+    chat_service_t *svc = p->svc;
+    sio_socket_t *s = p->s;
+    chat_conn_t *c = conn_of(s);
+    if (svc->stopping || !sio_socket_connected(s) || !c) {
+        if (p->batch)
+            join_answer(p, NULL);
+        pending_free(p);
+        return;
+    }
+    if (err) {
+        LOG_WARN("chat", "membership of %s in %s not stored: %s", c->user_id, p->room,
+                 strerror(-err));
+        join_failed(p, "internal_error");
+        return;
+    }
+    const char *refused = join_check(svc, s, c, p->room);
+    if (refused) {
+        join_failed(p, refused);
+        return;
+    }
+    if (!sio_socket_in(s, p->room)) {
+        if (sio_socket_join(s, p->room)) {
+            join_failed(p, "internal_error");
+            return;
+        }
+        if (chat_presence_join(svc->presence, s, p->room, c->user_id, c->username)) {
+            /* Uncounted, the user would never be announced as leaving: undo the join. */
+            if (sio_socket_leave(s, p->room))
+                LOG_WARN("chat", "socket %s: cannot leave %s", sio_socket_id(s), p->room);
+            join_failed(p, "internal_error");
+            return;
+        }
+    }
+    if (!p->batch)
+        send_my_rooms(svc, s, c, true);
+    int rc =
+        chat_store_history(svc->store, p->room, 0, svc->cfg.history_size, join_history_done, p);
+    if (rc) {
+        LOG_WARN("chat", "history of %s not read: %s", p->room, strerror(-rc));
+        join_failed(p, "internal_error");
+    }
+}
+
+/* Joins s to room: checks, the membership written (when new), then the live room and its
+ * history; answered to ack, or into batch at index. */
+static void join_one(chat_service_t *svc, sio_socket_t *s, const char *room, int64_t ack,
+                     join_batch_t *batch, size_t index) {
+    chat_conn_t *c = conn_of(s);
+    pending_t *pd = pending_new(svc, s, ack, room);
+    if (!pd) {
+        if (batch)
+            batch_settle(batch, index, NULL);
+        else
+            ack_error(s, ack, "internal_error");
+        return;
+    }
+    pd->batch = batch;
+    pd->index = index;
+    const char *refused = join_check(svc, s, c, room);
+    if (refused) {
+        join_failed(pd, refused);
+        return;
+    }
+    int rc = chat_store_join(svc->store, room, c->user_id, c->username, join_stored, pd);
+    if (rc) {
+        LOG_DEBUG("chat", "socket %s: store refused a join: %s", sio_socket_id(s), strerror(-rc));
+        join_failed(pd, "internal_error");
+    }
+}
+
 static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                     void *arg) {
     chat_service_t *svc = arg;
-    chat_conn_t *c = conn_of(s);
     chat_payload_t p;
     chat_payload_parse(ev, json_array_get(pl->args, 0), svc->cfg.max_text, &p);
-    const char *room = p.room;
-    if (!room) {
+    if (!p.room) {
         ack_error(s, ack, "invalid_payload");
         return;
     }
-    if (!is_chat_room(svc, room) || !chat_auth_room_allowed(svc->auth, c->rooms, room)) {
-        ack_error(s, ack, "forbidden");
+    join_one(svc, s, p.room, ack, NULL, 0);
+}
+
+/* Starts the joins of a joinRooms; rooms is an array of valid room ids. The batch holds
+ * one extra count while the joins start, so that answers given at once cannot finish it
+ * before the last one started. */
+static void join_rooms_start(pending_t *p, json_t *rooms) {
+    join_batch_t *b = calloc(1, sizeof *b);
+    size_t n = json_array_size(rooms);
+    if (b)
+        b->results = json_array();
+    for (size_t i = 0; b && b->results && i < n; i++) {
+        if (json_array_append_new(b->results, json_null()))
+            break;
+    }
+    if (!b || !b->results || json_array_size(b->results) != n) {
+        if (b)
+            json_decref(b->results);
+        free(b);
+        ack_error(p->s, p->ack, "internal_error");
+        pending_free(p);
         return;
     }
-    if (!sio_socket_in(s, room)) {
-        if (chat_room_count(s, c) >= svc->cfg.max_rooms) {
-            ack_error(s, ack, "too_many_rooms");
-            return;
-        }
-        if (sio_socket_join(s, room)) {
-            ack_error(s, ack, "internal_error");
-            return;
-        }
-        if (chat_presence_join(svc->presence, s, room, c->user_id, c->username)) {
-            /* Uncounted, the user would never be announced as leaving: undo the join. */
-            if (sio_socket_leave(s, room))
-                LOG_WARN("chat", "socket %s: cannot leave %s", sio_socket_id(s), room);
-            ack_error(s, ack, "internal_error");
-            return;
+    b->p = p;
+    b->waiting = n + 1;
+    size_t i = 0;
+    for (; i < n && sio_socket_connected(p->s); i++)
+        join_one(p->svc, p->s, json_string_value(json_array_get(rooms, i)), -1, b, i);
+    b->waiting -= n - i; /* not started: the socket went away */
+    batch_settle(b, SIZE_MAX, NULL);
+}
+
+/* joinRooms without roomIds: every membership the token grants. */
+static void join_rooms_listed(int err, const chat_user_room_t *rooms, size_t n, void *arg) {
+    pending_t *p = arg;
+    json_t *ids = err ? NULL : json_array();
+    for (size_t i = 0; ids && i < n; i++) {
+        if (chat_auth_room_allowed(p->svc->auth, p->claim, rooms[i].room_id) &&
+            json_array_append_new(ids, json_string(rooms[i].room_id))) {
+            json_decref(ids);
+            ids = NULL;
         }
     }
-    pending_t *pd = pending_new(svc, s, ack, room);
-    int rc =
-        pd ? chat_store_history(svc->store, room, 0, svc->cfg.history_size, join_history_done, pd)
-           : -ENOMEM;
+    if (!ids || p->svc->stopping || !sio_socket_connected(p->s)) {
+        if (err)
+            LOG_WARN("chat", "rooms of %s not read: %s", p->room, strerror(-err));
+        ack_error(p->s, p->ack, "internal_error");
+        pending_free(p);
+    } else {
+        join_rooms_start(p, ids);
+    }
+    json_decref(ids);
+}
+
+static void on_join_rooms(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
+                          void *arg) {
+    chat_service_t *svc = arg;
+    chat_payload_t p;
+    if (chat_payload_parse(ev, json_array_get(pl->args, 0), svc->cfg.max_text, &p)) {
+        ack_error(s, ack, "invalid_payload");
+        return;
+    }
+    pending_t *pd = pending_new(svc, s, ack, conn_of(s)->user_id);
+    if (!pd) {
+        ack_error(s, ack, "internal_error");
+        return;
+    }
+    pd->claim = json_incref(conn_of(s)->rooms);
+    if (p.room_ids) {
+        join_rooms_start(pd, p.room_ids);
+        return;
+    }
+    int rc = chat_store_user_rooms(svc->store, conn_of(s)->user_id, join_rooms_listed, pd);
     if (rc)
         pending_refused(s, ack, pd, rc);
 }
@@ -591,15 +940,30 @@ static void on_typing(sio_socket_t *s, const char *ev, const sio_payload_t *pl, 
 }
 
 /* The store's answer to markRead: ok only once the read mark is stored, and only then do
- * the others hear of it. */
-static void mark_read_done(int err, void *arg) {
+ * the others hear of it: the room (messagesRead) and every connection of the user
+ * (roomRead, so that unread counts agree on every device). */
+static void mark_read_done(int err, uint64_t mark, void *arg) {
     pending_t *p = arg;
-    if (!p->svc->stopping && sio_socket_connected(p->s)) {
+    chat_service_t *svc = p->svc;
+    chat_conn_t *c = sio_socket_connected(p->s) ? conn_of(p->s) : NULL;
+    if (!svc->stopping && c) {
         if (err == 0) {
             to_others(p->s, p->room, "messagesRead",
-                      json_pack("{s:s,s:O,s:s}", "userId", conn_of(p->s)->user_id, "messageIds",
-                                p->ids, "roomId", p->room));
-            ack_ok(p->s, p->ack);
+                      json_pack("{s:s,s:O,s:s,s:I}", "userId", c->user_id, "messageIds", p->ids,
+                                "roomId", p->room, "lastReadSeq", (json_int_t)mark));
+            uint64_t last = chat_store_last_seq(svc->store, p->room);
+            char mine[USER_ROOM_SIZE];
+            user_room(mine, c->user_id);
+            const char *rooms[1] = {mine};
+            sio_target_t to = {.rooms = rooms, .nrooms = 1};
+            json_t *args = json_pack("[{s:s,s:I,s:I,s:I}]", "roomId", p->room, "lastReadSeq",
+                                     (json_int_t)mark, "lastSeq", (json_int_t)last, "unread",
+                                     (json_int_t)(last > mark ? last - mark : 0));
+            sio_payload_t out = {args, NULL, 0};
+            if (!args || sio_nsp_emit(svc->nsp, &to, "roomRead", &out))
+                LOG_DEBUG("chat", "roomRead to %s not sent", c->user_id);
+            json_decref(args);
+            ack_obj(p->s, p->ack, json_pack("{s:b,s:I}", "ok", 1, "lastReadSeq", (json_int_t)mark));
         } else {
             if (err != -ENOENT)
                 LOG_WARN("chat", "read receipts for %s not stored: %s", p->room, strerror(-err));
@@ -626,8 +990,9 @@ static void on_mark_read(sio_socket_t *s, const char *ev, const sio_payload_t *p
         list[i] = json_string_value(json_array_get(p.message_ids, i));
     pending_t *pd = pending_new(svc, s, ack, p.room);
     if (pd)
-        pd->ids = json_incref(p.message_ids);
-    int rc = pd ? chat_store_mark_read(svc->store, p.room, c->user_id, list, n, mark_read_done, pd)
+        pd->ids = p.message_ids ? json_incref(p.message_ids) : json_array();
+    int rc = pd ? chat_store_mark_read(svc->store, p.room, c->user_id, list, n, p.seq,
+                                       mark_read_done, pd)
                 : -ENOMEM;
     free(list); /* the store copied the strings */
     if (rc)
@@ -639,12 +1004,30 @@ static void leave_room(sio_socket_t *s, const char *room) {
     chat_presence_leave(c->svc->presence, s, room, c->user_id, c->username);
 }
 
+/* leaveRoom {forget: true}: the membership is gone; every connection of the user hears
+ * it through a new myRooms. */
+static void forget_done(int err, void *arg) {
+    pending_t *p = arg;
+    chat_conn_t *c = sio_socket_connected(p->s) ? conn_of(p->s) : NULL;
+    if (err)
+        LOG_WARN("chat", "membership in %s not ended: %s", p->room, strerror(-err));
+    if (!p->svc->stopping && c) {
+        if (err)
+            ack_error(p->s, p->ack, "internal_error");
+        else
+            ack_ok(p->s, p->ack);
+        if (!err)
+            send_my_rooms(p->svc, p->s, c, true);
+    }
+    pending_free(p);
+}
+
 static void on_leave(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                      void *arg) {
     chat_service_t *svc = arg;
     chat_payload_t p;
-    chat_payload_parse(ev, json_array_get(pl->args, 0), svc->cfg.max_text, &p);
-    if (!p.room) {
+    const char *err = chat_payload_parse(ev, json_array_get(pl->args, 0), svc->cfg.max_text, &p);
+    if (!p.room || err) {
         ack_error(s, ack, "invalid_payload");
         return;
     }
@@ -655,7 +1038,19 @@ static void on_leave(sio_socket_t *s, const char *ev, const sio_payload_t *pl, i
             return;
         }
     }
-    ack_ok(s, ack);
+    if (!p.forget) {
+        ack_ok(s, ack);
+        return;
+    }
+    if (!is_chat_room(svc, p.room)) {
+        ack_error(s, ack, "forbidden");
+        return;
+    }
+    pending_t *pd = pending_new(svc, s, ack, p.room);
+    int rc =
+        pd ? chat_store_forget(svc->store, p.room, conn_of(s)->user_id, forget_done, pd) : -ENOMEM;
+    if (rc)
+        pending_refused(s, ack, pd, rc);
 }
 
 static void on_direct(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
@@ -909,6 +1304,7 @@ static void on_connection(sio_socket_t *s, void *arg) {
         remember_owner(s, c);
     if (sio_socket_recovered(s)) {
         restore_rooms(s, c);
+        send_my_rooms(svc, s, c, false);
         return;
     }
     char room[USER_ROOM_SIZE];
@@ -917,7 +1313,9 @@ static void on_connection(sio_socket_t *s, void *arg) {
     if (rc) {
         LOG_WARN("chat", "socket %s: cannot join %s: %s", sio_socket_id(s), room, strerror(-rc));
         sio_socket_disconnect(s, true);
+        return;
     }
+    send_my_rooms(svc, s, c, false);
 }
 
 static void on_disconnect(sio_socket_t *s, const char *reason, void *arg) {
@@ -950,7 +1348,8 @@ static const struct {
     [GATE_JOIN] = {"joinRoom", on_join},      [GATE_SEND] = {"sendMessage", on_send},
     [GATE_TYPING] = {"typing", on_typing},    [GATE_READ] = {"markRead", on_mark_read},
     [GATE_LEAVE] = {"leaveRoom", on_leave},   [GATE_DIRECT] = {"sendDirect", on_direct},
-    [GATE_HISTORY] = {"history", on_history}, [GATE_UNKNOWN] = {NULL, on_unknown},
+    [GATE_HISTORY] = {"history", on_history}, [GATE_JOIN_ROOMS] = {"joinRooms", on_join_rooms},
+    [GATE_UNKNOWN] = {NULL, on_unknown},
 };
 
 int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *auth,

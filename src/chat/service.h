@@ -28,6 +28,8 @@
 #define CHAT_HISTORY_DEFAULT 50
 /* markRead: message ids per event at most. */
 #define CHAT_READ_IDS_MAX 1000
+/* joinRooms: room ids per event at most (the rooms per socket are bounded too). */
+#define CHAT_JOIN_ROOMS_MAX 1000
 /* The window in which a connection's refused events are counted (flood_limit). */
 #define CHAT_FLOOD_WINDOW_MS 10000
 
@@ -90,6 +92,21 @@ size_t chat_service_room_users(chat_service_t *svc, const char *room_id);
 /* The ids of the users present in a room (at most 100), as a new JSON array. */
 json_t *chat_service_members(chat_service_t *svc, const char *room_id);
 
+/* Whether user is present in room (a connection in it, on any worker or node). */
+bool chat_service_online(chat_service_t *svc, const char *room_id, const char *user_id);
+
+/* Answers of the membership reads below: a new JSON value the callback takes, or NULL when
+ * the store could not answer. Called once, maybe before the call returns. */
+typedef void (*chat_json_cb)(json_t *result, void *arg);
+/* The rooms user_id is a member of, as the myRooms event lists them
+ * ([{roomId, lastSeq, lastReadSeq, unread}]), those claim grants (--room-claim; NULL:
+ * every room when no claim is configured). Returns 0 or a negative errno (cb not called). */
+int chat_service_user_rooms(chat_service_t *svc, const char *user_id, const json_t *claim,
+                            chat_json_cb cb, void *arg);
+/* The members of room_id, present or away: {lastSeq, members: [{userId, username, online,
+ * lastReadSeq, joinedAt}]}. Returns 0 or a negative errno (cb not called). */
+int chat_service_memberships(chat_service_t *svc, const char *room_id, chat_json_cb cb, void *arg);
+
 /* Whether room_id (len bytes, NUL-terminated) names a chat room: 0; -EINVAL when it is
  * malformed (not a valid id of 1 to CHAT_ROOM_ID_MAX bytes: chat_id_valid); -ENOENT when it is a
  * socket's own room (its id or user:<id>), which no chat client may read or post into. */
@@ -110,13 +127,18 @@ typedef struct {
     json_t *text;        /* sendMessage, sendDirect: a string of 1 to max_text code points */
     const char *to_user; /* sendDirect: a valid user id */
     bool is_typing;      /* typing */
-    json_t *message_ids; /* markRead: an array of at most CHAT_READ_IDS_MAX strings */
+    json_t *message_ids; /* markRead: an array of at most CHAT_READ_IDS_MAX strings, or
+                            NULL when absent (then seq is not 0) */
+    uint64_t seq;        /* markRead: read up to and including this seq (0: not given) */
+    bool forget;         /* leaveRoom: end the membership too */
+    json_t *room_ids;    /* joinRooms: an array of at most CHAT_JOIN_ROOMS_MAX valid room
+                            ids, or NULL when absent (every membership) */
     uint64_t before_seq; /* history: messages before this seq; 0 for the latest */
     size_t limit;        /* history: 1 to CHAT_HISTORY_MAX */
 } chat_payload_t;
 
 /* Checks payload (the event's first argument, any JSON value or NULL) of `event`
- * (joinRoom, leaveRoom, sendMessage, typing, markRead, sendDirect or history) against
+ * (joinRoom, joinRooms, leaveRoom, sendMessage, typing, markRead, sendDirect or history) against
  * the payload rules of docs/CHAT-API.md and fills *out. Returns NULL when it is
  * well-formed, else the error the event answers: invalid_payload or too_long. The room
  * is checked first: out->room is NULL exactly when the roomId is at fault, so a handler
@@ -158,7 +180,7 @@ typedef void (*chat_post_cb)(const char *error, chat_msg_t *msg, void *arg);
  * Redis replied), acknowledgements (sendMessage received → its ack queued), and delivery
  * (a message made in this process — appended here, or come from another node — → queued to
  * every local member of its room, the Socket.IO ones and the observers). */
-#define CHAT_EVENT_KINDS 8
+#define CHAT_EVENT_KINDS 9
 typedef struct {
     uint64_t events[CHAT_EVENT_KINDS];
     uint64_t rate_limited;

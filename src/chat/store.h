@@ -210,7 +210,9 @@ int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user
  * error is; the arrays and their strings are borrowed for the callback. */
 typedef void (*chat_store_done_cb)(int err, void *arg);
 
-/* Makes user a member of room (or renews the username of a member). */
+/* Makes user a member of room (or renews the username of a member). A local store that
+ * finds the user a member under that name already writes nothing and calls cb before
+ * returning. */
 int chat_store_join(chat_store_t *st, const char *room_id, const char *user_id,
                     const char *username, chat_store_done_cb cb, void *arg);
 /* Ends user's membership of room (0 too when they were not a member). */

@@ -317,6 +317,7 @@ static store_op_t *op_alloc(chat_store_t *st) {
 static void op_release(chat_store_t *st, store_op_t *op) {
     chat_msg_unref(op->msg);
     free(op->receipts);
+    free(op->membership);
     if (st->free_ops_count < STORE_FREE_OPS_MAX) {
         op->next = st->free_ops;
         st->free_ops = op;
@@ -388,6 +389,7 @@ static void store_free(chat_store_t *st) {
     for (size_t i = 0; map_next(&st->rooms, &i, &e);)
         room_free(e->value);
     map_free(&st->rooms);
+    store_members_free(&st->members);
     while (st->free_ops) {
         store_op_t *op = st->free_ops;
         st->free_ops = op->next;
@@ -497,6 +499,36 @@ static int local_health(chat_store_t *st, const char **why) {
     return st ? st->health : -EINVAL;
 }
 
+/* The index follows what is durable; when it cannot (out of memory) it is behind the
+ * disk until the next open, which the log says. */
+static void deliver_mark(chat_store_t *st, store_op_t *op) {
+    store_receipts_t *r = op->receipts;
+    if (op->err == 0 && st->backend->check_receipts)
+        op->err = st->backend->check_receipts(st, r);
+    uint64_t mark = 0;
+    if (op->err == 0) {
+        if (store_members_mark(&st->members, r->room_id, r->user_id, r->found))
+            LOG_ERROR(STORE_TAG, "read mark of %s in %s stored but not indexed: out of memory",
+                      r->user_id, r->room_id);
+        const store_member_t *m = store_members_get(&st->members, r->room_id, r->user_id);
+        mark = m && m->read_seq > r->found ? m->read_seq : r->found;
+    }
+    if (op->mark_cb)
+        op->mark_cb(op->err, mark, op->arg);
+}
+
+static void deliver_membership(chat_store_t *st, store_op_t *op) {
+    const store_membership_t *ms = op->membership;
+    if (op->err == 0 && op->kind == STORE_OP_FORGET)
+        store_members_forget(&st->members, ms->room_id, ms->user_id);
+    else if (op->err == 0 &&
+             store_members_join(&st->members, ms->room_id, ms->user_id, ms->username, ms->at))
+        LOG_ERROR(STORE_TAG, "membership of %s in %s stored but not indexed: out of memory",
+                  ms->user_id, ms->room_id);
+    if (op->done_cb)
+        op->done_cb(op->err, op->arg);
+}
+
 static void deliver_one(chat_store_t *st, store_op_t *op) {
     PARLEY_ASSERT(!op->commit_failed || op->err < 0);
     PARLEY_ASSERT(op->epoch <= st->epoch);
@@ -519,10 +551,11 @@ static void deliver_one(chat_store_t *st, store_op_t *op) {
             op->append_cb(op->err, op->msg, op->arg);
         break;
     case STORE_OP_MARK_READ:
-        if (op->err == 0 && st->backend->check_receipts)
-            op->err = st->backend->check_receipts(st, op->receipts);
-        if (op->done_cb)
-            op->done_cb(op->err, op->arg);
+        deliver_mark(st, op);
+        break;
+    case STORE_OP_JOIN:
+    case STORE_OP_FORGET:
+        deliver_membership(st, op);
         break;
     case STORE_OP_PROBE:
         break;
@@ -588,8 +621,13 @@ int store_init(chat_store_t *st, uv_loop_t *loop, const chat_store_config_t *cfg
         return err;
     if (map_init(&st->rooms))
         return -EIO;
+    if ((err = store_members_init(&st->members))) {
+        map_free(&st->rooms);
+        return err;
+    }
     if (uv_mutex_init(&st->mu)) {
         map_free(&st->rooms);
+        store_members_free(&st->members);
         return -ENOMEM;
     }
     return 0;
@@ -620,6 +658,7 @@ void store_fini_unopened(chat_store_t *st) {
     for (size_t i = 0; map_next(&st->rooms, &i, &e);)
         room_free(e->value);
     map_free(&st->rooms);
+    store_members_free(&st->members);
     uv_mutex_destroy(&st->mu);
 }
 
@@ -690,8 +729,8 @@ static int local_append(chat_store_t *st, const char *room_id, const char *user_
 }
 
 static int local_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
-                           const char *const *message_ids, size_t n, chat_store_done_cb cb,
-                           void *arg) {
+                           const char *const *message_ids, size_t n, uint64_t upto_seq,
+                           chat_store_mark_cb cb, void *arg) {
     if (!st || !room_id || !user_id || (n && !message_ids))
         return -EINVAL;
     int admit = write_admit(st);
@@ -723,7 +762,12 @@ static int local_mark_read(chat_store_t *st, const char *room_id, const char *us
     rc->room_id = put_str(&p, room_id, room_len - 1);
     rc->user_id = put_str(&p, user_id, user_len - 1);
     rc->read_at = time_wall_ms();
-    rc->asked = n;
+    rc->asked = n + (upto_seq != 0);
+    /* A seq beyond the acknowledged ones reads everything there is. */
+    const store_room_t *room = store_room_get(st, room_id, room_len - 1);
+    uint64_t durable = room ? room->durable_seq : 0;
+    rc->upto_seq = upto_seq < durable ? upto_seq : durable;
+    rc->found = 0;
     rc->n = 0;
     for (size_t i = 0; i < n; i++) {
         size_t len = strnlen(message_ids[i], STORE_ID_MAX + 1);
@@ -733,9 +777,119 @@ static int local_mark_read(chat_store_t *st, const char *room_id, const char *us
     PARLEY_ASSERT(rc->n == keep);
     op->kind = STORE_OP_MARK_READ;
     op->receipts = rc;
+    op->mark_cb = cb;
+    op->arg = arg;
+    op_queue(st, op);
+    return 0;
+}
+
+/* Queues a JOIN (username not NULL) or FORGET. */
+static int queue_membership(chat_store_t *st, store_op_kind_t kind, const char *room_id,
+                            const char *user_id, const char *username, chat_store_done_cb cb,
+                            void *arg) {
+    int admit = write_admit(st);
+    if (admit)
+        return admit;
+    size_t room_len = strlen(room_id), user_len = strlen(user_id);
+    size_t name_len = username ? strlen(username) : 0;
+    store_membership_t *ms =
+        malloc(sizeof *ms + room_len + user_len + name_len + 2 + (username != NULL));
+    store_op_t *op = ms ? op_alloc(st) : NULL;
+    if (!op) {
+        free(ms);
+        return -ENOMEM;
+    }
+    char *p = (char *)(ms + 1);
+    ms->room_id = put_str(&p, room_id, room_len);
+    ms->user_id = put_str(&p, user_id, user_len);
+    ms->username = username ? put_str(&p, username, name_len) : NULL;
+    ms->at = time_wall_ms();
+    op->kind = kind;
+    op->membership = ms;
     op->done_cb = cb;
     op->arg = arg;
     op_queue(st, op);
+    return 0;
+}
+
+static bool membership_args_ok(const char *room_id, const char *user_id) {
+    return room_id && user_id && utf8_is_valid((const uint8_t *)room_id, strlen(room_id)) &&
+           utf8_is_valid((const uint8_t *)user_id, strlen(user_id));
+}
+
+static int local_join(chat_store_t *st, const char *room_id, const char *user_id,
+                      const char *username, chat_store_done_cb cb, void *arg) {
+    if (!st || !membership_args_ok(room_id, user_id) || !username ||
+        !utf8_is_valid((const uint8_t *)username, strlen(username)))
+        return -EINVAL;
+    const store_member_t *m = store_members_get(&st->members, room_id, user_id);
+    if (m && m->joined_at && strcmp(m->username, username) == 0 && !st->closing) {
+        if (cb)
+            cb(0, arg);
+        return 0;
+    }
+    return queue_membership(st, STORE_OP_JOIN, room_id, user_id, username, cb, arg);
+}
+
+static int local_forget(chat_store_t *st, const char *room_id, const char *user_id,
+                        chat_store_done_cb cb, void *arg) {
+    if (!st || !membership_args_ok(room_id, user_id))
+        return -EINVAL;
+    return queue_membership(st, STORE_OP_FORGET, room_id, user_id, NULL, cb, arg);
+}
+
+static int local_user_rooms(chat_store_t *st, const char *user_id, chat_store_user_rooms_cb cb,
+                            void *arg) {
+    if (!st || !user_id || !cb)
+        return -EINVAL;
+    if (st->closing)
+        return -ECANCELED;
+    const store_member_t **list;
+    long n = store_members_list(&st->members, user_id, false, &list);
+    if (n < 0)
+        return (int)n;
+    chat_user_room_t *rooms = n ? calloc((size_t)n, sizeof *rooms) : NULL;
+    if (n && !rooms) {
+        free(list);
+        return -ENOMEM;
+    }
+    for (long i = 0; i < n; i++) {
+        const store_room_t *r = store_room_get(st, list[i]->room_id, strlen(list[i]->room_id));
+        rooms[i] = (chat_user_room_t){.room_id = list[i]->room_id,
+                                      .last_seq = r ? r->durable_seq : 0,
+                                      .last_read_seq = list[i]->read_seq,
+                                      .joined_at = list[i]->joined_at};
+    }
+    free(list);
+    cb(0, rooms, (size_t)n, arg);
+    free(rooms);
+    return 0;
+}
+
+static int local_members(chat_store_t *st, const char *room_id, chat_store_members_cb cb,
+                         void *arg) {
+    if (!st || !room_id || !cb)
+        return -EINVAL;
+    if (st->closing)
+        return -ECANCELED;
+    const store_member_t **list;
+    long n = store_members_list(&st->members, room_id, true, &list);
+    if (n < 0)
+        return (int)n;
+    chat_member_t *members = n ? calloc((size_t)n, sizeof *members) : NULL;
+    if (n && !members) {
+        free(list);
+        return -ENOMEM;
+    }
+    for (long i = 0; i < n; i++)
+        members[i] = (chat_member_t){.user_id = list[i]->user_id,
+                                     .username = list[i]->username,
+                                     .last_read_seq = list[i]->read_seq,
+                                     .joined_at = list[i]->joined_at};
+    free(list);
+    const store_room_t *r = store_room_get(st, room_id, strlen(room_id));
+    cb(0, members, (size_t)n, r ? r->durable_seq : 0, arg);
+    free(members);
     return 0;
 }
 
@@ -885,6 +1039,10 @@ const chat_store_ops_t store_local_ops = {
     .after = local_after,
     .last_seq = local_last_seq,
     .mark_read = local_mark_read,
+    .join = local_join,
+    .forget = local_forget,
+    .user_rooms = local_user_rooms,
+    .members = local_members,
     .health = local_health,
     .close = local_close,
 };

@@ -59,8 +59,8 @@ typedef struct chat_store_ops {
                      chat_store_mark_cb cb, void *arg);
     int (*join)(chat_store_t *st, const char *room_id, const char *user_id, const char *username,
                 chat_store_done_cb cb, void *arg);
-    int (*forget)(chat_store_t *st, const char *room_id, const char *user_id,
-                  chat_store_done_cb cb, void *arg);
+    int (*forget)(chat_store_t *st, const char *room_id, const char *user_id, chat_store_done_cb cb,
+                  void *arg);
     int (*user_rooms)(chat_store_t *st, const char *user_id, chat_store_user_rooms_cb cb,
                       void *arg);
     int (*members)(chat_store_t *st, const char *room_id, chat_store_members_cb cb, void *arg);
@@ -116,16 +116,34 @@ typedef struct store_room {
 
 /* PROBE: the store's own small write after a failed commit (see chat_store_health); the
  * backend stores something minimal (SQLite: one row) and reports whether it committed. */
-typedef enum { STORE_OP_APPEND, STORE_OP_MARK_READ, STORE_OP_PROBE } store_op_kind_t;
+typedef enum {
+    STORE_OP_APPEND,
+    STORE_OP_MARK_READ,
+    STORE_OP_JOIN,
+    STORE_OP_FORGET,
+    STORE_OP_PROBE
+} store_op_kind_t;
 
 /* Read receipts of one mark_read call, one allocation. ids holds only the strings shaped
- * like message ids (of any open of the store); asked counts all that were given. */
+ * like message ids (of any open of the store); asked counts all that were given, and
+ * the upto_seq argument as one more when it was not 0. */
 typedef struct {
     const char *room_id, *user_id;
-    int64_t read_at; /* Unix ms */
+    int64_t read_at;   /* Unix ms */
+    uint64_t upto_seq; /* read up to and including it (0: none); at most the room's
+                          acknowledged seq (the loop clamps it) */
+    uint64_t found;    /* set by the backend: the highest of upto_seq and the seqs of the
+                          ids that name a message of the room (0: none did) */
     size_t asked, n;
     const char *ids[];
 } store_receipts_t;
+
+/* A JOIN or FORGET, one allocation. */
+typedef struct {
+    const char *room_id, *user_id;
+    const char *username; /* JOIN: the name to keep; FORGET: NULL */
+    int64_t at;           /* JOIN: Unix ms, kept only by a first join */
+} store_membership_t;
 
 /* One queued operation. Owned by the store from append until its callback returned; a
  * backend reads it (and the message) but never frees it. Ops are recycled through a
@@ -139,9 +157,11 @@ typedef struct store_op {
                            fails every op of that epoch or older (their seqs may follow the
                            failed ones) without writing it */
     store_room_t *room;
-    chat_msg_t *msg;            /* APPEND: one reference, dropped after the callback */
-    store_receipts_t *receipts; /* MARK_READ: owned, freed after the callback */
+    chat_msg_t *msg;                /* APPEND: one reference, dropped after the callback */
+    store_receipts_t *receipts;     /* MARK_READ: owned, freed after the callback */
+    store_membership_t *membership; /* JOIN, FORGET: owned, freed after the callback */
     chat_store_append_cb append_cb;
+    chat_store_mark_cb mark_cb;
     chat_store_done_cb done_cb;
     void *arg;
 } store_op_t;
@@ -176,10 +196,48 @@ typedef struct store_backend {
     void (*destroy)(chat_store_t *st);
     /* For a backend that keeps no receipts (memory): called on the loop when a MARK_READ op
      * is delivered without error, when every earlier append is in its room's window;
-     * returns the op's result (0 or -ENOENT, see chat_store_mark_read). NULL: the backend
-     * decided the result itself. */
-    int (*check_receipts)(chat_store_t *st, const store_receipts_t *r);
+     * sets r->found and returns the op's result (0 or -ENOENT, see chat_store_mark_read).
+     * NULL: the backend did both itself. */
+    int (*check_receipts)(chat_store_t *st, store_receipts_t *r);
 } store_backend_t;
+
+/* ---- memberships and read marks (store_members.c; loop thread only) ----
+ *
+ * Every membership and read mark of the store, in memory, indexed both ways: a room's
+ * members and a user's rooms. The SQLite backend loads them at open; delivery of a
+ * JOIN, FORGET or MARK_READ op (once durable) updates them, so they are what the disk
+ * holds. A pair (room, user) is kept while it is a membership or has a read mark. */
+typedef struct store_member {
+    uint64_t read_seq; /* the read mark (0: none) */
+    int64_t joined_at; /* Unix ms of the first join; 0: not a member (a read mark only) */
+    char *username;    /* at the latest join; NULL when not a member */
+    const char *room_id, *user_id; /* the ids of the two groups it is in */
+} store_member_t;
+
+typedef struct {
+    map_t rooms; /* room id -> store_group_t of user id -> store_member_t */
+    map_t users; /* user id -> store_group_t of room id -> store_member_t */
+    size_t count;
+} store_members_t;
+
+int store_members_init(store_members_t *ms);
+void store_members_free(store_members_t *ms);
+/* Records a join: creates the membership (joined_at `at`) or renews its username.
+ * Returns 0 or -ENOMEM (nothing changed). */
+int store_members_join(store_members_t *ms, const char *room_id, const char *user_id,
+                       const char *username, int64_t at);
+/* Ends a membership, keeping its read mark. */
+void store_members_forget(store_members_t *ms, const char *room_id, const char *user_id);
+/* Moves the read mark up to seq (never down). Returns 0 or -ENOMEM. */
+int store_members_mark(store_members_t *ms, const char *room_id, const char *user_id, uint64_t seq);
+/* The pair, or NULL. */
+const store_member_t *store_members_get(const store_members_t *ms, const char *room_id,
+                                        const char *user_id);
+/* The memberships (not bare read marks) of a room (by_room) or of a user, sorted by the
+ * other id, as a new array (the caller frees it; may be NULL) of borrowed pointers (valid
+ * until the index next changes) in *out. Returns the count, or -ENOMEM. */
+long store_members_list(const store_members_t *ms, const char *id, bool by_room,
+                        const store_member_t ***out);
 
 struct chat_store {
     store_head_t head; /* first: see "kinds of store" */
@@ -188,6 +246,7 @@ struct chat_store {
     chat_store_config_t cfg;
     size_t window_limit; /* messages per room window (SIZE_MAX: unlimited) */
     map_t rooms;         /* room id -> store_room_t */
+    store_members_t members;
 
     char id_prefix[17]; /* 16 random hex digits drawn at open */
     uint64_t id_counter;

@@ -7,8 +7,9 @@
  * point of the loop), and history served from each room's window — which here is the
  * whole history, or the newest cfg.memory_keep messages when that is set. Read receipts
  * are checked like the SQLite store's (at least one id must name a kept message of the
- * room, else -ENOENT) and then forgotten: nothing reads them back. It never fails a
- * commit, so it is always healthy. Nothing survives close. */
+ * room, else -ENOENT); marks and memberships live in the common index
+ * (store_members.c) only. It never fails a commit, so it is always healthy. Nothing
+ * survives close. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,39 +26,41 @@ static void mem_stop(chat_store_t *st) {
     store_backend_stopped(st);
 }
 
-/* Whether room r keeps the message with this id. Ids of this open carry a counter that
- * grows in append order, and the window holds one open's messages in seq order, so it is
- * sorted by counter: one binary search, whatever the size of the room. */
-static bool window_has(const chat_store_t *st, const store_room_t *r, const char *id) {
+/* The seq of the message with this id if room r keeps it, else 0. Ids of this open
+ * carry a counter that grows in append order, and the window holds one open's messages
+ * in seq order, so it is sorted by counter: one binary search, whatever the size of the
+ * room. */
+static uint64_t window_seq(const chat_store_t *st, const store_room_t *r, const char *id) {
     uint64_t want;
     if (!r || r->count == 0 || !store_id_counter(st, id, &want))
-        return false;
+        return 0;
     size_t lo = 0, hi = r->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         const chat_msg_t *m = r->ring[(r->head + mid) % r->cap];
         uint64_t c = 0;
         if (!store_id_counter(st, m->id, &c))
-            return false; /* not one of ours: cannot happen in the memory store */
+            return 0; /* not one of ours: cannot happen in the memory store */
         if (c == want)
-            return strcmp(m->id, id) == 0;
+            return strcmp(m->id, id) == 0 ? m->seq : 0;
         if (c < want)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return false;
+    return 0;
 }
 
 /* Delivery of a MARK_READ op: every earlier append is in its window by now. */
-static int mem_check_receipts(chat_store_t *st, const store_receipts_t *r) {
-    if (r->asked == 0)
-        return 0;
+static int mem_check_receipts(chat_store_t *st, store_receipts_t *r) {
     const store_room_t *room = store_room_get(st, r->room_id, strlen(r->room_id));
-    for (size_t i = 0; i < r->n; i++)
-        if (window_has(st, room, r->ids[i]))
-            return 0;
-    return -ENOENT;
+    r->found = r->upto_seq;
+    for (size_t i = 0; i < r->n; i++) {
+        uint64_t seq = window_seq(st, room, r->ids[i]);
+        if (seq > r->found)
+            r->found = seq;
+    }
+    return r->found || r->asked == 0 ? 0 : -ENOENT;
 }
 
 static const store_backend_t mem_backend = {

@@ -197,7 +197,7 @@ static void append_done(int err, chat_msg_t *m, void *arg) {
     free(t);
 }
 
-static void mark_done(int err, void *arg) {
+static void mark_done(int err, uint64_t mark, void *arg) {
     ticket_t *t = arg;
     send_done(t->worker, t->req, err, NULL);
     free(t);
@@ -261,8 +261,8 @@ static void on_mark(unsigned from, wire_reader_t *r) {
     ticket_t *t = NULL;
     int rc = !wire_done(r) || !ids ? -EPROTO : !(t = ticket_new(from, req)) ? -ENOMEM : 0;
     if (rc == 0)
-        rc = chat_store_mark_read(owner.store, room, user, (const char *const *)ids, n, mark_done,
-                                  t);
+        rc = chat_store_mark_read(owner.store, room, user, (const char *const *)ids, n, 0,
+                                  mark_done, t);
     if (rc) {
         free(t);
         send_done(from, req, rc, NULL);

@@ -151,7 +151,7 @@ typedef struct {
     char room_id[ROOM_ID_MAX];
     chat_store_append_cb append_cb;
     chat_store_history_cb read_cb;
-    chat_store_done_cb done_cb;
+    chat_store_mark_cb mark_cb;
     void *arg;
     bool reverse;   /* history: newest first from Redis */
     uint64_t after; /* after */
@@ -664,19 +664,19 @@ static void marked(redisAsyncContext *ac, void *reply, void *priv) {
     int rc = -EIO;
     if (rep && rep->type == REDIS_REPLY_INTEGER)
         rc = rep->integer > 0 || c->asked == 0 ? 0 : -ENOENT;
-    if (c->done_cb)
-        c->done_cb(rc, c->arg);
+    if (c->mark_cb)
+        c->mark_cb(rc, 0, c->arg);
     free(c);
     command_done(rs);
 }
 
 static int rs_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
-                        const char *const *message_ids, size_t n, chat_store_done_cb cb,
-                        void *arg) {
+                        const char *const *message_ids, size_t n, uint64_t upto_seq,
+                        chat_store_mark_cb cb, void *arg) {
     rstore_t *rs = rstore_of(st);
     if (rs->closing)
         return -ECANCELED;
-    if (n > 1000)
+    if (n > 1000 || upto_seq)
         return -EINVAL;
     call_t *c = call_new(rs, room_id, arg);
     const char **argv = calloc(n + 7, sizeof *argv);
@@ -687,7 +687,7 @@ static int rs_mark_read(chat_store_t *st, const char *room_id, const char *user_
         free(lens);
         return -ENOMEM;
     }
-    c->done_cb = cb;
+    c->mark_cb = cb;
     c->asked = n;
     char kids[KEY_MAX], kreads[KEY_MAX], at[32];
     key(kids, room_id, "ids");

@@ -25,7 +25,7 @@ typedef struct req {
     uint32_t id;
     req_kind_t kind;
     chat_store_append_cb append_cb;
-    chat_store_done_cb done_cb;
+    chat_store_mark_cb mark_cb;
     chat_store_history_cb read_cb;
     void *arg;
 } req_t;
@@ -191,8 +191,8 @@ static void req_answer(remote_t *rs, req_t *q, int err, chat_msg_t *const *msgs,
             q->append_cb(err, n ? msgs[0] : NULL, q->arg);
         break;
     case REQ_MARK:
-        if (q->done_cb)
-            q->done_cb(err, q->arg);
+        if (q->mark_cb)
+            q->mark_cb(err, 0, q->arg);
         break;
     case REQ_READ:
         q->read_cb(err, err ? NULL : msgs, err ? 0 : n, q->arg);
@@ -298,9 +298,10 @@ static uint64_t r_last_seq(chat_store_t *st, const char *room_id) {
 }
 
 static int r_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
-                       const char *const *message_ids, size_t n, chat_store_done_cb cb, void *arg) {
+                       const char *const *message_ids, size_t n, uint64_t upto_seq,
+                       chat_store_mark_cb cb, void *arg) {
     remote_t *rs = remote_of(st);
-    if (!room_id || !user_id || (n && !message_ids) || n > UINT32_MAX)
+    if (!room_id || !user_id || (n && !message_ids) || n > UINT32_MAX || upto_seq)
         return -EINVAL;
     req_t *q = NULL;
     buf_t b = {0};
@@ -308,7 +309,7 @@ static int r_mark_read(chat_store_t *st, const char *room_id, const char *user_i
     int rc = req_begin(rs, REQ_MARK, CHAT_F_MARK, arg, &q, &b, &start);
     if (!q)
         return rc;
-    q->done_cb = cb;
+    q->mark_cb = cb;
     if (rc == 0)
         rc = wire_str(&b, room_id);
     if (rc == 0)

@@ -35,9 +35,11 @@
  * why and chat_store_health reports it.
  *
  * Read receipts are positions: one row per (room, user) in read_marks, moved forward to
- * the highest seq among the message ids of a mark_read that name a message of the room,
- * looked up in the same transaction (so an append earlier in the batch counts). Strings
- * that name no message are never written: receipts cannot grow the file.
+ * the highest seq among the message ids of a mark_read that name a message of the room
+ * (and its upto_seq), looked up in the same transaction (so an append earlier in the
+ * batch counts). Strings that name no message are never written: receipts cannot grow
+ * the file. Memberships are rows of `members`, written in the same batches; the loop
+ * keeps both tables in memory too (store_members.c), loaded at open.
  *
  * Only one process may use a directory at a time (an flock on the directory): two writers
  * would assign the same seqs. */
@@ -128,6 +130,19 @@ static const sq_migration_t sq_migrations[] = {
      "  id INTEGER PRIMARY KEY CHECK (id = 1),"
      "  at INTEGER NOT NULL"
      ");"},
+    {3,
+     /* Memberships (chat_store_join): kept while the user's connections come and go,
+      * ended only by a forget. joined_at (Unix ms) is the first join's; username the
+      * latest join's, for member lists of users who are away. Clustered by room (a
+      * room's members are one range); the index answers "my rooms". */
+     "CREATE TABLE members ("
+     "  room_id TEXT NOT NULL,"
+     "  user_id TEXT NOT NULL,"
+     "  username TEXT NOT NULL,"
+     "  joined_at INTEGER NOT NULL,"
+     "  PRIMARY KEY (room_id, user_id)"
+     ") WITHOUT ROWID;"
+     "CREATE INDEX members_user ON members (user_id, room_id);"},
 };
 
 #define SQ_SCHEMA_VERSION                                                                          \
@@ -144,6 +159,16 @@ static const char SQ_UPSERT_MARK[] =
     "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (room_id, user_id) DO UPDATE SET "
     "seq = excluded.seq, message_id = excluded.message_id, read_at = excluded.read_at "
     "WHERE excluded.seq > read_marks.seq";
+/* The id of the message a seq names (mark_read's upto_seq), one seek in the key. */
+static const char SQ_FIND_SEQ[] = "SELECT id FROM messages WHERE room_id = ?1 AND seq = ?2";
+/* A first join keeps its time; a later one only renews the name. */
+static const char SQ_UPSERT_MEMBER[] =
+    "INSERT INTO members (room_id, user_id, username, joined_at) VALUES (?1, ?2, ?3, ?4) "
+    "ON CONFLICT (room_id, user_id) DO UPDATE SET username = excluded.username";
+static const char SQ_DELETE_MEMBER[] = "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2";
+/* What the loop keeps in memory (store_members.c), read at open. */
+static const char SQ_LOAD_MEMBERS[] = "SELECT room_id, user_id, username, joined_at FROM members";
+static const char SQ_LOAD_MARKS[] = "SELECT room_id, user_id, seq FROM read_marks";
 static const char SQ_PROBE[] = "INSERT INTO write_probe (id, at) VALUES (1, ?1) "
                                "ON CONFLICT (id) DO UPDATE SET at = excluded.at";
 static const char SQ_READ_RANGE[] = "SELECT seq, id, user_id, username, text, ts FROM messages "
@@ -175,6 +200,7 @@ typedef struct {
     /* Writer thread. The connection and statements are used only there after open. */
     sqlite3 *db;
     sqlite3_stmt *begin, *commit, *rollback, *insert_msg, *find_msg, *upsert_mark, *probe;
+    sqlite3_stmt *find_seq, *upsert_member, *delete_member;
     uv_thread_t writer;
     /* Writer thread only: ops of an epoch below failed_below are failed with fail_err
      * without being written (a commit of their epoch failed). */
@@ -271,14 +297,30 @@ static int write_msg(sq_store_t *sq, const chat_msg_t *m) {
     return rc == SQLITE_OK ? step_done(s) : rc;
 }
 
-/* Moves the (room, user) read mark up to the highest seq among the ids that name a
- * message of the room, and sets op->err: 0, or -ENOENT when ids were given and none did
- * (then nothing is written). Returns an SQLite code (SQLITE_DONE: fine). */
+/* The id of message seq of room into out (STORE_ID_MAX + 1 bytes). Returns SQLITE_ROW
+ * when found, SQLITE_DONE when not, or an error code. */
+static int find_seq(sq_store_t *sq, const char *room_id, uint64_t seq, char *out) {
+    sqlite3_stmt *s = sq->find_seq;
+    int rc = sqlite3_bind_text(s, 1, room_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(s, 2, (sqlite3_int64)seq);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        snprintf(out, STORE_ID_MAX + 1, "%s", (const char *)sqlite3_column_text(s, 0));
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* Moves the (room, user) read mark up to the highest of upto_seq and the seqs of the ids
+ * that name a message of the room, and sets r->found and op->err: 0, or -ENOENT when
+ * something was asked and nothing named a message (then nothing is written). Returns an
+ * SQLite code (SQLITE_DONE: fine). */
 static int write_receipts(sq_store_t *sq, store_op_t *op) {
-    const store_receipts_t *r = op->receipts;
+    store_receipts_t *r = op->receipts;
     sqlite3_stmt *s = sq->find_msg;
     sqlite3_int64 best = 0;
-    size_t best_i = 0;
+    const char *best_id = NULL;
     for (size_t i = 0; i < r->n; i++) {
         int rc = sqlite3_bind_text(s, 1, r->ids[i], -1, SQLITE_STATIC);
         if (rc == SQLITE_OK)
@@ -289,7 +331,7 @@ static int write_receipts(sq_store_t *sq, store_op_t *op) {
             sqlite3_int64 seq = sqlite3_column_int64(s, 0);
             if (seq > best) {
                 best = seq;
-                best_i = i;
+                best_id = r->ids[i];
             }
             rc = SQLITE_DONE;
         }
@@ -297,6 +339,17 @@ static int write_receipts(sq_store_t *sq, store_op_t *op) {
         if (rc != SQLITE_DONE)
             return rc;
     }
+    char upto_id[STORE_ID_MAX + 1];
+    if (r->upto_seq > (uint64_t)best) {
+        int rc = find_seq(sq, r->room_id, r->upto_seq, upto_id);
+        if (rc == SQLITE_ROW) {
+            best = (sqlite3_int64)r->upto_seq;
+            best_id = upto_id;
+        } else if (rc != SQLITE_DONE) {
+            return rc;
+        }
+    }
+    r->found = (uint64_t)best;
     op->err = best > 0 || r->asked == 0 ? 0 : -ENOENT;
     if (best == 0)
         return SQLITE_DONE;
@@ -307,9 +360,22 @@ static int write_receipts(sq_store_t *sq, store_op_t *op) {
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(s, 3, best);
     if (rc == SQLITE_OK)
-        rc = sqlite3_bind_text(s, 4, r->ids[best_i], -1, SQLITE_STATIC);
+        rc = sqlite3_bind_text(s, 4, best_id, -1, SQLITE_TRANSIENT);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(s, 5, r->read_at);
+    return rc == SQLITE_OK ? step_done(s) : rc;
+}
+
+static int write_membership(sq_store_t *sq, const store_op_t *op) {
+    const store_membership_t *m = op->membership;
+    sqlite3_stmt *s = op->kind == STORE_OP_JOIN ? sq->upsert_member : sq->delete_member;
+    int rc = sqlite3_bind_text(s, 1, m->room_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(s, 2, m->user_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK && op->kind == STORE_OP_JOIN)
+        rc = sqlite3_bind_text(s, 3, m->username, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK && op->kind == STORE_OP_JOIN)
+        rc = sqlite3_bind_int64(s, 4, m->at);
     return rc == SQLITE_OK ? step_done(s) : rc;
 }
 
@@ -333,6 +399,10 @@ static int write_batch(sq_store_t *sq, store_op_t *head) {
             break;
         case STORE_OP_MARK_READ:
             rc = write_receipts(sq, op);
+            break;
+        case STORE_OP_JOIN:
+        case STORE_OP_FORGET:
+            rc = write_membership(sq, op);
             break;
         case STORE_OP_PROBE:
             rc = write_probe(sq);
@@ -370,8 +440,12 @@ static void close_writer_db(sq_store_t *sq) {
     sqlite3_finalize(sq->find_msg);
     sqlite3_finalize(sq->upsert_mark);
     sqlite3_finalize(sq->probe);
+    sqlite3_finalize(sq->find_seq);
+    sqlite3_finalize(sq->upsert_member);
+    sqlite3_finalize(sq->delete_member);
     sq->begin = sq->commit = sq->rollback = sq->insert_msg = NULL;
     sq->find_msg = sq->upsert_mark = sq->probe = NULL;
+    sq->find_seq = sq->upsert_member = sq->delete_member = NULL;
     if (sq->db && sqlite3_close(sq->db) != SQLITE_OK)
         LOG_ERROR(STORE_TAG, "sqlite: close: %s", sqlite3_errmsg(sq->db));
     sq->db = NULL;
@@ -765,6 +839,51 @@ static int load_rooms(sq_store_t *sq) {
     return SQLITE_OK;
 }
 
+static int load_member_row(store_members_t *ms, sqlite3_stmt *s) {
+    const char *room = (const char *)sqlite3_column_text(s, 0);
+    const char *user = (const char *)sqlite3_column_text(s, 1);
+    const char *name = (const char *)sqlite3_column_text(s, 2);
+    return room && user && name &&
+                   store_members_join(ms, room, user, name, sqlite3_column_int64(s, 3)) == 0
+               ? SQLITE_OK
+               : SQLITE_NOMEM;
+}
+
+static int load_mark_row(store_members_t *ms, sqlite3_stmt *s) {
+    const char *room = (const char *)sqlite3_column_text(s, 0);
+    const char *user = (const char *)sqlite3_column_text(s, 1);
+    sqlite3_int64 seq = sqlite3_column_int64(s, 2);
+    return room && user && seq >= 0 && store_members_mark(ms, room, user, (uint64_t)seq) == 0
+               ? SQLITE_OK
+               : SQLITE_NOMEM;
+}
+
+/* Runs sql and hands each row to fn. Returns SQLITE_OK or an error code. */
+static int load_rows(sq_store_t *sq, const char *sql,
+                     int (*fn)(store_members_t *ms, sqlite3_stmt *s)) {
+    sqlite3_stmt *s;
+    int rc = prepare(sq->db, sql, &s);
+    if (rc != SQLITE_OK)
+        return rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && (rc = fn(&sq->base.members, s)) == SQLITE_OK)
+        ;
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Memberships and read marks into the loop's index (store_members.c). */
+static int load_members(sq_store_t *sq) {
+    int rc = load_rows(sq, SQ_LOAD_MEMBERS, load_member_row);
+    if (rc == SQLITE_OK)
+        rc = load_rows(sq, SQ_LOAD_MARKS, load_mark_row);
+    if (rc != SQLITE_OK) {
+        LOG_ERROR(STORE_TAG, "sqlite: loading memberships: %s", sqlite3_errstr(rc));
+        return rc;
+    }
+    LOG_INFO(STORE_TAG, "%s: %zu memberships and read marks", sq->path, sq->base.members.count);
+    return SQLITE_OK;
+}
+
 static int open_db(sq_store_t *sq) {
     int rc = sqlite3_open_v2(
         sq->path, &sq->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -796,6 +915,8 @@ static int open_db(sq_store_t *sq) {
     if (rc == SQLITE_OK)
         rc = load_rooms(sq);
     if (rc == SQLITE_OK)
+        rc = load_members(sq);
+    if (rc == SQLITE_OK)
         rc = prepare(sq->db, "BEGIN IMMEDIATE", &sq->begin);
     if (rc == SQLITE_OK)
         rc = prepare(sq->db, "COMMIT", &sq->commit);
@@ -809,6 +930,12 @@ static int open_db(sq_store_t *sq) {
         rc = prepare(sq->db, SQ_UPSERT_MARK, &sq->upsert_mark);
     if (rc == SQLITE_OK)
         rc = prepare(sq->db, SQ_PROBE, &sq->probe);
+    if (rc == SQLITE_OK)
+        rc = prepare(sq->db, SQ_FIND_SEQ, &sq->find_seq);
+    if (rc == SQLITE_OK)
+        rc = prepare(sq->db, SQ_UPSERT_MEMBER, &sq->upsert_member);
+    if (rc == SQLITE_OK)
+        rc = prepare(sq->db, SQ_DELETE_MEMBER, &sq->delete_member);
     if (rc != SQLITE_OK)
         return rc;
 

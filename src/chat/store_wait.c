@@ -43,7 +43,8 @@ typedef struct wait_op {
     char **ids; /* mark_read */
     size_t nids;
     chat_store_append_cb append_cb;
-    chat_store_done_cb done_cb;
+    chat_store_mark_cb mark_cb;
+    uint64_t upto_seq;
     chat_store_history_cb read_cb;
     void *arg;
 } wait_op_t;
@@ -92,8 +93,8 @@ static void op_fail(wait_op_t *op, int err) {
             op->append_cb(err, NULL, op->arg);
         break;
     case W_MARK:
-        if (op->done_cb)
-            op->done_cb(err, op->arg);
+        if (op->mark_cb)
+            op->mark_cb(err, 0, op->arg);
         break;
     case W_HISTORY:
     case W_AFTER:
@@ -117,7 +118,8 @@ static void replay(wait_store_t *w) {
             break;
         case W_MARK:
             rc = chat_store_mark_read(w->real, op->room_id, op->user_id,
-                                      (const char *const *)op->ids, op->nids, op->done_cb, op->arg);
+                                      (const char *const *)op->ids, op->nids, op->upto_seq,
+                                      op->mark_cb, op->arg);
             break;
         case W_HISTORY:
             rc = chat_store_history(w->real, op->room_id, op->seq, op->limit, op->read_cb, op->arg);
@@ -317,10 +319,11 @@ static uint64_t w_last_seq(chat_store_t *st, const char *room_id) {
 }
 
 static int w_mark_read(chat_store_t *st, const char *room_id, const char *user_id,
-                       const char *const *message_ids, size_t n, chat_store_done_cb cb, void *arg) {
+                       const char *const *message_ids, size_t n, uint64_t upto_seq,
+                       chat_store_mark_cb cb, void *arg) {
     wait_store_t *w = wait_of(st);
     if (w->real)
-        return chat_store_mark_read(w->real, room_id, user_id, message_ids, n, cb, arg);
+        return chat_store_mark_read(w->real, room_id, user_id, message_ids, n, upto_seq, cb, arg);
     if (!user_id || (n && !message_ids))
         return -EINVAL;
     wait_op_t *op;
@@ -340,7 +343,8 @@ static int w_mark_read(chat_store_t *st, const char *room_id, const char *user_i
             return rc;
         }
     }
-    op->done_cb = cb;
+    op->mark_cb = cb;
+    op->upto_seq = upto_seq;
     op->arg = arg;
     push(w, op);
     return 0;

@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -565,7 +566,7 @@ static void test_max_pending(void **state) {
     assert_int_equal(chat_store_append(fx->st, "r", "u", "n", "x", 1, on_append, NULL, NULL),
                      -EAGAIN);
     const char *ids[] = {"x"};
-    assert_int_equal(chat_store_mark_read(fx->st, "r", "u", ids, 1, NULL, NULL), -EAGAIN);
+    assert_int_equal(chat_store_mark_read(fx->st, "r", "u", ids, 1, 0, NULL, NULL), -EAGAIN);
     assert_int_equal(chat_store_last_seq(fx->st, "r"), 3);
     wait_records(fx, 3);
     append(fx, "r", "x");
@@ -584,6 +585,13 @@ static void on_done(int err, void *arg) {
         assert_int_equal(*(int *)arg, done_calls);
 }
 
+static uint64_t last_mark; /* the mark the last on_marked call reported */
+
+static void on_marked(int err, uint64_t mark, void *arg) {
+    last_mark = mark;
+    on_done(err, arg);
+}
+
 static void test_mark_read_order(void **state) {
     fx_t *fx = *state;
     reset_records();
@@ -592,10 +600,10 @@ static void test_mark_read_order(void **state) {
     const char *ids[] = {m->id};
     int one = 1, two = 2;
     in_store_call = true;
-    assert_int_equal(chat_store_mark_read(fx->st, "r", "u2", ids, 1, on_done, &one), 0);
-    assert_int_equal(chat_store_mark_read(fx->st, "r", "u3", ids, 0, on_done, &two), 0);
-    assert_int_equal(chat_store_mark_read(fx->st, "r", "u2", ids, 1, NULL, NULL), 0);
-    assert_int_equal(chat_store_mark_read(fx->st, "r", "u2", NULL, 1, NULL, NULL), -EINVAL);
+    assert_int_equal(chat_store_mark_read(fx->st, "r", "u2", ids, 1, 0, on_marked, &one), 0);
+    assert_int_equal(chat_store_mark_read(fx->st, "r", "u3", ids, 0, 0, on_marked, &two), 0);
+    assert_int_equal(chat_store_mark_read(fx->st, "r", "u2", ids, 1, 0, NULL, NULL), 0);
+    assert_int_equal(chat_store_mark_read(fx->st, "r", "u2", NULL, 1, 0, NULL, NULL), -EINVAL);
     in_store_call = false;
     append(fx, "r", "two");
     assert_int_equal(done_calls, 0);
@@ -608,7 +616,8 @@ static void test_mark_read_order(void **state) {
 /* Each mark_read's result, in call order. */
 static int mark_results[16];
 static size_t nmark_results;
-static void on_mark_result(int err, void *arg) {
+static void on_mark_result(int err, uint64_t mark, void *arg) {
+    (void)mark;
     (void)arg;
     if (in_store_call)
         off_loop = true;
@@ -649,7 +658,8 @@ static void test_mark_read_checked(void **state) {
             calls[6][0] = m->id;
         }
         assert_int_equal(
-            chat_store_mark_read(fx->st, room, "u", calls[i], counts[i], on_mark_result, NULL), 0);
+            chat_store_mark_read(fx->st, room, "u", calls[i], counts[i], 0, on_mark_result, NULL),
+            0);
     }
     in_store_call = false;
     assert_int_equal(nmark_results, 0);
@@ -674,7 +684,7 @@ static void test_close_flushes(void **state) {
     for (int i = 0; i < 300; i++)
         append(fx, i % 2 ? "odd" : "even", "bye");
     const char *ids[] = {"whatever"};
-    assert_int_equal(chat_store_mark_read(fx->st, "odd", "u", ids, 1, on_done, NULL), 0);
+    assert_int_equal(chat_store_mark_read(fx->st, "odd", "u", ids, 1, 0, on_marked, NULL), 0);
     bool closed = false;
     chat_store_close(fx->st, on_closed_count, &closed); /* before the loop ever ran */
     assert_int_equal(nrecords, 0);
@@ -806,15 +816,16 @@ static void test_schema(void **state) {
     fx_t *fx = *state;
     close_store(fx);
     sqlite3 *db = db_open(fx);
-    assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(db_int(db, "PRAGMA user_version"), 3);
     sqlite3_stmt *s;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
     sqlite3_finalize(s);
     assert_int_equal(db_int(db, "SELECT COUNT(*) FROM sqlite_schema WHERE name IN "
-                                "('messages', 'read_marks', 'messages_id', 'write_probe')"),
-                     4);
+                                "('messages', 'read_marks', 'messages_id', 'write_probe', "
+                                "'members', 'members_user')"),
+                     6);
     assert_int_equal(db_int(db, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'read_receipts'"),
                      0);
     /* A database from a newer build is refused, and left alone. */
@@ -825,7 +836,7 @@ static void test_schema(void **state) {
     assert_null(fx->st);
     db = db_open(fx);
     assert_int_equal(db_int(db, "PRAGMA user_version"), 99);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(open_store(fx), 0);
     /* A second store on the same directory is refused while the first is open. */
@@ -892,14 +903,15 @@ static void marks(const fx_t *fx, char *out, size_t len) {
 static void mark(fx_t *fx, const char *room, const char *user, const char *const *ids, size_t n,
                  int expect) {
     done_calls = done_err = 0;
-    assert_int_equal(chat_store_mark_read(fx->st, room, user, ids, n, on_done, NULL), 0);
+    assert_int_equal(chat_store_mark_read(fx->st, room, user, ids, n, 0, on_marked, NULL), 0);
     while (done_calls < 1)
         uv_run(&fx->loop, UV_RUN_ONCE);
     assert_int_equal(done_err, expect);
 }
 
 static int results_ok, results_enoent, results_other;
-static void on_result(int err, void *arg) {
+static void on_result(int err, uint64_t mark, void *arg) {
+    (void)mark;
     (void)arg;
     if (err == 0)
         results_ok++;
@@ -983,7 +995,7 @@ static void test_receipts_bounded(void **state) {
         ids[1] = valid[5]; /* room o's */
         if (c % 4 == 0)
             ids[2] = valid[c % 5]; /* the same few valid ids, again and again */
-        assert_int_equal(chat_store_mark_read(fx->st, "r", "u", ids, IDS, on_result, NULL), 0);
+        assert_int_equal(chat_store_mark_read(fx->st, "r", "u", ids, IDS, 0, on_result, NULL), 0);
         if (c % 50 == 49) /* a few commits, not one per call */
             while (results_ok + results_enoent + results_other < c + 1)
                 uv_run(&fx->loop, UV_RUN_ONCE);
@@ -1054,7 +1066,7 @@ static void test_migration_v1(void **state) {
     marks(fx, got, sizeof got);
     assert_string_equal(got, "o/u1:1:o1\nr/u1:3:m3\n");
     db = db_open(fx);
-    assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(db_int(db, "PRAGMA user_version"), 3);
     assert_int_equal(db_int(db, "SELECT read_at FROM read_marks WHERE room_id = 'r'"), 300);
     assert_int_equal(db_int(db, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'read_receipts'"),
                      0);
@@ -1092,7 +1104,7 @@ static void test_failed_commit(void **state) {
     append(fx, "x", "conflict");
     append(fx, "ok", "in the same batch, after");
     const char *ids[] = {records[0].id};
-    assert_int_equal(chat_store_mark_read(fx->st, "ok", "u", ids, 1, on_done, NULL), 0);
+    assert_int_equal(chat_store_mark_read(fx->st, "ok", "u", ids, 1, 0, on_marked, NULL), 0);
     /* Hand that batch to the writer, then queue more: it may join the failing batch or
      * follow it, or (if the failure is already known) be refused at once. */
     uv_run(&fx->loop, UV_RUN_NOWAIT);
@@ -1117,7 +1129,7 @@ static void test_failed_commit(void **state) {
     assert_non_null(strstr(why, "commit failed"));
     assert_int_equal(chat_store_append(fx->st, "ok", "u", "n", "x", 1, on_append, NULL, NULL),
                      -EEXIST);
-    assert_int_equal(chat_store_mark_read(fx->st, "ok", "u", ids, 1, NULL, NULL), -EEXIST);
+    assert_int_equal(chat_store_mark_read(fx->st, "ok", "u", ids, 1, 0, NULL, NULL), -EEXIST);
     assert_int_equal(chat_store_last_seq(fx->st, "ok"), 2); /* rewound to what is durable */
     hist_t h;
     history(fx, &h, "ok", 0, 10);
@@ -1184,9 +1196,9 @@ static void test_write_error(void **state) {
     done_calls = done_err = 0;
     for (int i = 0; i < 30; i++) /* 240 KiB in one batch: past the limit */
         append(fx, "a", big);
-    assert_int_equal(
-        chat_store_mark_read(fx->st, "a", "u", (const char *[]){records[2].id}, 1, on_done, NULL),
-        0);
+    assert_int_equal(chat_store_mark_read(fx->st, "a", "u", (const char *[]){records[2].id}, 1, 0,
+                                          on_marked, NULL),
+                     0);
     wait_records(fx, 33);
     while (done_calls < 1)
         uv_run(&fx->loop, UV_RUN_ONCE);
@@ -1411,6 +1423,172 @@ static void test_lock_wait_closed(void **state) {
     assert_false(off_loop);
 }
 
+/* ---- membership ---- */
+
+static void join(fx_t *fx, const char *room, const char *user, const char *name) {
+    done_calls = done_err = 0;
+    assert_int_equal(chat_store_join(fx->st, room, user, name, on_done, NULL), 0);
+    while (done_calls < 1)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(done_err, 0);
+}
+
+static void forget(fx_t *fx, const char *room, const char *user) {
+    done_calls = done_err = 0;
+    assert_int_equal(chat_store_forget(fx->st, room, user, on_done, NULL), 0);
+    while (done_calls < 1)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(done_err, 0);
+}
+
+/* The answer of a membership read as text, and the joined_at values seen. */
+static char listed[512];
+static int64_t listed_at[8];
+static bool listed_done;
+
+static void on_user_rooms(int err, const chat_user_room_t *rooms, size_t n, void *arg) {
+    (void)arg;
+    assert_int_equal(err, 0);
+    size_t used = 0;
+    listed[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        used += (size_t)snprintf(listed + used, sizeof listed - used, "%s:%" PRIu64 ":%" PRIu64 ";",
+                                 rooms[i].room_id, rooms[i].last_seq, rooms[i].last_read_seq);
+        if (i < 8)
+            listed_at[i] = rooms[i].joined_at;
+    }
+    listed_done = true;
+}
+
+static void on_members(int err, const chat_member_t *members, size_t n, uint64_t last_seq,
+                       void *arg) {
+    (void)arg;
+    assert_int_equal(err, 0);
+    size_t used = (size_t)snprintf(listed, sizeof listed, "%" PRIu64 "|", last_seq);
+    for (size_t i = 0; i < n; i++) {
+        used += (size_t)snprintf(listed + used, sizeof listed - used, "%s/%s:%" PRIu64 ";",
+                                 members[i].user_id, members[i].username, members[i].last_read_seq);
+        if (i < 8)
+            listed_at[i] = members[i].joined_at;
+    }
+    listed_done = true;
+}
+
+static const char *rooms_of(fx_t *fx, const char *user) {
+    listed_done = false;
+    assert_int_equal(chat_store_user_rooms(fx->st, user, on_user_rooms, NULL), 0);
+    run_until(fx, &listed_done);
+    return listed;
+}
+
+static const char *members_of(fx_t *fx, const char *room) {
+    listed_done = false;
+    assert_int_equal(chat_store_members(fx->st, room, on_members, NULL), 0);
+    run_until(fx, &listed_done);
+    return listed;
+}
+
+/* Marks with upto_seq, answering the mark as it stands after the call. */
+static uint64_t mark_upto(fx_t *fx, const char *room, const char *user, uint64_t seq, int expect) {
+    done_calls = done_err = 0;
+    last_mark = 0;
+    assert_int_equal(chat_store_mark_read(fx->st, room, user, NULL, 0, seq, on_marked, NULL), 0);
+    while (done_calls < 1)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(done_err, expect);
+    return last_mark;
+}
+
+/* Memberships outlive connections and change only by join and forget; unread counts are
+ * positions (last seq, last read seq) moved forward only. */
+static void test_membership(void **state) {
+    fx_t *fx = *state;
+    assert_string_equal(rooms_of(fx, "u1"), "");
+    assert_string_equal(members_of(fx, "r1"), "0|");
+    join(fx, "r1", "u1", "Ann");
+    join(fx, "r2", "u1", "Ann");
+    join(fx, "r1", "u2", "Bob");
+    assert_string_equal(rooms_of(fx, "u1"), "r1:0:0;r2:0:0;");
+    int64_t first_join = listed_at[0];
+    assert_true(first_join > 0);
+    assert_string_equal(members_of(fx, "r1"), "0|u1/Ann:0;u2/Bob:0;");
+
+    /* Joining again under the same name writes nothing: answered before the call returns. */
+    done_calls = 0;
+    assert_int_equal(chat_store_join(fx->st, "r1", "u1", "Ann", on_done, NULL), 0);
+    assert_int_equal(done_calls, 1);
+    /* A new name is kept; the first join's time stays. */
+    join(fx, "r1", "u1", "Anna");
+    assert_string_equal(members_of(fx, "r1"), "0|u1/Anna:0;u2/Bob:0;");
+    assert_int_equal(listed_at[0], first_join);
+
+    reset_records();
+    fill(fx, "r1", 3);
+    assert_string_equal(rooms_of(fx, "u1"), "r1:3:0;r2:0:0;");
+    assert_int_equal(mark_upto(fx, "r1", "u1", 2, 0), 2);
+    assert_int_equal(mark_upto(fx, "r1", "u1", 1, 0), 2); /* never back */
+    assert_string_equal(rooms_of(fx, "u1"), "r1:3:2;r2:0:0;");
+    assert_int_equal(mark_upto(fx, "r1", "u2", 99, 0), 3); /* beyond: everything there is */
+    assert_string_equal(members_of(fx, "r1"), "3|u1/Anna:2;u2/Bob:3;");
+    /* By id, as before, and the answer is the mark. */
+    done_calls = done_err = 0;
+    const char *ids[] = {records[2].id};
+    assert_int_equal(chat_store_mark_read(fx->st, "r1", "u1", ids, 1, 0, on_marked, NULL), 0);
+    while (done_calls < 1)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(done_err, 0);
+    assert_int_equal(last_mark, 3);
+    /* Nothing to read in a room without messages. */
+    mark_upto(fx, "r2", "u1", 5, -ENOENT);
+
+    /* Forgetting ends the membership, not the mark: rejoining shows the same position. */
+    forget(fx, "r1", "u1");
+    assert_string_equal(rooms_of(fx, "u1"), "r2:0:0;");
+    assert_string_equal(members_of(fx, "r1"), "3|u2/Bob:3;");
+    forget(fx, "r1", "u1"); /* not a member: fine */
+    forget(fx, "nowhere", "nobody");
+    join(fx, "r1", "u1", "Ann");
+    assert_string_equal(rooms_of(fx, "u1"), "r1:3:3;r2:0:0;");
+
+    assert_int_equal(chat_store_join(fx->st, "r1", NULL, "x", NULL, NULL), -EINVAL);
+    assert_int_equal(chat_store_join(fx->st, "r\xff", "u", "x", NULL, NULL), -EINVAL);
+    assert_int_equal(chat_store_join(fx->st, "r", "u", "\xc3", NULL, NULL), -EINVAL);
+    assert_int_equal(chat_store_user_rooms(fx->st, "u1", NULL, NULL), -EINVAL);
+
+    if (fx->kind != KIND_SQLITE)
+        return;
+    /* Everything is on disk: a reopened store lists the same. */
+    close_store(fx);
+    assert_int_equal(open_store(fx), 0);
+    assert_string_equal(rooms_of(fx, "u1"), "r1:3:3;r2:0:0;");
+    assert_string_equal(members_of(fx, "r1"), "3|u1/Ann:3;u2/Bob:3;");
+    assert_string_equal(rooms_of(fx, "u2"), "r1:3:3;");
+    sqlite3 *db = db_open(fx);
+    assert_int_equal(db_int(db, "SELECT COUNT(*) FROM members"), 3);
+    assert_int_equal(db_int(db, "SELECT COUNT(*) FROM read_marks"), 2);
+    sqlite3_close(db);
+}
+
+/* A failing store refuses joins and forgets like any write, and changes nothing. */
+static void test_membership_failing(void **state) {
+    fx_t *fx = *state;
+    join(fx, "r", "u", "U");
+    reopen_quick_retries(fx);
+    sqlite3 *db = db_open(fx);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TRIGGER no_members BEFORE INSERT ON members "
+                                  "BEGIN SELECT RAISE(FAIL, 'refused'); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    done_calls = done_err = 0;
+    assert_int_equal(chat_store_join(fx->st, "r2", "u", "U", on_done, NULL), 0);
+    while (done_calls < 1)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_true(done_err < 0);
+    assert_string_equal(rooms_of(fx, "u"), "r:0:0;");
+}
+
 #define BOTH(t)                                                                                    \
     cmocka_unit_test_setup_teardown(t, setup_sqlite, teardown),                                    \
         cmocka_unit_test_setup_teardown(t, setup_memory, teardown)
@@ -1443,6 +1621,8 @@ int main(void) {
         SQLITE(test_lock_wait),
         SQLITE(test_lock_wait_gives_up),
         SQLITE(test_lock_wait_closed),
+        BOTH(test_membership),
+        SQLITE(test_membership_failing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
