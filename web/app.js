@@ -10,9 +10,10 @@
 //   state.js       limits and shared state: who is signed in, the rooms, the active room
 //   connection.js  the Socket.IO socket, request() with ack and timeout, server events
 //   login.js       signing in and out; the login and chat views
-//   rooms.js       joining, the room list with unread badges, switching, leaving
+//   rooms.js       memberships (myRooms), joining, the room list with unread badges,
+//                  switching, leaving
 //   messages.js    the active room's message list, history and scroll-back
-//   receipts.js    read receipts, both ways
+//   receipts.js    read marks (markRead when viewing a room) and read receipts, both ways
 //   composer.js    the message box: sending and typing indicators
 //   people.js      members, direct messages, the people panel
 // The modules import each other's functions in cycles; that is fine because while loading
@@ -32,7 +33,9 @@ function start() {
   const token = store.get(KEY.token);
   for (const r of store.get(KEY.rooms, []) || []) {
     if (r && typeof r.id === "string" && !validRoomId(r.id) && !rooms.has(r.id)) {
-      rooms.set(r.id, makeRoom(r.id, Number(r.unread) || 0));
+      const room = makeRoom(r.id, Number(r.unread) || 0);
+      room.pending = r.pending === true;
+      rooms.set(r.id, room);
     }
   }
   const active = store.get(KEY.active);
@@ -64,6 +67,10 @@ window.parley = {
   },
   get activeRoom() {
     return activeId;
+  },
+  // The room list as shown: [{id, unread, joined, lastReadSeq}].
+  rooms() {
+    return [...rooms.values()].map((r) => ({ id: r.id, unread: r.unread, joined: r.joined, lastReadSeq: r.lastReadSeq }));
   },
   seqs(roomId) {
     const r = rooms.get(roomId || activeId);

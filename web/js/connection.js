@@ -1,13 +1,14 @@
 // The Socket.IO connection: one socket per signed-in session (the global `io` of the
 // classic script /socket.io/socket.io.min.js), the connection banner, rejoining rooms after
-// a reconnect, and the server's events handed to the modules that own them. request() is
+// a reconnect (the server's myRooms, which follows every connect, leads rooms.js to join the
+// memberships with joinRooms), and the server's events handed to the modules that own them. request() is
 // the only way the other modules talk to the server: an emit with an ack and a timeout that
 // always resolves, to the ack or to {ok:false, error:"offline"|"timeout"|"invalid_reply"}.
 import { el, setBanner } from "./dom.js";
 import { KEY, store } from "./storage.js";
 import { ACK_TIMEOUT_MS, me, rooms, activeId } from "./state.js";
 import { showLogin } from "./login.js";
-import { joinRoom } from "./rooms.js";
+import { joinRoom, onMyRooms, onRoomRead } from "./rooms.js";
 import { onMessageHistory, onNewMessage } from "./messages.js";
 import { onMessagesRead } from "./receipts.js";
 import { onUserTyping, stopTyping, clearTypists, renderTyping } from "./composer.js";
@@ -34,7 +35,8 @@ export function request(event, payload) {
 }
 
 // A new socket for me.token (replacing any other): the banner follows its state; on every
-// connect it rejoins the rooms held. Rejected auth sends the user back to the login view.
+// connect the rooms are joined again (through myRooms). Rejected auth sends the user back
+// to the login view.
 export function connect() {
   if (socket) {
     socket.removeAllListeners();
@@ -57,7 +59,6 @@ export function connect() {
   s.on("connect", () => {
     if (s !== socket) return;
     clearTimeout(manualReconnectTimer);
-    const first = !everConnected;
     everConnected = true;
     setBanner("");
     el.composerInput.disabled = !activeId;
@@ -67,12 +68,13 @@ export function connect() {
       for (const r of rooms.values()) if (!r.joined) joinRoom(r.id).catch(() => {});
       return;
     }
+    // A new session is in no room: the myRooms that follows joins the memberships again
+    // (filling the gap after the messages held), and the rooms saved while offline.
     for (const r of rooms.values()) {
       r.joined = false;
       r.joining = null;
+      r.readSent = 0;
     }
-    // Rejoin every room; after a reconnect that was not recovered, also fill gaps.
-    for (const r of rooms.values()) joinRoom(r.id, { fillGap: !first }).catch(() => {});
   });
 
   s.on("connect_error", (err) => {
@@ -104,6 +106,8 @@ export function connect() {
     if (reason === "io server disconnect") scheduleManualReconnect(s);
   });
 
+  s.on("myRooms", onMyRooms);
+  s.on("roomRead", onRoomRead);
   s.on("messageHistory", onMessageHistory);
   s.on("newMessage", onNewMessage);
   s.on("userJoined", onUserJoined);

@@ -21,6 +21,7 @@ export const el = {
   room: $("room"),
   roomTitle: $("room-title"),
   roomEmpty: $("room-empty"),
+  leaveRoom: $("leave-room"),
   peopleToggle: $("people-toggle"),
   messagesWrap: $("messages-wrap"),
   historyStatus: $("history-status"),

@@ -2,9 +2,10 @@
 // deduplicated, scrolled so that what the reader is looking at stays put; history (the
 // latest page on joining, scroll-back at the top, and filling the gap a reconnect left);
 // and the server's messageHistory and newMessage events. Messages of a room that is not
-// shown only count as unread. Read receipts are in receipts.js.
+// viewed only raise its unread badge (to its newest seq minus the read mark). Read marks
+// and receipts are in receipts.js.
 import { el, text, fmtTime } from "./dom.js";
-import { PAGE, MAX_GAP_PAGES, me, rooms, activeId, learnName, displayName, saveRooms, updateTitle } from "./state.js";
+import { PAGE, MAX_GAP_PAGES, me, rooms, activeId, learnName, displayName, saveRooms, updateTitle, updateUnread } from "./state.js";
 import { request } from "./connection.js";
 import { renderRoomList } from "./rooms.js";
 import { renderTyping } from "./composer.js";
@@ -55,19 +56,17 @@ function addMessages(r, list, { live }) {
     if (typeof m.id === "string") r.byId.set(m.id, m);
     learnName(m.userId, m.username);
     if (seq === 1) r.reachedStart = true;
+    if (seq > r.lastSeq) r.lastSeq = seq;
     added++;
     if (m.userId === me.userId) ownAdded = true;
     if (active) insertMessageNode(m);
-    else if (live && m.userId !== me.userId) r.unread++;
   }
   if (!added) return 0;
-  if (!active) {
-    if (live) {
-      saveRooms();
-      renderRoomList();
-    }
-    return added;
+  if (updateUnread(r)) {
+    saveRooms();
+    renderRoomList();
   }
+  if (!active) return added;
   if (wasNearBottom || (live && ownAdded)) scrollToBottom();
   else {
     restoreAnchor(anchor);
@@ -193,6 +192,7 @@ export function renderActiveRoom() {
   el.messagesWrap.hidden = !r;
   el.composerInput.disabled = !r;
   el.send.disabled = !r;
+  el.leaveRoom.hidden = !r;
   el.roomTitle.textContent = r ? `# ${r.id}` : "No room";
   el.composerLabel.textContent = r ? `Message # ${r.id}` : "Message";
   el.composerInput.placeholder = r ? `Message # ${r.id}` : "Join a room first";

@@ -1,21 +1,32 @@
-// Read receipts. Others' messages that have been on screen in the active room (mostly
-// visible, while the page is visible) are reported with markRead, each once; messagesRead
-// from others puts "Seen by X" under the newest own message each of them has read up to.
+// Read marks and read receipts. While the user views a room (selected, tab visible) the page
+// reports it read up to the newest message it shows (markRead with seq: the server's read
+// mark, which clears the room's badge in every tab through roomRead), together with the ids
+// of others' messages that have been on screen (mostly visible), each once: those the server
+// passes on as messagesRead. messagesRead from others puts "Seen by X" under the newest own
+// message each of them has read up to.
 import { el } from "./dom.js";
-import { me, rooms, activeId, displayName } from "./state.js";
+import { me, rooms, activeId, displayName, viewing, updateUnread, saveRooms } from "./state.js";
 import { socket, request } from "./connection.js";
+import { renderRoomList } from "./rooms.js";
+import { maxSeq } from "./messages.js";
 
 export function bindReceipts() {
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") {
-      // Re-observe so what is on screen now is counted.
-      for (const n of el.messages.children) {
-        if (!n.classList.contains("own")) {
-          readObserver.unobserve(n);
-          readObserver.observe(n);
-        }
+    if (document.visibilityState !== "visible") return;
+    // Re-observe so what is on screen now is counted.
+    for (const n of el.messages.children) {
+      if (!n.classList.contains("own")) {
+        readObserver.unobserve(n);
+        readObserver.observe(n);
       }
     }
+    // The room shown is being viewed again: no badge, and it is read.
+    const r = activeId ? rooms.get(activeId) : null;
+    if (r && updateUnread(r)) {
+      saveRooms();
+      renderRoomList();
+    }
+    scheduleReadCheck();
   });
 }
 
@@ -37,23 +48,40 @@ export const readObserver = new IntersectionObserver(
 
 export function scheduleReadCheck() {
   if (readTimer) return;
-  readTimer = setTimeout(flushRead, 300);
+  readTimer = setTimeout(reportRead, 300);
 }
 
-function flushRead() {
+// Sends markRead for the room viewed, now: up to its newest message held (when the read mark
+// is below it) and the ids seen since the last report. Nothing when it is not viewed.
+export function reportRead() {
+  clearTimeout(readTimer);
   readTimer = null;
   const r = activeId ? rooms.get(activeId) : null;
-  if (!r || !r.joined || document.visibilityState !== "visible" || !socket || !socket.connected) return;
+  if (!r || !r.joined || !viewing(r) || !socket || !socket.connected) return;
   const ids = [];
   for (const id of pendingRead) {
     const m = r.byId.get(id);
     if (m && m.userId !== me.userId && !r.marked.has(id)) ids.push(id);
   }
   pendingRead.clear();
-  if (!ids.length) return;
+  const top = maxSeq(r);
+  const seq = top > Math.max(r.lastReadSeq, r.readSent) ? top : 0;
+  if (!ids.length && !seq) return;
+  const payload = { roomId: r.id };
+  if (ids.length) payload.messageIds = ids;
+  if (seq) payload.seq = seq;
   for (const id of ids) r.marked.add(id);
-  request("markRead", { roomId: r.id, messageIds: ids }).then((res) => {
-    if (!res.ok) for (const id of ids) r.marked.delete(id); // reported again when seen again
+  if (seq) r.readSent = seq;
+  request("markRead", payload).then((res) => {
+    if (!res.ok) {
+      // Reported again when seen again (or on the next message, switch or connect).
+      for (const id of ids) r.marked.delete(id);
+      if (seq && r.readSent === seq) r.readSent = r.lastReadSeq;
+    }
+    if (updateUnread(r, { lastReadSeq: res.ok ? res.lastReadSeq : undefined }) && rooms.get(r.id) === r) {
+      saveRooms();
+      renderRoomList();
+    }
   });
 }
 

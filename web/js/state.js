@@ -1,6 +1,7 @@
 // What the client knows, shared by every module: who is signed in, the rooms held (their
-// messages, members, typists, unread counts, read receipts), the active room, the names
-// learnt for user ids and the direct messages of this visit; plus the limits, in one place.
+// messages, members, typists, read marks and unread counts, read receipts), the active room,
+// the names learnt for user ids and the direct messages of this visit; plus the limits, in
+// one place.
 //
 // ES module bindings are read-only where imported: `me` and `activeId` change only through
 // setMe() / setActiveId(); the maps and arrays are changed in place. The socket lives in
@@ -33,6 +34,7 @@ export const dms = []; // {from, fromName, to, text, timestamp, mine}
 
 /**
  * @typedef {{id:string, msgs:Map<number,object>, byId:Map<string,object>, unread:number,
+ *   lastSeq:number, lastReadSeq:number, readSent:number, pending:boolean, leaving:boolean,
  *   joined:boolean, joining:Promise|null, members:Set<string>, typing:Map<string,number>,
  *   reachedStart:boolean, loadingOlder:boolean, readUpTo:Map<string,number>,
  *   marked:Set<string>}} Room
@@ -43,6 +45,13 @@ export function makeRoom(id, unread = 0) {
     msgs: new Map(), // seq -> message
     byId: new Map(), // message id -> message
     unread,
+    // The server's numbers (myRooms, roomRead, markRead acks, newMessage seqs), only ever
+    // raised: the room's newest seq and this user's read mark; unread is their difference.
+    lastSeq: 0,
+    lastReadSeq: 0,
+    readSent: 0, // highest seq this tab sent in markRead (not acked yet, or acked)
+    pending: false, // added while offline: joined (and so made a membership) on connect
+    leaving: false, // leaveRoom {forget} sent, no answer yet
     joined: false,
     joining: null,
     members: new Set(),
@@ -60,11 +69,32 @@ export function updateTitle() {
   document.title = n ? `(${n}) Parley` : "Parley";
 }
 
+// Whether the user is looking at room r: it is the selected one and the tab is visible.
+// Such a room shows no badge; what it shows is reported read (receipts.js).
+export function viewing(r) {
+  return r.id === activeId && document.visibilityState === "visible";
+}
+
+// Folds the server's numbers for r ({lastSeq, lastReadSeq, unread}; any may be missing) into
+// what is held and sets the badge from them: the room's unread count, 0 while it is viewed.
+// A read this tab reported and the server has not confirmed yet counts already (no badge
+// flashing up between the markRead and its answer). Returns whether the badge changed.
+export function updateUnread(r, { lastSeq, lastReadSeq, unread } = {}) {
+  const int = Number.isSafeInteger;
+  if (!int(lastSeq) && int(lastReadSeq) && int(unread)) lastSeq = lastReadSeq + unread;
+  if (int(lastSeq) && lastSeq > r.lastSeq) r.lastSeq = lastSeq;
+  if (int(lastReadSeq) && lastReadSeq > r.lastReadSeq) r.lastReadSeq = lastReadSeq;
+  const n = viewing(r) ? 0 : Math.max(0, r.lastSeq - Math.max(r.lastReadSeq, r.readSent));
+  if (n === r.unread) return false;
+  r.unread = n;
+  return true;
+}
+
 export function saveRooms() {
   updateTitle();
   store.set(
     KEY.rooms,
-    [...rooms.values()].map((r) => ({ id: r.id, unread: r.unread })),
+    [...rooms.values()].map((r) => (r.pending ? { id: r.id, unread: r.unread, pending: true } : { id: r.id, unread: r.unread })),
   );
   if (activeId) store.set(KEY.active, activeId);
   else store.del(KEY.active);

@@ -6,7 +6,7 @@ export const KEY = {
   token: "parley.token",
   userId: "parley.userId",
   name: "parley.name",
-  rooms: "parley.rooms", // [{id, unread}]
+  rooms: "parley.rooms", // [{id, unread, pending?}]
   active: "parley.activeRoom",
   names: "parley.names", // {userId: username}
 };
