@@ -690,8 +690,10 @@ static int on_curl_timer(CURLM *m, long ms, void *userp) {
 
 /* ---- open, owe, close ---- */
 
-/* Whether url parses and is http or https. */
-static bool url_ok(const char *url) {
+bool chat_notify_url_ok(const char *url) {
+    /* libcurl wants its global state before any other call (counted: open's stays). */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return false;
     CURLU *u = curl_url();
     char *scheme = NULL;
     bool ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
@@ -699,6 +701,7 @@ static bool url_ok(const char *url) {
               (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
     curl_free(scheme);
     curl_url_cleanup(u);
+    curl_global_cleanup();
     return ok;
 }
 
@@ -733,7 +736,7 @@ int chat_notify_open(uv_loop_t *loop, const chat_notify_config_t *cfg, chat_noti
         return -EINVAL;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return -EIO;
-    if (!url_ok(cfg->url)) {
+    if (!chat_notify_url_ok(cfg->url)) {
         curl_global_cleanup();
         return -EINVAL;
     }

@@ -76,6 +76,10 @@ typedef bool (*chat_notify_online_fn)(const char *user_id, const char *room_id, 
 int chat_notify_open(uv_loop_t *loop, const chat_notify_config_t *cfg, chat_notify_online_fn online,
                      void *arg, chat_notify_t **out);
 
+/* Whether url is one chat_notify_open takes: it parses, and is http:// or https://. For a
+ * program that checks its options before it starts. */
+bool chat_notify_url_ok(const char *url);
+
 /* Replaces the online check (for the service that knows presence, once it has the
  * notifier). Batches already waiting are asked the new one. */
 void chat_notify_set_online(chat_notify_t *n, chat_notify_online_fn online, void *arg);
@@ -114,9 +118,9 @@ typedef struct {
 void chat_notify_stats(const chat_notify_t *n, chat_notify_stats_t *out);
 
 /* Closes the notifier: requests under way are aborted and waiting batches dropped (both
- * counted in one log line). done(arg) runs once its libuv handles are closed (from the
- * loop, never inside this call); the notifier is freed by then. n must not be used
- * after this call. */
+ * counted in one log line). done(arg) (done may be NULL) runs once its libuv handles are
+ * closed (from the loop, never inside this call); the notifier is freed by then. n must
+ * not be used after this call. */
 void chat_notify_close(chat_notify_t *n, void (*done)(void *arg), void *arg);
 
 #endif
