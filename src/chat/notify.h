@@ -42,9 +42,9 @@
 #include "util/prom.h"
 
 typedef struct {
-    const char *url;       /* POST target, http:// or https:// (borrowed for open) */
-    const char *secret;    /* HMAC key, non-empty (copied) */
-    uint32_t window_ms;    /* batching window per (user, room) (2000; 0: no batching) */
+    const char *url;       /* POST target, http:// or https:// (copied) */
+    const char *secret;    /* HMAC key, non-empty (read by open, not kept) */
+    uint32_t window_ms;    /* batching window per (user, room) (2000; 0: next loop turn) */
     size_t queue_max;      /* batches waiting at most: open, due, or for a retry (10000) */
     uint32_t timeout_ms;   /* one request, connecting included (5000) */
     uint32_t max_attempts; /* requests per batch at most, the first included (5) */
