@@ -12,12 +12,13 @@ cd "$(dirname "$0")/.."
 
 # What the code links: libuv, jansson, OpenSSL (libssl for TLS, libcrypto), hiredis and
 # msgpack-c (the library; the last two for the Redis adapter), zlib (permessage-deflate,
-# compressed long-polling), SQLite and libjwt (the chat service), libxcrypt (bcrypt, for
-# the admin UI's login).
+# compressed long-polling), SQLite, libjwt and libcurl (the chat service; libcurl for the
+# offline notifications' webhook, its runtime libcurl4 comes with it), libxcrypt (bcrypt,
+# for the admin UI's login).
 # Node and npm fetch the page's client bundle at build time.
 build_pkgs=(build-essential cmake ninja-build pkg-config
   libuv1-dev libssl-dev libsqlite3-dev libjansson-dev libjwt-dev libhiredis-dev libmsgpack-dev
-  libcrypt-dev zlib1g-dev nodejs npm)
+  libcrypt-dev zlib1g-dev libcurl4-openssl-dev nodejs npm)
 # clang and its runtime for the fuzzers, cmocka for the unit tests, curl and chromium
 # for the integration and browser suites (certutil, of libnss3-tools, gives the browser
 # the TLS suite's test CA), redis-server and nginx for the cluster suites;

@@ -65,6 +65,21 @@ static const prom_family_t families[] = {
     {"parley_ws_inflaters", PROM_GAUGE,
      "Connections keeping their own inflate stream (clients that keep their context)."},
     {"parley_ws_zlib_bytes", PROM_GAUGE, "Memory held by zlib for permessage-deflate."},
+    {"parley_notify_sent_total", PROM_COUNTER,
+     "Offline notification batches delivered (the receiver answered 2xx)."},
+    {"parley_notify_failed_total", PROM_COUNTER,
+     "Offline notification batches that failed for good, by reason (rejected: a 4xx or "
+     "another status the notifier does not retry; gave_up: out of attempts)."},
+    {"parley_notify_dropped_total", PROM_COUNTER,
+     "Offline notification batches dropped unsent, the oldest, to keep the queue within "
+     "--notify-queue."},
+    {"parley_notify_skipped_total", PROM_COUNTER,
+     "Offline notification batches not sent: the user was online when it was due."},
+    {"parley_notify_queue", PROM_GAUGE,
+     "Offline notification batches waiting (window open, due, or waiting for a retry)."},
+    {"parley_notify_latency_seconds", PROM_HISTOGRAM,
+     "A notification batch's first owed message to its delivery (window and retries "
+     "included)."},
     {"process_resident_memory_bytes", PROM_GAUGE, "Resident memory size in bytes."},
     {"process_cpu_seconds_total", PROM_COUNTER, "User and system CPU time spent in seconds."},
     {"process_open_fds", PROM_GAUGE, "Open file descriptors."},
@@ -118,6 +133,29 @@ static int add_redis(parley_redis_t *r, prom_set_t *out) {
     int rc = prom_set_add(out, "parley_redis_connected", parley_redis_connected(r) ? 1 : 0, NULL);
     for (size_t i = 0; rc == 0 && i < sizeof c / sizeof c[0]; i++)
         rc = prom_set_add(out, c[i].name, (double)c[i].v, NULL);
+    return rc;
+}
+
+static int add_notify(const chat_notify_t *n, prom_set_t *out) {
+    chat_notify_stats_t st;
+    chat_notify_stats(n, &st);
+    const struct {
+        const char *name;
+        double v;
+    } c[] = {
+        {"parley_notify_sent_total", (double)st.sent},
+        {"parley_notify_dropped_total", (double)st.dropped},
+        {"parley_notify_skipped_total", (double)st.skipped},
+        {"parley_notify_queue", (double)st.queued},
+    };
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof c / sizeof c[0]; i++)
+        rc = prom_set_add(out, c[i].name, c[i].v, NULL);
+    for (int r = 0; rc == 0 && r < CHAT_NOTIFY_FAIL_REASONS; r++)
+        rc = prom_set_add(out, "parley_notify_failed_total", (double)st.failed[r], "reason",
+                          chat_notify_fail_name((chat_notify_fail_t)r), NULL);
+    if (rc == 0)
+        rc = prom_set_add_histogram(out, "parley_notify_latency_seconds", &st.latency, NULL);
     return rc;
 }
 
@@ -198,6 +236,8 @@ int chat_metrics_collect(const chat_metrics_src_t *src, prom_set_t *out) {
     }
     if (rc == 0 && src->redis)
         rc = add_redis(src->redis, out);
+    if (rc == 0 && src->notify)
+        rc = add_notify(src->notify, out);
     if (rc == 0)
         rc = add_process(out);
     return rc;

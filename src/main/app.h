@@ -15,6 +15,7 @@
 #include "chat/api.h"
 #include "chat/auth.h"
 #include "chat/feed.h"
+#include "chat/notify.h"
 #include "chat/service.h"
 #include "chat/store.h"
 #include "http/access.h"
@@ -52,6 +53,7 @@ typedef struct app {
     http_access_log_t *access_log; /* --access-log (NULL: none); outlives the connections */
     parley_worker_t *worker;       /* --workers N: this worker (NULL: one process) */
     parley_redis_t *redis;         /* --redis-url: this node's link to the others */
+    chat_notify_t *notify;         /* --notify-url: offline notifications (NULL: none) */
     /* With workers: the sums over every worker that /healthz and /metrics answer with. */
     struct worker_sum *health_sum, *metrics_sum;
     char **origins, **proxies;

@@ -15,6 +15,7 @@
 
 #include "chat/api.h"
 #include "chat/feed.h"
+#include "chat/notify.h"
 #include "chat/service.h"
 #include "parley/http.h"
 #include "parley/loop.h"
@@ -190,6 +191,20 @@ static const option_t options[] = {
     {"polling-compression", "PARLEY_POLLING_COMPRESSION",
      "gzip or deflate for long-polling responses of 1 KiB or more, as the client accepts", OPT_BOOL,
      O(polling_compression), NULL, 0, 0},
+    {"notify-url", "PARLEY_NOTIFY_URL",
+     "POST notifications of messages for offline members, signed, to this http(s) URL "
+     "(docs/NOTIFY.md; needs --notify-secret)",
+     OPT_STR, O(notify_url), "none", 0, 0},
+    {"notify-secret", "PARLEY_NOTIFY_SECRET",
+     "HMAC-SHA256 key of the notifications' X-Parley-Signature header", OPT_STR, O(notify_secret),
+     "none", 0, 0},
+    {"notify-window-ms", "PARLEY_NOTIFY_WINDOW_MS",
+     "ms a user's notifications of one room are gathered into one request (mentions and "
+     "direct messages go at once)",
+     OPT_LONG, O(notify_window_ms), NULL, 0, 3600000},
+    {"notify-queue", "PARLEY_NOTIFY_QUEUE",
+     "notification batches waiting at most; past it the oldest is dropped", OPT_LONG,
+     O(notify_queue), NULL, 1, 100000000},
     {"store-lock-wait", "PARLEY_STORE_LOCK_WAIT",
      "seconds the SQLite store waits for another process's lock on --data-dir (a restart) "
      "before it gives up (0: refuse to start)",
@@ -223,6 +238,8 @@ static void config_defaults(config_t *cfg) {
     net_loop_config_defaults(&ncfg);
     sio_config_t iocfg;
     sio_config_defaults(&iocfg);
+    chat_notify_config_t nocfg;
+    chat_notify_config_defaults(&nocfg);
     *cfg = (config_t){
         .host = hcfg.host,
         .port = hcfg.port,
@@ -264,6 +281,8 @@ static void config_defaults(config_t *cfg) {
         .client_dir = default_dir(PARLEY_SOURCE_DIR "/assets/node_modules/socket.io-client/dist",
                                   PARLEY_DATA_DIR_INSTALLED "/client"),
         .ws_deflate_threshold = (long)iocfg.ws_deflate_threshold,
+        .notify_window_ms = (long)nocfg.window_ms,
+        .notify_queue = (long)nocfg.queue_max,
     };
 }
 

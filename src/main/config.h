@@ -31,6 +31,8 @@ typedef struct {
     bool ws_deflate, ws_deflate_client_context;
     bool allow_eio3, polling_compression;
     long drain_timeout, store_lock_wait; /* seconds (see the drain, below) */
+    const char *notify_url, *notify_secret;
+    long notify_window_ms, notify_queue;
     bool reuse_port;
 } config_t;
 

@@ -20,7 +20,8 @@
  *      The store flushes and closes at once (nothing can ask it for more): its directory's
  *      lock is free for the next process from here;
  *   4. once every Engine.IO session is gone (a polling client fetches its last packets
- *      within a round trip; DRAIN_GRACE_MS at most), the servers close, and the process
+ *      within a round trip; DRAIN_GRACE_MS at most), the servers close (and the notifier:
+ *      its requests under way are aborted, its waiting batches lost), and the process
  *      exits 0 when the last connection has closed (a graceful close lingers NET_LINGER_MS
  *      at most).
  * --drain-timeout bounds all of it: what is still open then is closed hard (cut), and the
@@ -45,6 +46,11 @@ static void finish(app_t *app) {
     app->redis = NULL;
     if (app->worker)
         parley_worker_detach_io(app->worker);
+    /* Nothing is owed after chat_service_stop; what is still waiting or under way goes
+     * (the messages stay stored, unread). */
+    if (app->notify)
+        chat_notify_close(app->notify, NULL, NULL);
+    app->notify = NULL;
     sio_server_close(app->io);
     chat_feed_close(app->feed);
     http_server_close(app->http);

@@ -17,6 +17,7 @@
 #include "chat/api.h"
 #include "chat/auth.h"
 #include "chat/feed.h"
+#include "chat/notify.h"
 #include "chat/service.h"
 #include "chat/store.h"
 #include "chat/store_remote.h"
@@ -287,6 +288,33 @@ static void free_list(char **list, size_t n) {
     free(list);
 }
 
+/* --notify-url: this process's notifier (each worker has its own; a supervisor none),
+ * closed at the end of the drain (drain.c, finish). */
+static int start_notify(app_t *app) {
+    const config_t *c = &app->cfg;
+    if (!c->notify_url)
+        return 0;
+    chat_notify_config_t ncfg;
+    chat_notify_config_defaults(&ncfg);
+    ncfg.url = c->notify_url;
+    ncfg.secret = c->notify_secret;
+    ncfg.window_ms = (uint32_t)c->notify_window_ms;
+    ncfg.queue_max = (size_t)c->notify_queue;
+    /* No online check yet: the service installs its own (chat_notify_set_online). */
+    int rc = chat_notify_open(&app->loop, &ncfg, NULL, NULL, &app->notify);
+    if (rc) {
+        /* Never the URL itself in the log: it may carry credentials. */
+        LOG_ERROR("main", "--notify-url: %s",
+                  rc == -EINVAL ? "not an http(s) URL, or no --notify-secret" : strerror(-rc));
+        return -1;
+    }
+    /* Issue 16, the chat service's side (the membership branch): the service is handed
+     * app->notify here, with chat_service_use_notify(app->chat, app->notify), and owes
+     * each stored message to the room's offline members. Until then the notifier is open,
+     * idle and shown in /metrics. */
+    return 0;
+}
+
 static int start(app_t *app) {
     const config_t *c = &app->cfg;
     /* The modules' configurations: their defaults, then the options. */
@@ -445,6 +473,8 @@ static int start(app_t *app) {
         LOG_ERROR("main", "cannot start the chat service: %s", uv_strerror(rc));
         return -1;
     }
+    if (start_notify(app))
+        return -1;
     if (c->redis_url) {
         if ((rc = chat_service_use_redis(app->chat, &app->loop, chat_redis_url(c)))) {
             LOG_ERROR("main", "Redis %s: %s", chat_redis_url(c),
@@ -605,6 +635,15 @@ int main(int argc, char **argv) {
     if (app.cfg.admin_password_hash && chat_admin_hash_valid(app.cfg.admin_password_hash)) {
         fprintf(stderr, "parley: --admin-password-hash is not a bcrypt hash ($2a$, $2b$ or "
                         "$2y$, 60 characters)\n");
+        return 2;
+    }
+    if (app.cfg.notify_url && (!app.cfg.notify_secret || !*app.cfg.notify_secret)) {
+        fprintf(stderr, "parley: --notify-url needs --notify-secret (or PARLEY_NOTIFY_SECRET): "
+                        "the receiver checks the requests' signature with it\n");
+        return 2;
+    }
+    if (app.cfg.notify_url && !chat_notify_url_ok(app.cfg.notify_url)) {
+        fprintf(stderr, "parley: --notify-url must be an http:// or https:// URL\n");
         return 2;
     }
     if (!app.cfg.reuse_port && strcmp(app.cfg.workers, "1") != 0) {

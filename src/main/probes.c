@@ -145,7 +145,7 @@ static worker_sum_t *worker_sum_new(app_t *app, const char *event, json_t *(*min
 
 /* This process's samples (chat/metrics.h) as a set; NULL when out of memory. */
 static prom_set_t *metrics_set(app_t *app) {
-    chat_metrics_src_t src = {app->nl, app->io, app->chat, app->feed, app->redis};
+    chat_metrics_src_t src = {app->nl, app->io, app->chat, app->feed, app->redis, app->notify};
     prom_set_t *set = prom_set_new();
     if (set && chat_metrics_collect(&src, set)) {
         prom_set_free(set);

@@ -80,6 +80,40 @@ describe("configuration", () => {
     }
   });
 
+  test("--notify-url: refused without a secret or an http(s) URL; with both, the notifier is in /metrics and drains", async () => {
+    const refused = [
+      [["--notify-url", "http://127.0.0.1:9/hook"], {}, /--notify-url needs --notify-secret/],
+      [["--notify-url", "ftp://127.0.0.1/hook", "--notify-secret", "s"], {}, /http:\/\/ or https:\/\//],
+      [["--notify-url", "http://127.0.0.1:9/hook"], { PARLEY_NOTIFY_SECRET: "" }, /--notify-url needs --notify-secret/],
+    ];
+    for (const [args, env, why] of refused) {
+      const child = spawn(path.join(buildDir, "parley"), ["--port", "0", "--store", "memory", ...args], {
+        stdio: ["ignore", "ignore", "pipe"],
+        env: { ...process.env, ...env },
+      });
+      let err = "";
+      child.stderr.on("data", (d) => (err += d));
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10000); // it must not start
+      const { code } = await processExit(child);
+      clearTimeout(timer);
+      assert.equal(code, 2, `${args.join(" ")}: ${err}`);
+      assert.match(err, why);
+    }
+    // The secret from the environment, as --jwt-secret's may be.
+    const srv = await startParley(["--store", "memory", "--notify-url", "http://127.0.0.1:9/hook", "--notify-queue", "50"], {
+      env: { PARLEY_NOTIFY_SECRET: "from-env" },
+    });
+    try {
+      const { text } = await request(`${srv.url}/metrics`);
+      assert.match(text, /^parley_notify_queue 0$/m);
+      assert.match(text, /^parley_notify_sent_total 0$/m);
+      assert.match(text, /^parley_notify_failed_total\{reason="rejected"\} 0$/m);
+      assert.match(text, /^parley_notify_latency_seconds_count 0$/m);
+    } finally {
+      await srv.stop();
+    }
+  });
+
   test("docs/CONFIG.md lists the flags of parley --help", () => {
     const help = spawnSync(path.join(buildDir, "parley"), ["--help"], { encoding: "utf8" }).stdout;
     const flags = (text, re) => [...text.matchAll(re)].map((m) => m[1]).sort();
