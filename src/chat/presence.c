@@ -179,7 +179,8 @@ json_t *chat_presence_members(chat_presence_t *p, const char *room) {
  * enough (users: its size at the time, a leaver still counted). */
 static void announce(chat_presence_t *p, const char *room, bool joined, const char *user,
                      const char *username, const char *except, size_t users) {
-    if (p->stopping || users > p->limit)
+    if (p->stopping || users > p->limit ||
+        strncmp(room, CHAT_USER_ROOM_PREFIX, sizeof CHAT_USER_ROOM_PREFIX - 1) == 0)
         return;
     const char *rooms[1] = {room}, *ex[1] = {except};
     sio_target_t to = {

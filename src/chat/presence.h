@@ -19,6 +19,10 @@
 #include <uv.h>
 
 #define CHAT_MEMBERS_MAX 100 /* user ids a member list holds at most */
+/* Every socket of a user is in the room "user:<id>" (direct messages go there). Presence
+ * counts it like a chat room, so that whether a user is online anywhere is known
+ * (chat_presence_has), but its changes are never announced. */
+#define CHAT_USER_ROOM_PREFIX "user:"
 
 typedef struct chat_presence chat_presence_t;
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat/notify.h"
 #include "chat/presence.h"
 #include "chat/store_remote.h"
 #include "http/parser.h"
@@ -32,8 +33,7 @@
 #include "util/utf8.h"
 
 #define SLOT_CONN 0
-/* Every socket of a user is in the room "user:<id>" (direct messages go there). */
-#define USER_ROOM_PREFIX "user:"
+#define USER_ROOM_PREFIX CHAT_USER_ROOM_PREFIX
 #define USER_ROOM_SIZE (sizeof USER_ROOM_PREFIX + CHAT_USER_ID_MAX)
 
 /* A token bucket (rate limits). */
@@ -79,6 +79,7 @@ struct chat_service {
     chat_config_t cfg;
     chat_presence_t *presence;
     parley_worker_t *worker; /* with workers: this one (NULL alone) */
+    chat_notify_t *notify;   /* --notify-url: offline members are owed messages (borrowed) */
     map_t buckets;           /* user id → user_bucket_t, for chat_service_post */
     chat_observer_fn observer;
     void *observer_arg;
@@ -659,8 +660,10 @@ static void join_answer(pending_t *p, json_t *obj) {
         ack_obj(p->s, p->ack, obj);
 }
 
+/* A joinRooms result names its room; a joinRoom answer is the plain error. */
 static void join_failed(pending_t *p, const char *error) {
-    join_answer(p, json_pack("{s:b,s:s,s:s}", "ok", 0, "roomId", p->room, "error", error));
+    join_answer(p, p->batch ? json_pack("{s:b,s:s,s:s}", "ok", 0, "roomId", p->room, "error", error)
+                            : json_pack("{s:b,s:s}", "ok", 0, "error", error));
     pending_free(p);
 }
 
@@ -883,6 +886,109 @@ static void publish(chat_msg_t *msg, void *arg) {
     prom_histogram_observe(&svc->stats.delivery, (double)(uv_hrtime() - msg->made_ns) / 1e9);
 }
 
+/* ---- notifications for offline members (chat_service_use_notify) ----
+ *
+ * The process that stored a message (its append's callback runs here, whichever worker or
+ * node announces it) owes it to the room's members who are not present in the room on any
+ * worker or node, but its sender; the notifier batches and sends. A mention of a member
+ * ("@username", as the page renders them) makes theirs urgent. */
+
+static bool notify_online(const char *user_id, const char *room_id, void *arg) {
+    chat_service_t *svc = arg;
+    char mine[USER_ROOM_SIZE];
+    if (room_id)
+        return chat_presence_has(svc->presence, room_id, user_id);
+    user_room(mine, user_id);
+    return chat_presence_has(svc->presence, mine, user_id);
+}
+
+void chat_service_use_notify(chat_service_t *svc, chat_notify_t *n) {
+    svc->notify = n;
+    chat_notify_set_online(n, notify_online, svc);
+}
+
+static bool name_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.' || (unsigned char)c >= 0x80;
+}
+
+/* Whether text (len bytes) has "@name" as a word of its own (ASCII letters compared
+ * without case). */
+static bool mentions(const char *text, size_t len, const char *name) {
+    size_t n = strlen(name);
+    for (const char *at = memchr(text, '@', len); at && n;
+         at = memchr(at + 1, '@', len - (size_t)(at + 1 - text))) {
+        size_t rest = len - (size_t)(at + 1 - text);
+        if ((at == text || !name_char(at[-1])) && rest >= n && strncasecmp(at + 1, name, n) == 0 &&
+            (rest == n || !name_char(at[1 + n])))
+            return true;
+        if (rest == 0)
+            break;
+    }
+    return false;
+}
+
+typedef struct {
+    chat_service_t *svc;
+    chat_msg_t *msg; /* a reference */
+} owed_t;
+
+static void owe_offline(int err, const chat_member_t *members, size_t n, uint64_t last_seq,
+                        void *arg) {
+    owed_t *o = arg;
+    chat_service_t *svc = o->svc;
+    const chat_msg_t *msg = o->msg;
+    (void)last_seq; /* unread is counted up to this message, the one owed */
+    if (err)
+        LOG_WARN("chat", "members of %s not read, %s owed to nobody: %s", msg->room_id, msg->id,
+                 strerror(-err));
+    for (size_t i = 0; !err && svc->notify && i < n; i++) {
+        const chat_member_t *m = &members[i];
+        if (strcmp(m->user_id, msg->user_id) == 0 || m->last_read_seq >= msg->seq ||
+            chat_presence_has(svc->presence, msg->room_id, m->user_id))
+            continue;
+        int rc = chat_notify_owe(svc->notify, m->user_id, msg->room_id, msg->json, msg->json_len,
+                                 msg->seq - m->last_read_seq,
+                                 mentions(msg->text, msg->text_len, m->username));
+        if (rc)
+            LOG_LIMITED(LOG_LEVEL_WARN, "chat", "%s not owed to %s: %s", msg->id, m->user_id,
+                        strerror(-rc));
+    }
+    chat_msg_unref(o->msg);
+    free(o);
+}
+
+/* A direct message (the object as sent) to a user with no connection anywhere: urgent.
+ * Direct messages are not stored, so there is no unread count (0). */
+static void owe_direct(chat_service_t *svc, const char *to_user, const json_t *dm) {
+    char *text = json_dumps(dm, JSON_COMPACT);
+    int rc =
+        text ? chat_notify_owe(svc->notify, to_user, NULL, text, strlen(text), 0, true) : -ENOMEM;
+    if (rc)
+        LOG_LIMITED(LOG_LEVEL_WARN, "chat", "direct message not owed to %s: %s", to_user,
+                    strerror(-rc));
+    free(text);
+}
+
+/* msg was stored by this process: its room's offline members are owed it. */
+static void notify_members(chat_service_t *svc, chat_msg_t *msg) {
+    if (!svc->notify)
+        return;
+    owed_t *o = malloc(sizeof *o);
+    int rc = o ? 0 : -ENOMEM;
+    if (o) {
+        *o = (owed_t){svc, msg};
+        chat_msg_ref(msg);
+        rc = chat_store_members(svc->store, msg->room_id, owe_offline, o);
+        if (rc) {
+            chat_msg_unref(msg);
+            free(o);
+        }
+    }
+    if (rc)
+        LOG_WARN("chat", "%s owed to nobody: %s", msg->id, strerror(-rc));
+}
+
 static void append_done(int err, chat_msg_t *msg, void *arg) {
     pending_t *p = arg;
     prom_histogram_observe(&p->svc->stats.store_append, (double)(uv_hrtime() - p->since_ns) / 1e9);
@@ -896,6 +1002,7 @@ static void append_done(int err, chat_msg_t *msg, void *arg) {
         pending_free(p);
         return;
     }
+    notify_members(p->svc, msg);
     /* Durable, and announced to the room already (publish): answer the sender. */
     ack_obj(p->s, p->ack,
             json_pack("{s:b,s:s,s:I,s:I}", "ok", 1, "id", msg->id, "seq", (json_int_t)msg->seq,
@@ -1074,6 +1181,8 @@ static void on_direct(sio_socket_t *s, const char *ev, const sio_payload_t *pl, 
     sio_payload_t out = {args, NULL, 0};
     if (!args || sio_socket_broadcast(s, &to, "directMessage", &out))
         LOG_WARN("chat", "direct message not sent");
+    else if (svc->notify && !notify_online(p.to_user, NULL, svc))
+        owe_direct(svc, p.to_user, json_array_get(args, 0));
     json_decref(args);
     ack_ok(s, ack);
 }
@@ -1302,19 +1411,22 @@ static void on_connection(sio_socket_t *s, void *arg) {
     }
     if (svc->cfg.recovery)
         remember_owner(s, c);
-    if (sio_socket_recovered(s)) {
-        restore_rooms(s, c);
-        send_my_rooms(svc, s, c, false);
-        return;
-    }
     char room[USER_ROOM_SIZE];
     user_room(room, c->user_id);
-    int rc = sio_socket_join(s, room);
-    if (rc) {
-        LOG_WARN("chat", "socket %s: cannot join %s: %s", sio_socket_id(s), room, strerror(-rc));
-        sio_socket_disconnect(s, true);
-        return;
+    if (sio_socket_recovered(s)) {
+        restore_rooms(s, c);
+    } else {
+        int rc = sio_socket_join(s, room);
+        if (rc) {
+            LOG_WARN("chat", "socket %s: cannot join %s: %s", sio_socket_id(s), room,
+                     strerror(-rc));
+            sio_socket_disconnect(s, true);
+            return;
+        }
     }
+    /* Counted, so that the notifier knows the user is online (never announced). */
+    if (chat_presence_join(svc->presence, s, room, c->user_id, c->username))
+        LOG_WARN("chat", "socket %s: not counted online: out of memory", sio_socket_id(s));
     send_my_rooms(svc, s, c, false);
 }
 
@@ -1336,6 +1448,9 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *arg) {
             leave_room(s, room);
     }
     json_decref(rooms);
+    char mine[USER_ROOM_SIZE];
+    user_room(mine, c->user_id);
+    leave_room(s, mine);
     sio_socket_set(s, SLOT_CONN, NULL);
     conn_free(c);
 }
@@ -1414,6 +1529,7 @@ void chat_service_drain(chat_service_t *svc, void (*drained)(void *arg), void *a
 
 void chat_service_stop(chat_service_t *svc) {
     svc->stopping = true;
+    svc->notify = NULL; /* closed after this: nothing more is owed */
     chat_presence_stop(svc->presence);
 }
 
@@ -1484,6 +1600,8 @@ static void post_done(int err, chat_msg_t *msg, void *arg) {
     } else {
         if (err)
             LOG_WARN("chat", "posted message not stored: %s", strerror(-err));
+        else if (!svc->stopping)
+            notify_members(svc, msg);
         p->cb(err ? "internal_error" : NULL, err ? NULL : msg, p->arg);
     }
     free(p);

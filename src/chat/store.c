@@ -49,33 +49,21 @@ int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user
 
 int chat_store_join(chat_store_t *st, const char *room_id, const char *user_id,
                     const char *username, chat_store_done_cb cb, void *arg) {
-    if (!st)
-        return -EINVAL;
-    const chat_store_ops_t *ops = store_head(st)->ops;
-    return ops->join ? ops->join(st, room_id, user_id, username, cb, arg) : -ENOTSUP;
+    return st ? store_head(st)->ops->join(st, room_id, user_id, username, cb, arg) : -EINVAL;
 }
 
 int chat_store_forget(chat_store_t *st, const char *room_id, const char *user_id,
                       chat_store_done_cb cb, void *arg) {
-    if (!st)
-        return -EINVAL;
-    const chat_store_ops_t *ops = store_head(st)->ops;
-    return ops->forget ? ops->forget(st, room_id, user_id, cb, arg) : -ENOTSUP;
+    return st ? store_head(st)->ops->forget(st, room_id, user_id, cb, arg) : -EINVAL;
 }
 
 int chat_store_user_rooms(chat_store_t *st, const char *user_id, chat_store_user_rooms_cb cb,
                           void *arg) {
-    if (!st)
-        return -EINVAL;
-    const chat_store_ops_t *ops = store_head(st)->ops;
-    return ops->user_rooms ? ops->user_rooms(st, user_id, cb, arg) : -ENOTSUP;
+    return st ? store_head(st)->ops->user_rooms(st, user_id, cb, arg) : -EINVAL;
 }
 
 int chat_store_members(chat_store_t *st, const char *room_id, chat_store_members_cb cb, void *arg) {
-    if (!st)
-        return -EINVAL;
-    const chat_store_ops_t *ops = store_head(st)->ops;
-    return ops->members ? ops->members(st, room_id, cb, arg) : -ENOTSUP;
+    return st ? store_head(st)->ops->members(st, room_id, cb, arg) : -EINVAL;
 }
 
 int chat_store_health(chat_store_t *st, const char **why) {

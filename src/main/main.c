@@ -308,10 +308,7 @@ static int start_notify(app_t *app) {
                   rc == -EINVAL ? "not an http(s) URL, or no --notify-secret" : strerror(-rc));
         return -1;
     }
-    /* Issue 16, the chat service's side (the membership branch): the service is handed
-     * app->notify here, with chat_service_use_notify(app->chat, app->notify), and owes
-     * each stored message to the room's offline members. Until then the notifier is open,
-     * idle and shown in /metrics. */
+    chat_service_use_notify(app->chat, app->notify);
     return 0;
 }
 

@@ -607,10 +607,13 @@ for (const tr of TRANSPORTS) {
         const m1 = await a.send(room, "one");
         const m2 = await a.send(room, "two");
 
-        assert.deepEqual(await b.ask("markRead", { roomId: room, messageIds: [m1.id, m2.id] }), OK);
-        assert.deepEqual(await a.rec.next("messagesRead"), { userId: B.userId, messageIds: [m1.id, m2.id], roomId: room });
-        assert.deepEqual(await b.ask("markRead", { roomId: room, messageIds: [] }), OK);
-        assert.deepEqual(await a.rec.next("messagesRead"), { userId: B.userId, messageIds: [], roomId: room });
+        // The ack and the news carry the reader's mark: the highest seq read (never back).
+        assert.deepEqual(await b.ask("markRead", { roomId: room, messageIds: [m1.id, m2.id] }), { ...OK, lastReadSeq: 2 });
+        assert.deepEqual(await a.rec.next("messagesRead"), { userId: B.userId, messageIds: [m1.id, m2.id], roomId: room, lastReadSeq: 2 });
+        assert.deepEqual(await b.ask("markRead", { roomId: room, messageIds: [] }), { ...OK, lastReadSeq: 2 });
+        assert.deepEqual(await a.rec.next("messagesRead"), { userId: B.userId, messageIds: [], roomId: room, lastReadSeq: 2 });
+        assert.deepEqual(await b.ask("markRead", { roomId: room, messageIds: [m1.id] }), { ...OK, lastReadSeq: 2 });
+        assert.deepEqual(await a.rec.next("messagesRead"), { userId: B.userId, messageIds: [m1.id], roomId: room, lastReadSeq: 2 });
 
         for (const messageIds of ["id", m1.id, 42, null, { 0: m1.id }, [m1.id, 42], [null], [[m1.id]], [{ id: m1.id }]]) {
           assert.deepEqual(await b.ask("markRead", { roomId: room, messageIds }), err("invalid_payload"), JSON.stringify(messageIds));
@@ -619,7 +622,7 @@ for (const tr of TRANSPORTS) {
         assert.deepEqual(await outsider.ask("markRead", { roomId: room, messageIds: [m1.id] }), err("not_in_room"));
 
         for (const x of [a, b, outsider]) await x.flush();
-        assert.equal(a.rec.count("messagesRead"), 2, "rejected receipts are not broadcast");
+        assert.equal(a.rec.count("messagesRead"), 3, "rejected receipts are not broadcast");
         assert.equal(b.rec.count("messagesRead"), 0, "not to the reader");
         assert.equal(outsider.rec.count("messagesRead"), 0);
       });
@@ -920,7 +923,7 @@ for (const tr of TRANSPORTS) {
         u.s.emit("typing", { roomId: room, isTyping: true });
         assert.deepEqual(await obs.rec.next("userTyping"), { userId: U.userId, username: "Silent", isTyping: true, roomId: room });
         u.s.emit("markRead", { roomId: room, messageIds: [m.id] });
-        assert.deepEqual(await obs.rec.next("messagesRead"), { userId: U.userId, messageIds: [m.id], roomId: room });
+        assert.deepEqual(await obs.rec.next("messagesRead"), { userId: U.userId, messageIds: [m.id], roomId: room, lastReadSeq: m.seq });
         u.s.emit("sendDirect", { toUserId: obs.userId, text: "dm" });
         assert.equal((await obs.rec.next("directMessage")).text, "dm");
         u.s.emit("history", { roomId: room });

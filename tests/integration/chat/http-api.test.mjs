@@ -168,7 +168,7 @@ describe("HTTP API", () => {
     await a.ask("typing", { roomId: room, isTyping: true });
     await a.ask("markRead", { roomId: room, messageIds: [ack.id] });
     await sse.until((s) => s.of("messagesRead").length >= 1);
-    assert.deepEqual(sse.of("messagesRead")[0], { userId: a.userId, messageIds: [ack.id], roomId: room });
+    assert.deepEqual(sse.of("messagesRead")[0], { userId: a.userId, messageIds: [ack.id], roomId: room, lastReadSeq: ack.seq });
     await a.ask("leaveRoom", { roomId: room });
     await sse.until((s) => s.of("userLeft").length >= 1);
     assert.deepEqual(sse.events.map((e) => e.event), ["userJoined", "newMessage", "messagesRead", "userLeft"]);
@@ -267,7 +267,7 @@ describe("HTTP API", () => {
   test("members lists the distinct users present", async () => {
     const room = newRoom();
     const empty = json(await request(`${srv.url}/api/rooms/${room}/members`, { headers: { "x-api-key": KEY } }));
-    assert.deepEqual(empty, { roomId: room, count: 0, members: [] });
+    assert.deepEqual(empty, { roomId: room, count: 0, members: [], memberships: [], lastSeq: 0 });
     const u = newUser();
     const a1 = await clients.connect(u);
     const a2 = await clients.connect(u);
@@ -278,6 +278,13 @@ describe("HTTP API", () => {
     const m = json(r);
     assert.equal(m.count, 2);
     assert.deepEqual(m.members.sort(), [a1.userId, b.userId].sort());
+    // Every member, present or away (docs/MEMBERSHIP.md): b goes away and stays one.
+    assert.deepEqual(m.memberships.map((x) => [x.userId, x.online]).sort(), [[a1.userId, true], [b.userId, true]].sort());
+    b.close();
+    await waitUntil(async () => json(await request(`${srv.url}/api/rooms/${room}/members`, { headers: { "x-api-key": KEY } })).count === 1, { what: "b gone" });
+    const later = json(await request(`${srv.url}/api/rooms/${room}/members`, { headers: { "x-api-key": KEY } }));
+    assert.deepEqual(later.memberships.map((x) => [x.userId, x.online]).sort(), [[a1.userId, true], [b.userId, false]].sort());
+    assert.equal(later.memberships.find((x) => x.userId === b.userId).username, b.user.name);
   });
 
   test("POST /api/emit reaches the room's Socket.IO clients, or everyone", async () => {

@@ -169,7 +169,7 @@ describe("normal use with the default limits", () => {
       assert.deepEqual(await a.ask("typing", { roomId: r, isTyping: true }), { ok: true });
       ids.push((await a.send(r, `hello ${r}`)).id);
       assert.deepEqual(await a.ask("typing", { roomId: r, isTyping: false }), { ok: true });
-      assert.deepEqual(await b.ask("markRead", { roomId: r, messageIds: [ids.at(-1)] }), { ok: true });
+      assert.deepEqual(await b.ask("markRead", { roomId: r, messageIds: [ids.at(-1)] }), { ok: true, lastReadSeq: 1 });
       assert.equal((await b.ask("history", { roomId: r, limit: 10 })).ok, true);
     }
     for (let i = 0; i < 20; i++) assert.deepEqual(await b.ask("typing", { roomId: rooms[0], isTyping: i % 2 === 0 }), { ok: true });

@@ -187,9 +187,10 @@ test(
     assert.equal(well.body.status, "ok");
     assert.equal(well.body.store, "ok");
     const lastId = acked[acked.length - 1].id;
-    assert.deepEqual(await c.ask("markRead", { roomId, messageIds: [lastId] }, 10000), { ok: true });
+    const lastSeq = acked[acked.length - 1].seq;
+    assert.deepEqual(await c.ask("markRead", { roomId, messageIds: [lastId] }, 10000), { ok: true, lastReadSeq: lastSeq });
     const read = await watcher.rec.next("messagesRead", 10000);
-    assert.deepEqual(read, { userId: c.userId, messageIds: [lastId], roomId });
+    assert.deepEqual(read, { userId: c.userId, messageIds: [lastId], roomId, lastReadSeq: lastSeq });
 
     // Restart on the same directory: the history is exactly what was acknowledged.
     live.clients.closeAll();

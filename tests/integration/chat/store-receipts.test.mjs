@@ -114,13 +114,14 @@ test("markRead is acknowledged and announced only when an id names a message of 
   // A real id (among made-up ones): acknowledged, and the member hears of it, with the ids
   // as sent.
   const ids = [`${prefix}-fffffff`, real[1]];
-  assert.deepEqual(await writer.ask("markRead", { roomId, messageIds: ids }), { ok: true });
-  assert.deepEqual(await member.rec.next("messagesRead"), { userId: writer.userId, messageIds: ids, roomId });
-  assert.deepEqual(await writer.ask("markRead", { roomId, messageIds: [real[2]] }), { ok: true });
-  assert.deepEqual(await member.rec.next("messagesRead"), { userId: writer.userId, messageIds: [real[2]], roomId });
+  // The ack and the news carry the mark: the highest seq read.
+  assert.deepEqual(await writer.ask("markRead", { roomId, messageIds: ids }), { ok: true, lastReadSeq: 2 });
+  assert.deepEqual(await member.rec.next("messagesRead"), { userId: writer.userId, messageIds: ids, roomId, lastReadSeq: 2 });
+  assert.deepEqual(await writer.ask("markRead", { roomId, messageIds: [real[2]] }), { ok: true, lastReadSeq: 3 });
+  assert.deepEqual(await member.rec.next("messagesRead"), { userId: writer.userId, messageIds: [real[2]], roomId, lastReadSeq: 3 });
   // An empty list names nothing to store: ok, and announced as sent.
-  assert.deepEqual(await writer.ask("markRead", { roomId, messageIds: [] }), { ok: true });
-  assert.deepEqual(await member.rec.next("messagesRead"), { userId: writer.userId, messageIds: [], roomId });
+  assert.deepEqual(await writer.ask("markRead", { roomId, messageIds: [] }), { ok: true, lastReadSeq: 3 });
+  assert.deepEqual(await member.rec.next("messagesRead"), { userId: writer.userId, messageIds: [], roomId, lastReadSeq: 3 });
   // More than 1000 ids is not a markRead at all.
   const tooMany = Array.from({ length: 1001 }, () => real[0]);
   assert.deepEqual(await writer.ask("markRead", { roomId, messageIds: tooMany }), { ok: false, error: "invalid_payload" });
