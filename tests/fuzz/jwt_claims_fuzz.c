@@ -129,6 +129,14 @@ static void check_payload(const char *event, json_t *payload) {
               p.room == json_string_value(json_object_get(payload, "roomId")));
     if (err)
         return;
+    if (strcmp(event, "joinRooms") == 0) {
+        size_t i;
+        json_t *v;
+        CHECK(!p.room && (!p.room_ids || json_array_size(p.room_ids) <= CHAT_JOIN_ROOMS_MAX));
+        json_array_foreach(p.room_ids, i, v)
+            CHECK(chat_id_valid(json_string_value(v), json_string_length(v), CHAT_ROOM_ID_MAX));
+        return;
+    }
     CHECK(direct ? p.to_user != NULL : p.room != NULL);
     if (direct || strcmp(event, "sendMessage") == 0) {
         CHECK(json_is_string(p.text) && json_string_length(p.text) > 0 &&
@@ -137,8 +145,13 @@ static void check_payload(const char *event, json_t *payload) {
     } else if (strcmp(event, "markRead") == 0) {
         size_t i;
         json_t *v;
-        CHECK(json_is_array(p.message_ids) && json_array_size(p.message_ids) <= CHAT_READ_IDS_MAX);
+        CHECK(p.message_ids ? json_is_array(p.message_ids) &&
+                                  json_array_size(p.message_ids) <= CHAT_READ_IDS_MAX
+                            : p.seq > 0);
+        CHECK(p.seq <= INT64_MAX);
         json_array_foreach(p.message_ids, i, v) CHECK(json_is_string(v));
+    } else if (strcmp(event, "leaveRoom") == 0) {
+        CHECK(p.forget == json_is_true(json_object_get(payload, "forget")));
     } else if (strcmp(event, "history") == 0) {
         CHECK(p.limit >= 1 && p.limit <= CHAT_HISTORY_MAX && p.before_seq <= INT64_MAX);
     } else if (strcmp(event, "typing") == 0) {
@@ -156,8 +169,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_claims(plain, v, clocks[i]);
         check_claims(claimed, v, clocks[i]);
     }
-    static const char *const events[] = {"joinRoom", "leaveRoom",  "sendMessage", "typing",
-                                         "markRead", "sendDirect", "history",     "unknown"};
+    static const char *const events[] = {"joinRoom", "leaveRoom", "sendMessage",
+                                         "typing",   "markRead",  "sendDirect",
+                                         "history",  "joinRooms", "unknown"};
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
         check_payload(events[i], v);
     json_decref(v);
