@@ -37,9 +37,11 @@ void redis_classic_unsubscribe(radapter_t *ra) {
     redisAsyncContext *sub = redis_conn_ctx(ra->r->sub);
     if (!sub)
         return;
-    redisAsyncCommand(sub, unsubscribed, NULL, "PUNSUBSCRIBE %s*", ra->channel);
-    redisAsyncCommand(sub, unsubscribed, NULL, "UNSUBSCRIBE %s %s %s %s", ra->req_channel,
-                      ra->resp_channel, ra->own_channel, ra->parley_channel);
+    /* A refused command (the connection is going away) leaves nothing subscribed to undo. */
+    if (redisAsyncCommand(sub, unsubscribed, NULL, "PUNSUBSCRIBE %s*", ra->channel) != REDIS_OK ||
+        redisAsyncCommand(sub, unsubscribed, NULL, "UNSUBSCRIBE %s %s %s %s", ra->req_channel,
+                          ra->resp_channel, ra->own_channel, ra->parley_channel) != REDIS_OK)
+        LOG_DEBUG("redis", "unsubscribe of %s not sent: the connection is closing", ra->channel);
 }
 
 static radapter_t *adapter_for(parley_redis_t *r, const char *channel, int *kind) {
