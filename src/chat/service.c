@@ -636,6 +636,7 @@ struct join_batch {
     pending_t *p;    /* the event's ack */
     json_t *results; /* one ack object per room, in order */
     size_t waiting;
+    bool news; /* rooms were named: the user's connections get a new myRooms */
 };
 
 /* One join of the batch is answered with obj (taken; NULL: nothing to say, the socket is
@@ -645,6 +646,9 @@ static void batch_settle(join_batch_t *b, size_t index, json_t *obj) {
         LOG_DEBUG("chat", "a joinRooms result was lost (out of memory)");
     if (--b->waiting)
         return;
+    chat_conn_t *c = sio_socket_connected(b->p->s) ? conn_of(b->p->s) : NULL;
+    if (b->news && c && !b->p->svc->stopping)
+        send_my_rooms(b->p->svc, b->p->s, c, true);
     ack_obj(b->p->s, b->p->ack, json_pack("{s:b,s:O}", "ok", 1, "rooms", b->results));
     json_decref(b->results);
     pending_free(b->p);
@@ -790,10 +794,12 @@ static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, in
     join_one(svc, s, p.room, ack, NULL, 0);
 }
 
-/* Starts the joins of a joinRooms; rooms is an array of valid room ids. The batch holds
- * one extra count while the joins start, so that answers given at once cannot finish it
- * before the last one started. */
-static void join_rooms_start(pending_t *p, json_t *rooms) {
+/* Starts the joins of a joinRooms; rooms is an array of valid room ids (news: named by
+ * the client, so new memberships may follow). The batch holds one extra count while the
+ * joins start, so that answers given at once cannot finish it before the last one
+ * started. The rooms the socket may still enter are counted out here, before any
+ * membership is written: the joins of one batch enter their rooms only later. */
+static void join_rooms_start(pending_t *p, json_t *rooms, bool news) {
     join_batch_t *b = calloc(1, sizeof *b);
     size_t n = json_array_size(rooms);
     if (b)
@@ -812,9 +818,22 @@ static void join_rooms_start(pending_t *p, json_t *rooms) {
     }
     b->p = p;
     b->waiting = n + 1;
+    b->news = news;
+    chat_conn_t *c = conn_of(p->s);
+    size_t in = chat_room_count(p->s, c);
+    size_t room_left = p->svc->cfg.max_rooms > in ? p->svc->cfg.max_rooms - in : 0;
     size_t i = 0;
-    for (; i < n && sio_socket_connected(p->s); i++)
-        join_one(p->svc, p->s, json_string_value(json_array_get(rooms, i)), -1, b, i);
+    for (; i < n && sio_socket_connected(p->s); i++) {
+        const char *room = json_string_value(json_array_get(rooms, i));
+        if (!sio_socket_in(p->s, room) && room_left-- == 0) {
+            room_left = 0;
+            batch_settle(
+                b, i,
+                json_pack("{s:b,s:s,s:s}", "ok", 0, "roomId", room, "error", "too_many_rooms"));
+            continue;
+        }
+        join_one(p->svc, p->s, room, -1, b, i);
+    }
     b->waiting -= n - i; /* not started: the socket went away */
     batch_settle(b, SIZE_MAX, NULL);
 }
@@ -836,7 +855,7 @@ static void join_rooms_listed(int err, const chat_user_room_t *rooms, size_t n, 
         ack_error(p->s, p->ack, "internal_error");
         pending_free(p);
     } else {
-        join_rooms_start(p, ids);
+        join_rooms_start(p, ids, false);
     }
     json_decref(ids);
 }
@@ -856,7 +875,7 @@ static void on_join_rooms(sio_socket_t *s, const char *ev, const sio_payload_t *
     }
     pd->claim = json_incref(conn_of(s)->rooms);
     if (p.room_ids) {
-        join_rooms_start(pd, p.room_ids);
+        join_rooms_start(pd, p.room_ids, true);
         return;
     }
     int rc = chat_store_user_rooms(svc->store, conn_of(s)->user_id, join_rooms_listed, pd);
