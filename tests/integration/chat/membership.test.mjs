@@ -452,14 +452,13 @@ sharedTests("Redis", () => startParley(["--store", "redis", "--redis-url", redis
   },
 });
 
-// ---- gaps found while writing this suite (todo: they fail until the server changes) ----
+// ---- joinRooms: the socket's room limit and the news of new memberships ----
 
-describe("membership: known gaps (todo)", () => {
+describe("membership: joinRooms limits and news", () => {
   const box = serverPerSuite({ before, after, afterEach }, () => startParley(["--max-rooms-per-socket", "4", ...BASE]));
 
   test(
     "a joinRooms entry refused with too_many_rooms makes no membership",
-    { todo: "service.c join_one writes the membership before join_stored's room-count check, and every join of one joinRooms passes join_one's check" },
     async () => {
       const { srv, clients } = box;
       const U = newUser("Greedy");
@@ -476,7 +475,6 @@ describe("membership: known gaps (todo)", () => {
 
   test(
     "joinRooms that makes a new membership sends myRooms to the user's connections, as joinRoom does",
-    { todo: "service.c join_stored sends myRooms only outside a batch (if (!p->batch))" },
     async () => {
       const { clients } = box;
       const U = newUser("Batch");
