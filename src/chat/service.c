@@ -1443,8 +1443,9 @@ static void on_connection(sio_socket_t *s, void *arg) {
             return;
         }
     }
-    /* Counted, so that the notifier knows the user is online (never announced). */
-    if (chat_presence_join(svc->presence, s, room, c->user_id, c->username))
+    /* With the notifier, counted so that it knows the user is online (never announced).
+     * Only then: it costs about 500 bytes per connection (docs/BENCHMARKS.md). */
+    if (svc->notify && chat_presence_join(svc->presence, s, room, c->user_id, c->username))
         LOG_WARN("chat", "socket %s: not counted online: out of memory", sio_socket_id(s));
     send_my_rooms(svc, s, c, false);
 }
@@ -1469,7 +1470,8 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *arg) {
     json_decref(rooms);
     char mine[USER_ROOM_SIZE];
     user_room(mine, c->user_id);
-    leave_room(s, mine);
+    if (svc->notify)
+        leave_room(s, mine);
     sio_socket_set(s, SLOT_CONN, NULL);
     conn_free(c);
 }
