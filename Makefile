@@ -67,6 +67,7 @@ fuzz: test-deps
 	done
 
 bench: bench-deps build
+	@scripts/bench-memory.sh sizes
 	@scripts/bench.sh
 	@scripts/bench-workers.sh
 	@scripts/bench-redis.sh

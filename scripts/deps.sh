@@ -22,11 +22,12 @@ build_pkgs=(build-essential cmake ninja-build pkg-config
 # clang and its runtime for the fuzzers, cmocka for the unit tests, curl and chromium
 # for the integration and browser suites (certutil, of libnss3-tools, gives the browser
 # the TLS suite's test CA), redis-server and nginx for the cluster suites;
-# for the benchmarks gnuplot (plots), and redis-server, nginx and curl (nodes over Redis).
+# for the benchmarks gnuplot (plots), redis-server, nginx and curl (nodes over Redis), and
+# valgrind (scripts/bench-memory.sh massif: bytes per connection by allocation site).
 test_pkgs=(clang libclang-rt-14-dev libcmocka-dev curl openssl chromium libnss3-tools redis-server
   nginx-light)
 lint_pkgs=(clang-format clang-tidy cppcheck)
-bench_pkgs=(gnuplot-nox redis-server nginx-light curl)
+bench_pkgs=(gnuplot-nox redis-server nginx-light curl valgrind)
 
 list_only=false
 if [[ ${1:-} == --list ]]; then
