@@ -319,7 +319,8 @@ int main(int argc, char **argv) {
     }
 
     printf("### One idle connection, %zu connections: user `%s` (`%s`), rooms: its own and "
-           "`%s`\n\n",
+           "`%s`\n\nThe presence rows (the `user:<id>` count and its index entry) are there "
+           "only with `--notify-url`.\n\n",
            n, user, name, room);
     size_t conn_block = sizeof(net_conn_t) + HTTP_CONN_EXT_SIZE;
     block("net_conn_t (uv_tcp_t inside) + ext area (HTTP_CONN_EXT_SIZE; ws_conn_t after the "
