@@ -97,7 +97,7 @@ describe("grafana dashboard (docs/deploy/grafana-parley.json)", () => {
 
   test("rows in order, panels inside the grid without overlapping", () => {
     const rows = dash.panels.filter((p) => p.type === "row").map((p) => p.title);
-    assert.deepEqual(rows, ["Connections", "Traffic", "Chat", "Latency", "Redis", "TLS and compression", "Process"]);
+    assert.deepEqual(rows, ["Connections", "Traffic", "Chat", "Latency", "Redis", "TLS and compression", "Notifications (--notify-url)", "Process"]);
     const boxes = allPanels.map((p) => ({ title: p.title, ...p.gridPos }));
     for (const b of boxes) assert.ok(b.x >= 0 && b.w > 0 && b.x + b.w <= 24, `"${b.title}" fits 24 columns`);
     for (let i = 0; i < boxes.length; i++)
