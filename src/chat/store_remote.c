@@ -388,37 +388,32 @@ static int r_forget(chat_store_t *st, const char *room_id, const char *user_id,
     return r_membership(st, CHAT_F_FORGET, room_id, user_id, NULL, cb, arg);
 }
 
-static int r_user_rooms(chat_store_t *st, const char *user_id, chat_store_user_rooms_cb cb,
-                        void *arg) {
+/* A membership read: USER_ROOMS names a user, MEMBERS a room; one of the callbacks. */
+static int r_list(chat_store_t *st, req_kind_t kind, uint8_t type, const char *id,
+                  chat_store_user_rooms_cb rooms_cb, chat_store_members_cb members_cb, void *arg) {
     remote_t *rs = remote_of(st);
-    if (!user_id || !cb)
+    if (!id || (!rooms_cb && !members_cb))
         return -EINVAL;
     req_t *q = NULL;
     buf_t b = {0};
     size_t start = 0;
-    int rc = req_begin(rs, REQ_ROOMS, CHAT_F_USER_ROOMS, arg, &q, &b, &start);
+    int rc = req_begin(rs, kind, type, arg, &q, &b, &start);
     if (!q)
         return rc;
-    q->rooms_cb = cb;
+    q->rooms_cb = rooms_cb;
+    q->members_cb = members_cb;
     if (rc == 0)
-        rc = wire_str(&b, user_id);
+        rc = wire_str(&b, id);
     return req_send(rs, q, &b, start, rc);
 }
 
+static int r_user_rooms(chat_store_t *st, const char *user_id, chat_store_user_rooms_cb cb,
+                        void *arg) {
+    return r_list(st, REQ_ROOMS, CHAT_F_USER_ROOMS, user_id, cb, NULL, arg);
+}
+
 static int r_members(chat_store_t *st, const char *room_id, chat_store_members_cb cb, void *arg) {
-    remote_t *rs = remote_of(st);
-    if (!room_id || !cb)
-        return -EINVAL;
-    req_t *q = NULL;
-    buf_t b = {0};
-    size_t start = 0;
-    int rc = req_begin(rs, REQ_MEMBERS, CHAT_F_MEMBERS, arg, &q, &b, &start);
-    if (!q)
-        return rc;
-    q->members_cb = cb;
-    if (rc == 0)
-        rc = wire_str(&b, room_id);
-    return req_send(rs, q, &b, start, rc);
+    return r_list(st, REQ_MEMBERS, CHAT_F_MEMBERS, room_id, NULL, cb, arg);
 }
 
 static int r_health(chat_store_t *st, const char **why) {
