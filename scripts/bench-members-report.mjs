@@ -107,8 +107,10 @@ L.push(
     `${meta.dur ?? 4} s. (c)'s receiver is bench/node/notify-sink.mjs (Node's http, 204 for every request, no ` +
     "signature check) on the same machine; the notifier's defaults (window 2,000 ms, queue 10,000 batches, 16 " +
     "requests in flight). Server CPU is the server process's (parley-bench --server-pid), the receiver's not included; " +
-    "the load generator and the receiver share the 2 cores with the server. BASE: the build of " +
-    `${base} (\`${meta.base_bin || "?"}\`, a git worktree of that commit built by the script).`,
+    "the load generator and the receiver share the 2 cores with the server. " +
+    (variants.includes("a")
+      ? `BASE: the build of ${base} (\`${meta.base_bin || "?"}\`, a git worktree of that commit built by the script).`
+      : `(a) was not run (no build of ${base}; QUICK=1 does not make one): no ratios.`),
 );
 L.push("");
 L.push("```sh");

@@ -65,7 +65,7 @@ LOG_PREFIX=members- STOP_POLLS=100
 # shellcheck source=scripts/bench-common.sh
 source scripts/bench-common.sh
 PARLEY_VERSION=${PARLEY_VERSION:-$(git describe --always --dirty --tags 2>/dev/null || echo unknown)}
-SINK_PID="" SINK_PORT="" SINK_LOG=""
+SINK_PID="" SINK_PORT="" SINK_LOG="" SINK_RESULT=null
 
 for f in "$PARLEY_BIN" "$BENCH_BIN"; do
   [[ -x $f ]] || { echo "bench-members: $f missing (make build)" >&2; exit 1; }
@@ -131,19 +131,19 @@ sink_start() {
   return 1
 }
 
-# Stops the receiver; prints its JSON line ({requests, bytes, messages}) or null.
+# Stops the receiver; SINK_RESULT: its JSON line ({requests, bytes, messages}) or null.
 sink_stop() {
-  [[ -n $SINK_PID ]] || { echo null; return 0; }
-  local line
+  SINK_RESULT=null
+  [[ -n $SINK_PID ]] || return 0
   kill -TERM "$SINK_PID" 2>/dev/null || true
   wait "$SINK_PID" 2>/dev/null || true
   SINK_PID=""
-  line=$(grep '^{' "$SINK_LOG" | tail -n 1 || true)
-  echo "${line:-null}"
+  SINK_RESULT=$(grep '^{' "$SINK_LOG" | tail -n 1 || true)
+  SINK_RESULT=${SINK_RESULT:-null}
 }
 
 members_cleanup() {
-  [[ -n $SINK_PID ]] && kill -TERM "$SINK_PID" 2>/dev/null
+  if [[ -n $SINK_PID ]]; then kill -TERM "$SINK_PID" 2>/dev/null || true; fi
   cleanup
 }
 trap members_cleanup EXIT
@@ -237,7 +237,10 @@ members_run() {
     [[ $v == c ]] && notify=$(notify_metrics)
     stop_server
   fi
-  [[ $v == c ]] && sink=$(sink_stop)
+  if [[ $v == c ]]; then
+    sink_stop
+    sink=$SINK_RESULT
+  fi
   rm -rf "$dir"
   local line
   line=$(printf '{"case":"%s","variant":"%s","rep":%s,"t":%s,"loadavg":%s,"server_cmd":"%s","cmd":"%s","memberships_m0":%s,"result":%s,"notify":%s,"sink":%s,"populate":%s}' \
