@@ -74,6 +74,7 @@ bench: bench-deps build
 	@scripts/bench-redis-modes.sh
 	@scripts/bench-tls.sh
 	@scripts/bench-deflate.sh
+	@scripts/bench-members.sh
 
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD)

@@ -46,7 +46,8 @@ typedef struct {
     uint32_t per_addr;   /* connections per loopback source address */
     uint32_t text_bytes; /* length of each message's text */
     uint32_t wait_s;     /* longpoll: the wait= of each request */
-    char run_id[16];     /* prefix of this run's room names, so every run has fresh rooms */
+    char run_id[32];     /* prefix of the room names: fresh per run, or --room-prefix */
+    uint64_t user_base;  /* client g signs in as user u<user_base + g> */
     bool http_receivers; /* sse/longpoll: receivers are HTTP clients, senders extra sockets */
     bool deflate;        /* offer permessage-deflate as browsers do; inflate what comes */
     bool text_words;     /* pad texts with pseudo-random words, not 'x' (for compression) */

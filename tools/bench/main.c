@@ -67,6 +67,11 @@ static const char USAGE[] =
     "  --deflate            offer permessage-deflate (as browsers: client_max_window_bits)\n"
     "                       and inflate compressed frames; sends stay uncompressed\n"
     "  --wait S             longpoll: wait= of each request [30]\n"
+    "  --room-prefix P      name rooms P-0, P-1, ... instead of fresh ones per run, so a\n"
+    "                       run can use rooms an earlier run or the server has already\n"
+    "                       (at most 31 characters of [A-Za-z0-9_-])\n"
+    "  --user-base B        client g signs in as user u<B+g>, not u<g>, so the users of\n"
+    "                       one run can be kept apart from another's [0]\n"
     "  --server-pid LIST    comma-separated server PIDs: CPU and RSS of them and their\n"
     "                       descendants are sampled from /proc\n"
     "  --help               this text\n"
@@ -111,7 +116,7 @@ static bool senders_fit(const bench_config_t *cfg) {
 
 typedef struct {
     double clients, room_size, senders, rate, window, connect_rate, warmup, duration, drain,
-        timeout, procs, per_addr, text_bytes, wait;
+        timeout, procs, per_addr, text_bytes, wait, user_base;
 } numeric_opts_t;
 
 static int configure(int argc, char **argv, bench_config_t *cfg, procstat_t *srv,
@@ -139,6 +144,8 @@ static int configure(int argc, char **argv, bench_config_t *cfg, procstat_t *srv
         {"help", 0, 0, 'h'},
         {"deflate", 0, 0, 'Z'},
         {"text-words", 0, 0, 'T'},
+        {"room-prefix", 1, 0, 'R'},
+        {"user-base", 1, 0, 'U'},
         {0, 0, 0, 0},
     };
     if (argc < 2 || argv[1][0] == '-') {
@@ -162,7 +169,8 @@ static int configure(int argc, char **argv, bench_config_t *cfg, procstat_t *srv
     cfg->jwt_secret = getenv("PARLEY_JWT_SECRET");
     cfg->http_receivers = sc == SCENARIO_SSE || sc == SCENARIO_LONGPOLL;
     /* negative: not given */
-    numeric_opts_t o = {-1, -1, -1, -1, 64, 2000, -1, -1, 2, 10, -1, 10000, 100, 30};
+    numeric_opts_t o = {-1, -1, -1, -1, 64, 2000, -1, -1, 2, 10, -1, 10000, 100, 30, 0};
+    const char *room_prefix = NULL;
     o.clients = 1000;
     struct {
         int opt;
@@ -175,6 +183,7 @@ static int configure(int argc, char **argv, bench_config_t *cfg, procstat_t *srv
         {'D', &o.drain, 0, 3600},       {'t', &o.timeout, 0.1, 3600},
         {'N', &o.procs, 1, MAX_PROCS},  {'A', &o.per_addr, 1, 1e6},
         {'b', &o.text_bytes, 24, 4000}, {'w', &o.wait, 0, 3600},
+        {'U', &o.user_base, 0, 1e15},
     };
     int c;
     optind = 2;
@@ -213,6 +222,9 @@ static int configure(int argc, char **argv, bench_config_t *cfg, procstat_t *srv
             break;
         case 'T':
             cfg->text_words = true;
+            break;
+        case 'R':
+            room_prefix = optarg;
             break;
         case 'h':
             fputs(USAGE, stdout);
@@ -268,8 +280,19 @@ static int configure(int argc, char **argv, bench_config_t *cfg, procstat_t *srv
         return usage_error("more senders than room members (each sender is one member)");
     if ((uint64_t)total / cfg->per_addr > 250 * 256)
         return usage_error("--per-addr too small");
-    snprintf(cfg->run_id, sizeof cfg->run_id, "b%x",
-             (unsigned)(getpid() ^ (unsigned)time(NULL) << 8) & 0xffffff);
+    cfg->user_base = (uint64_t)o.user_base;
+    if (room_prefix) {
+        /* it goes into JSON strings and URL paths unescaped */
+        size_t len = strlen(room_prefix);
+        if (len == 0 || len >= sizeof cfg->run_id ||
+            strspn(room_prefix,
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") != len)
+            return usage_error("bad --room-prefix");
+        memcpy(cfg->run_id, room_prefix, len + 1);
+    } else {
+        snprintf(cfg->run_id, sizeof cfg->run_id, "b%x",
+                 (unsigned)(getpid() ^ (unsigned)time(NULL) << 8) & 0xffffff);
+    }
     return 0;
 }
 

@@ -162,7 +162,7 @@ static int on_eio(worker_t *w, client_t *c, const uint8_t *p, size_t n, uint64_t
         if (c->state == CONN_OPENING) {
             char pkt[32 + JWT_MAX];
             char tok[JWT_MAX];
-            if (jwt_sign_user(w->cfg->jwt_secret, c->id, tok) < 0)
+            if (jwt_sign_user(w->cfg->jwt_secret, w->cfg->user_base + c->id, tok) < 0)
                 return -1;
             int len = snprintf(pkt, sizeof pkt, "40{\"token\":\"%s\"}", tok);
             c->state = CONN_AUTHING;
