@@ -796,9 +796,11 @@ int chat_notify_open(uv_loop_t *loop, const chat_notify_config_t *cfg, chat_noti
     return 0;
 }
 
-int chat_notify_owe(chat_notify_t *n, const char *user_id, const char *room_id,
-                    const char *msg_json, size_t len, uint64_t unread, bool urgent) {
-    if (!user_id || !msg_json || len < 2 || msg_json[0] != '{' || msg_json[len - 1] != '}')
+/* What chat_notify_owe and chat_notify_owe_batch share: msgs (nmsgs objects joined with
+ * commas) into the (user, room) batch; due now when `now` (the caller batched them). */
+static int owe(chat_notify_t *n, const char *user_id, const char *room_id, const char *msgs,
+               size_t len, uint32_t nmsgs, uint64_t unread, bool urgent, bool now) {
+    if (!user_id || !msgs || nmsgs == 0 || len < 2 || msgs[0] != '{' || msgs[len - 1] != '}')
         return -EINVAL;
     size_t ulen = strlen(user_id), rlen = room_id ? strlen(room_id) : 0;
     if (ulen == 0 || (room_id && rlen == 0) || !utf8_is_valid((const uint8_t *)user_id, ulen) ||
@@ -824,8 +826,8 @@ int chat_notify_owe(chat_notify_t *n, const char *user_id, const char *room_id,
         if (!(b = batch_new(n, user_id, ulen, room_id, rlen)))
             return -ENOMEM;
     }
-    if (b->nmsgs < n->cfg.batch_max_msgs) {
-        /* Reserved first, so that the comma and the message go in together or not at all. */
+    if (b->nmsgs + nmsgs <= n->cfg.batch_max_msgs) {
+        /* Reserved first, so that the comma and the messages go in together or not at all. */
         if (buf_reserve(&b->data, len + 1)) {
             if (fresh)
                 batch_free(b);
@@ -833,19 +835,35 @@ int chat_notify_owe(chat_notify_t *n, const char *user_id, const char *room_id,
         }
         if (b->nmsgs)
             b->data.data[b->data.len++] = ',';
-        memcpy(b->data.data + b->data.len, msg_json, len);
+        memcpy(b->data.data + b->data.len, msgs, len);
         b->data.len += len;
-        b->nmsgs++;
+        b->nmsgs += nmsgs;
     }
     if (unread > b->unread)
         b->unread = unread;
-    if (urgent && !b->urgent) {
+    if (urgent)
         b->urgent = true;
+    if ((urgent || now) && b->due > uv_now(n->loop)) {
         b->due = uv_now(n->loop);
         heap_up(n, b->heap_at);
     }
     arm(n);
     return 0;
+}
+
+int chat_notify_owe(chat_notify_t *n, const char *user_id, const char *room_id,
+                    const char *msg_json, size_t len, uint64_t unread, bool urgent) {
+    return owe(n, user_id, room_id, msg_json, len, 1, unread, urgent, false);
+}
+
+int chat_notify_owe_batch(chat_notify_t *n, const char *user_id, const char *room_id,
+                          const char *msgs_json, size_t len, uint32_t nmsgs, uint64_t unread,
+                          bool urgent) {
+    return owe(n, user_id, room_id, msgs_json, len, nmsgs, unread, urgent, true);
+}
+
+const chat_notify_config_t *chat_notify_config(const chat_notify_t *n) {
+    return &n->cfg;
 }
 
 void chat_notify_close(chat_notify_t *n, void (*done)(void *arg), void *arg) {

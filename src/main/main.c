@@ -308,7 +308,7 @@ static int start_notify(app_t *app) {
                   rc == -EINVAL ? "not an http(s) URL, or no --notify-secret" : strerror(-rc));
         return -1;
     }
-    chat_service_use_notify(app->chat, app->notify);
+    chat_service_use_notify(app->chat, &app->loop, app->notify);
     return 0;
 }
 
