@@ -858,8 +858,8 @@ int chat_notify_owe(chat_notify_t *n, const char *user_id, const char *room_id,
 
 int chat_notify_owe_batch(chat_notify_t *n, const char *user_id, const char *room_id,
                           const char *msgs_json, size_t len, uint32_t nmsgs, uint64_t unread,
-                          bool urgent) {
-    return owe(n, user_id, room_id, msgs_json, len, nmsgs, unread, urgent, true);
+                          bool urgent, bool batched) {
+    return owe(n, user_id, room_id, msgs_json, len, nmsgs, unread, urgent, batched);
 }
 
 const chat_notify_config_t *chat_notify_config(const chat_notify_t *n) {

@@ -93,13 +93,14 @@ void chat_notify_set_online(chat_notify_t *n, chat_notify_online_fn online, void
  * empty or non-UTF-8 id, an empty room id, or a msg_json that is not {…}). */
 int chat_notify_owe(chat_notify_t *n, const char *user_id, const char *room_id,
                     const char *msg_json, size_t len, uint64_t unread, bool urgent);
-/* chat_notify_owe for messages the caller batched already (over the window itself):
- * msgs_json is nmsgs message objects joined by commas ("{…},{…}"), and the batch is due at
- * once. A batch keeps them only when all fit within batch_max_msgs (else only unread
- * grows). Same results as chat_notify_owe. */
+/* chat_notify_owe for several messages at once: msgs_json is nmsgs message objects
+ * joined by commas ("{…},{…}"). batched: the caller batched them over the window already,
+ * so the batch is due at once (else it waits for its window, as chat_notify_owe's).
+ * A batch keeps them only when all fit within batch_max_msgs (else only unread grows).
+ * Same results as chat_notify_owe. */
 int chat_notify_owe_batch(chat_notify_t *n, const char *user_id, const char *room_id,
                           const char *msgs_json, size_t len, uint32_t nmsgs, uint64_t unread,
-                          bool urgent);
+                          bool urgent, bool batched);
 /* The configuration in use (the window and the batch size, for a caller that batches). */
 const chat_notify_config_t *chat_notify_config(const chat_notify_t *n);
 

@@ -929,6 +929,7 @@ typedef struct room_owed {
     struct room_owed *next; /* svc->owed_head..tail, in due order (one window for all) */
     chat_service_t *svc;
     uint64_t due;      /* loop ms */
+    bool early;        /* flushed by a mention before its window ended */
     uint64_t last_seq; /* the newest message's, kept or not */
     size_t n;          /* messages kept */
     chat_msg_t **msgs; /* the oldest batch_max_msgs, one reference each */
@@ -971,6 +972,20 @@ static bool mentions(const char *text, size_t len, const char *name) {
         size_t rest = len - (size_t)(at + 1 - text);
         if ((at == text || !name_char(at[-1])) && rest >= n && strncasecmp(at + 1, name, n) == 0 &&
             (rest == n || !name_char(at[1 + n])))
+            return true;
+        if (rest == 0)
+            break;
+    }
+    return false;
+}
+
+/* Whether text has an '@' that starts a word and is followed by a name's character: a
+ * mention of someone, maybe a member ("bob@example.com" is none). */
+static bool may_mention(const char *text, size_t len) {
+    for (const char *at = memchr(text, '@', len); at;
+         at = memchr(at + 1, '@', len - (size_t)(at + 1 - text))) {
+        size_t rest = len - (size_t)(at + 1 - text);
+        if ((at == text || !name_char(at[-1])) && rest > 0 && name_char(at[1]))
             return true;
         if (rest == 0)
             break;
@@ -1021,9 +1036,12 @@ static void owe_offline(int err, const chat_member_t *members, size_t n, uint64_
         bool urgent = false;
         b.len = 0;
         uint32_t count = owed_to(r, m, &b, &urgent);
+        /* After a mention, only the mentioned are owed at once; the others' batches wait
+         * for a window of the notifier's. */
         int rc = count
                      ? chat_notify_owe_batch(svc->notify, m->user_id, r->room, (const char *)b.data,
-                                             b.len, count, r->last_seq - m->last_read_seq, urgent)
+                                             b.len, count, r->last_seq - m->last_read_seq, urgent,
+                                             urgent || !r->early)
                      : 0;
         if (rc)
             LOG_LIMITED(LOG_LEVEL_WARN, "chat", "messages of %s not owed to %s: %s", r->room,
@@ -1078,8 +1096,8 @@ static void owed_due(uv_timer_t *t) {
  * Direct messages are not stored, so there is no unread count (0). */
 static void owe_direct(chat_service_t *svc, const char *to_user, const json_t *dm) {
     char *text = json_dumps(dm, JSON_COMPACT);
-    int rc = text ? chat_notify_owe(svc->notify, to_user, NULL, text, strlen(text), 0, true)
-                  : -ENOMEM;
+    int rc =
+        text ? chat_notify_owe(svc->notify, to_user, NULL, text, strlen(text), 0, true) : -ENOMEM;
     if (rc)
         LOG_LIMITED(LOG_LEVEL_WARN, "chat", "direct message not owed to %s: %s", to_user,
                     strerror(-rc));
@@ -1097,13 +1115,14 @@ static void notify_members(chat_service_t *svc, chat_msg_t *msg) {
         r = calloc(1, sizeof *r + len + 1);
         chat_msg_t **msgs =
             r ? calloc(cfg->batch_max_msgs ? cfg->batch_max_msgs : 1, sizeof *msgs) : NULL;
+        if (r)
+            memcpy(r->room, msg->room_id, len + 1); /* the key, before it is hashed */
         if (!msgs || map_put(&svc->owed, r->room, len, r)) {
             free(msgs);
             free(r);
             LOG_WARN("chat", "%s owed to nobody: out of memory", msg->id);
             return;
         }
-        memcpy(r->room, msg->room_id, len + 1);
         r->len = len;
         r->svc = svc;
         r->msgs = msgs;
@@ -1120,8 +1139,10 @@ static void notify_members(chat_service_t *svc, chat_msg_t *msg) {
     }
     if (msg->seq > r->last_seq)
         r->last_seq = msg->seq;
-    if (memchr(msg->text, '@', msg->text_len))
+    if (may_mention(msg->text, msg->text_len)) {
+        r->early = true;
         owed_flush(svc, r);
+    }
     owed_arm(svc);
 }
 
