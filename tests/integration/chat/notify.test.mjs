@@ -94,8 +94,9 @@ class Receiver {
     return this.requests.filter((r) => r.body?.userId === userId);
   }
 
+  // The last requests, for failure messages.
   summary() {
-    return this.requests.map((r) => `${r.body?.userId}/${r.body?.roomId}@${r.at}:${r.held ? "held" : r.status}`).join(", ");
+    return this.requests.slice(-30).map((r) => `${r.body?.userId}/${r.body?.roomId}@${r.at}:${r.held ? "held" : r.status}`).join(", ");
   }
 
   // Resolves once pred() holds (re-checked on each request), bounded.
