@@ -1,10 +1,11 @@
 /* chat/store_members.c — the local stores' memberships and read marks, in memory.
  *
- * Why in memory: "my rooms" on every connect, a room's members on every message the
- * notifier looks at and unread counts are read far more often than memberships change,
- * and the loop must not wait on the disk. A pair costs about 150 bytes (the struct, the
- * username and an entry in each of two maps), so a million memberships hold about
- * 150 MB: fine for the deployments one SQLite file serves. The SQLite backend loads the
+ * Why in memory: "my rooms" on every connect, a room's members on every window the
+ * notifier closes and unread counts are read far more often than memberships change,
+ * and the loop must not wait on the disk. A pair costs about 150 bytes of heap (the
+ * struct, the username and an entry in each of two maps; 224 of RSS measured with the
+ * SQLite pages its load read, docs/BENCHMARKS.md), so a million memberships hold about
+ * 180 MB: fine for the deployments one SQLite file serves. The SQLite backend loads the
  * pairs at open; the disk stays the truth, this is its image (store_internal.h).
  *
  * Shape: a group per room and per user, each a map from the other id to the shared
