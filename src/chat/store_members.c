@@ -83,8 +83,7 @@ static store_group_t *group_add(map_t *groups, const char *id) {
 static void group_drop_if_empty(map_t *groups, store_group_t *g) {
     if (g->pairs.count)
         return;
-    void *was = map_del(groups, g->id, strlen(g->id));
-    PARLEY_ASSERT(was == g);
+    map_del(groups, g->id, strlen(g->id));
     group_free(g);
 }
 
