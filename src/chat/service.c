@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "chat/notify.h"
+#include "chat/owed.h"
 #include "chat/presence.h"
 #include "chat/store_remote.h"
 #include "http/parser.h"
@@ -80,12 +81,8 @@ struct chat_service {
     chat_presence_t *presence;
     parley_worker_t *worker; /* with workers: this one (NULL alone) */
     chat_notify_t *notify;   /* --notify-url: offline members are owed messages (borrowed) */
-    uv_loop_t *loop;         /* with the notifier */
-    map_t owed;              /* room id → room_owed_t: messages in their room's window */
-    struct room_owed *owed_head, *owed_tail;
-    uv_timer_t owed_timer; /* the first window's end */
-    bool owed_timer_open;
-    map_t buckets; /* user id → user_bucket_t, for chat_service_post */
+    chat_owed_t *owed;       /* with the notifier: the rooms' notification windows */
+    map_t buckets;           /* user id → user_bucket_t, for chat_service_post */
     chat_observer_fn observer;
     void *observer_arg;
     gate_t gates[GATES];
@@ -922,29 +919,8 @@ static void publish(chat_msg_t *msg, void *arg) {
 /* ---- notifications for offline members (chat_service_use_notify) ----
  *
  * The process that stored a message (its append's callback runs here, whichever worker or
- * node announces it) owes it to the room's members who are not present in the room on any
- * worker or node, but its sender; a mention of a member ("@username", as the page renders
- * them) makes theirs urgent.
- *
- * Batched per room, not per member: a message only joins its room's list (the newest
- * notifier batch_max_msgs kept, the rest counted through the last seq), and once per
- * window (the notifier's) the room's members are read once and each offline member is
- * owed the list in one call. Per message that is O(1) whatever the room's size; per
- * member and message it was most of the server's CPU with rooms of 1,000
- * (docs/BENCHMARKS.md, "Membership and notifications"). A message that may mention
- * someone ('@' in it) ends its room's window at once. */
-
-typedef struct room_owed {
-    struct room_owed *next; /* svc->owed_head..tail, in due order (one window for all) */
-    chat_service_t *svc;
-    uint64_t due;      /* loop ms */
-    bool early;        /* flushed by a mention before its window ended */
-    uint64_t last_seq; /* the newest message's, kept or not */
-    size_t n;          /* messages kept */
-    chat_msg_t **msgs; /* the oldest batch_max_msgs, one reference each */
-    size_t len;
-    char room[]; /* the map key */
-} room_owed_t;
+ * node announces it) hands it to the rooms' windows (chat/owed.h), which owe it to the
+ * room's members not present in it when the window closes. */
 
 static bool notify_online(const char *user_id, const char *room_id, void *arg) {
     chat_service_t *svc = arg;
@@ -955,149 +931,13 @@ static bool notify_online(const char *user_id, const char *room_id, void *arg) {
     return chat_presence_has(svc->presence, mine, user_id);
 }
 
-static void owed_due(uv_timer_t *t);
-
-void chat_service_use_notify(chat_service_t *svc, uv_loop_t *loop, chat_notify_t *n) {
+int chat_service_use_notify(chat_service_t *svc, uv_loop_t *loop, chat_notify_t *n) {
+    int rc = chat_owed_new(loop, svc->store, svc->presence, n, &svc->owed);
+    if (rc)
+        return rc;
     svc->notify = n;
-    svc->loop = loop;
     chat_notify_set_online(n, notify_online, svc);
-    /* Cannot fail: libuv only links the handle into the loop. */
-    uv_timer_init(loop, &svc->owed_timer);
-    svc->owed_timer.data = svc;
-    svc->owed_timer_open = true;
-}
-
-static bool name_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-' || c == '.' || (unsigned char)c >= 0x80;
-}
-
-/* Whether text (len bytes) has "@name" as a word of its own (ASCII letters compared
- * without case). */
-static bool mentions(const char *text, size_t len, const char *name) {
-    size_t n = strlen(name);
-    for (const char *at = memchr(text, '@', len); at && n;
-         at = memchr(at + 1, '@', len - (size_t)(at + 1 - text))) {
-        size_t rest = len - (size_t)(at + 1 - text);
-        if ((at == text || !name_char(at[-1])) && rest >= n && strncasecmp(at + 1, name, n) == 0 &&
-            (rest == n || !name_char(at[1 + n])))
-            return true;
-        if (rest == 0)
-            break;
-    }
-    return false;
-}
-
-/* Whether text has an '@' that starts a word and is followed by a name's character: a
- * mention of someone, maybe a member ("bob@example.com" is none). */
-static bool may_mention(const char *text, size_t len) {
-    for (const char *at = memchr(text, '@', len); at;
-         at = memchr(at + 1, '@', len - (size_t)(at + 1 - text))) {
-        size_t rest = len - (size_t)(at + 1 - text);
-        if ((at == text || !name_char(at[-1])) && rest > 0 && name_char(at[1]))
-            return true;
-        if (rest == 0)
-            break;
-    }
-    return false;
-}
-
-static void owed_free(room_owed_t *r) {
-    for (size_t i = 0; i < r->n; i++)
-        chat_msg_unref(r->msgs[i]);
-    free(r->msgs);
-    free(r);
-}
-
-/* The messages of r that member m is owed (newer than their mark, not theirs), joined
- * with commas into b; their count, 0 when none (or out of memory: logged). */
-static uint32_t owed_to(const room_owed_t *r, const chat_member_t *m, buf_t *b, bool *urgent) {
-    uint32_t count = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        const chat_msg_t *msg = r->msgs[i];
-        if (msg->seq <= m->last_read_seq || strcmp(msg->user_id, m->user_id) == 0)
-            continue;
-        if ((count && buf_append(b, ",", 1)) || buf_append(b, msg->json, msg->json_len)) {
-            LOG_WARN("chat", "notification for %s not owed: out of memory", m->user_id);
-            return 0;
-        }
-        count++;
-        if (!*urgent && memchr(msg->text, '@', msg->text_len))
-            *urgent = mentions(msg->text, msg->text_len, m->username);
-    }
-    return count;
-}
-
-static void owe_offline(int err, const chat_member_t *members, size_t n, uint64_t last_seq,
-                        void *arg) {
-    room_owed_t *r = arg;
-    chat_service_t *svc = r->svc;
-    (void)last_seq; /* unread is counted up to the window's last message */
-    if (err)
-        LOG_WARN("chat", "members of %s not read, %zu messages owed to nobody: %s", r->room, r->n,
-                 strerror(-err));
-    buf_t b = {0};
-    for (size_t i = 0; !err && svc->notify && i < n; i++) {
-        const chat_member_t *m = &members[i];
-        if (m->last_read_seq >= r->last_seq ||
-            chat_presence_has(svc->presence, r->room, m->user_id))
-            continue;
-        bool urgent = false;
-        b.len = 0;
-        uint32_t count = owed_to(r, m, &b, &urgent);
-        /* After a mention, only the mentioned are owed at once; the others' batches wait
-         * for a window of the notifier's. */
-        int rc = count
-                     ? chat_notify_owe_batch(svc->notify, m->user_id, r->room, (const char *)b.data,
-                                             b.len, count, r->last_seq - m->last_read_seq, urgent,
-                                             urgent || !r->early)
-                     : 0;
-        if (rc)
-            LOG_LIMITED(LOG_LEVEL_WARN, "chat", "messages of %s not owed to %s: %s", r->room,
-                        m->user_id, strerror(-rc));
-    }
-    buf_free(&b);
-    owed_free(r);
-}
-
-/* The window of r ended (or a mention ended it): its members are read, r goes with it. */
-static void owed_flush(chat_service_t *svc, room_owed_t *r) {
-    room_owed_t **at = &svc->owed_head;
-    while (*at != r)
-        at = &(*at)->next;
-    *at = r->next;
-    if (svc->owed_tail == r) {
-        svc->owed_tail = NULL;
-        for (room_owed_t *x = svc->owed_head; x; x = x->next)
-            svc->owed_tail = x;
-    }
-    map_del(&svc->owed, r->room, r->len);
-    int rc = chat_store_members(svc->store, r->room, owe_offline, r);
-    if (rc) {
-        LOG_WARN("chat", "%zu messages of %s owed to nobody: %s", r->n, r->room, strerror(-rc));
-        owed_free(r);
-    }
-}
-
-/* Arms the timer for the first window to end. */
-static void owed_arm(chat_service_t *svc) {
-    if (!svc->owed_head) {
-        if (uv_timer_stop(&svc->owed_timer))
-            LOG_DEBUG("chat", "owed timer not stopped");
-        return;
-    }
-    uint64_t now = uv_now(svc->loop);
-    uint64_t due = svc->owed_head->due;
-    if (uv_timer_start(&svc->owed_timer, owed_due, due > now ? due - now : 0, 0))
-        LOG_WARN("chat", "owed timer not started: notifications wait for the next message");
-}
-
-static void owed_due(uv_timer_t *t) {
-    chat_service_t *svc = t->data;
-    uint64_t now = uv_now(svc->loop);
-    while (svc->owed_head && svc->owed_head->due <= now)
-        owed_flush(svc, svc->owed_head);
-    owed_arm(svc);
+    return 0;
 }
 
 /* A direct message (the object as sent) to a user with no connection anywhere: urgent.
@@ -1112,46 +952,10 @@ static void owe_direct(chat_service_t *svc, const char *to_user, const json_t *d
     free(text);
 }
 
-/* msg was stored by this process: into its room's window (opened by the first). */
+/* msg was stored by this process: owed to its room's offline members, later. */
 static void notify_members(chat_service_t *svc, chat_msg_t *msg) {
-    if (!svc->notify)
-        return;
-    const chat_notify_config_t *cfg = chat_notify_config(svc->notify);
-    size_t len = strlen(msg->room_id);
-    room_owed_t *r = map_get(&svc->owed, msg->room_id, len);
-    if (!r) {
-        r = calloc(1, sizeof *r + len + 1);
-        chat_msg_t **msgs =
-            r ? calloc(cfg->batch_max_msgs ? cfg->batch_max_msgs : 1, sizeof *msgs) : NULL;
-        if (r)
-            memcpy(r->room, msg->room_id, len + 1); /* the key, before it is hashed */
-        if (!msgs || map_put(&svc->owed, r->room, len, r)) {
-            free(msgs);
-            free(r);
-            LOG_WARN("chat", "%s owed to nobody: out of memory", msg->id);
-            return;
-        }
-        r->len = len;
-        r->svc = svc;
-        r->msgs = msgs;
-        r->due = uv_now(svc->loop) + cfg->window_ms;
-        if (svc->owed_tail)
-            svc->owed_tail->next = r;
-        else
-            svc->owed_head = r;
-        svc->owed_tail = r;
-    }
-    if (r->n < cfg->batch_max_msgs) {
-        chat_msg_ref(msg);
-        r->msgs[r->n++] = msg;
-    }
-    if (msg->seq > r->last_seq)
-        r->last_seq = msg->seq;
-    if (may_mention(msg->text, msg->text_len)) {
-        r->early = true;
-        owed_flush(svc, r);
-    }
-    owed_arm(svc);
+    if (svc->owed)
+        chat_owed_add(svc->owed, msg);
 }
 
 static void append_done(int err, chat_msg_t *msg, void *arg) {
@@ -1641,11 +1445,7 @@ int chat_service_new(sio_server_t *io, chat_store_t *store, const chat_auth_t *a
         free(svc);
         return -ENOMEM;
     }
-    if (map_init(&svc->owed)) {
-        map_free(&svc->buckets);
-        free(svc);
-        return -ENOMEM;
-    }
+
     svc->io = io;
     svc->nsp = sio_server_of(io, "/");
     if (!svc->nsp || chat_presence_new(svc->nsp, cfg->presence_limit, &svc->presence)) {
@@ -1702,16 +1502,8 @@ void chat_service_drain(chat_service_t *svc, void (*drained)(void *arg), void *a
 void chat_service_stop(chat_service_t *svc) {
     svc->stopping = true;
     svc->notify = NULL; /* closed after this: nothing more is owed */
-    while (svc->owed_head) {
-        room_owed_t *r = svc->owed_head;
-        svc->owed_head = r->next;
-        owed_free(r);
-    }
-    svc->owed_tail = NULL;
-    map_free(&svc->owed); /* nothing is added after this */
-    if (svc->owed_timer_open)
-        uv_close((uv_handle_t *)&svc->owed_timer, NULL);
-    svc->owed_timer_open = false;
+    chat_owed_close(svc->owed);
+    svc->owed = NULL;
     chat_presence_stop(svc->presence);
 }
 
@@ -1721,7 +1513,6 @@ void chat_service_free(chat_service_t *svc) {
     for (size_t pos = 0; map_next(&svc->buckets, &pos, &e);)
         free(e->value);
     map_free(&svc->buckets);
-    map_free(&svc->owed);
     free(svc);
 }
 

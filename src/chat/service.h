@@ -92,9 +92,10 @@ int chat_service_use_redis(chat_service_t *svc, uv_loop_t *loop, const char *url
  * are not present in it anywhere (but its sender), and direct messages to users with no
  * connection at all (urgent, as are mentions: "@username"); n batches and delivers them
  * and asks the service, before each attempt, whether the user came back. Messages are
- * batched per room over the notifier's window first (service.c says why). n is borrowed:
- * it must stay open until chat_service_stop. Call once, before serving, on loop. */
-void chat_service_use_notify(chat_service_t *svc, uv_loop_t *loop, chat_notify_t *n);
+ * batched per room over the notifier's window first (chat/owed.h). n is borrowed: it
+ * must stay open until chat_service_stop. Call once, before serving, on loop. Returns 0
+ * or -ENOMEM. */
+int chat_service_use_notify(chat_service_t *svc, uv_loop_t *loop, chat_notify_t *n);
 
 /* Distinct users present in a room (for the HTTP API). */
 size_t chat_service_room_users(chat_service_t *svc, const char *room_id);

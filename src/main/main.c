@@ -308,7 +308,10 @@ static int start_notify(app_t *app) {
                   rc == -EINVAL ? "not an http(s) URL, or no --notify-secret" : strerror(-rc));
         return -1;
     }
-    chat_service_use_notify(app->chat, &app->loop, app->notify);
+    if ((rc = chat_service_use_notify(app->chat, &app->loop, app->notify))) {
+        LOG_ERROR("main", "--notify-url: %s", strerror(-rc));
+        return -1;
+    }
     return 0;
 }
 
