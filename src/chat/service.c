@@ -1,5 +1,7 @@
 /* chat/service.c — chat events and rate limits (see service.h and docs/CHAT-API.md,
- * which is the contract this file implements); who is in which room is chat/presence.c.
+ * which is the contract this file implements); who is in which room is chat/presence.c;
+ * membership (myRooms, joinRoom, joinRooms, leaveRoom's forget) is chat/members.c, the
+ * notifications' room windows chat/owed.c.
  *
  * Limits: every event goes through one gate (gate_event), which takes a token from the
  * connection's event bucket before the handler runs; the message bucket is taken on top
@@ -13,7 +15,7 @@
  *
  * Asynchronous work (history reads, durable appends) holds a reference on the socket
  * and checks it is still connected before answering it. */
-#include "chat/service.h"
+#include "chat/service_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -33,16 +35,6 @@
 #include "util/time.h"
 #include "util/utf8.h"
 
-#define SLOT_CONN 0
-#define USER_ROOM_PREFIX CHAT_USER_ROOM_PREFIX
-#define USER_ROOM_SIZE (sizeof USER_ROOM_PREFIX + CHAT_USER_ID_MAX)
-
-/* A token bucket (rate limits). */
-typedef struct {
-    double tokens;
-    uint64_t refilled_ms;
-} bucket_t;
-
 /* The bucket of a user posting from outside Socket.IO. */
 typedef struct {
     bucket_t bucket;
@@ -51,63 +43,6 @@ typedef struct {
 
 /* Buckets kept before full ones (idle users) are dropped. */
 #define USER_BUCKETS_SWEEP 10000
-
-/* An event handler behind the gate (gate_event). */
-typedef struct {
-    chat_service_t *svc;
-    sio_event_fn fn;
-} gate_t;
-
-enum {
-    GATE_JOIN,
-    GATE_SEND,
-    GATE_TYPING,
-    GATE_READ,
-    GATE_LEAVE,
-    GATE_DIRECT,
-    GATE_HISTORY,
-    GATE_JOIN_ROOMS,
-    GATE_UNKNOWN,
-    GATES
-};
-_Static_assert(GATES == CHAT_EVENT_KINDS, "one counter per gate");
-
-struct chat_service {
-    sio_server_t *io;
-    sio_nsp_t *nsp;
-    chat_store_t *store;
-    const chat_auth_t *auth;
-    chat_config_t cfg;
-    chat_presence_t *presence;
-    parley_worker_t *worker; /* with workers: this one (NULL alone) */
-    chat_notify_t *notify;   /* --notify-url: offline members are owed messages (borrowed) */
-    chat_owed_t *owed;       /* with the notifier: the rooms' notification windows */
-    map_t buckets;           /* user id → user_bucket_t, for chat_service_post */
-    chat_observer_fn observer;
-    void *observer_arg;
-    gate_t gates[GATES];
-    chat_service_stats_t stats;
-    /* chat_service_drain: no new work; drained(drained_arg) once inflight is 0. */
-    size_t inflight; /* store work asked for and not answered (pending_t, post_t) */
-    void (*drained)(void *arg);
-    void *drained_arg;
-    bool draining;
-    bool stopping;
-};
-
-/* Per connection, made by the auth middleware (which runs again when a connection is
- * recovered: the token is checked each time) and kept in a socket slot. One allocation:
- * the user's id and name follow the struct. */
-typedef struct {
-    chat_service_t *svc;
-    const char *username;    /* points into user_id's buffer */
-    json_t *rooms;           /* the token's room claim (chat_auth_verify), or NULL */
-    bucket_t bucket;         /* messages */
-    bucket_t events;         /* every event */
-    uint64_t flood_since_ms; /* start of the window refusals are counted in */
-    size_t refused;          /* events refused in that window */
-    char user_id[];
-} chat_conn_t;
 
 /* socket.data members (recovery). */
 #define DATA_USER "userId"
@@ -127,7 +62,7 @@ void chat_config_defaults(chat_config_t *cfg) {
     };
 }
 
-static chat_conn_t *conn_of(sio_socket_t *s) {
+chat_conn_t *service_conn(sio_socket_t *s) {
     return sio_socket_get(s, SLOT_CONN);
 }
 
@@ -156,7 +91,7 @@ int chat_service_use_redis(chat_service_t *svc, uv_loop_t *loop, const char *url
 /* ---- small helpers ---- */
 
 /* Answers the ack (when asked for) with obj, which it takes (NULL: out of memory). */
-static void ack_obj(sio_socket_t *s, int64_t ack, json_t *obj) {
+void service_ack_obj(sio_socket_t *s, int64_t ack, json_t *obj) {
     if (ack >= 0 && sio_socket_connected(s)) {
         json_t *args = obj ? json_pack("[O]", obj) : NULL;
         sio_payload_t p = {args, NULL, 0};
@@ -167,15 +102,15 @@ static void ack_obj(sio_socket_t *s, int64_t ack, json_t *obj) {
     json_decref(obj);
 }
 
-static void ack_ok(sio_socket_t *s, int64_t ack) {
-    ack_obj(s, ack, json_pack("{s:b}", "ok", 1));
+void service_ack_ok(sio_socket_t *s, int64_t ack) {
+    service_ack_obj(s, ack, json_pack("{s:b}", "ok", 1));
 }
 
-static void ack_error(sio_socket_t *s, int64_t ack, const char *error) {
-    ack_obj(s, ack, json_pack("{s:b,s:s}", "ok", 0, "error", error));
+void service_ack_error(sio_socket_t *s, int64_t ack, const char *error) {
+    service_ack_obj(s, ack, json_pack("{s:b,s:s}", "ok", 0, "error", error));
 }
 
-static void user_room(char out[USER_ROOM_SIZE], const char *user_id) {
+void service_user_room(char out[USER_ROOM_SIZE], const char *user_id) {
     snprintf(out, USER_ROOM_SIZE, USER_ROOM_PREFIX "%s", user_id);
 }
 
@@ -191,7 +126,7 @@ static bool worker_socket_id(chat_service_t *svc, const char *room) {
            w <= parley_worker_count(svc->worker);
 }
 
-static bool is_chat_room(chat_service_t *svc, const char *room) {
+bool service_is_chat_room(chat_service_t *svc, const char *room) {
     return strncmp(room, USER_ROOM_PREFIX, sizeof USER_ROOM_PREFIX - 1) != 0 &&
            !worker_socket_id(svc, room) && !sio_nsp_find_socket(svc->nsp, room);
 }
@@ -199,7 +134,7 @@ static bool is_chat_room(chat_service_t *svc, const char *room) {
 int chat_service_check_room(chat_service_t *svc, const char *room, size_t len) {
     if (!chat_id_valid(room, len, CHAT_ROOM_ID_MAX))
         return -EINVAL;
-    return is_chat_room(svc, room) ? 0 : -ENOENT;
+    return service_is_chat_room(svc, room) ? 0 : -ENOENT;
 }
 
 void chat_service_observe(chat_service_t *svc, chat_observer_fn fn, void *arg) {
@@ -218,7 +153,7 @@ static void on_room_broadcast(sio_nsp_t *nsp, const char *event, const char *arg
         return;
     if ((strcmp(event, "userJoined") != 0 && strcmp(event, "userLeft") != 0 &&
          strcmp(event, "messagesRead") != 0) ||
-        !is_chat_room(svc, to->rooms[0]))
+        !service_is_chat_room(svc, to->rooms[0]))
         return;
     chat_event_t ev = {
         .room = to->rooms[0], .name = event, .json = args_json + 1, .json_len = len - 2};
@@ -228,7 +163,7 @@ static void on_room_broadcast(sio_nsp_t *nsp, const char *event, const char *arg
 /* Whether s is in the chat room `room` (its own rooms — its id, user:… — are not chat
  * rooms, so nothing can be sent "into" them). */
 static bool in_chat_room(chat_service_t *svc, sio_socket_t *s, const char *room) {
-    return sio_socket_in(s, room) && is_chat_room(svc, room);
+    return sio_socket_in(s, room) && service_is_chat_room(svc, room);
 }
 
 /* Parses the payload of an event that needs its socket in the payload's chat room.
@@ -242,7 +177,7 @@ static bool parse_in_room(chat_service_t *svc, sio_socket_t *s, const char *ev,
     else if (!in_chat_room(svc, s, p->room))
         err = "not_in_room";
     if (err) {
-        ack_error(s, ack, err);
+        service_ack_error(s, ack, err);
         return false;
     }
     return true;
@@ -312,7 +247,7 @@ static void note_refused(sio_socket_t *s, chat_conn_t *c) {
 /* Answers ack with err (a text or message refusal); a rate_limited one counts towards
  * the flood limit, so it may disconnect s (c is gone then). */
 static void refuse_message(sio_socket_t *s, chat_conn_t *c, int64_t ack, const char *err) {
-    ack_error(s, ack, err);
+    service_ack_error(s, ack, err);
     if (strcmp(err, "rate_limited") == 0) {
         c->svc->stats.rate_limited++;
         note_refused(s, c);
@@ -443,23 +378,8 @@ static void work_done(chat_service_t *svc) {
     }
 }
 
-typedef struct join_batch join_batch_t;
-
-/* Work waiting for the store: the socket (referenced), the ack id and the room. */
-typedef struct {
-    chat_service_t *svc;
-    sio_socket_t *s;
-    int64_t ack;
-    uint64_t since_ns;   /* uv_hrtime() when the work was asked for */
-    json_t *ids;         /* markRead: the messageIds as sent (a reference), for messagesRead */
-    json_t *claim;       /* myRooms: the room claim to list by (a reference), or NULL */
-    join_batch_t *batch; /* a join of joinRooms: the batch it answers into */
-    size_t index;        /* ... at this index */
-    bool to_user;        /* myRooms: to every connection of the user, not just s */
-    char room[CHAT_ROOM_ID_MAX + 1];
-} pending_t;
-
-static pending_t *pending_new(chat_service_t *svc, sio_socket_t *s, int64_t ack, const char *room) {
+pending_t *service_pending_new(chat_service_t *svc, sio_socket_t *s, int64_t ack,
+                               const char *room) {
     pending_t *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
@@ -473,7 +393,7 @@ static pending_t *pending_new(chat_service_t *svc, sio_socket_t *s, int64_t ack,
     return p;
 }
 
-static void pending_free(pending_t *p) {
+void service_pending_free(pending_t *p) {
     chat_service_t *svc = p->svc;
     sio_socket_unref(p->s);
     json_decref(p->ids);
@@ -484,415 +404,14 @@ static void pending_free(pending_t *p) {
 
 /* The store refused the work (rc; -ENOMEM with p NULL when there was no memory for it):
  * the client learns internal_error. */
-static void pending_refused(sio_socket_t *s, int64_t ack, pending_t *p, int rc) {
+void service_pending_refused(sio_socket_t *s, int64_t ack, pending_t *p, int rc) {
     LOG_DEBUG("chat", "socket %s: store refused: %s", sio_socket_id(s), strerror(-rc));
     if (p)
-        pending_free(p);
-    ack_error(s, ack, "internal_error");
+        service_pending_free(p);
+    service_ack_error(s, ack, "internal_error");
 }
 
 /* ---- events ---- */
-
-/* ---- membership ---- */
-
-/* The rooms of a user as `myRooms` lists them: [{roomId, lastSeq, lastReadSeq, unread}],
- * only those the claim grants (--room-claim). NULL when out of memory. */
-static json_t *my_rooms_json(const chat_service_t *svc, const json_t *claim,
-                             const chat_user_room_t *rooms, size_t n) {
-    json_t *list = json_array();
-    for (size_t i = 0; list && i < n; i++) {
-        const chat_user_room_t *r = &rooms[i];
-        if (!chat_auth_room_allowed(svc->auth, claim, r->room_id))
-            continue;
-        uint64_t unread = r->last_seq > r->last_read_seq ? r->last_seq - r->last_read_seq : 0;
-        if (json_array_append_new(list, json_pack("{s:s,s:I,s:I,s:I}", "roomId", r->room_id,
-                                                  "lastSeq", (json_int_t)r->last_seq, "lastReadSeq",
-                                                  (json_int_t)r->last_read_seq, "unread",
-                                                  (json_int_t)unread))) {
-            json_decref(list);
-            list = NULL;
-        }
-    }
-    return list;
-}
-
-static void my_rooms_read(int err, const chat_user_room_t *rooms, size_t n, void *arg) {
-    pending_t *p = arg;
-    chat_service_t *svc = p->svc;
-    json_t *list = err ? NULL : my_rooms_json(svc, p->claim, rooms, n);
-    json_t *args = list ? json_pack("[o]", list) : NULL;
-    char *text = args ? json_dumps(args, JSON_COMPACT) : NULL;
-    int rc = -ENOMEM;
-    if (!text) {
-        if (err)
-            LOG_WARN("chat", "rooms of %s not read: %s", p->room, strerror(-err));
-    } else if (p->to_user) {
-        char mine[USER_ROOM_SIZE];
-        user_room(mine, p->room);
-        const char *targets[1] = {mine};
-        sio_target_t to = {.rooms = targets, .nrooms = 1};
-        rc = svc->stopping ? 0 : sio_nsp_emit_json(svc->nsp, &to, "myRooms", text, strlen(text));
-    } else if (sio_socket_connected(p->s)) {
-        rc = sio_socket_emit_json(p->s, "myRooms", text, strlen(text), SIO_NO_RECOVERY);
-    } else {
-        rc = 0;
-    }
-    if (text && rc)
-        LOG_DEBUG("chat", "myRooms of %s not sent", p->room);
-    free(text);
-    json_decref(args);
-    pending_free(p);
-}
-
-/* Sends myRooms to s, or (to_user) to every connection of s's user, whichever process
- * holds it. */
-static void send_my_rooms(chat_service_t *svc, sio_socket_t *s, const chat_conn_t *c,
-                          bool to_user) {
-    pending_t *pd = pending_new(svc, s, -1, c->user_id);
-    if (pd) {
-        pd->claim = json_incref(c->rooms);
-        pd->to_user = to_user;
-    }
-    int rc = pd ? chat_store_user_rooms(svc->store, c->user_id, my_rooms_read, pd) : -ENOMEM;
-    if (rc) {
-        LOG_WARN("chat", "rooms of %s not read: %s", c->user_id, strerror(-rc));
-        if (pd)
-            pending_free(pd);
-    }
-}
-
-bool chat_service_online(chat_service_t *svc, const char *room_id, const char *user_id) {
-    return chat_presence_has(svc->presence, room_id, user_id);
-}
-
-/* A membership read for another front end (chat_service_user_rooms, _memberships). */
-typedef struct {
-    chat_service_t *svc;
-    json_t *claim;
-    chat_json_cb cb;
-    void *arg;
-    char room[CHAT_ROOM_ID_MAX + 1];
-} json_read_t;
-
-static json_read_t *json_read_new(chat_service_t *svc, const json_t *claim, const char *room,
-                                  chat_json_cb cb, void *arg) {
-    json_read_t *r = calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
-    *r = (json_read_t){.svc = svc, .claim = json_incref((json_t *)claim), .cb = cb, .arg = arg};
-    snprintf(r->room, sizeof r->room, "%s", room ? room : "");
-    return r;
-}
-
-static void json_read_free(json_read_t *r) {
-    json_decref(r->claim);
-    free(r);
-}
-
-static void user_rooms_read(int err, const chat_user_room_t *rooms, size_t n, void *arg) {
-    json_read_t *r = arg;
-    r->cb(err ? NULL : my_rooms_json(r->svc, r->claim, rooms, n), r->arg);
-    json_read_free(r);
-}
-
-int chat_service_user_rooms(chat_service_t *svc, const char *user_id, const json_t *claim,
-                            chat_json_cb cb, void *arg) {
-    json_read_t *r = json_read_new(svc, claim, NULL, cb, arg);
-    int rc = r ? chat_store_user_rooms(svc->store, user_id, user_rooms_read, r) : -ENOMEM;
-    if (rc && r)
-        json_read_free(r);
-    return rc;
-}
-
-static void members_read(int err, const chat_member_t *members, size_t n, uint64_t last_seq,
-                         void *arg) {
-    json_read_t *r = arg;
-    json_t *list = err ? NULL : json_array();
-    for (size_t i = 0; list && i < n; i++) {
-        const chat_member_t *m = &members[i];
-        if (json_array_append_new(
-                list,
-                json_pack("{s:s,s:s,s:b,s:I,s:I}", "userId", m->user_id, "username", m->username,
-                          "online", chat_presence_has(r->svc->presence, r->room, m->user_id),
-                          "lastReadSeq", (json_int_t)m->last_read_seq, "joinedAt",
-                          (json_int_t)m->joined_at))) {
-            json_decref(list);
-            list = NULL;
-        }
-    }
-    r->cb(list ? json_pack("{s:I,s:o}", "lastSeq", (json_int_t)last_seq, "members", list) : NULL,
-          r->arg);
-    json_read_free(r);
-}
-
-int chat_service_memberships(chat_service_t *svc, const char *room_id, chat_json_cb cb, void *arg) {
-    json_read_t *r = json_read_new(svc, NULL, room_id, cb, arg);
-    int rc = r ? chat_store_members(svc->store, room_id, members_read, r) : -ENOMEM;
-    if (rc && r)
-        json_read_free(r);
-    return rc;
-}
-
-/* joinRooms: the joins of one event, answered together once the last one is. */
-struct join_batch {
-    pending_t *p;    /* the event's ack */
-    json_t *results; /* one ack object per room, in order */
-    size_t waiting;
-    bool news;     /* rooms were named: the user's connections get a new myRooms */
-    bool starting; /* its joins are being started: it cannot finish yet */
-};
-
-/* One join of the batch is answered with obj (taken; NULL: nothing to say, the socket is
- * gone), or index SIZE_MAX: the batch's own count. The last one answers the event. */
-static void batch_settle(join_batch_t *b, size_t index, json_t *obj) {
-    if (index != SIZE_MAX && obj && json_array_set_new(b->results, index, obj))
-        LOG_DEBUG("chat", "a joinRooms result was lost (out of memory)");
-    if (--b->waiting || b->starting)
-        return;
-    chat_conn_t *c = sio_socket_connected(b->p->s) ? conn_of(b->p->s) : NULL;
-    if (b->news && c && !b->p->svc->stopping)
-        send_my_rooms(b->p->svc, b->p->s, c, true);
-    ack_obj(b->p->s, b->p->ack, json_pack("{s:b,s:O}", "ok", 1, "rooms", b->results));
-    json_decref(b->results);
-    pending_free(b->p);
-    free(b);
-}
-
-/* The answer of one join: to its own ack (joinRoom), or into its batch (joinRooms). obj is
- * taken. */
-static void join_answer(pending_t *p, json_t *obj) {
-    if (p->batch)
-        batch_settle(p->batch, p->index, obj);
-    else
-        ack_obj(p->s, p->ack, obj);
-}
-
-/* A joinRooms result names its room; a joinRoom answer is the plain error. */
-static void join_failed(pending_t *p, const char *error) {
-    join_answer(p, p->batch ? json_pack("{s:b,s:s,s:s}", "ok", 0, "roomId", p->room, "error", error)
-                            : json_pack("{s:b,s:s}", "ok", 0, "error", error));
-    pending_free(p);
-}
-
-static void join_history_done(int err, chat_msg_t *const *msgs, size_t n, void *arg) {
-    pending_t *p = arg;
-    sio_socket_t *s = p->s;
-    if (sio_socket_connected(s)) {
-        buf_t b = {0};
-        if (err)
-            LOG_WARN("chat", "history of %s not read: %s", p->room, strerror(-err));
-        else if (chat_msg_join(&b, "[[", msgs, n, "]]") ||
-                 sio_socket_emit_json(s, "messageHistory", (const char *)b.data, b.len,
-                                      SIO_NO_RECOVERY))
-            LOG_DEBUG("chat", "messageHistory to %s not sent", sio_socket_id(s));
-        buf_free(&b);
-        join_answer(p, json_pack("{s:b,s:s,s:o}", "ok", 1, "roomId", p->room, "members",
-                                 chat_service_members(p->svc, p->room)));
-    } else if (p->batch) {
-        join_answer(p, NULL);
-    }
-    pending_free(p);
-}
-
-/* The number of chat rooms s is in: its rooms but its own id's and user:<id>. */
-static size_t chat_room_count(sio_socket_t *s, const chat_conn_t *c) {
-    char mine[USER_ROOM_SIZE];
-    user_room(mine, c->user_id);
-    size_t n = sio_socket_room_count(s);
-    return n - (n > 0 && sio_socket_in(s, mine));
-}
-
-/* The room's rules for s: NULL when s may be in it (or is), else the error. */
-static const char *join_check(chat_service_t *svc, sio_socket_t *s, const chat_conn_t *c,
-                              const char *room) {
-    if (!is_chat_room(svc, room) || !chat_auth_room_allowed(svc->auth, c->rooms, room))
-        return "forbidden";
-    if (!sio_socket_in(s, room) && chat_room_count(s, c) >= svc->cfg.max_rooms)
-        return "too_many_rooms";
-    return NULL;
-}
-
-/* The membership is durable: s enters the room (live) and gets its history. */
-static void join_stored(int err, void *arg) {
-    pending_t *p = arg;
-    chat_service_t *svc = p->svc;
-    sio_socket_t *s = p->s;
-    chat_conn_t *c = conn_of(s);
-    if (svc->stopping || !sio_socket_connected(s) || !c) {
-        if (p->batch)
-            join_answer(p, NULL);
-        pending_free(p);
-        return;
-    }
-    if (err) {
-        LOG_WARN("chat", "membership of %s in %s not stored: %s", c->user_id, p->room,
-                 strerror(-err));
-        join_failed(p, "internal_error");
-        return;
-    }
-    const char *refused = join_check(svc, s, c, p->room);
-    if (refused) {
-        join_failed(p, refused);
-        return;
-    }
-    if (!sio_socket_in(s, p->room)) {
-        if (sio_socket_join(s, p->room)) {
-            join_failed(p, "internal_error");
-            return;
-        }
-        if (chat_presence_join(svc->presence, s, p->room, c->user_id, c->username)) {
-            /* Uncounted, the user would never be announced as leaving: undo the join. */
-            if (sio_socket_leave(s, p->room))
-                LOG_WARN("chat", "socket %s: cannot leave %s", sio_socket_id(s), p->room);
-            join_failed(p, "internal_error");
-            return;
-        }
-    }
-    if (!p->batch)
-        send_my_rooms(svc, s, c, true);
-    int rc =
-        chat_store_history(svc->store, p->room, 0, svc->cfg.history_size, join_history_done, p);
-    if (rc) {
-        LOG_WARN("chat", "history of %s not read: %s", p->room, strerror(-rc));
-        join_failed(p, "internal_error");
-    }
-}
-
-/* Joins s to room: checks, the membership written (when new), then the live room and its
- * history; answered to ack, or into batch at index. */
-static void join_one(chat_service_t *svc, sio_socket_t *s, const char *room, int64_t ack,
-                     join_batch_t *batch, size_t index) {
-    chat_conn_t *c = conn_of(s);
-    pending_t *pd = pending_new(svc, s, ack, room);
-    if (!pd) {
-        if (batch)
-            batch_settle(batch, index, NULL);
-        else
-            ack_error(s, ack, "internal_error");
-        return;
-    }
-    pd->batch = batch;
-    pd->index = index;
-    const char *refused = join_check(svc, s, c, room);
-    if (refused) {
-        join_failed(pd, refused);
-        return;
-    }
-    int rc = chat_store_join(svc->store, room, c->user_id, c->username, join_stored, pd);
-    if (rc) {
-        LOG_DEBUG("chat", "socket %s: store refused a join: %s", sio_socket_id(s), strerror(-rc));
-        join_failed(pd, "internal_error");
-    }
-}
-
-static void on_join(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
-                    void *arg) {
-    chat_service_t *svc = arg;
-    chat_payload_t p;
-    chat_payload_parse(ev, json_array_get(pl->args, 0), svc->cfg.max_text, &p);
-    if (!p.room) {
-        ack_error(s, ack, "invalid_payload");
-        return;
-    }
-    join_one(svc, s, p.room, ack, NULL, 0);
-}
-
-/* Starts the joins of a joinRooms; rooms is an array of valid room ids (news: named by
- * the client, so new memberships may follow). The batch holds one extra count while the
- * joins start, so that answers given at once cannot finish it before the last one
- * started. The rooms the socket may still enter are counted out here, before any
- * membership is written: the joins of one batch enter their rooms only later. */
-static void join_rooms_start(pending_t *p, json_t *rooms, bool news) {
-    join_batch_t *b = calloc(1, sizeof *b);
-    size_t n = json_array_size(rooms);
-    if (b)
-        b->results = json_array();
-    for (size_t i = 0; b && b->results && i < n; i++) {
-        if (json_array_append_new(b->results, json_null()))
-            break;
-    }
-    if (!b || !b->results || json_array_size(b->results) != n) {
-        if (b)
-            json_decref(b->results);
-        free(b);
-        ack_error(p->s, p->ack, "internal_error");
-        pending_free(p);
-        return;
-    }
-    b->p = p;
-    b->waiting = n + 1;
-    b->news = news;
-    b->starting = true;
-    chat_conn_t *c = conn_of(p->s);
-    size_t in = chat_room_count(p->s, c);
-    size_t room_left = p->svc->cfg.max_rooms > in ? p->svc->cfg.max_rooms - in : 0;
-    size_t i = 0;
-    /* The analyzer cannot see that b->starting keeps the joins from finishing b before
-     * the last line: its count holds one more than the joins. */
-    /* NOLINTBEGIN(clang-analyzer-unix.Malloc) */
-    for (; i < n && sio_socket_connected(p->s); i++) {
-        const char *room = json_string_value(json_array_get(rooms, i));
-        if (!sio_socket_in(p->s, room) && room_left-- == 0) {
-            /* Answered here: the batch's own count keeps it open until the end. */
-            room_left = 0;
-            b->waiting--;
-            if (json_array_set_new(
-                    b->results, i,
-                    json_pack("{s:b,s:s,s:s}", "ok", 0, "roomId", room, "error", "too_many_rooms")))
-                LOG_DEBUG("chat", "a joinRooms result was lost (out of memory)");
-            continue;
-        }
-        join_one(p->svc, p->s, room, -1, b, i);
-    }
-    b->waiting -= n - i; /* not started: the socket went away */
-    b->starting = false;
-    batch_settle(b, SIZE_MAX, NULL);
-} /* NOLINTEND(clang-analyzer-unix.Malloc) */
-
-/* joinRooms without roomIds: every membership the token grants. */
-static void join_rooms_listed(int err, const chat_user_room_t *rooms, size_t n, void *arg) {
-    pending_t *p = arg;
-    json_t *ids = err ? NULL : json_array();
-    for (size_t i = 0; ids && i < n; i++) {
-        if (chat_auth_room_allowed(p->svc->auth, p->claim, rooms[i].room_id) &&
-            json_array_append_new(ids, json_string(rooms[i].room_id))) {
-            json_decref(ids);
-            ids = NULL;
-        }
-    }
-    if (!ids || p->svc->stopping || !sio_socket_connected(p->s)) {
-        if (err)
-            LOG_WARN("chat", "rooms of %s not read: %s", p->room, strerror(-err));
-        ack_error(p->s, p->ack, "internal_error");
-        pending_free(p);
-    } else {
-        join_rooms_start(p, ids, false);
-    }
-    json_decref(ids);
-}
-
-static void on_join_rooms(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
-                          void *arg) {
-    chat_service_t *svc = arg;
-    chat_payload_t p;
-    if (chat_payload_parse(ev, json_array_get(pl->args, 0), svc->cfg.max_text, &p)) {
-        ack_error(s, ack, "invalid_payload");
-        return;
-    }
-    pending_t *pd = pending_new(svc, s, ack, conn_of(s)->user_id);
-    if (!pd) {
-        ack_error(s, ack, "internal_error");
-        return;
-    }
-    pd->claim = json_incref(conn_of(s)->rooms);
-    if (p.room_ids) {
-        join_rooms_start(pd, p.room_ids, true);
-        return;
-    }
-    int rc = chat_store_user_rooms(svc->store, conn_of(s)->user_id, join_rooms_listed, pd);
-    if (rc)
-        pending_refused(s, ack, pd, rc);
-}
 
 /* Every stored message (chat_store_on_stored: in seq order per room, before its sender's
  * ack) goes to the room's sockets in this process (its sender's included) and to the
@@ -927,7 +446,7 @@ static bool notify_online(const char *user_id, const char *room_id, void *arg) {
     char mine[USER_ROOM_SIZE];
     if (room_id)
         return chat_presence_has(svc->presence, room_id, user_id);
-    user_room(mine, user_id);
+    service_user_room(mine, user_id);
     return chat_presence_has(svc->presence, mine, user_id);
 }
 
@@ -962,57 +481,57 @@ static void append_done(int err, chat_msg_t *msg, void *arg) {
     pending_t *p = arg;
     prom_histogram_observe(&p->svc->stats.store_append, (double)(uv_hrtime() - p->since_ns) / 1e9);
     if (p->svc->stopping) {
-        pending_free(p);
+        service_pending_free(p);
         return;
     }
     if (err) {
         LOG_WARN("chat", "message to %s not stored: %s", p->room, strerror(-err));
-        ack_error(p->s, p->ack, "internal_error");
-        pending_free(p);
+        service_ack_error(p->s, p->ack, "internal_error");
+        service_pending_free(p);
         return;
     }
     notify_members(p->svc, msg);
     /* Durable, and announced to the room already (publish): answer the sender. */
-    ack_obj(p->s, p->ack,
-            json_pack("{s:b,s:s,s:I,s:I}", "ok", 1, "id", msg->id, "seq", (json_int_t)msg->seq,
-                      "timestamp", (json_int_t)msg->timestamp));
+    service_ack_obj(p->s, p->ack,
+                    json_pack("{s:b,s:s,s:I,s:I}", "ok", 1, "id", msg->id, "seq",
+                              (json_int_t)msg->seq, "timestamp", (json_int_t)msg->timestamp));
     prom_histogram_observe(&p->svc->stats.ack, (double)(uv_hrtime() - p->since_ns) / 1e9);
-    pending_free(p);
+    service_pending_free(p);
 }
 
 static void on_send(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                     void *arg) {
     chat_service_t *svc = arg;
-    chat_conn_t *c = conn_of(s);
+    chat_conn_t *c = service_conn(s);
     chat_payload_t p;
     const char *err = chat_payload_parse(ev, json_array_get(pl->args, 0), svc->cfg.max_text, &p);
     if (!p.room || !in_chat_room(svc, s, p.room)) {
-        ack_error(s, ack, p.room ? "not_in_room" : "invalid_payload");
+        service_ack_error(s, ack, p.room ? "not_in_room" : "invalid_payload");
         return;
     }
     if ((err = admit_message(c, err))) {
         refuse_message(s, c, ack, err);
         return;
     }
-    pending_t *pd = pending_new(svc, s, ack, p.room);
+    pending_t *pd = service_pending_new(svc, s, ack, p.room);
     int rc = pd ? chat_store_append(svc->store, p.room, c->user_id, c->username,
                                     json_string_value(p.text), json_string_length(p.text),
                                     append_done, pd, NULL)
                 : -ENOMEM;
     if (rc)
-        pending_refused(s, ack, pd, rc);
+        service_pending_refused(s, ack, pd, rc);
 }
 
 static void on_typing(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                       void *arg) {
-    chat_conn_t *c = conn_of(s);
+    chat_conn_t *c = service_conn(s);
     chat_payload_t p;
     if (!parse_in_room(arg, s, ev, pl, ack, &p))
         return;
     to_others(s, p.room, "userTyping",
               json_pack("{s:s,s:s,s:b,s:s}", "userId", c->user_id, "username", c->username,
                         "isTyping", p.is_typing, "roomId", p.room));
-    ack_ok(s, ack);
+    service_ack_ok(s, ack);
 }
 
 /* The store's answer to markRead: ok only once the read mark is stored, and only then do
@@ -1021,7 +540,7 @@ static void on_typing(sio_socket_t *s, const char *ev, const sio_payload_t *pl, 
 static void mark_read_done(int err, uint64_t mark, void *arg) {
     pending_t *p = arg;
     chat_service_t *svc = p->svc;
-    chat_conn_t *c = sio_socket_connected(p->s) ? conn_of(p->s) : NULL;
+    chat_conn_t *c = sio_socket_connected(p->s) ? service_conn(p->s) : NULL;
     if (!svc->stopping && c) {
         if (err == 0) {
             to_others(p->s, p->room, "messagesRead",
@@ -1029,7 +548,7 @@ static void mark_read_done(int err, uint64_t mark, void *arg) {
                                 "roomId", p->room, "lastReadSeq", (json_int_t)mark));
             uint64_t last = chat_store_last_seq(svc->store, p->room);
             char mine[USER_ROOM_SIZE];
-            user_room(mine, c->user_id);
+            service_user_room(mine, c->user_id);
             const char *rooms[1] = {mine};
             sio_target_t to = {.rooms = rooms, .nrooms = 1};
             json_t *args = json_pack("[{s:s,s:I,s:I,s:I}]", "roomId", p->room, "lastReadSeq",
@@ -1039,32 +558,33 @@ static void mark_read_done(int err, uint64_t mark, void *arg) {
             if (!args || sio_nsp_emit(svc->nsp, &to, "roomRead", &out))
                 LOG_DEBUG("chat", "roomRead to %s not sent", c->user_id);
             json_decref(args);
-            ack_obj(p->s, p->ack, json_pack("{s:b,s:I}", "ok", 1, "lastReadSeq", (json_int_t)mark));
+            service_ack_obj(p->s, p->ack,
+                            json_pack("{s:b,s:I}", "ok", 1, "lastReadSeq", (json_int_t)mark));
         } else {
             if (err != -ENOENT)
                 LOG_WARN("chat", "read receipts for %s not stored: %s", p->room, strerror(-err));
-            ack_error(p->s, p->ack, err == -ENOENT ? "not_found" : "internal_error");
+            service_ack_error(p->s, p->ack, err == -ENOENT ? "not_found" : "internal_error");
         }
     }
-    pending_free(p);
+    service_pending_free(p);
 }
 
 static void on_mark_read(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                          void *arg) {
     chat_service_t *svc = arg;
-    chat_conn_t *c = conn_of(s);
+    chat_conn_t *c = service_conn(s);
     chat_payload_t p;
     if (!parse_in_room(svc, s, ev, pl, ack, &p))
         return;
     size_t n = json_array_size(p.message_ids);
     const char **list = calloc(n + 1, sizeof *list);
     if (!list) {
-        ack_error(s, ack, "internal_error");
+        service_ack_error(s, ack, "internal_error");
         return;
     }
     for (size_t i = 0; i < n; i++)
         list[i] = json_string_value(json_array_get(p.message_ids, i));
-    pending_t *pd = pending_new(svc, s, ack, p.room);
+    pending_t *pd = service_pending_new(svc, s, ack, p.room);
     if (pd)
         pd->ids = p.message_ids ? json_incref(p.message_ids) : json_array();
     int rc = pd ? chat_store_mark_read(svc->store, p.room, c->user_id, list, n, p.seq,
@@ -1072,67 +592,18 @@ static void on_mark_read(sio_socket_t *s, const char *ev, const sio_payload_t *p
                 : -ENOMEM;
     free(list); /* the store copied the strings */
     if (rc)
-        pending_refused(s, ack, pd, rc);
+        service_pending_refused(s, ack, pd, rc);
 }
 
-static void leave_room(sio_socket_t *s, const char *room) {
-    chat_conn_t *c = conn_of(s);
+void service_leave_room(sio_socket_t *s, const char *room) {
+    chat_conn_t *c = service_conn(s);
     chat_presence_leave(c->svc->presence, s, room, c->user_id, c->username);
-}
-
-/* leaveRoom {forget: true}: the membership is gone; every connection of the user hears
- * it through a new myRooms. */
-static void forget_done(int err, void *arg) {
-    pending_t *p = arg;
-    chat_conn_t *c = sio_socket_connected(p->s) ? conn_of(p->s) : NULL;
-    if (err)
-        LOG_WARN("chat", "membership in %s not ended: %s", p->room, strerror(-err));
-    if (!p->svc->stopping && c) {
-        if (err)
-            ack_error(p->s, p->ack, "internal_error");
-        else
-            ack_ok(p->s, p->ack);
-        if (!err)
-            send_my_rooms(p->svc, p->s, c, true);
-    }
-    pending_free(p);
-}
-
-static void on_leave(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
-                     void *arg) {
-    chat_service_t *svc = arg;
-    chat_payload_t p;
-    const char *err = chat_payload_parse(ev, json_array_get(pl->args, 0), svc->cfg.max_text, &p);
-    if (!p.room || err) {
-        ack_error(s, ack, "invalid_payload");
-        return;
-    }
-    if (sio_socket_in(s, p.room) && is_chat_room(svc, p.room)) {
-        leave_room(s, p.room); /* announced while still in the room, so "others" excludes it */
-        if (sio_socket_leave(s, p.room)) {
-            ack_error(s, ack, "internal_error");
-            return;
-        }
-    }
-    if (!p.forget) {
-        ack_ok(s, ack);
-        return;
-    }
-    if (!is_chat_room(svc, p.room)) {
-        ack_error(s, ack, "forbidden");
-        return;
-    }
-    pending_t *pd = pending_new(svc, s, ack, p.room);
-    int rc =
-        pd ? chat_store_forget(svc->store, p.room, conn_of(s)->user_id, forget_done, pd) : -ENOMEM;
-    if (rc)
-        pending_refused(s, ack, pd, rc);
 }
 
 static void on_direct(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                       void *arg) {
     chat_service_t *svc = arg;
-    chat_conn_t *c = conn_of(s);
+    chat_conn_t *c = service_conn(s);
     chat_payload_t p;
     const char *err = chat_payload_parse(ev, json_array_get(pl->args, 0), svc->cfg.max_text, &p);
     if ((err = admit_message(c, err))) {
@@ -1140,8 +611,8 @@ static void on_direct(sio_socket_t *s, const char *ev, const sio_payload_t *pl, 
         return;
     }
     char to_room[USER_ROOM_SIZE], self_room[USER_ROOM_SIZE];
-    user_room(to_room, p.to_user);
-    user_room(self_room, c->user_id);
+    service_user_room(to_room, p.to_user);
+    service_user_room(self_room, c->user_id);
     const char *rooms[2] = {to_room, self_room};
     sio_target_t to = {.rooms = rooms, .nrooms = 2};
     json_t *args =
@@ -1153,7 +624,7 @@ static void on_direct(sio_socket_t *s, const char *ev, const sio_payload_t *pl, 
     else if (svc->notify && !notify_online(p.to_user, NULL, svc))
         owe_direct(svc, p.to_user, json_array_get(args, 0));
     json_decref(args);
-    ack_ok(s, ack);
+    service_ack_ok(s, ack);
 }
 
 static void history_done(int err, chat_msg_t *const *msgs, size_t n, void *arg) {
@@ -1161,14 +632,14 @@ static void history_done(int err, chat_msg_t *const *msgs, size_t n, void *arg) 
     buf_t b = {0};
     if (err) {
         LOG_WARN("chat", "history of %s not read: %s", p->room, strerror(-err));
-        ack_error(p->s, p->ack, "internal_error");
+        service_ack_error(p->s, p->ack, "internal_error");
     } else if (sio_socket_connected(p->s) && p->ack >= 0 &&
                (chat_msg_join(&b, "[{\"ok\":true,\"messages\":[", msgs, n, "]}]") ||
                 sio_socket_ack_json(p->s, p->ack, (const char *)b.data, b.len))) {
         LOG_DEBUG("chat", "history ack to %s failed", sio_socket_id(p->s));
     }
     buf_free(&b);
-    pending_free(p);
+    service_pending_free(p);
 }
 
 static void on_history(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
@@ -1177,11 +648,11 @@ static void on_history(sio_socket_t *s, const char *ev, const sio_payload_t *pl,
     chat_payload_t p;
     if (!parse_in_room(svc, s, ev, pl, ack, &p))
         return;
-    pending_t *pd = pending_new(svc, s, ack, p.room);
+    pending_t *pd = service_pending_new(svc, s, ack, p.room);
     int rc = pd ? chat_store_history(svc->store, p.room, p.before_seq, p.limit, history_done, pd)
                 : -ENOMEM;
     if (rc)
-        pending_refused(s, ack, pd, rc);
+        service_pending_refused(s, ack, pd, rc);
 }
 
 static void on_unknown(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
@@ -1195,7 +666,7 @@ static void on_unknown(sio_socket_t *s, const char *ev, const sio_payload_t *pl,
 static void gate_event(sio_socket_t *s, const char *ev, const sio_payload_t *pl, int64_t ack,
                        void *arg) {
     const gate_t *g = arg;
-    chat_conn_t *c = conn_of(s);
+    chat_conn_t *c = service_conn(s);
     PARLEY_ASSERT(c != NULL); /* set by the middleware, cleared only on disconnect */
     if (!c)
         return;
@@ -1209,7 +680,7 @@ static void gate_event(sio_socket_t *s, const char *ev, const sio_payload_t *pl,
     if (!take_token(&c->events, g->svc->cfg.event_burst, g->svc->cfg.event_rate)) {
         g->svc->stats.rate_limited++;
         if (g->fn != on_unknown)
-            ack_error(s, ack, "rate_limited");
+            service_ack_error(s, ack, "rate_limited");
         note_refused(s, c);
         return;
     }
@@ -1290,7 +761,7 @@ static void auth_middleware(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
 
 bool chat_service_recovery_allow(sio_socket_t *s, json_t *saved, void *arg) {
     (void)arg;
-    chat_conn_t *c = conn_of(s);
+    chat_conn_t *c = service_conn(s);
     const char *owner = json_string_value(json_object_get(saved, DATA_USER));
     if (!c || !owner || strcmp(owner, c->user_id) != 0) {
         LOG_DEBUG("chat", "recovery refused: the session is another user's");
@@ -1357,7 +828,7 @@ static void restore_rooms(sio_socket_t *s, chat_conn_t *c) {
     json_t *r;
     json_array_foreach(rooms, i, r) {
         const char *room = json_string_value(r);
-        if (strcmp(room, sio_socket_id(s)) == 0 || !is_chat_room(svc, room))
+        if (strcmp(room, sio_socket_id(s)) == 0 || !service_is_chat_room(svc, room))
             continue;
         if (!chat_auth_room_allowed(svc->auth, c->rooms, room)) {
             if (sio_socket_leave(s, room))
@@ -1373,7 +844,7 @@ static void restore_rooms(sio_socket_t *s, chat_conn_t *c) {
 
 static void on_connection(sio_socket_t *s, void *arg) {
     chat_service_t *svc = arg;
-    chat_conn_t *c = conn_of(s);
+    chat_conn_t *c = service_conn(s);
     if (!c) {
         sio_socket_disconnect(s, true);
         return;
@@ -1381,7 +852,7 @@ static void on_connection(sio_socket_t *s, void *arg) {
     if (svc->cfg.recovery)
         remember_owner(s, c);
     char room[USER_ROOM_SIZE];
-    user_room(room, c->user_id);
+    service_user_room(room, c->user_id);
     if (sio_socket_recovered(s)) {
         restore_rooms(s, c);
     } else {
@@ -1397,12 +868,12 @@ static void on_connection(sio_socket_t *s, void *arg) {
      * Only then: it costs about 500 bytes per connection (docs/BENCHMARKS.md). */
     if (svc->notify && chat_presence_join(svc->presence, s, room, c->user_id, c->username))
         LOG_WARN("chat", "socket %s: not counted online: out of memory", sio_socket_id(s));
-    send_my_rooms(svc, s, c, false);
+    service_send_my_rooms(svc, s, c, false);
 }
 
 static void on_disconnect(sio_socket_t *s, const char *reason, void *arg) {
     chat_service_t *svc = arg;
-    chat_conn_t *c = conn_of(s);
+    chat_conn_t *c = service_conn(s);
     if (!c)
         return;
     json_t *rooms = json_array();
@@ -1414,14 +885,14 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *arg) {
     json_t *r;
     json_array_foreach(rooms, i, r) {
         const char *room = json_string_value(r);
-        if (strcmp(room, sio_socket_id(s)) != 0 && is_chat_room(svc, room))
-            leave_room(s, room);
+        if (strcmp(room, sio_socket_id(s)) != 0 && service_is_chat_room(svc, room))
+            service_leave_room(s, room);
     }
     json_decref(rooms);
     char mine[USER_ROOM_SIZE];
-    user_room(mine, c->user_id);
+    service_user_room(mine, c->user_id);
     if (svc->notify)
-        leave_room(s, mine);
+        service_leave_room(s, mine);
     sio_socket_set(s, SLOT_CONN, NULL);
     conn_free(c);
 }
@@ -1431,10 +902,14 @@ static const struct {
     const char *name; /* NULL: every event without a handler of its own */
     sio_event_fn fn;
 } gate_events[GATES] = {
-    [GATE_JOIN] = {"joinRoom", on_join},      [GATE_SEND] = {"sendMessage", on_send},
-    [GATE_TYPING] = {"typing", on_typing},    [GATE_READ] = {"markRead", on_mark_read},
-    [GATE_LEAVE] = {"leaveRoom", on_leave},   [GATE_DIRECT] = {"sendDirect", on_direct},
-    [GATE_HISTORY] = {"history", on_history}, [GATE_JOIN_ROOMS] = {"joinRooms", on_join_rooms},
+    [GATE_JOIN] = {"joinRoom", service_on_join},
+    [GATE_SEND] = {"sendMessage", on_send},
+    [GATE_TYPING] = {"typing", on_typing},
+    [GATE_READ] = {"markRead", on_mark_read},
+    [GATE_LEAVE] = {"leaveRoom", service_on_leave},
+    [GATE_DIRECT] = {"sendDirect", on_direct},
+    [GATE_HISTORY] = {"history", on_history},
+    [GATE_JOIN_ROOMS] = {"joinRooms", service_on_join_rooms},
     [GATE_UNKNOWN] = {NULL, on_unknown},
 };
 
