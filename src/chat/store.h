@@ -211,11 +211,12 @@ int chat_store_mark_read(chat_store_t *st, const char *room_id, const char *user
 typedef void (*chat_store_done_cb)(int err, void *arg);
 
 /* Makes user a member of room (or renews the username of a member). A local store that
- * finds the user a member under that name already writes nothing and calls cb before
- * returning. */
+ * finds the user a member under that name already (and no join or forget under way)
+ * writes nothing and calls cb before returning. */
 int chat_store_join(chat_store_t *st, const char *room_id, const char *user_id,
                     const char *username, chat_store_done_cb cb, void *arg);
-/* Ends user's membership of room (0 too when they were not a member). */
+/* Ends user's membership of room (0 too when they were not a member; a local store then,
+ * with no join or forget under way, writes nothing and calls cb before returning). */
 int chat_store_forget(chat_store_t *st, const char *room_id, const char *user_id,
                       chat_store_done_cb cb, void *arg);
 

@@ -519,6 +519,7 @@ static void deliver_mark(chat_store_t *st, store_op_t *op) {
 
 static void deliver_membership(chat_store_t *st, store_op_t *op) {
     const store_membership_t *ms = op->membership;
+    st->membership_ops--;
     if (op->err == 0 && op->kind == STORE_OP_FORGET)
         store_members_forget(&st->members, ms->room_id, ms->user_id);
     else if (op->err == 0 &&
@@ -806,6 +807,7 @@ static int queue_membership(chat_store_t *st, store_op_kind_t kind, const char *
     ms->at = time_wall_ms();
     op->kind = kind;
     op->membership = ms;
+    st->membership_ops++;
     op->done_cb = cb;
     op->arg = arg;
     op_queue(st, op);
@@ -823,7 +825,8 @@ static int local_join(chat_store_t *st, const char *room_id, const char *user_id
         !utf8_is_valid((const uint8_t *)username, strlen(username)))
         return -EINVAL;
     const store_member_t *m = store_members_get(&st->members, room_id, user_id);
-    if (m && m->joined_at && strcmp(m->username, username) == 0 && !st->closing) {
+    if (m && m->joined_at && strcmp(m->username, username) == 0 && !st->closing &&
+        st->membership_ops == 0) {
         if (cb)
             cb(0, arg);
         return 0;
@@ -835,6 +838,13 @@ static int local_forget(chat_store_t *st, const char *room_id, const char *user_
                         chat_store_done_cb cb, void *arg) {
     if (!st || !membership_args_ok(room_id, user_id))
         return -EINVAL;
+    const store_member_t *m = store_members_get(&st->members, room_id, user_id);
+    if ((!m || !m->joined_at) && !st->closing && st->membership_ops == 0) {
+        /* Not a member: nothing to write (a client repeating forgets costs no commits). */
+        if (cb)
+            cb(0, arg);
+        return 0;
+    }
     return queue_membership(st, STORE_OP_FORGET, room_id, user_id, NULL, cb, arg);
 }
 

@@ -247,6 +247,9 @@ struct chat_store {
     size_t window_limit; /* messages per room window (SIZE_MAX: unlimited) */
     map_t rooms;         /* room id -> store_room_t */
     store_members_t members;
+    size_t membership_ops; /* JOIN and FORGET ops queued and not yet delivered: while any
+                              is, the index may be about to change, so no call is
+                              answered from it alone */
 
     char id_prefix[17]; /* 16 random hex digits drawn at open */
     uint64_t id_counter;

@@ -1671,6 +1671,32 @@ static void test_membership(void **state) {
     sqlite3_close(db);
 }
 
+/* Joins and forgets take effect in the order they were called, even when one is still
+ * under way when the next comes (no answer from the index alone then). */
+static void test_membership_order(void **state) {
+    fx_t *fx = *state;
+    done_calls = done_err = 0;
+    assert_int_equal(chat_store_join(fx->st, "r", "u", "U", on_done, NULL), 0);
+    assert_int_equal(chat_store_forget(fx->st, "r", "u", on_done, NULL), 0);
+    assert_int_equal(done_calls, 0); /* both queued: nothing answered from the index */
+    while (done_calls < 2)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(done_err, 0);
+    assert_string_equal(rooms_of(fx, "u"), "");
+    join(fx, "r", "u", "U");
+    done_calls = 0;
+    assert_int_equal(chat_store_forget(fx->st, "r", "u", on_done, NULL), 0);
+    assert_int_equal(chat_store_join(fx->st, "r", "u", "U", on_done, NULL), 0);
+    assert_int_equal(done_calls, 0);
+    while (done_calls < 2)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_string_equal(rooms_of(fx, "u"), "r:0:0;");
+    /* Nothing under way: a forget of a non-member is answered at once. */
+    done_calls = 0;
+    assert_int_equal(chat_store_forget(fx->st, "other", "u", on_done, NULL), 0);
+    assert_int_equal(done_calls, 1);
+}
+
 /* A failing store refuses joins and forgets like any write, and changes nothing. */
 static void test_membership_failing(void **state) {
     fx_t *fx = *state;
@@ -1725,6 +1751,7 @@ int main(void) {
         SQLITE(test_lock_wait_closed),
         SQLITE(test_lock_wait_membership),
         BOTH(test_membership),
+        BOTH(test_membership_order),
         SQLITE(test_membership_failing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
