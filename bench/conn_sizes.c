@@ -368,7 +368,7 @@ int main(int argc, char **argv) {
            "upgrade; the HTTP state before it, private to http/server.c, is at most %d). "
            "Blocks per connection: %zu; malloc's headers and rounding: %.0f B.\n\n",
            sizeof(uv_tcp_t), sizeof(net_conn_t) - sizeof(uv_tcp_t),
-           sizeof(net_chunk_t) * NET_TX_SMALL, HTTP_CONN_EXT_SIZE, sizeof(ws_conn_t),
+           (size_t)0, HTTP_CONN_EXT_SIZE, sizeof(ws_conn_t),
            HTTP_CONN_EXT_SIZE, presence_row + presence.n - 1, heap - bytes);
 
     printf("With recovery on (the server's default; `make bench` runs --no-recovery): "
@@ -400,7 +400,7 @@ int main(int argc, char **argv) {
      * slots (the chat uses one), the connection's inline output queue. */
     size_t hs_copy = sizeof(sio_handshake_t) - sizeof(json_t *);
     size_t trims = hs_copy + RAND_ID_SIZE + (SIO_DATA_SLOTS - 1) * sizeof(void *) +
-                   sizeof(net_chunk_t) * NET_TX_SMALL;
+                   (size_t)0;
     char how[6][160]; /* one for each change below */
     struct {
         const char *change;
@@ -433,7 +433,7 @@ int main(int argc, char **argv) {
              c_conn, c_sess, c_cli, c_sock, c_ptr, c_memb, ws_conn, three);
     snprintf(how[3], sizeof how[3],
              "sio_handshake_t but auth %zu + pid %d + %d slots × %zu + tx_small %zu", hs_copy,
-             RAND_ID_SIZE, SIO_DATA_SLOTS - 1, sizeof(void *), sizeof(net_chunk_t) * NET_TX_SMALL);
+             RAND_ID_SIZE, SIO_DATA_SLOTS - 1, sizeof(void *), (size_t)0);
     snprintf(how[4], sizeof how[4], "%zu × %zu / %zu", sizeof(map_entry_t), cap, n);
     snprintf(how[5], sizeof how[5], "heap_cost(%zu)", sizeof(sio_socket_t *));
     size_t nw = sizeof w / sizeof w[0];

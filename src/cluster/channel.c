@@ -142,6 +142,67 @@ int channel_accept(channel_t *ch, uv_tcp_t *tcp) {
     return uv_accept((uv_stream_t *)&ch->pipe, (uv_stream_t *)tcp);
 }
 
+/* A descriptor sent as a handle: libuv sends a stream's, so a copy of it gets a handle
+ * of its own for the time of the write. */
+typedef struct {
+    uv_tcp_t tcp;
+    void (*done)(int status, void *arg);
+    void *arg;
+} fd_send_t;
+
+static void fd_send_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
+static void fd_sent(int status, void *arg) {
+    fd_send_t *s = arg;
+    s->done(status, s->arg);
+    uv_close((uv_handle_t *)&s->tcp, fd_send_closed);
+}
+
+int channel_send_fd(channel_t *ch, const void *frame, size_t len, int fd,
+                    void (*done)(int status, void *arg), void *arg) {
+    fd_send_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    int rc = uv_tcp_init(ch->pipe.loop, &s->tcp);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    s->tcp.data = s;
+    s->done = done;
+    s->arg = arg;
+    int copy = dup(fd);
+    if (copy < 0)
+        rc = -errno;
+    else if ((rc = uv_tcp_open(&s->tcp, copy)))
+        close(copy);
+    if (rc == 0)
+        rc = channel_send_handle(ch, frame, len, &s->tcp, fd_sent, s);
+    if (rc)
+        uv_close((uv_handle_t *)&s->tcp, fd_send_closed);
+    return rc;
+}
+
+int channel_accept_fd(channel_t *ch, int *fd) {
+    uv_tcp_t *tcp = malloc(sizeof *tcp);
+    if (!tcp)
+        return -ENOMEM;
+    int rc = uv_tcp_init(ch->pipe.loop, tcp);
+    if (rc) {
+        free(tcp);
+        return rc;
+    }
+    tcp->data = tcp;
+    uv_os_fd_t got;
+    if ((rc = channel_accept(ch, tcp)) == 0 && (rc = uv_fileno((uv_handle_t *)tcp, &got)) == 0 &&
+        (*fd = dup(got)) < 0)
+        rc = -errno;
+    uv_close((uv_handle_t *)tcp, fd_send_closed);
+    return rc;
+}
+
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     channel_t *ch = h->data;
     if (buf_reserve(&ch->in, READ_CHUNK)) {

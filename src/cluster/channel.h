@@ -44,9 +44,15 @@ int channel_send(channel_t *ch, const void *frames, size_t len);
  * descriptor: the caller then closes its own handle (the peer has a copy). */
 int channel_send_handle(channel_t *ch, const void *frame, size_t len, uv_tcp_t *tcp,
                         void (*done)(int status, void *arg), void *arg);
+/* The same with a connection known by its descriptor (borrowed: the channel sends a
+ * copy of its own, so the caller may close fd once done runs). */
+int channel_send_fd(channel_t *ch, const void *frame, size_t len, int fd,
+                    void (*done)(int status, void *arg), void *arg);
 /* From on_frame of a frame with CHANNEL_F_HANDLE: the connection it carries, into an
  * initialised uv_tcp_t. */
 int channel_accept(channel_t *ch, uv_tcp_t *tcp);
+/* The same, as a descriptor of the caller's (*fd). */
+int channel_accept_fd(channel_t *ch, int *fd);
 void channel_close(channel_t *ch);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cluster/hub.h"
 #include "cluster/internal.h"
@@ -99,9 +100,9 @@ static bool foreign_request(http_conn_t *hc, http_req_t *req, char tag, void *ar
     if (!owner || owner > w->count || owner == w->id || !w->ch)
         return false; /* not a session of the group: eio answers "unknown sid" */
     buf_t request = {0}, frame = {0};
-    uv_tcp_t *tcp = NULL;
+    int fd = -1;
     size_t start;
-    int rc = http_conn_handoff(hc, req, &request, &tcp);
+    int rc = http_conn_handoff(hc, req, &request, &fd);
     if (rc == 0)
         rc = wire_begin(&frame, PROTO_HANDOFF | CHANNEL_F_HANDLE, &start);
     if (rc == 0)
@@ -110,7 +111,7 @@ static bool foreign_request(http_conn_t *hc, http_req_t *req, char tag, void *ar
         rc = wire_bytes(&frame, request.data, request.len);
     if (rc == 0) {
         wire_end(&frame, start);
-        rc = channel_send_handle(w->ch, frame.data, frame.len, tcp, handed_off, http_conn_net(hc));
+        rc = channel_send_fd(w->ch, frame.data, frame.len, fd, handed_off, http_conn_net(hc));
     }
     buf_free(&request);
     buf_free(&frame);
@@ -119,15 +120,11 @@ static bool foreign_request(http_conn_t *hc, http_req_t *req, char tag, void *ar
         return true;
     }
     LOG_WARN("cluster", "request for worker %u not handed on: %s", owner, strerror(-rc));
-    if (tcp)
+    if (fd >= 0)
         net_conn_abort(http_conn_net(hc)); /* already released: nobody can answer it */
     else
         http_respond_error(hc, 503, "cannot reach the session's worker");
     return true;
-}
-
-static int take_handed(uv_tcp_t *tcp, void *arg) {
-    return channel_accept(arg, tcp);
 }
 
 static void adopt(parley_worker_t *w, channel_t *ch, const uint8_t *frame, size_t size) {
@@ -135,23 +132,22 @@ static void adopt(parley_worker_t *w, channel_t *ch, const uint8_t *frame, size_
     wire_reader_init(&r, frame, size);
     wire_get_u8(&r);
     slice_t req = wire_get_bytes(&r);
+    /* Taken in any case, so that it does not stay pending; closed if it cannot be served. */
+    int fd = -1;
+    int rc = channel_accept_fd(ch, &fd);
+    if (rc) {
+        LOG_WARN("cluster", "hand-off without its connection: %s", uv_strerror(rc));
+        return;
+    }
     uint8_t *copy = wire_done(&r) && w->io ? malloc(req.len ? req.len : 1) : NULL;
     if (!copy) {
-        /* Take the connection anyway, to close it: it must not stay pending. */
-        uv_tcp_t *orphan = malloc(sizeof *orphan);
-        if (orphan && uv_tcp_init(w->loop, orphan) == 0) {
-            if (channel_accept(ch, orphan))
-                LOG_DEBUG("cluster", "hand-off without its connection");
-            uv_close((uv_handle_t *)orphan, (uv_close_cb)free);
-        } else {
-            free(orphan);
-        }
+        close(fd);
         if (w->io)
             LOG_ERROR("cluster", "malformed or unaffordable hand-off dropped");
         return;
     }
     memcpy(copy, req.base, req.len);
-    if (http_server_adopt(sio_server_http(w->io), take_handed, ch, copy, req.len))
+    if (http_server_adopt(sio_server_http(w->io), fd, copy, req.len))
         LOG_WARN("cluster", "a handed-on connection could not be adopted");
     free(copy);
 }

@@ -299,12 +299,11 @@ int http_server_port(const http_server_t *srv) {
     return net_listener_port(srv->listener);
 }
 
-int http_server_adopt(http_server_t *srv, int (*take)(uv_tcp_t *tcp, void *arg), void *arg,
-                      uint8_t *data, size_t len) {
-    return net_listener_adopt(srv->listener, take, arg, data, len);
+int http_server_adopt(http_server_t *srv, int fd, uint8_t *data, size_t len) {
+    return net_listener_adopt(srv->listener, fd, data, len);
 }
 
-int http_conn_handoff(http_conn_t *hc, const http_req_t *req, buf_t *out, uv_tcp_t **tcp) {
+int http_conn_handoff(http_conn_t *hc, const http_req_t *req, buf_t *out, int *fd) {
     PARLEY_ASSERT(hc->state == HC_DISPATCHED);
     if (http_conn_net(hc)->tls)
         return -EPROTO; /* its TLS state cannot be handed over */
@@ -330,7 +329,7 @@ int http_conn_handoff(http_conn_t *hc, const http_req_t *req, buf_t *out, uv_tcp
     if (rc)
         return rc;
     hc->state = HC_RESPONDING; /* no answer from here: the other process gives it */
-    *tcp = net_conn_release(http_conn_net(hc));
+    *fd = net_conn_release(http_conn_net(hc));
     return 0;
 }
 

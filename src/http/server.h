@@ -39,15 +39,15 @@ struct http_req {
 
 net_loop_t *http_server_loop(const http_server_t *srv);
 
-/* A connection handed over by another process (see net_listener_adopt), with the bytes
- * of its request. */
-int http_server_adopt(http_server_t *srv, int (*take)(uv_tcp_t *tcp, void *arg), void *arg,
-                      uint8_t *data, size_t len);
+/* A connection handed over by another process (see net_listener_adopt): its descriptor
+ * (owned from now on) and the bytes of its request. */
+int http_server_adopt(http_server_t *srv, int fd, uint8_t *data, size_t len);
 /* From a route: gives the request up to another process. The request is written to out
  * as HTTP/1.1 (its body re-framed with Content-Length), the connection stops being read
- * and *tcp is its handle, to send with uv_write2; then net_conn_abort(http_conn_net(hc))
- * closes it here. Bytes the client pipelined behind this request are dropped. */
-int http_conn_handoff(http_conn_t *hc, const http_req_t *req, buf_t *out, uv_tcp_t **tcp);
+ * and *fd is its descriptor (still the connection's), to send over a Unix socket; then
+ * net_conn_abort(http_conn_net(hc)) closes it here. Bytes the client pipelined behind
+ * this request are dropped. */
+int http_conn_handoff(http_conn_t *hc, const http_req_t *req, buf_t *out, int *fd);
 
 /* Queues body bytes by reference (retained until written). */
 int http_send_body(http_conn_t *hc, ref_t *owner, const void *data, size_t len);

@@ -1,19 +1,30 @@
-/* net/conn.c — libuv TCP glue: shared receive buffer, corked writev queues, deadlines.
+/* net/conn.c — connections on the loop's epoll set: shared receive buffer, corked writev
+ * queues, deadlines.
  *
- * See conn.h for the model. The notes here are about lifetimes:
+ * See conn.h for the model. The notes here are about lifetimes and events:
+ * - The epoll set is level-triggered: a connection is watched for EPOLLIN while it is
+ *   read (not while its output is over the limit) and for EPOLLOUT only while the kernel
+ *   has refused some of its output. Whatever one wake-up leaves unread is reported again
+ *   on the next, so no handler needs to read until EAGAIN.
  * - A connection is closed exactly once (close_now): ops->on_close runs right away so
- *   upper layers drop their pointers, queued chunks are released, and the memory is
- *   freed later in uv_close's callback. Anything that reaches a closed connection in
- *   between (a flush, a write callback) checks CONN_CLOSED first.
- * - A write that the kernel does not take at once becomes one uv_write of the remaining
- *   chunks; they stay pinned in the queue (tx_inflight) until its callback. */
+ *   upper layers drop their pointers, queued chunks are released, the descriptor is
+ *   closed, and the memory is freed at the end of the next flush pass (after the I/O
+ *   callbacks), when no batch of epoll events or flush list can still name it. Anything
+ *   that reaches a closed connection in between checks CONN_CLOSED first.
+ * - Output the kernel does not take at once stays queued (nothing is handed to libuv);
+ *   the next EPOLLOUT writes it from where it stopped. */
 #include "net/conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/filter.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "net/tls.h"
@@ -23,11 +34,12 @@
 enum {
     CONN_CLOSING = 1 << 0,    /* graceful close started: no input offered, output drains */
     CONN_SHUTDOWN = 1 << 1,   /* write side shut down; waiting for the peer's EOF */
-    CONN_CLOSED = 1 << 2,     /* uv_close called */
+    CONN_CLOSED = 1 << 2,     /* descriptor closed; memory freed at the next flush pass */
     CONN_TX_FULL = 1 << 3,    /* not reading: queued output over the output limit */
     CONN_IN_FLUSH = 1 << 4,   /* on the loop's flush list */
     CONN_PROCESSING = 1 << 5, /* inside feed(); re-entrant resume must not recurse */
-    CONN_WRITING = 1 << 6,    /* a uv_write is in flight */
+    CONN_WRITING = 1 << 6,    /* the kernel refused output: waiting for EPOLLOUT */
+    CONN_RELEASED = 1 << 7,   /* handed to another process: nothing more is read */
 };
 
 #define TX_IOV_MAX 64
@@ -35,35 +47,54 @@ enum {
  * allocation of a small buffer of its own. Counted so that a flood of tiny answers (pongs)
  * meets the output limit as soon as a few large ones would. */
 #define TX_CHUNK_COST (sizeof(net_chunk_t) + 48)
+/* Queue arrays of NET_TX_POOLED chunks kept for reuse: enough for every connection
+ * written in one loop iteration of a busy server, bounded so a burst gives memory back. */
+#define TX_POOL_MAX 4096
 /* The stalled-output check runs every this many deadline sweeps. */
 #define STALL_SWEEPS 4
 #define RX_HARD_LIMIT (64u << 20) /* protocols bound their units far below this */
+/* Events taken from the epoll set per wake-up; the rest are reported on the next. */
+#define EVENT_BATCH 512
+/* Connections accepted per wake-up of a listener, so one busy listener cannot starve
+ * the loop's other work; the rest wait for the next. */
+#define ACCEPT_BATCH 256
+
+typedef union tx_free {
+    union tx_free *next;
+    net_chunk_t chunks[NET_TX_POOLED];
+} tx_free_t;
 
 struct net_loop {
     uv_loop_t *loop;
+    int epfd;                   /* every connection's descriptor */
+    int spare_fd;               /* kept for shedding a backlog when out of descriptors */
+    uv_poll_t epoll;            /* watches epfd; referenced while connections exist */
     uv_check_t flush_check;     /* after I/O callbacks */
     uv_prepare_t flush_prepare; /* after timers and close callbacks, before blocking */
     uv_timer_t sweep_timer;
     net_conn_t *flush_head;
     net_dl_t deadlines; /* sentinel of the circular deadline list */
     net_conn_t *all;    /* every open connection */
-    size_t conn_count;
+    net_conn_t *dead;   /* closed connections waiting to be freed */
+    size_t conn_count;  /* open and dead */
+    tx_free_t *tx_pool;
+    size_t tx_pooled;
     unsigned nhooks;
     struct {
         void (*fn)(void *);
         void *arg;
     } hooks[NET_LOOP_MAX_HOOKS];
     net_loop_config_t cfg;
-    size_t writing;          /* connections with a uv_write in flight (their output is stuck) */
+    size_t writing;          /* connections waiting for EPOLLOUT (their output is stuck) */
     net_loop_stats_t totals; /* its counters (the queued bytes are summed when asked) */
     unsigned sweeps;
-    bool rbuf_busy;
     bool closing; /* net_loop_close called: close the handles once no connection is left */
     uint8_t rbuf[NET_READ_BUFFER_SIZE];
 };
 
 struct net_listener {
-    uv_tcp_t tcp;
+    uv_poll_t poll; /* the listening socket's readiness */
+    int fd;
     net_loop_t *nl;
     size_t ext_size;
     const net_conn_ops_t *ops;
@@ -79,6 +110,7 @@ static void flush_all(net_loop_t *nl);
 static void flush_check_cb(uv_check_t *h);
 static void flush_prepare_cb(uv_prepare_t *h);
 static void sweep(uv_timer_t *t);
+static void on_events(uv_poll_t *h, int status, int events);
 static void close_now(net_conn_t *c);
 static void conn_flush(net_conn_t *c);
 
@@ -100,25 +132,40 @@ net_loop_t *net_loop_new(uv_loop_t *loop) {
     nl->loop = loop;
     net_loop_config_defaults(&nl->cfg);
     nl->deadlines.next = nl->deadlines.prev = &nl->deadlines;
-    int rc = uv_check_init(loop, &nl->flush_check);
-    if (rc == 0)
-        rc = uv_prepare_init(loop, &nl->flush_prepare);
-    if (rc == 0)
-        rc = uv_timer_init(loop, &nl->sweep_timer);
-    if (rc) {
-        LOG_ERROR("net", "loop handles: %s", uv_strerror(rc));
+    nl->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (nl->epfd < 0) {
+        LOG_ERROR("net", "epoll_create1: %s", strerror(errno));
         free(nl);
         return NULL;
     }
+    nl->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int rc = uv_poll_init(loop, &nl->epoll, nl->epfd);
+    if (rc) {
+        LOG_ERROR("net", "loop handles: %s", uv_strerror(rc));
+        close(nl->epfd);
+        if (nl->spare_fd >= 0)
+            close(nl->spare_fd);
+        free(nl);
+        return NULL;
+    }
+    /* nl is in the loop's handle queue from here on, so these cannot be undone; libuv's
+     * init of them only fills their structs and cannot fail. */
+    if (uv_check_init(loop, &nl->flush_check) || uv_prepare_init(loop, &nl->flush_prepare) ||
+        uv_timer_init(loop, &nl->sweep_timer))
+        abort();
+    nl->epoll.data = nl;
     nl->flush_check.data = nl;
     nl->flush_prepare.data = nl;
     nl->sweep_timer.data = nl;
-    if ((rc = uv_check_start(&nl->flush_check, flush_check_cb)) ||
+    if ((rc = uv_poll_start(&nl->epoll, UV_READABLE, on_events)) ||
+        (rc = uv_check_start(&nl->flush_check, flush_check_cb)) ||
         (rc = uv_prepare_start(&nl->flush_prepare, flush_prepare_cb)) ||
         (rc = uv_timer_start(&nl->sweep_timer, sweep, NET_SWEEP_MS, NET_SWEEP_MS))) {
         LOG_ERROR("net", "loop handles: %s", uv_strerror(rc));
     }
-    /* None of these should keep the loop alive on its own. */
+    /* None of these should keep the loop alive on its own; the epoll handle does while
+     * connections are open, as their own handles would. */
+    uv_unref((uv_handle_t *)&nl->epoll);
     uv_unref((uv_handle_t *)&nl->flush_check);
     uv_unref((uv_handle_t *)&nl->flush_prepare);
     uv_unref((uv_handle_t *)&nl->sweep_timer);
@@ -164,13 +211,16 @@ void net_loop_close_conns(net_loop_t *nl) {
         net_conn_close(c);
 }
 
-/* A closed connection stays on the list until its handle is closed (conn_free_cb). */
+/* close_now moves a connection off the list: the next one is taken first. */
 void net_loop_abort_conns(net_loop_t *nl) {
-    for (net_conn_t *c = nl->all; c; c = c->all_next)
+    for (net_conn_t *c = nl->all, *next; c; c = next) {
+        next = c->all_next;
         close_now(c);
+    }
 }
 
 static void close_handles(net_loop_t *nl) {
+    uv_close((uv_handle_t *)&nl->epoll, NULL);
     uv_close((uv_handle_t *)&nl->flush_check, NULL);
     uv_close((uv_handle_t *)&nl->flush_prepare, NULL);
     uv_close((uv_handle_t *)&nl->sweep_timer, NULL);
@@ -184,8 +234,86 @@ void net_loop_close(net_loop_t *nl) {
         close_handles(nl);
 }
 
+static void conn_free(net_conn_t *c);
+
 void net_loop_free(net_loop_t *nl) {
+    while (nl->dead) {
+        net_conn_t *c = nl->dead;
+        nl->dead = c->all_next;
+        conn_free(c);
+    }
+    while (nl->tx_pool) {
+        tx_free_t *t = nl->tx_pool;
+        nl->tx_pool = t->next;
+        free(t);
+    }
+    if (nl->spare_fd >= 0)
+        close(nl->spare_fd);
+    if (close(nl->epfd))
+        LOG_DEBUG("net", "closing the epoll set: %s", strerror(errno));
     free(nl);
+}
+
+/* ---- the epoll set ---- */
+
+/* What c should be watched for now. */
+static uint32_t wanted_events(const net_conn_t *c) {
+    uint32_t ev = 0;
+    if (!(c->flags & (CONN_TX_FULL | CONN_RELEASED)))
+        ev |= EPOLLIN;
+    if (c->flags & CONN_WRITING)
+        ev |= EPOLLOUT;
+    return ev;
+}
+
+/* Brings the epoll set up to date with c's flags (one epoll_ctl, only on a change).
+ * Returns 0, or -1 after closing c. */
+static int update_events(net_conn_t *c) {
+    uint32_t ev = wanted_events(c);
+    if (ev == c->events || (c->flags & CONN_CLOSED))
+        return 0;
+    struct epoll_event e = {.events = ev, .data.ptr = c};
+    if (epoll_ctl(c->nl->epfd, EPOLL_CTL_MOD, c->fd, &e)) {
+        LOG_WARN("net", "epoll_ctl: %s", strerror(errno));
+        close_now(c);
+        return -1;
+    }
+    c->events = ev;
+    return 0;
+}
+
+/* ---- output queue arrays ---- */
+
+_Static_assert(sizeof(tx_free_t) == NET_TX_POOLED * sizeof(net_chunk_t),
+               "a pooled array is its chunks, the link in their place while pooled");
+
+static net_chunk_t *tx_array_get(net_loop_t *nl) {
+    tx_free_t *t = nl->tx_pool;
+    if (!t) {
+        net_chunk_t *a = malloc(NET_TX_POOLED * sizeof *a);
+        return a;
+    }
+    nl->tx_pool = t->next;
+    nl->tx_pooled--;
+    return t->chunks;
+}
+
+/* Gives c's queue array back once nothing is queued: to the pool when it is of the pooled
+ * size and the pool has room. */
+static void tx_array_put(net_conn_t *c) {
+    net_loop_t *nl = c->nl;
+    if (!c->tx)
+        return;
+    if (c->tx_cap == NET_TX_POOLED && nl->tx_pooled < TX_POOL_MAX) {
+        tx_free_t *t = (tx_free_t *)c->tx;
+        t->next = nl->tx_pool;
+        nl->tx_pool = t;
+        nl->tx_pooled++;
+    } else {
+        free(c->tx);
+    }
+    c->tx = NULL;
+    c->tx_cap = 0;
 }
 
 /* ---- deadlines ---- */
@@ -223,29 +351,23 @@ static size_t tx_cost(const net_conn_t *c) {
     return c->tx_bytes + (size_t)(c->tx_len - c->tx_head) * TX_CHUNK_COST;
 }
 
-/* Closes connections whose output the kernel has not taken for send_timeout: their
- * in-flight write made no progress (libuv's write queue did not shrink) in that many
- * checks in a row. */
+/* Closes connections whose output the kernel has not taken for send_timeout: no EPOLLOUT
+ * came in that many checks in a row. */
 static void sweep_stalled(net_loop_t *nl) {
     uint32_t limit = nl->cfg.send_timeout / (STALL_SWEEPS * NET_SWEEP_MS);
     if (limit == 0)
         limit = 1;
     if (limit > UINT16_MAX - 1)
         limit = UINT16_MAX - 1; /* stall_checks is 16 bits: about 18 hours */
-    for (net_conn_t *c = nl->all; c && nl->writing; c = c->all_next) {
-        if ((c->flags & (CONN_WRITING | CONN_CLOSED)) != CONN_WRITING)
+    for (net_conn_t *c = nl->all, *next; c && nl->writing; c = next) {
+        next = c->all_next;
+        if (!(c->flags & CONN_WRITING) || ++c->stall_checks <= limit)
             continue;
-        uint32_t wq = (uint32_t)c->tcp.write_queue_size;
-        if (c->stall_checks == 0 || wq != c->stall_wq) {
-            c->stall_wq = wq;
-            c->stall_checks = 1;
-        } else if (++c->stall_checks > limit) {
-            LOG_LIMITED(LOG_LEVEL_INFO, "net",
-                        "output stalled for %u ms (%zu bytes queued): closing the connection",
-                        nl->cfg.send_timeout, tx_cost(c));
-            nl->totals.stalled_closed++;
-            close_now(c);
-        }
+        LOG_LIMITED(LOG_LEVEL_INFO, "net",
+                    "output stalled for %u ms (%zu bytes queued): closing the connection",
+                    nl->cfg.send_timeout, tx_cost(c));
+        nl->totals.stalled_closed++;
+        close_now(c);
     }
 }
 
@@ -291,8 +413,6 @@ static void mark_dirty(net_conn_t *c) {
     c->nl->flush_head = c;
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void drain_rx(net_conn_t *c);
 
 /* Output over the limit: stop reading the peer until half of it is written. */
@@ -302,8 +422,7 @@ static void tx_check_full(net_conn_t *c) {
         return;
     c->flags |= CONN_TX_FULL;
     LOG_DEBUG("net", "%zu bytes of output queued: not reading until it drains", tx_cost(c));
-    if (uv_read_stop((uv_stream_t *)&c->tcp))
-        close_now(c);
+    update_events(c);
 }
 
 static void tx_check_resume(net_conn_t *c) {
@@ -311,13 +430,9 @@ static void tx_check_resume(net_conn_t *c) {
         tx_cost(c) > c->nl->cfg.output_limit / 2)
         return;
     c->flags &= ~CONN_TX_FULL;
-    if (c->flags & CONN_CLOSING)
-        return; /* net_conn_close reads (and discards) already */
-    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb)) {
-        close_now(c);
-        return;
-    }
-    if (!(c->flags & CONN_PROCESSING) && c->rx.len)
+    if (update_events(c) || (c->flags & CONN_CLOSING))
+        return; /* closing: input is read and discarded already */
+    if (!(c->flags & CONN_PROCESSING) && c->rx)
         drain_rx(c);
 }
 
@@ -327,18 +442,21 @@ int net_conn_write(net_conn_t *c, ref_t *owner, const void *base, size_t len) {
     if (len == 0)
         return 0;
     if (c->tx_len == c->tx_cap) {
-        if (c->tx_head > 0 && c->tx_inflight == 0) {
+        if (!c->tx) {
+            if (!(c->tx = tx_array_get(c->nl)))
+                return -ENOMEM;
+            c->tx_cap = NET_TX_POOLED;
+        } else if (c->tx_head >= c->tx_cap / 2) {
+            /* At least half of it written: moving the rest down costs less than what was
+             * written, so a slow reader's queue is not moved once per chunk. */
             memmove(c->tx, c->tx + c->tx_head, (c->tx_len - c->tx_head) * sizeof *c->tx);
             c->tx_len -= c->tx_head;
             c->tx_head = 0;
         } else {
-            uint32_t cap = c->tx_cap < 8 ? 8 : c->tx_cap * 2;
-            bool small = c->tx == c->tx_small;
-            net_chunk_t *tx = realloc(small ? NULL : c->tx, cap * sizeof *tx);
+            uint32_t cap = c->tx_cap * 2;
+            net_chunk_t *tx = realloc(c->tx, cap * sizeof *tx);
             if (!tx)
                 return -ENOMEM;
-            if (small)
-                memcpy(tx, c->tx_small, c->tx_len * sizeof *tx);
             c->tx = tx;
             c->tx_cap = cap;
         }
@@ -361,84 +479,19 @@ int net_conn_write_copy(net_conn_t *c, const void *data, size_t len) {
     return rc;
 }
 
-static void shutdown_cb(uv_shutdown_t *req, int status) {
-    net_conn_t *c = req->data;
-    free(req);
-    if (status == UV_ECANCELED)
-        return;
-    if (status < 0)
-        close_now(c);
-}
-
-static void start_shutdown(net_conn_t *c) {
-    c->flags |= CONN_SHUTDOWN;
-    uv_shutdown_t *req = malloc(sizeof *req);
-    if (!req) {
-        close_now(c);
-        return;
-    }
-    req->data = c;
-    int rc = uv_shutdown(req, (uv_stream_t *)&c->tcp, shutdown_cb);
-    if (rc) {
-        free(req);
-        close_now(c);
-    }
-}
-
-static void write_cb(uv_write_t *req, int status) {
-    net_conn_t *c = req->data;
-    if (c->flags & CONN_CLOSED)
-        return;
-    c->flags &= ~CONN_WRITING;
-    c->nl->writing--;
-    c->stall_checks = 0;
-    if (c->tls) {
-        buf_t *fly = &c->tls->flying;
-        c->tx_bytes -= fly->len;
-        if (status >= 0)
-            c->nl->totals.bytes_out += fly->len;
-        buf_free(fly);
-        if (status < 0) {
-            LOG_DEBUG("net", "write failed: %s", uv_strerror(status));
-            close_now(c);
-            return;
-        }
-        conn_flush(c);
-        return;
-    }
-    tx_release(c, c->tx_head, c->tx_head + c->tx_inflight);
-    for (uint32_t i = c->tx_head; i < c->tx_head + c->tx_inflight; i++) {
-        c->tx_bytes -= c->tx[i].len;
-        if (status >= 0)
-            c->nl->totals.bytes_out += c->tx[i].len;
-    }
-    c->tx_head += c->tx_inflight;
-    c->tx_inflight = 0;
-    if (status < 0) {
-        LOG_DEBUG("net", "write failed: %s", uv_strerror(status));
-        close_now(c);
-        return;
-    }
-    conn_flush(c);
-}
-
-/* Back to the inline array once everything is written. */
-static void tx_shrink(net_conn_t *c) {
-    if (c->tx != c->tx_small) {
-        free(c->tx);
-        c->tx = c->tx_small;
-        c->tx_cap = NET_TX_SMALL;
-    }
-}
-
-/* Writes what the kernel takes of bufs now. Returns the bytes taken (counted in the
- * loop's bytes_out; the caller drops them from its queue), or -1 after closing c. */
-static ssize_t try_write(net_conn_t *c, const uv_buf_t *bufs, unsigned n) {
-    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
-    if (w == UV_EAGAIN)
-        w = 0;
+/* Writes what the kernel takes of iov now (MSG_NOSIGNAL: a peer gone is an error here,
+ * not a signal). Returns the bytes taken (counted in the loop's bytes_out; the caller
+ * drops them from its queue), or -1 after closing c. */
+static ssize_t write_some(net_conn_t *c, struct iovec *iov, size_t n) {
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n};
+    ssize_t w;
+    do
+        w = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (w < 0 && errno == EINTR);
     if (w < 0) {
-        LOG_DEBUG("net", "write failed: %s", uv_strerror(w));
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        LOG_DEBUG("net", "write failed: %s", strerror(errno));
         close_now(c);
         return -1;
     }
@@ -446,28 +499,38 @@ static ssize_t try_write(net_conn_t *c, const uv_buf_t *bufs, unsigned n) {
     return w;
 }
 
-/* The kernel buffer is full: bufs fly with one uv_write (write_cb). Returns 0, or -1
+/* The kernel took part of the output: the rest waits for EPOLLOUT. Returns 0, or -1
  * after closing c. */
-static int start_write(net_conn_t *c, const uv_buf_t *bufs, unsigned n) {
-    if (!c->wreq && !(c->wreq = malloc(sizeof *c->wreq))) {
-        close_now(c);
-        return -1;
-    }
-    c->wreq->data = c;
-    if (uv_write(c->wreq, (uv_stream_t *)&c->tcp, bufs, n, write_cb)) {
-        close_now(c);
-        return -1;
-    }
+static int wait_writable(net_conn_t *c) {
     c->flags |= CONN_WRITING;
     c->nl->writing++;
-    return 0;
+    c->stall_checks = 0;
+    return update_events(c);
+}
+
+/* EPOLLOUT: the kernel has room again (progress, for the stall check). */
+static void on_writable(net_conn_t *c) {
+    if (!(c->flags & CONN_WRITING))
+        return;
+    c->flags &= ~CONN_WRITING;
+    c->nl->writing--;
+    conn_flush(c);
+    update_events(c); /* stops watching EPOLLOUT once everything is written */
+}
+
+static void start_shutdown(net_conn_t *c) {
+    c->flags |= CONN_SHUTDOWN;
+    if (shutdown(c->fd, SHUT_WR)) {
+        LOG_DEBUG("net", "shutdown: %s", strerror(errno));
+        close_now(c);
+    }
 }
 
 /* After the queue is written: the idle connection gives its memory back, reading
  * resumes if it was stopped, and a graceful close goes on. */
 static void flushed(net_conn_t *c) {
     c->tx_head = c->tx_len = 0;
-    tx_shrink(c);
+    tx_array_put(c);
     tx_check_resume(c);
     if (c->flags & CONN_CLOSED)
         return;
@@ -535,20 +598,17 @@ static void tls_flush(net_conn_t *c) {
         }
         if (out->len == 0)
             break;
-        uv_buf_t b = uv_buf_init((char *)out->data, (unsigned)out->len);
-        ssize_t w = try_write(c, &b, 1);
+        struct iovec iov = {out->data, out->len};
+        ssize_t w = write_some(c, &iov, 1);
         if (w < 0)
             return;
         buf_consume(out, (size_t)w);
         c->tx_bytes -= (size_t)w;
         if (out->len == 0)
             continue;
-        /* The kernel buffer is full: the rest flies with one uv_write, and what OpenSSL
-         * writes meanwhile (a handshake answer) collects in out. */
-        tc->flying = *out;
-        *out = (buf_t){0};
-        b = uv_buf_init((char *)tc->flying.data, (unsigned)tc->flying.len);
-        if (start_write(c, &b, 1) == 0)
+        /* The kernel buffer is full: the rest waits in out, and what OpenSSL writes
+         * meanwhile (a handshake answer) is appended to it. */
+        if (wait_writable(c) == 0)
             tx_check_resume(c);
         return;
     }
@@ -558,7 +618,7 @@ static void tls_flush(net_conn_t *c) {
     flushed(c);
 }
 
-/* Writes as much as the kernel takes now; hands the rest to one uv_write. */
+/* Writes as much as the kernel takes now; the rest waits for EPOLLOUT. */
 static void conn_flush(net_conn_t *c) {
     if (c->flags & (CONN_CLOSED | CONN_WRITING))
         return;
@@ -567,27 +627,20 @@ static void conn_flush(net_conn_t *c) {
         return;
     }
     while (c->tx_head < c->tx_len) {
-        uv_buf_t iov[TX_IOV_MAX];
-        uint32_t n = 0;
-        size_t total = 0;
+        struct iovec iov[TX_IOV_MAX];
+        size_t n = 0, total = 0;
         for (uint32_t i = c->tx_head; i < c->tx_len && n < TX_IOV_MAX; i++, n++) {
-            iov[n] = uv_buf_init((char *)c->tx[i].base, (unsigned)c->tx[i].len);
+            iov[n] = (struct iovec){(void *)c->tx[i].base, c->tx[i].len};
             total += c->tx[i].len;
         }
-        ssize_t w = try_write(c, iov, n);
+        ssize_t w = write_some(c, iov, n);
         if (w < 0)
             return;
         tx_consume(c, (size_t)w);
         if ((size_t)w == total)
             continue;
-        /* The kernel buffer is full: let libuv wait for writability. */
-        n = 0;
-        for (uint32_t i = c->tx_head; i < c->tx_len && n < TX_IOV_MAX; i++, n++)
-            iov[n] = uv_buf_init((char *)c->tx[i].base, (unsigned)c->tx[i].len);
-        if (start_write(c, iov, n))
-            return;
-        c->tx_inflight = n;
-        tx_check_resume(c);
+        if (wait_writable(c) == 0)
+            tx_check_resume(c);
         return;
     }
     flushed(c);
@@ -604,6 +657,8 @@ static void flush_prepare_cb(uv_prepare_t *h) {
     flush_all(h->data);
 }
 
+static void free_dead(net_loop_t *nl);
+
 static void flush_all(net_loop_t *nl) {
     for (unsigned i = 0; i < nl->nhooks; i++)
         nl->hooks[i].fn(nl->hooks[i].arg);
@@ -613,23 +668,10 @@ static void flush_all(net_loop_t *nl) {
         c->flags &= ~CONN_IN_FLUSH;
         conn_flush(c);
     }
+    free_dead(nl);
 }
 
 /* ---- reading ---- */
-
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    net_conn_t *c = h->data;
-    net_loop_t *nl = c->nl;
-    /* The shared buffer is lent to one read at a time: libuv calls read_cb right after
-     * alloc_cb and never re-enters the loop from a read callback. */
-    PARLEY_ASSERT(!nl->rbuf_busy);
-    if (nl->rbuf_busy) {
-        *buf = uv_buf_init(NULL, 0);
-        return;
-    }
-    nl->rbuf_busy = true;
-    *buf = uv_buf_init((char *)nl->rbuf, sizeof nl->rbuf);
-}
 
 /* Offers data to the protocol until it stops consuming. Returns bytes consumed. */
 static size_t feed(net_conn_t *c, uint8_t *data, size_t len) {
@@ -649,27 +691,41 @@ static size_t feed(net_conn_t *c, uint8_t *data, size_t len) {
     return off;
 }
 
+static void rx_free(net_conn_t *c) {
+    if (!c->rx)
+        return;
+    buf_free(c->rx);
+    free(c->rx);
+    c->rx = NULL;
+}
+
 static void keep_rest(net_conn_t *c, const uint8_t *data, size_t len) {
     if (len == 0 || (c->flags & CONN_CLOSED))
         return;
-    if (c->rx.len + len > RX_HARD_LIMIT || buf_append(&c->rx, data, len)) {
+    if (!c->rx && !(c->rx = calloc(1, sizeof *c->rx))) {
+        LOG_ERROR("net", "out of memory keeping partial input; closing connection");
+        close_now(c);
+        return;
+    }
+    if (c->rx->len + len > RX_HARD_LIMIT || buf_append(c->rx, data, len)) {
         LOG_LIMITED(LOG_LEVEL_WARN, "net", "input buffer limit reached; closing connection");
         close_now(c);
     }
 }
 
+/* Invariant: c->rx is NULL or holds bytes. */
 static void drain_rx(net_conn_t *c) {
-    size_t used = feed(c, c->rx.data, c->rx.len);
+    size_t used = feed(c, c->rx->data, c->rx->len);
     if (c->flags & CONN_CLOSED)
         return;
-    buf_consume(&c->rx, used);
-    if (c->rx.len == 0)
-        buf_free(&c->rx);
+    buf_consume(c->rx, used);
+    if (c->rx->len == 0)
+        rx_free(c);
 }
 
 /* Input for the protocol (decrypted already, with TLS). */
 static void plain_input(net_conn_t *c, uint8_t *data, size_t len) {
-    if (c->rx.len) {
+    if (c->rx) {
         keep_rest(c, data, len);
         if (!(c->flags & (CONN_CLOSED | CONN_TX_FULL)))
             drain_rx(c);
@@ -698,8 +754,7 @@ static void tls_input(net_conn_t *c, const uint8_t *data, size_t len) {
     if (rc == -EPROTO) {
         c->nl->totals.tls_errors++;
         /* The alert OpenSSL wrote says why, if the kernel takes it at once. */
-        uv_buf_t alert = uv_buf_init((char *)tc->out.data, (unsigned)tc->out.len);
-        if (tc->out.len && uv_try_write((uv_stream_t *)&c->tcp, &alert, 1) < 0)
+        if (tc->out.len && send(c->fd, tc->out.data, tc->out.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
             LOG_DEBUG("net", "the TLS alert was not sent");
     }
     if (rc) {
@@ -712,26 +767,64 @@ static void tls_input(net_conn_t *c, const uint8_t *data, size_t len) {
     }
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-    net_conn_t *c = s->data;
-    c->nl->rbuf_busy = false;
-    if (nread == 0 || (c->flags & CONN_CLOSED))
+/* EPOLLIN (or a hang-up or error, which read reports). One read per wake-up: what is
+ * left is reported again by the level-triggered set. */
+static void on_readable(net_conn_t *c) {
+    net_loop_t *nl = c->nl;
+    ssize_t n;
+    do
+        n = read(c->fd, nl->rbuf, sizeof nl->rbuf);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return;
-    if (nread < 0) {
-        if (nread != UV_EOF)
-            LOG_DEBUG("net", "read: %s", uv_strerror((int)nread));
+    if (n <= 0) {
+        if (n < 0)
+            LOG_DEBUG("net", "read: %s", strerror(errno));
         close_now(c);
         return;
     }
     if (c->flags & CONN_CLOSING)
         return; /* lingering: discard until the peer closes */
-    uint8_t *data = (uint8_t *)buf->base;
-    size_t len = (size_t)nread;
-    c->nl->totals.bytes_in += len;
+    nl->totals.bytes_in += (size_t)n;
     if (c->tls)
-        tls_input(c, data, len);
+        tls_input(c, nl->rbuf, (size_t)n);
     else
-        plain_input(c, data, len);
+        plain_input(c, nl->rbuf, (size_t)n);
+}
+
+/* The epoll set is readable: its ready connections' events, a batch at a time. A
+ * connection closed by an earlier event of the batch is still in memory (freed at the
+ * next flush pass) and is skipped. */
+static void on_events(uv_poll_t *h, int status, int events) {
+    net_loop_t *nl = h->data;
+    if (status < 0) {
+        LOG_LIMITED(LOG_LEVEL_ERROR, "net", "epoll set: %s", uv_strerror(status));
+        return;
+    }
+    struct epoll_event ev[EVENT_BATCH];
+    int n;
+    do
+        n = epoll_wait(nl->epfd, ev, EVENT_BATCH, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        LOG_LIMITED(LOG_LEVEL_ERROR, "net", "epoll_wait: %s", strerror(errno));
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        net_conn_t *c = ev[i].data.ptr;
+        uint32_t e = ev[i].events;
+        if ((e & EPOLLOUT) && !(c->flags & CONN_CLOSED))
+            on_writable(c);
+        if (c->flags & CONN_CLOSED)
+            continue;
+        if (c->events & EPOLLIN) {
+            if (e & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                on_readable(c);
+        } else if (e & (EPOLLHUP | EPOLLERR)) {
+            /* Not reading (output over the limit): the peer is gone, and its output with it. */
+            close_now(c);
+        }
+    }
 }
 
 void net_conn_resume(net_conn_t *c) {
@@ -739,7 +832,7 @@ void net_conn_resume(net_conn_t *c) {
         return;
     if (c->flags & CONN_PROCESSING)
         return; /* the feed loop on the stack carries on */
-    if (c->rx.len)
+    if (c->rx)
         drain_rx(c);
 }
 
@@ -749,35 +842,55 @@ void net_conn_set_ops(net_conn_t *c, const net_conn_ops_t *ops) {
 
 /* ---- closing ---- */
 
-static void conn_free_cb(uv_handle_t *h) {
-    net_conn_t *c = h->data;
-    if (--c->nl->conn_count == 0 && c->nl->closing)
-        close_handles(c->nl);
-    if (c->all_prev)
-        c->all_prev->all_next = c->all_next;
-    else
-        c->nl->all = c->all_next;
-    if (c->all_next)
-        c->all_next->all_prev = c->all_prev;
-    buf_free(&c->rx);
-    tx_shrink(c);
-    net_tls_conn_free(c->tls); /* here: a cancelled write's buffer lives until now */
-    free(c->wreq);
+static void conn_free(net_conn_t *c) {
+    rx_free(c);
+    tx_array_put(c);
+    net_tls_conn_free(c->tls);
     free(c);
+}
+
+static void free_dead(net_loop_t *nl) {
+    while (nl->dead) {
+        net_conn_t *c = nl->dead;
+        nl->dead = c->all_next;
+        conn_free(c);
+        if (--nl->conn_count == 0) {
+            uv_unref((uv_handle_t *)&nl->epoll);
+            if (nl->closing)
+                close_handles(nl);
+        }
+    }
 }
 
 static void close_now(net_conn_t *c) {
     if (c->flags & CONN_CLOSED)
         return;
+    net_loop_t *nl = c->nl;
     if (c->flags & CONN_WRITING)
-        c->nl->writing--;
+        nl->writing--;
     c->flags |= CONN_CLOSED;
     dl_unlink(c);
     c->ops->on_close(c);
     tx_release(c, c->tx_head, c->tx_len);
-    c->tx_head = c->tx_len = c->tx_inflight = 0;
+    c->tx_head = c->tx_len = 0;
     c->tx_bytes = 0;
-    uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
+    /* Out of the set first: closing the descriptor is not enough while another copy of
+     * the socket is open (a hand-off's, in the process that sent or relayed it), and the
+     * set would go on reporting it for memory freed here. */
+    if (!(c->flags & CONN_RELEASED) && epoll_ctl(nl->epfd, EPOLL_CTL_DEL, c->fd, NULL))
+        LOG_DEBUG("net", "epoll_ctl: %s", strerror(errno));
+    if (close(c->fd))
+        LOG_DEBUG("net", "close: %s", strerror(errno));
+    c->fd = -1;
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        nl->all = c->all_next;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
+    c->all_prev = NULL;
+    c->all_next = nl->dead;
+    nl->dead = c;
 }
 
 void net_conn_close(net_conn_t *c) {
@@ -787,10 +900,8 @@ void net_conn_close(net_conn_t *c) {
     net_conn_set_deadline(c, NET_LINGER_MS);
     if (c->flags & CONN_TX_FULL) {
         c->flags &= ~CONN_TX_FULL;
-        if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb)) {
-            close_now(c);
+        if (update_events(c))
             return;
-        }
     }
     mark_dirty(c);
 }
@@ -807,92 +918,117 @@ static void released_close(net_conn_t *c) {}
 
 static const net_conn_ops_t released_ops = {released_data, NULL, released_close};
 
-uv_tcp_t *net_conn_release(net_conn_t *c) {
+int net_conn_release(net_conn_t *c) {
     PARLEY_ASSERT(!(c->flags & CONN_CLOSED));
     if (c->tls)
-        return NULL; /* its TLS state cannot go with it */
+        return -EPROTO; /* its TLS state cannot go with it */
     dl_unlink(c);
     c->ops = &released_ops;
-    /* Stopping cannot fail on a TCP handle; the data callback drops anything anyway. */
-    if (uv_read_stop((uv_stream_t *)&c->tcp))
-        LOG_DEBUG("net", "read stop failed on a released connection");
-    return &c->tcp;
+    c->flags |= CONN_RELEASED;
+    /* Out of the set for good: the copy sent away must not report here. */
+    if (epoll_ctl(c->nl->epfd, EPOLL_CTL_DEL, c->fd, NULL))
+        LOG_DEBUG("net", "epoll_ctl: %s", strerror(errno));
+    c->events = 0;
+    return c->fd;
 }
 
 int net_conn_peer(net_conn_t *c, char *out, size_t size) {
     struct sockaddr_storage ss;
-    int len = sizeof ss;
-    int rc = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
-    if (rc)
-        return rc;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len = sizeof ss;
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len))
+        return -errno;
     if (ss.ss_family == AF_INET6)
         return uv_ip6_name((struct sockaddr_in6 *)&ss, out, size);
-    return uv_ip4_name((struct sockaddr_in *)&ss, out, size);
+    if (ss.ss_family == AF_INET)
+        return uv_ip4_name((struct sockaddr_in *)&ss, out, size);
+    return -EAFNOSUPPORT;
 }
 
 /* ---- listening ---- */
 
-/* A new connection of listener l whose handle take() fills; NULL when it failed (then
- * already closed). */
-static net_conn_t *conn_new(net_listener_t *l, int (*take)(uv_tcp_t *tcp, void *arg), void *arg) {
+/* A new connection of listener l on fd (taken: the connection's, or closed); NULL when
+ * it failed. */
+static net_conn_t *conn_new(net_listener_t *l, int fd) {
+    net_loop_t *nl = l->nl;
     net_conn_t *c = calloc(1, sizeof *c + l->ext_size);
     if (!c) {
         LOG_ERROR("net", "out of memory accepting a connection");
+        close(fd);
         return NULL;
     }
-    c->nl = l->nl;
+    c->fd = fd;
+    c->nl = nl;
     c->ops = l->ops;
-    c->ext_size = l->ext_size;
-    c->tx = c->tx_small;
-    c->tx_cap = NET_TX_SMALL;
-    int rc = uv_tcp_init(l->nl->loop, &c->tcp);
-    if (rc) {
+    c->events = EPOLLIN;
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
+    if ((l->tls && !(c->tls = net_tls_conn_new(l->tls))) ||
+        epoll_ctl(nl->epfd, EPOLL_CTL_ADD, fd, &e)) {
+        LOG_LIMITED(LOG_LEVEL_WARN, "net", "accept: %s",
+                    c->tls || !l->tls ? strerror(errno) : "no TLS state");
+        net_tls_conn_free(c->tls);
+        close(fd);
         free(c);
         return NULL;
     }
-    c->tcp.data = c;
-    if (l->tls && !(c->tls = net_tls_conn_new(l->tls))) {
-        uv_close((uv_handle_t *)&c->tcp, NULL);
-        free(c);
-        return NULL;
-    }
-    l->nl->conn_count++;
-    c->all_next = l->nl->all;
+    if (nl->conn_count++ == 0)
+        uv_ref((uv_handle_t *)&nl->epoll);
+    c->all_next = nl->all;
     if (c->all_next)
         c->all_next->all_prev = c;
-    l->nl->all = c;
-    if ((rc = take(&c->tcp, arg)) ||
-        (rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb))) {
-        LOG_LIMITED(LOG_LEVEL_WARN, "net", "accept: %s", uv_strerror(rc));
-        c->flags |= CONN_CLOSED;
-        uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
-        return NULL;
-    }
-    /* Without Nagle, small answers go out at once; failing to set it costs latency only. */
-    if (uv_tcp_nodelay(&c->tcp, 1))
-        LOG_DEBUG("net", "TCP_NODELAY not set");
+    nl->all = c;
     l->on_open(c, l->arg);
     return c;
 }
 
-static int take_from_listener(uv_tcp_t *tcp, void *arg) {
-    return uv_accept(arg, (uv_stream_t *)tcp);
+/* Out of descriptors: the waiting connections are accepted with the descriptor kept
+ * spare and closed at once, as libuv does, rather than left to make the listener ready
+ * on every wake-up. */
+static void shed_backlog(net_listener_t *l) {
+    net_loop_t *nl = l->nl;
+    if (nl->spare_fd < 0)
+        return;
+    close(nl->spare_fd);
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            break;
+        close(fd);
+    }
+    nl->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-    net_listener_t *l = server->data;
+static void on_acceptable(uv_poll_t *h, int status, int events) {
+    net_listener_t *l = h->data;
     if (status < 0) {
-        LOG_LIMITED(LOG_LEVEL_WARN, "net", "accept: %s", uv_strerror(status));
+        LOG_LIMITED(LOG_LEVEL_WARN, "net", "listener: %s", uv_strerror(status));
         return;
     }
-    conn_new(l, take_from_listener, server);
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            conn_new(l, fd);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        LOG_LIMITED(LOG_LEVEL_WARN, "net", "accept: %s", strerror(errno));
+        if (errno == EMFILE || errno == ENFILE)
+            shed_backlog(l);
+        return;
+    }
 }
 
-int net_listener_adopt(net_listener_t *l, int (*take)(uv_tcp_t *tcp, void *arg), void *arg,
-                       uint8_t *data, size_t len) {
-    if (l->tls)
-        return -EPROTO; /* a connection's TLS state is not handed over */
-    net_conn_t *c = conn_new(l, take, arg);
+int net_listener_adopt(net_listener_t *l, int fd, uint8_t *data, size_t len) {
+    int flags = fcntl(fd, F_GETFL);
+    if (l->tls || flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK)) {
+        int rc = l->tls ? -EPROTO : -errno; /* a connection's TLS state is not handed over */
+        close(fd);
+        return rc;
+    }
+    net_conn_t *c = conn_new(l, fd);
     if (!c)
         return -ECONNABORTED;
     if (len && !(c->flags & (CONN_CLOSED | CONN_CLOSING))) {
@@ -903,25 +1039,25 @@ int net_listener_adopt(net_listener_t *l, int (*take)(uv_tcp_t *tcp, void *arg),
     return 0;
 }
 
-/* SO_REUSEPORT is set on a socket made here and then given to libuv (the libuv of this
- * system has no flag for it). */
-static int bind_reuse_port(uv_tcp_t *tcp, const struct sockaddr *addr) {
+/* The listening socket: SO_REUSEADDR as libuv sets it, SO_REUSEPORT when asked (several
+ * processes on one port), and TCP_NODELAY, which accepted sockets inherit on Linux: no
+ * setsockopt per connection. Returns the descriptor or a negative error. */
+static int listen_socket(const struct sockaddr *addr, bool reuse_port) {
     int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return uv_translate_sys_error(errno);
+        return -errno;
     int one = 1;
     socklen_t alen =
         addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) || bind(fd, addr, alen)) {
-        int rc = uv_translate_sys_error(errno);
+        (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one)) ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) || bind(fd, addr, alen) ||
+        listen(fd, 4096)) {
+        int rc = -errno;
         close(fd);
         return rc;
     }
-    int rc = uv_tcp_open(tcp, fd);
-    if (rc)
-        close(fd);
-    return rc;
+    return fd;
 }
 
 int net_listener_open(net_loop_t *nl, const char *host, int port, bool reuse_port, size_t ext_size,
@@ -938,14 +1074,18 @@ int net_listener_open(net_loop_t *nl, const char *host, int port, bool reuse_por
         return UV_ENOMEM;
     *l = (net_listener_t){
         .nl = nl, .ext_size = ext_size, .ops = ops, .on_open = on_open, .arg = arg};
-    if ((rc = uv_tcp_init(nl->loop, &l->tcp))) {
+    if ((l->fd = listen_socket((struct sockaddr *)&addr, reuse_port)) < 0) {
+        rc = l->fd;
         free(l);
         return rc;
     }
-    l->tcp.data = l;
-    if ((rc = reuse_port ? bind_reuse_port(&l->tcp, (struct sockaddr *)&addr)
-                         : uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0)) ||
-        (rc = uv_listen((uv_stream_t *)&l->tcp, 4096, on_connection))) {
+    if ((rc = uv_poll_init(nl->loop, &l->poll, l->fd))) {
+        close(l->fd);
+        free(l);
+        return rc;
+    }
+    l->poll.data = l;
+    if ((rc = uv_poll_start(&l->poll, UV_READABLE, on_acceptable))) {
         net_listener_close(l);
         return rc;
     }
@@ -959,8 +1099,9 @@ void net_listener_set_tls(net_listener_t *l, net_tls_t *tls) {
 
 int net_listener_port(const net_listener_t *l) {
     struct sockaddr_storage ss;
-    int len = sizeof ss;
-    if (l->stopped || uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len))
+    memset(&ss, 0, sizeof ss);
+    socklen_t len = sizeof ss;
+    if (l->stopped || getsockname(l->fd, (struct sockaddr *)&ss, &len))
         return -1;
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
@@ -971,13 +1112,17 @@ static void listener_free_cb(uv_handle_t *h) {
     free(h->data);
 }
 
+/* The poll handle is closed first; the descriptor may go right after (libuv stops
+ * watching it in uv_close). */
 void net_listener_close(net_listener_t *l) {
-    if (!l->stopped)
-        uv_close((uv_handle_t *)&l->tcp, listener_free_cb);
-    else if (l->handle_closed)
+    if (!l->stopped) {
+        uv_close((uv_handle_t *)&l->poll, listener_free_cb);
+        close(l->fd);
+    } else if (l->handle_closed) {
         free(l);
-    else
+    } else {
         l->free_pending = true; /* freed by listener_stopped_cb */
+    }
 }
 
 static void listener_stopped_cb(uv_handle_t *h) {
@@ -996,23 +1141,9 @@ static void listener_stopped_cb(uv_handle_t *h) {
 int net_listener_handover(net_listener_t *l) {
     static struct sock_filter first[] = {{BPF_RET | BPF_K, 0, 0, 0}};
     struct sock_fprog prog = {.len = 1, .filter = first};
-    uv_os_fd_t fd;
-    int rc = uv_fileno((uv_handle_t *)&l->tcp, &fd);
-    if (rc)
-        return rc;
-    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog))
-        return uv_translate_sys_error(errno);
+    if (setsockopt(l->fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog))
+        return -errno;
     return 0;
-}
-
-/* Takes the descriptor over (*arg becomes -1): the handle's, or closed. */
-static int take_fd(uv_tcp_t *tcp, void *arg) {
-    int fd = *(int *)arg;
-    *(int *)arg = -1;
-    int rc = uv_tcp_open(tcp, fd);
-    if (rc)
-        close(fd);
-    return rc;
 }
 
 /* What the kernel queued for this listener would be reset by the close, not handed to
@@ -1022,15 +1153,11 @@ static int take_fd(uv_tcp_t *tcp, void *arg) {
 void net_listener_stop(net_listener_t *l) {
     if (l->stopped)
         return;
-    uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0) {
-        int conn;
-        while ((conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-            conn_new(l, take_fd, &conn);
-            if (conn >= 0)
-                close(conn); /* conn_new failed before it took the descriptor */
-        }
-    }
+    int fd;
+    while ((fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
+        conn_new(l, fd);
     l->stopped = true;
-    uv_close((uv_handle_t *)&l->tcp, listener_stopped_cb);
+    uv_close((uv_handle_t *)&l->poll, listener_stopped_cb);
+    close(l->fd);
+    l->fd = -1;
 }

@@ -1,9 +1,13 @@
-/* net/conn.h — TCP connections on libuv: reading into a shared buffer, a corked write
- * queue flushed once per loop iteration, coarse deadlines, and protocol switching.
+/* net/conn.h — TCP connections on a libuv loop: reading into a shared buffer, a corked
+ * write queue flushed once per loop iteration, coarse deadlines, and protocol switching.
  *
  * A net_loop_t (public part in parley/loop.h) belongs to one uv_loop_t and holds what its
  * connections share: one 64 KiB receive buffer, the list of connections with queued
- * output, the deadline sweeper.
+ * output, the deadline sweeper, and one epoll set with every connection's descriptor,
+ * which a single uv_poll_t watches. A connection is a descriptor in that set, not a libuv
+ * handle: libuv's uv_tcp_t (248 bytes, plus a watcher slot) was the largest part of an
+ * idle connection's memory, and reading and writing the socket directly (read, writev)
+ * is all that is asked of it. libuv stays the loop, its timers, signals and threads.
  *
  * A net_conn_t is one accepted TCP connection. Its protocol (HTTP, then maybe WebSocket)
  * is a table of callbacks (net_conn_ops_t) that can be swapped mid-stream; the bytes
@@ -63,31 +67,28 @@ typedef struct net_chunk {
     size_t len;
 } net_chunk_t;
 
-/* Chunks queued without a heap array: a frame header and its payload. An idle
- * connection holds no output memory. */
-#define NET_TX_SMALL 2
+/* A connection's output queue starts with room for this many chunks (a frame header and
+ * its payload, a few times over); arrays of this size are lent by the loop while
+ * output is queued, so an idle connection holds none. */
+#define NET_TX_POOLED 8
 
 struct net_conn {
-    uv_tcp_t tcp;
+    int fd;
+    uint16_t flags;
+    uint16_t stall_checks; /* stalled-output checks in a row that saw no progress */
     net_loop_t *nl;
     const net_conn_ops_t *ops;
-    buf_t rx;        /* unconsumed input, only while a partial unit is pending */
-    net_chunk_t *tx; /* queued output, tx[tx_head..tx_len): tx_small, or the heap while
-                        more is queued than it holds */
-    net_chunk_t tx_small[NET_TX_SMALL];
+    buf_t *rx;       /* unconsumed input, only while a partial unit is pending */
+    net_chunk_t *tx; /* queued output, tx[tx_head..tx_len); NULL while nothing is queued */
     uint32_t tx_head, tx_len, tx_cap;
-    uint32_t tx_inflight; /* chunks at tx[tx_head..] handed to an in-flight uv_write */
+    uint32_t events;      /* what the loop's epoll set watches for it (EPOLLIN, EPOLLOUT) */
     size_t tx_bytes;      /* bytes queued and not yet written */
-    uv_write_t *wreq;     /* allocated only when the kernel buffer fills */
     net_conn_t *flush_next;
     net_dl_t dl;                     /* deadline list, when a deadline is set */
-    net_conn_t *all_prev, *all_next; /* every open connection of the loop */
+    net_conn_t *all_prev, *all_next; /* every open connection of the loop; then the closed
+                                        ones waiting to be freed */
     uint64_t deadline;               /* loop time in ms, 0 for none */
-    uint16_t flags;
-    uint16_t stall_checks;    /* stalled-output checks in a row that saw no progress */
-    uint32_t stall_wq;        /* libuv's write queue size at the last of them */
-    struct net_tls_conn *tls; /* NULL: plain TCP */
-    size_t ext_size;
+    struct net_tls_conn *tls;        /* NULL: plain TCP */
     _Alignas(max_align_t) uint8_t ext[];
 };
 
@@ -114,12 +115,11 @@ typedef void (*net_open_fn)(net_conn_t *c, void *arg);
 int net_listener_open(net_loop_t *nl, const char *host, int port, bool reuse_port, size_t ext_size,
                       const net_conn_ops_t *ops, net_open_fn on_open, void *arg,
                       net_listener_t **out);
-/* A connection accepted elsewhere (another process handed it over): take(tcp, arg) fills
- * the initialised handle (uv_accept from an IPC pipe); then it is opened like an accepted
- * one (ops, on_open) and `data` (what was already read from it, writable) is offered as
- * its first input. Returns 0 or a negative error (the connection is then closed). */
-int net_listener_adopt(net_listener_t *l, int (*take)(uv_tcp_t *tcp, void *arg), void *arg,
-                       uint8_t *data, size_t len);
+/* A connection accepted elsewhere (another process handed it over): fd, which the
+ * listener owns from now on, is opened like an accepted one (ops, on_open) and `data`
+ * (what was already read from it, writable) is offered as its first input. Returns 0 or
+ * a negative error (fd is then closed). */
+int net_listener_adopt(net_listener_t *l, int fd, uint8_t *data, size_t len);
 /* Connections accepted from now on speak TLS with tls's certificate (borrowed: it
  * outlives the listener); NULL: plain TCP. Such a listener adopts nothing. */
 void net_listener_set_tls(net_listener_t *l, net_tls_t *tls);
@@ -177,10 +177,11 @@ void net_conn_close(net_conn_t *c);
 /* Immediate close; queued output is dropped. */
 void net_conn_abort(net_conn_t *c);
 /* Stops reading and switches to ops that ignore everything, for a connection about to be
- * handed to another process: its handle (returned) is sent with uv_write2, then the
- * connection is closed here with net_conn_abort (the other process keeps its copy).
- * NULL for a TLS connection, which cannot be handed over: nothing is changed. */
-uv_tcp_t *net_conn_release(net_conn_t *c);
+ * handed to another process: its descriptor (returned, still the connection's) is sent
+ * over a Unix socket, then the connection is closed here with net_conn_abort (the other
+ * process keeps its copy). -EPROTO for a TLS connection, which cannot be handed over:
+ * nothing is changed. */
+int net_conn_release(net_conn_t *c);
 
 /* The peer's address as text ("127.0.0.1"), into out (INET6_ADDRSTRLEN bytes). */
 int net_conn_peer(net_conn_t *c, char *out, size_t size);

@@ -195,7 +195,6 @@ void net_tls_conn_free(net_tls_conn_t *tc) {
         return;
     SSL_free(tc->ssl);
     buf_free(&tc->out);
-    buf_free(&tc->flying);
     free(tc);
 }
 

@@ -7,7 +7,7 @@
  * would queued output.
  *
  * Memory: OpenSSL's record buffers are released while a connection is idle
- * (SSL_MODE_RELEASE_BUFFERS), and `out` and `flying` are freed once written, so an idle
+ * (SSL_MODE_RELEASE_BUFFERS), and `out` is freed once written, so an idle
  * TLS connection holds the SSL object and nothing else. */
 #ifndef PARLEY_NET_TLS_H
 #define PARLEY_NET_TLS_H
@@ -24,8 +24,7 @@ typedef struct net_tls_conn {
     SSL *ssl;
     const uint8_t *in; /* ciphertext lent by net_tls_conn_read */
     size_t in_len;
-    buf_t out;    /* ciphertext to write */
-    buf_t flying; /* ciphertext handed to an in-flight uv_write */
+    buf_t out; /* ciphertext to write */
     bool established, notified;
     bool renegotiation; /* the peer asked for one: close */
 } net_tls_conn_t;
