@@ -144,12 +144,15 @@ struct sio_socket {
     sio_pending_ack_t *acks;
     void *slots[SIO_DATA_SLOTS];
     json_t *data;
-    sio_handshake_t hs;
+    json_t *auth; /* the CONNECT's; the rest of the handshake is its client's */
     char id[RAND_ID_SIZE];
     char pid[RAND_ID_SIZE];
 };
 
+/* Its memory (and the handshake data in it) lives while the Engine.IO session is open or
+ * a socket of it exists: refs counts the session's and one per socket. */
 struct sio_client {
+    uint32_t refs;
     sio_server_t *io;
     eio_session_t *eio;
     sio_decoder_t dec;
@@ -210,6 +213,8 @@ void sio_client_close(sio_client_t *c, const char *reason);
 int sio_client_add_socket(sio_client_t *c, sio_socket_t *s);
 void sio_client_remove_socket(sio_client_t *c, sio_socket_t *s);
 void sio_client_stop_waiting(sio_client_t *c);
+void sio_client_ref(sio_client_t *c);
+void sio_client_unref(sio_client_t *c);
 
 /* nsp.c */
 sio_nsp_t *sio_nsp_find_or_match(sio_server_t *io, const char *name, json_t *auth);

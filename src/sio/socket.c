@@ -36,9 +36,9 @@ sio_socket_t *sio_socket_new(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
     s->nsp = nsp;
     s->client = c;
     s->connecting = true;
-    s->hs.auth = json_is_object(auth) ? json_incref(auth) : json_object();
-    if (rand_id(s->id) || (nsp->io->cfg.recovery && rand_id(s->pid)) || !s->hs.auth) {
-        json_decref(s->hs.auth);
+    s->auth = json_is_object(auth) ? json_incref(auth) : json_object();
+    if (rand_id(s->id) || (nsp->io->cfg.recovery && rand_id(s->pid)) || !s->auth) {
+        json_decref(s->auth);
         free(s);
         return NULL;
     }
@@ -48,19 +48,15 @@ sio_socket_t *sio_socket_new(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
         if (nsp->io->cfg.recovery)
             s->pid[0] = nsp->io->id_tag;
     }
-    s->hs.headers = c->headers;
-    s->hs.query = c->query;
-    s->hs.address = c->address ? c->address : "";
-    s->hs.url = c->url ? c->url : "";
-    s->hs.time_ms = c->time_ms;
-    s->hs.protocol = c->protocol;
+    sio_client_ref(c); /* the handshake is read from it (sio_socket_handshake) */
     return s;
 }
 
 static void socket_free(sio_socket_t *s) {
     json_decref(s->data);
-    json_decref(s->hs.auth);
+    json_decref(s->auth);
     free(s->rooms);
+    sio_client_unref(s->client);
     free(s);
 }
 
@@ -452,9 +448,9 @@ static void add_room(const char *room, void *arg) {
 }
 
 json_t *sio_socket_describe(const sio_socket_t *s) {
-    const sio_handshake_t *hs = &s->hs;
+    sio_handshake_t hs = sio_socket_handshake(s);
     char when[64] = "";
-    time_t secs = (time_t)(hs->time_ms / 1000);
+    time_t secs = (time_t)(hs.time_ms / 1000);
     struct tm tm;
     if (gmtime_r(&secs, &tm))
         strftime(when, sizeof when, "%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)",
@@ -463,11 +459,10 @@ json_t *sio_socket_describe(const sio_socket_t *s) {
     if (rooms)
         sio_socket_rooms(s, add_room, rooms);
     json_t *d = json_pack("{s:s, s:{s:O?, s:s, s:s, s:b, s:b, s:I, s:s, s:O?, s:O?}, s:o?, s:O?}",
-                          "id", s->id, "handshake", "headers", hs->headers, "time", when, "address",
-                          hs->address ? hs->address : "", "xdomain",
-                          json_object_get(hs->headers, "origin") != NULL, "secure", hs->secure,
-                          "issued", (json_int_t)hs->time_ms, "url", hs->url ? hs->url : "", "query",
-                          hs->query, "auth", hs->auth, "rooms", rooms, "data", s->data);
+                          "id", s->id, "handshake", "headers", hs.headers, "time", when, "address",
+                          hs.address, "xdomain", json_object_get(hs.headers, "origin") != NULL,
+                          "secure", hs.secure, "issued", (json_int_t)hs.time_ms, "url", hs.url,
+                          "query", hs.query, "auth", hs.auth, "rooms", rooms, "data", s->data);
     if (d && !s->data && json_object_set_new(d, "data", json_object())) {
         json_decref(d);
         d = NULL;
@@ -475,8 +470,16 @@ json_t *sio_socket_describe(const sio_socket_t *s) {
     return d;
 }
 
-const sio_handshake_t *sio_socket_handshake(const sio_socket_t *s) {
-    return &s->hs;
+/* All but auth are the client's, shared by its sockets of every namespace. */
+sio_handshake_t sio_socket_handshake(const sio_socket_t *s) {
+    const sio_client_t *c = s->client;
+    return (sio_handshake_t){.auth = s->auth,
+                             .headers = c->headers,
+                             .query = c->query,
+                             .address = c->address ? c->address : "",
+                             .url = c->url ? c->url : "",
+                             .time_ms = c->time_ms,
+                             .protocol = c->protocol};
 }
 
 void *sio_socket_get(const sio_socket_t *s, unsigned slot) {

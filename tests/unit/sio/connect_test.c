@@ -203,9 +203,42 @@ static void test_slot_free(void **state) {
     assert_int_equal(slot_freed, 3);
 }
 
+/* The handshake is the connection's, shared by its sockets (auth aside), and it stays
+ * readable through a socket the application holds after the connection closed. */
+static void test_handshake_outlives_client(void **state) {
+    env_t *e = *state;
+    assert_non_null(sio_server_of(e->io, "/admin"));
+    eio_session_t *a = client_new(e);
+    inject(a, "0{\"token\":\"t0k\"}");
+    inject(a, "0/admin,{\"token\":\"other\"}");
+    sio_socket_t *root = sock_of(a, "/"), *admin = sock_of(a, "/admin");
+    assert_non_null(root);
+    assert_non_null(admin);
+    sio_handshake_t hr = sio_socket_handshake(root), ha = sio_socket_handshake(admin);
+    assert_ptr_equal(hr.headers, ha.headers);
+    assert_ptr_equal(hr.query, ha.query);
+    assert_string_equal(json_string_value(json_object_get(ha.auth, "token")), "other");
+    sio_socket_ref(root);
+    eio_session_close(a);
+    assert_false(sio_socket_connected(root));
+    sio_handshake_t hs = sio_socket_handshake(root);
+    assert_string_equal(json_string_value(json_object_get(hs.auth, "token")), "t0k");
+    assert_string_equal(hs.url, "/");
+    assert_string_equal(hs.address, "local");
+    assert_true(json_is_object(hs.headers));
+    assert_true(json_is_object(hs.query));
+    assert_int_equal(hs.protocol, 4);
+    json_t *d = sio_socket_describe(root);
+    assert_non_null(d);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(d, "handshake"), "url")),
+                        "/");
+    json_decref(d);
+    sio_socket_unref(root);
+}
+
 /* lean_handshake: the middleware sees auth; afterwards nothing of the handshake is kept. */
 static void mw_see_auth(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
-    const char *token = json_string_value(json_object_get(sio_socket_handshake(s)->auth, "token"));
+    const char *token = json_string_value(json_object_get(sio_socket_handshake(s).auth, "token"));
     *(bool *)arg = token && strcmp(token, "t0k") == 0;
     sio_next(ctx, NULL);
 }
@@ -219,21 +252,25 @@ static void test_lean_handshake(void **state) {
     eio_session_t *a = client_new(e);
     inject(a, "0{\"token\":\"t0k\"}");
     assert_true(saw);
-    const sio_handshake_t *hs = sio_socket_handshake(sock_of(a, "/"));
-    assert_int_equal(json_object_size(hs->auth), 0);
-    assert_int_equal(json_object_size(hs->headers), 0);
-    assert_int_equal(json_object_size(hs->query), 0);
-    assert_true(hs->headers == hs->query); /* one shared empty object */
-    assert_string_equal(hs->url, "");
-    assert_string_equal(hs->address, "");
+    sio_handshake_t hs = sio_socket_handshake(sock_of(a, "/"));
+    assert_int_equal(json_object_size(hs.auth), 0);
+    assert_int_equal(json_object_size(hs.headers), 0);
+    assert_int_equal(json_object_size(hs.query), 0);
+    assert_true(hs.headers == hs.query); /* one shared empty object */
+    assert_string_equal(hs.url, "");
+    assert_string_equal(hs.address, "");
 }
 
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_plain, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_connect_reply),      T(test_connect_other_namespaces),
-        T(test_middleware_rejects), T(test_middleware_async),
-        T(test_slot_free),          T(test_lean_handshake),
+        T(test_connect_reply),
+        T(test_connect_other_namespaces),
+        T(test_middleware_rejects),
+        T(test_middleware_async),
+        T(test_slot_free),
+        T(test_lean_handshake),
+        T(test_handshake_outlives_client),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
