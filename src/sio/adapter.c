@@ -498,7 +498,8 @@ static void local_persist(sio_adapter_t *a, sio_socket_t *s) {
     sio_session_t *session = calloc(1, sizeof *session);
     if (!session)
         return;
-    memcpy(session->pid, s->pid, sizeof s->pid);
+    PARLEY_ASSERT(nsp->io->cfg.recovery); /* s->pid exists */
+    memcpy(session->pid, s->pid, RAND_ID_SIZE);
     memcpy(session->sid, s->id, sizeof s->id);
     session->rooms = calloc(s->nrooms + 2, sizeof *session->rooms);
     /* Its own room first: packets to it are matched by room like any other. */

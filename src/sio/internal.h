@@ -130,23 +130,25 @@ typedef struct sio_pending_ack {
     uv_timer_t timer;
 } sio_pending_ack_t;
 
+/* Ordered so that an idle socket is 104 bytes: no holes, and the recovery id only when
+ * recovery is on (the server's cfg.recovery, fixed for its life). */
 struct sio_socket {
     uint32_t refs;
-    bool connected;
-    bool recovered;
-    bool connecting; /* middleware still running */
+    uint32_t nsp_pos; /* index in nsp->sockets */
+    uint32_t nrooms, caprooms;
     sio_nsp_t *nsp;
     sio_client_t *client;
-    uint32_t nsp_pos; /* index in nsp->sockets */
-    uint64_t epoch;   /* broadcast de-duplication */
+    uint64_t epoch; /* broadcast de-duplication */
     sio_membership_t *rooms;
-    uint32_t nrooms, caprooms;
     sio_pending_ack_t *acks;
     void *slots[SIO_DATA_SLOTS];
     json_t *data;
     json_t *auth; /* the CONNECT's; the rest of the handshake is its client's */
-    char id[RAND_ID_SIZE];
-    char pid[RAND_ID_SIZE];
+    bool connected;
+    bool recovered;
+    bool connecting; /* middleware still running */
+    char id[SIO_SOCKET_ID_LEN + 1];
+    char pid[]; /* RAND_ID_SIZE bytes with recovery on, else none (sio_socket_new) */
 };
 
 /* Its memory (and the handshake data in it) lives while the Engine.IO session is open or

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "sio/internal.h"
+#include "util/assert.h"
 #include "util/log.h"
 
 /* Reasons after which socket.io keeps the session for recovery. */
@@ -29,7 +30,8 @@ static bool reason_recoverable(const char *reason) {
 }
 
 sio_socket_t *sio_socket_new(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
-    sio_socket_t *s = calloc(1, sizeof *s);
+    bool recovery = nsp->io->cfg.recovery;
+    sio_socket_t *s = calloc(1, sizeof *s + (recovery ? RAND_ID_SIZE : 0));
     if (!s)
         return NULL;
     s->refs = 1;
@@ -37,15 +39,17 @@ sio_socket_t *sio_socket_new(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
     s->client = c;
     s->connecting = true;
     s->auth = json_is_object(auth) ? json_incref(auth) : json_object();
-    if (rand_id(s->id) || (nsp->io->cfg.recovery && rand_id(s->pid)) || !s->auth) {
+    char id[RAND_ID_SIZE];
+    if (rand_id(id) || (recovery && rand_id(s->pid)) || !s->auth) {
         json_decref(s->auth);
         free(s);
         return NULL;
     }
+    memcpy(s->id, id, SIO_SOCKET_ID_LEN); /* as socket.io's: 20 characters, 120 bits */
     s->id[SIO_SOCKET_ID_LEN] = '\0';
     if (nsp->io->id_tag) {
         s->id[0] = nsp->io->id_tag;
-        if (nsp->io->cfg.recovery)
+        if (recovery)
             s->pid[0] = nsp->io->id_tag;
     }
     sio_client_ref(c); /* the handshake is read from it (sio_socket_handshake) */
@@ -109,8 +113,11 @@ static void nsp_remove(sio_socket_t *s) {
 int sio_socket_establish(sio_socket_t *s, const sio_session_t *restored) {
     sio_nsp_t *nsp = s->nsp;
     if (restored) {
-        memcpy(s->id, restored->sid, sizeof s->id);
-        memcpy(s->pid, restored->pid, sizeof s->pid);
+        PARLEY_ASSERT(nsp->io->cfg.recovery); /* s->pid exists */
+        /* An id of this namespace's sockets (any server's): SIO_SOCKET_ID_LEN characters. */
+        memcpy(s->id, restored->sid, SIO_SOCKET_ID_LEN);
+        s->id[SIO_SOCKET_ID_LEN] = '\0';
+        memcpy(s->pid, restored->pid, RAND_ID_SIZE);
         json_decref(s->data);
         s->data = json_incref(restored->data);
         s->recovered = true;

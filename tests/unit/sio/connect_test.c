@@ -22,7 +22,7 @@ static void test_connect_reply(void **state) {
     snprintf(expect, sizeof expect, "40{\"sid\":\"%s\"}", sio_socket_id(sock));
     assert_int_equal(qcount(s), 1);
     assert_msg(s, 0, expect);
-    assert_true(strlen(sio_socket_id(sock)) > 0);
+    assert_int_equal(strlen(sio_socket_id(sock)), SIO_SOCKET_ID_LEN);
     /* The socket id is not the Engine.IO session id. */
     assert_string_not_equal(sio_socket_id(sock), eio_session_id(s));
     assert_int_equal(sio_nsp_socket_count(e->root), 1);
