@@ -355,9 +355,11 @@ typedef struct {
 } sio_handshake_t;
 sio_handshake_t sio_socket_handshake(const sio_socket_t *s);
 
-/* Application data slots: SIO_DATA_SLOTS pointers per socket, for the application's
- * own use (never touched by the library). */
-#define SIO_DATA_SLOTS 4
+/* Application data slots: SIO_DATA_SLOTS pointers per socket, numbered from 0, for the
+ * application's own use (never touched by the library). One, as every connection pays
+ * for each: an application with more to keep points the slot at its own struct. A slot
+ * number out of range reads NULL and is not set (sio_nsp_slot_free: -EINVAL). */
+#define SIO_DATA_SLOTS 1
 void *sio_socket_get(const sio_socket_t *s, unsigned slot);
 void sio_socket_set(sio_socket_t *s, unsigned slot, void *value);
 /* fn(value) runs for a slot of this namespace's sockets that is still set when the

@@ -153,7 +153,7 @@ static void slot_free_fn(void *v) {
 static void mw_set_slot(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
     int *value = malloc(sizeof *value);
     assert_non_null(value);
-    sio_socket_set(s, 1, value);
+    sio_socket_set(s, 0, value);
     if (arg)
         held_ctx = ctx;
     else
@@ -164,19 +164,26 @@ static void test_slot_free(void **state) {
     env_t *e = *state;
     slot_freed = 0;
     assert_int_equal(sio_nsp_slot_free(e->root, SIO_DATA_SLOTS, slot_free_fn), -EINVAL);
-    assert_int_equal(sio_nsp_slot_free(e->root, 1, slot_free_fn), 0);
+    assert_int_equal(sio_nsp_slot_free(e->root, 0, slot_free_fn), 0);
     assert_int_equal(sio_nsp_use(e->root, mw_set_slot, NULL), 0);
     /* Connected, then disconnected by the client. */
     eio_session_t *a = client_new(e);
     inject(a, "0");
-    assert_non_null(sock_of(a, "/"));
+    sio_socket_t *sa = sock_of(a, "/");
+    assert_non_null(sa);
+    void *mine = sio_socket_get(sa, 0);
+    assert_non_null(mine);
+    /* Out of range: nothing is read or written. */
+    sio_socket_set(sa, SIO_DATA_SLOTS, &slot_freed);
+    assert_null(sio_socket_get(sa, SIO_DATA_SLOTS));
+    assert_ptr_equal(sio_socket_get(sa, 0), mine);
     assert_int_equal(slot_freed, 0);
     inject(a, "1");
     assert_int_equal(slot_freed, 1);
     /* Refused by a later middleware. */
     sio_nsp_t *strict = sio_server_of(e->io, "/strict");
     static int refused;
-    assert_int_equal(sio_nsp_slot_free(strict, 1, slot_free_fn), 0);
+    assert_int_equal(sio_nsp_slot_free(strict, 0, slot_free_fn), 0);
     assert_int_equal(sio_nsp_use(strict, mw_set_slot, NULL), 0);
     assert_int_equal(sio_nsp_use(strict, mw_refuse, &refused), 0);
     eio_session_t *b = client_new(e);
@@ -184,7 +191,7 @@ static void test_slot_free(void **state) {
     assert_int_equal(slot_freed, 2);
     /* Its client leaves while the middleware holds it. */
     sio_nsp_t *slow = sio_server_of(e->io, "/slowslot");
-    assert_int_equal(sio_nsp_slot_free(slow, 1, slot_free_fn), 0);
+    assert_int_equal(sio_nsp_slot_free(slow, 0, slot_free_fn), 0);
     assert_int_equal(sio_nsp_use(slow, mw_set_slot, &refused), 0);
     held_ctx = NULL;
     eio_session_t *c = client_new(e);
@@ -197,8 +204,8 @@ static void test_slot_free(void **state) {
     /* A slot the application cleared itself is not freed again. */
     eio_session_t *d = client_new(e);
     inject(d, "0");
-    free(sio_socket_get(sock_of(d, "/"), 1));
-    sio_socket_set(sock_of(d, "/"), 1, NULL);
+    free(sio_socket_get(sock_of(d, "/"), 0));
+    sio_socket_set(sock_of(d, "/"), 0, NULL);
     inject(d, "1");
     assert_int_equal(slot_freed, 3);
 }
