@@ -118,7 +118,7 @@ void sio_client_close(sio_client_t *c, const char *reason) {
     if (c->closing || !c->eio)
         return;
     c->closing = true;
-    c->close_reason = reason;
+    /* The session's end calls client_close with this same reason, at once. */
     eio_session_close_reason(c->eio, reason);
 }
 
@@ -297,10 +297,9 @@ static void client_close(eio_session_t *es, const char *reason, void *arg) {
     if (!c)
         return;
     c->closing = true;
-    const char *why = c->close_reason ? c->close_reason : reason;
     /* Each onclose removes the socket from c->sockets. */
     while (c->nsockets)
-        sio_socket_onclose(c->sockets[c->nsockets - 1], why);
+        sio_socket_onclose(c->sockets[c->nsockets - 1], reason);
     wait_unlink(io, c);
     if (io->wait_head == NULL)
         uv_timer_stop(&io->connect_timer);

@@ -152,24 +152,24 @@ struct sio_socket {
 };
 
 /* Its memory (and the handshake data in it) lives while the Engine.IO session is open or
- * a socket of it exists: refs counts the session's and one per socket. */
+ * a socket of it exists: refs counts the session's and one per socket. Ordered without
+ * holes (120 bytes). */
 struct sio_client {
-    uint32_t refs;
     sio_server_t *io;
-    eio_session_t *eio;
+    eio_session_t *eio; /* NULL once the session has closed */
     sio_decoder_t dec;
     sio_socket_t **sockets; /* one per namespace joined (or joining) */
-    uint32_t nsockets;
     json_t *headers, *query;
-    uint8_t protocol; /* Engine.IO revision (eio_session_protocol) */
     char *url;
+    char *address; /* NULL when unknown (lean_handshake) */
     int64_t time_ms;
     uint64_t connect_deadline;
     sio_client_t *wait_prev, *wait_next; /* waiting for a first namespace */
+    uint32_t refs;
+    uint32_t nsockets;
+    uint8_t protocol; /* Engine.IO revision (eio_session_protocol) */
     bool waiting;
     bool closing;
-    const char *close_reason; /* set when the server closes it: reported to sockets */
-    char *address;            /* NULL when unknown (lean_handshake) */
 };
 
 typedef struct {
