@@ -8,13 +8,15 @@
  *              side of parser.h; parser_msgpack.c the msgpack one)
  *   adapter.c  the in-process adapter: rooms, broadcast, recovery log
  *
- * Rooms are indexed both ways: a room holds an array of its sockets, and each socket an
- * array of {room, position in that room}; leaving swaps the last member into the hole
- * and fixes that member's position, so join, leave and disconnect cost O(rooms of the
- * socket). */
+ * Rooms are indexed both ways: a room holds an array of its sockets (its first member
+ * inline, sio_sockets_t), and each socket an array of {room, position in that room};
+ * leaving swaps the last member into the hole and fixes that member's position, so join,
+ * leave and disconnect cost O(rooms of the socket). */
 #ifndef PARLEY_SIO_INTERNAL_H
 #define PARLEY_SIO_INTERNAL_H
 
+#include <errno.h>
+#include <stdlib.h>
 #include <uv.h>
 
 #include "eio/server.h"
@@ -49,10 +51,50 @@ typedef struct {
     void *arg;
 } sio_mw_t;
 
-struct sio_room {
-    sio_socket_t **members;
+/* An array of sockets that holds its first one inline: most rooms (a user's own) and
+ * most clients (one namespace) have exactly one, and a heap block for a single pointer
+ * takes 32 bytes of glibc's heap. Inline while cap <= 1; a heap array, once made, stays
+ * until sio_sockets_free (a list that shrinks back to one keeps it). */
+typedef struct {
+    union {
+        sio_socket_t *one;   /* cap <= 1 */
+        sio_socket_t **many; /* cap > 1 */
+    } at;
     uint32_t count, cap;
-    char name[]; /* the map key */
+} sio_sockets_t;
+
+static inline sio_socket_t **sio_sockets_items(sio_sockets_t *l) {
+    return l->cap > 1 ? l->at.many : &l->at.one;
+}
+
+/* Appends s. 0, or -ENOMEM with l unchanged. */
+static inline int sio_sockets_push(sio_sockets_t *l, sio_socket_t *s) {
+    if (l->count == l->cap && l->cap > 0) {
+        uint32_t cap = l->cap * 2;
+        sio_socket_t **m =
+            l->cap > 1 ? realloc(l->at.many, cap * sizeof *m) : malloc(cap * sizeof *m);
+        if (!m)
+            return -ENOMEM;
+        if (l->cap == 1)
+            m[0] = l->at.one;
+        l->at.many = m;
+        l->cap = cap;
+    }
+    if (l->cap == 0)
+        l->cap = 1;
+    sio_sockets_items(l)[l->count++] = s;
+    return 0;
+}
+
+static inline void sio_sockets_free(sio_sockets_t *l) {
+    if (l->cap > 1)
+        free(l->at.many);
+    *l = (sio_sockets_t){0};
+}
+
+struct sio_room {
+    sio_sockets_t members; /* cap > 0 once it has had a member */
+    char name[];           /* the map key */
 };
 
 typedef struct {
