@@ -78,18 +78,14 @@ void sio_client_unref(sio_client_t *c) {
 }
 
 int sio_client_add_socket(sio_client_t *c, sio_socket_t *s) {
-    sio_socket_t **a = realloc(c->sockets, (c->nsockets + 1) * sizeof *a);
-    if (!a)
-        return -ENOMEM;
-    c->sockets = a;
-    c->sockets[c->nsockets++] = s;
-    return 0;
+    return sio_sockets_push(&c->sockets, s);
 }
 
 void sio_client_remove_socket(sio_client_t *c, sio_socket_t *s) {
-    for (uint32_t i = 0; i < c->nsockets; i++) {
-        if (c->sockets[i] == s) {
-            c->sockets[i] = c->sockets[--c->nsockets];
+    sio_socket_t **a = sio_sockets_items(&c->sockets);
+    for (uint32_t i = 0; i < c->sockets.count; i++) {
+        if (a[i] == s) {
+            a[i] = a[--c->sockets.count];
             return;
         }
     }
@@ -262,8 +258,8 @@ static void handle_packet(sio_client_t *c, sio_packet_t *p) {
         sio_nsp_connect(nsp, c, p->data);
         return;
     }
-    for (uint32_t i = 0; i < c->nsockets; i++) {
-        sio_socket_t *s = c->sockets[i];
+    for (uint32_t i = 0; i < c->sockets.count; i++) {
+        sio_socket_t *s = sio_sockets_items(&c->sockets)[i];
         if (s->connected && strcmp(s->nsp->name, p->nsp) == 0) {
             sio_nsp_dispatch(s, p);
             return;
@@ -298,14 +294,13 @@ static void client_close(eio_session_t *es, const char *reason, void *arg) {
         return;
     c->closing = true;
     /* Each onclose removes the socket from c->sockets. */
-    while (c->nsockets)
-        sio_socket_onclose(c->sockets[c->nsockets - 1], reason);
+    while (c->sockets.count)
+        sio_socket_onclose(sio_sockets_items(&c->sockets)[c->sockets.count - 1], reason);
     wait_unlink(io, c);
     if (io->wait_head == NULL)
         uv_timer_stop(&io->connect_timer);
     sio_decoder_clear(&c->dec);
-    free(c->sockets);
-    c->sockets = NULL;
+    sio_sockets_free(&c->sockets);
     c->eio = NULL; /* the session is going: sockets that outlive it send nothing */
     eio_session_set_data(es, NULL);
     io->nclients--;
@@ -317,9 +312,11 @@ static void client_upgrade(eio_session_t *es, void *arg) {
     sio_client_t *c = eio_session_data(es);
     if (!c || !io->monitor.transport)
         return;
-    for (uint32_t i = 0; i < c->nsockets; i++)
-        if (c->sockets[i]->connected)
-            io->monitor.transport(c->sockets[i], eio_session_transport(es), io->monitor_arg);
+    for (uint32_t i = 0; i < c->sockets.count; i++) {
+        sio_socket_t *s = sio_sockets_items(&c->sockets)[i];
+        if (s->connected)
+            io->monitor.transport(s, eio_session_transport(es), io->monitor_arg);
+    }
 }
 
 void sio_client_callbacks(eio_callbacks_t *cb) {

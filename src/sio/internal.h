@@ -200,7 +200,7 @@ struct sio_client {
     sio_server_t *io;
     eio_session_t *eio; /* NULL once the session has closed */
     sio_decoder_t dec;
-    sio_socket_t **sockets; /* one per namespace joined (or joining) */
+    sio_sockets_t sockets; /* one per namespace joined (or joining) */
     json_t *headers, *query;
     char *url;
     char *address; /* NULL when unknown (lean_handshake) */
@@ -208,7 +208,6 @@ struct sio_client {
     uint64_t connect_deadline;
     sio_client_t *wait_prev, *wait_next; /* waiting for a first namespace */
     uint32_t refs;
-    uint32_t nsockets;
     uint8_t protocol; /* Engine.IO revision (eio_session_protocol) */
     bool waiting;
     bool closing;

@@ -334,8 +334,8 @@ static void restored_before_middlewares(sio_socket_t *s, sio_session_t *ss,
 }
 
 void sio_nsp_connect(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
-    for (uint32_t i = 0; i < c->nsockets; i++) {
-        if (c->sockets[i]->nsp == nsp) {
+    for (uint32_t i = 0; i < c->sockets.count; i++) {
+        if (sio_sockets_items(&c->sockets)[i]->nsp == nsp) {
             LOG_DEBUG("sio", "duplicate CONNECT to %s ignored", nsp->name);
             return;
         }

@@ -411,8 +411,8 @@ void sio_socket_disconnect(sio_socket_t *s, bool close) {
         /* socket.disconnect(true): every namespace of the connection is told, then the
          * connection is closed (its packets go out before the close). */
         sio_client_t *c = s->client;
-        while (c->nsockets) {
-            sio_socket_t *x = c->sockets[c->nsockets - 1];
+        while (c->sockets.count) {
+            sio_socket_t *x = sio_sockets_items(&c->sockets)[c->sockets.count - 1];
             if (x->connected)
                 send_control(x, SIO_DISCONNECT, NULL);
             sio_socket_onclose(x, "server namespace disconnect");

@@ -191,9 +191,9 @@ static inline eio_session_t *client_new(env_t *e) {
 /* The socket of session s in namespace nsp, or NULL. */
 static inline sio_socket_t *sock_of(eio_session_t *s, const char *nsp) {
     sio_client_t *c = eio_session_data(s);
-    for (uint32_t i = 0; c && i < c->nsockets; i++)
-        if (strcmp(c->sockets[i]->nsp->name, nsp) == 0)
-            return c->sockets[i];
+    for (uint32_t i = 0; c && i < c->sockets.count; i++)
+        if (strcmp(sio_sockets_items(&c->sockets)[i]->nsp->name, nsp) == 0)
+            return sio_sockets_items(&c->sockets)[i];
     return NULL;
 }
 

@@ -54,6 +54,8 @@ static void test_connect_other_namespaces(void **state) {
     assert_msg(s, 0, expect);
     assert_int_equal(sio_nsp_socket_count(admin), 1);
     assert_int_equal(sio_nsp_socket_count(e->root), 0);
+    sio_client_t *c = eio_session_data(s);
+    assert_int_equal(c->sockets.cap, 1); /* one namespace: held inline */
 
     /* The same client in "/" too: another socket, another id. */
     inject(s, "0");
@@ -61,6 +63,8 @@ static void test_connect_other_namespaces(void **state) {
     assert_non_null(rs);
     assert_string_not_equal(sio_socket_id(rs), sio_socket_id(as));
     assert_int_equal(qcount(s), 2);
+    assert_int_equal(c->sockets.count, 2);
+    assert_ptr_equal(sock_of(s, "/admin"), as);
 
     /* An unknown namespace is refused and creates nothing. */
     inject(s, "0/nope,");
@@ -72,6 +76,13 @@ static void test_connect_other_namespaces(void **state) {
     sio_stats_t st;
     sio_server_stats(e->io, &st);
     assert_int_equal(st.sockets, 2);
+
+    /* Leaving one namespace keeps the other. */
+    inject(s, "1/admin,");
+    assert_null(sock_of(s, "/admin"));
+    assert_ptr_equal(sock_of(s, "/"), rs);
+    assert_int_equal(c->sockets.count, 1);
+    assert_int_equal(sio_nsp_socket_count(admin), 0);
 }
 
 /* ---- middleware ---- */
