@@ -9,7 +9,7 @@
  * what it takes from glibc's heap (the request plus the 8-byte chunk header, rounded up to
  * 16, at least 32: malloc_usable_size + 8 of a block of that size, asked of this
  * process's malloc). Arrays shared by all connections (hash maps, the namespace's socket
- * array, libuv's watcher array) are charged per connection at N connections; a map's
+ * array) are charged per connection at N connections; a map's
  * capacity is read from a real map_t filled with N keys.
  *
  * What sizeof cannot give is said in the table: chat_conn_t is private to chat/service.c
@@ -214,21 +214,10 @@ static size_t nsp_sockets_cap(size_t n) {
     return cap;
 }
 
-/* libuv (src/unix/core.c maybe_resize): loop->watchers has next_power_of_two(fd + 3)
- * pointers for the highest fd watched; the server's own descriptors before the first
- * connection are about this many. */
-#define SERVER_BASE_FDS 32
-static size_t uv_watchers_cap(size_t n) {
-    size_t cap = 1;
-    while (cap < n + SERVER_BASE_FDS + 3)
-        cap *= 2;
-    return cap;
-}
-
 /* ---- the table ---- */
 
 typedef struct {
-    char what[96];
+    char what[128];
     char where[64];
     char request[64];
     double bytes; /* per connection, what malloc was asked for */
@@ -323,23 +312,21 @@ int main(int argc, char **argv) {
            "only with `--notify-url`.\n\n",
            n, user, name, room);
     size_t conn_block = sizeof(net_conn_t) + HTTP_CONN_EXT_SIZE;
-    block("net_conn_t (uv_tcp_t inside) + ext area (HTTP_CONN_EXT_SIZE; ws_conn_t after the "
-          "upgrade)",
+    block("net_conn_t (a descriptor on the loop's epoll set) + ext area (HTTP_CONN_EXT_SIZE; "
+          "ws_conn_t after the upgrade)",
           "net/conn.c conn_new", conn_block, "sizeof");
     block("eio_session_t", "eio/session.c eio_session_create", sizeof(eio_session_t), "sizeof");
-    block("sio_client_t", "sio/client.c client_open", sizeof(sio_client_t), "sizeof");
-    block("sio_client_t.sockets (1 namespace)", "sio/client.c sio_client_add_socket",
-          sizeof(sio_socket_t *), "sizeof");
-    block("sio_socket_t", "sio/socket.c sio_socket_new", sizeof(sio_socket_t), "sizeof");
+    block("sio_client_t (its one socket inline)", "sio/client.c client_open", sizeof(sio_client_t),
+          "sizeof");
+    block("sio_socket_t (no pid: recovery off)", "sio/socket.c sio_socket_new",
+          sizeof(sio_socket_t), "sizeof");
     block("sio_socket_t.rooms (1 membership: user room)", "sio/adapter.c local_join",
           sizeof(sio_membership_t), "sizeof");
     {
-        char what[96];
-        snprintf(what, sizeof what, "sio_room_t + name `%s`", room);
+        char what[128];
+        snprintf(what, sizeof what, "sio_room_t (its one member inline) + name `%s`", room);
         block(what, "sio/adapter.c sio_room_get", sizeof(sio_room_t) + strlen(room) + 1, "sizeof");
     }
-    block("sio_room_t.members (1 socket)", "sio/adapter.c local_join", sizeof(sio_socket_t *),
-          "sizeof");
     block("chat_conn_t + user id + username", "chat/service.c auth_middleware",
           sizeof(mirror_chat_conn_t) + strlen(user) + strlen(name) + 2,
           "sizeof of a mirror (private struct)");
@@ -357,19 +344,23 @@ int main(int argc, char **argv) {
            sizeof(map_entry_t), cap, n, "sizeof, map capacity at N");
     shared("presence room index entry", "chat/presence.c room_get (local)", sizeof(map_entry_t),
            cap, n, "sizeof, map capacity at N");
-    shared("libuv watcher slot", "libuv uv__io_start (loop->watchers)", sizeof(uv__io_t *),
-           uv_watchers_cap(n), n, "sizeof, capacity at N + 32 descriptors");
+    const row_t *presence_index = &rows[nrows - 1];
     size_t end = nrows;
     double bytes, heap;
     print_rows(0, end, &bytes, &heap);
+    const row_t *presence_blocks = &rows[presence_row - 1];
+    printf("Without `--notify-url` (no presence rows): **%.0f B** requested, **%.0f B** of heap "
+           "per connection.\n\n",
+           bytes - presence_blocks->bytes - presence_index->bytes,
+           heap - presence_blocks->heap - presence_index->heap);
 
-    printf("Inside the first block: uv_tcp_t %zu, the rest of net_conn_t %zu (of which the "
-           "inline output queue tx_small %zu), the ext area %d (ws_conn_t %zu of it after the "
-           "upgrade; the HTTP state before it, private to http/server.c, is at most %d). "
-           "Blocks per connection: %zu; malloc's headers and rounding: %.0f B.\n\n",
-           sizeof(uv_tcp_t), sizeof(net_conn_t) - sizeof(uv_tcp_t),
-           (size_t)0, HTTP_CONN_EXT_SIZE, sizeof(ws_conn_t),
-           HTTP_CONN_EXT_SIZE, presence_row + presence.n - 1, heap - bytes);
+    printf("Inside the first block: net_conn_t %zu (no libuv handle: the descriptor is on the "
+           "loop's epoll set, and the output queue's array is lent by the loop while output "
+           "is queued), the ext area %d (ws_conn_t %zu of it after the upgrade; the HTTP state "
+           "before it, private to http/server.c, is at most %d). Blocks per connection: %zu; "
+           "malloc's headers and rounding: %.0f B.\n\n",
+           sizeof(net_conn_t), HTTP_CONN_EXT_SIZE, sizeof(ws_conn_t), HTTP_CONN_EXT_SIZE,
+           presence_row + presence.n - 1, heap - bytes);
 
     printf("With recovery on (the server's default; `make bench` runs --no-recovery): "
            "socket.data `{\"userId\": \"%s\"}`, made by chat/service.c remember_owner, is %zu "
@@ -381,27 +372,21 @@ int main(int argc, char **argv) {
         dbytes += data.request[i];
     }
     printf(" = %zu B requested, %zu B with malloc overhead; measured: jansson's structs are "
-           "private to it), and sio_socket_t's pid is filled (inline, no block).\n\n",
-           dbytes, data.heap);
+           "private to it), and sio_socket_t is %d B longer for its pid (%zu B of heap, not "
+           "%zu).\n\n",
+           dbytes, data.heap, RAND_ID_SIZE, heap_cost(sizeof(sio_socket_t) + RAND_ID_SIZE),
+           heap_cost(sizeof(sio_socket_t)));
 
     /* ---- what-ifs ---- */
     size_t c_conn = heap_cost(conn_block), c_sess = heap_cost(sizeof(eio_session_t)),
            c_cli = heap_cost(sizeof(sio_client_t)), c_sock = heap_cost(sizeof(sio_socket_t)),
-           c_ptr = heap_cost(sizeof(sio_socket_t *)), c_memb = heap_cost(sizeof(sio_membership_t));
+           c_memb = heap_cost(sizeof(sio_membership_t));
     size_t three = sizeof(eio_session_t) + sizeof(sio_client_t) + sizeof(sio_socket_t) +
-                   sizeof(sio_socket_t *) + sizeof(sio_membership_t);
+                   sizeof(sio_membership_t);
     size_t ws_conn = sizeof(net_conn_t) + sizeof(ws_conn_t);
     double index_share = (double)(sizeof(map_entry_t) * cap) / (double)n;
-    size_t tcp_lean = sizeof(int) + sizeof(uint32_t); /* fd and epoll events */
-    double watcher_share = (double)(sizeof(uv__io_t *) * uv_watchers_cap(n)) / (double)n;
     size_t count_block = sizeof(size_t) + strlen(user) + 1; /* presence.c count_t + id */
-    /* Fields an idle WebSocket connection carries for nothing: the socket's copy of its
-     * client's handshake (but auth), its recovery id without recovery, three of four data
-     * slots (the chat uses one), the connection's inline output queue. */
-    size_t hs_copy = sizeof(sio_handshake_t) - sizeof(json_t *);
-    size_t trims = hs_copy + RAND_ID_SIZE + (SIO_DATA_SLOTS - 1) * sizeof(void *) +
-                   (size_t)0;
-    char how[6][160]; /* one for each change below */
+    char how[4][160];                                       /* one for each change below */
     struct {
         const char *change;
         double saves;
@@ -410,32 +395,23 @@ int main(int argc, char **argv) {
         {"presence of `user:<id>` read from the adapter's room of that name (it exists anyway; "
          "its member count is the user's sockets here): no presence room per user",
          (double)presence.heap + index_share, how[0]},
-        {"uv_tcp_t replaced by an fd and its events on an epoll set that one uv_poll_t watches "
-         "(and no libuv watcher slot)",
-         (double)(c_conn - heap_cost(conn_block - sizeof(uv_tcp_t) + tcp_lean)) + watcher_share,
-         how[1]},
         {"one block for the connection, ws_conn_t (the ext area sized for it), session, client "
-         "and socket, with the client's socket array and the socket's first membership inline",
-         (double)(c_conn + c_sess + c_cli + c_sock + c_ptr + c_memb - heap_cost(ws_conn + three)),
-         how[2]},
-        {"field trims: the socket's handshake read from its client, its pid only with recovery, "
-         "one data slot, no inline output queue",
-         (double)trims, how[3]},
-        {"Engine.IO session index only for polling sessions", index_share, how[4]},
-        {"one-member rooms hold their member inline (no members array)", (double)c_ptr, how[5]},
+         "and socket, with the socket's first membership inline",
+         (double)(c_conn + c_sess + c_cli + c_sock + c_memb - heap_cost(ws_conn + three)), how[1]},
+        {"Engine.IO session index only for polling sessions (a poll naming a live WebSocket "
+         "session's sid would then get code 1, where engine.io answers 3)",
+         index_share, how[2]},
+        {"the socket and room indexes as arrays of pointers keyed through the id each entry "
+         "holds (util/map.c stores key pointer, length and value: 24 B a slot)",
+         2 * (index_share - (double)(sizeof(void *) * cap) / (double)n), how[3]},
     };
     snprintf(how[0], sizeof how[0], "row %zu (%zu) + its index share (%.1f)", presence_row,
              presence.heap, index_share);
-    snprintf(how[1], sizeof how[1],
-             "heap_cost(%zu) − heap_cost(%zu − uv_tcp_t %zu + %zu) + the watcher share (%.1f)",
-             conn_block, conn_block, sizeof(uv_tcp_t), tcp_lean, watcher_share);
-    snprintf(how[2], sizeof how[2], "%zu + %zu + %zu + %zu + %zu + %zu − heap_cost(%zu + %zu)",
-             c_conn, c_sess, c_cli, c_sock, c_ptr, c_memb, ws_conn, three);
-    snprintf(how[3], sizeof how[3],
-             "sio_handshake_t but auth %zu + pid %d + %d slots × %zu + tx_small %zu", hs_copy,
-             RAND_ID_SIZE, SIO_DATA_SLOTS - 1, sizeof(void *), (size_t)0);
-    snprintf(how[4], sizeof how[4], "%zu × %zu / %zu", sizeof(map_entry_t), cap, n);
-    snprintf(how[5], sizeof how[5], "heap_cost(%zu)", sizeof(sio_socket_t *));
+    snprintf(how[1], sizeof how[1], "%zu + %zu + %zu + %zu + %zu − heap_cost(%zu + %zu)", c_conn,
+             c_sess, c_cli, c_sock, c_memb, ws_conn, three);
+    snprintf(how[2], sizeof how[2], "%zu × %zu / %zu", sizeof(map_entry_t), cap, n);
+    snprintf(how[3], sizeof how[3], "2 × (%zu − %zu) × %zu / %zu", sizeof(map_entry_t),
+             sizeof(void *), cap, n);
     size_t nw = sizeof w / sizeof w[0];
     for (size_t a = 1; a < nw; a++) /* by bytes saved, largest first */
         for (size_t b = a; b > 0 && w[b].saves > w[b - 1].saves; b--) {
@@ -455,23 +431,16 @@ int main(int argc, char **argv) {
            heap_cost(16 * sizeof(map_entry_t)) - heap_cost(4 * sizeof(map_entry_t)),
            (double)presence.heap - (double)heap_cost(count_block), presence_row,
            heap_cost(count_block), sizeof(ws_conn_t), HTTP_CONN_EXT_SIZE,
-           c_conn - heap_cost(ws_conn),
-           c_sess + c_cli + c_sock + c_ptr + c_memb - heap_cost(three));
+           c_conn - heap_cost(ws_conn), c_sess + c_cli + c_sock + c_memb - heap_cost(three));
 
-    /* Everything at once: one block per connection (chat_conn_t in it too), the adapter's
-     * user room with its member inline, the socket and room indexes, the namespace array. */
-    size_t one = ws_conn - sizeof(uv_tcp_t) + tcp_lean + three - trims +
-                 sizeof(mirror_chat_conn_t) + strlen(user) + strlen(name) + 2;
-    double rest =
-        (double)heap_cost(sizeof(sio_room_t) + strlen(room) + 1 + sizeof(sio_socket_t *)) +
-        2 * index_share + (double)(sizeof(sio_socket_t *) * nsp_sockets_cap(n)) / (double)n;
-    double lean = (double)heap_cost(one) + rest;
-    double keep_uv = (double)heap_cost(one - tcp_lean + sizeof(uv_tcp_t)) + rest + watcher_share;
-    printf("All of them together: one block of %zu B per connection (connection with an fd and "
-           "its events, ws_conn_t, session, client, socket, chat_conn_t with the ids, the "
-           "trims), the user room with its member inline, the socket and room indexes, the "
-           "namespace's array: %.0f B per connection against %.0f now; all but the uv_tcp_t "
-           "change: %.0f B.\n",
-           one, lean, heap, keep_uv);
+    /* The layout changes at once: one block per connection (chat_conn_t in it too), the
+     * adapter's user room, the socket and room indexes, the namespace array. */
+    size_t one = ws_conn + three + sizeof(mirror_chat_conn_t) + strlen(user) + strlen(name) + 2;
+    double rest = (double)heap_cost(sizeof(sio_room_t) + strlen(room) + 1) + 2 * index_share +
+                  (double)(sizeof(sio_socket_t *) * nsp_sockets_cap(n)) / (double)n;
+    printf("With one block for all of it (connection, ws_conn_t, session, client, socket, "
+           "chat_conn_t with the ids: %zu B), the user room, the socket and room indexes and "
+           "the namespace's array: %.0f B per connection without `--notify-url`.\n",
+           one, (double)heap_cost(one) + rest);
     return 0;
 }

@@ -46,7 +46,7 @@ static void deferred_free(uv_handle_t *h) {
 static void emit_auth(uv_timer_t *t) {
     deferred_t *d = t->data;
     sio_socket_t *s = d->socket;
-    json_t *args = json_pack("[O]", sio_socket_handshake(s)->auth);
+    json_t *args = json_pack("[O]", sio_socket_handshake(s).auth);
     sio_payload_t p = {args, NULL, 0};
     if (sio_socket_connected(s) && sio_socket_emit(s, "auth", &p, 0))
         fprintf(stderr, "sio_conformance: emit failed\n");

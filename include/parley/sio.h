@@ -340,7 +340,9 @@ void sio_socket_ref(sio_socket_t *s);
 void sio_socket_unref(sio_socket_t *s);
 
 /* Handshake data: the CONNECT packet's auth object (empty object when none) and the
- * Engine.IO handshake request. Borrowed; valid while the socket is. */
+ * Engine.IO handshake request, returned by value (a socket keeps only its auth; the rest
+ * is its connection's, shared by its sockets of every namespace). What the fields point
+ * at is borrowed; valid while the socket is. */
 typedef struct {
     json_t *auth;
     json_t *headers; /* lower-case names → string values */
@@ -351,11 +353,13 @@ typedef struct {
     bool secure;
     uint8_t protocol; /* the client's Engine.IO revision: 4, or 3 (allow_eio3) */
 } sio_handshake_t;
-const sio_handshake_t *sio_socket_handshake(const sio_socket_t *s);
+sio_handshake_t sio_socket_handshake(const sio_socket_t *s);
 
-/* Application data slots: SIO_DATA_SLOTS pointers per socket, for the application's
- * own use (never touched by the library). */
-#define SIO_DATA_SLOTS 4
+/* Application data slots: SIO_DATA_SLOTS pointers per socket, numbered from 0, for the
+ * application's own use (never touched by the library). One, as every connection pays
+ * for each: an application with more to keep points the slot at its own struct. A slot
+ * number out of range reads NULL and is not set (sio_nsp_slot_free: -EINVAL). */
+#define SIO_DATA_SLOTS 1
 void *sio_socket_get(const sio_socket_t *s, unsigned slot);
 void sio_socket_set(sio_socket_t *s, unsigned slot, void *value);
 /* fn(value) runs for a slot of this namespace's sockets that is still set when the

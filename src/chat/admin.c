@@ -536,7 +536,7 @@ static void auth_middleware(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
         sio_next(ctx, NULL);
         return;
     }
-    json_t *auth = sio_socket_handshake(s)->auth;
+    json_t *auth = sio_socket_handshake(s).auth;
     json_t *sid = json_object_get(auth, "sessionId");
     if (json_is_string(sid) && session_known(a, json_string_value(sid), json_string_length(sid))) {
         sio_next(ctx, NULL);
@@ -636,7 +636,7 @@ static void send_all_sockets(chat_admin_t *a, sio_socket_t *s) {
 
 static void on_admin(sio_socket_t *s, void *arg) {
     chat_admin_t *a = arg;
-    json_t *auth = sio_socket_handshake(s)->auth;
+    json_t *auth = sio_socket_handshake(s).auth;
     LOG_INFO("admin", "admin UI connected (socket %s)", sio_socket_id(s));
     /* A password login gets a session to reconnect with. */
     if (a->hash && json_is_string(json_object_get(auth, "password"))) {

@@ -720,9 +720,9 @@ static char *query_token(const sio_handshake_t *hs) {
 
 static void auth_middleware(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
     chat_service_t *svc = arg;
-    const sio_handshake_t *hs = sio_socket_handshake(s);
-    const char *token = json_string_value(json_object_get(hs->auth, "token"));
-    char *from_query = token ? NULL : query_token(hs);
+    const sio_handshake_t hs = sio_socket_handshake(s);
+    const char *token = json_string_value(json_object_get(hs.auth, "token"));
+    char *from_query = token ? NULL : query_token(&hs);
     if (from_query)
         token = from_query;
     chat_user_t user;

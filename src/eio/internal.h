@@ -17,6 +17,7 @@
 
 typedef enum { EIO_TRANSPORT_POLLING, EIO_TRANSPORT_WEBSOCKET } eio_transport_t;
 
+/* Ordered without holes (152 bytes). */
 struct eio_session {
     eio_server_t *srv;
     void *data;
@@ -25,8 +26,14 @@ struct eio_session {
     ws_conn_t *ws;     /* the websocket transport */
     ws_conn_t *probe;  /* a websocket being probed for an upgrade */
     eio_msg_t **queue; /* waiting for the next poll (or for the upgrade to finish) */
+    size_t qbytes;     /* memory the queued messages stand for (payload and overhead) */
+    eio_session_t *flush_next;
+    eio_guard_ip_t *guard; /* its client address's entry, when limits are on */
+    /* The session's one deadline (see session.c: heartbeat lists). */
+    eio_session_t *due_prev, *due_next;
+    uint64_t due_at; /* loop time, ms */
     uint32_t qhead, qlen, qcap;
-    size_t qbytes; /* memory the queued messages stand for (payload and overhead) */
+    int8_t due_list; /* EIO_DUE_*, or -1 when none */
     uint8_t transport;
     uint8_t protocol;     /* Engine.IO revision: 4, or 3 (cfg.allow_eio3) */
     bool b64;             /* v3 polling: the client asked for text payloads only (b64=1) */
@@ -38,12 +45,6 @@ struct eio_session {
     bool awaiting_pong;
     bool flush_scheduled;
     bool free_pending; /* closed and its timer closed, waiting to leave the flush list */
-    eio_session_t *flush_next;
-    eio_guard_ip_t *guard; /* its client address's entry, when limits are on */
-    /* The session's one deadline (see session.c: heartbeat lists). */
-    eio_session_t *due_prev, *due_next;
-    uint64_t due_at; /* loop time, ms */
-    int8_t due_list; /* EIO_DUE_*, or -1 when none */
     char sid[RAND_ID_SIZE];
 };
 

@@ -51,12 +51,12 @@ sio_room_t *sio_room_get(sio_nsp_t *nsp, const char *name, bool create) {
 }
 
 static void room_drop_if_empty(sio_nsp_t *nsp, sio_room_t *r) {
-    if (r->count)
+    if (r->members.count)
         return;
-    if (r->cap && nsp->room_fn) /* had members: it was told of */
+    if (r->members.cap && nsp->room_fn) /* had members: it was told of */
         nsp->room_fn(nsp, r->name, false, nsp->room_arg);
     map_del(&nsp->rooms, r->name, strlen(r->name));
-    free(r->members);
+    sio_sockets_free(&r->members);
     free(r);
 }
 
@@ -84,20 +84,13 @@ static int local_join(sio_adapter_t *a, sio_socket_t *s, const char *name) {
     sio_room_t *r = sio_room_get(nsp, name, true);
     if (!r)
         return -ENOMEM;
-    if (r->count == r->cap) {
-        uint32_t cap = r->cap ? r->cap * 2 : 1; /* many rooms have one member */
-        sio_socket_t **m = realloc(r->members, cap * sizeof *m);
-        if (!m) {
-            room_drop_if_empty(nsp, r);
-            return -ENOMEM;
-        }
-        r->members = m;
-        r->cap = cap;
+    if (sio_sockets_push(&r->members, s)) {
+        room_drop_if_empty(nsp, r);
+        return -ENOMEM;
     }
-    PARLEY_ASSERT(r->count < r->cap && s->nrooms < s->caprooms);
-    r->members[r->count] = s;
-    s->rooms[s->nrooms++] = (sio_membership_t){r, r->count};
-    if (r->count++ == 0 && nsp->room_fn)
+    PARLEY_ASSERT(s->nrooms < s->caprooms);
+    s->rooms[s->nrooms++] = (sio_membership_t){r, r->members.count - 1};
+    if (r->members.count == 1 && nsp->room_fn)
         nsp->room_fn(nsp, r->name, true, nsp->room_arg);
     if (nsp->io->monitor.join)
         nsp->io->monitor.join(s, r->name, nsp->io->monitor_arg);
@@ -113,10 +106,11 @@ void sio_nsp_on_room(sio_nsp_t *nsp, sio_room_fn fn, void *arg) {
 static void leave_at(sio_socket_t *s, uint32_t i) {
     sio_room_t *r = s->rooms[i].room;
     uint32_t pos = s->rooms[i].pos;
-    PARLEY_ASSERT(r->count > 0 && pos < r->count && r->members[pos] == s);
-    sio_socket_t *last = r->members[--r->count];
+    sio_socket_t **members = sio_sockets_items(&r->members);
+    PARLEY_ASSERT(r->members.count > 0 && pos < r->members.count && members[pos] == s);
+    sio_socket_t *last = members[--r->members.count];
     if (last != s) {
-        r->members[pos] = last;
+        members[pos] = last;
         for (uint32_t j = 0; j < last->nrooms; j++) {
             if (last->rooms[j].room == r) {
                 last->rooms[j].pos = pos;
@@ -156,8 +150,8 @@ static void each(sio_nsp_t *nsp, const sio_target_t *to, void (*fn)(sio_socket_t
     size_t nexcept = to ? to->nexcept : 0;
     for (size_t i = 0; i < nexcept; i++) {
         sio_room_t *r = sio_room_get(nsp, to->except[i], false);
-        for (uint32_t j = 0; r && j < r->count; j++)
-            r->members[j]->epoch = epoch;
+        for (uint32_t j = 0; r && j < r->members.count; j++)
+            sio_sockets_items(&r->members)[j]->epoch = epoch;
         sio_socket_t *own = sio_nsp_find_socket(nsp, to->except[i]);
         if (own)
             own->epoch = epoch;
@@ -175,15 +169,15 @@ static void each(sio_nsp_t *nsp, const sio_target_t *to, void (*fn)(sio_socket_t
         size_t total = 0;
         for (size_t i = 0; i < nrooms; i++) {
             sio_room_t *r = sio_room_get(nsp, to->rooms[i], false);
-            total += (r ? r->count : 0) + 1; /* + the socket whose own room it may be */
+            total += (r ? r->members.count : 0) + 1; /* + the socket whose own room it may be */
         }
         list = malloc((total + 1) * sizeof *list);
         for (size_t i = 0; list && i < nrooms; i++) {
             sio_room_t *r = sio_room_get(nsp, to->rooms[i], false);
-            uint32_t count = r ? r->count : 0;
+            uint32_t count = r ? r->members.count : 0;
             for (uint32_t j = 0; j <= count; j++) {
-                sio_socket_t *s =
-                    j < count ? r->members[j] : sio_nsp_find_socket(nsp, to->rooms[i]);
+                sio_socket_t *s = j < count ? sio_sockets_items(&r->members)[j]
+                                            : sio_nsp_find_socket(nsp, to->rooms[i]);
                 if (!s || s->epoch == epoch || !s->connected)
                     continue;
                 s->epoch = epoch;
@@ -478,7 +472,7 @@ static int local_server_emit(sio_adapter_t *a, const char *event, const char *ar
 static size_t local_room_size(sio_adapter_t *a, const char *room) {
     sio_room_t *r = sio_room_get(a->nsp, room, false);
     sio_socket_t *own = sio_nsp_find_socket(a->nsp, room); /* its own room is not stored */
-    return (r ? r->count : 0) + (own && own->connected);
+    return (r ? r->members.count : 0) + (own && own->connected);
 }
 
 static size_t local_server_count(sio_adapter_t *a) {
@@ -498,7 +492,8 @@ static void local_persist(sio_adapter_t *a, sio_socket_t *s) {
     sio_session_t *session = calloc(1, sizeof *session);
     if (!session)
         return;
-    memcpy(session->pid, s->pid, sizeof s->pid);
+    PARLEY_ASSERT(nsp->io->cfg.recovery); /* s->pid exists */
+    memcpy(session->pid, s->pid, RAND_ID_SIZE);
     memcpy(session->sid, s->id, sizeof s->id);
     session->rooms = calloc(s->nrooms + 2, sizeof *session->rooms);
     /* Its own room first: packets to it are matched by room like any other. */
@@ -629,7 +624,7 @@ static void local_free(sio_adapter_t *a) {
     map_free(&nsp->sessions);
     for (size_t pos = 0; map_next(&nsp->rooms, &pos, &e);) {
         sio_room_t *r = e->value;
-        free(r->members);
+        sio_sockets_free(&r->members);
         free(r);
     }
     map_free(&nsp->rooms);

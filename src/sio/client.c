@@ -5,7 +5,11 @@
  * share, and its sockets, one per namespace. Packets are decoded here and dispatched to
  * the socket of their namespace. A client that has not joined any namespace within
  * connect_timeout is closed: clients waiting for that are a FIFO list (same timeout for
- * all) served by a single timer armed for the oldest deadline. */
+ * all) served by a single timer armed for the oldest deadline.
+ *
+ * Sockets read their handshake from their client rather than keeping a copy each, so a
+ * client is reference-counted: its memory goes when its session has closed and the last
+ * socket that the application still holds is released. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -59,25 +63,37 @@ void sio_client_stop_waiting(sio_client_t *c) {
     wait_unlink(c->io, c);
 }
 
+void sio_client_ref(sio_client_t *c) {
+    c->refs++;
+}
+
+void sio_client_unref(sio_client_t *c) {
+    if (--c->refs)
+        return;
+    json_decref(c->headers);
+    json_decref(c->query);
+    free(c->url);
+    free(c->address);
+    free(c);
+}
+
 int sio_client_add_socket(sio_client_t *c, sio_socket_t *s) {
-    sio_socket_t **a = realloc(c->sockets, (c->nsockets + 1) * sizeof *a);
-    if (!a)
-        return -ENOMEM;
-    c->sockets = a;
-    c->sockets[c->nsockets++] = s;
-    return 0;
+    return sio_sockets_push(&c->sockets, s);
 }
 
 void sio_client_remove_socket(sio_client_t *c, sio_socket_t *s) {
-    for (uint32_t i = 0; i < c->nsockets; i++) {
-        if (c->sockets[i] == s) {
-            c->sockets[i] = c->sockets[--c->nsockets];
+    sio_socket_t **a = sio_sockets_items(&c->sockets);
+    for (uint32_t i = 0; i < c->sockets.count; i++) {
+        if (a[i] == s) {
+            a[i] = a[--c->sockets.count];
             return;
         }
     }
 }
 
 void sio_client_send(sio_client_t *c, eio_msg_t *const *msgs, size_t n) {
+    if (!c->eio)
+        return;
     c->io->totals.packets_sent++;
     for (size_t i = 0; i < n; i++) {
         if (eio_session_send(c->eio, msgs[i])) {
@@ -95,10 +111,10 @@ void sio_client_send(sio_client_t *c, eio_msg_t *const *msgs, size_t n) {
 }
 
 void sio_client_close(sio_client_t *c, const char *reason) {
-    if (c->closing)
+    if (c->closing || !c->eio)
         return;
     c->closing = true;
-    c->close_reason = reason;
+    /* The session's end calls client_close with this same reason, at once. */
     eio_session_close_reason(c->eio, reason);
 }
 
@@ -165,6 +181,7 @@ static void client_open(eio_session_t *es, const http_req_t *req, const char *ad
         eio_session_close(es);
         return;
     }
+    c->refs = 1; /* the session's, dropped by client_close */
     c->io = io;
     c->eio = es;
     c->protocol = (uint8_t)eio_session_protocol(es);
@@ -241,8 +258,8 @@ static void handle_packet(sio_client_t *c, sio_packet_t *p) {
         sio_nsp_connect(nsp, c, p->data);
         return;
     }
-    for (uint32_t i = 0; i < c->nsockets; i++) {
-        sio_socket_t *s = c->sockets[i];
+    for (uint32_t i = 0; i < c->sockets.count; i++) {
+        sio_socket_t *s = sio_sockets_items(&c->sockets)[i];
         if (s->connected && strcmp(s->nsp->name, p->nsp) == 0) {
             sio_nsp_dispatch(s, p);
             return;
@@ -276,21 +293,18 @@ static void client_close(eio_session_t *es, const char *reason, void *arg) {
     if (!c)
         return;
     c->closing = true;
-    const char *why = c->close_reason ? c->close_reason : reason;
     /* Each onclose removes the socket from c->sockets. */
-    while (c->nsockets)
-        sio_socket_onclose(c->sockets[c->nsockets - 1], why);
+    while (c->sockets.count)
+        sio_socket_onclose(sio_sockets_items(&c->sockets)[c->sockets.count - 1], reason);
     wait_unlink(io, c);
     if (io->wait_head == NULL)
         uv_timer_stop(&io->connect_timer);
     sio_decoder_clear(&c->dec);
-    json_decref(c->headers);
-    json_decref(c->query);
-    free(c->url);
-    free(c->address);
-    free(c->sockets);
-    free(c);
+    sio_sockets_free(&c->sockets);
+    c->eio = NULL; /* the session is going: sockets that outlive it send nothing */
+    eio_session_set_data(es, NULL);
     io->nclients--;
+    sio_client_unref(c);
 }
 
 static void client_upgrade(eio_session_t *es, void *arg) {
@@ -298,9 +312,11 @@ static void client_upgrade(eio_session_t *es, void *arg) {
     sio_client_t *c = eio_session_data(es);
     if (!c || !io->monitor.transport)
         return;
-    for (uint32_t i = 0; i < c->nsockets; i++)
-        if (c->sockets[i]->connected)
-            io->monitor.transport(c->sockets[i], eio_session_transport(es), io->monitor_arg);
+    for (uint32_t i = 0; i < c->sockets.count; i++) {
+        sio_socket_t *s = sio_sockets_items(&c->sockets)[i];
+        if (s->connected)
+            io->monitor.transport(s, eio_session_transport(es), io->monitor_arg);
+    }
 }
 
 void sio_client_callbacks(eio_callbacks_t *cb) {

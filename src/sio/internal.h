@@ -8,13 +8,15 @@
  *              side of parser.h; parser_msgpack.c the msgpack one)
  *   adapter.c  the in-process adapter: rooms, broadcast, recovery log
  *
- * Rooms are indexed both ways: a room holds an array of its sockets, and each socket an
- * array of {room, position in that room}; leaving swaps the last member into the hole
- * and fixes that member's position, so join, leave and disconnect cost O(rooms of the
- * socket). */
+ * Rooms are indexed both ways: a room holds an array of its sockets (its first member
+ * inline, sio_sockets_t), and each socket an array of {room, position in that room};
+ * leaving swaps the last member into the hole and fixes that member's position, so join,
+ * leave and disconnect cost O(rooms of the socket). */
 #ifndef PARLEY_SIO_INTERNAL_H
 #define PARLEY_SIO_INTERNAL_H
 
+#include <errno.h>
+#include <stdlib.h>
 #include <uv.h>
 
 #include "eio/server.h"
@@ -49,10 +51,50 @@ typedef struct {
     void *arg;
 } sio_mw_t;
 
-struct sio_room {
-    sio_socket_t **members;
+/* An array of sockets that holds its first one inline: most rooms (a user's own) and
+ * most clients (one namespace) have exactly one, and a heap block for a single pointer
+ * takes 32 bytes of glibc's heap. Inline while cap <= 1; a heap array, once made, stays
+ * until sio_sockets_free (a list that shrinks back to one keeps it). */
+typedef struct {
+    union {
+        sio_socket_t *one;   /* cap <= 1 */
+        sio_socket_t **many; /* cap > 1 */
+    } at;
     uint32_t count, cap;
-    char name[]; /* the map key */
+} sio_sockets_t;
+
+static inline sio_socket_t **sio_sockets_items(sio_sockets_t *l) {
+    return l->cap > 1 ? l->at.many : &l->at.one;
+}
+
+/* Appends s. 0, or -ENOMEM with l unchanged. */
+static inline int sio_sockets_push(sio_sockets_t *l, sio_socket_t *s) {
+    if (l->count == l->cap && l->cap > 0) {
+        uint32_t cap = l->cap * 2;
+        sio_socket_t **m =
+            l->cap > 1 ? realloc(l->at.many, cap * sizeof *m) : malloc(cap * sizeof *m);
+        if (!m)
+            return -ENOMEM;
+        if (l->cap == 1)
+            m[0] = l->at.one;
+        l->at.many = m;
+        l->cap = cap;
+    }
+    if (l->cap == 0)
+        l->cap = 1;
+    sio_sockets_items(l)[l->count++] = s;
+    return 0;
+}
+
+static inline void sio_sockets_free(sio_sockets_t *l) {
+    if (l->cap > 1)
+        free(l->at.many);
+    *l = (sio_sockets_t){0};
+}
+
+struct sio_room {
+    sio_sockets_t members; /* cap > 0 once it has had a member */
+    char name[];           /* the map key */
 };
 
 typedef struct {
@@ -130,41 +172,45 @@ typedef struct sio_pending_ack {
     uv_timer_t timer;
 } sio_pending_ack_t;
 
+/* Ordered so that an idle socket is 104 bytes: no holes, and the recovery id only when
+ * recovery is on (the server's cfg.recovery, fixed for its life). */
 struct sio_socket {
     uint32_t refs;
-    bool connected;
-    bool recovered;
-    bool connecting; /* middleware still running */
+    uint32_t nsp_pos; /* index in nsp->sockets */
+    uint32_t nrooms, caprooms;
     sio_nsp_t *nsp;
     sio_client_t *client;
-    uint32_t nsp_pos; /* index in nsp->sockets */
-    uint64_t epoch;   /* broadcast de-duplication */
+    uint64_t epoch; /* broadcast de-duplication */
     sio_membership_t *rooms;
-    uint32_t nrooms, caprooms;
     sio_pending_ack_t *acks;
     void *slots[SIO_DATA_SLOTS];
     json_t *data;
-    sio_handshake_t hs;
-    char id[RAND_ID_SIZE];
-    char pid[RAND_ID_SIZE];
+    json_t *auth; /* the CONNECT's; the rest of the handshake is its client's */
+    bool connected;
+    bool recovered;
+    bool connecting; /* middleware still running */
+    char id[SIO_SOCKET_ID_LEN + 1];
+    char pid[]; /* RAND_ID_SIZE bytes with recovery on, else none (sio_socket_new) */
 };
 
+/* Its memory (and the handshake data in it) lives while the Engine.IO session is open or
+ * a socket of it exists: refs counts the session's and one per socket. Ordered without
+ * holes (120 bytes). */
 struct sio_client {
     sio_server_t *io;
-    eio_session_t *eio;
+    eio_session_t *eio; /* NULL once the session has closed */
     sio_decoder_t dec;
-    sio_socket_t **sockets; /* one per namespace joined (or joining) */
-    uint32_t nsockets;
+    sio_sockets_t sockets; /* one per namespace joined (or joining) */
     json_t *headers, *query;
-    uint8_t protocol; /* Engine.IO revision (eio_session_protocol) */
     char *url;
+    char *address; /* NULL when unknown (lean_handshake) */
     int64_t time_ms;
     uint64_t connect_deadline;
     sio_client_t *wait_prev, *wait_next; /* waiting for a first namespace */
+    uint32_t refs;
+    uint8_t protocol; /* Engine.IO revision (eio_session_protocol) */
     bool waiting;
     bool closing;
-    const char *close_reason; /* set when the server closes it: reported to sockets */
-    char *address;            /* NULL when unknown (lean_handshake) */
 };
 
 typedef struct {
@@ -210,6 +256,8 @@ void sio_client_close(sio_client_t *c, const char *reason);
 int sio_client_add_socket(sio_client_t *c, sio_socket_t *s);
 void sio_client_remove_socket(sio_client_t *c, sio_socket_t *s);
 void sio_client_stop_waiting(sio_client_t *c);
+void sio_client_ref(sio_client_t *c);
+void sio_client_unref(sio_client_t *c);
 
 /* nsp.c */
 sio_nsp_t *sio_nsp_find_or_match(sio_server_t *io, const char *name, json_t *auth);

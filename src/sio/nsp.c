@@ -234,9 +234,9 @@ static void finish(sio_socket_t *s, sio_session_t *restored, sio_logged_t *const
             nsp->io->monitor.connect(s, nsp->io->monitor_arg);
         for (size_t i = 0; i < nsp->non_conn && s->connected; i++)
             nsp->on_conn[i].fn(s, nsp->on_conn[i].arg);
-        if (nsp->io->cfg.lean_handshake && s->hs.auth != nsp->io->empty) {
-            json_decref(s->hs.auth);
-            s->hs.auth = json_incref(nsp->io->empty);
+        if (nsp->io->cfg.lean_handshake && s->auth != nsp->io->empty) {
+            json_decref(s->auth);
+            s->auth = json_incref(nsp->io->empty);
         }
         sio_socket_unref(s);
     }
@@ -334,8 +334,8 @@ static void restored_before_middlewares(sio_socket_t *s, sio_session_t *ss,
 }
 
 void sio_nsp_connect(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
-    for (uint32_t i = 0; i < c->nsockets; i++) {
-        if (c->sockets[i]->nsp == nsp) {
+    for (uint32_t i = 0; i < c->sockets.count; i++) {
+        if (sio_sockets_items(&c->sockets)[i]->nsp == nsp) {
             LOG_DEBUG("sio", "duplicate CONNECT to %s ignored", nsp->name);
             return;
         }

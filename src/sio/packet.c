@@ -65,7 +65,7 @@ void sio_packet_clear(sio_packet_t *p) {
 void sio_decoder_init(sio_decoder_t *d, size_t max_attachments) {
     d->pending = NULL;
     d->expected = 0;
-    d->max_attachments = max_attachments;
+    d->max_attachments = max_attachments > UINT32_MAX ? UINT32_MAX : (uint32_t)max_attachments;
 }
 
 void sio_decoder_clear(sio_decoder_t *d) {
@@ -234,7 +234,7 @@ sio_decode_result_t sio_decode_text(sio_decoder_t *d, const char *data, size_t l
         if (!(d->pending = malloc(sizeof *d->pending)))
             goto fail;
         *d->pending = p;
-        d->expected = attachments;
+        d->expected = (uint32_t)attachments; /* at most max_attachments */
         return SIO_DECODE_MORE;
     }
     *out = p;

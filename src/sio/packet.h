@@ -53,14 +53,15 @@ void sio_packet_clear(sio_packet_t *p);
 /* Decoder state for one connection: a binary packet waiting for its buffers. While
  * waiting, pending->bins already has all nbins slots (the missing ones NULL), so the
  * placeholders are checked against the announced count before any buffer arrives. The
- * packet is on the heap only while it waits: an idle connection's decoder is 24 bytes. */
+ * packet is on the heap only while it waits: an idle connection's decoder is 16 bytes. */
 typedef struct {
     sio_packet_t *pending;
-    size_t expected; /* buffers still missing for `pending`; 0 when none pending */
-    size_t max_attachments;
+    uint32_t expected; /* buffers still missing for `pending`; 0 when none pending */
+    uint32_t max_attachments;
 } sio_decoder_t;
 
-/* max_attachments: most buffers one packet may announce (socket.io-parser: 10). */
+/* max_attachments: most buffers one packet may announce (socket.io-parser: 10); values
+ * above UINT32_MAX count as UINT32_MAX. */
 void sio_decoder_init(sio_decoder_t *d, size_t max_attachments);
 /* Drops a waiting packet; the decoder holds nothing else and stays usable. */
 void sio_decoder_clear(sio_decoder_t *d);

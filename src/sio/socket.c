@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "sio/internal.h"
+#include "util/assert.h"
 #include "util/log.h"
 
 /* Reasons after which socket.io keeps the session for recovery. */
@@ -29,38 +30,37 @@ static bool reason_recoverable(const char *reason) {
 }
 
 sio_socket_t *sio_socket_new(sio_nsp_t *nsp, sio_client_t *c, json_t *auth) {
-    sio_socket_t *s = calloc(1, sizeof *s);
+    bool recovery = nsp->io->cfg.recovery;
+    sio_socket_t *s = calloc(1, sizeof *s + (recovery ? RAND_ID_SIZE : 0));
     if (!s)
         return NULL;
     s->refs = 1;
     s->nsp = nsp;
     s->client = c;
     s->connecting = true;
-    s->hs.auth = json_is_object(auth) ? json_incref(auth) : json_object();
-    if (rand_id(s->id) || (nsp->io->cfg.recovery && rand_id(s->pid)) || !s->hs.auth) {
-        json_decref(s->hs.auth);
+    s->auth = json_is_object(auth) ? json_incref(auth) : json_object();
+    char id[RAND_ID_SIZE];
+    if (rand_id(id) || (recovery && rand_id(s->pid)) || !s->auth) {
+        json_decref(s->auth);
         free(s);
         return NULL;
     }
+    memcpy(s->id, id, SIO_SOCKET_ID_LEN); /* as socket.io's: 20 characters, 120 bits */
     s->id[SIO_SOCKET_ID_LEN] = '\0';
     if (nsp->io->id_tag) {
         s->id[0] = nsp->io->id_tag;
-        if (nsp->io->cfg.recovery)
+        if (recovery)
             s->pid[0] = nsp->io->id_tag;
     }
-    s->hs.headers = c->headers;
-    s->hs.query = c->query;
-    s->hs.address = c->address ? c->address : "";
-    s->hs.url = c->url ? c->url : "";
-    s->hs.time_ms = c->time_ms;
-    s->hs.protocol = c->protocol;
+    sio_client_ref(c); /* the handshake is read from it (sio_socket_handshake) */
     return s;
 }
 
 static void socket_free(sio_socket_t *s) {
     json_decref(s->data);
-    json_decref(s->hs.auth);
+    json_decref(s->auth);
     free(s->rooms);
+    sio_client_unref(s->client);
     free(s);
 }
 
@@ -113,8 +113,11 @@ static void nsp_remove(sio_socket_t *s) {
 int sio_socket_establish(sio_socket_t *s, const sio_session_t *restored) {
     sio_nsp_t *nsp = s->nsp;
     if (restored) {
-        memcpy(s->id, restored->sid, sizeof s->id);
-        memcpy(s->pid, restored->pid, sizeof s->pid);
+        PARLEY_ASSERT(nsp->io->cfg.recovery); /* s->pid exists */
+        /* An id of this namespace's sockets (any server's): SIO_SOCKET_ID_LEN characters. */
+        memcpy(s->id, restored->sid, SIO_SOCKET_ID_LEN);
+        s->id[SIO_SOCKET_ID_LEN] = '\0';
+        memcpy(s->pid, restored->pid, RAND_ID_SIZE);
         json_decref(s->data);
         s->data = json_incref(restored->data);
         s->recovered = true;
@@ -408,8 +411,8 @@ void sio_socket_disconnect(sio_socket_t *s, bool close) {
         /* socket.disconnect(true): every namespace of the connection is told, then the
          * connection is closed (its packets go out before the close). */
         sio_client_t *c = s->client;
-        while (c->nsockets) {
-            sio_socket_t *x = c->sockets[c->nsockets - 1];
+        while (c->sockets.count) {
+            sio_socket_t *x = sio_sockets_items(&c->sockets)[c->sockets.count - 1];
             if (x->connected)
                 send_control(x, SIO_DISCONNECT, NULL);
             sio_socket_onclose(x, "server namespace disconnect");
@@ -452,9 +455,9 @@ static void add_room(const char *room, void *arg) {
 }
 
 json_t *sio_socket_describe(const sio_socket_t *s) {
-    const sio_handshake_t *hs = &s->hs;
+    sio_handshake_t hs = sio_socket_handshake(s);
     char when[64] = "";
-    time_t secs = (time_t)(hs->time_ms / 1000);
+    time_t secs = (time_t)(hs.time_ms / 1000);
     struct tm tm;
     if (gmtime_r(&secs, &tm))
         strftime(when, sizeof when, "%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)",
@@ -463,11 +466,10 @@ json_t *sio_socket_describe(const sio_socket_t *s) {
     if (rooms)
         sio_socket_rooms(s, add_room, rooms);
     json_t *d = json_pack("{s:s, s:{s:O?, s:s, s:s, s:b, s:b, s:I, s:s, s:O?, s:O?}, s:o?, s:O?}",
-                          "id", s->id, "handshake", "headers", hs->headers, "time", when, "address",
-                          hs->address ? hs->address : "", "xdomain",
-                          json_object_get(hs->headers, "origin") != NULL, "secure", hs->secure,
-                          "issued", (json_int_t)hs->time_ms, "url", hs->url ? hs->url : "", "query",
-                          hs->query, "auth", hs->auth, "rooms", rooms, "data", s->data);
+                          "id", s->id, "handshake", "headers", hs.headers, "time", when, "address",
+                          hs.address, "xdomain", json_object_get(hs.headers, "origin") != NULL,
+                          "secure", hs.secure, "issued", (json_int_t)hs.time_ms, "url", hs.url,
+                          "query", hs.query, "auth", hs.auth, "rooms", rooms, "data", s->data);
     if (d && !s->data && json_object_set_new(d, "data", json_object())) {
         json_decref(d);
         d = NULL;
@@ -475,8 +477,16 @@ json_t *sio_socket_describe(const sio_socket_t *s) {
     return d;
 }
 
-const sio_handshake_t *sio_socket_handshake(const sio_socket_t *s) {
-    return &s->hs;
+/* All but auth are the client's, shared by its sockets of every namespace. */
+sio_handshake_t sio_socket_handshake(const sio_socket_t *s) {
+    const sio_client_t *c = s->client;
+    return (sio_handshake_t){.auth = s->auth,
+                             .headers = c->headers,
+                             .query = c->query,
+                             .address = c->address ? c->address : "",
+                             .url = c->url ? c->url : "",
+                             .time_ms = c->time_ms,
+                             .protocol = c->protocol};
 }
 
 void *sio_socket_get(const sio_socket_t *s, unsigned slot) {

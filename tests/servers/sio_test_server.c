@@ -345,12 +345,12 @@ static void on_data(sio_socket_t *s, const char *ev, const sio_payload_t *p, int
 
 static void on_whoami(sio_socket_t *s, const char *ev, const sio_payload_t *p, int64_t id,
                       void *arg) {
-    const sio_handshake_t *hs = sio_socket_handshake(s);
+    sio_handshake_t hs = sio_socket_handshake(s);
     ack(s, id,
         json_pack("[{s:s,s:s,s:b,s:O,s:O,s:O,s:s,s:s,s:I,s:I}]", "id", sio_socket_id(s), "nsp",
                   sio_nsp_name(sio_socket_nsp(s)), "recovered", sio_socket_recovered(s), "auth",
-                  hs->auth, "query", hs->query, "headers", hs->headers, "address", hs->address,
-                  "url", hs->url, "time", (json_int_t)hs->time_ms, "pid", (json_int_t)getpid()));
+                  hs.auth, "query", hs.query, "headers", hs.headers, "address", hs.address, "url",
+                  hs.url, "time", (json_int_t)hs.time_ms, "pid", (json_int_t)getpid()));
 }
 
 static void on_connection(sio_socket_t *s, void *arg) {
@@ -371,7 +371,7 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *arg) {
 }
 
 static void admin_auth(sio_socket_t *s, sio_next_ctx_t *ctx, void *arg) {
-    const char *token = json_string_value(json_object_get(sio_socket_handshake(s)->auth, "token"));
+    const char *token = json_string_value(json_object_get(sio_socket_handshake(s).auth, "token"));
     if (token && strcmp(token, "secret") == 0) {
         sio_next(ctx, NULL);
         return;

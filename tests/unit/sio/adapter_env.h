@@ -191,9 +191,9 @@ static inline eio_session_t *client_new(env_t *e) {
 /* The socket of session s in namespace nsp, or NULL. */
 static inline sio_socket_t *sock_of(eio_session_t *s, const char *nsp) {
     sio_client_t *c = eio_session_data(s);
-    for (uint32_t i = 0; c && i < c->nsockets; i++)
-        if (strcmp(c->sockets[i]->nsp->name, nsp) == 0)
-            return c->sockets[i];
+    for (uint32_t i = 0; c && i < c->sockets.count; i++)
+        if (strcmp(sio_sockets_items(&c->sockets)[i]->nsp->name, nsp) == 0)
+            return sio_sockets_items(&c->sockets)[i];
     return NULL;
 }
 
@@ -220,10 +220,14 @@ static inline void assert_rooms_consistent(sio_nsp_t *nsp) {
     for (size_t pos = 0; map_next(&nsp->rooms, &pos, &e);) {
         sio_room_t *r = e->value;
         assert_string_equal(e->key, r->name);
-        assert_true(r->count > 0); /* empty rooms are deleted */
-        assert_true(r->count <= r->cap);
-        for (uint32_t j = 0; j < r->count; j++) {
-            sio_socket_t *s = r->members[j];
+        uint32_t count = r->members.count;
+        assert_true(count > 0); /* empty rooms are deleted */
+        assert_true(count <= r->members.cap);
+        /* Its one member inline until a second came (then a heap array). */
+        if (r->members.cap == 1)
+            assert_ptr_equal(sio_sockets_items(&r->members), &r->members.at.one);
+        for (uint32_t j = 0; j < count; j++) {
+            sio_socket_t *s = sio_sockets_items(&r->members)[j];
             bool found = false;
             for (uint32_t k = 0; k < s->nrooms; k++) {
                 if (s->rooms[k].room == r) {
@@ -235,7 +239,7 @@ static inline void assert_rooms_consistent(sio_nsp_t *nsp) {
             if (!found)
                 fail_msg("room %s lists a socket that does not list it", r->name);
         }
-        from_rooms += r->count;
+        from_rooms += count;
     }
     for (uint32_t i = 0; i < nsp->nsockets; i++) {
         sio_socket_t *s = nsp->sockets[i];
@@ -244,8 +248,8 @@ static inline void assert_rooms_consistent(sio_nsp_t *nsp) {
         for (uint32_t k = 0; k < s->nrooms; k++) {
             sio_room_t *r = s->rooms[k].room;
             assert_ptr_equal(map_get(&nsp->rooms, r->name, strlen(r->name)), r);
-            assert_true(s->rooms[k].pos < r->count);
-            assert_ptr_equal(r->members[s->rooms[k].pos], s);
+            assert_true(s->rooms[k].pos < r->members.count);
+            assert_ptr_equal(sio_sockets_items(&r->members)[s->rooms[k].pos], s);
         }
         from_sockets += s->nrooms;
     }

@@ -73,6 +73,7 @@ static void test_recovery_restores(void **state) {
     sio_socket_t *a = sock_of(sa, "/");
     assert_string_equal(ids.sid, sio_socket_id(a));
     assert_string_not_equal(ids.pid, ids.sid);
+    assert_int_equal(strlen(ids.pid), RAND_ID_SIZE - 1); /* held past the socket's id */
     eio_session_drain(sa);
     sio_socket_join(a, "r1");
     sio_socket_join(a, "r2");

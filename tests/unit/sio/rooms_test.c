@@ -82,6 +82,41 @@ static void test_rooms_join_leave(void **state) {
     assert_rooms_consistent(e->root);
 }
 
+/* A room of one holds its member inline; a second member moves both into an array, in
+ * order, which the room keeps while members come and go. */
+static void test_room_member_inline(void **state) {
+    env_t *e = *state;
+    sio_socket_t *a, *b, *c;
+    eio_session_t *sa = client_connect(e, &a);
+    eio_session_t *sb = client_connect(e, &b);
+    client_connect(e, &c);
+    assert_int_equal(sio_socket_join(a, "solo"), 0);
+    sio_room_t *r = sio_room_get(e->root, "solo", false);
+    assert_non_null(r);
+    assert_int_equal(r->members.cap, 1);
+    assert_ptr_equal(r->members.at.one, a);
+    assert_int_equal(sio_socket_join(b, "solo"), 0);
+    assert_int_equal(r->members.cap, 2);
+    assert_ptr_equal(r->members.at.many[0], a);
+    assert_ptr_equal(r->members.at.many[1], b);
+    assert_int_equal(sio_socket_join(c, "solo"), 0);
+    assert_int_equal(sio_nsp_room_size(e->root, "solo"), 3);
+    assert_rooms_consistent(e->root);
+    assert_int_equal(sio_socket_leave(a, "solo"), 0);
+    assert_int_equal(sio_socket_leave(c, "solo"), 0);
+    assert_int_equal(sio_nsp_room_size(e->root, "solo"), 1);
+    assert_rooms_consistent(e->root);
+    /* A broadcast to the room reaches its one member, and only it. */
+    const char *to_room[] = {"solo"};
+    sio_target_t to = {.rooms = to_room, .nrooms = 1};
+    assert_int_equal(sio_nsp_emit_json(e->root, &to, "hi", "[1]", 3), 0);
+    assert_int_equal(qcount(sb), 1);
+    assert_int_equal(qcount(sa), 0);
+    assert_int_equal(sio_socket_leave(b, "solo"), 0);
+    assert_null(sio_room_get(e->root, "solo", false));
+    assert_rooms_consistent(e->root);
+}
+
 /* Random joins and leaves of 12 sockets over 8 rooms against a reference matrix. */
 static void test_rooms_random_against_reference(void **state) {
     env_t *e = *state;
@@ -152,6 +187,7 @@ int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_plain, teardown)
     const struct CMUnitTest tests[] = {
         T(test_rooms_join_leave),
+        T(test_room_member_inline),
         T(test_rooms_random_against_reference),
         T(test_sockets_join_leave_many),
     };
