@@ -27,7 +27,7 @@
 # line, shares by DSO, by symbol, by user-space symbol), summary.txt (what is printed),
 # logs/ (server, parley-bench and perf output). Every run is bounded (timeout; the waits
 # for parley-bench's phases too); the server and perf are stopped after each run and on
-# any exit. About 1 minute per repetition of the three scenarios.
+# any exit. About 25 s per repetition of the three scenarios (with echo: 45 s).
 # Environment: BUILD (build), REPS (2), SERVERS ("parley"; "parley echo" adds the C echo
 # server, the kernel's floor, to broadcast and burst), FREQ (samples/s, 4999), DUR
 # (measured seconds, 5), TOP (symbols listed, 15), CALL_GRAPH (fp), SYSCALLS (1: perf
