@@ -423,12 +423,11 @@ int main(int argc, char **argv) {
     printf("| # | change | saves per connection (B) | how |\n| ---: | --- | ---: | --- |\n");
     for (size_t k = 0; k < nw; k++)
         printf("| %zu | %s | %.0f | %s |\n", k + 1, w[k].change, w[k].saves, w[k].how);
-    printf("\nSmaller alternatives to the first: presence rooms' user maps starting at 4 slots, "
-           "not 16, save %zu B; online users counted in one map (user id → count) instead of a "
-           "room each save %.0f B (row %zu less a count_t block of %zu). The ext area per "
-           "protocol alone (ws_conn_t is %zu of the %d bytes) saves %zu B; a block of its own for "
-           "session + client + socket (not the connection's) saves %zu B.\n\n",
-           heap_cost(16 * sizeof(map_entry_t)) - heap_cost(4 * sizeof(map_entry_t)),
+    printf("\nA smaller alternative to the first: online users counted in one map (user id → "
+           "count) instead of a room each saves %.0f B (row %zu less a count_t block of %zu). "
+           "The ext area per protocol alone (ws_conn_t is %zu of the %d bytes) saves %zu B; a "
+           "block of its own for session + client + socket (not the connection's) saves %zu "
+           "B.\n\n",
            (double)presence.heap - (double)heap_cost(count_block), presence_row,
            heap_cost(count_block), sizeof(ws_conn_t), HTTP_CONN_EXT_SIZE,
            c_conn - heap_cost(ws_conn), c_sess + c_cli + c_sock + c_memb - heap_cost(three));
