@@ -334,6 +334,12 @@ static int hs256_verify(const chat_auth_t *a, const char *token, size_t len, lon
         LOG_DEBUG("auth", "token rejected: a segment is not base64url");
         return -1;
     }
+    /* JSON text has no NUL byte. jansson drops one after a number ("{\"n\":1\0}" loads);
+     * libjwt read the text only up to it. */
+    if (memchr(buf, '\0', (size_t)(hn + pn))) {
+        LOG_DEBUG("auth", "token rejected: a NUL byte in its JSON");
+        return -1;
+    }
     if (!hs256_header_ok(buf, (size_t)hn))
         return -1;
     /* flags 0, as libjwt read them: an object or an array, no NUL in a string. */

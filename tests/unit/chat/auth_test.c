@@ -274,7 +274,7 @@ static void test_segments(void **state) {
     assert_refused(two);
     char *four = malloc(strlen(good) + 8);
     assert_non_null(four);
-    sprintf(four, "%s.e30", good);
+    snprintf(four, strlen(good) + 8, "%s.e30", good);
     assert_refused(four);
     assert_refused(signed_raw("", p));
     assert_refused(signed_raw(h, ""));
@@ -301,7 +301,7 @@ static void test_not_base64url(void **state) {
     assert_accepted(signed_raw(h, p), "b64", "?>?>");
     assert_true(strpbrk(p, "-_") != NULL);
     /* The standard alphabet's 62 and 63 in place of '-' and '_'. */
-    strcpy(alt, p);
+    snprintf(alt, sizeof alt, "%s", p);
     for (char *c = alt; *c; c++)
         *c = *c == '-' ? '+' : *c == '_' ? '/' : *c;
     assert_refused(signed_raw(h, alt));
@@ -321,10 +321,10 @@ static void test_not_base64url(void **state) {
     static const char bad[] = {' ', '*', '=', '+', '/', '\t', '\n', '~', '\x80', '\xff'};
     for (size_t i = 0; i < sizeof bad; i++) {
         for (size_t at = 0; at < pl; at += 7) {
-            strcpy(alt, p);
+            snprintf(alt, sizeof alt, "%s", p);
             alt[at] = bad[i];
             assert_refused(signed_raw(h, alt));
-            strcpy(alt, h);
+            snprintf(alt, sizeof alt, "%s", h);
             alt[at % strlen(h)] = bad[i];
             assert_refused(signed_raw(alt, p));
         }
@@ -333,9 +333,11 @@ static void test_not_base64url(void **state) {
     snprintf(alt, sizeof alt, "%s!AAAA", p);
     assert_refused(signed_raw(h, alt));
     /* A length that leaves one character alone (6 bits: no byte). */
-    strcpy(alt, p);
-    while (strlen(alt) % 4 != 1)
-        strcat(alt, "A");
+    snprintf(alt, sizeof alt, "%s", p);
+    for (size_t n = strlen(alt); n % 4 != 1; n++) {
+        alt[n] = 'A';
+        alt[n + 1] = '\0';
+    }
     assert_refused(signed_raw(h, alt));
     /* Leftover bits set in the last character. */
     char p3[64];
@@ -368,6 +370,14 @@ static void test_claims_not_an_object(void **state) {
     b64url(CANON, strlen(CANON), h);
     b64url("{\"sub\":\"n\"}\0x", 13, p);
     assert_refused(signed_raw(h, p));
+    static const char after_number[] = "{\"sub\":\"n\",\"x\":1\0}"; /* jansson drops it */
+    b64url(after_number, sizeof after_number - 1, p);
+    assert_refused(signed_raw(h, p));
+    char h0[64];
+    static const char header_nul[] = "{\"alg\":\"HS256\",\"x\":1\0}";
+    b64url(header_nul, sizeof header_nul - 1, h0);
+    b64url("{\"sub\":\"n\"}", 11, p);
+    assert_refused(signed_raw(h0, p));
 }
 
 static void test_time_claims(void **state) {
@@ -449,6 +459,7 @@ static void test_length_limit(void **state) {
                     assert_accepted(t, "big", "big");
                 break;
             }
+            free(t);
             fail_msg("no token of %zu characters", CHAT_AUTH_TOKEN_MAX + (size_t)extra);
         }
     }
