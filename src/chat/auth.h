@@ -1,12 +1,14 @@
 /* chat/auth.h — JWT verification for Socket.IO handshakes and HTTP requests, and
  * development tokens; and the rule every id and name follows (chat_id_valid).
  *
- * Tokens are verified with libjwt against the one configured algorithm (HS256 with a
- * shared secret by default; RS256 or ES256 with a PEM public key). Anything else —
- * another algorithm, "none", a bad signature, a missing or non-string `sub`, an `exp` in
- * the past or an `nbf` in the future beyond CHAT_AUTH_LEEWAY_S, an `exp`, `nbf` or `iat`
- * that is not an integer from 0 to CHAT_AUTH_TIME_MAX — is refused. The claims are
- * checked by a pure function (chat_auth_check_claims), which the fuzzer drives. */
+ * Tokens are verified against the one configured algorithm: HS256 with a shared secret
+ * by default (verified in chat/auth.c on OpenSSL's SHA-256; its segments must be base64url
+ * without padding, RFC 7515 §2), or RS256 or ES256 with a PEM public key (verified by
+ * libjwt). Anything else — another algorithm, "none", a bad signature, a missing or
+ * non-string `sub`, an `exp` in the past or an `nbf` in the future beyond
+ * CHAT_AUTH_LEEWAY_S, an `exp`, `nbf` or `iat` that is not an integer from 0 to
+ * CHAT_AUTH_TIME_MAX — is refused. The claims are checked by a pure function
+ * (chat_auth_check_claims), which the fuzzer drives. */
 #ifndef PARLEY_CHAT_AUTH_H
 #define PARLEY_CHAT_AUTH_H
 

@@ -10,14 +10,21 @@
  * range and within the leeway of the clock; an accepted payload has the fields its event
  * needs, of the right types and sizes. The raw input is also checked as an id:
  * chat_id_valid must agree with a direct reading of the rule, and valid ids must stay
- * valid when cut at a character boundary or joined. */
+ * valid when cut at a character boundary or joined. Last, the input is the claims segment
+ * of an HS256 token signed with the key: chat_auth_verify must take it exactly when the
+ * input is a JSON object or array (without a NUL byte) that chat_auth_check_claims takes,
+ * with the same user (tests/fuzz/jwt_token_fuzz.c fuzzes the rest of the token). */
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "chat/auth.h"
 #include "chat/service.h"
+#include "util/base64.h"
 #include "util/utf8.h"
 
 #define CHECK(cond)                                                                                \
@@ -159,8 +166,41 @@ static void check_payload(const char *event, json_t *payload) {
     }
 }
 
+/* The input as the claims of a signed HS256 token, against chat_auth_check_claims. */
+static void check_token(const uint8_t *data, size_t size) {
+    static const char header[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."; /* HS256, JWT */
+    char *token = malloc(sizeof header + (size + 2) / 3 * 4 + 48);
+    CHECK(token);
+    size_t at = sizeof header - 1;
+    memcpy(token, header, at);
+    at += base64url_encode(data, size, token + at);
+    uint8_t mac[32];
+    unsigned int n = 0;
+    CHECK(HMAC(EVP_sha256(), "fuzz-secret", 11, (const uint8_t *)token, at, mac, &n));
+    token[at++] = '.';
+    base64url_encode(mac, n, token + at);
+    /* libjwt's flags; and no NUL byte, which jansson drops after a number. */
+    json_t *claims = strlen(token) <= CHAT_AUTH_TOKEN_MAX && !memchr(data, '\0', size)
+                         ? json_loadb((const char *)data, size, 0, NULL)
+                         : NULL;
+    chat_user_t got, want;
+    json_t *got_rooms = NULL, *want_rooms = NULL;
+    int rc = chat_auth_verify(claimed, token, 1700000000L, &got, &got_rooms);
+    int expect =
+        claims ? chat_auth_check_claims(claimed, claims, 1700000000L, &want, &want_rooms) : -1;
+    CHECK(rc == expect);
+    if (rc == 0)
+        CHECK(strcmp(got.user_id, want.user_id) == 0 && strcmp(got.username, want.username) == 0 &&
+              (got_rooms ? want_rooms && json_equal(got_rooms, want_rooms) : !want_rooms));
+    json_decref(got_rooms);
+    json_decref(want_rooms);
+    json_decref(claims);
+    free(token);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check_id(data, size);
+    check_token(data, size);
     json_t *v = json_loadb((const char *)data, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
     if (!v)
         return 0;

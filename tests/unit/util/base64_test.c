@@ -4,7 +4,10 @@
  * RFC 4648 §10 vectors in both directions; every way a padded input can be malformed;
  * decoding in place; and a small independent encoder in this file as the reference for
  * every length up to a few hundred bytes and for inputs large enough to cross the
- * chunking done around OpenSSL's int-sized calls. */
+ * chunking done around OpenSSL's int-sized calls. The strict base64url decoder: the
+ * vectors, every length against the reference and in place, and each way a string can
+ * be other than what base64url_encode writes (padding, the standard alphabet's 62 and
+ * 63, other bytes, a lone last character, leftover bits set). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -268,6 +271,95 @@ static void test_large_crosses_chunks(void **state) {
     }
 }
 
+static void test_url_decode_rfc4648(void **state) {
+    for (size_t i = 0; i < ARRAY_LEN(rfc_vectors); i++) {
+        const vector_t *v = &rfc_vectors[i];
+        size_t len = strlen(v->url);
+        uint8_t out[32];
+        memset(out, 0xAA, sizeof out);
+        long n = base64url_decode(v->url, len, out);
+        assert_int_equal(n, (long)strlen(v->plain));
+        assert_int_equal(BASE64URL_DECODED_MAX(len), strlen(v->plain));
+        assert_memory_equal(out, v->plain, (size_t)n);
+        assert_int_equal(out[n], 0xAA); /* nothing written past the decoded bytes */
+    }
+    uint8_t back[3];
+    assert_int_equal(base64url_decode("-_-_", 4, back), 3);
+    assert_memory_equal(back, "\xfb\xff\xbf", 3);
+    assert_int_equal(base64url_decode("__4", 3, back), 2);
+    assert_memory_equal(back, "\xff\xfe", 2);
+}
+
+static void assert_url_invalid(const char *s, size_t len) {
+    uint8_t out[64];
+    long n = base64url_decode(s, len, out);
+    if (n != -1)
+        fail_msg("accepted \"%.*s\" (%ld bytes)", (int)len, s, n);
+}
+
+static void test_url_decode_rejects(void **state) {
+    static const char *const bad[] = {
+        "Z",    "Zm9vY",                                   /* a lone last character: 6 bits */
+        "Zg==", "Zm8=",    "Zg=",  "Zm9vYg==", "Zm9vY===", /* padding, whole or partial */
+        "+/+/", "Zm9+",    "Zm9/",                         /* the standard alphabet's 62, 63 */
+        "Zm 9", "Zm9v\n",  "Zm.v", "Zm9\x80",  "Zm9v\tmFy",
+        "Zm9*", "Zm9~",    "=Zm9", "Zh",       "Zm9vYh", /* 'h' (33): low 4 bits not 0 */
+        "Zm9",  "Zm9vYmF",                               /* '9' (61), 'F' (5): low 2 bits */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++)
+        assert_url_invalid(bad[i], strlen(bad[i]));
+    uint8_t out[8];
+    assert_int_equal(base64url_decode("Zm8", 3, out), 2); /* '8' (60): the canonical "fo" */
+    assert_memory_equal(out, "fo", 2);
+    assert_int_equal(base64url_decode("Zm9vYmE", 7, out), 5);
+    assert_memory_equal(out, "fooba", 5);
+    assert_url_invalid("Zm\0v", 4);
+    assert_url_invalid("Zm9vYmFy\0", 9);
+    /* Every byte that is not one of the 64, in each position of a group. */
+    for (int c = 0; c < 256; c++) {
+        bool url = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                   c == '-' || c == '_';
+        for (size_t at = 0; at < 4; at++) {
+            char s[4] = {'Q', 'U', 'J', 'D'}; /* "QUJD" is "ABC" */
+            s[at] = (char)c;
+            long n = base64url_decode(s, 4, out);
+            assert_int_equal(n, url ? 3 : -1);
+        }
+    }
+}
+
+static void test_url_decode_empty(void **state) {
+    uint8_t out[1] = {0x5a};
+    assert_int_equal(base64url_decode("", 0, out), 0);
+    assert_int_equal(out[0], 0x5a);
+}
+
+/* Every length from 0 to 300: the reference's encoding decodes back, also in place, and
+ * each of its leftover-bit variants is refused. */
+static void test_url_decode_matches_reference(void **state) {
+    uint8_t in[300], back[300];
+    char text[420];
+    for (size_t n = 0; n <= sizeof in; n++) {
+        for (size_t i = 0; i < n; i++)
+            in[i] = rng_byte();
+        size_t tl = ref_encode(in, n, text, true);
+        assert_int_equal(BASE64URL_DECODED_MAX(tl), n);
+        assert_int_equal(base64url_decode(text, tl, back), (long)n);
+        assert_memory_equal(back, in, n);
+        if (tl % 4) { /* the last character with a leftover bit set */
+            char keep = text[tl - 1];
+            static const char alpha[] =
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            size_t v = (size_t)(strchr(alpha, keep) - alpha);
+            text[tl - 1] = alpha[v | 1];
+            assert_int_equal(base64url_decode(text, tl, back), -1);
+            text[tl - 1] = keep;
+        }
+        assert_int_equal(base64url_decode(text, tl, (uint8_t *)text), (long)n);
+        assert_memory_equal(text, in, n);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_encode_rfc4648),
@@ -282,6 +374,10 @@ int main(void) {
         cmocka_unit_test(test_decode_in_place),
         cmocka_unit_test(test_matches_reference),
         cmocka_unit_test(test_large_crosses_chunks),
+        cmocka_unit_test(test_url_decode_rfc4648),
+        cmocka_unit_test(test_url_decode_rejects),
+        cmocka_unit_test(test_url_decode_empty),
+        cmocka_unit_test(test_url_decode_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
