@@ -29,6 +29,7 @@
 #include "http/parser.h"
 #include "util/assert.h"
 #include "util/buf.h"
+#include "util/jsonw.h"
 #include "util/log.h"
 #include "util/map.h"
 #include "util/rand.h"
@@ -40,6 +41,12 @@ typedef struct {
     bucket_t bucket;
     char user_id[]; /* map key */
 } user_bucket_t;
+
+/* newMessage arguments up to this size are put together on the stack. */
+#define PUBLISH_STACK 2048
+/* sendMessage's acks up to this size are written on the stack (a local store's ids are 33
+ * characters at most: ~110 bytes). */
+#define SEND_ACK_STACK 256
 
 /* Buckets kept before full ones (idle users) are dropped. */
 #define USER_BUCKETS_SWEEP 10000
@@ -102,33 +109,55 @@ void service_ack_obj(sio_socket_t *s, int64_t ack, json_t *obj) {
     json_decref(obj);
 }
 
-void service_ack_ok(sio_socket_t *s, int64_t ack) {
-    service_ack_obj(s, ack, json_pack("{s:b}", "ok", 1));
+/* Answers the ack (when asked for) with the argument array's JSON text. */
+static void ack_json(sio_socket_t *s, int64_t ack, const char *json, size_t len) {
+    if (ack >= 0 && sio_socket_connected(s) && sio_socket_ack_json(s, ack, json, len))
+        LOG_DEBUG("chat", "ack to %s failed", sio_socket_id(s));
 }
 
+#define LIT(s) (s), (sizeof(s) - 1)
+
+void service_ack_ok(sio_socket_t *s, int64_t ack) {
+    ack_json(s, ack, LIT("[{\"ok\":true}]"));
+}
+
+/* Error codes are short ASCII words ("not_in_room"): the answer fits on the stack. */
+#define ACK_ERROR_MAX 64
+
 void service_ack_error(sio_socket_t *s, int64_t ack, const char *error) {
-    service_ack_obj(s, ack, json_pack("{s:b,s:s}", "ok", 0, "error", error));
+    static const char head[] = "[{\"ok\":false,\"error\":";
+    char json[sizeof head + 6 * ACK_ERROR_MAX + 4]; /* quotes, "}]" */
+    size_t len = strnlen(error, ACK_ERROR_MAX);
+    PARLEY_ASSERT(len < ACK_ERROR_MAX);
+    char *end = jsonw_raw(json, LIT(head));
+    end = jsonw_string(end, error, len);
+    end = jsonw_raw(end, LIT("}]"));
+    ack_json(s, ack, json, (size_t)(end - json));
 }
 
 void service_user_room(char out[USER_ROOM_SIZE], const char *user_id) {
     snprintf(out, USER_ROOM_SIZE, USER_ROOM_PREFIX "%s", user_id);
 }
 
-/* With workers, whether room has the shape of a socket id of one of them
- * (SIO_SOCKET_ID_LEN base64url characters starting with a worker's letter, cluster/hub.h): the
- * socket may live in another process, where this one cannot look it up. */
-static bool worker_socket_id(chat_service_t *svc, const char *room) {
-    if (!svc->worker)
-        return false;
+/* Whether room could be a socket's id: SIO_SOCKET_ID_LEN base64url characters (every id,
+ * restored ones included, has that shape). Room names of another shape, which chat rooms
+ * mostly are, then cost no look-up in the namespace's sockets. */
+static bool id_shaped(const char *room) {
     size_t n = strspn(room, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
-    unsigned w = cluster_tag_worker(room[0]);
-    return n == SIO_SOCKET_ID_LEN && room[n] == '\0' && w >= 1 &&
-           w <= parley_worker_count(svc->worker);
+    return n == SIO_SOCKET_ID_LEN && room[n] == '\0';
 }
 
 bool service_is_chat_room(chat_service_t *svc, const char *room) {
-    return strncmp(room, USER_ROOM_PREFIX, sizeof USER_ROOM_PREFIX - 1) != 0 &&
-           !worker_socket_id(svc, room) && !sio_nsp_find_socket(svc->nsp, room);
+    if (strncmp(room, USER_ROOM_PREFIX, sizeof USER_ROOM_PREFIX - 1) == 0)
+        return false;
+    if (!id_shaped(room))
+        return true;
+    /* With workers, an id starting with a worker's letter (cluster/hub.h) may be a socket
+     * of another process, where this one cannot look it up. */
+    unsigned w = svc->worker ? cluster_tag_worker(room[0]) : 0;
+    if (w >= 1 && w <= parley_worker_count(svc->worker))
+        return false;
+    return !sio_nsp_find_socket(svc->nsp, room);
 }
 
 int chat_service_check_room(chat_service_t *svc, const char *room, size_t len) {
@@ -387,7 +416,9 @@ pending_t *service_pending_new(chat_service_t *svc, sio_socket_t *s, int64_t ack
     p->s = s;
     p->ack = ack;
     p->since_ns = uv_hrtime();
-    snprintf(p->room, sizeof p->room, "%s", room ? room : "");
+    size_t n = room ? strnlen(room, sizeof p->room - 1) : 0; /* room ids fit (chat_id_valid) */
+    memcpy(p->room, room ? room : "", n);
+    p->room[n] = '\0';
     sio_socket_ref(s);
     svc->inflight++;
     return p;
@@ -421,11 +452,24 @@ static void publish(chat_msg_t *msg, void *arg) {
     chat_service_t *svc = arg;
     if (svc->stopping)
         return;
-    buf_t b = {0};
     const char *rooms[1] = {msg->room_id};
     sio_target_t to = {.rooms = rooms, .nrooms = 1, .flags = SIO_LOCAL};
-    if (chat_msg_join(&b, "[", &msg, 1, "]") ||
-        sio_nsp_emit_json(svc->nsp, &to, "newMessage", (const char *)b.data, b.len))
+    /* The argument array: the message's JSON in brackets, on the stack when it fits (the
+     * emit encodes it into its own frames). */
+    char stack[PUBLISH_STACK];
+    buf_t b = {0};
+    const char *args = stack;
+    size_t len = msg->json_len + 2;
+    if (len <= sizeof stack) {
+        stack[0] = '[';
+        memcpy(stack + 1, msg->json, msg->json_len);
+        stack[len - 1] = ']';
+    } else if (chat_msg_join(&b, "[", &msg, 1, "]")) {
+        args = NULL;
+    } else {
+        args = (const char *)b.data;
+    }
+    if (!args || sio_nsp_emit_json(svc->nsp, &to, "newMessage", args, len))
         LOG_WARN("chat", "newMessage %s not sent", msg->id);
     buf_free(&b);
     if (svc->observer) {
@@ -477,6 +521,35 @@ static void notify_members(chat_service_t *svc, chat_msg_t *msg) {
         chat_owed_add(svc->owed, msg);
 }
 
+/* sendMessage's ack, [{"ok":true,"id":…,"seq":…,"timestamp":…}], written directly (a
+ * jansson object would be built only to be dumped once); on the stack, as a store's
+ * ids are short. */
+static void ack_sent(sio_socket_t *s, int64_t ack, const chat_msg_t *msg) {
+    static const char head[] = "[{\"ok\":true,\"id\":", seq[] = ",\"seq\":",
+                      ts[] = ",\"timestamp\":";
+    if (ack < 0 || !sio_socket_connected(s))
+        return;
+    size_t id_len = strlen(msg->id);
+    size_t need = sizeof head + sizeof seq + sizeof ts + jsonw_string_len(msg->id, id_len) +
+                  2 * JSONW_INT_MAX + 2; /* "}]" (the sizeofs' NULs are spare) */
+    char stack[SEND_ACK_STACK];
+    char *json = need <= sizeof stack ? stack : malloc(need);
+    if (!json) {
+        LOG_DEBUG("chat", "ack to %s failed: out of memory", sio_socket_id(s));
+        return;
+    }
+    char *end = jsonw_raw(json, LIT(head));
+    end = jsonw_string(end, msg->id, id_len);
+    end = jsonw_raw(end, LIT(seq));
+    end = jsonw_int(end, (int64_t)msg->seq);
+    end = jsonw_raw(end, LIT(ts));
+    end = jsonw_int(end, msg->timestamp);
+    end = jsonw_raw(end, LIT("}]"));
+    ack_json(s, ack, json, (size_t)(end - json));
+    if (json != stack)
+        free(json);
+}
+
 static void append_done(int err, chat_msg_t *msg, void *arg) {
     pending_t *p = arg;
     prom_histogram_observe(&p->svc->stats.store_append, (double)(uv_hrtime() - p->since_ns) / 1e9);
@@ -492,9 +565,7 @@ static void append_done(int err, chat_msg_t *msg, void *arg) {
     }
     notify_members(p->svc, msg);
     /* Durable, and announced to the room already (publish): answer the sender. */
-    service_ack_obj(p->s, p->ack,
-                    json_pack("{s:b,s:s,s:I,s:I}", "ok", 1, "id", msg->id, "seq",
-                              (json_int_t)msg->seq, "timestamp", (json_int_t)msg->timestamp));
+    ack_sent(p->s, p->ack, msg);
     prom_histogram_observe(&p->svc->stats.ack, (double)(uv_hrtime() - p->since_ns) / 1e9);
     service_pending_free(p);
 }

@@ -80,6 +80,12 @@ void chat_store_on_stored(chat_store_t *st, chat_store_stored_fn fn, void *arg) 
     store_head(st)->on_stored_arg = arg;
 }
 
+int chat_store_use_net_loop(chat_store_t *st, net_loop_t *nl) {
+    if (!st || !nl)
+        return -EINVAL;
+    return store_head(st)->ops->use_net_loop ? store_head(st)->ops->use_net_loop(st, nl) : 0;
+}
+
 void chat_store_close(chat_store_t *st, void (*done)(void *arg), void *arg) {
     if (st)
         store_head(st)->ops->close(st, done, arg);

@@ -42,6 +42,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "parley/loop.h"
 #include "util/buf.h"
 
 typedef struct chat_msg {
@@ -251,6 +252,18 @@ int chat_store_members(chat_store_t *st, const char *room_id, chat_store_members
  * retry is), borrowed: valid until the loop next runs a store callback or timer. The
  * memory store is always healthy. */
 int chat_store_health(chat_store_t *st, const char **why);
+
+/* Ties a local store (memory, SQLite; the others ignore it: 0) to the network loop of the
+ * same uv loop: it then hands appends to its backend from a flush hook of nl
+ * (net_loop_on_flush) rather than from a prepare handle of its own, and the memory store
+ * answers them from that same hook, so a message read from a socket is stored, announced
+ * and acknowledged before the loop flushes its output, without waking the loop again (an
+ * eventfd write and read per iteration otherwise). Call it once, before the servers on nl
+ * are made: hooks run in the order they were registered, and an announcement to a polling
+ * client must be queued before Engine.IO's hook answers the polls. nl must outlive the
+ * store's close (the store unhooks itself there). Returns 0, -EINVAL (closing or tied
+ * already) or -ENOSPC (no hook left). */
+int chat_store_use_net_loop(chat_store_t *st, net_loop_t *nl);
 
 /* Flushes what is queued, stops the writer, frees everything; done(arg) runs on the loop
  * once the store is closed (the loop must keep running until then). Every pending append

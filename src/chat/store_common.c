@@ -18,14 +18,15 @@
  * its window until close). */
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "chat/store_internal.h"
+#include "net/conn.h"
 #include "util/assert.h"
+#include "util/jsonw.h"
 #include "util/log.h"
 #include "util/rand.h"
 #include "util/utf8.h"
@@ -37,8 +38,6 @@
 #define STORE_STACK_MSGS 64
 /* Acknowledgements delivered per wake-up of the loop at most. */
 #define STORE_DELIVER_MAX 1024
-/* JSON up to this size is encoded once into a stack buffer, larger twice. */
-#define STORE_JSON_STACK 2048
 
 void chat_store_config_defaults(chat_store_config_t *cfg) {
     memset(cfg, 0, sizeof *cfg);
@@ -79,10 +78,6 @@ int chat_msg_join(buf_t *b, const char *pre, chat_msg_t *const *msgs, size_t n, 
     return rc ? rc : buf_append_str(b, post);
 }
 
-static json_t *json_slice(const char *s, size_t len) {
-    return json_stringn_nocheck(s, len);
-}
-
 /* Copies a slice behind *p as a NUL-terminated string and returns where it went. */
 static char *put_str(char **p, const char *s, size_t len) {
     char *dst = *p;
@@ -91,6 +86,49 @@ static char *put_str(char **p, const char *s, size_t len) {
     dst[len] = '\0';
     *p += len + 1;
     return dst;
+}
+
+/* The message's JSON, in the documented key order (store.h). Written directly rather than
+ * through a jansson object: that object (seven members, about ten allocations) would be
+ * built only to be dumped once. The bytes are what json_dumps of that object gave
+ * (util/jsonw.h). */
+#define MSG_KEY_ID "{\"id\":"
+#define MSG_KEY_SEQ ",\"seq\":"
+#define MSG_KEY_ROOM ",\"roomId\":"
+#define MSG_KEY_USER ",\"userId\":"
+#define MSG_KEY_NAME ",\"username\":"
+#define MSG_KEY_TEXT ",\"text\":"
+#define MSG_KEY_TS ",\"timestamp\":"
+#define LIT(s) (s), (sizeof(s) - 1)
+
+static size_t msg_json_len(const store_msg_fields_t *f) {
+    return sizeof MSG_KEY_ID + sizeof MSG_KEY_SEQ + sizeof MSG_KEY_ROOM + sizeof MSG_KEY_USER +
+           sizeof MSG_KEY_NAME + sizeof MSG_KEY_TEXT + sizeof MSG_KEY_TS - 7 + 1 /* } */ +
+           jsonw_string_len(f->id, f->id_len) + jsonw_int_len((int64_t)f->seq) +
+           jsonw_string_len(f->room_id, f->room_id_len) +
+           jsonw_string_len(f->user_id, f->user_id_len) +
+           jsonw_string_len(f->username, f->username_len) + jsonw_string_len(f->text, f->text_len) +
+           jsonw_int_len(f->timestamp);
+}
+
+/* Writes it at out (msg_json_len bytes); returns the end. */
+static char *msg_json_write(char *out, const store_msg_fields_t *f) {
+    out = jsonw_raw(out, LIT(MSG_KEY_ID));
+    out = jsonw_string(out, f->id, f->id_len);
+    out = jsonw_raw(out, LIT(MSG_KEY_SEQ));
+    out = jsonw_int(out, (int64_t)f->seq);
+    out = jsonw_raw(out, LIT(MSG_KEY_ROOM));
+    out = jsonw_string(out, f->room_id, f->room_id_len);
+    out = jsonw_raw(out, LIT(MSG_KEY_USER));
+    out = jsonw_string(out, f->user_id, f->user_id_len);
+    out = jsonw_raw(out, LIT(MSG_KEY_NAME));
+    out = jsonw_string(out, f->username, f->username_len);
+    out = jsonw_raw(out, LIT(MSG_KEY_TEXT));
+    out = jsonw_string(out, f->text, f->text_len);
+    out = jsonw_raw(out, LIT(MSG_KEY_TS));
+    out = jsonw_int(out, f->timestamp);
+    *out++ = '}';
+    return out;
 }
 
 int store_msg_new(const store_msg_fields_t *f, bool validate, chat_msg_t **out) {
@@ -103,41 +141,14 @@ int store_msg_new(const store_msg_fields_t *f, bool validate, chat_msg_t **out) 
     if (f->seq > (uint64_t)INT64_MAX)
         return -EOVERFLOW;
 
-    /* jansson keeps insertion order, which is the documented key order. The values are
-     * valid UTF-8 at this point, so the _nocheck constructors skip a second scan. */
-    json_t *o = json_object();
-    if (!o)
-        return -ENOMEM;
-    int bad = 0;
-    bad |= json_object_set_new_nocheck(o, "id", json_slice(f->id, f->id_len));
-    bad |= json_object_set_new_nocheck(o, "seq", json_integer((json_int_t)f->seq));
-    bad |= json_object_set_new_nocheck(o, "roomId", json_slice(f->room_id, f->room_id_len));
-    bad |= json_object_set_new_nocheck(o, "userId", json_slice(f->user_id, f->user_id_len));
-    bad |= json_object_set_new_nocheck(o, "username", json_slice(f->username, f->username_len));
-    bad |= json_object_set_new_nocheck(o, "text", json_slice(f->text, f->text_len));
-    bad |= json_object_set_new_nocheck(o, "timestamp", json_integer(f->timestamp));
-    if (bad) {
-        json_decref(o);
-        return -ENOMEM;
-    }
-
-    const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER;
-    char stack[STORE_JSON_STACK];
-    size_t json_len = json_dumpb(o, stack, sizeof stack, flags);
-    if (json_len == 0) {
-        json_decref(o);
-        return -ENOMEM;
-    }
-
     /* One allocation per message: it outlives the call (window, broadcast queues,
      * history) and is shared by reference, so it is the one allocation we cannot skip. */
+    size_t json_len = msg_json_len(f);
     size_t strings =
         f->id_len + f->room_id_len + f->user_id_len + f->username_len + f->text_len + json_len + 6;
     chat_msg_t *m = malloc(sizeof *m + strings);
-    if (!m) {
-        json_decref(o);
+    if (!m)
         return -ENOMEM;
-    }
     char *p = (char *)(m + 1);
     m->refs = 1;
     m->seq = f->seq;
@@ -151,12 +162,9 @@ int store_msg_new(const store_msg_fields_t *f, bool validate, chat_msg_t **out) 
     m->text_len = f->text_len;
     m->json = p;
     m->json_len = json_len;
-    if (json_len <= sizeof stack)
-        memcpy(m->json, stack, json_len);
-    else
-        json_dumpb(o, m->json, json_len, flags);
-    m->json[json_len] = '\0';
-    json_decref(o);
+    char *end = msg_json_write(m->json, f);
+    PARLEY_ASSERT((size_t)(end - m->json) == json_len);
+    *end = '\0';
     *out = m;
     return 0;
 }
@@ -271,7 +279,17 @@ static int id_init(chat_store_t *st) {
  * overwhelming probability (64 random bits per open), and the database's unique index on
  * id turns the improbable collision into a failed commit rather than a duplicate. */
 static size_t id_next(chat_store_t *st, char out[STORE_ID_MAX + 1]) {
-    return (size_t)snprintf(out, STORE_ID_MAX + 1, "%s-%" PRIx64, st->id_prefix, ++st->id_counter);
+    static const char hex[] = "0123456789abcdef";
+    uint64_t c = ++st->id_counter;
+    size_t digits = 1;
+    while (digits < 16 && c >> (4 * digits))
+        digits++;
+    memcpy(out, st->id_prefix, 16);
+    out[16] = '-';
+    for (size_t i = 0; i < digits; i++)
+        out[16 + digits - i] = hex[(c >> (4 * i)) & 15];
+    out[17 + digits] = '\0';
+    return 17 + digits;
 }
 
 static int hex_digit(char c) {
@@ -334,16 +352,10 @@ static void flush_local(chat_store_t *st) {
         st->backend->submit(st, head, tail);
 }
 
-/* Runs just before the loop polls: everything appended during this iteration goes to
- * the backend as one list (one lock, one wake-up of the writer), so a burst of appends
- * from one read or one round of acks lands in one commit. */
-static void on_flush(uv_prepare_t *h) {
-    chat_store_t *st = h->data;
-    uv_prepare_stop(h);
-    flush_local(st);
-}
+static void on_flush(uv_prepare_t *h);
+static void on_net_flush(void *arg);
 
-/* Queues op on the loop-local list (see on_flush). */
+/* Queues op on the loop-local list, which the pump hands to the backend. */
 static void op_queue(chat_store_t *st, store_op_t *op) {
     op->next = NULL;
     op->epoch = st->epoch;
@@ -353,8 +365,9 @@ static void op_queue(chat_store_t *st, store_op_t *op) {
         st->local_head = op;
     st->local_tail = op;
     st->in_flight++;
-    /* A no-op when already active; fails only without a callback. */
-    if (uv_prepare_start(&st->flush_handle, on_flush))
+    /* Tied to a network loop, its flush hooks run the pump in every iteration. Else a
+     * no-op when already active; fails only without a callback. */
+    if (!st->nl && uv_prepare_start(&st->flush_handle, on_flush))
         LOG_ERROR(STORE_TAG, "flush hook not started: the op waits for the next one");
 }
 
@@ -362,6 +375,10 @@ static void op_queue(chat_store_t *st, store_op_t *op) {
 
 void store_deliver(chat_store_t *st, store_op_t *head, store_op_t *tail) {
     uv_mutex_lock(&st->mu);
+    /* A list that was not empty has its wake-up under way already: the loop takes all
+     * that is there when it runs (on_done, which wakes itself again for what it leaves),
+     * so a burst of batches costs one wake-up, not one each. */
+    bool wake = st->done_head == NULL;
     if (st->done_tail)
         st->done_tail->next = head;
     else
@@ -369,8 +386,17 @@ void store_deliver(chat_store_t *st, store_op_t *head, store_op_t *tail) {
     st->done_tail = tail;
     tail->next = NULL;
     uv_mutex_unlock(&st->mu);
-    if (uv_async_send(&st->done_async))
+    if (wake && uv_async_send(&st->done_async))
         LOG_ERROR(STORE_TAG, "loop not woken: acknowledgements wait for the next batch");
+}
+
+void store_deliver_loop(chat_store_t *st, store_op_t *head, store_op_t *tail) {
+    if (st->ready_tail)
+        st->ready_tail->next = head;
+    else
+        st->ready_head = head;
+    st->ready_tail = tail;
+    tail->next = NULL;
 }
 
 void store_backend_stopped(chat_store_t *st) {
@@ -420,6 +446,12 @@ static void close_step(chat_store_t *st) {
     if (!st->stopped || st->handles_closing)
         return;
     st->handles_closing = true;
+    /* Unhooked only now (on_done, or a read's after_work: never inside the loop's run of
+     * its hooks, whose list this changes): until here the hook delivered what was
+     * finished during the close. */
+    if (st->nl)
+        net_loop_off_flush(st->nl, on_net_flush, st);
+    st->nl = NULL;
     if (st->backend->destroy)
         st->backend->destroy(st);
     uv_close((uv_handle_t *)&st->flush_handle, on_handle_closed);
@@ -563,8 +595,69 @@ static void deliver_one(chat_store_t *st, store_op_t *op) {
     }
 }
 
+/* Delivers up to max of the ops finished on the loop, oldest first; returns how many.
+ * Their callbacks may append (the pump's next round takes those) or close the store
+ * (which only starts the close sequence: st stays valid until its handles close). */
+static size_t deliver_ready(chat_store_t *st, size_t max) {
+    size_t n = 0;
+    while (st->ready_head && n < max) {
+        store_op_t *op = st->ready_head;
+        st->ready_head = op->next;
+        if (!st->ready_head)
+            st->ready_tail = NULL;
+        n++;
+        st->in_flight--;
+        deliver_one(st, op);
+        op_release(st, op);
+    }
+    return n;
+}
+
+/* The pump: everything appended since its last run goes to the backend as one list (one
+ * lock, one wake-up of the writer), so a burst of appends from one read or one round of
+ * acks lands in one commit. As a flush hook of the network loop (deliver), what the
+ * backend finished at once (memory) is delivered here, and what those callbacks append
+ * goes round again, up to STORE_DELIVER_MAX callbacks, so that the output they queue
+ * leaves with this flush; what is left waits for the next run, and the uv_async keeps
+ * the loop from blocking until then. Elsewhere the uv_async wakes the loop to deliver
+ * them (on_done): a callback must never run inside the call that queued its op. */
+static void pump(chat_store_t *st, bool deliver) {
+    size_t budget = STORE_DELIVER_MAX;
+    flush_local(st);
+    while (deliver && st->ready_head && budget) {
+        budget -= deliver_ready(st, budget);
+        flush_local(st);
+    }
+    if (st->ready_head && uv_async_send(&st->done_async))
+        LOG_ERROR(STORE_TAG, "loop not woken: acknowledgements wait for the next batch");
+    if (deliver)
+        close_step(st); /* the callbacks may have been the last in flight of a close */
+}
+
+/* Runs just before the loop polls, when the store is not tied to a network loop. */
+static void on_flush(uv_prepare_t *h) {
+    chat_store_t *st = h->data;
+    uv_prepare_stop(h);
+    pump(st, false);
+}
+
+/* Once per flush of the network loop's output (check and prepare: after the I/O
+ * callbacks, and before the loop blocks). */
+static void on_net_flush(void *arg) {
+    pump(arg, true);
+}
+
 static void on_done(uv_async_t *h) {
     chat_store_t *st = h->data;
+    /* Finished on the loop and left by the pump. Tied to a network loop, the hook (the
+     * check pass right after this) delivers them, so that they too go out with a flush
+     * and no pass delivers more than STORE_DELIVER_MAX: the wake-up was only to keep the
+     * loop from blocking meanwhile. */
+    if (!st->nl) {
+        deliver_ready(st, STORE_DELIVER_MAX);
+        if (st->ready_head && uv_async_send(h))
+            LOG_ERROR(STORE_TAG, "loop not woken: acknowledgements wait for the next batch");
+    }
     uv_mutex_lock(&st->mu);
     /* At most STORE_DELIVER_MAX callbacks per wake-up, so that a big batch does not keep
      * the loop from its sockets; the rest follow on the next iteration. */
@@ -1039,8 +1132,19 @@ static void local_close(chat_store_t *st, void (*done)(void *arg), void *arg) {
     st->close_arg = arg;
     uv_prepare_stop(&st->flush_handle);
     uv_timer_stop(&st->retry_timer);
-    flush_local(st);
+    pump(st, false); /* what it finishes is delivered later, never inside this call */
     close_step(st);
+}
+
+static int local_use_net_loop(chat_store_t *st, net_loop_t *nl) {
+    if (st->closing || st->nl)
+        return -EINVAL;
+    int rc = net_loop_on_flush(nl, on_net_flush, st);
+    if (rc)
+        return rc;
+    st->nl = nl;
+    uv_prepare_stop(&st->flush_handle); /* what is queued goes with the hook's next run */
+    return 0;
 }
 
 const chat_store_ops_t store_local_ops = {
@@ -1055,4 +1159,5 @@ const chat_store_ops_t store_local_ops = {
     .members = local_members,
     .health = local_health,
     .close = local_close,
+    .use_net_loop = local_use_net_loop,
 };

@@ -8,10 +8,14 @@
  * room that are no longer in its window.
  *
  * The path of an append: chat_store_append (loop) builds the message and queues an op on
- * the loop-local list; once per loop iteration (uv_prepare) the list goes to the backend
- * in one piece (backend->submit); the backend returns finished ops in order through
- * store_deliver (any thread), which wakes the loop (uv_async); the loop advances the
- * room's durable seq, pushes the message into the window and calls the callback.
+ * the loop-local list; once per loop iteration (the "pump": a flush hook of the network
+ * loop when the store is tied to one, chat_store_use_net_loop, else a uv_prepare) the list
+ * goes to the backend in one piece (backend->submit); the backend returns finished ops in
+ * order, from its writer thread through store_deliver, which wakes the loop (uv_async, once
+ * for everything that arrives before the loop takes it), or on the loop from inside submit
+ * through store_deliver_loop (memory), which the pump delivers at once when it runs as a
+ * flush hook (else through the same uv_async); delivery advances the room's durable seq,
+ * pushes the message into the window and calls the callback.
  *
  * A failed commit: the backend marks the ops of the failed batch (and every later op of
  * the same or an older epoch, see store_op_t.epoch) commit_failed; the first such op the
@@ -66,6 +70,8 @@ typedef struct chat_store_ops {
     int (*members)(chat_store_t *st, const char *room_id, chat_store_members_cb cb, void *arg);
     int (*health)(chat_store_t *st, const char **why);
     void (*close)(chat_store_t *st, void (*done)(void *arg), void *arg);
+    /* chat_store_use_net_loop; NULL: the store has no use for the hook. */
+    int (*use_net_loop)(chat_store_t *st, net_loop_t *nl);
 } chat_store_ops_t;
 
 typedef struct {
@@ -183,8 +189,9 @@ typedef struct store_read {
 typedef struct store_backend {
     const char *name;
     /* Takes ops head..tail (linked through next, in order) on the loop thread and later
-     * hands each back, in the same order, through store_deliver. Never calls back
-     * synchronously. */
+     * hands each back, in the same order, through store_deliver, or at once through
+     * store_deliver_loop (a backend with nothing to wait for). Never calls an op's
+     * callback itself. */
     void (*submit)(chat_store_t *st, store_op_t *head, store_op_t *tail);
     /* Starts reading rd->lo..rd->hi of a room; store_read_finish(rd) must follow on the
      * loop (as uv_queue_work's after_work). NULL: the backend keeps only the window. */
@@ -273,8 +280,11 @@ struct chat_store {
     int handles_open;
     void (*close_done)(void *arg);
     void *close_arg;
-    uv_prepare_t flush_handle; /* hands local ops to the backend once per iteration */
-    uv_async_t done_async;     /* wakes the loop when ops were delivered */
+    uv_prepare_t flush_handle;           /* the pump, when not tied to a network loop */
+    uv_async_t done_async;               /* wakes the loop when ops were delivered */
+    net_loop_t *nl;                      /* chat_store_use_net_loop: the pump is its flush hook */
+    store_op_t *ready_head, *ready_tail; /* finished on the loop (store_deliver_loop), not
+                                            yet delivered */
 
     /* Shared with backend threads, under mu. */
     uv_mutex_t mu;
@@ -306,6 +316,9 @@ store_room_t *store_room_add(chat_store_t *st, const char *id, size_t id_len, ui
 /* Backend -> store, from any thread: ops head..tail are finished (their err is set).
  * Must be called in submit order. */
 void store_deliver(chat_store_t *st, store_op_t *head, store_op_t *tail);
+/* Backend -> store, on the loop thread from inside submit: ops head..tail are finished.
+ * The pump delivers them (see "the path of an append"), in order, after those before. */
+void store_deliver_loop(chat_store_t *st, store_op_t *head, store_op_t *tail);
 /* Backend -> store, from any thread, after its last store_deliver. Before store_start
  * (a failed open) it only records the fact. */
 void store_backend_stopped(chat_store_t *st);

@@ -2,9 +2,10 @@
  *
  * For benchmarks of the network path and for tests. Semantics match the SQLite store:
  * seqs per room from 1 without gaps, append callbacks later on the loop (never from
- * inside chat_store_append: submitted ops are handed straight back through the same
- * uv_async path the SQLite writer uses, so they arrive in the same order and at the same
- * point of the loop), and history served from each room's window — which here is the
+ * inside chat_store_append: submitted ops are handed straight back, finished, to the
+ * store's pump, which delivers them in order before the network loop flushes its output
+ * when the store is tied to one, chat_store_use_net_loop, else through the uv_async path
+ * the SQLite writer uses), and history served from each room's window — which here is the
  * whole history, or the newest cfg.memory_keep messages when that is set. Read receipts
  * are checked like the SQLite store's (at least one id must name a kept message of the
  * room, else -ENOENT); marks and memberships live in the common index
@@ -18,8 +19,9 @@
 #include "chat/store_internal.h"
 #include "util/log.h"
 
+/* Nothing to write: the ops are finished as they come (err 0 from op_alloc). */
 static void mem_submit(chat_store_t *st, store_op_t *head, store_op_t *tail) {
-    store_deliver(st, head, tail);
+    store_deliver_loop(st, head, tail);
 }
 
 static void mem_stop(chat_store_t *st) {

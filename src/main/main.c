@@ -417,6 +417,11 @@ static int start(app_t *app) {
         LOG_ERROR("main", "cannot open the %s store: %s", c->store, strerror(-rc));
         return -1;
     }
+    /* Before the servers: the store's flush hook must run before theirs. */
+    if ((rc = chat_store_use_net_loop(app->store, app->nl))) {
+        LOG_ERROR("main", "cannot tie the store to the network loop: %s", strerror(-rc));
+        return -1;
+    }
     if ((rc = http_server_new(app->nl, &hcfg, &app->http))) {
         LOG_ERROR("main", "cannot listen on %s:%ld: %s", c->host, c->port, uv_strerror(rc));
         return -1;

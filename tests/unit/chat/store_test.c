@@ -1,7 +1,8 @@
 /* tests/unit/chat/store_test.c — the chat stores (src/chat/store_*.c).
  *
- * Every behavioural test runs twice, against the SQLite store (in a fresh temporary
- * directory) and the memory store: seqs from 1 per room without gaps, callbacks in order
+ * Every behavioural test runs three times, against the SQLite store (in a fresh temporary
+ * directory), the memory store, and the memory store tied to a network loop (acks from
+ * its flush hook: chat_store_use_net_loop): seqs from 1 per room without gaps, callbacks in order
  * and on the loop thread and never from inside append, history paging across the window
  * (with a window of 5, so that the SQLite store has to read older pages on a worker —
  * visible as a callback that arrives after chat_store_history returned), chat_store_after,
@@ -9,7 +10,9 @@
  * and NULs), invalid input refused synchronously, max_pending and max_read, batches
  * larger than one wake-up delivers, close (also from inside a callback) flushing
  * everything pending before done, and read receipts checked against the room's messages
- * (-ENOENT when no id names one). SQLite only: data, seq counters and windows after a
+ * (-ENOENT when no id names one). Tied to a network loop: an append, and what its
+ * callback appends in turn, acknowledged before the hooks after the store's run in the same
+ * pass. SQLite only: data, seq counters and windows after a
  * reopen, the schema version and the migration of version 1's receipts, read marks (one
  * row per room and user, only forward), receipts that cannot grow the file whatever ids
  * are sent (issue 11, defect 4), the directory lock, a schema newer than the build, a
@@ -41,6 +44,7 @@
 #include <uv.h>
 
 #include "chat/store.h"
+#include "net/conn.h"
 #include "util/log.h"
 
 #define MAX_RECORDS 16384
@@ -53,6 +57,8 @@ typedef struct {
     chat_store_t *st;
     char dir[64];
     chat_store_config_t cfg;
+    net_loop_t *nl;  /* setup_memory_net: the loop the store is tied to */
+    uv_timer_t tick; /* ... and a 1 ms tick, see there */
 } fx_t;
 
 static uv_thread_t loop_thread;
@@ -118,6 +124,27 @@ static int setup_memory(void **state) {
     return setup(state, KIND_MEMORY, 5);
 }
 
+static void on_fixture_tick(uv_timer_t *t) {
+    (void)t;
+}
+
+/* The memory store tied to a network loop (chat_store_use_net_loop): its acks come from
+ * the loop's flush hooks, with no wake-up of their own, so a pass that delivered them in
+ * the prepare phase is followed by a poll with nothing to wait for. In a server the loop
+ * then waits for its sockets; here the tick bounds that wait, so that the tests' loops of
+ * uv_run(UV_RUN_ONCE) go on. */
+static int setup_memory_net(void **state) {
+    setup(state, KIND_MEMORY, 5);
+    fx_t *fx = *state;
+    fx->nl = net_loop_new(&fx->loop);
+    assert_non_null(fx->nl);
+    assert_int_equal(chat_store_use_net_loop(fx->st, fx->nl), 0);
+    assert_int_equal(chat_store_use_net_loop(fx->st, fx->nl), -EINVAL); /* once */
+    assert_int_equal(uv_timer_init(&fx->loop, &fx->tick), 0);
+    assert_int_equal(uv_timer_start(&fx->tick, on_fixture_tick, 1, 1), 0);
+    return 0;
+}
+
 /* test_write_error lowers RLIMIT_FSIZE; whatever happens, the next test writes freely. */
 static void fsize_unlimited(void) {
     struct rlimit rl;
@@ -133,6 +160,13 @@ static int teardown(void **state) {
     log_threshold = LOG_LEVEL_WARN;
     if (fx->st)
         close_store(fx);
+    if (fx->nl) {
+        /* The store unhooked itself: the loop's passes below would find a freed store. */
+        uv_close((uv_handle_t *)&fx->tick, NULL);
+        net_loop_close(fx->nl);
+        assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
+        net_loop_free(fx->nl);
+    }
     assert_int_equal(uv_loop_close(&fx->loop), 0);
     rm_dir(fx->dir);
     free(fx);
@@ -321,18 +355,45 @@ static void test_many_batches(void **state) {
         assert_int_equal(next[r] - 1, 520);
 }
 
+/* A flush hook registered after the store's: what each of its runs finds delivered. */
+static size_t probe_runs, probe_first, probe_last, probe_max_step;
+
+static void probe_reset(void) {
+    probe_runs = probe_first = probe_last = probe_max_step = 0;
+}
+
+static void probe_hook(void *arg) {
+    (void)arg;
+    if (probe_runs++ == 0)
+        probe_first = nrecords;
+    if (nrecords - probe_last > probe_max_step)
+        probe_max_step = nrecords - probe_last;
+    probe_last = nrecords;
+}
+
 /* One batch bigger than what one wake-up delivers (STORE_DELIVER_MAX): still every
- * callback, in order, the rest on later iterations. */
+ * callback, in order, the rest on later iterations (tied to a network loop: on later
+ * runs of its hooks, each delivering at most as many). */
 static void test_big_batch(void **state) {
     fx_t *fx = *state;
     reset_records();
+    probe_reset();
+    if (fx->nl)
+        assert_int_equal(net_loop_on_flush(fx->nl, probe_hook, NULL), 0);
     for (int i = 0; i < 3000; i++)
         append(fx, i % 3 ? "big" : "small", "x");
     uv_run(&fx->loop, UV_RUN_ONCE); /* the flush */
     while (nrecords == 0)
         uv_run(&fx->loop, UV_RUN_ONCE);
-    assert_true(nrecords <= 1024);
+    if (fx->nl)
+        assert_int_equal(probe_first, 1024);
+    else
+        assert_true(nrecords <= 1024);
     wait_records(fx, 3000);
+    if (fx->nl) {
+        assert_int_equal(probe_max_step, 1024);
+        net_loop_off_flush(fx->nl, probe_hook, NULL);
+    }
     assert_false(off_loop);
     uint64_t big = 0, small = 0;
     for (size_t i = 0; i < 3000; i++) {
@@ -735,6 +796,43 @@ static void test_close_from_callback(void **state) {
     assert_int_equal(nrecords, 10);
     assert_true(cb_hist.called);
     expect_range(&cb_hist, 1, 3);
+}
+
+/* ---- tests: the memory store tied to a network loop ---- */
+
+static fx_t *chain_fx;
+static int chain_left;
+
+/* An append callback that appends the next message while chain_left lasts. */
+static void on_append_chain(int err, chat_msg_t *msg, void *arg) {
+    on_append(err, msg, arg);
+    if (chain_left-- > 0)
+        assert_int_equal(chat_store_append(chain_fx->st, msg->room_id, "u", "n", "next", 4,
+                                           on_append_chain, NULL, NULL),
+                         0);
+}
+
+/* Acks come from the store's flush hook: by the time a later hook (Engine.IO's, the
+ * flush itself) runs in that pass, an append made before it is acknowledged, with what
+ * its callback appended in turn; never inside append. */
+static void test_net_hook(void **state) {
+    fx_t *fx = *state;
+    reset_records();
+    probe_reset();
+    assert_int_equal(net_loop_on_flush(fx->nl, probe_hook, NULL), 0);
+    chain_fx = fx;
+    chain_left = 9;
+    in_store_call = true;
+    assert_int_equal(
+        chat_store_append(fx->st, "r", "u", "n", "first", 5, on_append_chain, NULL, NULL), 0);
+    in_store_call = false;
+    assert_int_equal(nrecords, 0);
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    assert_int_equal(probe_first, 10);
+    assert_false(off_loop);
+    for (size_t i = 0; i < 10; i++)
+        assert_int_equal(records[i].seq, i + 1);
+    net_loop_off_flush(fx->nl, probe_hook, NULL);
 }
 
 /* ---- tests: SQLite only ---- */
@@ -1717,27 +1815,31 @@ static void test_membership_failing(void **state) {
     assert_string_equal(rooms_of(fx, "u"), "r:0:0;");
 }
 
-#define BOTH(t)                                                                                    \
+/* The SQLite store, the memory store, and the memory store tied to a network loop. */
+#define EVERY(t)                                                                                   \
     cmocka_unit_test_setup_teardown(t, setup_sqlite, teardown),                                    \
-        cmocka_unit_test_setup_teardown(t, setup_memory, teardown)
+        cmocka_unit_test_setup_teardown(t, setup_memory, teardown),                                \
+        cmocka_unit_test_setup_teardown(t, setup_memory_net, teardown)
 #define SQLITE(t) cmocka_unit_test_setup_teardown(t, setup_sqlite, teardown)
+#define MEMORY_NET(t) cmocka_unit_test_setup_teardown(t, setup_memory_net, teardown)
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        BOTH(test_seq_per_room),
-        BOTH(test_many_batches),
-        BOTH(test_big_batch),
-        BOTH(test_history_paging),
-        BOTH(test_history_only_acknowledged),
-        BOTH(test_after),
-        BOTH(test_max_read),
-        BOTH(test_json),
-        BOTH(test_rejects),
-        BOTH(test_max_pending),
-        BOTH(test_mark_read_order),
-        BOTH(test_mark_read_checked),
-        BOTH(test_close_flushes),
-        BOTH(test_close_from_callback),
+        EVERY(test_seq_per_room),
+        EVERY(test_many_batches),
+        EVERY(test_big_batch),
+        EVERY(test_history_paging),
+        EVERY(test_history_only_acknowledged),
+        EVERY(test_after),
+        EVERY(test_max_read),
+        EVERY(test_json),
+        EVERY(test_rejects),
+        EVERY(test_max_pending),
+        EVERY(test_mark_read_order),
+        EVERY(test_mark_read_checked),
+        EVERY(test_close_flushes),
+        EVERY(test_close_from_callback),
+        MEMORY_NET(test_net_hook),
         SQLITE(test_reopen),
         SQLITE(test_schema),
         SQLITE(test_read_marks),
@@ -1750,8 +1852,8 @@ int main(void) {
         SQLITE(test_lock_wait_gives_up),
         SQLITE(test_lock_wait_closed),
         SQLITE(test_lock_wait_membership),
-        BOTH(test_membership),
-        BOTH(test_membership_order),
+        EVERY(test_membership),
+        EVERY(test_membership_order),
         SQLITE(test_membership_failing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
