@@ -31,7 +31,7 @@ int eio_websocket_send(ws_conn_t *ws, eio_msg_t *m, uint8_t protocol) {
     if (protocol == 3 && m->binary)
         return ws_conn_send(ws, &m->ref, m->ws3_header, m->ws3_header_len, m->data, m->len);
     return ws_conn_send_message(ws, &m->ref, &m->deflated, m->binary ? WS_OP_BINARY : WS_OP_TEXT,
-                                m->ws_header, m->ws_header_len, m->data, m->len);
+                                eio_msg_ws_header(m), m->ws_header_len, m->data, m->len);
 }
 
 void eio_websocket_handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,

@@ -145,6 +145,8 @@ int ws_conn_send(ws_conn_t *ws, ref_t *owner, const uint8_t *header, size_t head
     if (ws->close_sent)
         return -EPIPE;
     net_conn_t *c = ws_conn_net(ws);
+    if (header + header_len == (const uint8_t *)payload)
+        return net_conn_write(c, owner, header, header_len + len);
     int rc = net_conn_write(c, owner, header, header_len);
     if (rc == 0)
         rc = net_conn_write(c, owner, payload, len);

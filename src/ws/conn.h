@@ -9,7 +9,8 @@
  * close handshake is done with the right codes (see ws/frame.h).
  *
  * Sending: ws_conn_send() queues a frame header and payload by reference, so one
- * encoded message (its header computed once) goes to many connections without copies.
+ * encoded message (its header computed once, in front of its payload) goes to many
+ * connections without copies.
  *
  * permessage-deflate (ws/deflate.h), when the server offers a context and the client asks:
  * ws_conn_send_message() sends a message's shared compressed frame, made by the first
@@ -62,7 +63,9 @@ int ws_conn_accept(http_conn_t *hc, const http_req_t *req, const ws_handler_t *h
                    size_t max_message, const char *extra, ws_deflate_t *deflate, ws_conn_t **out);
 
 /* Queues one frame: header bytes and payload, both owned by `owner` (retained until
- * written; NULL for static memory). Returns 0, -EPIPE once closing, or -ENOMEM. */
+ * written; NULL for static memory). A payload right after its header (eio_msg_t keeps
+ * them so) is queued as one chunk: one reference and one iovec rather than two. Returns
+ * 0, -EPIPE once closing, or -ENOMEM. */
 int ws_conn_send(ws_conn_t *ws, ref_t *owner, const uint8_t *header, size_t header_len,
                  const void *payload, size_t len);
 /* ws_conn_send of a final text or binary frame (opcode) that may go compressed: when the
