@@ -443,14 +443,15 @@ static void mark_dirty(net_conn_t *c) {
 
 static void drain_rx(net_conn_t *c);
 
-/* Output over the limit: stop reading the peer until half of it is written. */
+/* Output over the limit: stop reading the peer until half of it is written. The epoll
+ * set is told by the flush c is queued for (conn_flush), not here: a failure there closes
+ * c, and net_conn_write must not close (conn.h). */
 static void tx_check_full(net_conn_t *c) {
     if ((c->flags & (CONN_TX_FULL | CONN_CLOSING | CONN_CLOSED)) ||
         tx_cost(c) <= c->nl->cfg.output_limit)
         return;
     c->flags |= CONN_TX_FULL;
     LOG_DEBUG("net", "%zu bytes of output queued: not reading until it drains", tx_cost(c));
-    update_events(c);
 }
 
 static void tx_check_resume(net_conn_t *c) {
@@ -663,7 +664,12 @@ static void tls_flush(net_conn_t *c) {
 
 /* Writes as much as the kernel takes now; the rest waits for EPOLLOUT. */
 static void conn_flush(net_conn_t *c) {
-    if (c->flags & (CONN_CLOSED | CONN_WRITING))
+    if (c->flags & CONN_CLOSED)
+        return;
+    /* Over the output limit since the last flush (tx_check_full): stop reading now. */
+    if ((c->flags & CONN_TX_FULL) && (c->events & EPOLLIN) && update_events(c))
+        return;
+    if (c->flags & CONN_WRITING)
         return;
     if (c->tls) {
         tls_flush(c);
