@@ -523,13 +523,16 @@ int net_conn_write_copy(net_conn_t *c, const void *data, size_t len) {
 }
 
 /* Writes what the kernel takes of iov now (MSG_NOSIGNAL: a peer gone is an error here,
- * not a signal). Returns the bytes taken (counted in the loop's bytes_out; the caller
- * drops them from its queue), or -1 after closing c. */
+ * not a signal). One chunk, the usual case of a fan-out to many connections, goes with
+ * send, which spares the kernel importing a message header and an iovec array (a few %
+ * of a small write's cost). Returns the bytes taken (counted in the loop's bytes_out;
+ * the caller drops them from its queue), or -1 after closing c. */
 static ssize_t write_some(net_conn_t *c, struct iovec *iov, size_t n) {
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n};
     ssize_t w;
     do
-        w = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        w = n == 1 ? send(c->fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL | MSG_DONTWAIT)
+                   : sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     while (w < 0 && errno == EINTR);
     if (w < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
