@@ -42,6 +42,7 @@ typedef struct {
     uint64_t stalled_closed;      /* connections closed for send_timeout */
     uint64_t tls_handshakes;      /* TLS handshakes completed */
     uint64_t tls_errors;          /* connections closed for a TLS error (bad input) */
+    uint64_t write_calls;         /* system calls that handed output to the kernel */
     size_t queued_bytes;          /* output not yet taken by the kernel */
 } net_loop_stats_t;
 void net_loop_stats(const net_loop_t *nl, net_loop_stats_t *out);

@@ -7,6 +7,7 @@
 #ifndef PARLEY_EIO_INTERNAL_H
 #define PARLEY_EIO_INTERNAL_H
 
+#include <errno.h>
 #include <uv.h>
 
 #include "eio/guard.h"
@@ -17,21 +18,12 @@
 
 typedef enum { EIO_TRANSPORT_POLLING, EIO_TRANSPORT_WEBSOCKET } eio_transport_t;
 
-/* Ordered without holes (152 bytes). */
+/* Ordered without holes (152 bytes), what sending reads first (eio_session_send and
+ * eio_session_buffered: ws, qbytes, transport, protocol, closed): one cache line. */
 struct eio_session {
     eio_server_t *srv;
-    void *data;
-    http_conn_t *get;  /* a held polling GET */
-    char *get_headers; /* extra response lines (CORS) for the held GET, or NULL */
-    ws_conn_t *ws;     /* the websocket transport */
-    ws_conn_t *probe;  /* a websocket being probed for an upgrade */
-    eio_msg_t **queue; /* waiting for the next poll (or for the upgrade to finish) */
-    size_t qbytes;     /* memory the queued messages stand for (payload and overhead) */
-    eio_session_t *flush_next;
-    eio_guard_ip_t *guard; /* its client address's entry, when limits are on */
-    /* The session's one deadline (see session.c: heartbeat lists). */
-    eio_session_t *due_prev, *due_next;
-    uint64_t due_at; /* loop time, ms */
+    ws_conn_t *ws; /* the websocket transport */
+    size_t qbytes; /* memory the queued messages stand for (payload and overhead) */
     uint32_t qhead, qlen, qcap;
     int8_t due_list; /* EIO_DUE_*, or -1 when none */
     uint8_t transport;
@@ -45,6 +37,16 @@ struct eio_session {
     bool awaiting_pong;
     bool flush_scheduled;
     bool free_pending; /* closed and its timer closed, waiting to leave the flush list */
+    void *data;
+    http_conn_t *get;  /* a held polling GET */
+    char *get_headers; /* extra response lines (CORS) for the held GET, or NULL */
+    ws_conn_t *probe;  /* a websocket being probed for an upgrade */
+    eio_msg_t **queue; /* waiting for the next poll (or for the upgrade to finish) */
+    eio_session_t *flush_next;
+    eio_guard_ip_t *guard; /* its client address's entry, when limits are on */
+    /* The session's one deadline (see session.c: heartbeat lists). */
+    eio_session_t *due_prev, *due_next;
+    uint64_t due_at; /* loop time, ms */
     char sid[RAND_ID_SIZE];
 };
 
@@ -115,8 +117,18 @@ void eio_polling_release(eio_session_t *s, eio_msg_t *m);
 void eio_websocket_handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
                              eio_guard_ip_t *guard, uint8_t protocol);
 void eio_websocket_upgrade(eio_session_t *s, http_conn_t *hc, http_req_t *req);
-/* Sends m on ws (the session's transport or its probe) as a client of `protocol` reads it. */
-int eio_websocket_send(ws_conn_t *ws, eio_msg_t *m, uint8_t protocol);
+/* Sends m on ws (the session's transport or its probe) as a client of `protocol` reads
+ * it. Inline: it is every WebSocket delivery's. */
+static inline int eio_websocket_send(ws_conn_t *ws, eio_msg_t *m, uint8_t protocol) {
+    if (!ws)
+        return -EPIPE;
+    /* v3 binary messages lead with the type byte, which ends their own header; they go
+     * uncompressed (the shared compressed twin is of the v4 form). */
+    if (protocol == 3 && m->binary)
+        return ws_conn_send(ws, &m->ref, m->ws3_header, m->ws3_header_len, m->data, m->len);
+    return ws_conn_send_message(ws, &m->ref, &m->deflated, m->binary ? WS_OP_BINARY : WS_OP_TEXT,
+                                eio_msg_ws_header(m), m->ws_header_len, m->data, m->len);
+}
 
 /* server.c */
 /* CORS response lines for this request's Origin, into out; returns their length (0

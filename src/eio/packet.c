@@ -71,6 +71,9 @@ int eio_payload_next(uint8_t *buf, size_t len, size_t *pos, eio_packet_t *out) {
     return decode_polling(buf + start, end - start, out) < 0 ? -1 : 1;
 }
 
+_Static_assert(offsetof(eio_msg_t, data) == offsetof(eio_msg_t, ws_room) + WS_FRAME_HEADER_MAX,
+               "the frame header's room ends where data starts");
+
 static void msg_destroy(ref_t *ref) {
     eio_msg_t *m = (eio_msg_t *)((char *)ref - offsetof(eio_msg_t, ref));
     for (int i = 0; i < 2; i++)
@@ -101,15 +104,17 @@ eio_msg_t *eio_msg_alloc(eio_packet_type_t type, bool binary, size_t payload_len
     m->len = len;
     if (!binary)
         m->data[0] = (uint8_t)('0' + type);
-    m->ws_header_len =
-        (uint8_t)ws_frame_header(m->ws_header, binary ? WS_OP_BINARY : WS_OP_TEXT, len);
+    uint8_t header[WS_FRAME_HEADER_MAX];
+    size_t h = ws_frame_header(header, binary ? WS_OP_BINARY : WS_OP_TEXT, len);
+    memcpy(m->data - h, header, h); /* the end of ws_room, against data */
+    m->ws_header_len = (uint8_t)h;
     m->utf16_len = SIZE_MAX;
     m->ws3_header_len = 0;
     if (binary) {
         /* Computed here like the v4 header: ten bytes, cheaper than a branch per send. */
-        size_t h = ws_frame_header(m->ws3_header, WS_OP_BINARY, len + 1);
-        m->ws3_header[h] = EIO_MESSAGE;
-        m->ws3_header_len = (uint8_t)(h + 1);
+        size_t h3 = ws_frame_header(m->ws3_header, WS_OP_BINARY, len + 1);
+        m->ws3_header[h3] = EIO_MESSAGE;
+        m->ws3_header_len = (uint8_t)(h3 + 1);
     }
     return m;
 }

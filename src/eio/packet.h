@@ -6,7 +6,8 @@
  *
  * Outgoing packets are eio_msg_t: encoded once, reference counted, and queued by
  * reference on every session that sends them. The WebSocket frame header is computed
- * when the message is made (one per message, not per recipient); the long-polling form
+ * when the message is made (one per message, not per recipient), right before the data,
+ * so that a WebSocket frame is one piece of memory; the long-polling form
  * of a binary packet ("b" + base64) and the permessage-deflate frame are computed on
  * first use and cached. */
 #ifndef PARLEY_EIO_PACKET_H
@@ -57,14 +58,6 @@ typedef struct eio_zbuf eio_zbuf_t; /* eio/compress.h */
 
 typedef struct eio_msg {
     ref_t ref;
-    uint8_t type;
-    bool binary;
-    uint8_t ws_header_len;
-    uint8_t ws_header[WS_FRAME_HEADER_MAX];
-    /* Binary only: the frame header an Engine.IO v3 client gets (eio/packet3.h), which
-     * counts the leading type byte 4, and that byte as its last byte. */
-    uint8_t ws3_header_len;
-    uint8_t ws3_header[WS_FRAME_HEADER_MAX + 1];
     size_t utf16_len;       /* text, v3 polling: data's JavaScript length; SIZE_MAX until used */
     char *polling;          /* binary only: "b" + base64, made on first use; owned */
     ws_deflated_t deflated; /* the compressed frame, made on first use (ws/deflate.h) */
@@ -72,7 +65,18 @@ typedef struct eio_msg {
      * reference each. */
     eio_zbuf_t *zipped[2];
     size_t polling_len;
-    size_t len;     /* bytes in data */
+    size_t len; /* bytes in data */
+    uint8_t type;
+    bool binary;
+    /* Binary only: the frame header an Engine.IO v3 client gets (eio/packet3.h), which
+     * counts the leading type byte 4, and that byte as its last byte. */
+    uint8_t ws3_header_len;
+    uint8_t ws3_header[WS_FRAME_HEADER_MAX + 1];
+    uint8_t ws_header_len;
+    /* The WebSocket frame header fills the end of this room, so that header and data are
+     * one frame in one piece (eio_msg_ws_header): one chunk per recipient's queue, one
+     * iovec per write. */
+    uint8_t ws_room[WS_FRAME_HEADER_MAX];
     uint8_t data[]; /* text: the type digit then the payload; binary: the raw bytes */
 } eio_msg_t;
 
@@ -86,6 +90,11 @@ eio_msg_t *eio_msg_alloc(eio_packet_type_t type, bool binary, size_t payload_len
 /* eio_msg_alloc + copy of payload (borrowed; may be NULL when payload_len is 0). */
 eio_msg_t *eio_msg_new(eio_packet_type_t type, bool binary, const void *payload,
                        size_t payload_len);
+
+/* The WebSocket frame: ws_header_len header bytes, then data (m->len bytes). */
+static inline const uint8_t *eio_msg_ws_header(const eio_msg_t *m) {
+    return m->data - m->ws_header_len;
+}
 
 static inline uint8_t *eio_msg_payload(eio_msg_t *m) {
     return m->binary ? m->data : m->data + 1;

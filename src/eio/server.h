@@ -16,7 +16,9 @@
 #include "parley/eio.h"
 
 /* Queues m (retained) for the session: one encoded packet shared by any number of
- * sessions. Returns 0, or -EPIPE when the session is closed, -ENOMEM. */
+ * sessions. Returns 0, or -EPIPE when the session is closed, -ENOMEM. Calls nothing back
+ * and closes nothing (net_conn_write does not either): the caller decides what a failure
+ * means, after queueing on its other recipients if it likes. */
 int eio_session_send(eio_session_t *s, eio_msg_t *m);
 /* One of a group of servers on one port (parley/cluster.h): every session id this server
  * makes starts with `tag` (a base64url character), and a request with a session id of

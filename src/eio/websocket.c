@@ -23,17 +23,6 @@ static size_t max_message(const eio_server_t *srv) {
     return srv->cfg.ws_max_message ? srv->cfg.ws_max_message : srv->cfg.max_payload;
 }
 
-int eio_websocket_send(ws_conn_t *ws, eio_msg_t *m, uint8_t protocol) {
-    if (!ws)
-        return -EPIPE;
-    /* v3 binary messages lead with the type byte, which ends their own header; they go
-     * uncompressed (the shared compressed twin is of the v4 form). */
-    if (protocol == 3 && m->binary)
-        return ws_conn_send(ws, &m->ref, m->ws3_header, m->ws3_header_len, m->data, m->len);
-    return ws_conn_send_message(ws, &m->ref, &m->deflated, m->binary ? WS_OP_BINARY : WS_OP_TEXT,
-                                m->ws_header, m->ws_header_len, m->data, m->len);
-}
-
 void eio_websocket_handshake(eio_server_t *srv, http_conn_t *hc, http_req_t *req,
                              eio_guard_ip_t *guard, uint8_t protocol) {
     eio_session_t *s = eio_session_create(srv, EIO_TRANSPORT_WEBSOCKET, guard);

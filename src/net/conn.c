@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -42,14 +43,18 @@ enum {
     CONN_RELEASED = 1 << 7,   /* handed to another process: nothing more is read */
 };
 
-#define TX_IOV_MAX 64
+/* Chunks gathered per sendmsg: all a queue array of the largest class holds. Each
+ * delivery is one chunk (ws/conn.h), so a burst to a connection goes in one call. */
+#define TX_IOV_MAX (NET_TX_POOLED << (NET_TX_CLASSES - 1))
+_Static_assert(TX_IOV_MAX <= IOV_MAX, "sendmsg takes at most IOV_MAX iovecs");
 /* What a queued chunk costs beyond its payload: the slot in the queue and, at most, the
  * allocation of a small buffer of its own. Counted so that a flood of tiny answers (pongs)
  * meets the output limit as soon as a few large ones would. */
 #define TX_CHUNK_COST (sizeof(net_chunk_t) + 48)
-/* Queue arrays of NET_TX_POOLED chunks kept for reuse: enough for every connection
- * written in one loop iteration of a busy server, bounded so a burst gives memory back. */
-#define TX_POOL_MAX 4096
+/* Bytes of queue arrays kept for reuse, all sizes together: enough for every connection
+ * written in one loop iteration of a busy server (10,000 of the smallest, or 1,000 that
+ * each queue 64 deliveries at once), bounded so a burst gives memory back. */
+#define TX_POOL_BYTES (2u << 20)
 /* The stalled-output check runs every this many deadline sweeps. */
 #define STALL_SWEEPS 4
 #define RX_HARD_LIMIT (64u << 20) /* protocols bound their units far below this */
@@ -59,9 +64,10 @@ enum {
  * the loop's other work; the rest wait for the next. */
 #define ACCEPT_BATCH 256
 
+/* A pooled array: its first chunk's place holds the link. */
 typedef union tx_free {
     union tx_free *next;
-    net_chunk_t chunks[NET_TX_POOLED];
+    net_chunk_t chunk;
 } tx_free_t;
 
 struct net_loop {
@@ -73,12 +79,12 @@ struct net_loop {
     uv_prepare_t flush_prepare; /* after timers and close callbacks, before blocking */
     uv_timer_t sweep_timer;
     net_conn_t *flush_head;
-    net_dl_t deadlines; /* sentinel of the circular deadline list */
-    net_conn_t *all;    /* every open connection */
-    net_conn_t *dead;   /* closed connections waiting to be freed */
-    size_t conn_count;  /* open and dead */
-    tx_free_t *tx_pool;
-    size_t tx_pooled;
+    net_dl_t deadlines;                 /* sentinel of the circular deadline list */
+    net_conn_t *all;                    /* every open connection */
+    net_conn_t *dead;                   /* closed connections waiting to be freed */
+    size_t conn_count;                  /* open and dead */
+    tx_free_t *tx_pool[NET_TX_CLASSES]; /* free queue arrays by size class */
+    size_t tx_pool_bytes;
     unsigned nhooks;
     struct {
         void (*fn)(void *);
@@ -242,10 +248,12 @@ void net_loop_free(net_loop_t *nl) {
         nl->dead = c->all_next;
         conn_free(c);
     }
-    while (nl->tx_pool) {
-        tx_free_t *t = nl->tx_pool;
-        nl->tx_pool = t->next;
-        free(t);
+    for (unsigned k = 0; k < NET_TX_CLASSES; k++) {
+        while (nl->tx_pool[k]) {
+            tx_free_t *t = nl->tx_pool[k];
+            nl->tx_pool[k] = t->next;
+            free(t);
+        }
     }
     if (nl->spare_fd >= 0)
         close(nl->spare_fd);
@@ -284,34 +292,54 @@ static int update_events(net_conn_t *c) {
 
 /* ---- output queue arrays ---- */
 
-_Static_assert(sizeof(tx_free_t) == NET_TX_POOLED * sizeof(net_chunk_t),
-               "a pooled array is its chunks, the link in their place while pooled");
+_Static_assert(sizeof(tx_free_t) == sizeof(net_chunk_t), "the link takes a chunk's place");
 
-static net_chunk_t *tx_array_get(net_loop_t *nl) {
-    tx_free_t *t = nl->tx_pool;
-    if (!t) {
-        net_chunk_t *a = malloc(NET_TX_POOLED * sizeof *a);
-        return a;
-    }
-    nl->tx_pool = t->next;
-    nl->tx_pooled--;
-    return t->chunks;
+static size_t tx_class_bytes(unsigned k) {
+    return ((size_t)NET_TX_POOLED << k) * sizeof(net_chunk_t);
 }
 
-/* Gives c's queue array back once nothing is queued: to the pool when it is of the pooled
- * size and the pool has room. */
-static void tx_array_put(net_conn_t *c) {
-    net_loop_t *nl = c->nl;
+/* The class of an array of cap chunks (a power of two times NET_TX_POOLED); classes from
+ * NET_TX_CLASSES on are not pooled. */
+static unsigned tx_class_of(uint32_t cap) {
+    return (unsigned)(__builtin_ctz(cap) - __builtin_ctz(NET_TX_POOLED));
+}
+
+/* An array of class k (< NET_TX_CLASSES): from its pool, or new. NULL: out of memory. */
+static net_chunk_t *tx_array_get(net_loop_t *nl, unsigned k) {
+    tx_free_t *t = nl->tx_pool[k];
+    if (!t)
+        return malloc(tx_class_bytes(k));
+    nl->tx_pool[k] = t->next;
+    nl->tx_pool_bytes -= tx_class_bytes(k);
+    return &t->chunk;
+}
+
+/* Gives an array of cap chunks back: to its pool when it is of a pooled class and the
+ * pools have room, else to malloc. */
+static void tx_array_free(net_loop_t *nl, net_chunk_t *a, uint32_t cap) {
+    unsigned k = tx_class_of(cap);
+    if (k < NET_TX_CLASSES && nl->tx_pool_bytes + tx_class_bytes(k) <= TX_POOL_BYTES) {
+        tx_free_t *t = (tx_free_t *)a;
+        t->next = nl->tx_pool[k];
+        nl->tx_pool[k] = t;
+        nl->tx_pool_bytes += tx_class_bytes(k);
+    } else {
+        free(a);
+    }
+}
+
+/* Gives c's queue array back once nothing is queued (used: the chunks it held), and
+ * picks the class the next queue starts with. */
+static void tx_array_put(net_conn_t *c, uint32_t used) {
     if (!c->tx)
         return;
-    if (c->tx_cap == NET_TX_POOLED && nl->tx_pooled < TX_POOL_MAX) {
-        tx_free_t *t = (tx_free_t *)c->tx;
-        t->next = nl->tx_pool;
-        nl->tx_pool = t;
-        nl->tx_pooled++;
-    } else {
-        free(c->tx);
-    }
+    unsigned k = tx_class_of(c->tx_cap);
+    if (k >= NET_TX_CLASSES)
+        k = NET_TX_CLASSES - 1;
+    if (k > 0 && used <= c->tx_cap / 4)
+        k--;
+    c->tx_class = (uint8_t)k;
+    tx_array_free(c->nl, c->tx, c->tx_cap);
     c->tx = NULL;
     c->tx_cap = 0;
 }
@@ -415,14 +443,15 @@ static void mark_dirty(net_conn_t *c) {
 
 static void drain_rx(net_conn_t *c);
 
-/* Output over the limit: stop reading the peer until half of it is written. */
+/* Output over the limit: stop reading the peer until half of it is written. The epoll
+ * set is told by the flush c is queued for (conn_flush), not here: a failure there closes
+ * c, and net_conn_write must not close (conn.h). */
 static void tx_check_full(net_conn_t *c) {
     if ((c->flags & (CONN_TX_FULL | CONN_CLOSING | CONN_CLOSED)) ||
         tx_cost(c) <= c->nl->cfg.output_limit)
         return;
     c->flags |= CONN_TX_FULL;
     LOG_DEBUG("net", "%zu bytes of output queued: not reading until it drains", tx_cost(c));
-    update_events(c);
 }
 
 static void tx_check_resume(net_conn_t *c) {
@@ -436,31 +465,45 @@ static void tx_check_resume(net_conn_t *c) {
         drain_rx(c);
 }
 
+/* Makes room for one more chunk in c's full (or absent) queue array. Returns 0 or
+ * -ENOMEM. */
+static int tx_grow(net_conn_t *c) {
+    if (!c->tx) {
+        if (!(c->tx = tx_array_get(c->nl, c->tx_class)))
+            return -ENOMEM;
+        c->tx_cap = (uint32_t)NET_TX_POOLED << c->tx_class;
+        return 0;
+    }
+    if (c->tx_head >= c->tx_cap / 2) {
+        /* At least half of it written: moving the rest down costs less than what was
+         * written, so a slow reader's queue is not moved once per chunk. */
+        memmove(c->tx, c->tx + c->tx_head, (c->tx_len - c->tx_head) * sizeof *c->tx);
+        c->tx_len -= c->tx_head;
+        c->tx_head = 0;
+        return 0;
+    }
+    uint32_t cap = c->tx_cap * 2;
+    net_chunk_t *tx;
+    if (tx_class_of(cap) < NET_TX_CLASSES) {
+        if (!(tx = tx_array_get(c->nl, tx_class_of(cap))))
+            return -ENOMEM;
+        memcpy(tx, c->tx, c->tx_len * sizeof *tx);
+        tx_array_free(c->nl, c->tx, c->tx_cap);
+    } else if (!(tx = realloc(c->tx, cap * sizeof *tx))) {
+        return -ENOMEM;
+    }
+    c->tx = tx;
+    c->tx_cap = cap;
+    return 0;
+}
+
 int net_conn_write(net_conn_t *c, ref_t *owner, const void *base, size_t len) {
     if (c->flags & (CONN_CLOSED | CONN_SHUTDOWN))
         return -EPIPE;
     if (len == 0)
         return 0;
-    if (c->tx_len == c->tx_cap) {
-        if (!c->tx) {
-            if (!(c->tx = tx_array_get(c->nl)))
-                return -ENOMEM;
-            c->tx_cap = NET_TX_POOLED;
-        } else if (c->tx_head >= c->tx_cap / 2) {
-            /* At least half of it written: moving the rest down costs less than what was
-             * written, so a slow reader's queue is not moved once per chunk. */
-            memmove(c->tx, c->tx + c->tx_head, (c->tx_len - c->tx_head) * sizeof *c->tx);
-            c->tx_len -= c->tx_head;
-            c->tx_head = 0;
-        } else {
-            uint32_t cap = c->tx_cap * 2;
-            net_chunk_t *tx = realloc(c->tx, cap * sizeof *tx);
-            if (!tx)
-                return -ENOMEM;
-            c->tx = tx;
-            c->tx_cap = cap;
-        }
-    }
+    if (c->tx_len == c->tx_cap && tx_grow(c))
+        return -ENOMEM;
     c->tx[c->tx_len++] = (net_chunk_t){ref_retain(owner), base, len};
     c->tx_bytes += len;
     mark_dirty(c);
@@ -480,13 +523,16 @@ int net_conn_write_copy(net_conn_t *c, const void *data, size_t len) {
 }
 
 /* Writes what the kernel takes of iov now (MSG_NOSIGNAL: a peer gone is an error here,
- * not a signal). Returns the bytes taken (counted in the loop's bytes_out; the caller
- * drops them from its queue), or -1 after closing c. */
+ * not a signal). One chunk, the usual case of a fan-out to many connections, goes with
+ * send, which spares the kernel importing a message header and an iovec array (a few %
+ * of a small write's cost). Returns the bytes taken (counted in the loop's bytes_out;
+ * the caller drops them from its queue), or -1 after closing c. */
 static ssize_t write_some(net_conn_t *c, struct iovec *iov, size_t n) {
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n};
     ssize_t w;
     do
-        w = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        w = n == 1 ? send(c->fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL | MSG_DONTWAIT)
+                   : sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     while (w < 0 && errno == EINTR);
     if (w < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -496,6 +542,7 @@ static ssize_t write_some(net_conn_t *c, struct iovec *iov, size_t n) {
         return -1;
     }
     c->nl->totals.bytes_out += (size_t)w;
+    c->nl->totals.write_calls++;
     return w;
 }
 
@@ -529,8 +576,8 @@ static void start_shutdown(net_conn_t *c) {
 /* After the queue is written: the idle connection gives its memory back, reading
  * resumes if it was stopped, and a graceful close goes on. */
 static void flushed(net_conn_t *c) {
+    tx_array_put(c, c->tx_len);
     c->tx_head = c->tx_len = 0;
-    tx_array_put(c);
     tx_check_resume(c);
     if (c->flags & CONN_CLOSED)
         return;
@@ -620,7 +667,12 @@ static void tls_flush(net_conn_t *c) {
 
 /* Writes as much as the kernel takes now; the rest waits for EPOLLOUT. */
 static void conn_flush(net_conn_t *c) {
-    if (c->flags & (CONN_CLOSED | CONN_WRITING))
+    if (c->flags & CONN_CLOSED)
+        return;
+    /* Over the output limit since the last flush (tx_check_full): stop reading now. */
+    if ((c->flags & CONN_TX_FULL) && (c->events & EPOLLIN) && update_events(c))
+        return;
+    if (c->flags & CONN_WRITING)
         return;
     if (c->tls) {
         tls_flush(c);
@@ -844,7 +896,7 @@ void net_conn_set_ops(net_conn_t *c, const net_conn_ops_t *ops) {
 
 static void conn_free(net_conn_t *c) {
     rx_free(c);
-    tx_array_put(c);
+    tx_array_put(c, 0);
     net_tls_conn_free(c->tls);
     free(c);
 }

@@ -67,30 +67,39 @@ typedef struct net_chunk {
     size_t len;
 } net_chunk_t;
 
-/* A connection's output queue starts with room for this many chunks (a frame header and
- * its payload, a few times over); arrays of this size are lent by the loop while
- * output is queued, so an idle connection holds none. */
+/* Output queue arrays hold NET_TX_POOLED << k chunks (k < NET_TX_CLASSES: 8 to 1,024,
+ * the most one writev takes) and are lent by the loop, from a pool per size, while output
+ * is queued, so an idle connection holds none. */
 #define NET_TX_POOLED 8
+#define NET_TX_CLASSES 8
 
+/* What writing touches is last, right before the ext area, whose protocol (ws/conn.h)
+ * puts its own sending state first: one delivery reads two cache lines of the block. */
 struct net_conn {
-    int fd;
-    uint16_t flags;
-    uint16_t stall_checks; /* stalled-output checks in a row that saw no progress */
-    net_loop_t *nl;
     const net_conn_ops_t *ops;
-    buf_t *rx;       /* unconsumed input, only while a partial unit is pending */
-    net_chunk_t *tx; /* queued output, tx[tx_head..tx_len); NULL while nothing is queued */
-    uint32_t tx_head, tx_len, tx_cap;
-    uint32_t events;      /* what the loop's epoll set watches for it (EPOLLIN, EPOLLOUT) */
-    size_t tx_bytes;      /* bytes queued and not yet written */
-    net_conn_t *flush_next;
+    buf_t *rx;                       /* unconsumed input, only while a partial unit is pending */
     net_dl_t dl;                     /* deadline list, when a deadline is set */
     net_conn_t *all_prev, *all_next; /* every open connection of the loop; then the closed
                                         ones waiting to be freed */
     uint64_t deadline;               /* loop time in ms, 0 for none */
-    struct net_tls_conn *tls;        /* NULL: plain TCP */
+    /* The size class (k above) of the array the next queue starts with: the last one's,
+     * shrinking by one for each queue that used a quarter of it or less, so a busy
+     * connection does not grow its array chunk by chunk every loop iteration. */
+    uint8_t tx_class;
+    net_loop_t *nl;  /* the hot part, from offset 64 */
+    net_chunk_t *tx; /* queued output, tx[tx_head..tx_len); NULL while nothing is queued */
+    uint32_t tx_head, tx_len, tx_cap;
+    uint32_t events; /* what the loop's epoll set watches for it (EPOLLIN, EPOLLOUT) */
+    size_t tx_bytes; /* bytes queued and not yet written */
+    net_conn_t *flush_next;
+    struct net_tls_conn *tls; /* NULL: plain TCP */
+    int fd;
+    uint16_t flags;
+    uint16_t stall_checks; /* stalled-output checks in a row that saw no progress */
     _Alignas(max_align_t) uint8_t ext[];
 };
+_Static_assert(offsetof(struct net_conn, nl) == 64 && offsetof(struct net_conn, ext) == 128,
+               "the hot part is the 64 bytes before ext");
 
 #define NET_READ_BUFFER_SIZE 65536
 
@@ -152,7 +161,9 @@ void net_conn_set_ops(net_conn_t *c, const net_conn_ops_t *ops);
 
 /* Queues len bytes at base, owned by `owner` (retained here, released once written or
  * when the connection closes; NULL for memory that outlives the connection). Returns 0,
- * -ENOMEM, or -EPIPE when the connection is closing. */
+ * -ENOMEM, or -EPIPE when the connection is closing. Never closes the connection nor
+ * calls any of its ops: a fan-out can queue on every recipient, and only then see to
+ * those that failed. */
 int net_conn_write(net_conn_t *c, ref_t *owner, const void *base, size_t len);
 /* Queues a copy of data. */
 int net_conn_write_copy(net_conn_t *c, const void *data, size_t len);

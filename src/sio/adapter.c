@@ -10,9 +10,13 @@
  * is skipped. Sockets in an `except` room are stamped first, so the union of the target
  * rooms is walked once and each socket receives the packet at most once.
  *
- * A socket's own room (named by its id) is not stored: each() finds the socket
- * through the namespace's id index instead, which saves a room, a membership and an
- * index entry per socket.
+ * A socket's own room (named by its id) is not stored: recipients_collect() finds the
+ * socket through the namespace's id index instead, which saves a room, a membership and
+ * an index entry per socket.
+ *
+ * Delivery (deliver()) is the per-recipient cost of a broadcast, so it does the least:
+ * queueing calls nothing back, so no recipient is held (referenced) while it runs, and
+ * the few that must be closed are closed after the walk.
  *
  * Recovery log (when enabled): every logged broadcast gets the next offset of its
  * namespace; offsets are consecutive, so an offset's entry is found by subtraction.
@@ -143,73 +147,143 @@ static void local_leave_all(sio_adapter_t *a, sio_socket_t *s) {
     s->caprooms = 0;
 }
 
-/* Calls fn for each socket matching `to` (each once). */
-static void each(sio_nsp_t *nsp, const sio_target_t *to, void (*fn)(sio_socket_t *s, void *arg),
-                 void *arg) {
+/* The sockets a target matches, each once and connected: in place for a small target
+ * (a room of a few), else on the heap. */
+#define RECIPIENTS_INLINE 32
+
+typedef struct {
+    sio_socket_t **items;
+    size_t n, cap;
+    sio_socket_t *inline_items[RECIPIENTS_INLINE];
+} recipients_t;
+
+/* Room for `more` sockets. False: out of memory. */
+static bool recipients_reserve(recipients_t *r, size_t more) {
+    if (r->n + more <= r->cap)
+        return true;
+    size_t cap = r->cap * 2 > r->n + more ? r->cap * 2 : r->n + more;
+    sio_socket_t **a =
+        r->items == r->inline_items ? malloc(cap * sizeof *a) : realloc(r->items, cap * sizeof *a);
+    if (!a)
+        return false;
+    if (r->items == r->inline_items)
+        memcpy(a, r->inline_items, r->n * sizeof *a);
+    r->items = a;
+    r->cap = cap;
+    return true;
+}
+
+static void recipients_free(recipients_t *r) {
+    if (r->items != r->inline_items)
+        free(r->items);
+}
+
+static void recipients_add(recipients_t *r, sio_socket_t *s, uint64_t epoch) {
+    if (!s || s->epoch == epoch || !s->connected)
+        return;
+    s->epoch = epoch;
+    r->items[r->n++] = s;
+}
+
+/* Fills r (initialised here; recipients_free after) with the sockets matching `to` (NULL:
+ * all). Each room's name is looked up once, as a room and as a socket's own room.
+ * own_alone: a target that is one socket's own room and nothing else is that socket
+ * alone, not also a room of that name (an emit to one socket, the most frequent kind).
+ * False: out of memory (r is empty). */
+static bool recipients_collect(sio_nsp_t *nsp, const sio_target_t *to, bool own_alone,
+                               recipients_t *r) {
+    r->items = r->inline_items;
+    r->n = 0;
+    r->cap = RECIPIENTS_INLINE;
     uint64_t epoch = ++nsp->io->epoch;
     size_t nexcept = to ? to->nexcept : 0;
     for (size_t i = 0; i < nexcept; i++) {
-        sio_room_t *r = sio_room_get(nsp, to->except[i], false);
-        for (uint32_t j = 0; r && j < r->members.count; j++)
-            sio_sockets_items(&r->members)[j]->epoch = epoch;
+        sio_room_t *room = sio_room_get(nsp, to->except[i], false);
+        for (uint32_t j = 0; room && j < room->members.count; j++)
+            sio_sockets_items(&room->members)[j]->epoch = epoch;
         sio_socket_t *own = sio_nsp_find_socket(nsp, to->except[i]);
         if (own)
             own->epoch = epoch;
     }
-    /* fn may make sockets leave rooms or disconnect: walk copies of the member lists. */
     size_t nrooms = to ? to->nrooms : 0;
-    sio_socket_t **list = NULL;
-    size_t n = 0;
     if (nrooms == 0) {
-        list = malloc((nsp->nsockets + 1) * sizeof *list);
-        for (uint32_t j = 0; list && j < nsp->nsockets; j++)
-            if (nsp->sockets[j]->epoch != epoch && nsp->sockets[j]->connected)
-                list[n++] = nsp->sockets[j];
-    } else {
-        size_t total = 0;
-        for (size_t i = 0; i < nrooms; i++) {
-            sio_room_t *r = sio_room_get(nsp, to->rooms[i], false);
-            total += (r ? r->members.count : 0) + 1; /* + the socket whose own room it may be */
-        }
-        list = malloc((total + 1) * sizeof *list);
-        for (size_t i = 0; list && i < nrooms; i++) {
-            sio_room_t *r = sio_room_get(nsp, to->rooms[i], false);
-            uint32_t count = r ? r->members.count : 0;
-            for (uint32_t j = 0; j <= count; j++) {
-                sio_socket_t *s = j < count ? sio_sockets_items(&r->members)[j]
-                                            : sio_nsp_find_socket(nsp, to->rooms[i]);
-                if (!s || s->epoch == epoch || !s->connected)
-                    continue;
-                s->epoch = epoch;
-                list[n++] = s;
-            }
-        }
+        if (!recipients_reserve(r, nsp->nsockets))
+            return false;
+        for (uint32_t j = 0; j < nsp->nsockets; j++)
+            recipients_add(r, nsp->sockets[j], epoch);
+        return true;
     }
-    if (!list) {
+    for (size_t i = 0; i < nrooms; i++) {
+        sio_socket_t *own = sio_nsp_find_socket(nsp, to->rooms[i]);
+        if (own && own_alone && nrooms == 1 && nexcept == 0) {
+            recipients_add(r, own, epoch);
+            return true;
+        }
+        sio_room_t *room = sio_room_get(nsp, to->rooms[i], false);
+        uint32_t count = room ? room->members.count : 0;
+        /* + the socket whose own room it may be */
+        if (!recipients_reserve(r, (size_t)count + 1)) {
+            recipients_free(r);
+            r->items = r->inline_items;
+            r->n = 0;
+            return false;
+        }
+        for (uint32_t j = 0; j < count; j++)
+            recipients_add(r, sio_sockets_items(&room->members)[j], epoch);
+        recipients_add(r, own, epoch);
+    }
+    return true;
+}
+
+/* Calls fn for each socket matching `to` (each once). fn may run the application's code,
+ * which may make any socket leave or disconnect: each is held (sio_socket_ref) until the
+ * walk is over. */
+static void each(sio_nsp_t *nsp, const sio_target_t *to, void (*fn)(sio_socket_t *s, void *arg),
+                 void *arg) {
+    recipients_t r;
+    if (!recipients_collect(nsp, to, false, &r)) {
         LOG_ERROR("sio", "out of memory in a broadcast");
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        sio_socket_ref(list[i]);
-    for (size_t i = 0; i < n; i++) {
-        if (list[i]->connected)
-            fn(list[i], arg);
-        sio_socket_unref(list[i]);
+    for (size_t i = 0; i < r.n; i++)
+        sio_socket_ref(r.items[i]);
+    for (size_t i = 0; i < r.n; i++) {
+        if (r.items[i]->connected)
+            fn(r.items[i], arg);
+        sio_socket_unref(r.items[i]);
     }
-    free(list);
+    recipients_free(&r);
 }
 
-typedef struct {
-    eio_msg_t *const *msgs;
-    size_t n;
-    bool is_volatile;
-    size_t count;
-} bcast_t;
-
-static void bcast_one(sio_socket_t *s, void *arg) {
-    bcast_t *b = arg;
-    sio_socket_send(s, b->msgs, b->n, b->is_volatile);
-    b->count++;
+/* A broadcast's delivery: the messages are queued on every recipient first, which calls
+ * nothing back (sio_client_queue), so no socket can go meanwhile and none is held; the
+ * few whose queueing failed are held, and closed once every recipient has its copy. */
+static void deliver(sio_nsp_t *nsp, const sio_target_t *to, eio_msg_t *const *msgs, size_t n,
+                    bool is_volatile) {
+    recipients_t r;
+    if (!recipients_collect(nsp, to, true, &r)) {
+        LOG_ERROR("sio", "out of memory in a broadcast");
+        return;
+    }
+    sio_stats_t *totals = &nsp->io->totals;
+    size_t failed = 0;
+    for (size_t i = 0; i < r.n; i++) {
+        sio_socket_t *s = r.items[i];
+        if (is_volatile && !eio_session_writable(s->client->eio)) {
+            totals->volatile_dropped++;
+            continue;
+        }
+        totals->deliveries++;
+        if (!sio_client_queue(s->client, msgs, n)) {
+            sio_socket_ref(s);
+            r.items[failed++] = s; /* behind i: the slots walked already */
+        }
+    }
+    for (size_t i = 0; i < failed; i++) {
+        sio_client_queue_failed(r.items[i]->client);
+        sio_socket_unref(r.items[i]);
+    }
+    recipients_free(&r);
 }
 
 static bool logs(const sio_nsp_t *nsp, const sio_target_t *to) {
@@ -303,14 +377,6 @@ static int log_push(sio_nsp_t *nsp, const sio_target_t *to, eio_msg_t *const *ms
     return 0;
 }
 
-/* The one socket a target names when it is exactly one socket's own room: no walk, no
- * list (replies and emits to one socket are the most frequent broadcasts). */
-static sio_socket_t *single_socket(sio_nsp_t *nsp, const sio_target_t *to) {
-    if (to->nrooms != 1 || to->nexcept)
-        return NULL;
-    return sio_nsp_find_socket(nsp, to->rooms[0]);
-}
-
 /* An offset as clients see it: with its server's tag first, when servers are told apart
  * by one, so that an offset of one server's log is never looked up in another's. */
 #define OFFSET_TEXT_MAX (SIO_OFFSET_TAG_MAX + 24)
@@ -349,15 +415,7 @@ static int local_broadcast(sio_adapter_t *a, const sio_bcast_t *b) {
         if (log_push(nsp, &b->to, msgs, (size_t)n, off))
             LOG_WARN("sio", "recovery log: out of memory; packet %" PRIu64 " not kept", off);
     }
-    bool is_volatile = b->to.flags & SIO_VOLATILE;
-    sio_socket_t *one = single_socket(nsp, &b->to);
-    if (one) {
-        if (one->connected)
-            sio_socket_send(one, msgs, (size_t)n, is_volatile);
-    } else {
-        bcast_t d = {msgs, (size_t)n, is_volatile, 0};
-        each(nsp, &b->to, bcast_one, &d);
-    }
+    deliver(nsp, &b->to, msgs, (size_t)n, b->to.flags & SIO_VOLATILE);
     sio_msgs_release(msgs, (size_t)n);
     for (size_t i = 0; i < nsp->nobservers; i++)
         nsp->observers[i].fn(nsp, b->event, b->args_json, b->args_len, &b->to,

@@ -91,23 +91,32 @@ void sio_client_remove_socket(sio_client_t *c, sio_socket_t *s) {
     }
 }
 
-void sio_client_send(sio_client_t *c, eio_msg_t *const *msgs, size_t n) {
+bool sio_client_queue(sio_client_t *c, eio_msg_t *const *msgs, size_t n) {
     if (!c->eio)
-        return;
+        return true;
     c->io->totals.packets_sent++;
-    for (size_t i = 0; i < n; i++) {
-        if (eio_session_send(c->eio, msgs[i])) {
-            sio_client_close(c, "transport error");
-            return;
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        if (eio_session_send(c->eio, msgs[i]))
+            return false;
     /* A client that does not read cannot make the server hold unbounded memory. */
-    if (eio_session_buffered(c->eio) > SIO_SLOW_CLIENT_FACTOR * c->io->cfg.backpressure_bytes) {
+    return eio_session_buffered(c->eio) <= SIO_SLOW_CLIENT_FACTOR * c->io->cfg.backpressure_bytes;
+}
+
+void sio_client_queue_failed(sio_client_t *c) {
+    if (c->closing || !c->eio)
+        return;
+    size_t buffered = eio_session_buffered(c->eio);
+    if (buffered > SIO_SLOW_CLIENT_FACTOR * c->io->cfg.backpressure_bytes) {
         LOG_WARN("sio", "client %s: %zu bytes waiting; closing a slow consumer",
-                 eio_session_id(c->eio), eio_session_buffered(c->eio));
+                 eio_session_id(c->eio), buffered);
         c->io->totals.slow_clients_cut++;
-        sio_client_close(c, "transport error");
     }
+    sio_client_close(c, "transport error");
+}
+
+void sio_client_send(sio_client_t *c, eio_msg_t *const *msgs, size_t n) {
+    if (!sio_client_queue(c, msgs, n))
+        sio_client_queue_failed(c);
 }
 
 void sio_client_close(sio_client_t *c, const char *reason) {

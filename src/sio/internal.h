@@ -173,19 +173,20 @@ typedef struct sio_pending_ack {
 } sio_pending_ack_t;
 
 /* Ordered so that an idle socket is 104 bytes: no holes, and the recovery id only when
- * recovery is on (the server's cfg.recovery, fixed for its life). */
+ * recovery is on (the server's cfg.recovery, fixed for its life). What a broadcast reads
+ * of each recipient (client, epoch, connected) is together, in one cache line mostly. */
 struct sio_socket {
     uint32_t refs;
     uint32_t nsp_pos; /* index in nsp->sockets */
     uint32_t nrooms, caprooms;
     sio_nsp_t *nsp;
-    sio_client_t *client;
-    uint64_t epoch; /* broadcast de-duplication */
     sio_membership_t *rooms;
     sio_pending_ack_t *acks;
     void *slots[SIO_DATA_SLOTS];
     json_t *data;
     json_t *auth; /* the CONNECT's; the rest of the handshake is its client's */
+    sio_client_t *client;
+    uint64_t epoch; /* broadcast de-duplication */
     bool connected;
     bool recovered;
     bool connecting; /* middleware still running */
@@ -252,6 +253,12 @@ struct sio_server {
 /* The Engine.IO callbacks through which sessions become clients. */
 void sio_client_callbacks(eio_callbacks_t *cb);
 void sio_client_send(sio_client_t *c, eio_msg_t *const *msgs, size_t n);
+/* sio_client_send in two steps, for a fan-out: queueing never calls back (nothing is
+ * closed, eio_session_send), so every recipient can be queued on before any of them
+ * goes; false means that c is to be closed with sio_client_queue_failed afterwards (its
+ * send failed, or it is a slow consumer). */
+bool sio_client_queue(sio_client_t *c, eio_msg_t *const *msgs, size_t n);
+void sio_client_queue_failed(sio_client_t *c);
 void sio_client_close(sio_client_t *c, const char *reason);
 int sio_client_add_socket(sio_client_t *c, sio_socket_t *s);
 void sio_client_remove_socket(sio_client_t *c, sio_socket_t *s);

@@ -28,14 +28,6 @@ static inline ws_conn_t *ws_of(net_conn_t *c) {
     return net_conn_ext(c);
 }
 
-net_conn_t *ws_conn_net(ws_conn_t *ws) {
-    return net_conn_from_ext(ws);
-}
-
-size_t ws_conn_queued(ws_conn_t *ws) {
-    return net_conn_queued(ws_conn_net(ws));
-}
-
 int ws_conn_accept(http_conn_t *hc, const http_req_t *req, const ws_handler_t *handler, void *data,
                    size_t max_message, const char *extra, ws_deflate_t *deflate, ws_conn_t **out) {
     int rc = ws_handshake_check(&req->head);
@@ -140,15 +132,23 @@ void ws_conn_set_deadline(ws_conn_t *ws, uint64_t ms) {
     net_conn_set_deadline(ws_conn_net(ws), ms);
 }
 
-int ws_conn_send(ws_conn_t *ws, ref_t *owner, const uint8_t *header, size_t header_len,
-                 const void *payload, size_t len) {
-    if (ws->close_sent)
-        return -EPIPE;
+/* ws_conn_send once the connection is known to be open. */
+static int queue_frame(ws_conn_t *ws, ref_t *owner, const uint8_t *header, size_t header_len,
+                       const void *payload, size_t len) {
     net_conn_t *c = ws_conn_net(ws);
+    if (header + header_len == (const uint8_t *)payload)
+        return net_conn_write(c, owner, header, header_len + len);
     int rc = net_conn_write(c, owner, header, header_len);
     if (rc == 0)
         rc = net_conn_write(c, owner, payload, len);
     return rc;
+}
+
+int ws_conn_send(ws_conn_t *ws, ref_t *owner, const uint8_t *header, size_t header_len,
+                 const void *payload, size_t len) {
+    if (ws->close_sent)
+        return -EPIPE;
+    return queue_frame(ws, owner, header, header_len, payload, len);
 }
 
 int ws_conn_send_message(ws_conn_t *ws, ref_t *owner, ws_deflated_t *z, uint8_t opcode,
@@ -169,7 +169,7 @@ int ws_conn_send_message(ws_conn_t *ws, ref_t *owner, ws_deflated_t *z, uint8_t 
             return rc;
         }
     }
-    return ws_conn_send(ws, owner, header, header_len, payload, len);
+    return queue_frame(ws, owner, header, header_len, payload, len);
 }
 
 int ws_conn_send_copy(ws_conn_t *ws, uint8_t opcode, const void *payload, size_t len) {

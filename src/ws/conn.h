@@ -9,7 +9,8 @@
  * close handshake is done with the right codes (see ws/frame.h).
  *
  * Sending: ws_conn_send() queues a frame header and payload by reference, so one
- * encoded message (its header computed once) goes to many connections without copies.
+ * encoded message (its header computed once, in front of its payload) goes to many
+ * connections without copies.
  *
  * permessage-deflate (ws/deflate.h), when the server offers a context and the client asks:
  * ws_conn_send_message() sends a message's shared compressed frame, made by the first
@@ -39,18 +40,20 @@ typedef struct {
 
 #define WS_CLOSE_ABNORMAL 1006
 
+/* What sending reads (deflate, close_sent) comes first: right after the net connection's
+ * own hot fields (net/conn.h), in the same cache lines. */
 struct ws_conn {
-    const ws_handler_t *handler;
-    void *data;         /* the handler's */
-    buf_t frag;         /* the open fragmented message, if any */
-    size_t max_message; /* bytes; 1009 above */
+    ws_deflate_t *deflate; /* a reference to the server's context, while zp.on */
     uint32_t utf8_state;
     uint16_t close_code;
     uint8_t frag_opcode; /* WS_OP_TEXT/BINARY while fragmented, else 0 */
     bool close_sent;
+    const ws_handler_t *handler;
+    void *data;              /* the handler's */
+    buf_t frag;              /* the open fragmented message, if any */
+    size_t max_message;      /* bytes; 1009 above */
     bool frag_compressed;    /* the open fragmented message is compressed */
     ws_deflate_params_t zp;  /* what was agreed (zp.on: permessage-deflate is in use) */
-    ws_deflate_t *deflate;   /* a reference to the server's context, while zp.on */
     ws_inflater_t *inflater; /* the client's kept context, if it keeps one */
 };
 
@@ -62,7 +65,9 @@ int ws_conn_accept(http_conn_t *hc, const http_req_t *req, const ws_handler_t *h
                    size_t max_message, const char *extra, ws_deflate_t *deflate, ws_conn_t **out);
 
 /* Queues one frame: header bytes and payload, both owned by `owner` (retained until
- * written; NULL for static memory). Returns 0, -EPIPE once closing, or -ENOMEM. */
+ * written; NULL for static memory). A payload right after its header (eio_msg_t keeps
+ * them so) is queued as one chunk: one reference and one iovec rather than two. Returns
+ * 0, -EPIPE once closing, or -ENOMEM. */
 int ws_conn_send(ws_conn_t *ws, ref_t *owner, const uint8_t *header, size_t header_len,
                  const void *payload, size_t len);
 /* ws_conn_send of a final text or binary frame (opcode) that may go compressed: when the
@@ -78,9 +83,14 @@ int ws_conn_send_copy(ws_conn_t *ws, uint8_t opcode, const void *payload, size_t
  * peer answers or after NET_LINGER_MS. */
 void ws_conn_close(ws_conn_t *ws, uint16_t code);
 
+/* The net connection whose ext area ws is. */
+static inline net_conn_t *ws_conn_net(ws_conn_t *ws) {
+    return net_conn_from_ext(ws);
+}
 /* Bytes waiting to be written: backpressure. */
-size_t ws_conn_queued(ws_conn_t *ws);
-net_conn_t *ws_conn_net(ws_conn_t *ws);
+static inline size_t ws_conn_queued(ws_conn_t *ws) {
+    return net_conn_queued(ws_conn_net(ws));
+}
 /* Sets a deadline after which the connection is closed with 1001 (0 clears it). */
 void ws_conn_set_deadline(ws_conn_t *ws, uint64_t ms);
 

@@ -24,20 +24,20 @@ static bool same_packet(const eio_packet_t *a, const eio_packet_t *b) {
 
 /* The payload length a server frame header announces, checked for shape on the way. */
 static uint64_t ws_header_len(const eio_msg_t *m) {
-    CHECK(m->ws_header[0] == (0x80 | (m->binary ? WS_OP_BINARY : WS_OP_TEXT)));
-    uint8_t l7 = m->ws_header[1];
+    CHECK(eio_msg_ws_header(m)[0] == (0x80 | (m->binary ? WS_OP_BINARY : WS_OP_TEXT)));
+    uint8_t l7 = eio_msg_ws_header(m)[1];
     if (l7 < 126) {
         CHECK(m->ws_header_len == 2);
         return l7;
     }
     if (l7 == 126) {
         CHECK(m->ws_header_len == 4);
-        return (uint64_t)m->ws_header[2] << 8 | m->ws_header[3];
+        return (uint64_t)eio_msg_ws_header(m)[2] << 8 | eio_msg_ws_header(m)[3];
     }
     CHECK(l7 == 127 && m->ws_header_len == 10);
     uint64_t n = 0;
     for (int i = 0; i < 8; i++)
-        n = n << 8 | m->ws_header[2 + i];
+        n = n << 8 | eio_msg_ws_header(m)[2 + i];
     return n;
 }
 

@@ -310,8 +310,8 @@ static void test_msg_text(void **state) {
     assert_memory_equal(m->data, "4hello", 6);
     assert_ptr_equal(eio_msg_payload(m), m->data + 1);
     assert_int_equal(m->ws_header_len, 2);
-    assert_int_equal(m->ws_header[0], 0x81);
-    assert_int_equal(m->ws_header[1], 6);
+    assert_int_equal(eio_msg_ws_header(m)[0], 0x81);
+    assert_int_equal(eio_msg_ws_header(m)[1], 6);
     eio_msg_release(m);
 }
 
@@ -322,8 +322,8 @@ static void test_msg_every_type(void **state) {
         assert_non_null(m);
         assert_int_equal(m->len, 1);
         assert_int_equal(m->data[0], '0' + t);
-        assert_int_equal(m->ws_header[0], 0x81);
-        assert_int_equal(m->ws_header[1], 1);
+        assert_int_equal(eio_msg_ws_header(m)[0], 0x81);
+        assert_int_equal(eio_msg_ws_header(m)[1], 1);
 
         /* What the server sends, a client could send back: it decodes to itself. */
         eio_packet_t p;
@@ -343,8 +343,8 @@ static void test_msg_binary(void **state) {
     assert_memory_equal(m->data, raw, 4);
     assert_ptr_equal(eio_msg_payload(m), m->data);
     assert_int_equal(m->ws_header_len, 2);
-    assert_int_equal(m->ws_header[0], 0x82);
-    assert_int_equal(m->ws_header[1], 4);
+    assert_int_equal(eio_msg_ws_header(m)[0], 0x82);
+    assert_int_equal(eio_msg_ws_header(m)[1], 4);
     assert_null(m->polling); /* not made until a polling session asks */
     eio_msg_release(m);
 }
@@ -361,20 +361,20 @@ static void test_msg_invalid(void **state) {
 
 static void check_header(eio_msg_t *m, uint8_t opcode, size_t len) {
     assert_int_equal(m->len, len);
-    assert_int_equal(m->ws_header[0], 0x80 | opcode);
+    assert_int_equal(eio_msg_ws_header(m)[0], 0x80 | opcode);
     if (len < 126) {
         assert_int_equal(m->ws_header_len, 2);
-        assert_int_equal(m->ws_header[1], len);
+        assert_int_equal(eio_msg_ws_header(m)[1], len);
     } else if (len <= 65535) {
         assert_int_equal(m->ws_header_len, 4);
-        assert_int_equal(m->ws_header[1], 126);
-        assert_int_equal(m->ws_header[2], len >> 8);
-        assert_int_equal(m->ws_header[3], len & 0xff);
+        assert_int_equal(eio_msg_ws_header(m)[1], 126);
+        assert_int_equal(eio_msg_ws_header(m)[2], len >> 8);
+        assert_int_equal(eio_msg_ws_header(m)[3], len & 0xff);
     } else {
         assert_int_equal(m->ws_header_len, 10);
-        assert_int_equal(m->ws_header[1], 127);
+        assert_int_equal(eio_msg_ws_header(m)[1], 127);
         for (int i = 0; i < 8; i++)
-            assert_int_equal(m->ws_header[2 + i], ((uint64_t)len >> (56 - 8 * i)) & 0xff);
+            assert_int_equal(eio_msg_ws_header(m)[2 + i], ((uint64_t)len >> (56 - 8 * i)) & 0xff);
     }
 }
 
@@ -394,7 +394,7 @@ static void test_msg_ws_header_lengths(void **state) {
         eio_msg_t *m = eio_msg_alloc(EIO_MESSAGE, true, lens[i]);
         assert_non_null(m);
         assert_int_equal(m->ws_header_len, hlen[i]);
-        assert_memory_equal(m->ws_header, exact[i], hlen[i]);
+        assert_memory_equal(eio_msg_ws_header(m), exact[i], hlen[i]);
         eio_msg_release(m);
 
         /* Text: the frame carries the type digit too, so the frame length is one more
@@ -461,7 +461,7 @@ static void test_msg_polling_binary_cached(void **state) {
     assert_int_equal(again_len, out_len);
     /* The WebSocket form is untouched by making the polling one. */
     assert_memory_equal(m->data, raw, 4);
-    assert_int_equal(m->ws_header[1], 4);
+    assert_int_equal(eio_msg_ws_header(m)[1], 4);
     eio_msg_release(m);
 }
 
@@ -471,7 +471,7 @@ static void test_msg_polling_binary_empty(void **state) {
     assert_non_null(m);
     assert_int_equal(m->len, 0);
     assert_int_equal(m->ws_header_len, 2);
-    assert_int_equal(m->ws_header[1], 0);
+    assert_int_equal(eio_msg_ws_header(m)[1], 0);
     const uint8_t *out;
     size_t out_len;
     assert_int_equal(eio_msg_polling(m, &out, &out_len), 0);

@@ -11,6 +11,8 @@
  *   of waking the loop forever, and serves again once descriptors are free.
  * - A released connection (handed to another process) is no longer watched: its peer's
  *   bytes reach nobody, and the descriptor still works for whoever holds it.
+ * - A burst of small chunks goes out in one system call; queue arrays are lent by size
+ *   and start at the size the connection needed last (see test_burst_in_one_call).
  * - A closed connection whose socket is still open elsewhere (a hand-off's copy in the
  *   process that sent it) leaves the epoll set: no event reaches its freed memory (the
  *   ASan run of this test catches one that would). */
@@ -322,6 +324,57 @@ static void test_closed_leaves_the_set(void **state) {
     fixture_close(&f);
 }
 
+/* Flushes c's queue (the loop's flush runs in each iteration) and reads n bytes of it
+ * from peer. */
+static void flush_into(fixture_t *f, net_conn_t *c, int peer, uint8_t *out, size_t n) {
+    RUN_UNTIL(&f->loop, net_conn_queued(c) == 0);
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = recv(peer, out + got, n - got, MSG_DONTWAIT);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+}
+
+/* A burst of small chunks (what a fan-out queues on one connection in one loop
+ * iteration, one chunk per delivery) goes to the kernel in one system call, in order.
+ * Once written the connection holds no queue array; its next queue starts with an array
+ * of the size the burst needed (no growing chunk by chunk again), and that size shrinks
+ * back one step per small queue. */
+static void test_burst_in_one_call(void **state) {
+    fixture_t f;
+    fixture_open(&f, NULL);
+    int pair[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    assert_int_equal(net_listener_adopt(f.l, pair[0], NULL, 0), 0);
+    net_conn_t *c = st.last;
+    static uint8_t pattern[1000], got[1000];
+    for (size_t i = 0; i < sizeof pattern; i++)
+        pattern[i] = (uint8_t)(i % 251);
+    for (size_t i = 0; i < sizeof pattern; i++)
+        assert_int_equal(net_conn_write(c, NULL, &pattern[i], 1), 0);
+    assert_int_equal(c->tx_len, 1000);
+    net_loop_stats_t before, after;
+    net_loop_stats(f.nl, &before);
+    flush_into(&f, c, pair[1], got, sizeof got);
+    net_loop_stats(f.nl, &after);
+    assert_int_equal(after.write_calls - before.write_calls, 1);
+    assert_memory_equal(got, pattern, sizeof pattern);
+    assert_null(c->tx);
+    for (int k = NET_TX_CLASSES - 1; k >= 0; k--) {
+        assert_int_equal(net_conn_write(c, NULL, pattern, 1), 0);
+        assert_int_equal(c->tx_cap, (uint32_t)NET_TX_POOLED << k);
+        flush_into(&f, c, pair[1], got, 1);
+        assert_null(c->tx);
+    }
+    assert_int_equal(net_conn_write(c, NULL, pattern, 1), 0);
+    assert_int_equal(c->tx_cap, NET_TX_POOLED);
+    flush_into(&f, c, pair[1], got, 1);
+    close(pair[1]);
+    RUN_UNTIL(&f.loop, st.closed == 1);
+    fixture_close(&f);
+}
+
 int main(void) {
     log_threshold = LOG_LEVEL_ERROR;
     const struct CMUnitTest tests[] = {
@@ -331,6 +384,7 @@ int main(void) {
         cmocka_unit_test(test_out_of_descriptors_sheds_backlog),
         cmocka_unit_test(test_released_is_not_watched),
         cmocka_unit_test(test_closed_leaves_the_set),
+        cmocka_unit_test(test_burst_in_one_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

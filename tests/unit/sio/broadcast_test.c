@@ -1,7 +1,8 @@
 /* tests/unit/sio/broadcast_test.c — broadcasting: to rooms (each recipient once, however
  * many of the rooms it is in), with exceptions and socket.broadcast, namespace- and
  * server-wide, and the encode-once promise: every recipient queues the same
- * reference-counted eio_msg_t, binary attachments included. */
+ * reference-counted eio_msg_t, binary attachments included; a recipient that must be
+ * closed is closed after every recipient has its copy. */
 #include "adapter_env.h"
 
 /* ---- broadcasting ---- */
@@ -183,12 +184,76 @@ static void test_broadcast_binary_shared(void **state) {
     assert_int_equal(m2->ref.count, N);
 }
 
+typedef struct {
+    sio_socket_t *slow, *victim; /* the slow consumer's handler disconnects the victim */
+    int slow_reason_ok;
+} close_after_t;
+
+static void disconnect_victim(sio_socket_t *s, const char *reason, void *arg) {
+    close_after_t *ca = arg;
+    if (s != ca->slow)
+        return;
+    ca->slow_reason_ok = strcmp(reason, "transport error") == 0;
+    sio_socket_disconnect(ca->victim, false);
+}
+
+/* "[\"<n times x>\"]" (malloc'd). */
+static char *x_args(size_t n, size_t *len) {
+    char *j = malloc(n + 5);
+    assert_non_null(j);
+    memcpy(j, "[\"", 2);
+    memset(j + 2, 'x', n);
+    memcpy(j + 2 + n, "\"]", 3);
+    *len = n + 4;
+    return j;
+}
+
+/* A recipient that must be closed (a slow consumer, here the room's first member) is
+ * closed only once every recipient has its copy: its disconnect handler disconnects
+ * another member, which still got the broadcast first; nothing freed is touched (the
+ * ASan run of this test). */
+static void test_broadcast_closes_after_delivering(void **state) {
+    env_t *e = *state;
+    e->io->cfg.backpressure_bytes = 100; /* a slow consumer: over 1,600 bytes waiting */
+    enum { N = 4 };
+    eio_session_t *s[N];
+    sio_socket_t *k[N];
+    for (int i = 0; i < N; i++) {
+        s[i] = client_connect(e, &k[i]);
+        assert_int_equal(sio_socket_join(k[i], "room"), 0);
+    }
+    /* Static: the handler runs for the others at teardown too (slow NULL by then). */
+    static close_after_t ca;
+    ca = (close_after_t){k[0], k[2], 0};
+    assert_int_equal(sio_nsp_on_disconnect(e->root, disconnect_victim, &ca), 0);
+    size_t len;
+    char *fill = x_args(1000, &len);
+    assert_int_equal(sio_socket_emit_json(k[0], "fill", fill, len, 0), 0); /* k[0] never reads */
+    free(fill);
+    assert_int_equal(qcount(s[0]), 1);
+    char *big = x_args(500, &len);
+    const char *room = "room";
+    sio_target_t to = {.rooms = &room, .nrooms = 1};
+    assert_int_equal(sio_nsp_emit_json(e->root, &to, "big", big, len), 0);
+    free(big);
+    assert_true(ca.slow_reason_ok);
+    assert_int_equal(e->io->totals.slow_clients_cut, 1);
+    for (int i = 1; i < N; i++)
+        assert_true(msg_starts(qmsg(s[i], 0), "42[\"big\",\"xxx"));
+    assert_int_equal(qcount(s[1]), 1);
+    assert_int_equal(qcount(s[3]), 1);
+    assert_int_equal(qcount(s[2]), 2); /* its copy, then the DISCONNECT */
+    assert_msg(s[2], 1, "41");
+    assert_int_equal(sio_nsp_socket_count(e->root), N - 2);
+    ca.slow = NULL;
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_plain, teardown)
     const struct CMUnitTest tests[] = {
         T(test_broadcast_dedupes),        T(test_broadcast_except),
         T(test_broadcast_namespace_wide), T(test_broadcast_encoded_once),
-        T(test_broadcast_binary_shared),
+        T(test_broadcast_binary_shared),  T(test_broadcast_closes_after_delivering),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
