@@ -86,7 +86,7 @@ format:
 # cppcheck reads every C file.
 TIDY_FILES = $(filter src/%.c examples/%.c tests/servers/%.c tools/%.c bench/%.c,$(C_FILES))
 lint: TESTS = ON
-lint: build
+lint: test-deps build
 	@scripts/deps.sh lint
 	clang-format --dry-run -Werror $(C_FILES)
 	echo $(TIDY_FILES) | xargs -n 4 -P $(JOBS) clang-tidy -p $(BUILD) --quiet
