@@ -3,7 +3,8 @@
 # side, the way `make bench` runs them, for a change's before/after (issue 17). The
 # servers alternate within each repetition (before, after, before, ...) so that both see
 # the same machine; parley-bench is AFTER_BUILD's for both. Scenarios (default: all):
-#   ramp       10,000 handshakes (WebSocket + Socket.IO CONNECT with a JWT) offered at 80,000/s
+#   ramp       10,000 handshakes (WebSocket + Socket.IO CONNECT with a JWT) offered at 80,000/s,
+#              500 under way at most (as scripts/bench.sh)
 #   broadcast  10,000 clients in rooms of 10 at 20,000 and 50,000 deliveries/s
 #   burst      one room of 1,000, one sender keeping 64 acks outstanding
 #   idle       RSS per connection at 19,900 idle connections
@@ -57,7 +58,7 @@ for rep in $(seq "$REPS"); do
   for sc in "${SCENARIOS[@]}"; do
     for which in before after; do
       case $sc in
-        ramp) side "$which" ramp "$rep" 10000 ramp --clients 10000 --connect-rate 80000 --procs 4 ;;
+        ramp) side "$which" ramp "$rep" 10000 ramp --clients 10000 --connect-rate 80000 --procs 4 --in-flight 500 ;;
         broadcast)
           for load in 20000 50000; do
             side "$which" broadcast "$rep" "$load" broadcast --clients 10000 --room-size 10 \

@@ -2,9 +2,9 @@
 # scripts/bench-profile.sh [SCENARIO...]: where a release Parley spends its CPU in the
 # scenarios of the performance targets (issue 17), as perf profiles of the server. Not
 # part of make bench: a measuring aid, run by hand after make build.
-#   ramp       10,000 handshakes offered at 80,000/s by 4 load processes (TCP, WebSocket
-#              upgrade, Engine.IO open, Socket.IO CONNECT with an HS256 JWT): CPU per
-#              handshake
+#   ramp       10,000 handshakes offered at 80,000/s by 4 load processes, 500 under way
+#              at most (TCP, WebSocket upgrade, Engine.IO open, Socket.IO CONNECT with an
+#              HS256 JWT): CPU per handshake
 #   broadcast  10,000 clients in rooms of 10, one sender per room, 20,000 deliveries/s
 #              offered: CPU per delivery
 #   burst      one room of 1,000, one sender keeping 64 acks outstanding: CPU per delivery
@@ -52,7 +52,7 @@ SYSCALLS=${SYSCALLS:-0}
 PERF=${PERF:-perf}
 SCENARIOS=${*:-ramp broadcast burst}
 WARM=1 DRAIN=1
-RAMP_CLIENTS=10000 RAMP_RATE=80000 RAMP_PROCS=4 # as scripts/bench.sh
+RAMP_CLIENTS=10000 RAMP_RATE=80000 RAMP_PROCS=4 RAMP_IN_FLIGHT=500 # as scripts/bench.sh
 BCAST_CLIENTS=10000 ROOM=10 BCAST_LOAD=20000 # the per-delivery target's load
 BURST_CLIENTS=1000 BURST_WINDOW=64 BURST_DRAIN=3
 FAST_CONNECT=20000 # setup pace (not measured outside ramp)
@@ -166,7 +166,8 @@ profile_run() {
   local sc=$1 server=$2 rep=$3 name args
   name=$sc-$server-$rep
   case $sc in
-    ramp) args=(ramp --clients "$RAMP_CLIENTS" --connect-rate "$RAMP_RATE" --procs "$RAMP_PROCS") ;;
+    ramp) args=(ramp --clients "$RAMP_CLIENTS" --connect-rate "$RAMP_RATE" --procs "$RAMP_PROCS"
+      --in-flight "$RAMP_IN_FLIGHT") ;;
     broadcast)
       args=(broadcast --clients "$BCAST_CLIENTS" --room-size "$ROOM" --connect-rate "$FAST_CONNECT"
         --rate "$(awk -v l="$BCAST_LOAD" -v n="$BCAST_CLIENTS" 'BEGIN { printf "%g", l / n }')"

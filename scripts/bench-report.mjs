@@ -393,7 +393,7 @@ function reportMode() {
 
   L.push("### Handshakes (ramp)");
   L.push("");
-  L.push(`${fmt(loads("ramp", "parley")[0] ?? rampN)} connections offered at the same rate to both servers: TCP connect, WebSocket upgrade, Engine.IO open, Socket.IO CONNECT with an HS256 JWT verified by the server. Handshakes/s = completed ÷ (first connect → last CONNECT ack).`);
+  L.push(`${fmt(loads("ramp", "parley")[0] ?? rampN)} connections offered at the same rate to both servers, at most 500 handshakes under way (below both listen backlogs: an overflowing accept queue drops SYNs, and the clients' 1 s retransmit would set the rate): TCP connect, WebSocket upgrade, Engine.IO open, Socket.IO CONNECT with an HS256 JWT verified by the server. Handshakes/s = completed ÷ (first connect → last CONNECT ack).`);
   L.push("");
   L.push("| server | runs | handshakes/s | connect p50 ms | p99 ms | errors | CPU µs/handshake |");
   L.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");

@@ -40,6 +40,7 @@ typedef struct {
     uint32_t senders;       /* S */
     double rate;            /* M: messages per second per sender */
     double connect_rate;    /* R: connections opened per second (all workers) */
+    uint32_t in_flight;     /* handshakes under way at most (all workers); 0: no bound */
     uint32_t window;        /* burst: acks outstanding at most */
     double warmup_s, duration_s, drain_s, timeout_s;
     uint32_t procs;      /* worker processes */

@@ -55,6 +55,9 @@ static const char USAGE[] =
     "  --rate M             messages/s per sender [* 10; chat: 1]\n"
     "  --window W           burst: acks outstanding [64]\n"
     "  --connect-rate R     connections opened per second, all workers [2000]\n"
+    "  --in-flight F        handshakes under way at most, all workers (0: no bound) [0];\n"
+    "                       below the server's listen backlog, a ramp measures the\n"
+    "                       server's pace, not the SYN retransmit timer of a full queue\n"
     "  --warmup S           seconds of sending before the measured window [* 2; idle: 0]\n"
     "  --duration D         seconds measured (idle: holding) [* 5; idle: 10]\n"
     "  --drain S            seconds to wait for late deliveries after the window [2]\n"
@@ -116,37 +119,25 @@ static bool senders_fit(const bench_config_t *cfg) {
 
 typedef struct {
     double clients, room_size, senders, rate, window, connect_rate, warmup, duration, drain,
-        timeout, procs, per_addr, text_bytes, wait, user_base;
+        timeout, procs, per_addr, text_bytes, wait, user_base, in_flight;
 } numeric_opts_t;
 
 static int configure(int argc, char **argv, bench_config_t *cfg, procstat_t *srv,
                      const char **srv_list) {
     static const struct option opts[] = {
-        {"host", 1, 0, 'H'},
-        {"port", 1, 0, 'p'},
-        {"path", 1, 0, 'P'},
-        {"jwt-secret", 1, 0, 'j'},
-        {"clients", 1, 0, 'n'},
-        {"room-size", 1, 0, 'k'},
-        {"senders", 1, 0, 's'},
-        {"rate", 1, 0, 'm'},
-        {"window", 1, 0, 'W'},
-        {"connect-rate", 1, 0, 'r'},
-        {"warmup", 1, 0, 'u'},
-        {"duration", 1, 0, 'd'},
-        {"drain", 1, 0, 'D'},
-        {"timeout", 1, 0, 't'},
-        {"procs", 1, 0, 'N'},
-        {"per-addr", 1, 0, 'A'},
-        {"text-bytes", 1, 0, 'b'},
-        {"wait", 1, 0, 'w'},
-        {"server-pid", 1, 0, 'S'},
-        {"help", 0, 0, 'h'},
-        {"deflate", 0, 0, 'Z'},
-        {"text-words", 0, 0, 'T'},
-        {"room-prefix", 1, 0, 'R'},
-        {"user-base", 1, 0, 'U'},
-        {0, 0, 0, 0},
+        {"host", 1, 0, 'H'},        {"port", 1, 0, 'p'},
+        {"path", 1, 0, 'P'},        {"jwt-secret", 1, 0, 'j'},
+        {"clients", 1, 0, 'n'},     {"room-size", 1, 0, 'k'},
+        {"senders", 1, 0, 's'},     {"rate", 1, 0, 'm'},
+        {"window", 1, 0, 'W'},      {"connect-rate", 1, 0, 'r'},
+        {"warmup", 1, 0, 'u'},      {"duration", 1, 0, 'd'},
+        {"drain", 1, 0, 'D'},       {"timeout", 1, 0, 't'},
+        {"procs", 1, 0, 'N'},       {"per-addr", 1, 0, 'A'},
+        {"text-bytes", 1, 0, 'b'},  {"wait", 1, 0, 'w'},
+        {"server-pid", 1, 0, 'S'},  {"help", 0, 0, 'h'},
+        {"deflate", 0, 0, 'Z'},     {"text-words", 0, 0, 'T'},
+        {"room-prefix", 1, 0, 'R'}, {"user-base", 1, 0, 'U'},
+        {"in-flight", 1, 0, 'F'},   {0, 0, 0, 0},
     };
     if (argc < 2 || argv[1][0] == '-') {
         bool help = argc >= 2 && strcmp(argv[1], "--help") == 0;
@@ -169,7 +160,7 @@ static int configure(int argc, char **argv, bench_config_t *cfg, procstat_t *srv
     cfg->jwt_secret = getenv("PARLEY_JWT_SECRET");
     cfg->http_receivers = sc == SCENARIO_SSE || sc == SCENARIO_LONGPOLL;
     /* negative: not given */
-    numeric_opts_t o = {-1, -1, -1, -1, 64, 2000, -1, -1, 2, 10, -1, 10000, 100, 30, 0};
+    numeric_opts_t o = {-1, -1, -1, -1, 64, 2000, -1, -1, 2, 10, -1, 10000, 100, 30, 0, 0};
     const char *room_prefix = NULL;
     o.clients = 1000;
     struct {
@@ -183,7 +174,7 @@ static int configure(int argc, char **argv, bench_config_t *cfg, procstat_t *srv
         {'D', &o.drain, 0, 3600},       {'t', &o.timeout, 0.1, 3600},
         {'N', &o.procs, 1, MAX_PROCS},  {'A', &o.per_addr, 1, 1e6},
         {'b', &o.text_bytes, 24, 4000}, {'w', &o.wait, 0, 3600},
-        {'U', &o.user_base, 0, 1e15},
+        {'U', &o.user_base, 0, 1e15},   {'F', &o.in_flight, 0, 4e6},
     };
     int c;
     optind = 2;
@@ -258,6 +249,7 @@ static int configure(int argc, char **argv, bench_config_t *cfg, procstat_t *srv
     }
     cfg->window = (uint32_t)o.window;
     cfg->connect_rate = o.connect_rate;
+    cfg->in_flight = (uint32_t)o.in_flight;
     cfg->warmup_s = o.warmup >= 0 ? o.warmup : sc == SCENARIO_IDLE ? 0 : 2;
     cfg->duration_s = o.duration > 0 ? o.duration : sc == SCENARIO_IDLE ? 10 : 5;
     cfg->drain_s = sc == SCENARIO_IDLE ? 0 : o.drain;

@@ -238,7 +238,9 @@ void worker_client_closed(worker_t *w, client_t *c, const char *why) {
 static void open_due(worker_t *w, uint64_t now) {
     double rate = w->cfg->connect_rate / w->cfg->procs;
     uint64_t due = (uint64_t)((double)(now - w->t_open_start) / 1e9 * rate) + 1;
-    while (w->nopened < w->nclients && w->nopened < due) {
+    uint32_t cap =
+        w->cfg->in_flight ? (w->cfg->in_flight + w->cfg->procs - 1) / w->cfg->procs : UINT32_MAX;
+    while (w->nopened < w->nclients && w->nopened < due && w->npending < cap) {
         client_t *c = &w->clients[w->nopened++];
         int rc = c->proto == PROTO_SIO ? wsio_open(w, c) : httpsub_open(w, c);
         if (rc) {
