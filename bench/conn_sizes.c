@@ -314,7 +314,7 @@ int main(int argc, char **argv) {
     size_t conn_block = sizeof(net_conn_t) + HTTP_CONN_EXT_SIZE;
     block("net_conn_t (a descriptor on the loop's epoll set) + ext area (HTTP_CONN_EXT_SIZE; "
           "ws_conn_t after the upgrade)",
-          "net/conn.c conn_new", conn_block, "sizeof");
+          "net/conn.c net_conn_open", conn_block, "sizeof");
     block("eio_session_t", "eio/session.c eio_session_create", sizeof(eio_session_t), "sizeof");
     block("sio_client_t (its one socket inline)", "sio/client.c client_open", sizeof(sio_client_t),
           "sizeof");

@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "http/parser.h"
-#include "net/conn.h"
+#include "net/listener.h"
 #include "parley/http.h"
 
 /* Bytes of protocol state inline in every connection: the HTTP state, and after an

@@ -16,11 +16,8 @@
 #include "net/conn.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <linux/filter.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -60,9 +57,6 @@ _Static_assert(TX_IOV_MAX <= IOV_MAX, "sendmsg takes at most IOV_MAX iovecs");
 #define RX_HARD_LIMIT (64u << 20) /* protocols bound their units far below this */
 /* Events taken from the epoll set per wake-up; the rest are reported on the next. */
 #define EVENT_BATCH 512
-/* Connections accepted per wake-up of a listener, so one busy listener cannot starve
- * the loop's other work; the rest wait for the next. */
-#define ACCEPT_BATCH 256
 
 /* A pooled array: its first chunk's place holds the link. */
 typedef union tx_free {
@@ -73,7 +67,6 @@ typedef union tx_free {
 struct net_loop {
     uv_loop_t *loop;
     int epfd;                   /* every connection's descriptor */
-    int spare_fd;               /* kept for shedding a backlog when out of descriptors */
     uv_poll_t epoll;            /* watches epfd; referenced while connections exist */
     uv_check_t flush_check;     /* after I/O callbacks */
     uv_prepare_t flush_prepare; /* after timers and close callbacks, before blocking */
@@ -96,20 +89,6 @@ struct net_loop {
     unsigned sweeps;
     bool closing; /* net_loop_close called: close the handles once no connection is left */
     uint8_t rbuf[NET_READ_BUFFER_SIZE];
-};
-
-struct net_listener {
-    uv_poll_t poll; /* the listening socket's readiness */
-    int fd;
-    net_loop_t *nl;
-    size_t ext_size;
-    const net_conn_ops_t *ops;
-    net_open_fn on_open;
-    void *arg;
-    net_tls_t *tls; /* NULL: plain TCP */
-    /* net_listener_stop: the socket is closed (or closing), the rest stays for adoption
-     * until net_listener_close. */
-    bool stopped, handle_closed, free_pending;
 };
 
 static void flush_all(net_loop_t *nl);
@@ -144,13 +123,10 @@ net_loop_t *net_loop_new(uv_loop_t *loop) {
         free(nl);
         return NULL;
     }
-    nl->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     int rc = uv_poll_init(loop, &nl->epoll, nl->epfd);
     if (rc) {
         LOG_ERROR("net", "loop handles: %s", uv_strerror(rc));
         close(nl->epfd);
-        if (nl->spare_fd >= 0)
-            close(nl->spare_fd);
         free(nl);
         return NULL;
     }
@@ -255,8 +231,6 @@ void net_loop_free(net_loop_t *nl) {
             free(t);
         }
     }
-    if (nl->spare_fd >= 0)
-        close(nl->spare_fd);
     if (close(nl->epfd))
         LOG_DEBUG("net", "closing the epoll set: %s", strerror(errno));
     free(nl);
@@ -997,13 +971,11 @@ int net_conn_peer(net_conn_t *c, char *out, size_t size) {
     return -EAFNOSUPPORT;
 }
 
-/* ---- listening ---- */
+/* ---- opening ---- */
 
-/* A new connection of listener l on fd (taken: the connection's, or closed); NULL when
- * it failed. */
-static net_conn_t *conn_new(net_listener_t *l, int fd) {
-    net_loop_t *nl = l->nl;
-    net_conn_t *c = calloc(1, sizeof *c + l->ext_size);
+net_conn_t *net_conn_open(net_loop_t *nl, int fd, size_t ext_size, const net_conn_ops_t *ops,
+                          net_tls_t *tls) {
+    net_conn_t *c = calloc(1, sizeof *c + ext_size);
     if (!c) {
         LOG_ERROR("net", "out of memory accepting a connection");
         close(fd);
@@ -1011,13 +983,12 @@ static net_conn_t *conn_new(net_listener_t *l, int fd) {
     }
     c->fd = fd;
     c->nl = nl;
-    c->ops = l->ops;
+    c->ops = ops;
     c->events = EPOLLIN;
     struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
-    if ((l->tls && !(c->tls = net_tls_conn_new(l->tls))) ||
-        epoll_ctl(nl->epfd, EPOLL_CTL_ADD, fd, &e)) {
+    if ((tls && !(c->tls = net_tls_conn_new(tls))) || epoll_ctl(nl->epfd, EPOLL_CTL_ADD, fd, &e)) {
         LOG_LIMITED(LOG_LEVEL_WARN, "net", "accept: %s",
-                    c->tls || !l->tls ? strerror(errno) : "no TLS state");
+                    c->tls || !tls ? strerror(errno) : "no TLS state");
         net_tls_conn_free(c->tls);
         close(fd);
         free(c);
@@ -1029,187 +1000,13 @@ static net_conn_t *conn_new(net_listener_t *l, int fd) {
     if (c->all_next)
         c->all_next->all_prev = c;
     nl->all = c;
-    l->on_open(c, l->arg);
     return c;
 }
 
-/* Out of descriptors: the waiting connections are accepted with the descriptor kept
- * spare and closed at once, as libuv does, rather than left to make the listener ready
- * on every wake-up. */
-static void shed_backlog(net_listener_t *l) {
-    net_loop_t *nl = l->nl;
-    if (nl->spare_fd < 0)
-        return;
-    close(nl->spare_fd);
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0)
-            break;
-        close(fd);
-    }
-    nl->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
-static void on_acceptable(uv_poll_t *h, int status, int events) {
-    net_listener_t *l = h->data;
-    if (status < 0) {
-        LOG_LIMITED(LOG_LEVEL_WARN, "net", "listener: %s", uv_strerror(status));
-        return;
-    }
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            conn_new(l, fd);
-            continue;
-        }
-        if (errno == EINTR || errno == ECONNABORTED)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return;
-        LOG_LIMITED(LOG_LEVEL_WARN, "net", "accept: %s", strerror(errno));
-        if (errno == EMFILE || errno == ENFILE)
-            shed_backlog(l);
-        return;
-    }
-}
-
-int net_listener_adopt(net_listener_t *l, int fd, uint8_t *data, size_t len) {
-    int flags = fcntl(fd, F_GETFL);
-    if (l->tls || flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK)) {
-        int rc = l->tls ? -EPROTO : -errno; /* a connection's TLS state is not handed over */
-        close(fd);
-        return rc;
-    }
-    net_conn_t *c = conn_new(l, fd);
-    if (!c)
-        return -ECONNABORTED;
+void net_conn_feed_first(net_conn_t *c, uint8_t *data, size_t len) {
     if (len && !(c->flags & (CONN_CLOSED | CONN_CLOSING))) {
         size_t used = feed(c, data, len);
         if (!(c->flags & CONN_CLOSING))
             keep_rest(c, data + used, len - used);
     }
-    return 0;
-}
-
-/* The listening socket: SO_REUSEADDR as libuv sets it, SO_REUSEPORT when asked (several
- * processes on one port), and TCP_NODELAY, which accepted sockets inherit on Linux: no
- * setsockopt per connection. Returns the descriptor or a negative error. */
-static int listen_socket(const struct sockaddr *addr, bool reuse_port) {
-    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    socklen_t alen =
-        addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-        (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one)) ||
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) || bind(fd, addr, alen) ||
-        listen(fd, 4096)) {
-        int rc = -errno;
-        close(fd);
-        return rc;
-    }
-    return fd;
-}
-
-int net_listener_open(net_loop_t *nl, const char *host, int port, bool reuse_port, size_t ext_size,
-                      const net_conn_ops_t *ops, net_open_fn on_open, void *arg,
-                      net_listener_t **out) {
-    struct sockaddr_storage addr;
-    int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
-    if (rc)
-        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
-    if (rc)
-        return rc;
-    net_listener_t *l = calloc(1, sizeof *l);
-    if (!l)
-        return UV_ENOMEM;
-    *l = (net_listener_t){
-        .nl = nl, .ext_size = ext_size, .ops = ops, .on_open = on_open, .arg = arg};
-    if ((l->fd = listen_socket((struct sockaddr *)&addr, reuse_port)) < 0) {
-        rc = l->fd;
-        free(l);
-        return rc;
-    }
-    if ((rc = uv_poll_init(nl->loop, &l->poll, l->fd))) {
-        close(l->fd);
-        free(l);
-        return rc;
-    }
-    l->poll.data = l;
-    if ((rc = uv_poll_start(&l->poll, UV_READABLE, on_acceptable))) {
-        net_listener_close(l);
-        return rc;
-    }
-    *out = l;
-    return 0;
-}
-
-void net_listener_set_tls(net_listener_t *l, net_tls_t *tls) {
-    l->tls = tls;
-}
-
-int net_listener_port(const net_listener_t *l) {
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    socklen_t len = sizeof ss;
-    if (l->stopped || getsockname(l->fd, (struct sockaddr *)&ss, &len))
-        return -1;
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
-static void listener_free_cb(uv_handle_t *h) {
-    free(h->data);
-}
-
-/* The poll handle is closed first; the descriptor may go right after (libuv stops
- * watching it in uv_close). */
-void net_listener_close(net_listener_t *l) {
-    if (!l->stopped) {
-        uv_close((uv_handle_t *)&l->poll, listener_free_cb);
-        close(l->fd);
-    } else if (l->handle_closed) {
-        free(l);
-    } else {
-        l->free_pending = true; /* freed by listener_stopped_cb */
-    }
-}
-
-static void listener_stopped_cb(uv_handle_t *h) {
-    net_listener_t *l = h->data;
-    l->handle_closed = true;
-    if (l->free_pending)
-        free(l);
-}
-
-/* A classic BPF program for the port's reuseport group that always picks the group's first
- * socket ("return 0"). The kernel appends a joining socket at the end and moves the last
- * one into the slot of one that leaves, so the first is the one that listened first until
- * it stops; an index past the end (none) falls back to the kernel's hash. The program
- * belongs to the group: the last process to attach it sets it, and each attaches the
- * same. */
-int net_listener_handover(net_listener_t *l) {
-    static struct sock_filter first[] = {{BPF_RET | BPF_K, 0, 0, 0}};
-    struct sock_fprog prog = {.len = 1, .filter = first};
-    if (setsockopt(l->fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog))
-        return -errno;
-    return 0;
-}
-
-/* What the kernel queued for this listener would be reset by the close, not handed to
- * another listener of the port (SO_REUSEPORT keeps one queue per socket): accepted here
- * first. Connections whose handshake ends between the last accept and the close are
- * still reset; their clients connect again. */
-void net_listener_stop(net_listener_t *l) {
-    if (l->stopped)
-        return;
-    int fd;
-    while ((fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
-        conn_new(l, fd);
-    l->stopped = true;
-    uv_close((uv_handle_t *)&l->poll, listener_stopped_cb);
-    close(l->fd);
-    l->fd = -1;
 }

@@ -38,7 +38,7 @@
 
 #include "chat/notify.h"
 #include "http/parser.h"
-#include "net/conn.h"
+#include "net/listener.h"
 #include "util/log.h"
 
 #define SECRET "test-secret-0123456789"

@@ -24,7 +24,7 @@
 #include <uv.h>
 
 #include "eio/internal.h"
-#include "net/conn.h"
+#include "net/listener.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "ws/conn.h"

@@ -33,7 +33,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "net/conn.h"
+#include "net/listener.h"
 #include "util/log.h"
 
 typedef struct {

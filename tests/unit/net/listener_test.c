@@ -22,7 +22,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "net/conn.h"
+#include "net/listener.h"
 #include "util/log.h"
 
 #define CLIENTS 8
