@@ -17,9 +17,10 @@
 #include "sio/packet.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "util/jsonw.h"
 
 #define SIO_ID_DIGITS_MAX 15
 /* Containers the placeholder walk descends through: jansson's own parse limit, so every
@@ -295,17 +296,20 @@ int sio_encode_head(buf_t *out, sio_packet_type_t type, const char *nsp, int64_t
     /* Built on the stack and appended once: at most "6", 20 digits and "-", the
      * namespace and ',', then 15 digits. */
     char head[1 + 20 + 1 + SIO_NSP_MAX + 1 + 15 + 1];
-    int n = nbins ? snprintf(head, sizeof head, "%d%zu-", (int)type, nbins)
-                  : snprintf(head, sizeof head, "%d", (int)type);
-    size_t len = (size_t)n;
+    char *end = head;
+    *end++ = (char)('0' + type);
+    if (nbins) {
+        end = jsonw_int(end, (int64_t)nbins);
+        *end++ = '-';
+    }
     if (nsp_len) {
-        memcpy(head + len, nsp, nsp_len);
-        len += nsp_len;
-        head[len++] = ',';
+        memcpy(end, nsp, nsp_len);
+        end += nsp_len;
+        *end++ = ',';
     }
     if (id >= 0)
-        len += (size_t)snprintf(head + len, sizeof head - len, "%" PRId64, id);
-    return buf_append(out, head, len);
+        end = jsonw_int(end, id);
+    return buf_append(out, head, (size_t)(end - head));
 }
 
 static int append_json(const char *text, size_t size, void *out) {
