@@ -1,4 +1,4 @@
-/* net/conn.c — connections on the loop's epoll set: shared receive buffer, corked writev
+/* net/conn.c — connections on the loop's epoll set: shared receive buffer, corked sendmsg
  * queues, deadlines.
  *
  * See conn.h for the model. The notes here are about lifetimes and events:

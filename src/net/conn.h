@@ -6,7 +6,7 @@
  * output, the deadline sweeper, and one epoll set with every connection's descriptor,
  * which a single uv_poll_t watches. A connection is a descriptor in that set, not a libuv
  * handle: libuv's uv_tcp_t (248 bytes, plus a watcher slot) was the largest part of an
- * idle connection's memory, and reading and writing the socket directly (read, writev)
+ * idle connection's memory, and reading and writing the socket directly (read, send, sendmsg)
  * is all that is asked of it. libuv stays the loop, its timers, signals and threads.
  *
  * A net_conn_t is one accepted TCP connection. Its protocol (HTTP, then maybe WebSocket)
@@ -25,7 +25,7 @@
  *
  * Writing: net_conn_write() queues a reference to bytes owned by a ref_t (an encoded
  * packet shared by many connections is queued on each without copying). Queues are
- * flushed with one writev per connection once per loop phase that can produce output (after
+ * flushed with one sendmsg per connection once per loop phase that can produce output (after
  * the I/O callbacks, and before the loop blocks); hooks registered with net_loop_on_flush run just
  * before that, so upper layers can batch too. */
 #ifndef PARLEY_NET_CONN_H
@@ -68,7 +68,7 @@ typedef struct net_chunk {
 } net_chunk_t;
 
 /* Output queue arrays hold NET_TX_POOLED << k chunks (k < NET_TX_CLASSES: 8 to 1,024,
- * the most one writev takes) and are lent by the loop, from a pool per size, while output
+ * the most one sendmsg takes) and are lent by the loop, from a pool per size, while output
  * is queued, so an idle connection holds none. */
 #define NET_TX_POOLED 8
 #define NET_TX_CLASSES 8
