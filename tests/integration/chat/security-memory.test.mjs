@@ -162,9 +162,10 @@ describe("history amplification, with every rate limit lifted", () => {
     let s;
     try {
       s = await rawSocket(srv);
-      await rejoinLoop(s, room, 300); // warm up: the server's buffers at their working size
+      // Two joins outstanding: enough replies to measure even on a slow (sanitizer) server.
+      await rejoinLoop(s, room, 300, 2); // warm up: the server's buffers at their working size
       const rss = rssWatch(srv.process.pid);
-      const r = await rejoinLoop(s, room, 3000);
+      const r = await rejoinLoop(s, room, 3000, 2);
       const peak = rss.peak() - rss.base;
       rss.stop();
       // Before the fix the recovery log kept every reply for 2 minutes.
